@@ -1,0 +1,31 @@
+// The `abota` command line: one subcommand group per concern (verity, keys, release, delta,
+// rollout, demo), each registered from its own module under ./commands.
+import { Command, CommanderError } from 'commander';
+import { registerDemoCommand } from './commands/demo.js';
+import { registerVerityCommands } from './commands/verity.js';
+import { reportFailure } from './output.js';
+
+export function buildProgram(): Command {
+  const program = new Command('abota')
+    .description('abota: signed A/B over-the-air updates with dm-verity protected root filesystems')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerVerityCommands(program);
+  registerDemoCommand(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version land here with exitCode 0.
+      return err.exitCode;
+    }
+    return reportFailure(err, argv.includes('--json'));
+  }
+}
