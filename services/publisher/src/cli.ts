@@ -1,7 +1,10 @@
 // The `abota` command line: one subcommand group per concern (verity, keys, release, delta,
 // rollout, demo), each registered from its own module under ./commands.
 import { Command, CommanderError } from 'commander';
+import { registerDeltaCommands } from './commands/delta.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerKeysCommands } from './commands/keys.js';
+import { registerReleaseCommands } from './commands/release.js';
 import { registerVerityCommands } from './commands/verity.js';
 import { reportFailure } from './output.js';
 
@@ -12,6 +15,9 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerVerityCommands(program);
+  registerKeysCommands(program);
+  registerReleaseCommands(program);
+  registerDeltaCommands(program);
   registerDemoCommand(program);
   return program;
 }
