@@ -1,1 +1,6 @@
-export {};
+// @abota/blobstore: content-addressed blob storage (keys `sha256/<hex>`) on a filesystem or any
+// S3-compatible service, with streaming verified writes and ranged reads.
+
+export type { BlobInfo, BlobRead, BlobStore, ByteRange, PresignOptions, PutOptions } from './blob-store.js';
+export { BlobStoreError, type BlobStoreErrorCode } from './errors.js';
+export { assertBlobKey, digestToKey, isBlobKey, keyToDigest, keyToSha256Hex } from './key.js';
