@@ -11,5 +11,7 @@ export const abotaTestConfig = defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     passWithNoTests: true,
+    // The JSON report feeds the repository-wide closing line printed by scripts/test.mjs.
+    reporters: ['default', ['json', { outputFile: '.vitest/results.json' }]],
   },
 });
