@@ -1,0 +1,239 @@
+// General JWS JSON serialization (RFC 7515 §7.2.1) with EdDSA signatures, and the threshold rule
+// of our trust model (TUF-style): a document is accepted for a role when at least `threshold`
+// DISTINCT keys of that role produced a valid signature over the same payload.
+import { base64url, flattenedVerify, GeneralSign, importJWK } from 'jose';
+import { z } from 'zod';
+import { ManifestError } from './errors.js';
+import { KidSchema, type PublicJwk, type SigningKey } from './keys.js';
+
+/** Largest JWS document accepted, checked before any parsing (a manifest is a few KiB). */
+export const MAX_JWS_BYTES = 1024 * 1024;
+/** Most signatures one document may carry. */
+export const MAX_SIGNATURES = 64;
+
+export const JWS_TYPE_RELEASE = 'abota-release+jws';
+export const JWS_TYPE_ROOT = 'abota-root+jws';
+export type JwsType = typeof JWS_TYPE_RELEASE | typeof JWS_TYPE_ROOT;
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+export const GeneralJwsSchema = z.strictObject({
+  payload: z.string().regex(B64URL, 'expected base64url'),
+  signatures: z
+    .array(
+      z.strictObject({
+        protected: z.string().min(1).regex(B64URL, 'expected base64url'),
+        signature: z.string().min(1).regex(B64URL, 'expected base64url'),
+      }),
+    )
+    .min(1)
+    .max(MAX_SIGNATURES),
+});
+/** `{ payload, signatures: [{ protected, signature }] }` — the content of manifest.jws and root.json. */
+export type GeneralJws = z.infer<typeof GeneralJwsSchema>;
+
+/** The keys and threshold one role trusts. */
+export interface RoleKeys {
+  /** For messages: "release role of root v3". */
+  label: string;
+  threshold: number;
+  keyIds: readonly string[];
+  keys: Readonly<Record<string, PublicJwk>>;
+}
+
+export interface RoleVerification {
+  /** The payload bytes exactly as signed (decode THESE, never an unsigned copy). */
+  payload: Uint8Array;
+  /** Distinct kids of the role with a valid signature, in signature order. */
+  signedBy: string[];
+  /** Kids of signatures that were ignored because the key is not in the role. */
+  unknownKids: string[];
+}
+
+/**
+ * Parse a General JWS from text, bytes or an already-parsed object. The byte limit applies
+ * before JSON parsing; shape and header errors are ERR_JWS_MALFORMED.
+ */
+export function parseGeneralJws(input: string | Uint8Array | GeneralJws, what: string): GeneralJws {
+  let value: unknown = input;
+  if (typeof input !== 'string' && !(input instanceof Uint8Array)) {
+    // Already parsed by the caller: still bound what we are about to walk.
+    if (JSON.stringify(input).length > MAX_JWS_BYTES) {
+      throw new ManifestError(
+        'ERR_JWS_MALFORMED',
+        `${what}: larger than the limit of ${MAX_JWS_BYTES} bytes`,
+      );
+    }
+  } else {
+    const sizeBytes = typeof input === 'string' ? new TextEncoder().encode(input).length : input.length;
+    if (sizeBytes > MAX_JWS_BYTES) {
+      throw new ManifestError(
+        'ERR_JWS_MALFORMED',
+        `${what}: ${sizeBytes} bytes exceeds the limit of ${MAX_JWS_BYTES}`,
+      );
+    }
+    let text: string;
+    try {
+      text = typeof input === 'string' ? input : new TextDecoder('utf-8', { fatal: true }).decode(input);
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new ManifestError('ERR_JWS_MALFORMED', `${what}: not JSON (${(err as Error).message})`, {
+        cause: err,
+      });
+    }
+  }
+  const parsed = GeneralJwsSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ManifestError(
+      'ERR_JWS_MALFORMED',
+      `${what}: not a General JWS JSON document (${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'})`,
+    );
+  }
+  return parsed.data;
+}
+
+const ProtectedHeaderSchema = z.strictObject({ alg: z.literal('EdDSA'), kid: KidSchema, typ: z.string() });
+
+/** Decode and check one protected header: exactly { alg: EdDSA, kid, typ } with the expected typ. */
+function decodeProtectedHeader(encoded: string, typ: JwsType, where: string): { kid: string } {
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(base64url.decode(encoded)));
+  } catch (err) {
+    throw new ManifestError('ERR_JWS_MALFORMED', `${where}: protected header is not base64url JSON`, {
+      cause: err,
+    });
+  }
+  const parsed = ProtectedHeaderSchema.safeParse(header);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ManifestError(
+      'ERR_JWS_MALFORMED',
+      `${where}: protected header must be exactly { alg: "EdDSA", kid, typ } (${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'})`,
+    );
+  }
+  // typ binds the signature to one document kind, so a root can never pass as a manifest.
+  if (parsed.data.typ !== typ) {
+    throw new ManifestError(
+      'ERR_JWS_MALFORMED',
+      `${where}: typ is ${JSON.stringify(parsed.data.typ)}, expected ${JSON.stringify(typ)}`,
+    );
+  }
+  return { kid: parsed.data.kid };
+}
+
+/**
+ * Verify the signatures of `jws` for one role. A signature whose kid is in the role and does not
+ * verify is ERR_SIGNATURE_INVALID (a tampered document is never "just under threshold");
+ * signatures by other keys are ignored and reported; a key signing twice counts once; fewer
+ * distinct valid kids than the threshold is ERR_THRESHOLD_NOT_MET.
+ */
+export async function verifyRoleSignatures(
+  jws: GeneralJws,
+  typ: JwsType,
+  role: RoleKeys,
+): Promise<RoleVerification> {
+  const signedBy: string[] = [];
+  const unknownKids: string[] = [];
+  const imported = new Map<string, Awaited<ReturnType<typeof importJWK>>>();
+  for (const [index, sig] of jws.signatures.entries()) {
+    const where = `signature #${index}`;
+    const { kid } = decodeProtectedHeader(sig.protected, typ, where);
+    const jwk = role.keyIds.includes(kid) ? role.keys[kid] : undefined;
+    if (jwk === undefined) {
+      if (!unknownKids.includes(kid)) unknownKids.push(kid);
+      continue;
+    }
+    let key = imported.get(kid);
+    if (key === undefined) {
+      key = await importJWK(jwk, 'EdDSA');
+      imported.set(kid, key);
+    }
+    try {
+      await flattenedVerify(
+        { payload: jws.payload, protected: sig.protected, signature: sig.signature },
+        key,
+        {
+          algorithms: ['EdDSA'],
+        },
+      );
+    } catch (err) {
+      throw new ManifestError(
+        'ERR_SIGNATURE_INVALID',
+        `${where} by key ${kid} of the ${role.label} does not verify: the document was altered after signing or the signature is corrupt`,
+        { cause: err },
+      );
+    }
+    if (!signedBy.includes(kid)) signedBy.push(kid);
+  }
+  if (signedBy.length < role.threshold) {
+    const unknown =
+      unknownKids.length > 0 ? `; ignored signatures by keys not in the role: ${unknownKids.join(', ')}` : '';
+    throw new ManifestError(
+      'ERR_THRESHOLD_NOT_MET',
+      `${role.label}: ${signedBy.length} of ${role.threshold} required distinct valid signatures (role keys: ${role.keyIds.join(', ')})${unknown}`,
+    );
+  }
+  return { payload: base64url.decode(jws.payload), signedBy, unknownKids };
+}
+
+/** Sign `payload` once per distinct key (duplicates in `keys` are signed once). */
+export async function signGeneralJws(
+  payload: Uint8Array,
+  keys: readonly SigningKey[],
+  typ: JwsType,
+): Promise<GeneralJws> {
+  if (keys.length === 0) {
+    throw new ManifestError('ERR_INVALID_ARGUMENT', 'signing needs at least one key');
+  }
+  const sign = new GeneralSign(payload);
+  const seen = new Set<string>();
+  for (const key of keys) {
+    if (seen.has(key.kid)) continue;
+    seen.add(key.kid);
+    sign
+      .addSignature(await importJWK(key.privateJwk, 'EdDSA'))
+      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ });
+  }
+  const jws = await sign.sign();
+  return {
+    payload: jws.payload,
+    signatures: jws.signatures.map((s) => ({ protected: s.protected ?? '', signature: s.signature })),
+  };
+}
+
+/** Append signatures by more keys to an existing document (offline multi-party signing). */
+export async function addSignatures(
+  jws: GeneralJws,
+  keys: readonly SigningKey[],
+  typ: JwsType,
+): Promise<GeneralJws> {
+  const extra = await signGeneralJws(base64url.decode(jws.payload), keys, typ);
+  return { payload: jws.payload, signatures: [...jws.signatures, ...extra.signatures] };
+}
+
+/** Decode verified payload bytes as strict UTF-8 JSON that must be in canonical form. */
+export function decodeCanonicalPayload(
+  payload: Uint8Array,
+  canonicalize: (value: unknown) => string,
+): { ok: true; value: unknown } | { ok: false; reason: string } {
+  let text: string;
+  let value: unknown;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(payload);
+    value = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, reason: `payload is not UTF-8 JSON (${(err as Error).message})` };
+  }
+  let canonical: string;
+  try {
+    canonical = canonicalize(value);
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  }
+  if (canonical !== text) {
+    return { ok: false, reason: 'payload is not canonical JSON (sorted keys, no whitespace; RFC 8785)' };
+  }
+  return { ok: true, value };
+}

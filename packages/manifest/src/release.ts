@@ -1,0 +1,82 @@
+// Signing and verifying release manifests: canonical JSON payload in a General JWS with
+// `typ: abota-release+jws`, accepted when the release role's threshold of distinct keys signed it.
+import { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
+import { ManifestError } from './errors.js';
+import {
+  decodeCanonicalPayload,
+  type GeneralJws,
+  JWS_TYPE_RELEASE,
+  parseGeneralJws,
+  signGeneralJws,
+  verifyRoleSignatures,
+} from './jws.js';
+import type { SigningKey } from './keys.js';
+import { describeIssues, type ReleaseManifest, ReleaseManifestSchema } from './manifest-schema.js';
+import { assertRootUnexpired, roleKeys, type TrustRoot } from './root.js';
+
+/** Validate a manifest value against the schema; throws ERR_MANIFEST_INVALID with field paths. */
+export function parseManifest(value: unknown): ReleaseManifest {
+  const parsed = ReleaseManifestSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new ManifestError('ERR_MANIFEST_INVALID', `release manifest: ${describeIssues(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * Sign a manifest with release keys. Validates it first (nothing invalid is ever signed) and,
+ * when `root` is given, checks the keys meet its release threshold so the result will verify.
+ */
+export async function signManifest(
+  manifest: ReleaseManifest,
+  keys: readonly SigningKey[],
+  root?: TrustRoot,
+): Promise<GeneralJws> {
+  const valid = parseManifest(manifest);
+  const jws = await signGeneralJws(canonicalJsonBytes(valid), keys, JWS_TYPE_RELEASE);
+  if (root !== undefined) await verifyRoleSignatures(jws, JWS_TYPE_RELEASE, roleKeys(root, 'release'));
+  return jws;
+}
+
+/** What a verified release manifest is accepted as. */
+export interface VerifiedManifest {
+  /** Parsed from the verified payload bytes only. */
+  manifest: ReleaseManifest;
+  /** Distinct release-role kids whose signatures verified. */
+  signedBy: string[];
+  /** Kids of signatures that were ignored (keys not in the release role). */
+  unknownKids: string[];
+  /** The exact canonical JSON that was signed: the release directory's manifest.json. */
+  payloadText: string;
+}
+
+/**
+ * Verify a manifest JWS against a trust root, in the order of DESIGN.md "Device checks":
+ * JWS shape (ERR_JWS_MALFORMED) → signatures (ERR_SIGNATURE_INVALID) → release threshold
+ * (ERR_THRESHOLD_NOT_MET) → schema of the signed payload (ERR_MANIFEST_INVALID) → trust root
+ * expiry (ERR_ROOT_EXPIRED) → manifest expiry (ERR_EXPIRED). Device-specific policy is
+ * checkRelease's job.
+ */
+export async function verifyManifest(
+  manifestJws: string | Uint8Array | GeneralJws,
+  trustRoot: TrustRoot,
+  now: Date,
+): Promise<VerifiedManifest> {
+  const jws = parseGeneralJws(manifestJws, 'manifest.jws');
+  const { payload, signedBy, unknownKids } = await verifyRoleSignatures(
+    jws,
+    JWS_TYPE_RELEASE,
+    roleKeys(trustRoot, 'release'),
+  );
+  const decoded = decodeCanonicalPayload(payload, canonicalJson);
+  if (!decoded.ok) throw new ManifestError('ERR_MANIFEST_INVALID', `release manifest: ${decoded.reason}`);
+  const manifest = parseManifest(decoded.value);
+  assertRootUnexpired(trustRoot, now);
+  if (Date.parse(manifest.expires) <= now.getTime()) {
+    throw new ManifestError(
+      'ERR_EXPIRED',
+      `release ${manifest.version} expired at ${manifest.expires} (now ${now.toISOString()}); re-sign it with a later expiry`,
+    );
+  }
+  return { manifest, signedBy, unknownKids, payloadText: new TextDecoder().decode(payload) };
+}

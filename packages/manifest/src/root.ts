@@ -1,0 +1,263 @@
+// The trust root (`root.json`): which Ed25519 keys may sign for the `root` and `release` roles,
+// with how many signatures each needs, a version and an expiry. Signed by the root role as a
+// General JWS. Rotation and the device-side chain walk follow the TUF specification §5.3
+// ("Update the root role"): version N+1 must be signed by a threshold of N's root keys AND of
+// its own, versions never skip, and only the final root of a walk must be unexpired.
+import { base64url } from 'jose';
+import { z } from 'zod';
+import { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
+import { ManifestError } from './errors.js';
+import {
+  decodeCanonicalPayload,
+  type GeneralJws,
+  JWS_TYPE_ROOT,
+  parseGeneralJws,
+  type RoleKeys,
+  signGeneralJws,
+  verifyRoleSignatures,
+} from './jws.js';
+import { jwkThumbprint, KidSchema, PublicJwkSchema, type PublicJwk, type SigningKey } from './keys.js';
+import { describeIssues, TimestampSchema } from './manifest-schema.js';
+
+/** Most keys one root (and one role) may list. */
+export const MAX_ROOT_KEYS = 64;
+export const MAX_ROOT_VERSION = 2 ** 31 - 1;
+
+export const RoleSchema = z
+  .strictObject({
+    threshold: z.int().min(1).max(MAX_ROOT_KEYS),
+    keyIds: z.array(KidSchema).min(1).max(MAX_ROOT_KEYS),
+  })
+  .superRefine((role, ctx) => {
+    if (new Set(role.keyIds).size !== role.keyIds.length) {
+      ctx.addIssue({ code: 'custom', path: ['keyIds'], message: 'key ids must be unique' });
+    }
+    if (role.threshold > role.keyIds.length) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['threshold'],
+        message: `threshold ${role.threshold} exceeds the ${role.keyIds.length} keys of the role`,
+      });
+    }
+  });
+
+export const ROLE_NAMES = ['root', 'release'] as const;
+export type RoleName = (typeof ROLE_NAMES)[number];
+
+export const TrustRootSchema = z
+  .strictObject({
+    schemaVersion: z.literal(1),
+    version: z.int().min(1).max(MAX_ROOT_VERSION),
+    expires: TimestampSchema,
+    keys: z.record(KidSchema, PublicJwkSchema),
+    roles: z.strictObject({ root: RoleSchema, release: RoleSchema }),
+  })
+  .superRefine((root, ctx) => {
+    if (Object.keys(root.keys).length > MAX_ROOT_KEYS) {
+      ctx.addIssue({ code: 'custom', path: ['keys'], message: `more than ${MAX_ROOT_KEYS} keys` });
+    }
+    for (const name of ROLE_NAMES) {
+      for (const [i, kid] of root.roles[name].keyIds.entries()) {
+        if (!(kid in root.keys)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['roles', name, 'keyIds', i],
+            message: `key ${kid} is not in keys`,
+          });
+        }
+      }
+    }
+  });
+
+export type TrustRoot = z.infer<typeof TrustRootSchema>;
+export type Role = z.infer<typeof RoleSchema>;
+/** The content of a root.json: a General JWS whose payload is the canonical TrustRoot. */
+export type SignedRoot = GeneralJws;
+
+/**
+ * Validate a trust root value: schema, and every kid equal to its key's RFC 7638 thumbprint
+ * (so a kid in a signature header names exactly one key). Throws ERR_ROOT_INVALID.
+ */
+export async function parseTrustRoot(value: unknown, where = 'trust root'): Promise<TrustRoot> {
+  const parsed = TrustRootSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new ManifestError('ERR_ROOT_INVALID', `${where}: ${describeIssues(parsed.error)}`);
+  }
+  for (const [kid, jwk] of Object.entries(parsed.data.keys)) {
+    const thumbprint = await jwkThumbprint(jwk);
+    if (thumbprint !== kid) {
+      throw new ManifestError(
+        'ERR_ROOT_INVALID',
+        `${where}: keys.${kid}: kid is not the key's thumbprint ${thumbprint}`,
+      );
+    }
+  }
+  return parsed.data;
+}
+
+export interface TrustRootInit {
+  version: number;
+  /** ISO timestamp or Date; stored as `YYYY-MM-DDTHH:MM:SSZ`. */
+  expires: string | Date;
+  rootKeys: readonly (SigningKey | { kid: string; publicJwk: PublicJwk })[];
+  rootThreshold: number;
+  releaseKeys: readonly (SigningKey | { kid: string; publicJwk: PublicJwk })[];
+  releaseThreshold: number;
+}
+
+/** Build (and validate) a trust root from the public halves of its keys. */
+export async function createTrustRoot(init: TrustRootInit): Promise<TrustRoot> {
+  const keys: Record<string, PublicJwk> = {};
+  for (const key of [...init.rootKeys, ...init.releaseKeys]) {
+    keys[key.kid] = { kty: 'OKP', crv: 'Ed25519', x: key.publicJwk.x };
+  }
+  return parseTrustRoot({
+    schemaVersion: 1,
+    version: init.version,
+    expires: formatTimestamp(init.expires),
+    keys,
+    roles: {
+      root: { threshold: init.rootThreshold, keyIds: init.rootKeys.map((k) => k.kid) },
+      release: { threshold: init.releaseThreshold, keyIds: init.releaseKeys.map((k) => k.kid) },
+    },
+  });
+}
+
+/** `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, UTC) for a Date or timestamp string. */
+export function formatTimestamp(time: string | Date): string {
+  const date = typeof time === 'string' ? new Date(time) : time;
+  if (Number.isNaN(date.getTime())) {
+    throw new ManifestError('ERR_INVALID_ARGUMENT', `not a timestamp: ${String(time)}`);
+  }
+  return `${date.toISOString().slice(0, 19)}Z`;
+}
+
+/**
+ * Sign a trust root with `keys`. For version 1 these are its own root keys; for a rotation
+ * they must include a threshold of the previous root's root keys as well as of the new ones
+ * (checked here, so a root that devices would refuse is never written).
+ */
+export async function signTrustRoot(
+  root: TrustRoot,
+  keys: readonly SigningKey[],
+  previous?: TrustRoot,
+): Promise<SignedRoot> {
+  const valid = await parseTrustRoot(root);
+  if (previous !== undefined && valid.version !== previous.version + 1) {
+    throw new ManifestError(
+      'ERR_ROOT_VERSION_GAP',
+      `a rotation of root v${previous.version} must be version ${previous.version + 1}, not ${valid.version}`,
+    );
+  }
+  const signed = await signGeneralJws(canonicalJsonBytes(valid), keys, JWS_TYPE_ROOT);
+  await verifyRoleSignatures(signed, JWS_TYPE_ROOT, roleKeys(valid, 'root'));
+  if (previous !== undefined) await verifyRoleSignatures(signed, JWS_TYPE_ROOT, roleKeys(previous, 'root'));
+  return signed;
+}
+
+/** The keys and threshold of one role of a root, for signature verification. */
+export function roleKeys(root: TrustRoot, role: RoleName): RoleKeys {
+  return {
+    label: `${role} role of root v${root.version}`,
+    threshold: root.roles[role].threshold,
+    keyIds: root.roles[role].keyIds,
+    keys: root.keys,
+  };
+}
+
+function decodeRootPayload(payload: Uint8Array, where: string): unknown {
+  const decoded = decodeCanonicalPayload(payload, canonicalJson);
+  if (!decoded.ok) throw new ManifestError('ERR_ROOT_INVALID', `${where}: ${decoded.reason}`);
+  return decoded.value;
+}
+
+/**
+ * Verify a root that is trusted out of band (baked into the device image, or the publisher's
+ * own root.json): its payload must be a valid root signed by a threshold of its own root keys.
+ * Expiry is not checked here (see verifyRootChain / checkRelease).
+ */
+export async function verifyTrustRoot(signed: SignedRoot | string | Uint8Array): Promise<TrustRoot> {
+  const jws = parseGeneralJws(signed, 'root.json');
+  // Out-of-band trust: the candidate keys come from the payload itself, then must sign it.
+  const candidate = await parseTrustRoot(
+    decodeRootPayload(base64url.decode(jws.payload), 'root.json'),
+    'root.json',
+  );
+  const { payload } = await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(candidate, 'root'));
+  return parseTrustRoot(decodeRootPayload(payload, 'root.json'), 'root.json');
+}
+
+/**
+ * One rotation step (TUF §5.3.4-5.3.5): `next` must be signed by a threshold of `current`'s
+ * root keys, be exactly version current+1, and be signed by a threshold of its own root keys.
+ */
+export async function verifyRootUpdate(
+  current: TrustRoot,
+  next: SignedRoot | string | Uint8Array,
+): Promise<TrustRoot> {
+  const expected = current.version + 1;
+  const where = `root v${expected}`;
+  const jws = parseGeneralJws(next, where);
+  const claimed = peekVersion(jws);
+  // Reported before the signature check only because it is the more actionable message;
+  // either way the step is refused.
+  if (claimed !== undefined && claimed !== expected) {
+    throw new ManifestError(
+      'ERR_ROOT_VERSION_GAP',
+      `root chain after v${current.version} continues with v${claimed}; expected v${expected} (roots may not be skipped)`,
+    );
+  }
+  const byOld = await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(current, 'root'));
+  const candidate = await parseTrustRoot(decodeRootPayload(byOld.payload, where), where);
+  if (candidate.version !== expected) {
+    throw new ManifestError(
+      'ERR_ROOT_VERSION_GAP',
+      `root chain after v${current.version} continues with v${candidate.version}; expected v${expected}`,
+    );
+  }
+  await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(candidate, 'root'));
+  return candidate;
+}
+
+/** Version a root claims, read WITHOUT verification: only ever used to refuse earlier. */
+function peekVersion(jws: GeneralJws): number | undefined {
+  try {
+    const value: unknown = JSON.parse(new TextDecoder().decode(base64url.decode(jws.payload)));
+    const version = (value as { version?: unknown } | null)?.version;
+    return typeof version === 'number' ? version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Walk from a trusted root through `chain` (TUF §5.3): each root must be the next version,
+ * signed by the previous root's threshold and its own. Entries not newer than the current root
+ * are skipped (a publisher may ship its whole roots/ history). Intermediate roots may have
+ * expired; the final one must not (ERR_ROOT_EXPIRED). Returns the newest verified root.
+ */
+export async function verifyRootChain(
+  trusted: SignedRoot | TrustRoot,
+  chain: readonly SignedRoot[],
+  now: Date,
+): Promise<TrustRoot> {
+  let current = 'payload' in trusted ? await verifyTrustRoot(trusted) : await parseTrustRoot(trusted);
+  for (const next of chain) {
+    const jws = parseGeneralJws(next, `root after v${current.version}`);
+    const claimed = peekVersion(jws);
+    if (claimed !== undefined && claimed <= current.version) continue;
+    current = await verifyRootUpdate(current, jws);
+  }
+  assertRootUnexpired(current, now);
+  return current;
+}
+
+/** Throw ERR_ROOT_EXPIRED when `root.expires` is not after `now`. */
+export function assertRootUnexpired(root: TrustRoot, now: Date): void {
+  if (Date.parse(root.expires) <= now.getTime()) {
+    throw new ManifestError(
+      'ERR_ROOT_EXPIRED',
+      `trust root v${root.version} expired at ${root.expires} (now ${formatTimestamp(now)}); a newer root must be installed`,
+    );
+  }
+}
