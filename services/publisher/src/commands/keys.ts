@@ -1,6 +1,547 @@
-// `abota keys init|rotate|...`: trust-root keys and root.json (see docs/CONTRACTS.md).
+// `abota keys init|rotate|show`: the trust root (root.json) and the private keys behind it.
+// Layout of a keys directory (packages/manifest/README.md "Trust model"):
+//   DIR/root.json                 the current signed trust root (General JWS)
+//   DIR/roots/<N>.root.json       every earlier root, so devices can walk N → N+1 → …
+//   DIR/keys/<role>-<n>.jwk.json  Ed25519 private JWKs, mode 0600, never printed
+// Private keys are written once (O_EXCL) and never overwritten; root.json is replaced atomically.
+import { constants } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  createTrustRoot,
+  exportPrivateJwk,
+  generateSigningKey,
+  importSigningKey,
+  isManifestError,
+  ROLE_NAMES,
+  type RoleName,
+  type SignedRoot,
+  type SigningKey,
+  signTrustRoot,
+  type TrustRoot,
+  verifyTrustRoot,
+} from '@abota/manifest';
 import type { Command } from 'commander';
+import { printJson } from '../output.js';
+
+export const ROOT_FILE = 'root.json';
+export const KEYS_DIR = 'keys';
+export const ROOTS_DIR = 'roots';
+
+/** Key files are a few hundred bytes; anything much larger is not one. */
+const MAX_KEY_FILE_BYTES = 64 * 1024;
+/** root.json is verified by @abota/manifest, which enforces its own 1 MiB JWS limit. */
+const MAX_ROOT_FILE_BYTES = 1024 * 1024;
+
+export type KeysErrorCode =
+  | 'ERR_USAGE'
+  | 'ERR_ROOT_EXISTS'
+  | 'ERR_ROOT_NOT_FOUND'
+  | 'ERR_KEY_FILE_INVALID'
+  | 'ERR_KEY_FILE_PERMISSIONS'
+  | 'ERR_KEY_MISSING'
+  | 'ERR_ROOT_HISTORY_CONFLICT';
+
+/** A failure of a keys command, printed by the CLI as `code: message`. */
+export class KeysError extends Error {
+  override readonly name = 'KeysError';
+  readonly code: KeysErrorCode;
+  readonly exitCode: number;
+
+  constructor(code: KeysErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.exitCode = code === 'ERR_USAGE' ? 2 : 1;
+  }
+}
+
+export interface RoleLayout {
+  keys: number;
+  threshold: number;
+}
+
+export interface KeysInitOptions {
+  root: RoleLayout;
+  release: RoleLayout;
+  /** Lifetime of the root from `now`, in milliseconds. */
+  expiresInMs: number;
+  now?: Date;
+}
+
+export interface KeysRotateOptions {
+  /** New key count for a role → that role gets fresh keys; a threshold alone keeps the keys. */
+  root?: Partial<RoleLayout>;
+  release?: Partial<RoleLayout>;
+  expiresInMs: number;
+  now?: Date;
+}
+
+/** What init/rotate/show report: public information only. */
+export interface TrustRootSummary {
+  dir: string;
+  rootFile: string;
+  version: number;
+  expires: string;
+  expired: boolean;
+  roles: Record<RoleName, { threshold: number; keys: { kid: string; keyFile: string | null }[] }>;
+  /** Key files written by this command (init/rotate). */
+  newKeyFiles: string[];
+  /** Earlier roots kept for the device chain walk. */
+  history: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/** Read and check one private key file (JWK). Refuses group/other-readable files like ssh does. */
+export async function readKeyFile(path: string): Promise<SigningKey> {
+  const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw new KeysError(
+      'ERR_KEY_MISSING',
+      `key file ${path}: ${err.code === 'ENOENT' ? 'not found' : err.message}`,
+    );
+  });
+  if ((info.mode & 0o077) !== 0) {
+    throw new KeysError(
+      'ERR_KEY_FILE_PERMISSIONS',
+      `key file ${path} is accessible by group/others (mode ${(info.mode & 0o777).toString(8)}); run chmod 600 on it`,
+    );
+  }
+  if (info.size > MAX_KEY_FILE_BYTES) {
+    throw new KeysError('ERR_KEY_FILE_INVALID', `key file ${path}: ${info.size} bytes is not a JWK key file`);
+  }
+  let jwk: unknown;
+  try {
+    jwk = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new KeysError(
+      'ERR_KEY_FILE_INVALID',
+      `key file ${path}: not JSON (expected an Ed25519 private JWK)`,
+      {
+        cause: err,
+      },
+    );
+  }
+  try {
+    return await importSigningKey(jwk);
+  } catch (err) {
+    if (isManifestError(err)) {
+      throw new KeysError('ERR_KEY_FILE_INVALID', `key file ${path}: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** Read and verify DIR/root.json (signed by a threshold of its own root keys). */
+export async function readTrustRoot(
+  dir: string,
+): Promise<{ root: TrustRoot; signedRoot: SignedRoot; text: string }> {
+  const path = join(dir, ROOT_FILE);
+  let text: string;
+  try {
+    const info = await stat(path);
+    if (info.size > MAX_ROOT_FILE_BYTES) {
+      throw new KeysError('ERR_ROOT_NOT_FOUND', `${path}: ${info.size} bytes exceeds ${MAX_ROOT_FILE_BYTES}`);
+    }
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new KeysError('ERR_ROOT_NOT_FOUND', `${path} not found; create one with: abota keys init ${dir}`);
+    }
+    throw err;
+  }
+  const root = await verifyTrustRoot(text);
+  return { root, signedRoot: JSON.parse(text) as SignedRoot, text };
+}
+
+/** Every readable key file under DIR/keys, by kid, with its path. Unreadable files are errors. */
+async function readKeyDirectory(dir: string): Promise<Map<string, { key: SigningKey; path: string }>> {
+  const keysDir = join(dir, KEYS_DIR);
+  const names = await readdir(keysDir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  const byKid = new Map<string, { key: SigningKey; path: string }>();
+  for (const name of names.filter((n) => n.endsWith('.jwk.json')).sort()) {
+    const path = join(keysDir, name);
+    const key = await readKeyFile(path);
+    byKid.set(key.kid, { key, path });
+  }
+  return byKid;
+}
+
+/**
+ * The private keys of one role of DIR/root.json that are present under DIR/keys — at least the
+ * role's threshold of them, else ERR_KEY_MISSING. This is what `abota release build` signs with.
+ */
+export async function loadRoleSigningKeys(
+  dir: string,
+  role: RoleName,
+): Promise<{ root: TrustRoot; signedRoot: SignedRoot; rootText: string; keys: SigningKey[] }> {
+  const { root, signedRoot, text } = await readTrustRoot(dir);
+  const available = await readKeyDirectory(dir);
+  const keys = selectRoleKeys(root, role, available, dir);
+  return { root, signedRoot, rootText: text, keys };
+}
+
+function selectRoleKeys(
+  root: TrustRoot,
+  role: RoleName,
+  available: Map<string, { key: SigningKey }>,
+  dir: string,
+): SigningKey[] {
+  const { threshold, keyIds } = root.roles[role];
+  const keys = keyIds.flatMap((kid) => {
+    const entry = available.get(kid);
+    return entry === undefined ? [] : [entry.key];
+  });
+  if (keys.length < threshold) {
+    const missing = keyIds.filter((kid) => !available.has(kid));
+    throw new KeysError(
+      'ERR_KEY_MISSING',
+      `the ${role} role of root v${root.version} needs ${threshold} signing key(s); found ${keys.length} in ${join(dir, KEYS_DIR)} (missing: ${missing.join(', ')})`,
+    );
+  }
+  return keys;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/** Create DIR/keys/<role>-<n>.jwk.json (next free n) with mode 0600, never overwriting. */
+async function writeNewKeys(
+  dir: string,
+  role: RoleName,
+  count: number,
+): Promise<{ key: SigningKey; path: string }[]> {
+  const keysDir = join(dir, KEYS_DIR);
+  await mkdir(keysDir, { recursive: true, mode: 0o700 });
+  const existing = new Set(await readdir(keysDir));
+  const written: { key: SigningKey; path: string }[] = [];
+  let n = 1;
+  for (let i = 0; i < count; i++) {
+    while (existing.has(`${role}-${n}.jwk.json`)) n++;
+    const name = `${role}-${n}.jwk.json`;
+    existing.add(name);
+    const key = await generateSigningKey();
+    const path = join(keysDir, name);
+    await writeFileExclusive(path, `${JSON.stringify(exportPrivateJwk(key), null, 2)}\n`, 0o600);
+    written.push({ key, path });
+  }
+  return written;
+}
+
+async function writeFileExclusive(path: string, content: string, mode: number): Promise<void> {
+  const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    await handle.writeFile(content);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Write `content` to a temporary file beside `path`, fsync, then publish it. */
+async function writeAtomically(path: string, content: string, opts: { replace: boolean }): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  await writeFileExclusive(tmp, content, 0o644);
+  try {
+    if (opts.replace) {
+      await rename(tmp, path);
+    } else {
+      // link() fails with EEXIST instead of replacing: no window where an existing root is lost.
+      await link(tmp, path);
+      await unlink(tmp);
+    }
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new KeysError('ERR_ROOT_EXISTS', `${path} already exists; use abota keys rotate to change it`);
+    }
+    throw err;
+  }
+}
+
+function serialiseRoot(signed: SignedRoot): string {
+  return `${JSON.stringify(signed, null, 2)}\n`;
+}
+
+function checkLayout(role: RoleName, layout: RoleLayout): void {
+  if (!Number.isInteger(layout.keys) || layout.keys < 1 || layout.keys > 64) {
+    throw new KeysError('ERR_USAGE', `--${role}-keys must be an integer from 1 to 64, got ${layout.keys}`);
+  }
+  if (!Number.isInteger(layout.threshold) || layout.threshold < 1 || layout.threshold > layout.keys) {
+    throw new KeysError(
+      'ERR_USAGE',
+      `--${role}-threshold must be an integer from 1 to the number of ${role} keys (${layout.keys}), got ${layout.threshold}`,
+    );
+  }
+}
+
+/** `abota keys init`: fresh keys for both roles and a signed root.json version 1. */
+export async function initTrustRoot(dir: string, opts: KeysInitOptions): Promise<TrustRootSummary> {
+  checkLayout('root', opts.root);
+  checkLayout('release', opts.release);
+  const now = opts.now ?? new Date();
+  const rootPath = join(dir, ROOT_FILE);
+  if (await exists(rootPath)) {
+    throw new KeysError('ERR_ROOT_EXISTS', `${rootPath} already exists; use abota keys rotate to change it`);
+  }
+  await mkdir(dir, { recursive: true });
+  const rootKeys = await writeNewKeys(dir, 'root', opts.root.keys);
+  const releaseKeys = await writeNewKeys(dir, 'release', opts.release.keys);
+  const root = await createTrustRoot({
+    version: 1,
+    expires: new Date(now.getTime() + opts.expiresInMs),
+    rootKeys: rootKeys.map((k) => k.key),
+    rootThreshold: opts.root.threshold,
+    releaseKeys: releaseKeys.map((k) => k.key),
+    releaseThreshold: opts.release.threshold,
+  });
+  const signed = await signTrustRoot(
+    root,
+    rootKeys.map((k) => k.key),
+  );
+  await writeAtomically(rootPath, serialiseRoot(signed), { replace: false });
+  return summarise(
+    dir,
+    root,
+    now,
+    [...rootKeys, ...releaseKeys].map((k) => k.path),
+  );
+}
+
+/**
+ * `abota keys rotate`: root version N+1 signed by a threshold of version N's root keys and of
+ * its own (TUF §5.3). Version N is kept as DIR/roots/<N>.root.json for the device chain walk.
+ */
+export async function rotateTrustRoot(dir: string, opts: KeysRotateOptions): Promise<TrustRootSummary> {
+  const now = opts.now ?? new Date();
+  const { root: previous, text: previousText } = await readTrustRoot(dir);
+  const available = await readKeyDirectory(dir);
+  const oldRootKeys = selectRoleKeys(previous, 'root', available, dir);
+
+  const layouts = {} as Record<RoleName, RoleLayout & { fresh: boolean }>;
+  for (const role of ROLE_NAMES) {
+    const asked = opts[role] ?? {};
+    const fresh = asked.keys !== undefined;
+    const keys = asked.keys ?? previous.roles[role].keyIds.length;
+    const threshold = asked.threshold ?? Math.min(previous.roles[role].threshold, keys);
+    checkLayout(role, { keys, threshold });
+    layouts[role] = { keys, threshold, fresh };
+  }
+
+  const newKeyFiles: string[] = [];
+  const roleKeys = {} as Record<RoleName, { kid: string; publicJwk: SigningKey['publicJwk'] }[]>;
+  let newRootSigners: SigningKey[] = oldRootKeys;
+  for (const role of ROLE_NAMES) {
+    if (layouts[role].fresh) {
+      const written = await writeNewKeys(dir, role, layouts[role].keys);
+      newKeyFiles.push(...written.map((k) => k.path));
+      roleKeys[role] = written.map((k) => k.key);
+      if (role === 'root') newRootSigners = written.map((k) => k.key);
+    } else {
+      roleKeys[role] = previous.roles[role].keyIds.map((kid) => ({ kid, publicJwk: previous.keys[kid]! }));
+    }
+  }
+  const next = await createTrustRoot({
+    version: previous.version + 1,
+    expires: new Date(now.getTime() + opts.expiresInMs),
+    rootKeys: roleKeys.root,
+    rootThreshold: layouts.root.threshold,
+    releaseKeys: roleKeys.release,
+    releaseThreshold: layouts.release.threshold,
+  });
+  if (!layouts.root.fresh) {
+    // Same root keys, maybe a higher threshold: the new root needs its own threshold of them.
+    newRootSigners = selectRoleKeys(next, 'root', available, dir);
+  }
+  const signed = await signTrustRoot(next, [...oldRootKeys, ...newRootSigners], previous);
+
+  await mkdir(join(dir, ROOTS_DIR), { recursive: true });
+  const historyPath = join(dir, ROOTS_DIR, `${previous.version}.root.json`);
+  if (await exists(historyPath)) {
+    if ((await readFile(historyPath, 'utf8')) !== previousText) {
+      throw new KeysError(
+        'ERR_ROOT_HISTORY_CONFLICT',
+        `${historyPath} exists with different content than the current ${ROOT_FILE}; refusing to lose either`,
+      );
+    }
+  } else {
+    await writeAtomically(historyPath, previousText, { replace: false });
+  }
+  await writeAtomically(join(dir, ROOT_FILE), serialiseRoot(signed), { replace: true });
+  return summarise(dir, next, now, newKeyFiles);
+}
+
+/** `abota keys show`: roles, thresholds, kids (with their key files when present), expiry. */
+export async function showTrustRoot(dir: string, now = new Date()): Promise<TrustRootSummary> {
+  const { root } = await readTrustRoot(dir);
+  return summarise(dir, root, now, []);
+}
+
+async function summarise(
+  dir: string,
+  root: TrustRoot,
+  now: Date,
+  newKeyFiles: string[],
+): Promise<TrustRootSummary> {
+  const available = await readKeyDirectory(dir);
+  const roles = {} as TrustRootSummary['roles'];
+  for (const role of ROLE_NAMES) {
+    roles[role] = {
+      threshold: root.roles[role].threshold,
+      keys: root.roles[role].keyIds.map((kid) => ({ kid, keyFile: available.get(kid)?.path ?? null })),
+    };
+  }
+  const history = (await readdir(join(dir, ROOTS_DIR)).catch(() => [] as string[]))
+    .filter((name) => /^\d+\.root\.json$/.test(name))
+    .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10))
+    .map((name) => join(dir, ROOTS_DIR, name));
+  return {
+    dir,
+    rootFile: join(dir, ROOT_FILE),
+    version: root.version,
+    expires: root.expires,
+    expired: Date.parse(root.expires) <= now.getTime(),
+    roles,
+    newKeyFiles,
+    history,
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+const DURATION_UNITS_MS: Record<string, number> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 7 * 86_400_000,
+};
+
+/** "365d", "12h", "2w" → milliseconds (1 second … 100 years). */
+export function parseDuration(text: string): number {
+  const m = /^(\d{1,6})([smhdw])$/.exec(text);
+  const ms = m === null ? Number.NaN : Number(m[1]) * DURATION_UNITS_MS[m[2]!]!;
+  if (!(ms >= 1000 && ms <= 100 * 365 * 86_400_000)) {
+    throw new KeysError(
+      'ERR_USAGE',
+      `--expires ${JSON.stringify(text)}: expected a duration like 365d, 12h, 2w, 90m`,
+    );
+  }
+  return ms;
+}
+
+function parseCount(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d{1,3}$/.test(text))
+    throw new KeysError('ERR_USAGE', `${flag}: expected a whole number, got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+interface RoleFlags {
+  rootKeys?: string;
+  rootThreshold?: string;
+  releaseKeys?: string;
+  releaseThreshold?: string;
+  expires?: string;
+  json?: boolean;
+}
+
+function printSummary(action: string, summary: TrustRootSummary, json: boolean): void {
+  if (json) {
+    printJson({ ok: true, ...summary });
+    return;
+  }
+  const lines = [
+    `${action} ${summary.rootFile}: version ${summary.version}, expires ${summary.expires}${summary.expired ? ' (EXPIRED)' : ''}`,
+  ];
+  for (const role of ROLE_NAMES) {
+    const r = summary.roles[role];
+    lines.push(`  ${role}: ${r.threshold} of ${r.keys.length}`);
+    for (const k of r.keys) lines.push(`    ${k.kid}  ${k.keyFile ?? '(no private key here)'}`);
+  }
+  if (summary.newKeyFiles.length > 0)
+    lines.push(`  new key files (mode 0600): ${summary.newKeyFiles.length}`);
+  if (summary.history.length > 0) lines.push(`  earlier roots: ${summary.history.join(', ')}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function addRoleOptions(command: Command): Command {
+  return command
+    .option('--root-keys <M>', 'number of root keys')
+    .option('--root-threshold <N>', 'root signatures required (1..M)')
+    .option('--release-keys <M>', 'number of release keys')
+    .option('--release-threshold <N>', 'release signatures required (1..M)')
+    .option('--expires <duration>', 'lifetime of the root, e.g. 365d, 12h, 2w', '365d')
+    .option('--json', 'print one JSON document');
+}
 
 export function registerKeysCommands(program: Command): void {
-  program.command('keys').description('create and rotate the trust root and release keys');
+  const keys = program.command('keys').description('create and rotate the trust root and release keys');
+
+  addRoleOptions(
+    keys
+      .command('init')
+      .argument('<dir>', 'directory for root.json and keys/')
+      .description('create root and release keys and a signed root.json (version 1)'),
+  ).action(async (dir: string, flags: RoleFlags) => {
+    const rootKeys = parseCount('--root-keys', flags.rootKeys) ?? 1;
+    const releaseKeys = parseCount('--release-keys', flags.releaseKeys) ?? 1;
+    const summary = await initTrustRoot(dir, {
+      root: { keys: rootKeys, threshold: parseCount('--root-threshold', flags.rootThreshold) ?? 1 },
+      release: {
+        keys: releaseKeys,
+        threshold: parseCount('--release-threshold', flags.releaseThreshold) ?? 1,
+      },
+      expiresInMs: parseDuration(flags.expires ?? '365d'),
+    });
+    printSummary('created', summary, flags.json === true);
+  });
+
+  addRoleOptions(
+    keys
+      .command('rotate')
+      .argument('<dir>', 'directory holding root.json and keys/')
+      .description(
+        'write root version N+1 signed by old and new root keys; --<role>-keys gives that role fresh keys, ' +
+          'a threshold alone keeps them; the old root is kept as roots/<N>.root.json',
+      ),
+  ).action(async (dir: string, flags: RoleFlags) => {
+    const role = (keysFlag: string | undefined, thresholdFlag: string | undefined, name: RoleName) => {
+      const layout: Partial<RoleLayout> = {};
+      const k = parseCount(`--${name}-keys`, keysFlag);
+      const t = parseCount(`--${name}-threshold`, thresholdFlag);
+      if (k !== undefined) layout.keys = k;
+      if (t !== undefined) layout.threshold = t;
+      return layout;
+    };
+    const summary = await rotateTrustRoot(dir, {
+      root: role(flags.rootKeys, flags.rootThreshold, 'root'),
+      release: role(flags.releaseKeys, flags.releaseThreshold, 'release'),
+      expiresInMs: parseDuration(flags.expires ?? '365d'),
+    });
+    printSummary('rotated', summary, flags.json === true);
+  });
+
+  keys
+    .command('show')
+    .argument('<dir>', 'directory holding root.json')
+    .description('print roles, thresholds, key ids and expiry of DIR/root.json (no private material)')
+    .option('--json', 'print one JSON document')
+    .action(async (dir: string, flags: { json?: boolean }) => {
+      printSummary('trust root', await showTrustRoot(dir), flags.json === true);
+    });
 }
