@@ -20,7 +20,8 @@ export type ClientErrorCode =
   // bootctl (boot control backends)
   | 'ERR_BOOTCTL_UNKNOWN_SLOT' // a slot name other than "A" / "B"
   | 'ERR_BOOTCTL_BOOTED_SLOT_UNKNOWN' // no abota.slot= / rauc.slot= on the cmdline and none configured
-  | 'ERR_BOOTCTL_STATE_INVALID'; // boot state file / env holds values we cannot interpret
+  | 'ERR_BOOTCTL_STATE_INVALID' // boot state file / env holds values we cannot interpret or act on
+  | 'ERR_BOOTCTL_STATE_MISSING'; // grubenv / U-Boot env / state file not provisioned yet
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';
