@@ -1,0 +1,60 @@
+// Turning "the bytes on disk differ from what the tree should hold" into the error veritysetup
+// reports (FORMATS.md §1.6): a digest mismatch names the data position (level 0) or the hash
+// block below, a non-zero padding byte names the start of that padding run.
+import { VerityError } from './errors.js';
+import type { TreeGeometry } from './geometry.js';
+import type { VerityParams } from './params.js';
+
+/** Index of the first byte where `a` and `b` differ, or -1 when equal. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  if (Buffer.from(a.buffer, a.byteOffset, a.length).equals(b)) return -1;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
+}
+
+/**
+ * The error for the first wrong byte in hash block `blockInLevel` of `level` at `byteInBlock`.
+ * veritysetup walks each hash block in byte order (digest, slot padding, next digest, …, tail),
+ * so the first differing byte is the failure it reports.
+ */
+export function mismatchError(
+  params: VerityParams,
+  geometry: TreeGeometry,
+  level: number,
+  blockInLevel: number,
+  byteInBlock: number,
+): VerityError {
+  const hbs = params.hashBlockSize;
+  const { hashesPerBlock: perBlock, slotSizeBytes: slot, digestSizeBytes: digest } = geometry;
+  const sourceCount = level === 0 ? params.dataBlocks : geometry.levelSizes[level - 1]!;
+  const used = Math.min(perBlock, sourceCount - blockInLevel * perBlock);
+  const blockAt = (geometry.levelStartBlocks[level]! + blockInLevel) * hbs;
+  const s = Math.floor(byteInBlock / slot);
+  if (s < used && byteInBlock % slot < digest) {
+    const source = blockInLevel * perBlock + s;
+    const digestAt = blockAt + s * slot;
+    if (level === 0) {
+      const position = source * params.dataBlockSize;
+      return new VerityError(
+        'ERR_VERITY_DATA_CORRUPT',
+        `Verification failed at position ${position}: data block ${source} does not match its digest ` +
+          `at byte ${digestAt} of the hash file (the data block or that leaf digest is corrupted)`,
+        { position, blockIndex: source, level: 0 },
+      );
+    }
+    const position = (geometry.levelStartBlocks[level - 1]! + source) * hbs;
+    return new VerityError(
+      'ERR_VERITY_TREE_CORRUPT',
+      `Verification failed at position ${position}: hash block ${source} of tree level ${level - 1} ` +
+        `does not match its digest at byte ${digestAt} (tree level ${level})`,
+      { position, blockIndex: source, level: level - 1 },
+    );
+  }
+  const position = s < used ? blockAt + s * slot + digest : blockAt + used * slot;
+  return new VerityError(
+    'ERR_VERITY_PADDING_NOT_ZERO',
+    `Spare area is not zeroed at position ${position} (padding in hash block ${blockInLevel} of tree level ${level})`,
+    { position, blockIndex: blockInLevel, level },
+  );
+}
