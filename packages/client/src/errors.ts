@@ -21,7 +21,40 @@ export type ClientErrorCode =
   | 'ERR_BOOTCTL_UNKNOWN_SLOT' // a slot name other than "A" / "B"
   | 'ERR_BOOTCTL_BOOTED_SLOT_UNKNOWN' // no abota.slot= / rauc.slot= on the cmdline and none configured
   | 'ERR_BOOTCTL_STATE_INVALID' // boot state file / env holds values we cannot interpret or act on
-  | 'ERR_BOOTCTL_STATE_MISSING'; // grubenv / U-Boot env / state file not provisioned yet
+  | 'ERR_BOOTCTL_STATE_MISSING' // grubenv / U-Boot env / state file not provisioned yet
+  // config.ts, device-state.ts, install/journal.ts — the agent's own files
+  | 'ERR_CONFIG_INVALID' // agent config (file or ABOTA_* override) fails the schema
+  | 'ERR_CONFIG_READ' // agent config file cannot be read
+  | 'ERR_JOURNAL_INVALID' // install journal in the data directory cannot be interpreted
+  | 'ERR_STATE_INVALID' // state.json in the data directory cannot be interpreted
+  | 'ERR_TRUST_ROOT' // the device's trust root file is missing or does not verify
+  // http/ — update server and blob downloads
+  | 'ERR_ABORTED' // shutdown or caller abort; an install stays resumable
+  | 'ERR_DEVICE_KEY' // device key missing, not an Ed25519 private JWK, or readable by others
+  | 'ERR_HTTP_BAD_RESPONSE' // response that is not what the API promises (JSON, schema, Content-Range)
+  | 'ERR_HTTP_NETWORK' // connection failed, dropped or stalled (after retries)
+  | 'ERR_HTTP_STATUS' // final non-2xx status (4xx other than 408/429)
+  | 'ERR_HTTP_TOO_LARGE' // response larger than its limit (1 MiB JSON/JWS, signed blob size)
+  | 'ERR_HTTP_UNAVAILABLE' // 5xx / 408 / 429 (after retries)
+  | 'ERR_NOT_REGISTERED' // no device id yet: `abota-agent register --token T`
+  // install/ — the installer state machine
+  | 'ERR_INSTALL_ACTIVE_SLOT' // the write target is (a device of) the booted slot
+  | 'ERR_INSTALL_ARTIFACT_CORRUPT' // the compressed stream cannot be decoded
+  | 'ERR_INSTALL_ARTIFACT_DIGEST_MISMATCH' // artifact sha256 differs from the signed manifest
+  | 'ERR_INSTALL_ARTIFACT_MISSING' // the release directory / offer has no such blob
+  | 'ERR_INSTALL_ARTIFACT_SIZE' // artifact or its decoded output has a size other than the signed one
+  | 'ERR_INSTALL_BLOCK_CORRUPT' // a data block does not match the signed dm-verity tree (message: block index)
+  | 'ERR_INSTALL_HASH_TREE_INVALID' // hash tree digest/size/tree does not lead to the signed root hash
+  | 'ERR_INSTALL_NOTHING_PENDING' // mark-good/mark-bad/commit with no install waiting for it
+  | 'ERR_INSTALL_RELEASE_DIR' // path is not a release directory (no manifest.jws, too large)
+  | 'ERR_INSTALL_SLOT_IO' // the slot device cannot be opened or written
+  | 'ERR_INSTALL_SLOT_LAYOUT' // slot config does not fit the release (missing image device, overlap, too small)
+  | 'ERR_INSTALL_UNSUPPORTED_CODEC' // artifact codec this agent cannot decode
+  | 'ERR_INSTALL_UNVERIFIABLE_IMAGE' // image bytes the verity tree does not cover (more than a partial block)
+  // agent.ts — after boot
+  | 'ERR_HEALTH_CHECK_FAILED' // a health-check hook exited non-zero or timed out
+  | 'ERR_REBOOT_FAILED' // the reboot command could not be run or failed
+  | 'ERR_ROLLED_BACK'; // the device came back on the old slot after trying the new one
 
 export class ClientError extends Error {
   override readonly name = 'ClientError';
