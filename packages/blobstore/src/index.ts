@@ -2,5 +2,8 @@
 // S3-compatible service, with streaming verified writes and ranged reads.
 
 export type { BlobInfo, BlobRead, BlobStore, ByteRange, PresignOptions, PutOptions } from './blob-store.js';
+export { DEFAULT_MAX_BLOB_SIZE_BYTES } from './checks.js';
 export { BlobStoreError, type BlobStoreErrorCode } from './errors.js';
+export { FsBlobStore, type FsBlobStoreOptions } from './fs-blob-store.js';
 export { assertBlobKey, digestToKey, isBlobKey, keyToDigest, keyToSha256Hex } from './key.js';
+export { S3BlobStore, type S3BlobStoreOptions } from './s3-blob-store.js';

@@ -1,0 +1,85 @@
+// Argument checks shared by every BlobStore implementation, so fs and S3 reject the same inputs
+// with the same codes before touching storage.
+
+import type { PresignOptions, PutOptions } from './blob-store.js';
+import { BlobStoreError } from './errors.js';
+import { assertSha256Hex, keyToSha256Hex } from './key.js';
+
+/** 5 GiB: the largest object S3 CopyObject accepts (S3BlobStore publishes blobs by copy). */
+export const DEFAULT_MAX_BLOB_SIZE_BYTES = 5 * 1024 ** 3;
+
+/** SigV4 presigned URLs live at most 7 days. */
+export const MAX_PRESIGN_EXPIRY_SECONDS = 604_800;
+
+export function assertByteCount(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new BlobStoreError(
+      'ERR_BLOB_ARGUMENT_INVALID',
+      `${what} must be a non-negative integer, got ${String(value)}`,
+    );
+  }
+}
+
+/** Validates `put` arguments; returns the hex the body must hash to. */
+export function checkPutArguments(
+  key: string,
+  opts: PutOptions | undefined,
+  maxBlobSizeBytes: number,
+): string {
+  const hex = keyToSha256Hex(key);
+  if (opts?.sha256 !== undefined) {
+    assertSha256Hex(opts.sha256, `expected sha256 for ${key}`);
+    if (opts.sha256 !== hex) {
+      throw new BlobStoreError(
+        'ERR_BLOB_DIGEST_MISMATCH',
+        `expected sha256 ${opts.sha256} disagrees with the key ${key}; nothing stored`,
+      );
+    }
+  }
+  if (opts?.sizeBytes !== undefined) {
+    assertByteCount(opts.sizeBytes, `expected size of ${key}`);
+    if (opts.sizeBytes > maxBlobSizeBytes) {
+      throw new BlobStoreError(
+        'ERR_BLOB_TOO_LARGE',
+        `${key} is announced as ${opts.sizeBytes} bytes, over the store's maximum blob size of ${maxBlobSizeBytes} bytes`,
+      );
+    }
+  }
+  return hex;
+}
+
+/** For an idempotent put of a blob that already exists: the caller's expected size must agree. */
+export function checkExistingSize(key: string, storedSizeBytes: number, opts: PutOptions | undefined): void {
+  if (opts?.sizeBytes !== undefined && opts.sizeBytes !== storedSizeBytes) {
+    throw new BlobStoreError(
+      'ERR_BLOB_SIZE_MISMATCH',
+      `${key} is already stored with ${storedSizeBytes} bytes, but ${opts.sizeBytes} were expected`,
+    );
+  }
+}
+
+export function checkPresignOptions(opts: PresignOptions): void {
+  const s = opts?.expiresInSeconds;
+  if (!Number.isSafeInteger(s) || s < 1 || s > MAX_PRESIGN_EXPIRY_SECONDS) {
+    throw new BlobStoreError(
+      'ERR_BLOB_ARGUMENT_INVALID',
+      `expiresInSeconds must be an integer from 1 to ${MAX_PRESIGN_EXPIRY_SECONDS}, got ${String(s)}`,
+    );
+  }
+}
+
+export function checkMaxBlobSize(value: number, limit: number, store: string): number {
+  if (!Number.isSafeInteger(value) || value < 0 || value > limit) {
+    throw new BlobStoreError(
+      'ERR_BLOB_CONFIG_INVALID',
+      `${store}: maxBlobSizeBytes must be an integer from 0 to ${limit}, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Closes a body we decided not to read (idempotent put), so its source can release resources. */
+export async function discardBody(body: AsyncIterable<Uint8Array>): Promise<void> {
+  const iterator = body[Symbol.asyncIterator]();
+  await iterator.return?.();
+}
