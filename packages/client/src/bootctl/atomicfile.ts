@@ -1,0 +1,85 @@
+// Crash-safe small-file I/O for boot state (grubenv, the file backend's JSON): a write either
+// leaves the old bytes or the new bytes on disk, never a truncated file (FORMATS.md §2.2:
+// grub-editenv itself truncates in place, which a power cut can turn into an empty grubenv).
+import { randomBytes } from 'node:crypto';
+import { open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/**
+ * Replace `path` with `bytes`: write a temporary file in the same directory, fsync it, rename
+ * it over the target (following a symlink to its target, as `grub-editenv create` does), then
+ * fsync the directory so the rename itself survives a power cut. The file mode of an existing
+ * target is kept. Every byte is written explicitly, so the result is never sparse (GRUB's
+ * `save_env` refuses sparse files, FORMATS.md §2.2).
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const target = await realpath(path).catch((e: unknown) => {
+    if (isNotFound(e)) return path;
+    throw e;
+  });
+  const mode = await stat(target).then(
+    (s) => s.mode & 0o7777,
+    (e: unknown) => {
+      if (isNotFound(e)) return 0o644;
+      throw e;
+    },
+  );
+  const dir = dirname(target);
+  const tmp = join(dir, `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', mode);
+  try {
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, target);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+  const dirHandle = await open(dir, 'r');
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
+}
+
+/**
+ * Read a whole small file, refusing one larger than `maxSizeBytes` (boot state is tiny; a
+ * huge file there is a misconfiguration, not something to load into memory). Returns
+ * undefined when the file does not exist.
+ */
+export async function readSmallFile(
+  path: string,
+  maxSizeBytes: number,
+  onTooLarge: (sizeBytes: number) => Error,
+): Promise<Uint8Array | undefined> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+  try {
+    const { size } = await fh.stat();
+    if (size > maxSizeBytes) throw onTooLarge(size);
+    const buf = new Uint8Array(size);
+    let filled = 0;
+    while (filled < size) {
+      const { bytesRead } = await fh.read(buf, filled, size - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return buf.subarray(0, filled);
+  } finally {
+    await fh.close();
+  }
+}
+
+export function isNotFound(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'ENOENT';
+}
