@@ -7,6 +7,11 @@ const conditions = ['@abota/source', 'import', 'node', 'default'];
 
 export default defineConfig({
   ...abotaTestConfig,
+  test: {
+    ...abotaTestConfig.test,
+    // The SDK warns on every run that releases after January 2027 need Node 22 (README).
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+  },
   resolve: { ...abotaTestConfig.resolve, conditions },
   ssr: { ...abotaTestConfig.ssr, resolve: { ...abotaTestConfig.ssr?.resolve, conditions } },
 });

@@ -54,3 +54,25 @@ export function unsatisfiable(key: string, range: ByteRange, totalSizeBytes: num
 export function rangeHeader(range: ByteRange): string {
   return `bytes=${range.start}-${range.end ?? ''}`;
 }
+
+/**
+ * Checks a ranged GetObject's `Content-Range` against the request and returns the bytes to pass
+ * on. A server may send more than asked (s3rver 3.7.1 answers `bytes=0-0` with the whole object,
+ * reading an end of 0 as "no end"); the caller cuts the body to `end`. A range on an empty object
+ * is unsatisfiable (S3 says 416; some compatible servers 206 with `bytes 0-0/0`).
+ */
+export function rangeFromContentRange(
+  key: string,
+  range: ByteRange,
+  contentRange: string | undefined,
+): { start: number; end: number; total: number } {
+  const parsed = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(contentRange ?? '');
+  if (parsed === null) throw new Error(`Content-Range ${JSON.stringify(contentRange)} is not "bytes a-b/n"`);
+  const [start, end, total] = [Number(parsed[1]), Number(parsed[2]), Number(parsed[3])];
+  if (range.start >= total) throw unsatisfiable(key, range, total);
+  const wantedEnd = Math.min(range.end ?? total - 1, total - 1);
+  if (start !== range.start || end < wantedEnd || end >= total) {
+    throw new Error(`Content-Range ${contentRange} does not answer ${rangeHeader(range)}`);
+  }
+  return { start, end: wantedEnd, total };
+}

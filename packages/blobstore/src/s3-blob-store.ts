@@ -30,7 +30,7 @@ import {
 } from './checks.js';
 import { BlobStoreError } from './errors.js';
 import { keyToSha256Hex } from './key.js';
-import { checkRange, rangeHeader, unsatisfiable } from './range.js';
+import { checkRange, rangeFromContentRange, rangeHeader, unsatisfiable } from './range.js';
 import { emptyBody, streamBody } from './stream-body.js';
 import { VerifiedBody } from './verified-body.js';
 
@@ -291,7 +291,13 @@ export class S3BlobStore implements BlobStore {
     const where = `s3://${this.bucket}/${objectKey}`;
     let resolved: { start: number; end: number; total: number };
     try {
-      resolved = this.#resolveResponseRange(range, response, key);
+      if (range === undefined) {
+        const total = response.ContentLength;
+        if (total === undefined) throw new Error('no Content-Length in the response');
+        resolved = { start: 0, end: total - 1, total };
+      } else {
+        resolved = rangeFromContentRange(key, range, response.ContentRange);
+      }
     } catch (error) {
       stream.destroy();
       if (error instanceof BlobStoreError) throw error;
@@ -307,30 +313,6 @@ export class S3BlobStore implements BlobStore {
       return { body: emptyBody, totalSizeBytes: total, start, end };
     }
     return { body: streamBody(stream, end - start + 1, where), totalSizeBytes: total, start, end };
-  }
-
-  /** Checks that the response answers the request; returns the range the body must be cut to. */
-  #resolveResponseRange(
-    range: ByteRange | undefined,
-    response: GetObjectCommandOutput,
-    key: string,
-  ): { start: number; end: number; total: number } {
-    if (range === undefined) {
-      const total = response.ContentLength;
-      if (total === undefined) throw new Error('no Content-Length in the response');
-      return { start: 0, end: total - 1, total };
-    }
-    const parsed = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.ContentRange ?? '');
-    if (parsed === null)
-      throw new Error(`Content-Range ${JSON.stringify(response.ContentRange)} is not bytes a-b/n`);
-    const [start, end, total] = [Number(parsed[1]), Number(parsed[2]), Number(parsed[3])];
-    // S3 answers a range on an empty object with 416; some compatible servers with 206 "0-0/0".
-    if (range.start >= total) throw unsatisfiable(key, range, total);
-    const wantedEnd = Math.min(range.end ?? total - 1, total - 1);
-    if (start !== range.start || end < wantedEnd || end >= total) {
-      throw new Error(`Content-Range ${response.ContentRange} does not answer ${rangeHeader(range)}`);
-    }
-    return { start, end: wantedEnd, total };
   }
 
   async head(key: string): Promise<BlobInfo | undefined> {
