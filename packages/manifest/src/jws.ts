@@ -123,6 +123,12 @@ function decodeProtectedHeader(encoded: string, typ: JwsType, where: string): { 
   return { kid: parsed.data.kid };
 }
 
+/** Check every protected header (alg, kid, typ) without verifying: ERR_JWS_MALFORMED on the first bad one. */
+export function checkProtectedHeaders(jws: GeneralJws, typ: JwsType): void {
+  for (const [index, sig] of jws.signatures.entries())
+    decodeProtectedHeader(sig.protected, typ, `signature #${index}`);
+}
+
 /**
  * Verify the signatures of `jws` for one role. A signature whose kid is in the role and does not
  * verify is ERR_SIGNATURE_INVALID (a tampered document is never "just under threshold");

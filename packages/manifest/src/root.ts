@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
 import { ManifestError } from './errors.js';
 import {
+  checkProtectedHeaders,
   decodeCanonicalPayload,
   type GeneralJws,
   JWS_TYPE_ROOT,
@@ -178,6 +179,7 @@ function decodeRootPayload(payload: Uint8Array, where: string): unknown {
  */
 export async function verifyTrustRoot(signed: SignedRoot | string | Uint8Array): Promise<TrustRoot> {
   const jws = parseGeneralJws(signed, 'root.json');
+  checkProtectedHeaders(jws, JWS_TYPE_ROOT);
   // Out-of-band trust: the candidate keys come from the payload itself, then must sign it.
   const candidate = await parseTrustRoot(
     decodeRootPayload(base64url.decode(jws.payload), 'root.json'),
