@@ -335,7 +335,7 @@ describeWithTool(
         await formatUBootEnv(cfg, new Map([['v', 'one']]));
         await editUBootEnv(cfg, [['v', 'two']]); // copy 1, flags 2: current
         const bytes = await readFile(f);
-        bytes[SIZE + 5] ^= 0xff; // corrupt copy 1's first data byte
+        bytes[SIZE + 5] = bytes[SIZE + 5]! ^ 0xff; // corrupt copy 1's first data byte
         await writeFile(f, bytes);
         expect(fwPrintenv(cfgPath).vars.get('v')).toBe('one');
         expect(await readUBootEnv(cfg)).toMatchObject({ copyIndex: 0, vars: new Map([['v', 'one']]) });
