@@ -33,7 +33,7 @@ export class BlockVerifier {
   static fromHashFile(bytes: Uint8Array, params: VerityParams, rootHash: string): BlockVerifier {
     const geometry = treeGeometry(params);
     const root = parseRootHash(rootHash, params.algorithm);
-    if (bytes.length < geometry.hashFileSizeBytes) {
+    if (geometry.levels > 0 && bytes.length < geometry.hashFileSizeBytes) {
       throw new VerityError(
         'ERR_VERITY_HASH_TOO_SHORT',
         `hash file is ${bytes.length} bytes but the hash tree ends at byte ${geometry.hashFileSizeBytes}`,

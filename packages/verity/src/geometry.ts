@@ -26,7 +26,10 @@ export interface TreeGeometry {
   treeBlocks: number;
   treeOffsetBytes: number;
   treeSizeBytes: number;
-  /** Size of the hash file written into a new empty file: (T + Σ S_i) × hbs. */
+  /**
+   * Size of the hash file veritysetup writes into a new empty file: (T + Σ S_i) × hbs; for a
+   * single data block (no tree) see `treelessFileSize`.
+   */
   hashFileSizeBytes: number;
 }
 
@@ -72,6 +75,21 @@ export function treeStartBlock(hashOffset: number, hashBlockSize: number, superb
   return Math.ceil((hashOffset + SUPERBLOCK_SIZE) / hashBlockSize);
 }
 
+/** Page size veritysetup writes the superblock with (x86-64). */
+const SUPERBLOCK_WRITE_UNIT = 4096;
+
+/**
+ * A single data block has no tree (L = 0), so the new hash file holds only what veritysetup
+ * writes for the superblock: it writes it blockwise in units of min(hbs, 4096) bytes, so the
+ * file ends at the next such unit after it (hbs 16384 → 4096 bytes, not 16384). Without a
+ * superblock nothing is written at all: an empty file. (Verified against veritysetup 2.6.1.)
+ */
+function treelessFileSize(p: GeometryParams): number {
+  if (!p.superblock) return 0;
+  const unit = Math.min(p.hashBlockSize, SUPERBLOCK_WRITE_UNIT);
+  return Math.ceil((p.hashOffset + SUPERBLOCK_SIZE) / unit) * unit;
+}
+
 export function treeGeometry(p: GeometryParams): TreeGeometry {
   const digestSizeBytes = digestSizeOf(p.algorithm);
   const perBlock = hashesPerBlock(p.hashBlockSize, digestSizeBytes);
@@ -96,6 +114,6 @@ export function treeGeometry(p: GeometryParams): TreeGeometry {
     treeBlocks,
     treeOffsetBytes: start * p.hashBlockSize,
     treeSizeBytes: treeBlocks * p.hashBlockSize,
-    hashFileSizeBytes: next * p.hashBlockSize,
+    hashFileSizeBytes: sizes.length > 0 ? next * p.hashBlockSize : treelessFileSize(p),
   };
 }

@@ -82,10 +82,11 @@ export async function verifyVerity(o: VerifyOptions): Promise<VerifyResult> {
         );
       }
       const hashSize = await sizeOf(hash, o.hashPath);
-      if (hashSize < geometry.hashFileSizeBytes) {
+      const treeEnd = geometry.levels > 0 ? geometry.hashFileSizeBytes : 0;
+      if (hashSize < treeEnd) {
         throw new VerityError(
           'ERR_VERITY_HASH_TOO_SHORT',
-          `Verification of data area failed: ${o.hashPath} is ${hashSize} bytes but the hash tree ends at byte ${geometry.hashFileSizeBytes}`,
+          `Verification of data area failed: ${o.hashPath} is ${hashSize} bytes but the hash tree ends at byte ${treeEnd}`,
         );
       }
       await checkTree(o, data, hash, params, geometry, expectedRoot, dataBytes);
