@@ -1,0 +1,620 @@
+// The device agent: polls the update server (outbound only), installs offers and offline release
+// directories through the Installer, reboots through the configured hook, and after the reboot
+// runs the health checks and commits (mark good, report) or rejects the new slot. Clock, fetch,
+// boot identity, command runner and boot control are injectable so tests wire real parts.
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type DeviceFacts, type TrustRoot, verifyRootChain, verifyTrustRoot } from '@abota/manifest';
+import { readJsonFile, writeFileAtomic } from './atomic-file.js';
+import { createBootControl } from './boot-control-config.js';
+import type { BootControl, SlotName } from './bootctl/index.js';
+import type { AgentConfig } from './config.js';
+import {
+  type DeviceState,
+  readDeviceState,
+  runningVersion,
+  securityFloor,
+  writeDeviceState,
+} from './device-state.js';
+import { ClientError } from './errors.js';
+import { type CommandRunner, describeResult, runCommand } from './hooks.js';
+import { type BackoffOptions, DEFAULT_BACKOFF, sleep as defaultSleep } from './http/backoff.js';
+import { DeviceKey } from './http/device-auth.js';
+import { type DeviceReport, type ReportState, UpdateServerClient } from './http/server-api.js';
+import { TokenBucket } from './http/token-bucket.js';
+import { Installer } from './install/installer.js';
+import { type InstallJournal, isInProgress, readJournal, writeJournal } from './install/journal.js';
+import { DirectoryReleaseSource, type ReleaseSource, ServerReleaseSource } from './install/release-source.js';
+
+export interface AgentLogEvent {
+  level: 'info' | 'warn' | 'error';
+  message: string;
+  code?: string;
+}
+
+export interface AgentOptions {
+  config: AgentConfig;
+  /** Default: the backend the config names. */
+  bootControl?: BootControl;
+  clock?: () => Date;
+  /** Overrides config.server.url (tests, the simulator). */
+  serverUrl?: string;
+  fetch?: typeof fetch;
+  random?: () => number;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Identity of the current boot; default /proc/sys/kernel/random/boot_id. */
+  bootId?: () => Promise<string>;
+  runCommand?: CommandRunner;
+  checkpointBytes?: number;
+  /** Minimum time between two "downloading" progress reports. */
+  reportIntervalMs?: number;
+  backoff?: BackoffOptions;
+  log?: (e: AgentLogEvent) => void;
+}
+
+export interface AgentStatus {
+  deviceId: string | undefined;
+  bootedSlot: SlotName;
+  primarySlot: SlotName | undefined;
+  version: string;
+  securityVersionFloor: number;
+  slots: DeviceState['slots'];
+  install:
+    | {
+        phase: InstallJournal['phase'];
+        version: string;
+        targetSlot: SlotName;
+        progressPercent: number;
+        bytesDone: number;
+        bytesTotal: number;
+        updatedAt: string;
+        error?: { code: string; message: string };
+      }
+    | undefined;
+}
+
+export type CheckResult =
+  | { status: 'no-update'; pollAfterSeconds?: number }
+  | { status: 'installed'; version: string; rebooted: boolean; pollAfterSeconds?: number };
+
+export type AfterBootResult =
+  | { action: 'none' }
+  | { action: 'reboot-pending'; version: string }
+  | { action: 'committed'; version: string; slot: SlotName }
+  | { action: 'rejected'; version: string; slot: SlotName; reason: string }
+  | { action: 'rolled-back'; version: string; slot: SlotName };
+
+const TRUST_CHAIN_FILE = 'trust-roots.json';
+
+async function defaultBootId(): Promise<string> {
+  try {
+    return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+  } catch {
+    return 'unknown-boot';
+  }
+}
+
+export class Agent {
+  readonly config: AgentConfig;
+  readonly bootControl: BootControl;
+  private readonly clock: () => Date;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  private readonly random: () => number;
+  private readonly run_: CommandRunner;
+  private readonly bootId: () => Promise<string>;
+  private readonly log: (e: AgentLogEvent) => void;
+  private lastProgressReportMs = Number.NEGATIVE_INFINITY;
+  private client: UpdateServerClient | undefined;
+
+  private constructor(
+    private readonly o: AgentOptions,
+    bootControl: BootControl,
+  ) {
+    this.config = o.config;
+    this.bootControl = bootControl;
+    this.clock = o.clock ?? (() => new Date());
+    this.sleep = o.sleep ?? defaultSleep;
+    this.random = o.random ?? Math.random;
+    this.run_ = o.runCommand ?? runCommand;
+    this.bootId = o.bootId ?? defaultBootId;
+    this.log = o.log ?? (() => {});
+  }
+
+  static async open(o: AgentOptions): Promise<Agent> {
+    await mkdir(o.config.dataDir, { recursive: true, mode: 0o700 });
+    return new Agent(o, o.bootControl ?? (await createBootControl(o.config)));
+  }
+
+  // ---- trust root ------------------------------------------------------------------------
+
+  /** The baked-in root (config.trustRootPath) walked forward through adopted rotations. */
+  async trustRoot(): Promise<TrustRoot> {
+    let baked: string;
+    try {
+      baked = await readFile(this.config.trustRootPath, 'utf8');
+    } catch (e) {
+      throw new ClientError(
+        'ERR_TRUST_ROOT',
+        `trust root ${this.config.trustRootPath} cannot be read: ${(e as Error).message}`,
+      );
+    }
+    const chain = ((await readJsonFile(join(this.config.dataDir, TRUST_CHAIN_FILE)).catch(() => undefined)) ??
+      []) as string[];
+    try {
+      return await verifyRootChain(
+        await verifyTrustRoot(baked),
+        chain.map((c) => JSON.parse(c)),
+        this.clock(),
+      );
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      throw new ClientError(
+        'ERR_TRUST_ROOT',
+        `trust root ${this.config.trustRootPath} does not verify (${String(code)}: ${(e as Error).message})`,
+        {
+          cause: e,
+        },
+      );
+    }
+  }
+
+  /** A release may ship the next root of a rotation; adopt it only if the chain verifies. */
+  private async adoptTrustRoot(source: ReleaseSource, current: TrustRoot): Promise<TrustRoot> {
+    const text = await source.readTrustRoot();
+    if (text === undefined) return current;
+    try {
+      const next = await verifyRootChain(current, [JSON.parse(text)], this.clock());
+      if (next.version > current.version) {
+        const path = join(this.config.dataDir, TRUST_CHAIN_FILE);
+        const chain = ((await readJsonFile(path).catch(() => undefined)) ?? []) as string[];
+        await writeFileAtomic(path, JSON.stringify([...chain, text]));
+        this.log({ level: 'info', message: `adopted trust root v${next.version}` });
+      }
+      return next;
+    } catch (e) {
+      this.log({ level: 'warn', message: `release root.json not adopted: ${(e as Error).message}` });
+      return current;
+    }
+  }
+
+  // ---- server ----------------------------------------------------------------------------
+
+  private async serverClient(): Promise<UpdateServerClient> {
+    if (this.client !== undefined) return this.client;
+    const url = this.o.serverUrl ?? this.config.server?.url;
+    if (url === undefined) {
+      throw new ClientError(
+        'ERR_CONFIG_INVALID',
+        'no update server configured (server.url or ABOTA_SERVER_URL)',
+      );
+    }
+    const state = await readDeviceState(this.config);
+    const deviceId = this.config.deviceId ?? state.deviceId;
+    this.client = new UpdateServerClient({
+      baseUrl: url,
+      audience: this.config.server?.audience ?? 'abota',
+      tokenLifetimeSeconds: this.config.server?.tokenLifetimeSeconds ?? 180,
+      key: await DeviceKey.load(this.config.deviceKeyPath),
+      ...(deviceId !== undefined ? { deviceId } : {}),
+      ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
+      clock: this.clock,
+      backoff: { ...(this.o.backoff ?? DEFAULT_BACKOFF), sleep: this.sleep, random: this.random },
+    });
+    return this.client;
+  }
+
+  private hasServer(): boolean {
+    return (this.o.serverUrl ?? this.config.server?.url) !== undefined;
+  }
+
+  /** Create the device key if needed and register it with a provisioning token. */
+  async register(token: string): Promise<string> {
+    const url = this.o.serverUrl ?? this.config.server?.url;
+    if (url === undefined)
+      throw new ClientError('ERR_CONFIG_INVALID', 'no update server configured (server.url)');
+    await DeviceKey.generate(this.config.deviceKeyPath);
+    this.client = undefined;
+    const client = await this.serverClient();
+    const deviceId = await client.register({
+      token,
+      product: this.config.product,
+      hardware: this.config.hardware,
+      ...(this.config.attributes ? { attributes: this.config.attributes } : {}),
+    });
+    const state = await readDeviceState(this.config);
+    await writeDeviceState(this.config, { ...state, deviceId });
+    return deviceId;
+  }
+
+  /** Best effort: a report that fails is logged, never fails the install. */
+  private async report(r: DeviceReport): Promise<void> {
+    if (!this.hasServer()) return;
+    try {
+      const client = await this.serverClient();
+      if (client.deviceId === undefined) return;
+      await client.report(r);
+    } catch (e) {
+      this.log({
+        level: 'warn',
+        message: `report ${r.state} failed: ${(e as Error).message}`,
+        code: (e as ClientError).code,
+      });
+    }
+  }
+
+  private progressReporter(j: InstallJournal): void {
+    if (j.phase !== 'writing') return;
+    const now = performance.now();
+    if (now - this.lastProgressReportMs < (this.o.reportIntervalMs ?? 15_000)) return;
+    this.lastProgressReportMs = now;
+    void this.report({
+      ...(j.rolloutId !== undefined ? { rolloutId: j.rolloutId } : {}),
+      version: j.version,
+      state: 'downloading',
+      progress: percent(j),
+    });
+  }
+
+  // ---- facts and status ------------------------------------------------------------------
+
+  private async deviceFacts(booted: SlotName): Promise<DeviceFacts> {
+    const state = await readDeviceState(this.config);
+    return {
+      product: this.config.product,
+      hardware: this.config.hardware,
+      currentVersion: runningVersion(this.config, state, booted).version,
+      securityVersionFloor: securityFloor(this.config, state),
+    };
+  }
+
+  async status(): Promise<AgentStatus> {
+    const state = await readDeviceState(this.config);
+    const booted = await this.bootControl.getBootedSlot();
+    const j = await readJournal(this.config.dataDir);
+    return {
+      deviceId: this.config.deviceId ?? state.deviceId,
+      bootedSlot: booted,
+      primarySlot: await this.bootControl.getPrimarySlot().catch(() => undefined),
+      version: runningVersion(this.config, state, booted).version,
+      securityVersionFloor: securityFloor(this.config, state),
+      slots: state.slots,
+      install:
+        j === undefined
+          ? undefined
+          : {
+              phase: j.phase,
+              version: j.version,
+              targetSlot: j.targetSlot,
+              progressPercent: percent(j),
+              bytesDone: j.progress.bytesDone,
+              bytesTotal: j.progress.bytesTotal,
+              updatedAt: j.updatedAt,
+              ...(j.error ? { error: j.error } : {}),
+            },
+    };
+  }
+
+  // ---- install ---------------------------------------------------------------------------
+
+  private async install(
+    source: ReleaseSource,
+    req: { rolloutId?: string; allowDowngrade?: boolean },
+    signal?: AbortSignal,
+  ): Promise<InstallJournal> {
+    const trustRoot = await this.adoptTrustRoot(source, await this.trustRoot());
+    const installer = new Installer({
+      config: this.config,
+      bootControl: this.bootControl,
+      trustRoot,
+      clock: this.clock,
+      deviceFacts: (booted) => this.deviceFacts(booted),
+      bootId: this.bootId,
+      ...(this.o.checkpointBytes !== undefined ? { checkpointBytes: this.o.checkpointBytes } : {}),
+      onProgress: (j) => this.progressReporter(j),
+      onTargetInvalidated: async (slot) => {
+        const state = await readDeviceState(this.config);
+        const { [slot]: _gone, ...rest } = state.slots;
+        await writeDeviceState(this.config, { ...state, slots: rest });
+      },
+      ...(signal ? { signal } : {}),
+    });
+    try {
+      const j = await installer.install(source, req);
+      await this.report({ ...rollout(j), version: j.version, state: 'installed', progress: 100 });
+      return j;
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code !== 'ERR_ABORTED') {
+        const j = await readJournal(this.config.dataDir).catch(() => undefined);
+        await this.report({
+          ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
+          version: j?.version ?? 'unknown',
+          state: 'failed',
+          errorCode: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED',
+          message: (e as Error).message.slice(0, 1000),
+        });
+      }
+      throw e;
+    }
+  }
+
+  /** Offline/USB install from a release directory; the same verification as an online offer. */
+  async installFromDirectory(
+    dir: string,
+    o: { reboot?: boolean; allowDowngrade?: boolean; signal?: AbortSignal } = {},
+  ): Promise<InstallJournal> {
+    const j = await this.install(
+      new DirectoryReleaseSource(dir),
+      o.allowDowngrade ? { allowDowngrade: true } : {},
+      o.signal,
+    );
+    if (o.reboot) await this.reboot(j);
+    return j;
+  }
+
+  /** Poll once; install an offer if there is one; reboot into it when `reboot`. */
+  async checkOnce(o: { reboot?: boolean; signal?: AbortSignal } = {}): Promise<CheckResult> {
+    const client = await this.serverClient();
+    const booted = await this.bootControl.getBootedSlot();
+    const state = await readDeviceState(this.config);
+    const j = await readJournal(this.config.dataDir).catch(() => undefined);
+    const offer = await client.poll({
+      version: runningVersion(this.config, state, booted).version,
+      bootedSlot: booted,
+      ...(j !== undefined ? { installState: j.phase } : {}),
+      product: this.config.product,
+      hardware: this.config.hardware,
+    });
+    if (offer.status === 'no-update') {
+      return { status: 'no-update', ...pollAfter(offer.pollAfterSeconds) };
+    }
+    const bucket =
+      this.config.bandwidthLimitBytesPerSecond !== undefined
+        ? new TokenBucket(this.config.bandwidthLimitBytesPerSecond)
+        : undefined;
+    const source = new ServerReleaseSource({
+      manifestJws: offer.release.manifestJws,
+      artifacts: offer.artifacts,
+      client,
+      ...(bucket ? { bucket } : {}),
+      backoff: { ...(this.o.backoff ?? DEFAULT_BACKOFF), sleep: this.sleep, random: this.random },
+      ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
+    });
+    await this.report({
+      ...(offer.rolloutId !== undefined ? { rolloutId: offer.rolloutId } : {}),
+      version: offer.release.version,
+      state: 'downloading',
+      progress: 0,
+    });
+    const done = await this.install(
+      source,
+      offer.rolloutId !== undefined ? { rolloutId: offer.rolloutId } : {},
+      o.signal,
+    );
+    if (o.reboot) await this.reboot(done);
+    return {
+      status: 'installed',
+      version: done.version,
+      rebooted: o.reboot === true,
+      ...pollAfter(offer.pollAfterSeconds),
+    };
+  }
+
+  private async reboot(j: InstallJournal): Promise<void> {
+    await this.report({ ...rollout(j), version: j.version, state: 'rebooting' });
+    const argv = this.config.rebootCommand;
+    const r = await this.run_(argv, 120_000);
+    if (r.exitCode !== 0) {
+      throw new ClientError('ERR_REBOOT_FAILED', `reboot command ${describeResult(argv, r)}`);
+    }
+  }
+
+  // ---- after boot ------------------------------------------------------------------------
+
+  private async healthy(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    for (const check of this.config.healthChecks) {
+      const r = await this.run_(check.command, check.timeoutSeconds * 1000);
+      if (r.exitCode !== 0 || r.timedOut)
+        return { ok: false, reason: `health check ${describeResult(check.command, r)}` };
+    }
+    return { ok: true };
+  }
+
+  /**
+   * Run once per boot, before polling: settle an install waiting for its trial boot.
+   * Booted into the new slot → health checks → commit or reject (and reboot back when `reboot`).
+   * Booted into the old slot after a reboot → the bootloader fell back: rolled back.
+   * Without a pending install, a healthy boot confirms the running slot (GRUB/RAUC scheme).
+   */
+  async afterBoot(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
+    const j = await readJournal(this.config.dataDir);
+    const booted = await this.bootControl.getBootedSlot();
+    if (j === undefined || j.phase !== 'boot-pending') {
+      const h = await this.healthy();
+      if (h.ok) await this.bootControl.markGood(booted);
+      else this.log({ level: 'warn', message: `running slot ${booted} not confirmed: ${h.reason}` });
+      return { action: 'none' };
+    }
+    if (j.bootId !== undefined && j.bootId === (await this.bootId())) {
+      return { action: 'reboot-pending', version: j.version };
+    }
+    if (booted !== j.targetSlot) {
+      await this.bootControl.markBad(j.targetSlot);
+      const message = `booted slot ${booted} again after trying ${j.version} on slot ${j.targetSlot}: the trial boot did not come up`;
+      await this.settle(j, 'rolled-back', { code: 'ERR_ROLLED_BACK', message });
+      await this.report({
+        ...rollout(j),
+        version: j.previousVersion,
+        state: 'rolled-back',
+        errorCode: 'ERR_ROLLED_BACK',
+        message,
+      });
+      const h = await this.healthy();
+      if (h.ok) await this.bootControl.markGood(booted);
+      return { action: 'rolled-back', version: j.version, slot: booted };
+    }
+    const h = await this.healthy();
+    if (h.ok) {
+      await this.commit(j);
+      return { action: 'committed', version: j.version, slot: booted };
+    }
+    await this.reject(j, h.reason, o.reboot === true);
+    return { action: 'rejected', version: j.version, slot: booted, reason: h.reason };
+  }
+
+  private async commit(j: InstallJournal): Promise<void> {
+    await this.bootControl.markGood(j.targetSlot);
+    await this.bootControl.setPrimary(j.targetSlot);
+    const state = await readDeviceState(this.config);
+    await writeDeviceState(this.config, {
+      ...state,
+      slots: { ...state.slots, [j.targetSlot]: { version: j.version, securityVersion: j.securityVersion } },
+      // Anti-rollback: once this release runs, nothing below its securityVersion is accepted.
+      securityVersionFloor: Math.max(state.securityVersionFloor, j.securityVersion),
+    });
+    await this.settle(j, 'committed');
+    await this.report({ ...rollout(j), version: j.version, state: 'committed', progress: 100 });
+    this.log({ level: 'info', message: `committed ${j.version} on slot ${j.targetSlot}` });
+  }
+
+  private async reject(j: InstallJournal, reason: string, reboot: boolean): Promise<void> {
+    await this.bootControl.markBad(j.targetSlot);
+    await this.settle(j, 'failed', { code: 'ERR_HEALTH_CHECK_FAILED', message: reason });
+    await this.report({
+      ...rollout(j),
+      version: j.version,
+      state: 'failed',
+      errorCode: 'ERR_HEALTH_CHECK_FAILED',
+      message: reason,
+    });
+    this.log({ level: 'error', message: `rejected ${j.version} on slot ${j.targetSlot}: ${reason}` });
+    if (reboot) {
+      const r = await this.run_(this.config.rebootCommand, 120_000);
+      if (r.exitCode !== 0)
+        throw new ClientError(
+          'ERR_REBOOT_FAILED',
+          `reboot command ${describeResult(this.config.rebootCommand, r)}`,
+        );
+    }
+  }
+
+  private async settle(
+    j: InstallJournal,
+    phase: 'committed' | 'failed' | 'rolled-back',
+    error?: { code: string; message: string },
+  ): Promise<void> {
+    await writeJournal(this.config.dataDir, {
+      ...j,
+      phase,
+      updatedAt: this.clock().toISOString(),
+      ...(error ? { error } : {}),
+    });
+  }
+
+  /** Operator confirmation: commit the pending trial now (skipping the health checks), or confirm the running slot. */
+  async markGood(): Promise<AfterBootResult> {
+    const j = await readJournal(this.config.dataDir);
+    const booted = await this.bootControl.getBootedSlot();
+    if (j?.phase === 'boot-pending' && booted === j.targetSlot) {
+      await this.commit(j);
+      return { action: 'committed', version: j.version, slot: booted };
+    }
+    await this.bootControl.markGood(booted);
+    return { action: 'none' };
+  }
+
+  /** Operator rejection of the trial boot of the pending install (booted in the new slot). */
+  async markBad(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
+    const j = await readJournal(this.config.dataDir);
+    const booted = await this.bootControl.getBootedSlot();
+    if (j?.phase !== 'boot-pending' || booted !== j.targetSlot) {
+      throw new ClientError(
+        'ERR_INSTALL_NOTHING_PENDING',
+        `no trial boot to reject: slot ${booted} is running${j ? ` and the last install is ${j.phase}` : ''}; ` +
+          'the running confirmed slot is never marked bad by hand',
+      );
+    }
+    const reason = 'marked bad by the operator';
+    await this.reject(j, reason, o.reboot === true);
+    return { action: 'rejected', version: j.version, slot: booted, reason };
+  }
+
+  // ---- daemon ----------------------------------------------------------------------------
+
+  /** Poll delay: the server's hint (else the default), clamped to the config bounds, ± jitter. */
+  pollDelayMs(hintSeconds: number | undefined): number {
+    const p = this.config.poll;
+    const base = Math.min(p.maxSeconds, Math.max(p.minSeconds, hintSeconds ?? p.defaultSeconds));
+    const factor = 1 + p.jitterFraction * (2 * this.random() - 1);
+    return Math.round(base * factor * 1000);
+  }
+
+  /** The daemon: settle the last boot, resume an interrupted offline install, then poll forever. */
+  async run(signal: AbortSignal): Promise<void> {
+    try {
+      const r = await this.afterBoot({ reboot: true });
+      if (r.action !== 'none')
+        this.log({ level: 'info', message: `after boot: ${r.action} ${'version' in r ? r.version : ''}` });
+      if (r.action === 'reboot-pending') {
+        const j = await readJournal(this.config.dataDir);
+        if (j !== undefined) await this.reboot(j);
+      }
+    } catch (e) {
+      this.log({
+        level: 'error',
+        message: `after-boot step failed: ${(e as Error).message}`,
+        code: (e as ClientError).code,
+      });
+    }
+    const pending = await readJournal(this.config.dataDir).catch(() => undefined);
+    if (isInProgress(pending) && pending!.source.kind === 'directory') {
+      try {
+        await this.installFromDirectory(pending!.source.path, { reboot: true, signal });
+      } catch (e) {
+        this.log({
+          level: 'error',
+          message: `resuming offline install failed: ${(e as Error).message}`,
+          code: (e as ClientError).code,
+        });
+      }
+    }
+    let failures = 0;
+    while (!signal.aborted) {
+      let delayMs: number;
+      try {
+        const r = await this.checkOnce({ reboot: true, signal });
+        failures = 0;
+        delayMs = this.pollDelayMs(r.pollAfterSeconds);
+      } catch (e) {
+        if (signal.aborted) break;
+        failures++;
+        this.log({ level: 'error', message: (e as Error).message, code: (e as ClientError).code });
+        // Back off from a failing server up to the normal poll interval, with jitter.
+        const p = this.config.poll;
+        delayMs = this.pollDelayMs(
+          Math.min(p.defaultSeconds, p.minSeconds * 2 ** Math.min(failures - 1, 16)),
+        );
+      }
+      try {
+        await this.sleep(delayMs, signal);
+      } catch {
+        break;
+      }
+    }
+  }
+}
+
+function percent(j: InstallJournal): number {
+  if (j.phase === 'boot-pending' || j.phase === 'committed' || j.phase === 'written') return 100;
+  return j.progress.bytesTotal === 0 ? 0 : Math.floor((100 * j.progress.bytesDone) / j.progress.bytesTotal);
+}
+
+function rollout(j: InstallJournal): { rolloutId?: string } {
+  return j.rolloutId !== undefined ? { rolloutId: j.rolloutId } : {};
+}
+
+function pollAfter(s: number | undefined): { pollAfterSeconds?: number } {
+  return s !== undefined ? { pollAfterSeconds: s } : {};
+}
+
+export type { ReportState };

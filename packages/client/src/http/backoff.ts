@@ -1,0 +1,80 @@
+// Retries with exponential backoff and full jitter (AWS architecture blog "Exponential Backoff
+// and Jitter"): attempt n waits a uniform random time in [0, min(max, base * 2^n)], so a fleet
+// that lost its server at the same moment does not come back in lock-step.
+import { ClientError } from '../errors.js';
+
+export interface BackoffOptions {
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** Attempts in total (first try included). */
+  maxAttempts: number;
+  random?: () => number;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+export const DEFAULT_BACKOFF: BackoffOptions = { baseDelayMs: 500, maxDelayMs: 60_000, maxAttempts: 8 };
+
+export function backoffDelayMs(
+  attempt: number,
+  o: Pick<BackoffOptions, 'baseDelayMs' | 'maxDelayMs'>,
+  random = Math.random,
+): number {
+  const cap = Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * cap);
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortError(signal));
+      return;
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(abortError(signal));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export function abortError(signal?: AbortSignal): ClientError {
+  const reason = signal?.reason as unknown;
+  return new ClientError(
+    'ERR_ABORTED',
+    `operation aborted${reason instanceof Error ? `: ${reason.message}` : ''}`,
+    reason === undefined ? undefined : { cause: reason },
+  );
+}
+
+/** True for failures worth retrying: network errors, timeouts, 5xx, 408, 429. */
+export function isTransient(e: unknown): boolean {
+  if (e instanceof ClientError) return e.code === 'ERR_HTTP_NETWORK' || e.code === 'ERR_HTTP_UNAVAILABLE';
+  return false;
+}
+
+/**
+ * Run `fn(attempt)` until it succeeds, a non-transient error is thrown, or attempts run out.
+ * The last transient error is rethrown as is (its code says what kept failing).
+ */
+export async function withRetry<T>(
+  fn: (attempt: number) => Promise<T>,
+  o: BackoffOptions = DEFAULT_BACKOFF,
+  signal?: AbortSignal,
+  onRetry?: (e: unknown, attempt: number, delayMs: number) => void,
+): Promise<T> {
+  const wait = o.sleep ?? sleep;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (e) {
+      if (!isTransient(e) || attempt + 1 >= o.maxAttempts || signal?.aborted) throw e;
+      const delayMs = backoffDelayMs(attempt, o, o.random);
+      onRetry?.(e, attempt, delayMs);
+      await wait(delayMs, signal);
+    }
+  }
+}

@@ -1,0 +1,102 @@
+// Device identity: an Ed25519 private key (JWK file, mode 0600) and short-lived EdDSA JWTs signed
+// with it for every /v1/device/* call (docs/CONTRACTS.md: iss = sub = deviceId, aud, iat,
+// exp ≤ 5 min, random jti). The server stores only the public key; no shared secret exists.
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto';
+import { open, stat } from 'node:fs/promises';
+import { SignJWT } from 'jose';
+import { z } from 'zod';
+import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
+import { ClientError } from '../errors.js';
+
+const privateJwkSchema = z.object({
+  kty: z.literal('OKP'),
+  crv: z.literal('Ed25519'),
+  x: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  d: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+});
+
+export interface PublicJwk {
+  kty: 'OKP';
+  crv: 'Ed25519';
+  x: string;
+}
+
+export class DeviceKey {
+  private constructor(
+    private readonly key: KeyObject,
+    readonly publicJwk: PublicJwk,
+  ) {}
+
+  /**
+   * Load the key. A key file readable by group or others is refused: anyone who reads it can
+   * impersonate the device.
+   */
+  static async load(path: string): Promise<DeviceKey> {
+    let mode: number;
+    try {
+      mode = (await stat(path)).mode;
+    } catch (e) {
+      throw new ClientError(
+        'ERR_DEVICE_KEY',
+        `device key ${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ` +
+          'run `abota-agent register --token T` to create one',
+      );
+    }
+    if ((mode & 0o077) !== 0) {
+      throw new ClientError(
+        'ERR_DEVICE_KEY',
+        `device key ${path} has mode ${(mode & 0o777).toString(8)}; it must be readable by its owner only (chmod 600)`,
+      );
+    }
+    let raw: unknown;
+    try {
+      raw = await readJsonFile(path);
+    } catch (e) {
+      throw new ClientError('ERR_DEVICE_KEY', `device key ${path} is not JSON: ${(e as Error).message}`);
+    }
+    const r = privateJwkSchema.safeParse(raw);
+    if (!r.success) {
+      throw new ClientError(
+        'ERR_DEVICE_KEY',
+        `device key ${path} is not an Ed25519 private JWK (kty OKP, crv Ed25519, x, d)`,
+      );
+    }
+    const key = createPrivateKey({ key: { ...r.data }, format: 'jwk' });
+    return new DeviceKey(key, { kty: 'OKP', crv: 'Ed25519', x: r.data.x });
+  }
+
+  /** Create a new key file (exclusive create, 0600); refuses to overwrite an existing key. */
+  static async generate(path: string): Promise<DeviceKey> {
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const jwk = privateKey.export({ format: 'jwk' });
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(path, 'wx', 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return DeviceKey.load(path);
+      throw new ClientError('ERR_DEVICE_KEY', `cannot create device key ${path}: ${(e as Error).message}`);
+    }
+    await fh.close();
+    await writeFileAtomic(path, `${JSON.stringify({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, d: jwk.d })}\n`);
+    return DeviceKey.load(path);
+  }
+
+  /** A JWT for one request; a fresh random jti every time so the server can refuse replays. */
+  async signJwt(o: {
+    deviceId: string;
+    audience: string;
+    lifetimeSeconds: number;
+    now: Date;
+  }): Promise<string> {
+    const iat = Math.floor(o.now.getTime() / 1000);
+    return new SignJWT({})
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
+      .setIssuer(o.deviceId)
+      .setSubject(o.deviceId)
+      .setAudience(o.audience)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + o.lifetimeSeconds)
+      .setJti(randomUUID())
+      .sign(this.key);
+  }
+}

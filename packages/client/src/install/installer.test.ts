@@ -1,0 +1,302 @@
+// The installer against real parts: slot files, a real dm-verity tree (@abota/verity), real
+// signatures (@abota/manifest), the file boot-control backend.
+import { createHash } from 'node:crypto';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeTempDir } from '@abota/testkit';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  configOf,
+  corruptByte,
+  type Device,
+  makeDevice,
+  makeRelease,
+  makeTrust,
+  type Release,
+  sha256File,
+  type Trust,
+} from '../../test/release-fixture.js';
+import { FileBootControl, readBootStateFile } from '../bootctl/index.js';
+import type { AgentConfig } from '../config.js';
+import { readDeviceState, runningVersion, securityFloor } from '../device-state.js';
+import { Installer, type InstallerOptions } from './installer.js';
+import { readJournal } from './journal.js';
+import { DirectoryReleaseSource, type ReleaseSource } from './release-source.js';
+
+let trust: Trust;
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  trust = await makeTrust();
+});
+
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function tmp(): Promise<string> {
+  const d = await makeTempDir('abota-installer-');
+  dirs.push(d);
+  return d;
+}
+
+function installerFor(config: AgentConfig, dev: Device, extra: Partial<InstallerOptions> = {}): Installer {
+  return new Installer({
+    config,
+    bootControl: new FileBootControl({ statePath: dev.bootStatePath, cmdlinePath: config.kernelCmdlinePath }),
+    trustRoot: trust.root,
+    clock: () => new Date(),
+    deviceFacts: async (booted) => {
+      const state = await readDeviceState(config);
+      return {
+        product: config.product,
+        hardware: config.hardware,
+        currentVersion: runningVersion(config, state, booted).version,
+        securityVersionFloor: securityFloor(config, state),
+      };
+    },
+    bootId: async () => 'boot-1',
+    checkpointBytes: 1024 * 1024,
+    ...extra,
+  });
+}
+
+async function snapshot(dev: Device): Promise<Record<string, string>> {
+  return {
+    A: await sha256File(dev.slotFiles.A),
+    hashA: await sha256File(dev.slotFiles.hashA),
+    B: await sha256File(dev.slotFiles.B),
+    hashB: await sha256File(dev.slotFiles.hashB),
+    boot: createHash('sha256')
+      .update(await readFile(dev.bootStatePath))
+      .digest('hex'),
+  };
+}
+
+/** Records which byte offsets blobs were opened at; optionally fails after N artifact bytes. */
+class RecordingSource implements ReleaseSource {
+  readonly opens: { digest: string; startByte: number }[] = [];
+  constructor(
+    private readonly inner: DirectoryReleaseSource,
+    private readonly failAfterArtifactBytes?: { digest: string; bytes: number; abort: AbortController },
+  ) {}
+  get journalSource() {
+    return this.inner.journalSource;
+  }
+  readManifestJws() {
+    return this.inner.readManifestJws();
+  }
+  readTrustRoot() {
+    return this.inner.readTrustRoot();
+  }
+  async *openBlob(digest: string, sizeBytes: number, startByte: number, signal?: AbortSignal) {
+    this.opens.push({ digest, startByte });
+    let seen = 0;
+    for await (const chunk of this.inner.openBlob(digest, sizeBytes, startByte)) {
+      const f = this.failAfterArtifactBytes;
+      if (f !== undefined && f.digest === digest && seen + chunk.byteLength > f.bytes) {
+        // The connection is cut here: the consumer sees an abort mid-artifact.
+        f.abort.abort(new Error('simulated power cut'));
+        signal?.throwIfAborted();
+      }
+      seen += chunk.byteLength;
+      yield chunk;
+    }
+  }
+}
+
+async function expectInstalled(dev: Device, rel: Release, before: Record<string, string>): Promise<void> {
+  expect(await sha256File(dev.slotFiles.B)).toBe(await sha256File(rel.imagePath));
+  expect(await sha256File(dev.slotFiles.hashB)).toBe(await sha256File(rel.hashPath));
+  expect(await sha256File(dev.slotFiles.A)).toBe(before['A']);
+  expect(await sha256File(dev.slotFiles.hashA)).toBe(before['hashA']);
+  const boot = await readBootStateFile(dev.bootStatePath);
+  expect(boot.order[0]).toBe('B');
+  expect(boot.slots.B).toEqual({ status: 'try', triesLeft: 1 });
+  expect(boot.slots.A.status).toBe('good');
+}
+
+describe('offline install from a release directory', () => {
+  it('writes slot B byte-identical to the image, the hash area identical to the tree, and sets B try-once', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', securityVersion: 2 });
+    const config = configOf(dev);
+    const before = await snapshot(dev);
+    const j = await installerFor(config, dev).install(new DirectoryReleaseSource(rel.dir));
+    expect(j.phase).toBe('boot-pending');
+    expect(j.targetSlot).toBe('B');
+    expect(j.bootId).toBe('boot-1');
+    expect(j.images['rootfs']).toEqual({ blocksWritten: 2048, totalBlocks: 2048, hashTreeWritten: true });
+    await expectInstalled(dev, rel, before);
+    expect((await readJournal(config.dataDir))?.phase).toBe('boot-pending');
+  });
+
+  it('installs a brotli artifact, decompressing on the fly', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', codec: 'brotli' });
+    expect(rel.manifest.images.rootfs.artifact.sizeBytes).toBeLessThan(rel.manifest.images.rootfs.sizeBytes);
+    const before = await snapshot(dev);
+    await installerFor(configOf(dev), dev).install(new DirectoryReleaseSource(rel.dir));
+    await expectInstalled(dev, rel, before);
+  });
+
+  it('refuses to write when the booted slot is the target (both slots mapped to one file)', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0' });
+    const config = configOf(dev, {
+      slots: {
+        A: { rootfs: { path: dev.slotFiles.A, hashPath: dev.slotFiles.hashA } },
+        B: { rootfs: { path: dev.slotFiles.A, hashPath: dev.slotFiles.hashB } },
+      },
+    });
+    const before = await snapshot(dev);
+    await expect(
+      installerFor(config, dev).install(new DirectoryReleaseSource(rel.dir)),
+    ).rejects.toMatchObject({
+      code: 'ERR_INSTALL_ACTIVE_SLOT',
+    });
+    expect(await sha256File(dev.slotFiles.A)).toBe(before['A']);
+  });
+});
+
+describe('every block is verified before it is written', () => {
+  it('a corrupted artifact block fails the install with its block index; A untouched, nothing bootable', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0' });
+    await corruptByte(rel.artifactPath, 700 * 4096 + 123);
+    const config = configOf(dev);
+    const before = await snapshot(dev);
+    const err = await installerFor(config, dev)
+      .install(new DirectoryReleaseSource(rel.dir))
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_INSTALL_BLOCK_CORRUPT' });
+    expect((err as Error).message).toContain('data block 700 ');
+    expect(await sha256File(dev.slotFiles.A)).toBe(before['A']);
+    expect(await sha256File(dev.slotFiles.hashA)).toBe(before['hashA']);
+    const bc = new FileBootControl({ statePath: dev.bootStatePath, cmdlinePath: config.kernelCmdlinePath });
+    expect(await bc.getSlotState('B')).toEqual({ bootable: false, good: false });
+    expect(await bc.getPrimarySlot()).toBe('A');
+    // The bad block never reached the slot.
+    const slotB = await readFile(dev.slotFiles.B);
+    const tampered = await readFile(rel.artifactPath);
+    expect(slotB.subarray(700 * 4096, 701 * 4096).equals(tampered.subarray(700 * 4096, 701 * 4096))).toBe(
+      false,
+    );
+    const j = await readJournal(config.dataDir);
+    expect(j?.phase).toBe('failed');
+    expect(j?.error?.code).toBe('ERR_INSTALL_BLOCK_CORRUPT');
+  });
+
+  it('a hash tree that does not match its signed digest is refused before any slot write', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0' });
+    await corruptByte(rel.hashTreePath, 5000);
+    const before = await snapshot(dev);
+    await expect(
+      installerFor(configOf(dev), dev).install(new DirectoryReleaseSource(rel.dir)),
+    ).rejects.toMatchObject({
+      code: 'ERR_INSTALL_HASH_TREE_INVALID',
+    });
+    expect(await snapshot(dev)).toEqual(before);
+  });
+});
+
+describe('releases the device must refuse are rejected before any slot write', () => {
+  const cases: [string, (root: string) => Promise<Release>, string][] = [
+    [
+      'tampered manifest payload',
+      async (root) => {
+        const rel = await makeRelease({ dir: root, trust, version: '1.1.0' });
+        const jws = JSON.parse(await readFile(join(rel.dir, 'manifest.jws'), 'utf8')) as { payload: string };
+        const payload = JSON.parse(Buffer.from(jws.payload, 'base64url').toString()) as { version: string };
+        payload.version = '1.1.1';
+        jws.payload = Buffer.from(JSON.stringify(payload)).toString('base64url');
+        await writeFile(join(rel.dir, 'manifest.jws'), JSON.stringify(jws));
+        return rel;
+      },
+      'ERR_SIGNATURE_INVALID',
+    ],
+    [
+      'signed by a key outside the trust root',
+      async (root) => {
+        const { generateSigningKey } = await import('@abota/manifest');
+        return makeRelease({ dir: root, trust, version: '1.1.0', signWith: await generateSigningKey() });
+      },
+      'ERR_THRESHOLD_NOT_MET',
+    ],
+    [
+      'wrong hardware',
+      (root) => makeRelease({ dir: root, trust, version: '1.1.0', compatible: ['rpi4'] }),
+      'ERR_INCOMPATIBLE_HARDWARE',
+    ],
+    ['downgrade', (root) => makeRelease({ dir: root, trust, version: '0.9.0' }), 'ERR_DOWNGRADE_NOT_ALLOWED'],
+    [
+      'security version below the floor',
+      (root) => makeRelease({ dir: root, trust, version: '1.2.0', securityVersion: 0 }),
+      'ERR_SECURITY_VERSION_TOO_LOW',
+    ],
+    [
+      'expired',
+      (root) =>
+        makeRelease({ dir: root, trust, version: '1.1.0', expires: new Date(Date.now() - 3_600_000) }),
+      'ERR_EXPIRED',
+    ],
+  ];
+  for (const [name, build, code] of cases) {
+    it(`${name} → ${code}; slots A and B and the boot state unchanged`, async () => {
+      const root = await tmp();
+      const dev = await makeDevice(join(root, 'device'), trust);
+      const rel = await build(join(root, 'rel'));
+      const before = await snapshot(dev);
+      await expect(
+        installerFor(configOf(dev), dev).install(new DirectoryReleaseSource(rel.dir)),
+      ).rejects.toMatchObject({
+        code,
+      });
+      expect(await snapshot(dev)).toEqual(before);
+    });
+  }
+});
+
+describe('resume after an interruption', () => {
+  for (const codec of ['none', 'brotli'] as const) {
+    it(`codec ${codec}: an install cut mid-artifact resumes from its journal and ends byte-identical`, async () => {
+      const root = await tmp();
+      const dev = await makeDevice(join(root, 'device'), trust);
+      const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', codec });
+      const config = configOf(dev);
+      const before = await snapshot(dev);
+      const digest = rel.manifest.images.rootfs.artifact.digest;
+      const abort = new AbortController();
+      const cutAt = Math.floor(rel.manifest.images.rootfs.artifact.sizeBytes * 0.6);
+      const first = new RecordingSource(new DirectoryReleaseSource(rel.dir), { digest, bytes: cutAt, abort });
+      await expect(installerFor(config, dev, { signal: abort.signal }).install(first)).rejects.toMatchObject({
+        code: 'ERR_ABORTED',
+      });
+      const cut = await readJournal(config.dataDir);
+      expect(cut?.phase).toBe('writing');
+      const checkpoint = cut!.images['rootfs']!.blocksWritten;
+      expect(checkpoint).toBeGreaterThan(0);
+      expect(checkpoint).toBeLessThan(2048);
+      // Damage one block below the checkpoint: re-verification must find and rewrite it.
+      const fh = await import('node:fs/promises').then((m) => m.open(dev.slotFiles.B, 'r+'));
+      await fh.write(Buffer.from('garbage'), 0, 7, 10 * 4096);
+      await fh.close();
+
+      const second = new RecordingSource(new DirectoryReleaseSource(rel.dir));
+      const j = await installerFor(config, dev).install(second);
+      expect(j.phase).toBe('boot-pending');
+      expect(j.installId).toBe(cut!.installId);
+      const artifactOpen = second.opens.find((o) => o.digest === digest);
+      // none: the download continues at the first block not verified on the slot (block 10);
+      // brotli: the stream restarts at 0 and already-verified blocks are not rewritten.
+      expect(artifactOpen?.startByte).toBe(codec === 'none' ? 10 * 4096 : 0);
+      await expectInstalled(dev, rel, before);
+    });
+  }
+});

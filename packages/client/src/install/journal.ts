@@ -1,0 +1,94 @@
+// The install journal: one small JSON file in the data directory, replaced atomically after every
+// step and at checkpoints, so an install resumes after a crash at any point. It records where the
+// release comes from, which slot is written, and per image how many verified blocks are durably
+// on the slot (the resume point).
+import { join } from 'node:path';
+import { z } from 'zod';
+import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
+import { ClientError } from '../errors.js';
+
+export const JOURNAL_FILE = 'install-journal.json';
+
+export const installPhases = [
+  'verified', // manifest accepted; nothing on the slot is trusted yet
+  'writing', // images being streamed into the target slot (checkpoints in `images`)
+  'written', // all images and hash trees written and fsynced
+  'boot-pending', // target set "try once"; the reboot hook runs next
+  'committed', // booted the target, health checks passed, marked good
+  'failed', // install or health checks failed; the target is not bootable
+  'rolled-back', // we tried the target but the device came back on the old slot
+] as const;
+export type InstallPhase = (typeof installPhases)[number];
+
+const imageProgressSchema = z.object({
+  /** Verified data blocks known to be durably on the slot (fsynced before this was recorded). */
+  blocksWritten: z.number().int().nonnegative(),
+  totalBlocks: z.number().int().nonnegative(),
+  hashTreeWritten: z.boolean(),
+});
+export type ImageProgress = z.infer<typeof imageProgressSchema>;
+
+const sourceSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('directory'), path: z.string() }),
+  z.object({ kind: z.literal('server'), artifacts: z.record(z.string(), z.string()) }),
+]);
+export type JournalSource = z.infer<typeof sourceSchema>;
+
+export const journalSchema = z.object({
+  schemaVersion: z.literal(1),
+  installId: z.string(),
+  phase: z.enum(installPhases),
+  rolloutId: z.string().optional(),
+  version: z.string(),
+  securityVersion: z.number().int().nonnegative(),
+  /** The JWS as received; re-verified (with the clock of the moment) whenever the install resumes. */
+  manifestJws: z.string(),
+  source: sourceSchema,
+  bootedSlot: z.enum(['A', 'B']),
+  targetSlot: z.enum(['A', 'B']),
+  /** Version running when the install started (reported while installing, restored on rollback). */
+  previousVersion: z.string(),
+  images: z.record(z.string(), imageProgressSchema),
+  progress: z.object({ bytesDone: z.number().nonnegative(), bytesTotal: z.number().nonnegative() }),
+  startedAt: z.string(),
+  updatedAt: z.string(),
+  /** Boot identity when the slot was set "try once": the same id after a restart means no reboot yet. */
+  bootId: z.string().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export type InstallJournal = z.infer<typeof journalSchema>;
+
+export function journalPath(dataDir: string): string {
+  return join(dataDir, JOURNAL_FILE);
+}
+
+export async function readJournal(dataDir: string): Promise<InstallJournal | undefined> {
+  const path = journalPath(dataDir);
+  let raw: unknown;
+  try {
+    raw = await readJsonFile(path);
+  } catch (e) {
+    throw new ClientError(
+      'ERR_JOURNAL_INVALID',
+      `install journal ${path} is not JSON: ${(e as Error).message}`,
+    );
+  }
+  if (raw === undefined) return undefined;
+  const r = journalSchema.safeParse(raw);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new ClientError(
+      'ERR_JOURNAL_INVALID',
+      `install journal ${path} is not valid (${i ? `${i.path.join('.')}: ${i.message}` : 'schema'}); move it away to start over`,
+    );
+  }
+  return r.data;
+}
+
+export async function writeJournal(dataDir: string, j: InstallJournal): Promise<void> {
+  await writeFileAtomic(journalPath(dataDir), `${JSON.stringify(j, null, 2)}\n`);
+}
+
+export function isInProgress(j: InstallJournal | undefined): boolean {
+  return j !== undefined && (j.phase === 'verified' || j.phase === 'writing' || j.phase === 'written');
+}
