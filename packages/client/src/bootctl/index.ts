@@ -1,0 +1,70 @@
+// Public API of boot control (re-exported by packages/client/src/index.ts).
+export {
+  type BootControl,
+  type BootedSlotSource,
+  type SlotName,
+  type SlotState,
+  SLOT_NAMES,
+  assertSlotName,
+  bootedSlotFromCmdline,
+  otherSlot,
+  readBootedSlot,
+} from './bootcontrol.js';
+export {
+  GRUBENV_DEFAULT_SIZE_BYTES,
+  GRUBENV_MAX_SIZE_BYTES,
+  GRUBENV_SIGNATURE,
+  type GrubEnvEdit,
+  createGrubEnv,
+  createGrubEnvFile,
+  editGrubEnv,
+  editGrubEnvFile,
+  parseGrubEnv,
+  readGrubEnvFile,
+  setGrubEnv,
+} from './grubenv.js';
+export {
+  DEFAULT_GRUBENV_PATH,
+  GRUB_SAVED_VARIABLES,
+  GrubBootControl,
+  type GrubBootControlOptions,
+  emulateGrubBoot,
+  grubSelectSlot,
+} from './grub.js';
+export {
+  type DecodedUBootEnv,
+  UBOOTENV_MAX_SIZE_BYTES,
+  type UBootEnvConfig,
+  type UBootEnvEdits,
+  type UBootEnvLocation,
+  type UBootEnvState,
+  checkConfig as checkUBootEnvConfig,
+  currentCopyIndex,
+  decodeUBootEnv,
+  editUBootEnv,
+  encodeUBootEnv,
+  formatUBootEnv,
+  parseFwEnvConfig,
+  readUBootEnv,
+  writeUBootEnv,
+} from './ubootenv.js';
+export {
+  type UBootBootControlOptions,
+  type UBootConvention,
+  UBootBootControl,
+  emulateUBootBoot,
+  ubootInitialEnv,
+  ubootSelectSlot,
+} from './uboot.js';
+export {
+  type BootState,
+  type FileBootControlOptions,
+  FileBootControl,
+  bootStateSchema,
+  emulateFileBoot,
+  fileSelectSlot,
+  initialBootState,
+  readBootStateFile,
+  writeBootStateFile,
+} from './file.js';
+export { writeFileAtomic } from './atomicfile.js';
