@@ -1,0 +1,148 @@
+// createApp: the whole HTTP surface as a Hono app over injected parts (database, blob store,
+// clock, config, logger) — no socket, no globals, so tests and other packages run it in-process
+// and any number of replicas can share one PostgreSQL and one bucket (DESIGN.md "Update server").
+import { BlobStoreError, type BlobStore } from '@abota/blobstore';
+import { isManifestError } from '@abota/manifest';
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { routePath } from 'hono/route';
+import { DEFAULT_APP_CONFIG, type AppConfig } from './config.js';
+import { type AppDeps, type AppEnv, type Clock, systemClock } from './context.js';
+import type { Db } from './db/database.js';
+import { errorBody, ServerError } from './errors.js';
+import type { Logger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { registerAdminRoutes } from './routes/admin.js';
+import { registerBlobRoutes } from './routes/blobs.js';
+import { registerDeviceRoutes } from './routes/device.js';
+import { registerDocsRoutes } from './routes/docs.js';
+import { registerOpsRoutes } from './routes/ops.js';
+
+export interface CreateAppOptions {
+  db: Db;
+  blobs: BlobStore;
+  logger: Logger;
+  clock?: Clock;
+  config?: Partial<AppConfig>;
+  /** Database reachability for /readyz (Database.ping); defaults to a `select 1` through drizzle. */
+  pingDatabase?: () => Promise<void>;
+  metrics?: Metrics;
+}
+
+export type App = OpenAPIHono<AppEnv>;
+
+const BLOB_ERROR_STATUS: Record<string, { status: number; code: string }> = {
+  ERR_BLOB_DIGEST_MISMATCH: { status: 422, code: 'ERR_BLOB_DIGEST_MISMATCH' },
+  ERR_BLOB_SIZE_MISMATCH: { status: 400, code: 'ERR_BLOB_SIZE_MISMATCH' },
+  ERR_BLOB_TOO_LARGE: { status: 413, code: 'ERR_BODY_TOO_LARGE' },
+  ERR_BLOB_NOT_FOUND: { status: 404, code: 'ERR_NOT_FOUND' },
+  ERR_BLOB_KEY_INVALID: { status: 400, code: 'ERR_VALIDATION' },
+  ERR_BLOB_ARGUMENT_INVALID: { status: 400, code: 'ERR_VALIDATION' },
+  ERR_BLOB_RANGE_NOT_SATISFIABLE: { status: 416, code: 'ERR_RANGE_NOT_SATISFIABLE' },
+  ERR_BLOB_STORE_UNAVAILABLE: { status: 503, code: 'ERR_UNAVAILABLE' },
+};
+
+const HTTP_STATUS_CODES: Record<number, string> = {
+  400: 'ERR_VALIDATION',
+  401: 'ERR_UNAUTHENTICATED',
+  403: 'ERR_FORBIDDEN',
+  404: 'ERR_NOT_FOUND',
+  413: 'ERR_BODY_TOO_LARGE',
+  415: 'ERR_UNSUPPORTED_MEDIA_TYPE',
+};
+
+export function createApp(options: CreateAppOptions): App {
+  const config: AppConfig = { ...DEFAULT_APP_CONFIG, ...options.config };
+  const deps: AppDeps = {
+    db: options.db,
+    blobs: options.blobs,
+    clock: options.clock ?? systemClock,
+    config,
+    logger: options.logger,
+    metrics: options.metrics ?? new Metrics(),
+    deviceKeys: new Map(),
+  };
+  const { logger, metrics } = deps;
+
+  const app: App = new OpenAPIHono<AppEnv>({
+    // zod validation failures: 400 with the field paths, never the raw zod dump.
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const message = result.error.issues
+          .slice(0, 8)
+          .map((i) => `${i.path.length === 0 ? '(body)' : i.path.join('.')}: ${i.message}`)
+          .join('; ');
+        return c.json(errorBody('ERR_VALIDATION', message), 400);
+      }
+      return undefined;
+    },
+  });
+
+  // Access log + metrics. Only method, route pattern, status and duration: never headers,
+  // query strings or bodies, which is where tokens and keys travel.
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    const seconds = (performance.now() - started) / 1000;
+    const matched = routePath(c, -1);
+    const route = matched === '*' || matched === '/*' ? 'unmatched' : matched;
+    metrics.requests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    metrics.latency.observe({ route }, seconds);
+    logger.debug(
+      { method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 10000) / 10 },
+      'request',
+    );
+  });
+
+  // JSON bodies are bounded everywhere; blob uploads have their own streaming cap (routes/blobs.ts).
+  const jsonLimit = bodyLimit({
+    maxSize: config.maxJsonBodyBytes,
+    onError: () => {
+      throw new ServerError('ERR_BODY_TOO_LARGE', `request body exceeds ${config.maxJsonBodyBytes} bytes`);
+    },
+  });
+  app.use('*', async (c, next) => {
+    if (c.req.method === 'PUT' && c.req.path.startsWith('/v1/admin/blobs/')) return next();
+    return jsonLimit(c, next);
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof ServerError) {
+      return c.json(errorBody(err.code, err.message), err.status as 400);
+    }
+    if (isManifestError(err)) {
+      // Refused content: the manifest package's code says exactly which check failed.
+      return c.json(errorBody(err.code, err.message), 422);
+    }
+    if (err instanceof BlobStoreError) {
+      const mapped = BLOB_ERROR_STATUS[err.code];
+      if (mapped !== undefined) {
+        if (mapped.status >= 500)
+          logger.warn({ code: err.code, message: err.message }, 'blob store unavailable');
+        return c.json(errorBody(mapped.code, err.message), mapped.status as 400);
+      }
+    }
+    if (err instanceof HTTPException && err.status < 500) {
+      const code = HTTP_STATUS_CODES[err.status] ?? 'ERR_VALIDATION';
+      const message =
+        err.status === 400 && /JSON/i.test(err.message) ? 'request body is not valid JSON' : err.message;
+      return c.json(errorBody(code, message), err.status);
+    }
+    // Unexpected: the client learns nothing about internals; the log keeps name and message.
+    logger.error(
+      { err: { name: err.name, message: err.message }, route: routePath(c, -1) },
+      'unhandled error',
+    );
+    return c.json(errorBody('ERR_INTERNAL', 'internal server error; the server log has the details'), 500);
+  });
+
+  app.notFound((c) => c.json(errorBody('ERR_NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`), 404));
+
+  registerOpsRoutes(app, deps, options.pingDatabase);
+  registerDeviceRoutes(app, deps);
+  registerBlobRoutes(app, deps);
+  registerAdminRoutes(app, deps);
+  registerDocsRoutes(app);
+  return app;
+}

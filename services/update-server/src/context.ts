@@ -1,0 +1,56 @@
+// What every route module receives: the injected parts (database, blob store, clock, config,
+// logger) plus the per-process metrics and device key cache, and the Hono context variables
+// the auth middlewares set.
+import type { BlobStore } from '@abota/blobstore';
+import type { KeyObject } from 'node:crypto';
+import type { AppConfig } from './config.js';
+import type { Db } from './db/database.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+export type ApiKeyRole = 'admin' | 'publisher' | 'operator' | 'viewer';
+export const API_KEY_ROLES = ['admin', 'publisher', 'operator', 'viewer'] as const;
+
+export interface AuthedApiKey {
+  id: string;
+  name: string;
+  role: ApiKeyRole;
+}
+
+export interface AuthedDevice {
+  id: string;
+  product: string;
+  hardware: string;
+  tags: string[];
+  currentVersion: string | null;
+}
+
+export interface AppDeps {
+  db: Db;
+  blobs: BlobStore;
+  clock: Clock;
+  config: AppConfig;
+  logger: Logger;
+  metrics: Metrics;
+  /**
+   * Device public keys parsed into KeyObjects. Safe to cache without cross-replica invalidation:
+   * a device id is a random UUID bound to one key for life; decommissioning is checked on the
+   * database row on every request, not in this cache.
+   */
+  deviceKeys: Map<string, KeyObject>;
+}
+
+export interface AppEnv {
+  Variables: {
+    device: AuthedDevice;
+    apiKey: AuthedApiKey;
+    /** "device:<id>" or "apikey:<id>", for the audit log. */
+    actor: string;
+  };
+}

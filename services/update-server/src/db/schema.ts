@@ -1,0 +1,240 @@
+// The one drizzle schema (PostgreSQL dialect) shared by the embedded PGlite default and a real
+// PostgreSQL. Migrations in ../../drizzle are generated from this file by drizzle-kit; change
+// both together (`npx drizzle-kit generate` in services/update-server).
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+/** A product: a family of devices that share one trust root (DESIGN.md "Release and trust model"). */
+export const products = pgTable('products', {
+  id: text('id').primaryKey(),
+  description: text('description').notNull().default(''),
+  /** The current signed trust root (root.json) releases of this product are verified against. */
+  trustRoot: jsonb('trust_root').notNull(),
+  trustRootVersion: integer('trust_root_version').notNull(),
+  createdAt: createdAt(),
+  updatedAt: ts('updated_at').notNull().defaultNow(),
+});
+
+/** Content-addressed blobs known to be in the blob store (recorded when an upload completes). */
+export const blobs = pgTable('blobs', {
+  digest: text('digest').primaryKey(), // "sha256:<hex>"
+  sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+  createdAt: createdAt(),
+});
+
+export const releases = pgTable(
+  'releases',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    product: text('product')
+      .notNull()
+      .references(() => products.id),
+    version: text('version').notNull(),
+    securityVersion: integer('security_version').notNull(),
+    compatible: jsonb('compatible').$type<string[]>().notNull(),
+    expires: ts('expires').notNull(),
+    /** The General JWS JSON exactly as pushed; devices verify it themselves. */
+    manifestJws: text('manifest_jws').notNull(),
+    /** The decoded payload, for listing and queries only (never trusted by devices). */
+    manifest: jsonb('manifest').notNull(),
+    yanked: boolean('yanked').notNull().default(false),
+    yankedReason: text('yanked_reason'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('releases_product_version_uq').on(t.product, t.version)],
+);
+
+/** Which blobs a release references (artifacts and hash trees): drives blob access checks. */
+export const releaseBlobs = pgTable(
+  'release_blobs',
+  {
+    releaseId: uuid('release_id')
+      .notNull()
+      .references(() => releases.id, { onDelete: 'cascade' }),
+    digest: text('digest')
+      .notNull()
+      .references(() => blobs.digest),
+    /** Where the manifest references it, e.g. "images.rootfs.artifact". */
+    role: text('role').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.releaseId, t.digest] }), index('release_blobs_digest_idx').on(t.digest)],
+);
+
+export const devices = pgTable(
+  'devices',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    product: text('product')
+      .notNull()
+      .references(() => products.id),
+    hardware: text('hardware').notNull(),
+    /** Ed25519 public key as a JWK ({ kty: "OKP", crv: "Ed25519", x }); never a private key. */
+    publicKeyJwk: jsonb('public_key_jwk').$type<{ kty: 'OKP'; crv: 'Ed25519'; x: string }>().notNull(),
+    attributes: jsonb('attributes').$type<Record<string, string>>().notNull().default({}),
+    tags: text('tags').array().notNull().default(sql`'{}'::text[]`),
+    currentVersion: text('current_version'),
+    bootedSlot: text('booted_slot'),
+    installState: text('install_state'),
+    lastSeenAt: ts('last_seen_at'),
+    registeredAt: createdAt(),
+    provisioningTokenId: uuid('provisioning_token_id'),
+    decommissionedAt: ts('decommissioned_at'),
+  },
+  (t) => [index('devices_product_idx').on(t.product, t.id), index('devices_tags_idx').using('gin', t.tags)],
+);
+
+/** Device reports. Idempotent per (device, rollout, state) through the unique index. */
+export const deviceEvents = pgTable(
+  'device_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    deviceId: uuid('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    rolloutId: uuid('rollout_id').references(() => rollouts.id, { onDelete: 'set null' }),
+    version: text('version').notNull(),
+    state: text('state').notNull(),
+    errorCode: text('error_code'),
+    message: text('message'),
+    progress: integer('progress'),
+    at: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('device_events_once_uq').on(t.deviceId, t.rolloutId, t.state),
+    index('device_events_device_idx').on(t.deviceId, t.id),
+  ],
+);
+
+/**
+ * A rollout: one release offered to the devices its selector matches. `stages`, `currentStage`
+ * and `stageStartedAt` are here for staged canary percentages (a later issue); today every
+ * rollout is one stage at 100 %.
+ */
+export const rollouts = pgTable(
+  'rollouts',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    releaseId: uuid('release_id')
+      .notNull()
+      .references(() => releases.id),
+    product: text('product')
+      .notNull()
+      .references(() => products.id),
+    name: text('name').notNull().default(''),
+    selector: jsonb('selector').$type<RolloutSelector>().notNull(),
+    /** active | paused | aborted | completed */
+    state: text('state').notNull().default('active'),
+    allowDowngrade: boolean('allow_downgrade').notNull().default(false),
+    stages: jsonb('stages')
+      .$type<RolloutStage[]>()
+      .notNull()
+      .default([{ percent: 100 }]),
+    currentStage: integer('current_stage').notNull().default(0),
+    stageStartedAt: ts('stage_started_at').notNull().defaultNow(),
+    createdAt: createdAt(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [index('rollouts_product_state_idx').on(t.product, t.state)],
+);
+
+export interface RolloutSelector {
+  product?: string | undefined;
+  hardware?: string[] | undefined;
+  /** A device must carry every listed tag. */
+  tags?: string[] | undefined;
+  deviceIds?: string[] | undefined;
+}
+export interface RolloutStage {
+  percent: number;
+  minBakeSeconds?: number;
+  maxFailurePercent?: number;
+  minSample?: number;
+}
+
+/** Per-device progress inside a rollout; a row appears when the device is first offered it. */
+export const rolloutDevices = pgTable(
+  'rollout_devices',
+  {
+    rolloutId: uuid('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    deviceId: uuid('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    /** offered | downloading | installing | installed | rebooting | committed | failed | rolled-back */
+    state: text('state').notNull(),
+    updatedAt: ts('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.rolloutId, t.deviceId] }),
+    index('rollout_devices_state_idx').on(t.rolloutId, t.state),
+  ],
+);
+
+export const provisioningTokens = pgTable('provisioning_tokens', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  /** SHA-256 (hex) of the token; the token itself is shown once at creation. */
+  tokenHash: text('token_hash').notNull().unique(),
+  product: text('product')
+    .notNull()
+    .references(() => products.id),
+  description: text('description').notNull().default(''),
+  expiresAt: ts('expires_at').notNull(),
+  revokedAt: ts('revoked_at'),
+  maxUses: integer('max_uses'),
+  uses: integer('uses').notNull().default(0),
+  createdAt: createdAt(),
+});
+
+export const apiKeys = pgTable('api_keys', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  /** SHA-256 (hex) of the whole key "abk_..."; the key itself is shown once at creation. */
+  keyHash: text('key_hash').notNull().unique(),
+  name: text('name').notNull(),
+  /** admin | publisher | operator | viewer */
+  role: text('role').notNull(),
+  createdAt: createdAt(),
+  lastUsedAt: ts('last_used_at'),
+  revokedAt: ts('revoked_at'),
+});
+
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: createdAt(),
+    /** "apikey:<id>" or "device:<id>" */
+    actor: text('actor').notNull(),
+    action: text('action').notNull(),
+    target: text('target').notNull(),
+    details: jsonb('details').notNull().default({}),
+  },
+  (t) => [index('audit_log_target_idx').on(t.target)],
+);
+
+/** JWT ids already accepted; kept until the token's own expiry (replay protection across replicas). */
+export const usedJwtIds = pgTable(
+  'used_jwt_ids',
+  {
+    jti: text('jti').primaryKey(),
+    deviceId: uuid('device_id').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+  },
+  (t) => [index('used_jwt_ids_expires_idx').on(t.expiresAt)],
+);

@@ -1,0 +1,247 @@
+// Blob transfer: admins upload content-addressed blobs (streamed into the blob store, digest and
+// size verified while streaming, capped); devices and admins download them — a 302 to a
+// presigned URL when the store can make one (S3, so a CDN can serve it), else streamed here with
+// single-range support (RFC 9110 §14). A device may fetch only blobs of a release it is offered.
+import { keyToSha256Hex } from '@abota/blobstore';
+import { createRoute, z } from '@hono/zod-openapi';
+import { and, eq, inArray } from 'drizzle-orm';
+import type { Context } from 'hono';
+import type { App } from '../app.js';
+import { findApiKey, requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
+import { authenticateDevice } from '../auth/device-jwt.js';
+import { bearerToken } from '../auth/secrets.js';
+import type { AppDeps, AppEnv } from '../context.js';
+import { auditLog, blobs, releaseBlobs, releases, rollouts } from '../db/schema.js';
+import { ServerError } from '../errors.js';
+import { decideRange } from '../http-range.js';
+import { selectorMatches } from '../rollout-policy.js';
+import { BlobPutResponseSchema, errorResponses, Sha256HexParam } from '../schemas.js';
+
+/** Counts bytes of a request body and stops at `maxBytes` + 1 so an oversize body is refused early. */
+async function* cappedBody(body: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array> {
+  let total = 0;
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      total += value.byteLength;
+      if (total > maxBytes)
+        throw new ServerError('ERR_BODY_TOO_LARGE', `blob exceeds the limit of ${maxBytes} bytes`);
+      yield value;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+/** An AsyncIterable as a web ReadableStream with backpressure; cancelling closes the source. */
+function toReadableStream(source: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+  const iterator = source[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await iterator.next();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    async cancel() {
+      await iterator.return?.();
+    },
+  });
+}
+
+/** May this device fetch `digest`? Only if a live rollout it matches targets a release with it. */
+async function deviceMayFetch(
+  deps: AppDeps,
+  device: { id: string; product: string; hardware: string; tags: string[]; currentVersion: string | null },
+  digest: string,
+): Promise<boolean> {
+  const rows = await deps.db
+    .select({ product: rollouts.product, selector: rollouts.selector })
+    .from(releaseBlobs)
+    .innerJoin(releases, eq(releases.id, releaseBlobs.releaseId))
+    .innerJoin(rollouts, eq(rollouts.releaseId, releases.id))
+    .where(
+      and(
+        eq(releaseBlobs.digest, digest),
+        eq(releases.product, device.product),
+        eq(releases.yanked, false),
+        inArray(rollouts.state, ['active', 'paused', 'completed']),
+      ),
+    );
+  return rows.some((r) => selectorMatches(r.selector, r.product, device));
+}
+
+export function registerBlobRoutes(app: App, deps: AppDeps): void {
+  const { db, blobs: store, config } = deps;
+
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: '/v1/device/blobs/sha256/{hex}',
+    tags: ['device'],
+    summary: 'Download a blob (device JWT or admin API key): 302 to a presigned URL, or 200/206 with Range',
+    security: [{ deviceJwt: [] }, { apiKey: [] }],
+    request: { params: Sha256HexParam, headers: z.object({ range: z.string().optional() }) },
+    responses: {
+      200: {
+        description: 'The whole blob',
+        content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+      },
+      206: {
+        description: 'The requested byte range',
+        content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+      },
+      302: { description: 'Redirect to a presigned URL' },
+      416: { description: 'Range not satisfiable' },
+      ...errorResponses,
+    },
+  });
+
+  const download = async (c: Context<AppEnv>) => {
+    const hex = c.req.param('hex') ?? '';
+    if (!/^[0-9a-f]{64}$/.test(hex))
+      throw new ServerError('ERR_VALIDATION', 'blob path must end in sha256/<64 lower-case hex>');
+    const digest = `sha256:${hex}`;
+    const key = `sha256/${hex}`;
+    const token = bearerToken(c.req.header('authorization'));
+    if (token === undefined)
+      throw new ServerError('ERR_UNAUTHENTICATED', 'blob downloads need a device JWT or an admin API key');
+    if (token.startsWith('abk_')) {
+      if ((await findApiKey(deps, token)) === undefined)
+        throw new ServerError('ERR_UNAUTHENTICATED', 'the API key is unknown or revoked');
+    } else {
+      const device = await authenticateDevice(deps, token);
+      // Same answer for "exists but not yours" and "does not exist": no probing of other releases.
+      if (!(await deviceMayFetch(deps, device, digest)))
+        throw new ServerError('ERR_NOT_FOUND', `no blob ${digest} in any release offered to this device`);
+    }
+    if (config.blobDelivery === 'redirect') {
+      const url = await store.presignGet(key, { expiresInSeconds: config.presignExpiresSeconds });
+      if (url !== undefined) {
+        c.header('cache-control', 'no-store');
+        return c.redirect(url, 302);
+      }
+    }
+    const info = await store.head(key);
+    if (info === undefined) throw new ServerError('ERR_NOT_FOUND', `blob ${digest} is not in the blob store`);
+    const total = info.sizeBytes;
+    c.header('accept-ranges', 'bytes');
+    c.header('etag', `"${hex}"`);
+    c.header('content-type', 'application/octet-stream');
+    // Immutable: the URL names the content.
+    c.header('cache-control', 'private, max-age=31536000, immutable');
+    const decision = decideRange(c.req.header('range'), total);
+    if (decision.kind === 'unsatisfiable') {
+      c.header('content-range', `bytes */${total}`);
+      return c.json(
+        {
+          error: {
+            code: 'ERR_RANGE_NOT_SATISFIABLE',
+            message: `range ${c.req.header('range')} is outside the blob's ${total} bytes`,
+          },
+        },
+        416,
+      );
+    }
+    if (decision.kind === 'partial') {
+      const read = await store.get(key, { start: decision.start, end: decision.end });
+      c.header('content-range', `bytes ${read.start}-${read.end}/${read.totalSizeBytes}`);
+      c.header('content-length', String(read.end - read.start + 1));
+      return c.body(toReadableStream(read.body), 206);
+    }
+    c.header('content-length', String(total));
+    if (c.req.method === 'HEAD') return c.body(null, 200);
+    const read = await store.get(key);
+    return c.body(toReadableStream(read.body), 200);
+  };
+  app.get('/v1/device/blobs/sha256/:hex', download);
+
+  app.openapi(
+    createRoute({
+      method: 'head',
+      path: '/v1/admin/blobs/sha256/{hex}',
+      tags: ['admin: releases'],
+      summary: 'Is this blob already in the store? (resumable pushes skip present blobs)',
+      security: [{ apiKey: [] }],
+      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+      request: { params: Sha256HexParam },
+      responses: {
+        200: { description: 'Present; Content-Length is its size' },
+        404: { description: 'Absent' },
+      },
+    }),
+    async (c) => {
+      const { hex } = c.req.valid('param');
+      const info = await store.head(`sha256/${hex}`);
+      if (info === undefined) return c.body(null, 404);
+      c.header('content-length', String(info.sizeBytes));
+      return c.body(null, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/v1/admin/blobs/sha256/{hex}',
+      tags: ['admin: releases'],
+      summary: 'Upload a blob; its SHA-256 must equal the path, its size at most the configured cap',
+      security: [{ apiKey: [] }],
+      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+      request: {
+        params: Sha256HexParam,
+        body: {
+          content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } },
+        },
+      },
+      responses: {
+        200: {
+          description: 'Already present',
+          content: { 'application/json': { schema: BlobPutResponseSchema } },
+        },
+        201: { description: 'Stored', content: { 'application/json': { schema: BlobPutResponseSchema } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const { hex } = c.req.valid('param');
+      const key = `sha256/${hex}`;
+      keyToSha256Hex(key);
+      const declared = c.req.header('content-length');
+      let sizeBytes: number | undefined;
+      if (declared !== undefined) {
+        sizeBytes = Number(declared);
+        if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0)
+          throw new ServerError('ERR_VALIDATION', `Content-Length "${declared}" is not a byte count`);
+        if (sizeBytes > config.maxBlobSizeBytes) {
+          throw new ServerError(
+            'ERR_BODY_TOO_LARGE',
+            `blob of ${sizeBytes} bytes exceeds the limit of ${config.maxBlobSizeBytes} bytes`,
+          );
+        }
+      }
+      const existing = await store.head(key);
+      const raw = c.req.raw.body;
+      const body = raw === null ? (async function* () {})() : cappedBody(raw, config.maxBlobSizeBytes);
+      const info =
+        existing ??
+        (await store.put(key, body, { ...(sizeBytes === undefined ? {} : { sizeBytes }), sha256: hex }));
+      if (existing !== undefined && raw !== null) await raw.cancel().catch(() => {});
+      const digest = `sha256:${hex}`;
+      await db.transaction(async (tx) => {
+        await tx.insert(blobs).values({ digest, sizeBytes: info.sizeBytes }).onConflictDoNothing();
+        if (existing === undefined) {
+          await tx.insert(auditLog).values({
+            actor: c.get('actor'),
+            action: 'blob.upload',
+            target: digest,
+            details: { sizeBytes: info.sizeBytes },
+          });
+        }
+      });
+      return c.json(
+        { digest, sizeBytes: info.sizeBytes, created: existing === undefined },
+        existing === undefined ? 201 : 200,
+      );
+    },
+  );
+}

@@ -1,0 +1,298 @@
+// Device API (docs/CONTRACTS.md "Update server HTTP API"): register with a provisioning token,
+// then poll and report, each call authenticated by a fresh JWT signed with the device's key.
+import { createPublicKey } from 'node:crypto';
+import { createRoute } from '@hono/zod-openapi';
+import { and, desc, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import type { MiddlewareHandler } from 'hono';
+import type { App } from '../app.js';
+import { authenticateDevice } from '../auth/device-jwt.js';
+import { bearerToken, hashSecret } from '../auth/secrets.js';
+import type { AppDeps, AppEnv } from '../context.js';
+import {
+  deviceEvents,
+  devices,
+  provisioningTokens,
+  releaseBlobs,
+  releases,
+  rolloutDevices,
+  rollouts,
+} from '../db/schema.js';
+import { ServerError } from '../errors.js';
+import { type CandidateRollout, chooseRollout, jitteredPollSeconds } from '../rollout-policy.js';
+import {
+  ErrorSchema,
+  errorResponses,
+  PollRequestSchema,
+  PollResponseSchema,
+  RegisterRequestSchema,
+  RegisterResponseSchema,
+  ReportRequestSchema,
+  ReportResponseSchema,
+} from '../schemas.js';
+
+export function requireDevice(deps: AppDeps): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const token = bearerToken(c.req.header('authorization'));
+    if (token === undefined) {
+      throw new ServerError(
+        'ERR_UNAUTHENTICATED',
+        'device calls need "Authorization: Bearer <JWT signed by the device key>"',
+      );
+    }
+    const device = await authenticateDevice(deps, token);
+    c.set('device', device);
+    c.set('actor', `device:${device.id}`);
+    await next();
+  };
+}
+
+const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } });
+
+/** Candidate rollouts for one device, newest first, with the device's own progress in each. */
+export async function candidateRollouts(
+  deps: AppDeps,
+  deviceId: string,
+  product: string,
+): Promise<(CandidateRollout & { releaseId: string; manifestJws: string })[]> {
+  const rows = await deps.db
+    .select({
+      rolloutId: rollouts.id,
+      product: rollouts.product,
+      selector: rollouts.selector,
+      allowDowngrade: rollouts.allowDowngrade,
+      releaseId: releases.id,
+      releaseVersion: releases.version,
+      releaseCompatible: releases.compatible,
+      manifestJws: releases.manifestJws,
+      deviceState: rolloutDevices.state,
+    })
+    .from(rollouts)
+    .innerJoin(releases, eq(releases.id, rollouts.releaseId))
+    .leftJoin(
+      rolloutDevices,
+      and(eq(rolloutDevices.rolloutId, rollouts.id), eq(rolloutDevices.deviceId, deviceId)),
+    )
+    .where(and(eq(rollouts.product, product), eq(rollouts.state, 'active'), eq(releases.yanked, false)))
+    .orderBy(desc(rollouts.createdAt), desc(rollouts.id));
+  return rows;
+}
+
+export function registerDeviceRoutes(app: App, deps: AppDeps): void {
+  const { db, metrics, config } = deps;
+  const auth = requireDevice(deps);
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/device/register',
+      tags: ['device'],
+      summary: 'Register a device with a provisioning token',
+      request: { body: { required: true, ...json(RegisterRequestSchema) } },
+      responses: { 201: { description: 'Registered', ...json(RegisterResponseSchema) }, ...errorResponses },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      try {
+        createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: body.publicKeyJwk.x }, format: 'jwk' });
+      } catch {
+        throw new ServerError('ERR_VALIDATION', 'publicKeyJwk.x is not a valid Ed25519 public key');
+      }
+      const now = deps.clock.now();
+      const tokenHash = hashSecret(body.token);
+      const deviceId = await db.transaction(async (tx) => {
+        // One atomic statement consumes a use, so concurrent registrations cannot exceed maxUses.
+        const [token] = await tx
+          .update(provisioningTokens)
+          .set({ uses: sql`${provisioningTokens.uses} + 1` })
+          .where(
+            and(
+              eq(provisioningTokens.tokenHash, tokenHash),
+              eq(provisioningTokens.product, body.product),
+              isNull(provisioningTokens.revokedAt),
+              gt(provisioningTokens.expiresAt, now),
+              or(isNull(provisioningTokens.maxUses), lt(provisioningTokens.uses, provisioningTokens.maxUses)),
+            ),
+          )
+          .returning({ id: provisioningTokens.id });
+        if (token === undefined) {
+          const [found] = await tx
+            .select()
+            .from(provisioningTokens)
+            .where(eq(provisioningTokens.tokenHash, tokenHash))
+            .limit(1);
+          const why =
+            found === undefined
+              ? 'is unknown'
+              : found.product !== body.product
+                ? `is for another product, not "${body.product}"`
+                : found.revokedAt !== null
+                  ? 'was revoked'
+                  : found.expiresAt <= now
+                    ? `expired at ${found.expiresAt.toISOString()}`
+                    : `has been used ${found.uses} of ${found.maxUses} times`;
+          throw new ServerError(
+            'ERR_PROVISIONING_TOKEN_INVALID',
+            `provisioning token ${why}; ask an operator for a new one`,
+          );
+        }
+        const [device] = await tx
+          .insert(devices)
+          .values({
+            product: body.product,
+            hardware: body.hardware,
+            publicKeyJwk: { kty: 'OKP', crv: 'Ed25519', x: body.publicKeyJwk.x },
+            attributes: body.attributes ?? {},
+            provisioningTokenId: token.id,
+            registeredAt: now,
+            lastSeenAt: now,
+          })
+          .returning({ id: devices.id });
+        if (device === undefined) throw new ServerError('ERR_INTERNAL', 'device insert returned no row');
+        return device.id;
+      });
+      metrics.registrations.inc();
+      deps.logger.info({ deviceId, product: body.product, hardware: body.hardware }, 'device registered');
+      return c.json({ deviceId }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/device/poll',
+      tags: ['device'],
+      summary: 'Ask for an update; answers no-update or an offer (signed manifest + artifact URLs)',
+      security: [{ deviceJwt: [] }],
+      middleware: [auth] as const,
+      request: { body: { required: true, ...json(PollRequestSchema) } },
+      responses: {
+        200: { description: 'No update, or an offer', ...json(PollResponseSchema) },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const device = c.get('device');
+      const body = c.req.valid('json');
+      if (body.product !== undefined && body.product !== device.product) {
+        throw new ServerError(
+          'ERR_CONFLICT',
+          `device is registered for product "${device.product}" but reports "${body.product}"`,
+        );
+      }
+      const hardware = body.hardware ?? device.hardware;
+      const now = deps.clock.now();
+      const [, candidates] = await Promise.all([
+        db
+          .update(devices)
+          .set({
+            currentVersion: body.version,
+            bootedSlot: body.bootedSlot,
+            installState: body.installState ?? null,
+            hardware,
+            lastSeenAt: now,
+          })
+          .where(eq(devices.id, device.id)),
+        candidateRollouts(deps, device.id, device.product),
+      ]);
+      const pollAfterSeconds = jitteredPollSeconds(config.pollIntervalSeconds, config.pollJitterFraction);
+      const chosen = chooseRollout({ ...device, hardware, currentVersion: body.version }, candidates);
+      if (chosen === undefined) {
+        metrics.polls.inc({ result: 'no-update' });
+        return c.json({ status: 'no-update' as const, pollAfterSeconds }, 200);
+      }
+      const [blobRows] = await Promise.all([
+        db
+          .select({ digest: releaseBlobs.digest })
+          .from(releaseBlobs)
+          .where(eq(releaseBlobs.releaseId, chosen.releaseId)),
+        db
+          .insert(rolloutDevices)
+          .values({ rolloutId: chosen.rolloutId, deviceId: device.id, state: 'offered', updatedAt: now })
+          .onConflictDoNothing(),
+      ]);
+      const base = config.publicUrl ?? '';
+      const artifacts: Record<string, string> = {};
+      for (const { digest } of blobRows)
+        artifacts[digest] = `${base}/v1/device/blobs/sha256/${digest.slice('sha256:'.length)}`;
+      metrics.polls.inc({ result: 'update' });
+      metrics.offers.inc({ product: device.product });
+      return c.json(
+        {
+          status: 'update' as const,
+          rolloutId: chosen.rolloutId,
+          release: { version: chosen.releaseVersion, manifestJws: chosen.manifestJws },
+          artifacts,
+          pollAfterSeconds,
+        },
+        200,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/device/report',
+      tags: ['device'],
+      summary: 'Report install progress; idempotent per (device, rollout, state)',
+      security: [{ deviceJwt: [] }],
+      middleware: [auth] as const,
+      request: { body: { required: true, ...json(ReportRequestSchema) } },
+      responses: {
+        202: { description: 'Accepted', ...json(ReportResponseSchema) },
+        ...errorResponses,
+        500: { description: 'Server error', ...json(ErrorSchema) },
+      },
+    }),
+    async (c) => {
+      const device = c.get('device');
+      const body = c.req.valid('json');
+      const now = deps.clock.now();
+      const rolloutId = body.rolloutId ?? null;
+      const duplicate = await db.transaction(async (tx) => {
+        if (rolloutId !== null) {
+          const [membership] = await tx
+            .select({ state: rolloutDevices.state })
+            .from(rolloutDevices)
+            .where(and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id)))
+            .limit(1);
+          if (membership === undefined) {
+            throw new ServerError('ERR_NOT_FOUND', `rollout ${rolloutId} was never offered to this device`);
+          }
+        }
+        const inserted = await tx
+          .insert(deviceEvents)
+          .values({
+            deviceId: device.id,
+            rolloutId,
+            version: body.version,
+            state: body.state,
+            errorCode: body.errorCode ?? null,
+            message: body.message ?? null,
+            progress: body.progress ?? null,
+            at: now,
+          })
+          .onConflictDoNothing()
+          .returning({ id: deviceEvents.id });
+        if (inserted.length === 0) return true;
+        if (rolloutId !== null) {
+          await tx
+            .update(rolloutDevices)
+            .set({ state: body.state, updatedAt: now })
+            .where(and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id)));
+        }
+        await tx
+          .update(devices)
+          .set({
+            installState: body.state,
+            lastSeenAt: now,
+            ...(body.state === 'committed' ? { currentVersion: body.version } : {}),
+          })
+          .where(eq(devices.id, device.id));
+        return false;
+      });
+      if (!duplicate) metrics.reports.inc({ state: body.state });
+      return c.json({ status: 'accepted' as const, duplicate }, 202);
+    },
+  );
+}

@@ -1,0 +1,317 @@
+// Request and response schemas of the HTTP API: the single source of runtime validation,
+// TypeScript types and the OpenAPI document (@hono/zod-openapi).
+import { z } from '@hono/zod-openapi';
+import { API_KEY_ROLES } from './context.js';
+
+export const ErrorSchema = z
+  .object({ error: z.object({ code: z.string(), message: z.string() }) })
+  .openapi('Error', {
+    example: { error: { code: 'ERR_VALIDATION', message: 'version: expected a string' } },
+  });
+
+export const errorResponses = {
+  400: {
+    description: 'Malformed or invalid request',
+    content: { 'application/json': { schema: ErrorSchema } },
+  },
+  401: {
+    description: 'Missing or invalid credentials',
+    content: { 'application/json': { schema: ErrorSchema } },
+  },
+  403: { description: 'Not allowed', content: { 'application/json': { schema: ErrorSchema } } },
+  404: { description: 'Not found', content: { 'application/json': { schema: ErrorSchema } } },
+  409: {
+    description: 'Conflicts with the current state',
+    content: { 'application/json': { schema: ErrorSchema } },
+  },
+  413: { description: 'Body too large', content: { 'application/json': { schema: ErrorSchema } } },
+  422: {
+    description: 'Refused content (signature, digest, missing blob)',
+    content: { 'application/json': { schema: ErrorSchema } },
+  },
+} as const;
+
+const Id = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected 1..63 of a-z 0-9 . _ - starting with a letter or digit');
+const Uuid = z.uuid();
+const Version = z.string().min(1).max(128);
+const Tag = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:=/-]{0,127}$/, 'tags are 1..128 of A-Z a-z 0-9 . _ : = / -');
+const Hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex characters');
+export const Sha256HexParam = z.object({ hex: Hex64.openapi({ param: { name: 'hex', in: 'path' } }) });
+export const IdParam = z.object({ id: Uuid.openapi({ param: { name: 'id', in: 'path' } }) });
+export const ProductIdParam = z.object({ id: Id.openapi({ param: { name: 'id', in: 'path' } }) });
+
+// ---- device API (docs/CONTRACTS.md "Update server HTTP API") ----
+
+export const DevicePublicJwkSchema = z
+  .looseObject({
+    kty: z.literal('OKP'),
+    crv: z.literal('Ed25519'),
+    x: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{43}$/, 'expected the 32-byte Ed25519 public key in base64url (43 characters)'),
+  })
+  .superRefine((jwk, ctx) => {
+    if ('d' in jwk)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['d'],
+        message: 'send the public key only; this JWK holds the private key "d"',
+      });
+  })
+  .openapi('DevicePublicJwk');
+
+export const RegisterRequestSchema = z
+  .strictObject({
+    token: z.string().min(1).max(200),
+    publicKeyJwk: DevicePublicJwkSchema,
+    product: Id,
+    hardware: Id,
+    attributes: z
+      .record(z.string().max(64), z.string().max(256))
+      .refine((r) => Object.keys(r).length <= 32, 'at most 32 attributes')
+      .optional(),
+  })
+  .openapi('RegisterRequest');
+export const RegisterResponseSchema = z.object({ deviceId: Uuid }).openapi('RegisterResponse');
+
+export const SlotSchema = z.enum(['A', 'B']);
+export const PollRequestSchema = z
+  .strictObject({
+    version: Version,
+    bootedSlot: SlotSchema,
+    installState: z.string().max(64).optional(),
+    hardware: Id.optional(),
+    product: Id.optional(),
+  })
+  .openapi('PollRequest');
+
+export const PollResponseSchema = z
+  .union([
+    z.object({ status: z.literal('no-update'), pollAfterSeconds: z.int() }),
+    z.object({
+      status: z.literal('update'),
+      rolloutId: Uuid,
+      release: z.object({ version: z.string(), manifestJws: z.string() }),
+      artifacts: z.record(z.string(), z.string()),
+      delta: z
+        .object({ digest: z.string(), sizeBytes: z.int(), url: z.string(), sourceRootHash: z.string() })
+        .optional(),
+      pollAfterSeconds: z.int(),
+    }),
+  ])
+  .openapi('PollResponse');
+
+export const REPORT_STATES = [
+  'downloading',
+  'installing',
+  'installed',
+  'rebooting',
+  'committed',
+  'failed',
+  'rolled-back',
+] as const;
+export const ReportRequestSchema = z
+  .strictObject({
+    rolloutId: Uuid.optional(),
+    version: Version,
+    state: z.enum(REPORT_STATES),
+    errorCode: z.string().max(64).optional(),
+    message: z.string().max(2048).optional(),
+    progress: z.int().min(0).max(100).optional(),
+  })
+  .openapi('ReportRequest');
+export const ReportResponseSchema = z
+  .object({ status: z.literal('accepted'), duplicate: z.boolean() })
+  .openapi('ReportResponse');
+
+// ---- admin API ----
+
+export const ListQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(200).optional(),
+});
+export const pageOf = <T extends z.ZodType>(item: T) =>
+  z.object({ items: z.array(item), nextCursor: z.string().nullable() });
+
+export const BlobPutResponseSchema = z
+  .object({ digest: z.string(), sizeBytes: z.int(), created: z.boolean() })
+  .openapi('BlobPutResponse');
+
+export const ProductCreateSchema = z
+  .strictObject({
+    id: Id,
+    description: z.string().max(1024).optional(),
+    trustRoot: z.unknown().openapi({
+      description:
+        'root.json: the General JWS (JSON serialization) of the trust root, self-signed by its root role',
+    }),
+  })
+  .openapi('ProductCreate');
+export const TrustRootUpdateSchema = z
+  .strictObject({
+    trustRoot: z.unknown().openapi({
+      description: 'root.json of version N+1, signed by a threshold of the current and of its own root keys',
+    }),
+  })
+  .openapi('TrustRootUpdate');
+export const ProductSchema = z
+  .object({
+    id: z.string(),
+    description: z.string(),
+    trustRootVersion: z.int(),
+    trustRoot: z.unknown(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Product');
+
+export const ReleasePushSchema = z
+  .strictObject({
+    manifestJws: z
+      .string()
+      .min(1)
+      .max(1024 * 1024)
+      .openapi({ description: 'manifest.jws verbatim (General JWS JSON)' }),
+  })
+  .openapi('ReleasePush');
+export const ReleaseSchema = z
+  .object({
+    id: Uuid,
+    product: z.string(),
+    version: z.string(),
+    securityVersion: z.int(),
+    compatible: z.array(z.string()),
+    expires: z.string(),
+    yanked: z.boolean(),
+    yankedReason: z.string().nullable(),
+    createdAt: z.string(),
+    blobs: z.array(z.object({ digest: z.string(), role: z.string() })).optional(),
+    manifest: z.unknown().optional(),
+    manifestJws: z.string().optional(),
+  })
+  .openapi('Release');
+export const ReleaseListQuerySchema = ListQuerySchema.extend({ product: Id.optional() });
+export const YankSchema = z.strictObject({ reason: z.string().min(1).max(1024) }).openapi('Yank');
+
+export const DeviceSchema = z
+  .object({
+    id: Uuid,
+    product: z.string(),
+    hardware: z.string(),
+    tags: z.array(z.string()),
+    attributes: z.record(z.string(), z.string()),
+    currentVersion: z.string().nullable(),
+    bootedSlot: z.string().nullable(),
+    installState: z.string().nullable(),
+    lastSeenAt: z.string().nullable(),
+    registeredAt: z.string(),
+    decommissionedAt: z.string().nullable(),
+  })
+  .openapi('Device');
+export const DeviceEventSchema = z
+  .object({
+    id: z.int(),
+    rolloutId: z.string().nullable(),
+    version: z.string(),
+    state: z.string(),
+    errorCode: z.string().nullable(),
+    message: z.string().nullable(),
+    progress: z.int().nullable(),
+    at: z.string(),
+  })
+  .openapi('DeviceEvent');
+export const DeviceListQuerySchema = ListQuerySchema.extend({
+  product: Id.optional(),
+  hardware: Id.optional(),
+  tag: Tag.optional(),
+  version: Version.optional(),
+  installState: z.string().max(64).optional(),
+  includeDecommissioned: z.enum(['true', 'false']).optional(),
+});
+export const DeviceTagsSchema = z.strictObject({ tags: z.array(Tag).max(64) }).openapi('DeviceTags');
+
+export const ProvisioningTokenCreateSchema = z
+  .strictObject({
+    product: Id,
+    description: z.string().max(1024).optional(),
+    expiresInSeconds: z
+      .int()
+      .min(60)
+      .max(365 * 86400),
+    maxUses: z.int().min(1).max(10_000_000).optional(),
+  })
+  .openapi('ProvisioningTokenCreate');
+export const ProvisioningTokenSchema = z
+  .object({
+    id: Uuid,
+    product: z.string(),
+    description: z.string(),
+    expiresAt: z.string(),
+    revokedAt: z.string().nullable(),
+    maxUses: z.int().nullable(),
+    uses: z.int(),
+    createdAt: z.string(),
+    token: z
+      .string()
+      .optional()
+      .openapi({ description: 'Only in the creation response: shown once, stored hashed' }),
+  })
+  .openapi('ProvisioningToken');
+
+export const ApiKeyCreateSchema = z
+  .strictObject({ name: z.string().min(1).max(128), role: z.enum(API_KEY_ROLES) })
+  .openapi('ApiKeyCreate');
+export const ApiKeySchema = z
+  .object({
+    id: Uuid,
+    name: z.string(),
+    role: z.enum(API_KEY_ROLES),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
+    key: z
+      .string()
+      .optional()
+      .openapi({ description: 'Only in the creation response: shown once, stored hashed' }),
+  })
+  .openapi('ApiKey');
+
+export const RolloutSelectorSchema = z
+  .strictObject({
+    hardware: z.array(Id).max(64).optional(),
+    tags: z.array(Tag).max(64).optional(),
+    deviceIds: z.array(Uuid).max(10_000).optional(),
+  })
+  .openapi('RolloutSelector');
+export const RolloutCreateSchema = z
+  .strictObject({
+    releaseId: Uuid,
+    name: z.string().max(256).optional(),
+    selector: RolloutSelectorSchema.optional(),
+    allowDowngrade: z.boolean().optional(),
+  })
+  .openapi('RolloutCreate');
+export const ROLLOUT_STATES = ['active', 'paused', 'aborted', 'completed'] as const;
+export const RolloutSchema = z
+  .object({
+    id: Uuid,
+    releaseId: Uuid,
+    product: z.string(),
+    name: z.string(),
+    selector: z.record(z.string(), z.unknown()),
+    state: z.enum(ROLLOUT_STATES),
+    allowDowngrade: z.boolean(),
+    stages: z.array(z.record(z.string(), z.unknown())),
+    currentStage: z.int(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    deviceCounts: z.record(z.string(), z.int()).optional(),
+  })
+  .openapi('Rollout');
+export const RolloutListQuerySchema = ListQuerySchema.extend({
+  product: Id.optional(),
+  state: z.enum(ROLLOUT_STATES).optional(),
+});

@@ -1,0 +1,123 @@
+// Wires a ServerConfig into a running process: opens the database (PGlite in the data directory
+// by default, PostgreSQL with DATABASE_URL), the blob store (filesystem by default, S3 with
+// ABOTA_S3_BUCKET), makes sure an admin key exists, listens, prunes expired JWT ids, and shuts
+// down in order (stop accepting, drain, close the database) on close().
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { type BlobStore, FsBlobStore, S3BlobStore } from '@abota/blobstore';
+import { serve } from '@hono/node-server';
+import { type App, createApp } from './app.js';
+import { bootstrapAdminKey } from './auth/api-keys.js';
+import type { ServerConfig } from './config.js';
+import { type Clock, systemClock } from './context.js';
+import { type Database, openDatabase } from './db/database.js';
+import type { Logger } from './logger.js';
+import { pruneUsedJwtIds } from './maintenance.js';
+
+export interface RunningServer {
+  app: App;
+  database: Database;
+  blobs: BlobStore;
+  /** The bound address, e.g. http://127.0.0.1:8080 */
+  url: string;
+  /** A generated bootstrap admin key (only on the very first start without ABOTA_ADMIN_KEY). */
+  generatedAdminKey: string | undefined;
+  close(): Promise<void>;
+}
+
+const PRUNE_INTERVAL_MS = 60_000;
+
+export async function startServer(options: {
+  config: ServerConfig;
+  logger: Logger;
+  env?: Readonly<Record<string, string | undefined>>;
+  clock?: Clock;
+}): Promise<RunningServer> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const dataDir = resolve(config.dataDir);
+  const database =
+    config.databaseUrl !== undefined
+      ? await openDatabase({ kind: 'postgres', url: config.databaseUrl, poolSize: config.databasePoolSize })
+      : await (async () => {
+          await mkdir(join(dataDir, 'db'), { recursive: true });
+          return openDatabase({ kind: 'pglite', dataDir: join(dataDir, 'db') });
+        })();
+  try {
+    let blobs: BlobStore;
+    if (config.s3 !== undefined) {
+      blobs = S3BlobStore.fromEnv(
+        { ...(options.env ?? process.env) },
+        { maxBlobSizeBytes: config.maxBlobSizeBytes },
+      );
+    } else {
+      await mkdir(join(dataDir, 'blobs'), { recursive: true });
+      blobs = new FsBlobStore(join(dataDir, 'blobs'), { maxBlobSizeBytes: config.maxBlobSizeBytes });
+    }
+    const generatedAdminKey = await bootstrapAdminKey({ db: database.db }, config.adminKey);
+    const app = createApp({
+      db: database.db,
+      blobs,
+      clock,
+      config,
+      logger,
+      pingDatabase: () => database.ping(),
+    });
+    const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port });
+    await new Promise<void>((ok, fail) => {
+      server.once('listening', ok);
+      server.once('error', fail);
+    });
+    const address = server.address() as AddressInfo;
+    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    const pruner = setInterval(() => {
+      pruneUsedJwtIds(database.db, clock.now()).catch((error: unknown) => {
+        logger.warn(
+          { err: { message: error instanceof Error ? error.message : String(error) } },
+          'pruning used JWT ids failed',
+        );
+      });
+    }, PRUNE_INTERVAL_MS);
+    pruner.unref();
+    logger.info(
+      {
+        url,
+        database: database.kind,
+        blobStore: config.s3 !== undefined ? 's3' : 'fs',
+        dataDir: config.databaseUrl === undefined || config.s3 === undefined ? dataDir : undefined,
+      },
+      'abota-server listening',
+    );
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      database,
+      blobs,
+      url,
+      generatedAdminKey,
+      close: () => {
+        closing ??= (async () => {
+          clearInterval(pruner);
+          await new Promise<void>((ok) => {
+            const timer = setTimeout(() => {
+              // Drain deadline passed: cut keep-alive and in-flight connections.
+              if ('closeAllConnections' in server) server.closeAllConnections();
+            }, config.shutdownTimeoutMs);
+            timer.unref();
+            server.close(() => {
+              clearTimeout(timer);
+              ok();
+            });
+            if ('closeIdleConnections' in server) server.closeIdleConnections();
+          });
+          await database.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}
