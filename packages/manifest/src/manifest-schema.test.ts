@@ -114,3 +114,11 @@ describe('ReleaseManifestSchema', () => {
     expect(ReleaseManifestSchema.safeParse(exampleManifest()).success).toBe(true);
   });
 });
+
+describe('manifest.schema.json', () => {
+  it('is the current JSON Schema of the manifest (regenerate: see README "JSON Schema")', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const committed = JSON.parse(await readFile(new URL('../manifest.schema.json', import.meta.url), 'utf8'));
+    expect(committed).toEqual(manifestJsonSchema());
+  });
+});

@@ -120,16 +120,30 @@ export const TimestampSchema = z.iso.datetime({ offset: false });
 export const ReleaseManifestSchema = z
   .strictObject({
     schemaVersion: z.literal(1),
-    product: IdSchema,
-    compatible: z.array(IdSchema).min(1).max(MAX_COMPATIBLE),
+    product: IdSchema.meta({ description: 'Product id; must equal the device product' }),
+    compatible: z
+      .array(IdSchema)
+      .min(1)
+      .max(MAX_COMPATIBLE)
+      .meta({ description: 'Hardware ids this release may be installed on (unique)' }),
     version: z
       .string()
       .max(MAX_VERSION_LENGTH)
-      .refine(isSemver, 'expected strict semver 2.0.0 (MAJOR.MINOR.PATCH[-pre][+build])'),
-    securityVersion: z.int().min(0).max(MAX_SECURITY_VERSION),
+      .refine(isSemver, 'expected strict semver 2.0.0 (MAJOR.MINOR.PATCH[-pre][+build])')
+      .meta({
+        description:
+          'Strict semver 2.0.0; must differ from the running version (downgrades need an explicit rollout flag)',
+      }),
+    securityVersion: z
+      .int()
+      .min(0)
+      .max(MAX_SECURITY_VERSION)
+      .meta({ description: 'Anti-rollback counter: devices refuse releases below their floor' }),
     created: TimestampSchema,
-    expires: TimestampSchema,
-    images: z.strictObject({ rootfs: ImageSchema, boot: ImageSchema.optional() }),
+    expires: TimestampSchema.meta({ description: 'Devices refuse the release at or after this instant' }),
+    images: z
+      .strictObject({ rootfs: ImageSchema, boot: ImageSchema.optional() })
+      .meta({ description: 'Images by slot class' }),
   })
   .superRefine((m, ctx) => {
     if (new Set(m.compatible).size !== m.compatible.length) {
@@ -142,6 +156,11 @@ export const ReleaseManifestSchema = z
         message: `expires ${m.expires} is not after created ${m.created}`,
       });
     }
+  })
+  .meta({
+    title: 'abota release manifest',
+    description:
+      'Payload of manifest.jws (General JWS, typ abota-release+jws), canonical JSON. See packages/manifest/README.md.',
   });
 
 export type ReleaseManifest = z.infer<typeof ReleaseManifestSchema>;
