@@ -9,7 +9,7 @@ import { VerityError } from './errors.js';
 import type { TreeGeometry } from './geometry.js';
 import { treeGeometry } from './geometry.js';
 import { BlockHasher, DEFAULT_CHUNK_BYTES, hashRange } from './hashing.js';
-import { fileError, openForRead, readFully, sizeOf } from './io.js';
+import { asVerityError, fileError, openForRead, readFully, sizeOf } from './io.js';
 import { defaultThreads, hashDataLevel } from './parallel.js';
 import type { VerityParams } from './params.js';
 import { resolveParams } from './params.js';
@@ -57,6 +57,14 @@ async function existingKind(path: string): Promise<'none' | 'file' | 'block'> {
 }
 
 export async function formatVerity(o: FormatOptions): Promise<FormatResult> {
+  try {
+    return await formatUnchecked(o);
+  } catch (err) {
+    throw asVerityError(err, `formatting ${o.dataPath} into ${o.hashPath}`);
+  }
+}
+
+async function formatUnchecked(o: FormatOptions): Promise<FormatResult> {
   const data = await openForRead(o.dataPath, 'data file');
   try {
     const dataSize = await sizeOf(data, o.dataPath);

@@ -58,7 +58,15 @@ export async function readFully(
 ): Promise<void> {
   let got = 0;
   while (got < length) {
-    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(buf, got, length - got, position + got));
+    } catch (err) {
+      throw new VerityError(
+        'ERR_VERITY_IO',
+        `read of ${length} bytes at byte ${position} failed: ${(err as Error).message}`,
+      );
+    }
     if (bytesRead === 0) {
       throw new VerityError(
         'ERR_VERITY_IO',
@@ -67,4 +75,10 @@ export async function readFully(
     }
     got += bytesRead;
   }
+}
+
+/** Any failure as a VerityError: system errors (ENOSPC, EIO, …) become ERR_VERITY_IO naming `what`. */
+export function asVerityError(err: unknown, what: string): VerityError {
+  if (err instanceof VerityError) return err;
+  return new VerityError('ERR_VERITY_IO', `${what}: ${(err as Error).message}`);
 }

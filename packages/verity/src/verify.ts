@@ -5,7 +5,7 @@ import { VerityError } from './errors.js';
 import type { TreeGeometry } from './geometry.js';
 import { treeGeometry } from './geometry.js';
 import { BlockHasher, DEFAULT_CHUNK_BYTES, hashRange } from './hashing.js';
-import { openForRead, readFully, sizeOf } from './io.js';
+import { asVerityError, openForRead, readFully, sizeOf } from './io.js';
 import { defaultThreads, hashDataLevel } from './parallel.js';
 import type { VerityParams } from './params.js';
 import { digestSizeOf, resolveParams, SUPERBLOCK_SIZE } from './params.js';
@@ -59,6 +59,14 @@ export async function readParamsFromHashFile(
 
 /** Throws VerityError (exit 1: header / root hash / short file; exit 2: data or tree corrupted). */
 export async function verifyVerity(o: VerifyOptions): Promise<VerifyResult> {
+  try {
+    return await verifyUnchecked(o);
+  } catch (err) {
+    throw asVerityError(err, `verifying ${o.dataPath} against ${o.hashPath}`);
+  }
+}
+
+async function verifyUnchecked(o: VerifyOptions): Promise<VerifyResult> {
   const hash = await openForRead(o.hashPath, 'hash file');
   try {
     const data = await openForRead(o.dataPath, 'data file');
