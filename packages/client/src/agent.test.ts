@@ -1,0 +1,348 @@
+// The agent end to end on one machine: a small stand-in for the update server's device API on
+// 127.0.0.1 (register, poll, report, blobs with Range; JWTs verified with jose against the
+// registered key), real slot files, real signed releases, the file boot-control backend, real
+// hook processes, and a simulated reboot (emulateFileBoot + a new boot id + a new cmdline).
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { makeTempDir } from '@abota/testkit';
+import { importJWK, type JWK, jwtVerify } from 'jose';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  configOf,
+  type Device,
+  makeDevice,
+  makeRelease,
+  makeTrust,
+  type Release,
+  sha256File,
+  type Trust,
+} from '../test/release-fixture.js';
+import { Agent } from './agent.js';
+import { emulateFileBoot, FileBootControl, readBootStateFile } from './bootctl/index.js';
+import type { AgentConfigInput } from './config.js';
+import { readDeviceState } from './device-state.js';
+import { readJournal } from './install/journal.js';
+
+let trust: Trust;
+const cleanup: (() => Promise<void>)[] = [];
+beforeAll(async () => {
+  trust = await makeTrust();
+});
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function tmp(): Promise<string> {
+  const d = await makeTempDir('abota-agent-');
+  cleanup.push(() => rm(d, { recursive: true, force: true }));
+  return d;
+}
+
+interface FakeServer {
+  url: string;
+  reports: Record<string, unknown>[];
+  polls: Record<string, unknown>[];
+  jtis: Set<string>;
+  offer: Release | undefined;
+  blobRequests: { path: string; range: string | undefined }[];
+  /** Drop the connection after this many bytes on the first artifact request. */
+  dropFirstArtifactAfter?: number;
+}
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const parts: Buffer[] = [];
+  for await (const c of req) parts.push(c as Buffer);
+  return JSON.parse(Buffer.concat(parts).toString('utf8') || '{}');
+}
+
+async function startServer(): Promise<FakeServer> {
+  const state: FakeServer = {
+    url: '',
+    reports: [],
+    polls: [],
+    jtis: new Set(),
+    offer: undefined,
+    blobRequests: [],
+  };
+  const devices = new Map<string, JWK>();
+  let artifactRequests = 0;
+  const auth = async (req: IncomingMessage): Promise<void> => {
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (token === undefined) throw new Error('no bearer token');
+    const sub = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).sub as string;
+    const jwk = devices.get(sub);
+    if (jwk === undefined) throw new Error('unknown device');
+    const { payload } = await jwtVerify(token, await importJWK(jwk, 'EdDSA'), {
+      audience: 'abota',
+      issuer: sub,
+      subject: sub,
+    });
+    if (payload.exp! - payload.iat! > 300) throw new Error('token lifetime over 5 minutes');
+    if (state.jtis.has(payload.jti!)) throw new Error('replayed jti');
+    state.jtis.add(payload.jti!);
+  };
+  const server: Server = createServer((req, res) => {
+    void (async () => {
+      try {
+        if (req.url === '/v1/device/register' && req.method === 'POST') {
+          const body = (await readBody(req)) as { token: string; publicKeyJwk: JWK; product: string };
+          if (body.token !== 'prov-token') {
+            res
+              .writeHead(401, { 'content-type': 'application/json' })
+              .end(JSON.stringify({ error: { code: 'ERR_TOKEN', message: 'bad token' } }));
+            return;
+          }
+          const id = `dev-${devices.size + 1}`;
+          devices.set(id, body.publicKeyJwk);
+          res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ deviceId: id }));
+          return;
+        }
+        await auth(req);
+        if (req.url === '/v1/device/poll') {
+          state.polls.push((await readBody(req)) as Record<string, unknown>);
+          const rel = state.offer;
+          if (rel === undefined) {
+            res.writeHead(200).end(JSON.stringify({ status: 'no-update', pollAfterSeconds: 600 }));
+            return;
+          }
+          const img = rel.manifest.images.rootfs;
+          const artifacts = Object.fromEntries(
+            [img.artifact.digest, img.verity.hashTree.digest].map((d) => [
+              d,
+              `/v1/device/blobs/sha256/${d.slice(7)}`,
+            ]),
+          );
+          res.writeHead(200).end(
+            JSON.stringify({
+              status: 'update',
+              rolloutId: 'ro-1',
+              release: {
+                version: rel.manifest.version,
+                manifestJws: await readFile(join(rel.dir, 'manifest.jws'), 'utf8'),
+              },
+              artifacts,
+              pollAfterSeconds: 300,
+            }),
+          );
+          return;
+        }
+        if (req.url === '/v1/device/report') {
+          state.reports.push((await readBody(req)) as Record<string, unknown>);
+          res.writeHead(202).end('{}');
+          return;
+        }
+        const m = /^\/v1\/device\/blobs\/sha256\/([0-9a-f]{64})$/.exec(req.url ?? '');
+        if (m && state.offer) {
+          state.blobRequests.push({ path: req.url!, range: req.headers.range });
+          const blob = await readFile(join(state.offer.dir, 'blobs', 'sha256', m[1]!));
+          const r = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+          const start = r ? Number(r[1]) : 0;
+          const end = r && r[2] !== '' ? Number(r[2]) : blob.length - 1;
+          res.writeHead(r ? 206 : 200, {
+            'content-length': end - start + 1,
+            ...(r ? { 'content-range': `bytes ${start}-${end}/${blob.length}` } : {}),
+          });
+          const body = blob.subarray(start, end + 1);
+          const isArtifact = `sha256:${m[1]}` === state.offer.manifest.images.rootfs.artifact.digest;
+          if (isArtifact && ++artifactRequests === 1 && state.dropFirstArtifactAfter !== undefined) {
+            res.write(body.subarray(0, state.dropFirstArtifactAfter), () =>
+              setTimeout(() => res.socket?.destroy(), 20),
+            );
+            return;
+          }
+          res.end(body);
+          return;
+        }
+        res.writeHead(404).end();
+      } catch (e) {
+        res
+          .writeHead(401, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ error: { code: 'ERR_AUTH', message: (e as Error).message } }));
+      }
+    })();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanup.push(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return state;
+}
+
+interface Rig {
+  dev: Device;
+  agent: Agent;
+  bootId: { value: string };
+  open: (patch?: Partial<AgentConfigInput>) => Promise<Agent>;
+}
+
+async function rig(serverUrl?: string, patch: Partial<AgentConfigInput> = {}): Promise<Rig> {
+  const root = await tmp();
+  const dev = await makeDevice(join(root, 'device'), trust);
+  const bootId = { value: 'boot-1' };
+  const open = (more: Partial<AgentConfigInput> = {}) =>
+    Agent.open({
+      config: configOf(dev, { ...patch, ...more, ...(serverUrl ? { server: { url: serverUrl } } : {}) }),
+      bootId: async () => bootId.value,
+      checkpointBytes: 1024 * 1024,
+      reportIntervalMs: 0,
+      backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 5 },
+    });
+  return { dev, agent: await open(), bootId, open };
+}
+
+/** Power-cycle the simulated device: the bootloader picks a slot, the kernel cmdline names it. */
+async function reboot(r: Rig): Promise<string> {
+  const slot = await emulateFileBoot(r.dev.bootStatePath);
+  await writeFile(join(r.dev.root, 'cmdline'), `abota.slot=${slot}\n`);
+  r.bootId.value = `${r.bootId.value}+`;
+  return slot;
+}
+
+describe('agent with the update server API', () => {
+  it('registers, polls with device JWTs, installs the offer with a resumed download, reports, and commits after reboot', async () => {
+    const server = await startServer();
+    const r = await rig(server.url);
+    const rel = await makeRelease({
+      dir: join(r.dev.root, '..', 'rel'),
+      trust,
+      version: '1.1.0',
+      securityVersion: 3,
+    });
+    expect(await r.agent.register('prov-token')).toBe('dev-1');
+    expect((await readDeviceState(r.agent.config)).deviceId).toBe('dev-1');
+
+    expect(await r.agent.checkOnce()).toEqual({ status: 'no-update', pollAfterSeconds: 600 });
+    server.offer = rel;
+    server.dropFirstArtifactAfter = 3 * 1024 * 1024 + 100;
+    const result = await r.agent.checkOnce({ reboot: true });
+    expect(result).toMatchObject({ status: 'installed', version: '1.1.0', rebooted: true });
+    expect(await sha256File(r.dev.slotFiles.B)).toBe(await sha256File(rel.imagePath));
+    const artifactRanges = server.blobRequests
+      .filter((b) => b.path.endsWith(rel.manifest.images.rootfs.artifact.digest.slice(7)))
+      .map((b) => Number(/^bytes=(\d+)-/.exec(b.range ?? '')?.[1]));
+    expect(artifactRanges.length).toBe(2);
+    expect(artifactRanges[0]).toBe(0);
+    expect(artifactRanges[1]).toBeGreaterThan(0);
+    expect(server.polls[0]).toMatchObject({
+      version: '1.0.0',
+      bootedSlot: 'A',
+      product: 'eflow-vm',
+      hardware: 'hyperv-x64',
+    });
+
+    expect(await reboot(r)).toBe('B');
+    const after = await (await r.open()).afterBoot();
+    expect(after).toEqual({ action: 'committed', version: '1.1.0', slot: 'B' });
+    const states = server.reports.map((x) => x['state']);
+    expect(states[0]).toBe('downloading');
+    expect(states.slice(-3)).toEqual(['installed', 'rebooting', 'committed']);
+    expect(server.reports.at(-1)).toMatchObject({ rolloutId: 'ro-1', version: '1.1.0', state: 'committed' });
+    const boot = await readBootStateFile(r.dev.bootStatePath);
+    expect(boot.order[0]).toBe('B');
+    expect(boot.slots.B.status).toBe('good');
+    const st = await (await r.open()).status();
+    expect(st).toMatchObject({
+      deviceId: 'dev-1',
+      bootedSlot: 'B',
+      primarySlot: 'B',
+      version: '1.1.0',
+      securityVersionFloor: 3,
+    });
+    expect(st.install).toMatchObject({ phase: 'committed', progressPercent: 100 });
+    // The next poll reports the new version from the new slot.
+    server.offer = undefined;
+    await (await r.open()).checkOnce();
+    expect(server.polls.at(-1)).toMatchObject({ version: '1.1.0', bootedSlot: 'B' });
+  });
+
+  it('a poll response over 1 MiB is refused', async () => {
+    const root = await tmp();
+    const big = createServer((_req, res) => {
+      res.writeHead(200).end(JSON.stringify({ status: 'no-update', pad: 'x'.repeat(1024 * 1024 + 1) }));
+    });
+    await new Promise<void>((ok) => big.listen(0, '127.0.0.1', ok));
+    cleanup.push(async () => {
+      big.closeAllConnections();
+      await new Promise((ok) => big.close(ok));
+    });
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const agent = await Agent.open({
+      config: configOf(dev, {
+        deviceId: 'dev-x',
+        server: { url: `http://127.0.0.1:${(big.address() as AddressInfo).port}` },
+      }),
+    });
+    const { DeviceKey } = await import('./http/device-auth.js');
+    await DeviceKey.generate(agent.config.deviceKeyPath);
+    await expect(agent.checkOnce()).rejects.toMatchObject({ code: 'ERR_HTTP_TOO_LARGE' });
+  });
+
+  it('refuses a device key file readable by others', async () => {
+    const server = await startServer();
+    const r = await rig(server.url);
+    await r.agent.register('prov-token');
+    const { chmod } = await import('node:fs/promises');
+    await chmod(r.agent.config.deviceKeyPath, 0o644);
+    await expect((await r.open()).checkOnce()).rejects.toMatchObject({ code: 'ERR_DEVICE_KEY' });
+  });
+});
+
+describe('after the reboot', () => {
+  async function installed(patch: Partial<AgentConfigInput> = {}): Promise<{ r: Rig; rel: Release }> {
+    const r = await rig(undefined, patch);
+    const rel = await makeRelease({
+      dir: join(r.dev.root, '..', 'rel'),
+      trust,
+      version: '1.1.0',
+      securityVersion: 2,
+    });
+    const j = await r.agent.installFromDirectory(rel.dir);
+    expect(j.phase).toBe('boot-pending');
+    return { r, rel };
+  }
+
+  it('before the reboot has happened (same boot id) nothing is decided', async () => {
+    const { r } = await installed();
+    expect(await (await r.open()).afterBoot()).toEqual({ action: 'reboot-pending', version: '1.1.0' });
+    expect((await readJournal(r.agent.config.dataDir))?.phase).toBe('boot-pending');
+  });
+
+  it('failing health checks mark the new slot bad so the next boot returns to A', async () => {
+    const { r } = await installed({
+      healthChecks: [{ command: ['sh', '-c', 'echo service down >&2; exit 3'] }],
+    });
+    expect(await reboot(r)).toBe('B');
+    const res = await (await r.open()).afterBoot();
+    expect(res).toMatchObject({ action: 'rejected', slot: 'B' });
+    expect((res as { reason: string }).reason).toContain('exited with status 3: service down');
+    const j = await readJournal(r.agent.config.dataDir);
+    expect(j).toMatchObject({ phase: 'failed', error: { code: 'ERR_HEALTH_CHECK_FAILED' } });
+    expect(await reboot(r)).toBe('A');
+    expect((await readDeviceState(r.agent.config)).slots.B).toBeUndefined();
+  });
+
+  it('a trial boot that never confirms falls back to A and is reported as rolled back', async () => {
+    const { r } = await installed();
+    expect(await reboot(r)).toBe('B'); // the new slot hangs before the agent runs...
+    expect(await reboot(r)).toBe('A'); // ...so the bootloader falls back
+    const res = await (await r.open()).afterBoot();
+    expect(res).toEqual({ action: 'rolled-back', version: '1.1.0', slot: 'A' });
+    expect((await readJournal(r.agent.config.dataDir))?.error?.code).toBe('ERR_ROLLED_BACK');
+    const bc = new FileBootControl({ statePath: r.dev.bootStatePath, bootedSlot: 'A' });
+    expect(await bc.getSlotState('B')).toEqual({ bootable: false, good: false });
+    const st = await (await r.open()).status();
+    expect(st.version).toBe('1.0.0');
+  });
+
+  it('mark-good commits the trial boot; mark-bad without a trial is refused', async () => {
+    const { r } = await installed();
+    await expect((await r.open()).markBad()).rejects.toMatchObject({ code: 'ERR_INSTALL_NOTHING_PENDING' });
+    await reboot(r);
+    expect(await (await r.open()).markGood()).toEqual({ action: 'committed', version: '1.1.0', slot: 'B' });
+    expect((await readDeviceState(r.agent.config)).slots.B).toEqual({ version: '1.1.0', securityVersion: 2 });
+  });
+});

@@ -1,0 +1,204 @@
+// Resumable downloads against a real node:http server on 127.0.0.1: dropped connections, Range
+// resume, servers that ignore Range, oversized bodies, and the bandwidth limit.
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { readBoundedBody, readBoundedJson } from './bounded-body.js';
+import { downloadRange } from './download.js';
+import { TokenBucket } from './token-bucket.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse, n: number) => void;
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+async function serve(handler: Handler): Promise<{ url: string; requests: IncomingMessage[] }> {
+  const requests: IncomingMessage[] = [];
+  const server = createServer((req, res) => {
+    requests.push(req);
+    handler(req, res, requests.length);
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/blob`, requests };
+}
+
+/** Serve `blob` honouring `Range: bytes=a-b` with 206, like the update server's blob route. */
+function rangeResponse(
+  blob: Buffer,
+  req: IncomingMessage,
+  res: ServerResponse,
+): { start: number; body: Buffer } {
+  const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+  if (m === null) {
+    res.writeHead(200, { 'content-length': blob.length });
+    return { start: 0, body: blob };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? blob.length - 1 : Number(m[2]);
+  res.writeHead(206, {
+    'content-length': end - start + 1,
+    'content-range': `bytes ${start}-${end}/${blob.length}`,
+  });
+  return { start, body: blob.subarray(start, end + 1) };
+}
+
+const noWait = { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 5 };
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of it) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+describe('downloadRange', () => {
+  it('resumes with a Range request from the byte where the server dropped the connection', async () => {
+    const blob = randomBytes(3 * 1024 * 1024 + 17);
+    let droppedAfter = 0;
+    const { url, requests } = await serve((req, res, n) => {
+      const { body } = rangeResponse(blob, req, res);
+      if (n === 1) {
+        // Send a bit over a third, flush, then cut the TCP connection mid-body.
+        droppedAfter = 1024 * 1024 + 5;
+        res.write(body.subarray(0, droppedAfter), () => setTimeout(() => res.socket?.destroy(), 20));
+        return;
+      }
+      res.end(body);
+    });
+    const got = await collect(downloadRange({ url, startByte: 0, totalBytes: blob.length, backoff: noWait }));
+    expect(got.equals(blob)).toBe(true);
+    expect(requests.length).toBe(2);
+    const resumedAt = Number(/^bytes=(\d+)-/.exec(requests[1]!.headers.range ?? '')?.[1]);
+    expect(resumedAt).toBeGreaterThan(0);
+    expect(resumedAt).toBeLessThanOrEqual(droppedAfter);
+  });
+
+  it('starts at a resume offset and sends a fresh Authorization header on every attempt', async () => {
+    const blob = randomBytes(200_000);
+    let tokens = 0;
+    const { url, requests } = await serve((req, res, n) => {
+      if (n === 1) {
+        res.writeHead(503).end();
+        return;
+      }
+      res.end(rangeResponse(blob, req, res).body);
+    });
+    const got = await collect(
+      downloadRange({
+        url,
+        startByte: 50_000,
+        totalBytes: blob.length,
+        backoff: noWait,
+        headers: async () => ({ authorization: `Bearer t${++tokens}` }),
+      }),
+    );
+    expect(got.equals(blob.subarray(50_000))).toBe(true);
+    expect(requests.map((r) => r.headers.authorization)).toEqual(['Bearer t1', 'Bearer t2']);
+    expect(requests[1]!.headers.range).toBe(`bytes=50000-${blob.length - 1}`);
+  });
+
+  it('copes with a server that ignores Range by skipping the bytes it already has', async () => {
+    const blob = randomBytes(100_000);
+    const { url } = await serve((_req, res) => {
+      res.writeHead(200, { 'content-length': blob.length }).end(blob);
+    });
+    const got = await collect(
+      downloadRange({ url, startByte: 40_000, totalBytes: blob.length, backoff: noWait }),
+    );
+    expect(got.equals(blob.subarray(40_000))).toBe(true);
+  });
+
+  it('refuses a body longer than the size in the signed manifest', async () => {
+    const blob = randomBytes(100_000);
+    const { url } = await serve((_req, res) => {
+      // No Content-Length (chunked): the excess is only seen while streaming.
+      res.writeHead(200);
+      res.end(Buffer.concat([blob, randomBytes(10)]));
+    });
+    await expect(
+      collect(downloadRange({ url, startByte: 0, totalBytes: blob.length, backoff: noWait })),
+    ).rejects.toMatchObject({
+      code: 'ERR_HTTP_TOO_LARGE',
+    });
+  });
+
+  it('refuses a Content-Range that does not start where it asked', async () => {
+    const blob = randomBytes(10_000);
+    const { url } = await serve((_req, res) => {
+      res.writeHead(206, { 'content-range': `bytes 0-9999/10000`, 'content-length': 10_000 }).end(blob);
+    });
+    await expect(
+      collect(downloadRange({ url, startByte: 500, totalBytes: blob.length, backoff: noWait })),
+    ).rejects.toMatchObject({
+      code: 'ERR_HTTP_BAD_RESPONSE',
+    });
+  });
+
+  it('gives up after the retry budget when the server keeps failing', async () => {
+    const { url, requests } = await serve((_req, res) => {
+      res.writeHead(500).end();
+    });
+    await expect(
+      collect(downloadRange({ url, startByte: 0, totalBytes: 10, backoff: noWait })),
+    ).rejects.toMatchObject({
+      code: 'ERR_HTTP_UNAVAILABLE',
+    });
+    expect(requests.length).toBe(noWait.maxAttempts);
+  });
+
+  it('does not retry a final status such as 404', async () => {
+    const { url, requests } = await serve((_req, res) => {
+      res.writeHead(404).end();
+    });
+    await expect(
+      collect(downloadRange({ url, startByte: 0, totalBytes: 10, backoff: noWait })),
+    ).rejects.toMatchObject({
+      code: 'ERR_HTTP_STATUS',
+    });
+    expect(requests.length).toBe(1);
+  });
+
+  it('keeps roughly to the bandwidth limit', async () => {
+    const blob = randomBytes(3 * 1024 * 1024);
+    const { url } = await serve((req, res) => {
+      res.end(rangeResponse(blob, req, res).body);
+    });
+    const rate = 4 * 1024 * 1024;
+    const bucket = new TokenBucket(rate, 256 * 1024);
+    const t0 = performance.now();
+    const got = await collect(
+      downloadRange({ url, startByte: 0, totalBytes: blob.length, bucket, backoff: noWait }),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    expect(got.length).toBe(blob.length);
+    // (3 MiB - 256 KiB burst) / 4 MiB/s ≈ 0.69 s at the limit; unlimited loopback takes a few ms.
+    expect(seconds).toBeGreaterThan(0.6);
+    expect(seconds).toBeLessThan(3);
+  });
+});
+
+describe('bounded bodies', () => {
+  it('refuses a JSON response over 1 MiB without reading it all', async () => {
+    const { url } = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ pad: 'x'.repeat(2 * 1024 * 1024) }));
+    });
+    await expect(readBoundedJson(await fetch(url), 'poll')).rejects.toMatchObject({
+      code: 'ERR_HTTP_TOO_LARGE',
+    });
+  });
+
+  it('refuses early when Content-Length already exceeds the limit', async () => {
+    const { url } = await serve((_req, res) => {
+      res.writeHead(200, { 'content-length': 5000 }).end(Buffer.alloc(5000));
+    });
+    await expect(readBoundedBody(await fetch(url), 4096, 'x')).rejects.toThrow(/declares 5000 bytes/);
+  });
+});
