@@ -1,7 +1,6 @@
 // GRUB boot control with RAUC's ORDER / <slot>_OK / <slot>_TRY scheme (FORMATS.md §2.3): the
 // OS side that `rauc status mark-*` implements, and a pure model of the grub.cfg selection
 // script so the simulator can play GRUB's part.
-import { ClientError } from '../errors.js';
 import {
   type BootControl,
   type BootedSlotSource,
@@ -159,30 +158,11 @@ export class GrubBootControl implements BootControl {
   }
 
   async #read(): Promise<Map<string, string>> {
-    try {
-      return (await readGrubEnvFile(this.envPath)).vars;
-    } catch (e) {
-      throw missing(e, this.envPath);
-    }
+    return (await readGrubEnvFile(this.envPath)).vars;
   }
 
   async #edit(pairs: readonly (readonly [string, string])[]): Promise<void> {
     const edits: GrubEnvEdit[] = pairs.map(([name, value]) => ({ op: 'set', name, value }));
-    try {
-      await editGrubEnvFile(this.envPath, edits);
-    } catch (e) {
-      throw missing(e, this.envPath);
-    }
+    await editGrubEnvFile(this.envPath, edits);
   }
-}
-
-function missing(e: unknown, path: string): unknown {
-  if (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'ENOENT') {
-    return new ClientError(
-      'ERR_BOOTCTL_STATE_MISSING',
-      `grubenv ${path} does not exist; create it with "grub-editenv ${path} create" on a plain FAT/ext partition`,
-      { cause: e },
-    );
-  }
-  return e;
 }

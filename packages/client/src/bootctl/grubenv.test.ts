@@ -98,9 +98,9 @@ describe('grubenv format (FORMATS.md §2.1)', () => {
 
   it('refuses names that would read back as something else', () => {
     for (const name of ['', 'A=B', '#A', 'A\nB', 'A\\B']) {
-      expect(codeOf(() => setGrubEnv(createGrubEnv(), [[name, '1']]))).toBe('ERR_GRUBENV_BAD_NAME');
+      expect(codeOf(() => setGrubEnv(createGrubEnv(), [[name, '1']]))).toBe('ERR_GRUBENV_BAD_VARIABLE');
     }
-    expect(codeOf(() => setGrubEnv(createGrubEnv(), [['A', 'x\0y']]))).toBe('ERR_GRUBENV_BAD_NAME');
+    expect(codeOf(() => setGrubEnv(createGrubEnv(), [['A', 'x\0y']]))).toBe('ERR_GRUBENV_BAD_VARIABLE');
   });
 
   it('writes files atomically: same size, mode kept, symlink followed, no temp file left behind', async () => {

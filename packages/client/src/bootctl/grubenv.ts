@@ -133,7 +133,7 @@ function checkName(name: string): Uint8Array {
   // GRUB would store these, but they would read back as a different variable or as a comment.
   if (name === '' || /[=\n\\\0]/.test(name) || name.startsWith('#')) {
     throw new ClientError(
-      'ERR_GRUBENV_BAD_NAME',
+      'ERR_GRUBENV_BAD_VARIABLE',
       `grubenv variable name ${JSON.stringify(name)} is not usable: it must be non-empty, not start with '#' and contain no '=', backslash, newline or NUL`,
     );
   }
@@ -143,7 +143,7 @@ function checkName(name: string): Uint8Array {
 function checkValue(name: string, value: string): Uint8Array {
   if (value.includes('\0')) {
     throw new ClientError(
-      'ERR_GRUBENV_BAD_NAME',
+      'ERR_GRUBENV_BAD_VARIABLE',
       `grubenv value of ${name} contains a NUL byte, which GRUB cannot store`,
     );
   }
@@ -223,7 +223,7 @@ export function setGrubEnv(
   );
 }
 
-/** Read and validate a grubenv file (size-limited). ENOENT is passed through as a Node error. */
+/** Read and validate a grubenv file (size-limited); a missing file is ERR_BOOTCTL_STATE_MISSING. */
 export async function readGrubEnvFile(
   path: string,
 ): Promise<{ block: Uint8Array; vars: Map<string, string> }> {
@@ -237,7 +237,10 @@ export async function readGrubEnvFile(
       ),
   );
   if (block === undefined) {
-    throw Object.assign(new Error(`grubenv ${path} does not exist`), { code: 'ENOENT' });
+    throw new ClientError(
+      'ERR_BOOTCTL_STATE_MISSING',
+      `grubenv ${path} does not exist; create it with "grub-editenv ${path} create" on a plain FAT/ext partition`,
+    );
   }
   return { block, vars: parseGrubEnv(block, path) };
 }

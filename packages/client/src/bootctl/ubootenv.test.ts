@@ -13,6 +13,7 @@ import {
   encodeUBootEnv,
   formatUBootEnv,
   parseFwEnvConfig,
+  readFwEnvConfigFile,
   readUBootEnv,
   type UBootEnvConfig,
 } from './ubootenv.js';
@@ -390,3 +391,19 @@ describeWithTool(
     });
   },
 );
+
+describe('fw_env.config files', () => {
+  it('reads the file fw_setenv uses and names a missing one in the error', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'fw_env.config');
+      await expect(readFwEnvConfigFile(path)).rejects.toMatchObject({
+        code: 'ERR_UBOOTENV_CONFIG',
+        message: expect.stringContaining(path),
+      });
+      await writeFile(path, '/dev/mmcblk0 0x400000 0x20000\n/dev/mmcblk0 0x420000 0x20000\n');
+      expect((await readFwEnvConfigFile(path)).copies.map((c) => c.offsetBytes)).toEqual([
+        0x400000, 0x420000,
+      ]);
+    });
+  });
+});

@@ -4,7 +4,7 @@
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { ClientError } from '../errors.js';
-import { isNotFound } from './atomicfile.js';
+import { isNotFound, readSmallFile } from './atomicfile.js';
 
 /** One environment copy: where it lives and how large it is (`CONFIG_ENV_SIZE`). */
 export interface UBootEnvLocation {
@@ -65,7 +65,7 @@ export function parseFwEnvConfig(text: string, where = 'fw_env.config'): UBootEn
       sizeBytes: parseHexSize(size, at),
     });
   });
-  return checkConfig(copies, where);
+  return checkUBootEnvConfig(copies, where);
 }
 
 function parseCInteger(text: string, at: string, what: string): number {
@@ -92,8 +92,29 @@ function parseHexSize(text: string, at: string): number {
   return value;
 }
 
+/** libubootenv's default configuration file. */
+export const DEFAULT_FW_ENV_CONFIG_PATH = '/etc/fw_env.config';
+
+/** Read and parse an fw_env.config file (default /etc/fw_env.config), so abota and fw_setenv share one. */
+export async function readFwEnvConfigFile(
+  path: string = DEFAULT_FW_ENV_CONFIG_PATH,
+): Promise<UBootEnvConfig> {
+  const bytes = await readSmallFile(
+    path,
+    64 * 1024,
+    (size) => new ClientError('ERR_UBOOTENV_CONFIG', `${path} is ${size} bytes; not an fw_env.config`),
+  );
+  if (bytes === undefined) {
+    throw new ClientError(
+      'ERR_UBOOTENV_CONFIG',
+      `${path} does not exist; it names the U-Boot env copies (FORMATS.md §3.3)`,
+    );
+  }
+  return parseFwEnvConfig(new TextDecoder().decode(bytes), path);
+}
+
 /** Validate a configuration given as values (e.g. from the agent's JSON config). */
-export function checkConfig(
+export function checkUBootEnvConfig(
   copies: readonly UBootEnvLocation[],
   where = 'U-Boot env config',
 ): UBootEnvConfig {
