@@ -1,0 +1,127 @@
+// The abota-agent command line over real config files, release directories and slot files.
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { makeTempDir } from '@abota/testkit';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  corruptByte,
+  makeDevice,
+  makeRelease,
+  makeTrust,
+  sha256File,
+  type Trust,
+} from '../test/release-fixture.js';
+import { exitStatusFor, runAgentCli } from './agent-commands.js';
+
+let trust: Trust;
+const dirs: string[] = [];
+beforeAll(async () => {
+  trust = await makeTrust();
+});
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runAgentCli(args, {
+    stdout: (t) => {
+      out += t;
+    },
+    stderr: (t) => {
+      err += t;
+    },
+    env,
+    agentOptions: { bootId: async () => 'boot-1' },
+  });
+  return { code, out, err };
+}
+
+async function setup() {
+  const root = await makeTempDir('abota-cli-');
+  dirs.push(root);
+  const dev = await makeDevice(join(root, 'device'), trust);
+  const configPath = join(root, 'agent.json');
+  await writeFile(configPath, JSON.stringify(dev.configInput));
+  return { root, dev, configPath };
+}
+
+describe('abota-agent', () => {
+  it('every command has --help', async () => {
+    for (const cmd of ['run', 'status', 'check', 'install', 'mark-good', 'mark-bad', 'register']) {
+      const r = await cli([cmd, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain(`Usage: abota-agent ${cmd}`);
+      expect(r.out).toContain('--json');
+    }
+  });
+
+  it('install RELEASE_DIR writes the inactive slot and status --json shows the pending trial', async () => {
+    const { root, dev, configPath } = await setup();
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '2.0.0', codec: 'brotli' });
+    const r = await cli(['install', rel.dir, '--config', configPath, '--json']);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(r.out)).toEqual({ version: '2.0.0', targetSlot: 'B', phase: 'boot-pending' });
+    expect(await sha256File(dev.slotFiles.B)).toBe(await sha256File(rel.imagePath));
+    const s = await cli(['status', '--json'], { ABOTA_CONFIG: configPath });
+    expect(JSON.parse(s.out)).toMatchObject({
+      bootedSlot: 'A',
+      primarySlot: 'B',
+      version: '1.0.0',
+      install: { phase: 'boot-pending', version: '2.0.0', targetSlot: 'B', progressPercent: 100 },
+    });
+    const human = await cli(['status', '--config', configPath]);
+    expect(human.out).toContain('install:   2.0.0 → slot B: boot-pending, 100%');
+  });
+
+  it('a corrupted release exits 3 with the error code and block index, and status shows the failure', async () => {
+    const { root, configPath } = await setup();
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '2.0.0' });
+    await corruptByte(rel.artifactPath, 42 * 4096);
+    const r = await cli(['install', rel.dir, '--config', configPath]);
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(/^ERR_INSTALL_BLOCK_CORRUPT: image rootfs: data block 42 /);
+    const j = await cli(['install', rel.dir, '--config', configPath, '--json']);
+    expect(JSON.parse(j.err).error.code).toBe('ERR_INSTALL_BLOCK_CORRUPT');
+    const s = await cli(['status', '--config', configPath]);
+    expect(s.out).toContain('error:     ERR_INSTALL_BLOCK_CORRUPT');
+  });
+
+  it('a config that fails validation exits 5 naming the field', async () => {
+    const { root } = await setup();
+    const bad = join(root, 'bad.json');
+    await writeFile(bad, JSON.stringify({ product: 'x' }));
+    const r = await cli(['status', '--config', bad]);
+    expect(r.code).toBe(5);
+    expect(r.err).toMatch(/^ERR_CONFIG_INVALID: .*slots/);
+  });
+
+  it('ABOTA_* environment variables override the config file', async () => {
+    const { root, configPath } = await setup();
+    const r = await cli(['check', '--config', configPath], { ABOTA_SERVER_URL: 'ftp://example' });
+    expect(r.code).toBe(5);
+    expect(r.err).toContain('server.url');
+    await writeFile(join(root, 'device', 'cmdline'), 'abota.slot=B');
+    const s = await cli(['status', '--config', configPath, '--json'], {
+      ABOTA_KERNEL_CMDLINE: join(root, 'device', 'cmdline'),
+    });
+    expect(JSON.parse(s.out).bootedSlot).toBe('B');
+  });
+
+  it('unknown commands and options are usage errors (exit 2)', async () => {
+    expect((await cli(['frobnicate'])).code).toBe(2);
+    expect((await cli(['status', '--nope'])).code).toBe(2);
+  });
+
+  it('maps error codes to exit statuses by class', () => {
+    expect(exitStatusFor('ERR_SIGNATURE_INVALID')).toBe(3);
+    expect(exitStatusFor('ERR_INSTALL_HASH_TREE_INVALID')).toBe(3);
+    expect(exitStatusFor('ERR_HTTP_NETWORK')).toBe(4);
+    expect(exitStatusFor('ERR_INSTALL_ACTIVE_SLOT')).toBe(5);
+    expect(exitStatusFor(undefined)).toBe(1);
+  });
+});
