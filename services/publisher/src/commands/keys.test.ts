@@ -262,6 +262,15 @@ describe('abota keys rotate', () => {
     expect(res.stderr).toContain('chmod 600');
   });
 
+  it('refuses two key files claiming the same kid', async () => {
+    expect((await abota('keys', 'init', dir)).code).toBe(0);
+    const copy = join(dir, 'keys', 'root-9.jwk.json');
+    await writeFile(copy, await readFile(join(dir, 'keys', 'root-1.jwk.json')), { mode: 0o600 });
+    const res = await abota('keys', 'rotate', dir);
+    expect(res.stderr).toContain('ERR_KEY_FILE_INVALID');
+    expect(res.stderr).toContain(copy);
+  });
+
   it('refuses a root.json whose signature no longer verifies', async () => {
     expect((await abota('keys', 'init', dir)).code).toBe(0);
     const signed = await readRoot(join(dir, 'root.json'));
@@ -302,5 +311,81 @@ describe('abota keys show', () => {
     expect(res.code).toBe(1);
     expect(res.stderr).toContain('ERR_ROOT_NOT_FOUND');
     expect(res.stderr).toContain('abota keys init');
+  });
+});
+
+describe('passphrase-encrypted key files', () => {
+  const VAR = 'ABOTA_TEST_KEY_PASSPHRASE';
+  afterEach(() => {
+    delete process.env[VAR];
+  });
+
+  it('writes scrypt/AES-GCM envelopes that hold no plain key, and signs with them given the passphrase', async () => {
+    process.env[VAR] = 'correct horse battery staple';
+    const res = await abota('keys', 'init', dir, '--passphrase-env', VAR, '--json');
+    expect(res.code, res.stderr).toBe(0);
+    for (const name of await readdir(join(dir, 'keys'))) {
+      const path = join(dir, 'keys', name);
+      const file = JSON.parse(await readFile(path, 'utf8'));
+      expect(file).toMatchObject({
+        type: 'abota-encrypted-jwk',
+        kdf: { name: 'scrypt' },
+        cipher: { name: 'aes-256-gcm' },
+      });
+      expect(file).not.toHaveProperty('d');
+      expect((await stat(path)).mode & 0o777).toBe(0o600);
+    }
+    // show needs no passphrase: kids are readable, private keys are not.
+    const shown = JSON.parse((await abota('keys', 'show', dir, '--json')).stdout);
+    expect(shown.roles.release.keys[0].keyFile).toBe(join(dir, 'keys', 'release-1.jwk.json'));
+
+    const { root, keys } = await loadRoleSigningKeys(dir, 'release', { passphrase: process.env[VAR] });
+    await expect(
+      checkRelease(await signManifest(manifest(), keys, root), root, device, new Date()),
+    ).resolves.toBeDefined();
+
+    // Rotation with the passphrase unlocks the old root key and encrypts the new ones.
+    const rotated = await abota('keys', 'rotate', dir, '--root-keys', '1', '--passphrase-env', VAR);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    expect(JSON.parse(await readFile(join(dir, 'keys', 'root-2.jwk.json'), 'utf8')).type).toBe(
+      'abota-encrypted-jwk',
+    );
+  });
+
+  it('refuses a wrong passphrase, a missing one, and a modified envelope with clear codes', async () => {
+    process.env[VAR] = 'correct horse battery staple';
+    expect((await abota('keys', 'init', dir, '--passphrase-env', VAR)).code).toBe(0);
+
+    process.env[VAR] = 'wrong horse battery staple';
+    let res = await abota('keys', 'rotate', dir, '--passphrase-env', VAR);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('ERR_KEY_PASSPHRASE: key file');
+    expect(res.stderr).toContain('wrong passphrase');
+
+    delete process.env[VAR];
+    res = await abota('keys', 'rotate', dir);
+    expect(res.stderr).toContain('ERR_KEY_PASSPHRASE_REQUIRED');
+    expect(res.stderr).toContain('ABOTA_KEY_PASSPHRASE');
+
+    // The clear-text KDF parameters are authenticated: weakening them breaks the AES-GCM tag.
+    const rootFile = join(dir, 'keys', 'root-1.jwk.json');
+    const envelope = JSON.parse(await readFile(rootFile, 'utf8'));
+    await writeFile(rootFile, JSON.stringify({ ...envelope, kdf: { ...envelope.kdf, N: 2 ** 14 } }), {
+      mode: 0o600,
+    });
+    await expect(
+      loadRoleSigningKeys(dir, 'root', { passphrase: 'correct horse battery staple' }),
+    ).rejects.toMatchObject({ code: 'ERR_KEY_PASSPHRASE' });
+  });
+
+  it('refuses --passphrase-env naming an unset variable, and passphrases under 8 characters', async () => {
+    let res = await abota('keys', 'init', dir, '--passphrase-env', VAR);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain(`--passphrase-env ${VAR}: the variable is not set`);
+    process.env[VAR] = 'short';
+    res = await abota('keys', 'init', dir, '--passphrase-env', VAR);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('shorter than 8');
+    expect(await readdir(dir)).toEqual([]);
   });
 });

@@ -2,8 +2,10 @@
 // Layout of a keys directory (packages/manifest/README.md "Trust model"):
 //   DIR/root.json                 the current signed trust root (General JWS)
 //   DIR/roots/<N>.root.json       every earlier root, so devices can walk N → N+1 → …
-//   DIR/keys/<role>-<n>.jwk.json  Ed25519 private JWKs, mode 0600, never printed
+//   DIR/keys/<role>-<n>.jwk.json  Ed25519 private JWKs (or scrypt + AES-256-GCM envelopes of
+//                                 them when a passphrase is set), mode 0600, never printed
 // Private keys are written once (O_EXCL) and never overwritten; root.json is replaced atomically.
+import { createCipheriv, createDecipheriv, randomBytes, scrypt } from 'node:crypto';
 import { constants } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -40,6 +42,8 @@ export type KeysErrorCode =
   | 'ERR_KEY_FILE_INVALID'
   | 'ERR_KEY_FILE_PERMISSIONS'
   | 'ERR_KEY_MISSING'
+  | 'ERR_KEY_PASSPHRASE'
+  | 'ERR_KEY_PASSPHRASE_REQUIRED'
   | 'ERR_ROOT_HISTORY_CONFLICT';
 
 /** A failure of a keys command, printed by the CLI as `code: message`. */
@@ -60,7 +64,7 @@ export interface RoleLayout {
   threshold: number;
 }
 
-export interface KeysInitOptions {
+export interface KeysInitOptions extends KeyAccess {
   root: RoleLayout;
   release: RoleLayout;
   /** Lifetime of the root from `now`, in milliseconds. */
@@ -68,7 +72,7 @@ export interface KeysInitOptions {
   now?: Date;
 }
 
-export interface KeysRotateOptions {
+export interface KeysRotateOptions extends KeyAccess {
   /** New key count for a role → that role gets fresh keys; a threshold alone keeps the keys. */
   root?: Partial<RoleLayout>;
   release?: Partial<RoleLayout>;
@@ -93,8 +97,32 @@ export interface TrustRootSummary {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** Read and check one private key file (JWK). Refuses group/other-readable files like ssh does. */
-export async function readKeyFile(path: string): Promise<SigningKey> {
+/** Environment variable holding the key-file passphrase unless --passphrase-env names another. */
+export const PASSPHRASE_ENV = 'ABOTA_KEY_PASSPHRASE';
+const MIN_PASSPHRASE_LENGTH = 8;
+
+/** How key files are unlocked and (for new files) protected. */
+export interface KeyAccess {
+  /** Decrypts encrypted key files; when set, new key files are written encrypted with it. */
+  passphrase?: string | undefined;
+}
+
+/** One file under DIR/keys: its kid is known without decrypting it. */
+interface KeyFileEntry {
+  path: string;
+  kid: string;
+  /** Plain JWK files are imported while scanning; encrypted ones on unlock. */
+  key?: SigningKey;
+  envelope?: EncryptedKeyFile;
+}
+
+/** Read and check one private key file (plain JWK or passphrase-encrypted). */
+export async function readKeyFile(path: string, access: KeyAccess = {}): Promise<SigningKey> {
+  return unlockKeyFile(await scanKeyFile(path), access);
+}
+
+// Refuses group/other-readable files like ssh does; bounds the size before parsing.
+async function scanKeyFile(path: string): Promise<KeyFileEntry> {
   const info = await stat(path).catch((err: NodeJS.ErrnoException) => {
     throw new KeysError(
       'ERR_KEY_MISSING',
@@ -108,11 +136,11 @@ export async function readKeyFile(path: string): Promise<SigningKey> {
     );
   }
   if (info.size > MAX_KEY_FILE_BYTES) {
-    throw new KeysError('ERR_KEY_FILE_INVALID', `key file ${path}: ${info.size} bytes is not a JWK key file`);
+    throw new KeysError('ERR_KEY_FILE_INVALID', `key file ${path}: ${info.size} bytes is not a key file`);
   }
-  let jwk: unknown;
+  let content: unknown;
   try {
-    jwk = JSON.parse(await readFile(path, 'utf8'));
+    content = JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
     throw new KeysError(
       'ERR_KEY_FILE_INVALID',
@@ -122,6 +150,15 @@ export async function readKeyFile(path: string): Promise<SigningKey> {
       },
     );
   }
+  if ((content as { type?: unknown } | null)?.type === ENCRYPTED_KEY_TYPE) {
+    const envelope = parseEnvelope(content, path);
+    return { path, kid: envelope.kid, envelope };
+  }
+  const key = await importKeyFile(content, path);
+  return { path, kid: key.kid, key };
+}
+
+async function importKeyFile(jwk: unknown, path: string): Promise<SigningKey> {
   try {
     return await importSigningKey(jwk);
   } catch (err) {
@@ -130,6 +167,25 @@ export async function readKeyFile(path: string): Promise<SigningKey> {
     }
     throw err;
   }
+}
+
+async function unlockKeyFile(entry: KeyFileEntry, access: KeyAccess): Promise<SigningKey> {
+  if (entry.key !== undefined) return entry.key;
+  if (access.passphrase === undefined || access.passphrase === '') {
+    throw new KeysError(
+      'ERR_KEY_PASSPHRASE_REQUIRED',
+      `key file ${entry.path} is encrypted; set ${PASSPHRASE_ENV} (or name the variable with --passphrase-env)`,
+    );
+  }
+  const jwk = await decryptEnvelope(entry.envelope!, access.passphrase, entry.path);
+  const key = await importKeyFile(jwk, entry.path);
+  if (key.kid !== entry.kid) {
+    throw new KeysError(
+      'ERR_KEY_FILE_INVALID',
+      `key file ${entry.path}: says kid ${entry.kid} but holds ${key.kid}`,
+    );
+  }
+  return key;
 }
 
 /** Read and verify DIR/root.json (signed by a threshold of its own root keys). */
@@ -154,18 +210,24 @@ export async function readTrustRoot(
   return { root, signedRoot: JSON.parse(text) as SignedRoot, text };
 }
 
-/** Every readable key file under DIR/keys, by kid, with its path. Unreadable files are errors. */
-async function readKeyDirectory(dir: string): Promise<Map<string, { key: SigningKey; path: string }>> {
+/** Every key file under DIR/keys, by kid (not decrypted). Unreadable files are errors. */
+async function scanKeyDirectory(dir: string): Promise<Map<string, KeyFileEntry>> {
   const keysDir = join(dir, KEYS_DIR);
   const names = await readdir(keysDir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [] as string[];
     throw err;
   });
-  const byKid = new Map<string, { key: SigningKey; path: string }>();
+  const byKid = new Map<string, KeyFileEntry>();
   for (const name of names.filter((n) => n.endsWith('.jwk.json')).sort()) {
-    const path = join(keysDir, name);
-    const key = await readKeyFile(path);
-    byKid.set(key.kid, { key, path });
+    const entry = await scanKeyFile(join(keysDir, name));
+    const other = byKid.get(entry.kid);
+    if (other !== undefined) {
+      throw new KeysError(
+        'ERR_KEY_FILE_INVALID',
+        `key files ${other.path} and ${entry.path} both hold key ${entry.kid}; keep one (move copies out of ${keysDir})`,
+      );
+    }
+    byKid.set(entry.kid, entry);
   }
   return byKid;
 }
@@ -173,46 +235,168 @@ async function readKeyDirectory(dir: string): Promise<Map<string, { key: Signing
 /**
  * The private keys of one role of DIR/root.json that are present under DIR/keys — at least the
  * role's threshold of them, else ERR_KEY_MISSING. This is what `abota release build` signs with.
+ * Encrypted key files are unlocked with `access.passphrase`, else $ABOTA_KEY_PASSPHRASE.
  */
 export async function loadRoleSigningKeys(
   dir: string,
   role: RoleName,
+  access: KeyAccess = {},
 ): Promise<{ root: TrustRoot; signedRoot: SignedRoot; rootText: string; keys: SigningKey[] }> {
   const { root, signedRoot, text } = await readTrustRoot(dir);
-  const available = await readKeyDirectory(dir);
-  const keys = selectRoleKeys(root, role, available, dir);
+  const available = await scanKeyDirectory(dir);
+  const passphrase = access.passphrase ?? process.env[PASSPHRASE_ENV];
+  const keys = await selectRoleKeys(root, role, available, dir, { passphrase });
   return { root, signedRoot, rootText: text, keys };
 }
 
-function selectRoleKeys(
+async function selectRoleKeys(
   root: TrustRoot,
   role: RoleName,
-  available: Map<string, { key: SigningKey }>,
+  available: Map<string, KeyFileEntry>,
   dir: string,
-): SigningKey[] {
+  access: KeyAccess,
+): Promise<SigningKey[]> {
   const { threshold, keyIds } = root.roles[role];
-  const keys = keyIds.flatMap((kid) => {
+  const entries = keyIds.flatMap((kid) => {
     const entry = available.get(kid);
-    return entry === undefined ? [] : [entry.key];
+    return entry === undefined ? [] : [entry];
   });
-  if (keys.length < threshold) {
+  if (entries.length < threshold) {
     const missing = keyIds.filter((kid) => !available.has(kid));
     throw new KeysError(
       'ERR_KEY_MISSING',
-      `the ${role} role of root v${root.version} needs ${threshold} signing key(s); found ${keys.length} in ${join(dir, KEYS_DIR)} (missing: ${missing.join(', ')})`,
+      `the ${role} role of root v${root.version} needs ${threshold} signing key(s); found ${entries.length} in ${join(dir, KEYS_DIR)} (missing: ${missing.join(', ')})`,
     );
   }
+  const keys: SigningKey[] = [];
+  for (const entry of entries) keys.push(await unlockKeyFile(entry, access));
   return keys;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passphrase-encrypted key files: scrypt (RFC 7914) derives an AES-256-GCM key; the envelope's
+// kid and KDF parameters are authenticated as additional data, so none can be swapped.
+
+const ENCRYPTED_KEY_TYPE = 'abota-encrypted-jwk';
+// N 2^15, r 8 = 32 MiB and ~0.2 s per unlock on our CI machine. That is below OWASP's 2^17 for
+// passwords of unknown strength, chosen so a release job unlocking several keys stays quick;
+// the parameters are stored per file, so they can be raised without breaking old files.
+const SCRYPT_DEFAULT = { N: 2 ** 15, r: 8, p: 1 } as const;
+const SCRYPT_MAX_N = 2 ** 20;
+
+export interface EncryptedKeyFile {
+  type: typeof ENCRYPTED_KEY_TYPE;
+  version: 1;
+  kid: string;
+  kdf: { name: 'scrypt'; N: number; r: number; p: number; salt: string };
+  cipher: { name: 'aes-256-gcm'; iv: string; tag: string };
+  ciphertext: string;
+}
+
+function envelopeAad(e: Pick<EncryptedKeyFile, 'kid' | 'kdf'>): Buffer {
+  return Buffer.from(
+    `${ENCRYPTED_KEY_TYPE}/1/${e.kid}/scrypt/${e.kdf.N}/${e.kdf.r}/${e.kdf.p}/${e.kdf.salt}`,
+  );
+}
+
+function deriveKey(passphrase: string, kdf: EncryptedKeyFile['kdf']): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scrypt(
+      passphrase.normalize('NFC'),
+      Buffer.from(kdf.salt, 'base64url'),
+      32,
+      { N: kdf.N, r: kdf.r, p: kdf.p, maxmem: 256 * kdf.N * kdf.r * kdf.p },
+      (err, key) => (err ? reject(err) : resolve(key)),
+    );
+  });
+}
+
+/** Encrypt a signing key's JWK file content with a passphrase. */
+export async function encryptKeyFile(key: SigningKey, passphrase: string): Promise<EncryptedKeyFile> {
+  const kdf = { name: 'scrypt' as const, ...SCRYPT_DEFAULT, salt: randomBytes(16).toString('base64url') };
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', await deriveKey(passphrase, kdf), iv);
+  cipher.setAAD(envelopeAad({ kid: key.kid, kdf }));
+  const ciphertext = Buffer.concat([
+    cipher.update(JSON.stringify(exportPrivateJwk(key)), 'utf8'),
+    cipher.final(),
+  ]);
+  return {
+    type: ENCRYPTED_KEY_TYPE,
+    version: 1,
+    kid: key.kid,
+    kdf,
+    cipher: {
+      name: 'aes-256-gcm',
+      iv: iv.toString('base64url'),
+      tag: cipher.getAuthTag().toString('base64url'),
+    },
+    ciphertext: ciphertext.toString('base64url'),
+  };
+}
+
+function parseEnvelope(content: unknown, path: string): EncryptedKeyFile {
+  const e = content as EncryptedKeyFile;
+  const b64 = (v: unknown, bytes?: number): boolean =>
+    typeof v === 'string' &&
+    /^[A-Za-z0-9_-]+$/.test(v) &&
+    (bytes === undefined || Buffer.from(v, 'base64url').length === bytes);
+  const ok =
+    e.version === 1 &&
+    typeof e.kid === 'string' &&
+    /^[A-Za-z0-9_-]{43}$/.test(e.kid) &&
+    e.kdf?.name === 'scrypt' &&
+    Number.isInteger(e.kdf.N) &&
+    e.kdf.N >= 2 ** 14 &&
+    e.kdf.N <= SCRYPT_MAX_N &&
+    (e.kdf.N & (e.kdf.N - 1)) === 0 &&
+    e.kdf.r === 8 &&
+    Number.isInteger(e.kdf.p) &&
+    e.kdf.p >= 1 &&
+    e.kdf.p <= 4 &&
+    b64(e.kdf.salt, 16) &&
+    e.cipher?.name === 'aes-256-gcm' &&
+    b64(e.cipher.iv, 12) &&
+    b64(e.cipher.tag, 16) &&
+    b64(e.ciphertext);
+  if (!ok) {
+    throw new KeysError(
+      'ERR_KEY_FILE_INVALID',
+      `key file ${path}: not a valid ${ENCRYPTED_KEY_TYPE} v1 envelope (scrypt N 2^14..2^20, r 8, p 1..4, aes-256-gcm)`,
+    );
+  }
+  return e;
+}
+
+async function decryptEnvelope(e: EncryptedKeyFile, passphrase: string, path: string): Promise<unknown> {
+  const key = await deriveKey(passphrase, e.kdf);
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(e.cipher.iv, 'base64url'));
+    decipher.setAAD(envelopeAad(e));
+    decipher.setAuthTag(Buffer.from(e.cipher.tag, 'base64url'));
+    const plain = Buffer.concat([decipher.update(Buffer.from(e.ciphertext, 'base64url')), decipher.final()]);
+    return JSON.parse(plain.toString('utf8'));
+  } catch (err) {
+    throw new KeysError(
+      'ERR_KEY_PASSPHRASE',
+      `key file ${path}: wrong passphrase, or the file was modified (AES-GCM authentication failed)`,
+      { cause: err },
+    );
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-/** Create DIR/keys/<role>-<n>.jwk.json (next free n) with mode 0600, never overwriting. */
+/**
+ * Create DIR/keys/<role>-<n>.jwk.json (next free n) with mode 0600, never overwriting; encrypted
+ * with the passphrase when there is one.
+ */
 async function writeNewKeys(
   dir: string,
   role: RoleName,
   count: number,
+  access: KeyAccess,
 ): Promise<{ key: SigningKey; path: string }[]> {
   const keysDir = join(dir, KEYS_DIR);
   await mkdir(keysDir, { recursive: true, mode: 0o700 });
@@ -225,7 +409,8 @@ async function writeNewKeys(
     existing.add(name);
     const key = await generateSigningKey();
     const path = join(keysDir, name);
-    await writeFileExclusive(path, `${JSON.stringify(exportPrivateJwk(key), null, 2)}\n`, 0o600);
+    const content = access.passphrase ? await encryptKeyFile(key, access.passphrase) : exportPrivateJwk(key);
+    await writeFileExclusive(path, `${JSON.stringify(content, null, 2)}\n`, 0o600);
     written.push({ key, path });
   }
   return written;
@@ -288,8 +473,8 @@ export async function initTrustRoot(dir: string, opts: KeysInitOptions): Promise
     throw new KeysError('ERR_ROOT_EXISTS', `${rootPath} already exists; use abota keys rotate to change it`);
   }
   await mkdir(dir, { recursive: true });
-  const rootKeys = await writeNewKeys(dir, 'root', opts.root.keys);
-  const releaseKeys = await writeNewKeys(dir, 'release', opts.release.keys);
+  const rootKeys = await writeNewKeys(dir, 'root', opts.root.keys, opts);
+  const releaseKeys = await writeNewKeys(dir, 'release', opts.release.keys, opts);
   const root = await createTrustRoot({
     version: 1,
     expires: new Date(now.getTime() + opts.expiresInMs),
@@ -318,8 +503,8 @@ export async function initTrustRoot(dir: string, opts: KeysInitOptions): Promise
 export async function rotateTrustRoot(dir: string, opts: KeysRotateOptions): Promise<TrustRootSummary> {
   const now = opts.now ?? new Date();
   const { root: previous, text: previousText } = await readTrustRoot(dir);
-  const available = await readKeyDirectory(dir);
-  const oldRootKeys = selectRoleKeys(previous, 'root', available, dir);
+  const available = await scanKeyDirectory(dir);
+  const oldRootKeys = await selectRoleKeys(previous, 'root', available, dir, opts);
 
   const layouts = {} as Record<RoleName, RoleLayout & { fresh: boolean }>;
   for (const role of ROLE_NAMES) {
@@ -336,7 +521,7 @@ export async function rotateTrustRoot(dir: string, opts: KeysRotateOptions): Pro
   let newRootSigners: SigningKey[] = oldRootKeys;
   for (const role of ROLE_NAMES) {
     if (layouts[role].fresh) {
-      const written = await writeNewKeys(dir, role, layouts[role].keys);
+      const written = await writeNewKeys(dir, role, layouts[role].keys, opts);
       newKeyFiles.push(...written.map((k) => k.path));
       roleKeys[role] = written.map((k) => k.key);
       if (role === 'root') newRootSigners = written.map((k) => k.key);
@@ -354,7 +539,7 @@ export async function rotateTrustRoot(dir: string, opts: KeysRotateOptions): Pro
   });
   if (!layouts.root.fresh) {
     // Same root keys, maybe a higher threshold: the new root needs its own threshold of them.
-    newRootSigners = selectRoleKeys(next, 'root', available, dir);
+    newRootSigners = await selectRoleKeys(next, 'root', available, dir, opts);
   }
   const signed = await signTrustRoot(next, [...oldRootKeys, ...newRootSigners], previous);
 
@@ -386,7 +571,7 @@ async function summarise(
   now: Date,
   newKeyFiles: string[],
 ): Promise<TrustRootSummary> {
-  const available = await readKeyDirectory(dir);
+  const available = await scanKeyDirectory(dir);
   const roles = {} as TrustRootSummary['roles'];
   for (const role of ROLE_NAMES) {
     roles[role] = {
@@ -457,7 +642,29 @@ interface RoleFlags {
   releaseKeys?: string;
   releaseThreshold?: string;
   expires?: string;
+  passphraseEnv?: string;
   json?: boolean;
+}
+
+/**
+ * The key-file passphrase: from the variable named by --passphrase-env (which must then be set),
+ * else from $ABOTA_KEY_PASSPHRASE. Never from argv, where other users could read it.
+ */
+export function passphraseFromEnv(variable: string | undefined, env = process.env): string | undefined {
+  const name = variable ?? PASSPHRASE_ENV;
+  const value = env[name];
+  if (value === undefined || value === '') {
+    if (variable !== undefined)
+      throw new KeysError('ERR_USAGE', `--passphrase-env ${name}: the variable is not set`);
+    return undefined;
+  }
+  if (value.length < MIN_PASSPHRASE_LENGTH) {
+    throw new KeysError(
+      'ERR_USAGE',
+      `the passphrase in $${name} is shorter than ${MIN_PASSPHRASE_LENGTH} characters`,
+    );
+  }
+  return value;
 }
 
 function printSummary(action: string, summary: TrustRootSummary, json: boolean): void {
@@ -486,6 +693,10 @@ function addRoleOptions(command: Command): Command {
     .option('--release-keys <M>', 'number of release keys')
     .option('--release-threshold <N>', 'release signatures required (1..M)')
     .option('--expires <duration>', 'lifetime of the root, e.g. 365d, 12h, 2w', '365d')
+    .option(
+      '--passphrase-env <VAR>',
+      `environment variable with the key-file passphrase (default ${PASSPHRASE_ENV}); new key files are encrypted with it`,
+    )
     .option('--json', 'print one JSON document');
 }
 
@@ -507,6 +718,7 @@ export function registerKeysCommands(program: Command): void {
         threshold: parseCount('--release-threshold', flags.releaseThreshold) ?? 1,
       },
       expiresInMs: parseDuration(flags.expires ?? '365d'),
+      passphrase: passphraseFromEnv(flags.passphraseEnv),
     });
     printSummary('created', summary, flags.json === true);
   });
@@ -532,6 +744,7 @@ export function registerKeysCommands(program: Command): void {
       root: role(flags.rootKeys, flags.rootThreshold, 'root'),
       release: role(flags.releaseKeys, flags.releaseThreshold, 'release'),
       expiresInMs: parseDuration(flags.expires ?? '365d'),
+      passphrase: passphraseFromEnv(flags.passphraseEnv),
     });
     printSummary('rotated', summary, flags.json === true);
   });
