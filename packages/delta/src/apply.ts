@@ -1,0 +1,380 @@
+// Streaming apply (FORMAT.md "Applying"): read the metadata, then each op's data as it arrives,
+// check its SHA-256, produce the op's target blocks, verify every block against the target's
+// hash tree and only then write it. Memory stays bounded by the op limits in format.ts (one op's
+// compressed data + decoded data + target span + a small source cache), whatever the image size.
+import { createHash } from 'node:crypto';
+import { brotliDecompressSync } from 'node:zlib';
+import { type DeltaApplyProgress, DeltaError } from './errors.js';
+import {
+  type DeltaHeader,
+  type DeltaOp,
+  decodeHeader,
+  decodeMetadata,
+  HEADER_SIZE_BYTES,
+  LIMITS,
+  OpKind,
+  opDataOffset,
+} from './format.js';
+import type { BlockVerifierLike, SourceReader, TargetWriter } from './io.js';
+import { decodePatch } from './patch.js';
+
+/** Where to resume: after op `nextOp - 1` was written, whose data ended at `payloadOffset`. */
+export interface DeltaCheckpoint {
+  nextOp: number;
+  /** Payload byte offset of op `nextOp`'s data: the Range start for the resumed download. */
+  payloadOffset: number;
+  metadataSizeBytes: number;
+  /** SHA-256 (hex) of the metadata, so a resume against a different payload is refused. */
+  metadataSha256: string;
+}
+
+export interface ApplyDeltaOptions {
+  /**
+   * The payload bytes: from byte 0, or from `resume.payloadOffset` when resuming (then
+   * `metadata` must hold the payload's first `resume.metadataSizeBytes` bytes).
+   */
+  payload: AsyncIterable<Uint8Array>;
+  source: SourceReader;
+  target: TargetWriter;
+  /** Checks every produced block before it is written (the final guard; CONTRACTS.md). */
+  verifier: BlockVerifierLike;
+  /** Refuse a delta whose header names another target / source (hex root hashes). */
+  expectedTargetRootHash?: string;
+  expectedSourceRootHash?: string;
+  expectedTargetSizeBytes?: number;
+  resume?: { checkpoint: DeltaCheckpoint; metadata: Uint8Array };
+  /** Called after every op is written; persist it to resume after a power cut. */
+  onCheckpoint?: (checkpoint: DeltaCheckpoint) => void | Promise<void>;
+}
+
+export interface ApplyDeltaResult {
+  header: DeltaHeader;
+  opsApplied: number;
+  blocksWritten: number;
+  payloadBytesRead: number;
+  /** True when the whole-image SHA-256 from the header was checked too (not on resume). */
+  targetSha256Checked: boolean;
+}
+
+/** Pulls exact byte counts from an async iterable of arbitrary chunks. */
+class PayloadReader {
+  private readonly it: AsyncIterator<Uint8Array>;
+  private chunk: Uint8Array = new Uint8Array(0);
+  bytesRead = 0;
+  constructor(
+    source: AsyncIterable<Uint8Array>,
+    private offset: number,
+  ) {
+    this.it = source[Symbol.asyncIterator]();
+  }
+  /** Exactly `n` bytes or ERR_DELTA_TRUNCATED naming `what`. */
+  async read(n: number, what: string): Promise<Uint8Array> {
+    if (this.chunk.length >= n) {
+      const out = this.chunk.subarray(0, n);
+      this.chunk = this.chunk.subarray(n);
+      this.advance(n);
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      if (this.chunk.length === 0) {
+        const next = await this.it.next();
+        if (next.done) {
+          throw new DeltaError(
+            'ERR_DELTA_TRUNCATED',
+            `payload ends at byte ${this.offset + filled} inside ${what} (expected ${n} bytes from byte ${this.offset})`,
+          );
+        }
+        this.chunk = next.value;
+        continue;
+      }
+      const take = Math.min(n - filled, this.chunk.length);
+      out.set(this.chunk.subarray(0, take), filled);
+      this.chunk = this.chunk.subarray(take);
+      filled += take;
+    }
+    this.advance(n);
+    return out;
+  }
+  private advance(n: number): void {
+    this.offset += n;
+    this.bytesRead += n;
+  }
+  async expectEnd(): Promise<void> {
+    while (this.chunk.length === 0) {
+      const next = await this.it.next();
+      if (next.done) return;
+      this.chunk = next.value;
+    }
+    throw new DeltaError(
+      'ERR_DELTA_TRAILING_DATA',
+      `unexpected bytes after the last op's data at byte ${this.offset}`,
+    );
+  }
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+/** A few recently used source pages: PATCH copies of one op tend to be close together. */
+class SourcePageCache {
+  private static readonly PAGE = 256 * 1024;
+  private static readonly PAGES = 8;
+  private readonly pages = new Map<number, Uint8Array>();
+  constructor(private readonly source: SourceReader) {}
+  /** Large block-aligned copies bypass the cache. */
+  sourceRead(offset: number, length: number): Promise<Uint8Array> {
+    return this.source.read(offset, length);
+  }
+  async copyInto(out: Uint8Array, outPos: number, offset: number, length: number): Promise<void> {
+    const { PAGE } = SourcePageCache;
+    let done = 0;
+    while (done < length) {
+      const pos = offset + done;
+      const pageIndex = Math.floor(pos / PAGE);
+      const page = await this.page(pageIndex);
+      const inPage = pos - pageIndex * PAGE;
+      const take = Math.min(length - done, page.length - inPage);
+      out.set(page.subarray(inPage, inPage + take), outPos + done);
+      done += take;
+    }
+  }
+  private async page(index: number): Promise<Uint8Array> {
+    const hit = this.pages.get(index);
+    if (hit) {
+      this.pages.delete(index);
+      this.pages.set(index, hit);
+      return hit;
+    }
+    const start = index * SourcePageCache.PAGE;
+    const page = await this.source.read(start, Math.min(SourcePageCache.PAGE, this.source.sizeBytes - start));
+    this.pages.set(index, page);
+    if (this.pages.size > SourcePageCache.PAGES) this.pages.delete(this.pages.keys().next().value!);
+    return page;
+  }
+}
+
+const COPY_CHUNK_BLOCKS_BYTES = 1024 * 1024;
+
+export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaResult> {
+  const { source, target, verifier } = opts;
+  const startOffset = opts.resume?.checkpoint.payloadOffset ?? 0;
+  const reader = new PayloadReader(opts.payload, startOffset);
+  const progress: DeltaApplyProgress = { opsApplied: 0, blocksWritten: 0 };
+  try {
+    // 1. Metadata: from the stream, or (resume) from the bytes the caller re-fetched.
+    let metadata: Uint8Array;
+    if (opts.resume) {
+      metadata = opts.resume.metadata;
+    } else {
+      const head = await reader.read(HEADER_SIZE_BYTES, 'the delta header');
+      const { metadataSizeBytes } = decodeHeader(head);
+      metadata = new Uint8Array(metadataSizeBytes);
+      metadata.set(head, 0);
+      metadata.set(
+        await reader.read(metadataSizeBytes - HEADER_SIZE_BYTES, 'the op table'),
+        HEADER_SIZE_BYTES,
+      );
+    }
+    const { header, ops, metadataSizeBytes } = decodeMetadata(metadata);
+    const metadataSha256 = createHash('sha256').update(metadata.subarray(0, metadataSizeBytes)).digest('hex');
+    checkIdentities(header, opts);
+    let firstOp = 0;
+    if (opts.resume) {
+      const cp = opts.resume.checkpoint;
+      if (
+        cp.metadataSha256 !== metadataSha256 ||
+        cp.metadataSizeBytes !== metadataSizeBytes ||
+        !Number.isInteger(cp.nextOp) ||
+        cp.nextOp < 0 ||
+        cp.nextOp > ops.length ||
+        cp.payloadOffset !== opDataOffset(metadataSizeBytes, ops, cp.nextOp)
+      ) {
+        throw new DeltaError(
+          'ERR_DELTA_CHECKPOINT_INVALID',
+          `checkpoint (op ${cp.nextOp} at byte ${cp.payloadOffset}) does not belong to this delta (metadata sha256 ${metadataSha256})`,
+        );
+      }
+      firstOp = cp.nextOp;
+      for (let i = 0; i < firstOp; i++) progress.blocksWritten += ops[i]!.blockCount;
+      progress.opsApplied = firstOp;
+    }
+
+    // 2. Ops in target order. The whole-image digest is only computable on an uninterrupted run.
+    const imageHash = firstOp === 0 ? createHash('sha256') : undefined;
+    const cache = new SourcePageCache(source);
+    let payloadOffset = opDataOffset(metadataSizeBytes, ops, firstOp);
+    for (let i = firstOp; i < ops.length; i++) {
+      const op = ops[i]!;
+      const emit = async (firstBlock: number, bytes: Uint8Array) => {
+        const { blockSize } = header;
+        for (let b = 0; b * blockSize < bytes.length; b++) {
+          const blockIndex = firstBlock + b;
+          try {
+            verifier.assertBlock(blockIndex, bytes.subarray(b * blockSize, (b + 1) * blockSize));
+          } catch (err) {
+            throw new DeltaError(
+              'ERR_DELTA_TARGET_VERIFICATION',
+              `op ${i} (${OpKind[op.kind]}) produced target block ${blockIndex} that fails verification` +
+                ` (${(err as Error).message}); is the source image the one the delta was made from (sha256 ${header.source.sha256})?`,
+              { cause: err },
+            );
+          }
+        }
+        await target.write(firstBlock * blockSize, bytes);
+        imageHash?.update(bytes);
+        progress.blocksWritten += bytes.length / blockSize;
+      };
+      await applyOp(i, op, header, reader, cache, emit);
+      payloadOffset += op.dataLength;
+      progress.opsApplied = i + 1;
+      await opts.onCheckpoint?.({ nextOp: i + 1, payloadOffset, metadataSizeBytes, metadataSha256 });
+    }
+    await reader.expectEnd();
+    if (imageHash) {
+      const digest = imageHash.digest('hex');
+      if (digest !== header.target.sha256) {
+        throw new DeltaError(
+          'ERR_DELTA_TARGET_VERIFICATION',
+          `the produced target hashes to sha256 ${digest}, the delta header says ${header.target.sha256}`,
+        );
+      }
+    }
+    return {
+      header,
+      opsApplied: progress.opsApplied,
+      blocksWritten: progress.blocksWritten,
+      payloadBytesRead: reader.bytesRead,
+      targetSha256Checked: imageHash !== undefined,
+    };
+  } catch (err) {
+    await reader.close().catch(() => {});
+    if (err instanceof DeltaError) {
+      throw new DeltaError(
+        err.code,
+        `${err.message} [delta apply stopped after ${progress.opsApplied} ops, ${progress.blocksWritten} blocks written; the target is incomplete]`,
+        {
+          cause: err.cause,
+          progress: { ...progress },
+        },
+      );
+    }
+    throw new DeltaError('ERR_DELTA_IO', `delta apply failed: ${(err as Error).message}`, {
+      cause: err,
+      progress: { ...progress },
+    });
+  }
+}
+
+function checkIdentities(header: DeltaHeader, opts: ApplyDeltaOptions): void {
+  if (opts.source.sizeBytes !== header.source.sizeBytes) {
+    throw new DeltaError(
+      'ERR_DELTA_WRONG_SOURCE',
+      `the delta was made from a ${header.source.sizeBytes}-byte source, this source has ${opts.source.sizeBytes} bytes`,
+    );
+  }
+  if (
+    opts.expectedSourceRootHash !== undefined &&
+    header.source.rootHash !== '' &&
+    header.source.rootHash !== opts.expectedSourceRootHash
+  ) {
+    throw new DeltaError(
+      'ERR_DELTA_WRONG_SOURCE',
+      `the delta was made from source root hash ${header.source.rootHash}, the active slot has ${opts.expectedSourceRootHash}`,
+    );
+  }
+  if (
+    opts.expectedTargetRootHash !== undefined &&
+    header.target.rootHash !== '' &&
+    header.target.rootHash !== opts.expectedTargetRootHash
+  ) {
+    throw new DeltaError(
+      'ERR_DELTA_WRONG_TARGET',
+      `the delta produces target root hash ${header.target.rootHash}, expected ${opts.expectedTargetRootHash}`,
+    );
+  }
+  if (
+    opts.expectedTargetSizeBytes !== undefined &&
+    header.target.sizeBytes !== opts.expectedTargetSizeBytes
+  ) {
+    throw new DeltaError(
+      'ERR_DELTA_WRONG_TARGET',
+      `the delta produces a ${header.target.sizeBytes}-byte target, expected ${opts.expectedTargetSizeBytes}`,
+    );
+  }
+}
+
+async function applyOp(
+  index: number,
+  op: DeltaOp,
+  header: DeltaHeader,
+  reader: PayloadReader,
+  cache: SourcePageCache,
+  emit: (firstBlock: number, bytes: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const { blockSize } = header;
+  const where = `op ${index} (${OpKind[op.kind]}, target blocks ${op.targetStartBlock}+${op.blockCount})`;
+  const chunkBlocks = Math.max(1, COPY_CHUNK_BLOCKS_BYTES / blockSize);
+  if (op.kind === OpKind.Zero || op.kind === OpKind.SourceCopy) {
+    for (let done = 0; done < op.blockCount; done += chunkBlocks) {
+      const n = Math.min(chunkBlocks, op.blockCount - done);
+      const bytes =
+        op.kind === OpKind.Zero
+          ? new Uint8Array(n * blockSize)
+          : await cache.sourceRead((op.sourceStartBlock + done) * blockSize, n * blockSize);
+      await emit(op.targetStartBlock + done, bytes);
+    }
+    return;
+  }
+  const data = await reader.read(op.dataLength, `${where} data`);
+  const digest = createHash('sha256').update(data).digest();
+  if (!digest.equals(op.dataSha256)) {
+    throw new DeltaError(
+      'ERR_DELTA_OP_DIGEST_MISMATCH',
+      `${where}: data does not match its SHA-256 ${Buffer.from(op.dataSha256).toString('hex')} (found ${digest.toString('hex')}): the payload is corrupt`,
+    );
+  }
+  let decoded: Uint8Array;
+  try {
+    decoded = brotliDecompressSync(data, { maxOutputLength: LIMITS.maxOpDecodedBytes });
+  } catch (err) {
+    throw new DeltaError(
+      'ERR_DELTA_OP_INVALID',
+      `${where}: data is not a valid brotli stream (${(err as Error).message})`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (decoded.length !== op.decodedLength) {
+    throw new DeltaError(
+      'ERR_DELTA_OP_INVALID',
+      `${where}: data decodes to ${decoded.length} bytes, the op table says ${op.decodedLength}`,
+    );
+  }
+  const spanBytes = op.blockCount * blockSize;
+  if (op.kind === OpKind.Replace) {
+    await emit(op.targetStartBlock, decoded);
+    return;
+  }
+  const baseOffset = op.targetStartBlock * blockSize;
+  const commands = decodePatch(decoded, {
+    baseOffset,
+    targetLength: spanBytes,
+    sourceSizeBytes: header.source.sizeBytes,
+    where,
+  });
+  const out = new Uint8Array(spanBytes);
+  let pos = 0;
+  for (const cmd of commands) {
+    if (cmd.kind === 'add') {
+      out.set(cmd.bytes, pos);
+      pos += cmd.bytes.length;
+    } else {
+      await cache.copyInto(out, pos, cmd.sourceOffset, cmd.length);
+      pos += cmd.length;
+    }
+  }
+  await emit(op.targetStartBlock, out);
+}

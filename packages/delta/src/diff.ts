@@ -1,0 +1,358 @@
+// `diff(old, new)`: write an abota delta (FORMAT.md) that turns the source image into the
+// target. Two passes over each image with positional reads, never a whole image in memory:
+//   1. source: per-block digests (block dedup, FORMATS.md §5.4 idea) and the sampled
+//      rolling-hash index (matcher.ts); target: classify each block as zero, a copy of some
+//      source block, or changed;
+//   2. runs of changed blocks become PATCH (or REPLACE) ops, matched against the whole source on
+//      the main thread and brotli-compressed on the libuv thread pool (the second core).
+// Memory bound: index ≤ 64 MiB + source page cache (default ≤ 256 MiB) + 20 bytes per source
+// block + 5 bytes per target block + ≤ 3 ops in flight × (span + decoded + brotli state ≈ 40 MiB).
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { open, rm, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { brotliCompress, constants as zlibConstants } from 'node:zlib';
+import { DeltaError } from './errors.js';
+import { type DeltaHeader, type DeltaOp, encodeMetadata, LIMITS, OpKind } from './format.js';
+import { FileSourceBytes, SourceIndex, matchSpan } from './matcher.js';
+
+const compress = promisify(brotliCompress);
+
+export interface DiffOptions {
+  sourcePath: string;
+  targetPath: string;
+  outPath: string;
+  /** The dm-verity data block size of the target (default 4096). */
+  blockSize?: number;
+  /** dm-verity root hashes (hex) to record in the header, when known. */
+  sourceRootHash?: string;
+  targetRootHash?: string;
+  /** Brotli quality 0..11 (default 11). */
+  brotliQuality?: number;
+  /** Source page cache bound in bytes (default 256 MiB). */
+  maxSourceCacheBytes?: number;
+  /** Largest target span of one PATCH/REPLACE op (default and maximum: LIMITS.maxDataOpTargetBytes). */
+  maxOpTargetBytes?: number;
+}
+
+export interface DiffResult {
+  payloadSizeBytes: number;
+  header: DeltaHeader;
+  opCounts: Record<'zero' | 'sourceCopy' | 'replace' | 'patch', number>;
+  /** Target bytes produced by each kind. */
+  targetBytes: Record<'zero' | 'sourceCopy' | 'replace' | 'patch', number>;
+  /** Literal bytes inside PATCH ops (before compression). */
+  patchLiteralBytes: number;
+}
+
+const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+const CHANGED = 0;
+const ZERO = 1;
+const COPY = 2;
+/** Unchanged blocks between changed ones that are folded into one PATCH op (saves op overhead). */
+const GAP_BLOCKS = Number(process.env['GAP'] ?? 64);
+const MAX_IN_FLIGHT = 3;
+
+function readChunks(path: string, sizeBytes: number, fn: (chunk: Uint8Array, start: number) => void): void {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+    for (let start = 0; start < sizeBytes; start += READ_CHUNK_BYTES) {
+      const len = Math.min(READ_CHUNK_BYTES, sizeBytes - start);
+      let done = 0;
+      while (done < len) {
+        const n = readSync(fd, buf, done, len - done, start + done);
+        if (n === 0)
+          throw new DeltaError('ERR_DELTA_IO', `${path} shrank while diffing (EOF at byte ${start + done})`);
+        done += n;
+      }
+      fn(buf.subarray(0, len), start);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readRange(fd: number, offset: number, length: number): Uint8Array {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, done, length - done, offset + done);
+    if (n === 0)
+      throw new DeltaError('ERR_DELTA_IO', `target shrank while diffing (EOF at byte ${offset + done})`);
+    done += n;
+  }
+  return buf;
+}
+
+async function imageSize(path: string, role: string, blockSize: number): Promise<number> {
+  const st = await stat(path).catch((err: unknown) => {
+    throw new DeltaError('ERR_DELTA_IO', `cannot read ${role} image ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  });
+  if (!st.isFile() && !st.isBlockDevice()) {
+    throw new DeltaError('ERR_DELTA_INPUT_INVALID', `${role} image ${path} is not a file`);
+  }
+  if (st.size % blockSize !== 0) {
+    throw new DeltaError(
+      'ERR_DELTA_INPUT_INVALID',
+      `${role} image ${path} is ${st.size} bytes, not a multiple of the ${blockSize}-byte block size`,
+    );
+  }
+  return st.size;
+}
+
+export async function diff(opts: DiffOptions): Promise<DiffResult> {
+  const blockSize = opts.blockSize ?? 4096;
+  if (blockSize < 512 || blockSize > 65536 || (blockSize & (blockSize - 1)) !== 0) {
+    throw new DeltaError(
+      'ERR_DELTA_INPUT_INVALID',
+      `block size ${blockSize} is not a power of two in 512..65536`,
+    );
+  }
+  const maxOpBytes = Math.min(
+    opts.maxOpTargetBytes ?? LIMITS.maxDataOpTargetBytes,
+    LIMITS.maxDataOpTargetBytes,
+  );
+  const maxSpanBlocks = Math.max(1, Math.floor(maxOpBytes / blockSize));
+  const quality = opts.brotliQuality ?? 11;
+  const sourceSize = await imageSize(opts.sourcePath, 'source', blockSize);
+  const targetSize = await imageSize(opts.targetPath, 'target', blockSize);
+
+  // Pass 1a: source block digests, whole-image digest, rolling-hash index.
+  const sourceBlocks = sourceSize / blockSize;
+  const blockDigestLength = 20;
+  const sourceDigests = Buffer.allocUnsafe(sourceBlocks * blockDigestLength);
+  const blockBySourceDigest = new Map<string, number>();
+  const index = new SourceIndex(sourceSize);
+  const sourceHash = createHash('sha256');
+  readChunks(opts.sourcePath, sourceSize, (chunk, start) => {
+    sourceHash.update(chunk);
+    index.addChunk(chunk, start);
+    for (let p = 0; p < chunk.length; p += blockSize) {
+      const block = (start + p) / blockSize;
+      const d = createHash('sha1')
+        .update(chunk.subarray(p, p + blockSize))
+        .digest();
+      d.copy(sourceDigests, block * blockDigestLength);
+      const key = d.toString('latin1');
+      if (!blockBySourceDigest.has(key)) blockBySourceDigest.set(key, block);
+    }
+  });
+
+  // Pass 1b: classify target blocks.
+  const targetBlocks = targetSize / blockSize;
+  const kind = new Uint8Array(targetBlocks);
+  const copyFrom = new Uint32Array(targetBlocks);
+  const zeroKey = createHash('sha1').update(new Uint8Array(blockSize)).digest().toString('latin1');
+  const targetHash = createHash('sha256');
+  let previousCopy = -2;
+  readChunks(opts.targetPath, targetSize, (chunk, start) => {
+    targetHash.update(chunk);
+    for (let p = 0; p < chunk.length; p += blockSize) {
+      const block = (start + p) / blockSize;
+      const d = createHash('sha1')
+        .update(chunk.subarray(p, p + blockSize))
+        .digest();
+      const key = d.toString('latin1');
+      if (key === zeroKey) {
+        kind[block] = ZERO;
+        previousCopy = -2;
+        continue;
+      }
+      // Prefer continuing the previous copy run so runs merge into one op.
+      const next = previousCopy + 1;
+      let from = -1;
+      if (
+        next >= 0 &&
+        next < sourceBlocks &&
+        sourceDigests.compare(d, 0, 20, next * 20, next * 20 + 20) === 0
+      ) {
+        from = next;
+      } else {
+        from = blockBySourceDigest.get(key) ?? -1;
+      }
+      if (from >= 0) {
+        kind[block] = COPY;
+        copyFrom[block] = from;
+      } else {
+        kind[block] = CHANGED;
+      }
+      previousCopy = from >= 0 ? from : -2;
+    }
+  });
+  blockBySourceDigest.clear();
+
+  // Plan: ops in target order.
+  interface Planned {
+    kind: OpKind;
+    start: number;
+    count: number;
+    source: number;
+  }
+  const plan: Planned[] = [];
+  for (let b = 0; b < targetBlocks; ) {
+    const k = kind[b]!;
+    let end = b + 1;
+    if (k === CHANGED) {
+      while (end < targetBlocks && end - b < maxSpanBlocks) {
+        if (kind[end] === CHANGED) {
+          end++;
+          continue;
+        }
+        let j = end;
+        while (j < targetBlocks && kind[j] !== CHANGED && j - end <= GAP_BLOCKS) j++;
+        if (j < targetBlocks && kind[j] === CHANGED && j - end <= GAP_BLOCKS && j + 1 - b <= maxSpanBlocks) {
+          end = j + 1;
+          continue;
+        }
+        break;
+      }
+      plan.push({ kind: OpKind.Patch, start: b, count: end - b, source: 0 });
+    } else if (k === ZERO) {
+      while (end < targetBlocks && kind[end] === ZERO) end++;
+      plan.push({ kind: OpKind.Zero, start: b, count: end - b, source: 0 });
+    } else {
+      while (end < targetBlocks && kind[end] === COPY && copyFrom[end] === copyFrom[end - 1]! + 1) end++;
+      plan.push({ kind: OpKind.SourceCopy, start: b, count: end - b, source: copyFrom[b]! });
+    }
+    b = end;
+  }
+  if (plan.length > LIMITS.maxOps) {
+    throw new DeltaError(
+      'ERR_DELTA_TOO_LARGE',
+      `the delta would need ${plan.length} ops, more than the format's ${LIMITS.maxOps}; ship the full image instead`,
+    );
+  }
+
+  // Pass 2: match and compress changed spans, write op data in order to a side file.
+  const dataPath = `${opts.outPath}.data.tmp`;
+  const dataFile = await open(dataPath, 'w');
+  const src = new FileSourceBytes(
+    opts.sourcePath,
+    sourceSize,
+    Math.max(4, Math.floor((opts.maxSourceCacheBytes ?? 256 * 1024 * 1024) / FileSourceBytes.PAGE)),
+  );
+  const targetFd = openSync(opts.targetPath, 'r');
+  const ops: DeltaOp[] = [];
+  const opCounts = { zero: 0, sourceCopy: 0, replace: 0, patch: 0 };
+  const targetBytes = { zero: 0, sourceCopy: 0, replace: 0, patch: 0 };
+  let patchLiteralBytes = 0;
+  let dataSizeBytes = 0;
+  try {
+    const inFlight: Promise<void>[] = [];
+    let writeChain: Promise<void> = Promise.resolve();
+    for (const p of plan) {
+      const op: DeltaOp = {
+        kind: p.kind,
+        targetStartBlock: p.start,
+        blockCount: p.count,
+        sourceStartBlock: p.source,
+        dataLength: 0,
+        decodedLength: 0,
+        dataSha256: new Uint8Array(32),
+      };
+      ops.push(op);
+      const key = (
+        {
+          [OpKind.Zero]: 'zero',
+          [OpKind.SourceCopy]: 'sourceCopy',
+          [OpKind.Replace]: 'replace',
+          [OpKind.Patch]: 'patch',
+        } as const
+      )[p.kind];
+      if (p.kind !== OpKind.Patch) {
+        opCounts[key]++;
+        targetBytes[key] += p.count * blockSize;
+        continue;
+      }
+      const span = readRange(targetFd, p.start * blockSize, p.count * blockSize);
+      const builder = matchSpan(span, p.start * blockSize, src, index);
+      let decoded: Uint8Array;
+      if (builder.copies === 0) {
+        op.kind = OpKind.Replace;
+        decoded = span;
+        opCounts.replace++;
+        targetBytes.replace += span.length;
+      } else {
+        decoded = builder.finish();
+        opCounts.patch++;
+        targetBytes.patch += span.length;
+        patchLiteralBytes += builder.literalBytes;
+      }
+      op.decodedLength = decoded.length;
+      const compressed = compress(decoded, {
+        params: {
+          [zlibConstants.BROTLI_PARAM_QUALITY]: quality,
+          [zlibConstants.BROTLI_PARAM_LGWIN]: Math.min(
+            24,
+            Math.max(16, Math.ceil(Math.log2(decoded.length + 1))),
+          ),
+          [zlibConstants.BROTLI_PARAM_SIZE_HINT]: decoded.length,
+        },
+      });
+      // Writes stay in op order: each waits for the previous one.
+      const done = writeChain.then(async () => {
+        const data = await compressed;
+        if (data.length > LIMITS.maxOpDataBytes) {
+          throw new DeltaError(
+            'ERR_DELTA_TOO_LARGE',
+            `op at target block ${p.start} compresses to ${data.length} bytes`,
+          );
+        }
+        op.dataLength = data.length;
+        op.dataSha256 = createHash('sha256').update(data).digest();
+        await dataFile.write(data, 0, data.length, dataSizeBytes);
+        dataSizeBytes += data.length;
+      });
+      writeChain = done;
+      inFlight.push(done);
+      if (inFlight.length >= MAX_IN_FLIGHT) await inFlight.shift();
+      // Let compressions finish and free memory even while the matcher is busy.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(inFlight);
+    await writeChain;
+  } finally {
+    closeSync(targetFd);
+    src.close();
+    await dataFile.close();
+  }
+
+  const header: DeltaHeader = {
+    version: 1,
+    blockSize,
+    source: { sizeBytes: sourceSize, sha256: sourceHash.digest('hex'), rootHash: opts.sourceRootHash ?? '' },
+    target: { sizeBytes: targetSize, sha256: targetHash.digest('hex'), rootHash: opts.targetRootHash ?? '' },
+    opCount: ops.length,
+    dataSizeBytes,
+  };
+  const metadata = encodeMetadata(header, ops);
+  const out = await open(opts.outPath, 'w');
+  try {
+    await out.write(metadata, 0, metadata.length, 0);
+    const data = await open(dataPath, 'r');
+    try {
+      const buf = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+      for (let pos = 0; pos < dataSizeBytes; ) {
+        const { bytesRead } = await data.read(buf, 0, READ_CHUNK_BYTES, pos);
+        await out.write(buf, 0, bytesRead, metadata.length + pos);
+        pos += bytesRead;
+      }
+    } finally {
+      await data.close();
+    }
+    await out.sync();
+  } finally {
+    await out.close();
+    await rm(dataPath, { force: true });
+  }
+  return {
+    payloadSizeBytes: metadata.length + dataSizeBytes,
+    header,
+    opCounts,
+    targetBytes,
+    patchLiteralBytes,
+  };
+}

@@ -1,0 +1,203 @@
+// Finding target bytes in the source image (FORMAT.md "How abota diff chooses ops"): a sampled
+// rolling-hash index over the whole source (xdelta/rsync style) plus "same diagonal"
+// continuation after a short mismatch (the bsdiff observation that relinked code differs in a
+// few bytes between long equal runs). Pure over a page-cached source, so it is unit-testable.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { PatchBuilder } from './patch.js';
+
+/** Window hashed for the index; matches of ≥ WINDOW + STRIDE − 1 bytes are always found. */
+export const WINDOW = 32;
+/** Source positions indexed: every STRIDE bytes. */
+export const STRIDE = 16;
+/** Shortest exact match worth a COPY command after a mismatch on the same diagonal. */
+const MIN_DIAGONAL_MATCH = 12;
+/** Shortest hash-found match worth a COPY command. */
+const MIN_HASH_MATCH = 24;
+const PRIME = 0x01000193;
+const GOLDEN = 0x9e3779b1;
+
+/** P^(WINDOW-1) mod 2^32, to drop the outgoing byte when rolling. */
+const DROP = (() => {
+  let p = 1;
+  for (let i = 0; i < WINDOW - 1; i++) p = Math.imul(p, PRIME);
+  return p;
+})();
+
+export function windowHash(bytes: Uint8Array, at: number): number {
+  let h = 0;
+  for (let k = 0; k < WINDOW; k++) h = (Math.imul(h, PRIME) + bytes[at + k]!) | 0;
+  return h;
+}
+
+/** Random access to the source with a bounded page cache (synchronous: the matcher is a tight loop). */
+export interface SourceBytes {
+  readonly sizeBytes: number;
+  /** The cached page holding `offset` and that page's first byte offset. */
+  page(offset: number): { bytes: Uint8Array; start: number };
+}
+
+export class FileSourceBytes implements SourceBytes {
+  static readonly PAGE = 1024 * 1024;
+  private readonly fd: number;
+  private readonly pages = new Map<number, Uint8Array>();
+  private lastIndex = -1;
+  private lastBytes: Uint8Array = new Uint8Array(0);
+  constructor(
+    path: string,
+    readonly sizeBytes: number,
+    private readonly maxPages: number,
+  ) {
+    this.fd = openSync(path, 'r');
+  }
+  page(offset: number): { bytes: Uint8Array; start: number } {
+    const index = Math.floor(offset / FileSourceBytes.PAGE);
+    const start = index * FileSourceBytes.PAGE;
+    if (index === this.lastIndex) return { bytes: this.lastBytes, start };
+    let bytes = this.pages.get(index);
+    if (bytes) {
+      this.pages.delete(index);
+    } else {
+      const length = Math.min(FileSourceBytes.PAGE, this.sizeBytes - start);
+      bytes = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const n = readSync(this.fd, bytes, done, length - done, start + done);
+        if (n === 0) throw new Error(`source shrank while diffing (EOF at byte ${start + done})`);
+        done += n;
+      }
+      if (this.pages.size >= this.maxPages) this.pages.delete(this.pages.keys().next().value!);
+    }
+    this.pages.set(index, bytes);
+    this.lastIndex = index;
+    this.lastBytes = bytes;
+    return { bytes, start };
+  }
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+export class MemorySourceBytes implements SourceBytes {
+  constructor(private readonly bytes: Uint8Array) {}
+  get sizeBytes(): number {
+    return this.bytes.length;
+  }
+  page(): { bytes: Uint8Array; start: number } {
+    return { bytes: this.bytes, start: 0 };
+  }
+}
+
+/** Open-addressed, lossy (newest wins) map from window hash to source position / STRIDE + 1. */
+export class SourceIndex {
+  readonly table: Int32Array;
+  private readonly shift: number;
+  constructor(sourceSizeBytes: number, maxTableBits = 24) {
+    const wanted = Math.max(10, Math.ceil(Math.log2(Math.max(1, sourceSizeBytes / STRIDE))));
+    const bits = Math.min(maxTableBits, wanted);
+    this.table = new Int32Array(1 << bits);
+    this.shift = 32 - bits;
+  }
+  /** Index the windows starting at STRIDE-aligned positions inside `chunk` (absolute `chunkStart`). */
+  addChunk(chunk: Uint8Array, chunkStart: number): void {
+    const first = Math.ceil(chunkStart / STRIDE) * STRIDE - chunkStart;
+    for (let at = first; at + WINDOW <= chunk.length; at += STRIDE) {
+      const h = windowHash(chunk, at);
+      // All-zero windows hash to 0: runs of zeros are cheap literals and would flood the table.
+      if (h === 0) continue;
+      this.table[Math.imul(h, GOLDEN) >>> this.shift] = (chunkStart + at) / STRIDE + 1;
+    }
+  }
+  lookup(h: number): number {
+    const v = this.table[Math.imul(h, GOLDEN) >>> this.shift]!;
+    return v === 0 ? -1 : (v - 1) * STRIDE;
+  }
+}
+
+/** Length of the common run of source[s..] and target[t..], at most `max`. */
+function forwardMatch(src: SourceBytes, s: number, target: Uint8Array, t: number, max: number): number {
+  let n = 0;
+  const limit = Math.min(max, src.sizeBytes - s);
+  while (n < limit) {
+    const { bytes, start } = src.page(s + n);
+    let p = s + n - start;
+    const end = Math.min(bytes.length, p + (limit - n));
+    while (p < end && bytes[p] === target[t + n]) {
+      p++;
+      n++;
+    }
+    if (p < end) break;
+  }
+  return n;
+}
+
+/** Length of the common run ending just before source[s] and target[t], at most `max`. */
+function backwardMatch(src: SourceBytes, s: number, target: Uint8Array, t: number, max: number): number {
+  let n = 0;
+  const limit = Math.min(max, s);
+  while (n < limit) {
+    const { bytes, start } = src.page(s - n - 1);
+    let p = s - n - 1 - start;
+    while (p >= 0 && n < limit && bytes[p] === target[t - n - 1]) {
+      p--;
+      n++;
+    }
+    if (p >= 0 && n < limit) break;
+  }
+  return n;
+}
+
+/**
+ * Encode `target` (the bytes of one op's span, starting at absolute target byte `baseOffset`)
+ * as ADD/COPY commands against the source.
+ */
+export function matchSpan(
+  target: Uint8Array,
+  baseOffset: number,
+  src: SourceBytes,
+  index: SourceIndex,
+): PatchBuilder {
+  const out = new PatchBuilder(baseOffset);
+  const n = target.length;
+  let literalStart = 0;
+  let diagonal = Number.NaN; // source offset − target offset of the last copy
+  let i = 0;
+  let h = n >= WINDOW ? windowHash(target, 0) : 0;
+  while (i < n) {
+    let bestSource = -1;
+    let bestLength = 0;
+    if (!Number.isNaN(diagonal)) {
+      const s = baseOffset + i + diagonal;
+      if (s >= 0 && s < src.sizeBytes) {
+        const len = forwardMatch(src, s, target, i, n - i);
+        if (len >= MIN_DIAGONAL_MATCH) {
+          bestSource = s;
+          bestLength = len;
+        }
+      }
+    }
+    if (i + WINDOW <= n && bestLength < 256) {
+      const s = index.lookup(h);
+      if (s >= 0 && s !== bestSource) {
+        const len = forwardMatch(src, s, target, i, n - i);
+        if (len >= MIN_HASH_MATCH && len > bestLength) {
+          bestSource = s;
+          bestLength = len;
+        }
+      }
+    }
+    if (bestSource >= 0) {
+      const back = backwardMatch(src, bestSource, target, i, i - literalStart);
+      out.add(target.subarray(literalStart, i - back));
+      out.copy(bestSource - back, bestLength + back);
+      diagonal = bestSource - (baseOffset + i);
+      i += bestLength;
+      literalStart = i;
+      if (i + WINDOW <= n) h = windowHash(target, i);
+      continue;
+    }
+    if (i + WINDOW < n) h = (Math.imul(h - Math.imul(target[i]!, DROP), PRIME) + target[i + WINDOW]!) | 0;
+    i++;
+  }
+  out.add(target.subarray(literalStart, n));
+  return out;
+}
