@@ -10,7 +10,9 @@ describe('runtime portability', () => {
     expect(sources.length).toBeGreaterThan(5);
     for (const name of sources) {
       const text = await readFile(new URL(name, dir), 'utf8');
-      expect(text, name).not.toMatch(/from ['"]node:|from ['"](fs|path|crypto|os|buffer|stream)['"]|require\(/);
+      expect(text, name).not.toMatch(
+        /from ['"]node:|from ['"](fs|path|crypto|os|buffer|stream)['"]|require\(/,
+      );
       expect(text, name).not.toMatch(/\bprocess\.|\bBuffer\./);
     }
   });
