@@ -107,7 +107,9 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
       r,
       r.status === 'no-update'
         ? 'no update offered\n'
-        : `installed ${r.version}; ${r.rebooted ? 'rebooting' : 'reboot to try it (abota-agent status shows the pending slot)'}\n`,
+        : r.status === 'reboot-pending'
+          ? `${r.version} is installed and waits for a reboot\n`
+          : `installed ${r.version}; ${r.rebooted ? 'rebooting' : 'reboot to try it (abota-agent status shows the pending slot)'}\n`,
     );
   });
 

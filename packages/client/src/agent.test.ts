@@ -291,6 +291,45 @@ describe('agent with the update server API', () => {
   });
 });
 
+describe('abota-agent run (daemon loop)', () => {
+  it('installs an offer, runs the reboot hook once, waits for the reboot, then commits on the new slot', async () => {
+    const server = await startServer();
+    const r = await rig(server.url);
+    await r.agent.register('prov-token');
+    server.offer = await makeRelease({ dir: join(r.dev.root, '..', 'rel'), trust, version: '1.1.0' });
+    const marker = join(r.dev.root, 'reboots.log');
+    const rebootCommand = ['sh', '-c', `echo reboot >> '${marker}'`];
+    const runOnce = async (sleeps: number): Promise<number[]> => {
+      const delays: number[] = [];
+      const ac = new AbortController();
+      const agent = await Agent.open({
+        config: configOf(r.dev, { server: { url: server.url }, rebootCommand }),
+        bootId: async () => r.bootId.value,
+        random: () => 0.75,
+        sleep: async (ms) => {
+          delays.push(ms);
+          if (delays.length >= sleeps) ac.abort();
+        },
+        backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 3 },
+      });
+      await agent.run(ac.signal);
+      return delays;
+    };
+    const delays = await runOnce(2);
+    expect((await readFile(marker, 'utf8')).trim().split('\n')).toEqual(['reboot']);
+    expect(server.polls.length).toBe(1); // the second round saw the pending reboot and did not poll
+    // pollAfterSeconds 300 with jitter 0.2 and random 0.75 → 300 × 1.1 s
+    expect(delays[0]).toBe(330_000);
+    expect(await sha256File(r.dev.slotFiles.B)).toBe(await sha256File(server.offer.imagePath));
+
+    server.offer = undefined;
+    expect(await reboot(r)).toBe('B');
+    await runOnce(1);
+    expect(server.reports.at(-1)).toMatchObject({ version: '1.1.0', state: 'committed' });
+    expect(server.polls.at(-1)).toMatchObject({ version: '1.1.0', bootedSlot: 'B' });
+  });
+});
+
 describe('after the reboot', () => {
   async function installed(patch: Partial<AgentConfigInput> = {}): Promise<{ r: Rig; rel: Release }> {
     const r = await rig(undefined, patch);

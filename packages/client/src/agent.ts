@@ -75,6 +75,7 @@ export interface AgentStatus {
 
 export type CheckResult =
   | { status: 'no-update'; pollAfterSeconds?: number }
+  | { status: 'reboot-pending'; version: string }
   | { status: 'installed'; version: string; rebooted: boolean; pollAfterSeconds?: number };
 
 export type AfterBootResult =
@@ -358,6 +359,11 @@ export class Agent {
     const booted = await this.bootControl.getBootedSlot();
     const state = await readDeviceState(this.config);
     const j = await readJournal(this.config.dataDir).catch(() => undefined);
+    // An installed release waits for its trial boot: polling again would only re-offer it, and
+    // installing anything now would disarm the trial.
+    if (j?.phase === 'boot-pending' && j.bootId === (await this.bootId())) {
+      return { status: 'reboot-pending', version: j.version };
+    }
     const offer = await client.poll({
       version: runningVersion(this.config, state, booted).version,
       bootedSlot: booted,
@@ -584,7 +590,7 @@ export class Agent {
       try {
         const r = await this.checkOnce({ reboot: true, signal });
         failures = 0;
-        delayMs = this.pollDelayMs(r.pollAfterSeconds);
+        delayMs = this.pollDelayMs('pollAfterSeconds' in r ? r.pollAfterSeconds : undefined);
       } catch (e) {
         if (signal.aborted) break;
         failures++;
