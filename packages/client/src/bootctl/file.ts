@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { ClientError } from '../errors.js';
 import { readSmallFile, writeFileAtomic } from './atomicfile.js';
+import { withPathLock } from './pathlock.js';
 import {
   type BootControl,
   type BootedSlotSource,
@@ -120,9 +121,11 @@ export async function writeBootStateFile(path: string, state: BootState): Promis
 
 /** Play the bootloader against a state file; for the simulator and tests. */
 export async function emulateFileBoot(path: string): Promise<SlotName | 'rescue'> {
-  const { slot, newState } = fileSelectSlot(await readBootStateFile(path));
-  await writeBootStateFile(path, newState);
-  return slot;
+  return withPathLock(path, async () => {
+    const { slot, newState } = fileSelectSlot(await readBootStateFile(path));
+    await writeBootStateFile(path, newState);
+    return slot;
+  });
 }
 
 export interface FileBootControlOptions extends BootedSlotSource {
@@ -183,9 +186,11 @@ export class FileBootControl implements BootControl {
 
   async #update(slot: SlotName, change: (state: BootState) => void): Promise<void> {
     assertSlotName(slot);
-    const state = await readBootStateFile(this.statePath);
-    const before = JSON.stringify(state);
-    change(state);
-    if (JSON.stringify(state) !== before) await writeBootStateFile(this.statePath, state);
+    await withPathLock(this.statePath, async () => {
+      const state = await readBootStateFile(this.statePath);
+      const before = JSON.stringify(state);
+      change(state);
+      if (JSON.stringify(state) !== before) await writeBootStateFile(this.statePath, state);
+    });
   }
 }

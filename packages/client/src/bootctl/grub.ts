@@ -10,8 +10,7 @@ import {
   type SlotState,
   assertSlotName,
 } from './bootcontrol.js';
-import { editGrubEnv, editGrubEnvFile, type GrubEnvEdit, readGrubEnvFile } from './grubenv.js';
-import { writeFileAtomic } from './atomicfile.js';
+import { editGrubEnvFile, type GrubEnvEdit, readGrubEnvFile } from './grubenv.js';
 
 /** RAUC's default location (FORMATS.md §2.3); keep it outside the A/B root filesystems. */
 export const DEFAULT_GRUBENV_PATH = '/boot/grub/grubenv';
@@ -76,14 +75,12 @@ export function grubSelectSlot(env: ReadonlyMap<string, string>): {
  * `save_env` (set the five variables in place, same block size). For the simulator and tests.
  */
 export async function emulateGrubBoot(envPath: string): Promise<SlotName | 'rescue'> {
-  const { block, vars } = await readGrubEnvFile(envPath);
-  const { slot, newEnv } = grubSelectSlot(vars);
-  const edits: GrubEnvEdit[] = GRUB_SAVED_VARIABLES.map((name) => ({
-    op: 'set',
-    name,
-    value: newEnv.get(name)!,
-  }));
-  await writeFileAtomic(envPath, editGrubEnv(block, edits, envPath));
+  let slot: SlotName | 'rescue' = 'rescue';
+  await editGrubEnvFile(envPath, (vars) => {
+    const r = grubSelectSlot(vars);
+    slot = r.slot;
+    return GRUB_SAVED_VARIABLES.map((name): GrubEnvEdit => ({ op: 'set', name, value: r.newEnv.get(name)! }));
+  });
   return slot;
 }
 
@@ -149,11 +146,11 @@ export class GrubBootControl implements BootControl {
 
   async setPrimary(slot: SlotName): Promise<void> {
     assertSlotName(slot);
-    const order = [slot, ...orderOf(await this.#read()).filter((n) => n !== slot)].join(' ');
-    await this.#edit([
+    // ORDER is computed from the file inside the same locked read–modify–write.
+    await this.#edit((env) => [
       [`${slot}_OK`, '1'],
       [`${slot}_TRY`, '0'],
-      ['ORDER', order],
+      ['ORDER', [slot, ...orderOf(env).filter((n) => n !== slot)].join(' ')],
     ]);
   }
 
@@ -161,8 +158,15 @@ export class GrubBootControl implements BootControl {
     return (await readGrubEnvFile(this.envPath)).vars;
   }
 
-  async #edit(pairs: readonly (readonly [string, string])[]): Promise<void> {
-    const edits: GrubEnvEdit[] = pairs.map(([name, value]) => ({ op: 'set', name, value }));
-    await editGrubEnvFile(this.envPath, edits);
+  async #edit(
+    pairs:
+      | readonly (readonly [string, string])[]
+      | ((env: ReadonlyMap<string, string>) => [string, string][]),
+  ): Promise<void> {
+    await editGrubEnvFile(this.envPath, (env) =>
+      (typeof pairs === 'function' ? pairs(env) : pairs).map(
+        ([name, value]): GrubEnvEdit => ({ op: 'set', name, value }),
+      ),
+    );
   }
 }

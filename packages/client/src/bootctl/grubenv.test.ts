@@ -118,6 +118,35 @@ describe('grubenv format (FORMATS.md §2.1)', () => {
   });
 });
 
+describe('concurrent edits in one process', () => {
+  it('serialises read–modify–write cycles on the same file, so no update is lost', async () => {
+    await withTempDir(async (dir) => {
+      const f = join(dir, 'grubenv');
+      await createGrubEnvFile(f);
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          editGrubEnvFile(f, [{ op: 'set', name: `V${i}`, value: String(i) }]),
+        ),
+      );
+      const vars = parseGrubEnv(await readFile(f));
+      expect([...vars.keys()].sort()).toEqual(Array.from({ length: 20 }, (_, i) => `V${i}`).sort());
+    });
+  });
+
+  it('a failing edit does not block the ones queued after it', async () => {
+    await withTempDir(async (dir) => {
+      const f = join(dir, 'grubenv');
+      await createGrubEnvFile(f);
+      const results = await Promise.allSettled([
+        editGrubEnvFile(f, [{ op: 'set', name: 'BIG', value: 'x'.repeat(2000) }]),
+        editGrubEnvFile(f, [{ op: 'set', name: 'SMALL', value: '1' }]),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+      expect(parseGrubEnv(await readFile(f)).get('SMALL')).toBe('1');
+    });
+  });
+});
+
 describeWithTool('grub-editenv', 'grub-common', 'grubenv interoperability with grub-editenv', (tool) => {
   function grubEditenv(args: string[]) {
     const r = spawnSync(tool, args, { encoding: 'utf8' });

@@ -3,6 +3,7 @@
 // (temp + fsync + rename + fsync dir) and keep the block's size, as GRUB's save_env needs.
 import { ClientError } from '../errors.js';
 import { readSmallFile, writeFileAtomic } from './atomicfile.js';
+import { withPathLock } from './pathlock.js';
 
 /** The only bytes GRUB checks (FORMATS.md §2.1); the WARNING line after it is a comment. */
 export const GRUBENV_SIGNATURE = '# GRUB Environment Block\n';
@@ -252,15 +253,19 @@ export async function createGrubEnvFile(path: string, sizeBytes = GRUBENV_DEFAUL
 
 /**
  * `grub-editenv FILE set/unset …` with the same resulting bytes, but crash-safe: the edited
- * block (same size as before) replaces the file atomically. Nothing is written when the edit
- * changes no byte, or when it fails (ERR_GRUBENV_TOO_SMALL / ERR_GRUBENV_INVALID).
+ * block (same size as before) replaces the file atomically. `edits` may be a function of the
+ * current variables (a read–modify–write that other edits of the file in this process cannot
+ * interleave with). Nothing is written when the edit changes no byte, or when it fails
+ * (ERR_GRUBENV_TOO_SMALL / ERR_GRUBENV_INVALID / ERR_BOOTCTL_STATE_MISSING).
  */
 export async function editGrubEnvFile(
   path: string,
-  edits: readonly GrubEnvEdit[],
+  edits: readonly GrubEnvEdit[] | ((vars: ReadonlyMap<string, string>) => readonly GrubEnvEdit[]),
 ): Promise<Map<string, string>> {
-  const { block } = await readGrubEnvFile(path);
-  const next = editGrubEnv(block, edits, path);
-  if (!next.every((b, i) => block[i] === b)) await writeFileAtomic(path, next);
-  return parseGrubEnv(next, path);
+  return withPathLock(path, async () => {
+    const { block, vars } = await readGrubEnvFile(path);
+    const next = editGrubEnv(block, typeof edits === 'function' ? edits(vars) : edits, path);
+    if (!next.every((b, i) => block[i] === b)) await writeFileAtomic(path, next);
+    return parseGrubEnv(next, path);
+  });
 }

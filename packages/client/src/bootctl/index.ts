@@ -51,12 +51,14 @@ export {
   writeUBootEnv,
 } from './ubootenv.js';
 export {
+  type BootControlAction,
   type UBootBootControlOptions,
   type UBootConvention,
   UBootBootControl,
   emulateUBootBoot,
   ubootInitialEnv,
   ubootSelectSlot,
+  ubootTransition,
 } from './uboot.js';
 export {
   type BootState,

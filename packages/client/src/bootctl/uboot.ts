@@ -12,7 +12,7 @@ import {
   type SlotName,
   type SlotState,
 } from './bootcontrol.js';
-import { editUBootEnv, readUBootEnv, sameVars, type UBootEnvConfig, writeUBootEnv } from './ubootenv.js';
+import { editUBootEnv, readUBootEnv, type UBootEnvConfig } from './ubootenv.js';
 
 export type UBootConvention =
   | {
@@ -163,14 +163,107 @@ export function ubootInitialEnv(convention: UBootConvention, primary: SlotName =
   ]);
 }
 
+export type BootControlAction = 'markGood' | 'markBad' | 'setTryOnce' | 'setPrimary';
+
+/**
+ * The variables the OS side writes for one BootControl action (FORMATS.md §3.4), as a pure
+ * function of the current environment. Throws ERR_BOOTCTL_STATE_INVALID when the action
+ * cannot be expressed safely in the convention.
+ */
+export function ubootTransition(
+  env: ReadonlyMap<string, string>,
+  convention: UBootConvention,
+  action: BootControlAction,
+  slot: SlotName,
+): [string, string][] {
+  if (convention.kind === 'rauc') {
+    const { attempts, tryAttempts } = raucAttempts(convention);
+    const first = [slot, ...raucOrder(env).filter((n) => n !== slot)].join(' ');
+    switch (action) {
+      case 'markGood':
+        return [[`BOOT_${slot}_LEFT`, attempts.toString(16)]];
+      case 'markBad':
+        return [
+          [
+            'BOOT_ORDER',
+            raucOrder(env)
+              .filter((n) => n !== slot)
+              .join(' '),
+          ],
+          [`BOOT_${slot}_LEFT`, '0'],
+        ];
+      case 'setTryOnce':
+        return [
+          [`BOOT_${slot}_LEFT`, tryAttempts.toString(16)],
+          ['BOOT_ORDER', first],
+        ];
+      case 'setPrimary':
+        return [
+          [`BOOT_${slot}_LEFT`, attempts.toString(16)],
+          ['BOOT_ORDER', first],
+        ];
+    }
+  }
+  const s = bootcountSettings(convention);
+  const selected = selectedSlot(env, s);
+  switch (action) {
+    case 'markGood':
+      if (selected !== slot) {
+        throw new ClientError(
+          'ERR_BOOTCTL_STATE_INVALID',
+          `cannot mark slot ${slot} good: ${s.selector}=${JSON.stringify(env.get(s.selector) ?? '')} selects ` +
+            `${selected ?? 'no slot'}; with the bootcount convention only the selected slot can be confirmed`,
+        );
+      }
+      return [
+        ['upgrade_available', '0'],
+        ['bootcount', '0'],
+      ];
+    case 'markBad':
+      // Only the selected slot can ever be booted; switching away from it is the rollback.
+      if (selected !== slot) return [];
+      return [
+        [s.selector, s.values[otherSlot(slot)]],
+        ['upgrade_available', '0'],
+        ['bootcount', '0'],
+      ];
+    case 'setTryOnce':
+      if (!env.has('altbootcmd')) {
+        // Fail closed: without altbootcmd an unconfirmed trial would stop at the U-Boot prompt.
+        throw new ClientError(
+          'ERR_BOOTCTL_STATE_INVALID',
+          'U-Boot environment has no altbootcmd, so a failed trial boot could not fall back; provision it first (see ubootInitialEnv)',
+        );
+      }
+      return [
+        [s.selector, s.values[slot]],
+        ['upgrade_available', '1'],
+        ['bootcount', '0'],
+        ['bootlimit', String(s.bootLimit)],
+      ];
+    case 'setPrimary':
+      return [
+        [s.selector, s.values[slot]],
+        ['upgrade_available', '0'],
+        ['bootcount', '0'],
+      ];
+  }
+}
+
 /** Play U-Boot at boot against a real environment (redundancy scheme included); for the simulator. */
 export async function emulateUBootBoot(
   config: UBootEnvConfig,
   convention: UBootConvention,
 ): Promise<SlotName | 'rescue'> {
-  const state = await readUBootEnv(config);
-  const { slot, newEnv } = ubootSelectSlot(state.vars, convention);
-  if (!sameVars(state.vars, newEnv)) await writeUBootEnv(config, newEnv, state);
+  let slot: SlotName | 'rescue' = 'rescue';
+  await editUBootEnv(config, (env) => {
+    const r = ubootSelectSlot(env, convention);
+    slot = r.slot;
+    return [
+      ...r.newEnv,
+      ...[...env.keys()].filter((k) => !r.newEnv.has(k)).map((k) => [k, undefined] as const),
+    ];
+  });
   return slot;
 }
 
@@ -221,97 +314,20 @@ export class UBootBootControl implements BootControl {
     return { bootable: fallback, good: fallback };
   }
 
-  async markGood(slot: SlotName): Promise<void> {
-    assertSlotName(slot);
-    const c = this.#options.convention;
-    if (c.kind === 'rauc') {
-      await this.#edit([[`BOOT_${slot}_LEFT`, raucAttempts(c).attempts.toString(16)]]);
-      return;
-    }
-    const s = bootcountSettings(c);
-    const env = await this.#read();
-    if (selectedSlot(env, s) !== slot) {
-      throw new ClientError(
-        'ERR_BOOTCTL_STATE_INVALID',
-        `cannot mark slot ${slot} good: ${s.selector}=${JSON.stringify(env.get(s.selector) ?? '')} selects ` +
-          `${selectedSlot(env, s) ?? 'no slot'}; with the bootcount convention only the selected slot can be confirmed`,
-      );
-    }
-    await this.#edit([
-      ['upgrade_available', '0'],
-      ['bootcount', '0'],
-    ]);
+  markGood(slot: SlotName): Promise<void> {
+    return this.#apply('markGood', slot);
   }
 
-  async markBad(slot: SlotName): Promise<void> {
-    assertSlotName(slot);
-    const c = this.#options.convention;
-    const env = await this.#read();
-    if (c.kind === 'rauc') {
-      const order = raucOrder(env)
-        .filter((n) => n !== slot)
-        .join(' ');
-      await this.#edit([
-        ['BOOT_ORDER', order],
-        [`BOOT_${slot}_LEFT`, '0'],
-      ]);
-      return;
-    }
-    const s = bootcountSettings(c);
-    // Only the selected slot can ever be booted; switching away from it is the rollback.
-    if (selectedSlot(env, s) !== slot) return;
-    await this.#edit([
-      [s.selector, s.values[otherSlot(slot)]],
-      ['upgrade_available', '0'],
-      ['bootcount', '0'],
-    ]);
+  markBad(slot: SlotName): Promise<void> {
+    return this.#apply('markBad', slot);
   }
 
-  async setTryOnce(slot: SlotName): Promise<void> {
-    assertSlotName(slot);
-    const c = this.#options.convention;
-    const env = await this.#read();
-    if (c.kind === 'rauc') {
-      await this.#edit([
-        [`BOOT_${slot}_LEFT`, raucAttempts(c).tryAttempts.toString(16)],
-        ['BOOT_ORDER', [slot, ...raucOrder(env).filter((n) => n !== slot)].join(' ')],
-      ]);
-      return;
-    }
-    const s = bootcountSettings(c);
-    if (!env.has('altbootcmd')) {
-      // Fail closed: without altbootcmd an unconfirmed trial would stop at the U-Boot prompt.
-      throw new ClientError(
-        'ERR_BOOTCTL_STATE_INVALID',
-        'U-Boot environment has no altbootcmd, so a failed trial boot could not fall back; provision it first (see ubootInitialEnv)',
-      );
-    }
-    // One write, as FORMATS.md §3.4 prescribes for the update agent.
-    await this.#edit([
-      [s.selector, s.values[slot]],
-      ['upgrade_available', '1'],
-      ['bootcount', '0'],
-      ['bootlimit', String(s.bootLimit)],
-    ]);
+  setTryOnce(slot: SlotName): Promise<void> {
+    return this.#apply('setTryOnce', slot);
   }
 
-  async setPrimary(slot: SlotName): Promise<void> {
-    assertSlotName(slot);
-    const c = this.#options.convention;
-    if (c.kind === 'rauc') {
-      const env = await this.#read();
-      await this.#edit([
-        [`BOOT_${slot}_LEFT`, raucAttempts(c).attempts.toString(16)],
-        ['BOOT_ORDER', [slot, ...raucOrder(env).filter((n) => n !== slot)].join(' ')],
-      ]);
-      return;
-    }
-    const s = bootcountSettings(c);
-    await this.#edit([
-      [s.selector, s.values[slot]],
-      ['upgrade_available', '0'],
-      ['bootcount', '0'],
-    ]);
+  setPrimary(slot: SlotName): Promise<void> {
+    return this.#apply('setPrimary', slot);
   }
 
   // ERR_UBOOTENV_NO_VALID_COPY passes through: no valid copy may mean "never provisioned" or
@@ -320,7 +336,11 @@ export class UBootBootControl implements BootControl {
     return (await readUBootEnv(this.#options.env)).vars;
   }
 
-  async #edit(pairs: readonly (readonly [string, string])[]): Promise<void> {
-    await editUBootEnv(this.#options.env, pairs);
+  async #apply(action: BootControlAction, slot: SlotName): Promise<void> {
+    assertSlotName(slot);
+    // One locked read–modify–write, one environment write (FORMATS.md §3.4: one fw_setenv call).
+    await editUBootEnv(this.#options.env, (env) =>
+      ubootTransition(env, this.#options.convention, action, slot),
+    );
   }
 }

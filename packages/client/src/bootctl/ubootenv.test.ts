@@ -201,6 +201,21 @@ describe('reading and writing copies', () => {
   });
 });
 
+describe('concurrent edits in one process', () => {
+  it('serialises them: every update lands and the flags advance once per write', async () => {
+    await withTempDir(async (dir) => {
+      const f = join(dir, 'env.bin');
+      await formatUBootEnv(redundant(f), new Map());
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) => editUBootEnv(redundant(f), [[`v${i}`, String(i)]])),
+      );
+      const state = await readUBootEnv(redundant(f));
+      expect(state.vars.size).toBe(20);
+      expect(state.flags).toBe(21);
+    });
+  });
+});
+
 describeWithTool('mkenvimage', 'u-boot-tools', 'U-Boot env images identical to mkenvimage', (tool) => {
   it.each([
     [[], 0xff, false],

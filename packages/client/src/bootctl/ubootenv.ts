@@ -5,6 +5,7 @@ import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { ClientError } from '../errors.js';
 import { isNotFound, readSmallFile } from './atomicfile.js';
+import { withPathLock } from './pathlock.js';
 
 /** One environment copy: where it lives and how large it is (`CONFIG_ENV_SIZE`). */
 export interface UBootEnvLocation {
@@ -368,22 +369,25 @@ export async function writeUBootEnv(
 }
 
 /**
- * `fw_setenv name value …` in one write: a value of undefined deletes the variable. Nothing is
- * written when nothing changes (so the flags do not advance), as with fw_setenv. Returns the
- * resulting variables.
+ * `fw_setenv name value …` in one write: a value of undefined deletes the variable. `edits` may
+ * be a function of the current variables (a read–modify–write that other edits of the same
+ * environment in this process cannot interleave with). Nothing is written when nothing changes
+ * (so the flags do not advance), as with fw_setenv. Returns the resulting variables.
  */
 export async function editUBootEnv(
   config: UBootEnvConfig,
-  edits: UBootEnvEdits,
+  edits: UBootEnvEdits | ((vars: ReadonlyMap<string, string>) => UBootEnvEdits),
 ): Promise<Map<string, string>> {
-  const state = await readUBootEnv(config);
-  const next = new Map(state.vars);
-  for (const [name, value] of edits) {
-    if (value === undefined) next.delete(name);
-    else next.set(name, value);
-  }
-  if (!sameVars(state.vars, next)) await writeUBootEnv(config, next, state);
-  return next;
+  return withPathLock(config.copies[0].path, async () => {
+    const state = await readUBootEnv(config);
+    const next = new Map(state.vars);
+    for (const [name, value] of typeof edits === 'function' ? edits(state.vars) : edits) {
+      if (value === undefined) next.delete(name);
+      else next.set(name, value);
+    }
+    if (!sameVars(state.vars, next)) await writeUBootEnv(config, next, state);
+    return next;
+  });
 }
 
 /**
