@@ -4,7 +4,7 @@
 import { base64url, flattenedVerify, GeneralSign, importJWK } from 'jose';
 import { z } from 'zod';
 import { ManifestError } from './errors.js';
-import { KidSchema, type PublicJwk, type SigningKey } from './keys.js';
+import type { PublicJwk, SigningKey } from './keys.js';
 
 /** Largest JWS document accepted, checked before any parsing (a manifest is a few KiB). */
 export const MAX_JWS_BYTES = 1024 * 1024;
@@ -93,7 +93,13 @@ export function parseGeneralJws(input: string | Uint8Array | GeneralJws, what: s
   return parsed.data;
 }
 
-const ProtectedHeaderSchema = z.strictObject({ alg: z.literal('EdDSA'), kid: KidSchema, typ: z.string() });
+// kid is any short string here: a co-signature by a key outside our roots (whatever its kid
+// scheme) is ignored and reported, not a malformed document. Role kids are thumbprints.
+const ProtectedHeaderSchema = z.strictObject({
+  alg: z.literal('EdDSA'),
+  kid: z.string().min(1).max(256),
+  typ: z.string(),
+});
 
 /** Decode and check one protected header: exactly { alg: EdDSA, kid, typ } with the expected typ. */
 function decodeProtectedHeader(encoded: string, typ: JwsType, where: string): { kid: string } {
@@ -140,6 +146,13 @@ export async function verifyRoleSignatures(
   typ: JwsType,
   role: RoleKeys,
 ): Promise<RoleVerification> {
+  // A threshold below 1 would accept a document nobody signed: never, whatever the caller built.
+  if (!Number.isInteger(role.threshold) || role.threshold < 1) {
+    throw new ManifestError(
+      'ERR_INVALID_ARGUMENT',
+      `${role.label}: threshold ${role.threshold} is not a positive integer`,
+    );
+  }
   const signedBy: string[] = [];
   const unknownKids: string[] = [];
   const imported = new Map<string, Awaited<ReturnType<typeof importJWK>>>();

@@ -334,3 +334,38 @@ describe('checkRelease applies expiry and device policy in order', () => {
     );
   });
 });
+
+describe('checkRelease fails closed on bad caller input', () => {
+  it('an Invalid Date clock → ERR_INVALID_ARGUMENT instead of skipping the expiry checks', async () => {
+    const jws = await signManifest(exampleManifest(), single.releaseKeys);
+    await expectCode(checkRelease(jws, single.root, device, new Date('not a date')), 'ERR_INVALID_ARGUMENT');
+  });
+
+  it('a NaN security floor → ERR_INVALID_ARGUMENT instead of passing every release', async () => {
+    const jws = await signManifest(exampleManifest(), single.releaseKeys);
+    const err = await expectCode(
+      checkRelease(jws, single.root, { ...device, securityVersionFloor: Number.NaN }, NOW),
+      'ERR_INVALID_ARGUMENT',
+    );
+    expect(err.message).toContain('securityVersionFloor');
+  });
+
+  it('a hand-built trust root with threshold 0 → ERR_ROOT_INVALID, never an unsigned accept', async () => {
+    const [stranger] = await keys(1);
+    const jws = await signManifest(exampleManifest(), [stranger!]);
+    const weakened = {
+      ...single.root,
+      roles: { ...single.root.roles, release: { ...single.root.roles.release, threshold: 0 } },
+    };
+    await expectCode(checkRelease(jws, weakened, device, NOW), 'ERR_ROOT_INVALID');
+  });
+
+  it('a co-signature with a non-thumbprint kid is ignored and reported, not malformed', async () => {
+    const jws = await signManifest(exampleManifest(), single.releaseKeys);
+    const [other] = await keys(1);
+    const foreign = await signManifest(exampleManifest(), [{ ...other!, kid: 'corp-signing-2026' }]);
+    const both: GeneralJws = { ...jws, signatures: [...jws.signatures, ...foreign.signatures] };
+    const decision = await checkRelease(both, single.root, device, NOW);
+    expect(decision.unknownKids).toEqual(['corp-signing-2026']);
+  });
+});

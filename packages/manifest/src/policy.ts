@@ -1,9 +1,10 @@
 // The device's acceptance decision for an offered release (DESIGN.md "Device checks, in order"):
 // pure over values — the caller passes the manifest JWS, its verified trust root, the facts of
 // the running system and the clock. Nothing may be written to a slot before this returns.
-import type { GeneralJws } from './jws.js';
+import { z } from 'zod';
 import { ManifestError } from './errors.js';
-import type { ReleaseManifest } from './manifest-schema.js';
+import type { GeneralJws } from './jws.js';
+import { describeIssues, MAX_SECURITY_VERSION, type ReleaseManifest } from './manifest-schema.js';
 import { verifyManifest } from './release.js';
 import type { TrustRoot } from './root.js';
 import { compareSemver, parseSemver } from './semver.js';
@@ -20,6 +21,16 @@ export interface DeviceFacts {
   /** A rollout explicitly allows installing an older version (still subject to the floor). */
   allowDowngrade?: boolean;
 }
+
+// Validated because a NaN floor or a non-string hardware id would make a comparison silently
+// pass (fail open); the caller's facts are as much an input as the manifest.
+const DeviceFactsSchema = z.strictObject({
+  product: z.string().min(1).max(64),
+  hardware: z.string().min(1).max(64),
+  currentVersion: z.string().max(256),
+  securityVersionFloor: z.int().min(0).max(MAX_SECURITY_VERSION),
+  allowDowngrade: z.boolean().optional(),
+});
 
 export interface ReleaseDecision {
   manifest: ReleaseManifest;
@@ -41,6 +52,10 @@ export async function checkRelease(
   deviceFacts: DeviceFacts,
   now: Date,
 ): Promise<ReleaseDecision> {
+  const facts = DeviceFactsSchema.safeParse(deviceFacts);
+  if (!facts.success) {
+    throw new ManifestError('ERR_INVALID_ARGUMENT', `device facts: ${describeIssues(facts.error)}`);
+  }
   const current = parseSemver(deviceFacts.currentVersion);
   const { manifest, signedBy, unknownKids } = await verifyManifest(manifestJws, trustRoot, now);
   if (manifest.product !== deviceFacts.product) {

@@ -12,7 +12,7 @@ import {
 } from './jws.js';
 import type { SigningKey } from './keys.js';
 import { describeIssues, type ReleaseManifest, ReleaseManifestSchema } from './manifest-schema.js';
-import { assertRootUnexpired, roleKeys, type TrustRoot } from './root.js';
+import { assertRootUnexpired, assertValidNow, roleKeys, type TrustRoot, TrustRootSchema } from './root.js';
 
 /** Validate a manifest value against the schema; throws ERR_MANIFEST_INVALID with field paths. */
 export function parseManifest(value: unknown): ReleaseManifest {
@@ -62,6 +62,15 @@ export async function verifyManifest(
   trustRoot: TrustRoot,
   now: Date,
 ): Promise<VerifiedManifest> {
+  assertValidNow(now);
+  // The caller should pass a root from verifyRootChain; re-check its shape so a hand-built
+  // object (threshold 0, dangling kids) cannot weaken the signature check.
+  if (!TrustRootSchema.safeParse(trustRoot).success) {
+    throw new ManifestError(
+      'ERR_ROOT_INVALID',
+      'trust root: not a valid TrustRoot (use verifyRootChain / verifyTrustRoot)',
+    );
+  }
   const jws = parseGeneralJws(manifestJws, 'manifest.jws');
   const { payload, signedBy, unknownKids } = await verifyRoleSignatures(
     jws,

@@ -243,6 +243,7 @@ export async function verifyRootChain(
   chain: readonly SignedRoot[],
   now: Date,
 ): Promise<TrustRoot> {
+  assertValidNow(now);
   let current = 'payload' in trusted ? await verifyTrustRoot(trusted) : await parseTrustRoot(trusted);
   for (const next of chain) {
     const jws = parseGeneralJws(next, `root after v${current.version}`);
@@ -254,8 +255,19 @@ export async function verifyRootChain(
   return current;
 }
 
+/**
+ * A usable clock reading. An Invalid Date compares false with everything, which would make
+ * every expiry check pass — so it is refused (fail closed).
+ */
+export function assertValidNow(now: Date): void {
+  if (!(now instanceof Date) || Number.isNaN(now.getTime())) {
+    throw new ManifestError('ERR_INVALID_ARGUMENT', `now must be a valid Date, got ${String(now)}`);
+  }
+}
+
 /** Throw ERR_ROOT_EXPIRED when `root.expires` is not after `now`. */
 export function assertRootUnexpired(root: TrustRoot, now: Date): void {
+  assertValidNow(now);
   if (Date.parse(root.expires) <= now.getTime()) {
     throw new ManifestError(
       'ERR_ROOT_EXPIRED',
