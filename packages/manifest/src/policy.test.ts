@@ -1,6 +1,6 @@
 // checkRelease / verifyManifest against real signed artifacts: every refusal is produced by a
 // document that actually exhibits the fault (tampered, mis-signed, expired, …).
-import { base64url } from 'jose';
+import { base64url, FlattenedSign, importJWK } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   decodePayload,
@@ -198,6 +198,25 @@ describe('checkRelease refuses bad signatures and unmet thresholds', () => {
     // Two independent (valid) signatures by one key: Ed25519 is deterministic, so re-add the same
     // signature object; both verify and must still count as one key.
     const twice: GeneralJws = { ...once, signatures: [once.signatures[0]!, once.signatures[0]!] };
+    const err = await expectCode(checkRelease(twice, twoOfThree.root, device, NOW), 'ERR_THRESHOLD_NOT_MET');
+    expect(err.message).toContain('1 of 2');
+  });
+});
+
+describe('duplicate signatures by one key with different bytes', () => {
+  it('two distinct valid signatures by one key (different header member order) count once', async () => {
+    const [a] = twoOfThree.releaseKeys;
+    const once = await signManifest(exampleManifest(), [a!]);
+    // Same key, same payload, protected header members in another order: a second, different,
+    // valid signature — still one key.
+    const second = await new FlattenedSign(base64url.decode(once.payload))
+      .setProtectedHeader({ typ: 'abota-release+jws', kid: a!.kid, alg: 'EdDSA' })
+      .sign(await importJWK(a!.privateJwk, 'EdDSA'));
+    expect(second.signature).not.toBe(once.signatures[0]!.signature);
+    const twice: GeneralJws = {
+      ...once,
+      signatures: [...once.signatures, { protected: second.protected!, signature: second.signature }],
+    };
     const err = await expectCode(checkRelease(twice, twoOfThree.root, device, NOW), 'ERR_THRESHOLD_NOT_MET');
     expect(err.message).toContain('1 of 2');
   });

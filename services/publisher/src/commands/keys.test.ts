@@ -13,7 +13,7 @@ import {
 } from '@abota/manifest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../cli.js';
-import { loadRoleSigningKeys } from './keys.js';
+import { loadRoleSigningKeys, loadRootChain } from './keys.js';
 
 let dir: string;
 
@@ -225,6 +225,10 @@ describe('abota keys rotate', () => {
     expect((await abota('keys', 'rotate', dir, '--root-keys', '1', '--release-keys', '1')).code).toBe(0);
     const chain = [await readRoot(join(dir, 'roots', '2.root.json')), await readRoot(join(dir, 'root.json'))];
     expect((await verifyRootChain(v1, chain, new Date())).version).toBe(3);
+    // loadRootChain is what a release ships: v1, v2, v3 in order; v1 is skipped by the device.
+    const shipped = await loadRootChain(dir);
+    expect(shipped).toHaveLength(3);
+    expect((await verifyRootChain(v1, shipped, new Date())).version).toBe(3);
     // Without the intermediate root the device refuses the jump.
     await expect(verifyRootChain(v1, [chain[1]!], new Date())).rejects.toMatchObject({
       code: 'ERR_ROOT_VERSION_GAP',

@@ -210,6 +210,35 @@ export async function readTrustRoot(
   return { root, signedRoot: JSON.parse(text) as SignedRoot, text };
 }
 
+/**
+ * Every root a device may need to walk from any earlier version to the current one: the
+ * verified-shape DIR/roots/<N>.root.json files in version order, then DIR/root.json. Ship these
+ * with a release; devices skip the ones not newer than their own root (verifyRootChain).
+ */
+export async function loadRootChain(dir: string): Promise<SignedRoot[]> {
+  const { signedRoot } = await readTrustRoot(dir);
+  const names = await readdir(join(dir, ROOTS_DIR)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  const versions = names
+    .map((name) => /^(\d{1,10})\.root\.json$/.exec(name)?.[1])
+    .filter((v): v is string => v !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b);
+  const chain: SignedRoot[] = [];
+  for (const version of versions) {
+    const path = join(dir, ROOTS_DIR, `${version}.root.json`);
+    const info = await stat(path);
+    if (info.size > MAX_ROOT_FILE_BYTES) {
+      throw new KeysError('ERR_ROOT_NOT_FOUND', `${path}: ${info.size} bytes exceeds ${MAX_ROOT_FILE_BYTES}`);
+    }
+    chain.push(JSON.parse(await readFile(path, 'utf8')) as SignedRoot);
+  }
+  chain.push(signedRoot);
+  return chain;
+}
+
 /** Every key file under DIR/keys, by kid (not decrypted). Unreadable files are errors. */
 async function scanKeyDirectory(dir: string): Promise<Map<string, KeyFileEntry>> {
   const keysDir = join(dir, KEYS_DIR);
