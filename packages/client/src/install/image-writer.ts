@@ -27,8 +27,8 @@ export interface WriteImageOptions {
   /** fdatasync + journal checkpoint after about this many newly written bytes. */
   checkpointBytes: number;
   onCheckpoint: (blocksWritten: number) => Promise<void>;
-  /** Bytes written so far in this image (for progress), called often and cheap. */
-  onBytes?: (bytesDone: number) => void;
+  /** Bytes written so far in this image (for progress), called after every batch; keep it cheap. */
+  onBytes?: (bytesDone: number) => Promise<void> | void;
   signal?: AbortSignal;
 }
 
@@ -127,7 +127,7 @@ export async function writeImage(o: WriteImageOptions): Promise<void> {
       );
       bytesSinceCheckpoint += batchFill - skip * bs;
       blocksDone = batchFirstBlock + blocks;
-      o.onBytes?.(blocksDone * bs);
+      await o.onBytes?.(blocksDone * bs);
     }
     batchFirstBlock += blocks;
     batchFill = 0;
@@ -197,5 +197,4 @@ export async function writeImage(o: WriteImageOptions): Promise<void> {
   if (tailBytes > 0) await writeFully(dataFh, tail, coveredBytes, `${where} tail`);
   await dataFh.datasync();
   await o.onCheckpoint(totalBlocks);
-  o.onBytes?.(image.sizeBytes);
 }
