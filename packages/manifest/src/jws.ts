@@ -65,7 +65,13 @@ export function parseGeneralJws(input: string | Uint8Array | GeneralJws, what: s
       );
     }
   } else {
-    const sizeBytes = typeof input === 'string' ? new TextEncoder().encode(input).length : input.length;
+    // UTF-8 needs at least one byte per UTF-16 code unit, so a long string is refused unencoded.
+    const sizeBytes =
+      typeof input === 'string'
+        ? input.length > MAX_JWS_BYTES
+          ? input.length
+          : new TextEncoder().encode(input).length
+        : input.length;
     if (sizeBytes > MAX_JWS_BYTES) {
       throw new ManifestError(
         'ERR_JWS_MALFORMED',
