@@ -137,6 +137,7 @@ export const ListQuerySchema = z.object({
 export const pageOf = <T extends z.ZodType>(item: T) =>
   z.object({ items: z.array(item), nextCursor: z.string().nullable() });
 
+export const BlobInfoSchema = z.object({ digest: z.string(), sizeBytes: z.int() }).openapi('BlobInfo');
 export const BlobPutResponseSchema = z
   .object({ digest: z.string(), sizeBytes: z.int(), created: z.boolean() })
   .openapi('BlobPutResponse');

@@ -212,8 +212,8 @@ export async function makeRelease(
   version: string,
   opts: { compatible?: string[]; expires?: Date } = {},
 ): Promise<TestRelease> {
-  const artifact = randomBytes(8192);
-  const hashTree = randomBytes(4096);
+  const artifact = new Uint8Array(randomBytes(8192));
+  const hashTree = new Uint8Array(randomBytes(4096));
   const artifactDigest = `sha256:${sha256(artifact)}`;
   const hashTreeDigest = `sha256:${sha256(hashTree)}`;
   const now = new Date();

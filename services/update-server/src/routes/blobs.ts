@@ -5,7 +5,7 @@
 import { keyToSha256Hex } from '@abota/blobstore';
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, eq, inArray } from 'drizzle-orm';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { App } from '../app.js';
 import { findApiKey, requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import { authenticateDevice } from '../auth/device-jwt.js';
@@ -15,7 +15,7 @@ import { auditLog, blobs, releaseBlobs, releases, rollouts } from '../db/schema.
 import { ServerError } from '../errors.js';
 import { decideRange } from '../http-range.js';
 import { selectorMatches } from '../rollout-policy.js';
-import { BlobPutResponseSchema, errorResponses, Sha256HexParam } from '../schemas.js';
+import { BlobInfoSchema, BlobPutResponseSchema, errorResponses, Sha256HexParam } from '../schemas.js';
 
 /** Counts bytes of a request body and stops at `maxBytes` + 1 so an oversize body is refused early. */
 async function* cappedBody(body: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array> {
@@ -156,26 +156,37 @@ export function registerBlobRoutes(app: App, deps: AppDeps): void {
   };
   app.get('/v1/device/blobs/sha256/:hex', download);
 
+  // Hono routes HEAD to GET handlers: answer HEAD here with the blob's size and no body.
+  const headBlobInfo: MiddlewareHandler<AppEnv> = async (c, next) => {
+    if (c.req.method !== 'HEAD') return next();
+    const hex = c.req.param('hex') ?? '';
+    const info = /^[0-9a-f]{64}$/.test(hex) ? await store.head(`sha256/${hex}`) : undefined;
+    if (info === undefined) return c.body(null, 404);
+    c.header('content-length', String(info.sizeBytes));
+    return c.body(null, 200);
+  };
+
   app.openapi(
     createRoute({
-      method: 'head',
+      method: 'get',
       path: '/v1/admin/blobs/sha256/{hex}',
       tags: ['admin: releases'],
-      summary: 'Is this blob already in the store? (resumable pushes skip present blobs)',
+      summary:
+        'Is this blob in the store? HEAD answers with Content-Length = its size (resumable pushes skip present blobs)',
       security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+      middleware: [requireRole(deps, ROLE_GROUPS.read), headBlobInfo] as const,
       request: { params: Sha256HexParam },
       responses: {
-        200: { description: 'Present; Content-Length is its size' },
-        404: { description: 'Absent' },
+        200: { description: 'Present', content: { 'application/json': { schema: BlobInfoSchema } } },
+        ...errorResponses,
       },
     }),
     async (c) => {
       const { hex } = c.req.valid('param');
       const info = await store.head(`sha256/${hex}`);
-      if (info === undefined) return c.body(null, 404);
-      c.header('content-length', String(info.sizeBytes));
-      return c.body(null, 200);
+      if (info === undefined)
+        throw new ServerError('ERR_NOT_FOUND', `blob sha256:${hex} is not in the blob store`);
+      return c.json({ digest: `sha256:${hex}`, sizeBytes: info.sizeBytes }, 200);
     },
   );
 
