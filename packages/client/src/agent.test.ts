@@ -291,6 +291,46 @@ describe('agent with the update server API', () => {
   });
 });
 
+describe('trust root rotation shipped with a release', () => {
+  async function rotatedTrust(signedByPrevious: boolean): Promise<Trust> {
+    const { createTrustRoot, generateSigningKey, signTrustRoot } = await import('@abota/manifest');
+    const rootKey = await generateSigningKey();
+    const releaseKey = await generateSigningKey();
+    const root = await createTrustRoot({
+      version: 2,
+      expires: new Date(Date.now() + 86_400_000 * 100),
+      rootKeys: [rootKey],
+      rootThreshold: 1,
+      releaseKeys: [releaseKey],
+      releaseThreshold: 1,
+    });
+    const signed = signedByPrevious
+      ? await signTrustRoot(root, [trust.rootKey, rootKey], trust.root)
+      : await signTrustRoot(root, [rootKey]);
+    return { rootKey, releaseKey, root, signedRootText: JSON.stringify(signed) };
+  }
+
+  it('a root v2 signed by the device root v1 is adopted and the release signed under v2 installs', async () => {
+    const r = await rig();
+    const v2 = await rotatedTrust(true);
+    const rel = await makeRelease({ dir: join(r.dev.root, '..', 'rel'), trust: v2, version: '1.1.0' });
+    expect((await r.agent.installFromDirectory(rel.dir)).phase).toBe('boot-pending');
+    expect((await (await r.open()).trustRoot()).version).toBe(2);
+  });
+
+  it('a root v2 not signed by root v1 is ignored, so its release is refused before any slot write', async () => {
+    const r = await rig();
+    const rogue = await rotatedTrust(false);
+    const rel = await makeRelease({ dir: join(r.dev.root, '..', 'rel'), trust: rogue, version: '1.1.0' });
+    const before = await sha256File(r.dev.slotFiles.B);
+    await expect(r.agent.installFromDirectory(rel.dir)).rejects.toMatchObject({
+      code: 'ERR_THRESHOLD_NOT_MET',
+    });
+    expect(await sha256File(r.dev.slotFiles.B)).toBe(before);
+    expect((await r.agent.trustRoot()).version).toBe(1);
+  });
+});
+
 describe('abota-agent run (daemon loop)', () => {
   it('installs an offer, runs the reboot hook once, waits for the reboot, then commits on the new slot', async () => {
     const server = await startServer();

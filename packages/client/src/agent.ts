@@ -159,21 +159,32 @@ export class Agent {
     }
   }
 
-  /** A release may ship the next root of a rotation; adopt it only if the chain verifies. */
+  /**
+   * A release may ship the roots of a rotation (TUF §5.3): adopt the newest one only if the
+   * chain verifies from the device's current root; otherwise keep the current root (the
+   * release then has to verify under it).
+   */
   private async adoptTrustRoot(source: ReleaseSource, current: TrustRoot): Promise<TrustRoot> {
-    const text = await source.readTrustRoot();
-    if (text === undefined) return current;
+    const texts = await source.readRootChain();
+    if (texts.length === 0) return current;
     try {
-      const next = await verifyRootChain(current, [JSON.parse(text)], this.clock());
+      const next = await verifyRootChain(
+        current,
+        texts.map((t) => JSON.parse(t)),
+        this.clock(),
+      );
       if (next.version > current.version) {
         const path = join(this.config.dataDir, TRUST_CHAIN_FILE);
         const chain = ((await readJsonFile(path).catch(() => undefined)) ?? []) as string[];
-        await writeFileAtomic(path, JSON.stringify([...chain, text]));
+        await writeFileAtomic(path, JSON.stringify([...chain, ...texts.filter((t) => !chain.includes(t))]));
         this.log({ level: 'info', message: `adopted trust root v${next.version}` });
       }
       return next;
     } catch (e) {
-      this.log({ level: 'warn', message: `release root.json not adopted: ${(e as Error).message}` });
+      this.log({
+        level: 'warn',
+        message: `trust roots shipped with the release not adopted: ${(e as Error).message}`,
+      });
       return current;
     }
   }

@@ -86,8 +86,8 @@ class RecordingSource implements ReleaseSource {
   readManifestJws() {
     return this.inner.readManifestJws();
   }
-  readTrustRoot() {
-    return this.inner.readTrustRoot();
+  readRootChain() {
+    return this.inner.readRootChain();
   }
   async *openBlob(digest: string, sizeBytes: number, startByte: number, signal?: AbortSignal) {
     this.opens.push({ digest, startByte });

@@ -2,7 +2,7 @@
 // update server's offer (artifact URLs, resumable HTTP). Both hand out blobs as streams starting
 // at a byte offset, bounded by the size the signed manifest states.
 import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClientError } from '../errors.js';
 import type { BackoffOptions } from '../http/backoff.js';
@@ -16,8 +16,11 @@ export interface ReleaseSource {
   /** For messages and the journal. */
   readonly journalSource: JournalSource;
   readManifestJws(): Promise<string>;
-  /** A newer signed trust root shipped with the release (release dir `root.json`), if any. */
-  readTrustRoot(): Promise<string | undefined>;
+  /**
+   * Signed trust roots shipped with the release, oldest first (release dir `roots/<N>.root.json`
+   * then `root.json`): the device walks them from its own root (verifyRootChain). May be empty.
+   */
+  readRootChain(): Promise<string[]>;
   /** Bytes [startByte, sizeBytes) of the blob with this digest. */
   openBlob(
     digest: string,
@@ -64,15 +67,24 @@ export class DirectoryReleaseSource implements ReleaseSource {
     return readFile(path, 'utf8');
   }
 
-  async readTrustRoot(): Promise<string | undefined> {
-    const path = join(this.dir, 'root.json');
-    try {
-      const st = await stat(path);
-      if (st.size > MAX_MANIFEST_JWS_BYTES) return undefined;
-      return await readFile(path, 'utf8');
-    } catch {
-      return undefined;
+  async readRootChain(): Promise<string[]> {
+    const rootsDir = join(this.dir, 'roots');
+    const versions = (await readdir(rootsDir).catch(() => [] as string[]))
+      .map((name) => /^(\d{1,10})\.root\.json$/.exec(name)?.[1])
+      .filter((v): v is string => v !== undefined)
+      .map(Number)
+      .sort((a, b) => a - b);
+    const paths = [...versions.map((v) => join(rootsDir, `${v}.root.json`)), join(this.dir, 'root.json')];
+    const out: string[] = [];
+    for (const path of paths) {
+      try {
+        if ((await stat(path)).size > MAX_MANIFEST_JWS_BYTES) continue;
+        out.push(await readFile(path, 'utf8'));
+      } catch {
+        // absent: the release ships no (further) roots
+      }
     }
+    return out;
   }
 
   async *openBlob(digest: string, sizeBytes: number, startByte: number): AsyncGenerator<Uint8Array> {
@@ -118,8 +130,8 @@ export class ServerReleaseSource implements ReleaseSource {
     return this.o.manifestJws;
   }
 
-  async readTrustRoot(): Promise<string | undefined> {
-    return undefined;
+  async readRootChain(): Promise<string[]> {
+    return [];
   }
 
   openBlob(
