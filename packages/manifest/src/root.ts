@@ -237,6 +237,8 @@ function peekVersion(jws: GeneralJws): number | undefined {
  * signed by the previous root's threshold and its own. Entries not newer than the current root
  * are skipped (a publisher may ship its whole roots/ history). Intermediate roots may have
  * expired; the final one must not (ERR_ROOT_EXPIRED). Returns the newest verified root.
+ * `trusted` is the signed root.json (its self-signatures are checked) or a TrustRoot the caller
+ * already verified (its shape and kids are re-checked, not its signatures).
  */
 export async function verifyRootChain(
   trusted: SignedRoot | TrustRoot,
