@@ -21,7 +21,7 @@ export interface FormatOptions {
   params?: Partial<VerityParams>;
   /** Called as data blocks are hashed. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
-  /** Worker threads for the data level (default: up to 2, one per core). */
+  /** Hashing threads for the data level (default 1: see defaultThreads in parallel.ts). */
   threads?: number;
   /** Data size from which workers are used (default 32 MiB). */
   minParallelBytes?: number;

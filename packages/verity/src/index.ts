@@ -33,3 +33,4 @@ export {
 export type { VerityErrorCode, VerityErrorDetails } from './errors.js';
 export { VerityError } from './errors.js';
 export { BlockHasher } from './hashing.js';
+export { defaultThreads, maxUsefulThreads } from './parallel.js';

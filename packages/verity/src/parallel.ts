@@ -1,5 +1,5 @@
-// Level 0 (the data blocks, by far the most hashing) split into P-aligned ranges across worker
-// threads, one per core; small images are hashed on the calling thread, where starting
+// Level 0 (the data blocks, by far the most hashing), optionally split into P-aligned ranges
+// across worker threads; small images are always hashed on the calling thread, where starting
 // workers would cost more than it saves (measured in bench/run.ts).
 import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -33,7 +33,17 @@ export type WorkerMessage =
 /** Below this much data, level 0 is hashed on the calling thread. */
 export const PARALLEL_MIN_BYTES = 32 * 1024 * 1024;
 
+/**
+ * One hashing thread by default: each worker costs its own V8 isolate (~12 MiB RSS), which
+ * breaks the 64 MiB budget for formatting any image size; reads already overlap hashing on
+ * libuv's pool. `threads: 2` trades that memory for speed (figures in README.md).
+ */
 export function defaultThreads(): number {
+  return 1;
+}
+
+/** Threads worth asking for when memory is not tight: one per core, at most 2. */
+export function maxUsefulThreads(): number {
   return Math.min(2, availableParallelism());
 }
 
@@ -131,7 +141,12 @@ function runWorker(
   onProgress: (done: number) => void,
 ): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const worker = new Worker(entry.entry, { workerData: job, eval: entry.evaluate });
+    const worker = new Worker(entry.entry, {
+      workerData: job,
+      eval: entry.evaluate,
+      execArgv: [],
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
+    });
     let writes: Promise<void> = Promise.resolve();
     let settled = false;
     const fail = (err: unknown): void => {

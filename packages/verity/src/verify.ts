@@ -23,6 +23,7 @@ export interface VerifyOptions {
    * (salt defaults to none, data blocks to the whole data file).
    */
   params?: Partial<VerityParams>;
+  /** Hashing threads for the data level (default 1: see defaultThreads in parallel.ts). */
   threads?: number;
   minParallelBytes?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;

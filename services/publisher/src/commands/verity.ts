@@ -29,6 +29,7 @@ interface TreeOptions {
   hashOffset?: string;
   superblock: boolean;
   rootHashFile?: string;
+  threads?: string;
   json?: boolean;
 }
 
@@ -44,7 +45,17 @@ function addTreeOptions(cmd: Command): Command {
     .option('--hash-offset <bytes>', 'byte offset of the superblock/tree in the hash file, a multiple of 512')
     .option('--no-superblock', 'do not write (format) or read (verify) a superblock')
     .option('--root-hash-file <file>', 'write (format) or read (verify) the root hash as hex in this file')
+    .option('--threads <n>', 'hashing threads (default 1; 2 is faster on two cores but needs ~12 MiB more memory)')
     .option('--json', 'print one JSON document instead of text');
+}
+
+function threadsFrom(o: TreeOptions): { threads?: number } {
+  const threads = integer('threads', o.threads);
+  if (threads === undefined) return {};
+  if (threads < 1 || threads > 64) {
+    throw new VerityError('ERR_VERITY_INVALID_PARAMS', `--threads must be from 1 to 64, got ${threads}`);
+  }
+  return { threads };
 }
 
 function integer(name: string, text: string | undefined): number | undefined {
@@ -193,6 +204,7 @@ export function registerVerityCommands(program: Command): void {
         dataPath,
         hashPath,
         params: paramsFromOptions(o),
+        ...threadsFrom(o),
         onProgress: progress.onProgress,
       });
     } finally {
@@ -241,6 +253,7 @@ export function registerVerityCommands(program: Command): void {
         hashPath,
         rootHash,
         params: paramsFromOptions(o),
+        ...threadsFrom(o),
         onProgress: progress.onProgress,
       });
     } finally {
