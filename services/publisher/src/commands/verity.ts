@@ -45,7 +45,10 @@ function addTreeOptions(cmd: Command): Command {
     .option('--hash-offset <bytes>', 'byte offset of the superblock/tree in the hash file, a multiple of 512')
     .option('--no-superblock', 'do not write (format) or read (verify) a superblock')
     .option('--root-hash-file <file>', 'write (format) or read (verify) the root hash as hex in this file')
-    .option('--threads <n>', 'hashing threads (default 1; 2 is faster on two cores but needs ~12 MiB more memory)')
+    .option(
+      '--threads <n>',
+      'hashing threads (default 1; 2 is faster on two cores but needs ~12 MiB more memory)',
+    )
     .option('--json', 'print one JSON document instead of text');
 }
 
