@@ -104,6 +104,29 @@ describe('downloadRange', () => {
     expect(requests[1]!.headers.range).toBe(`bytes=50000-${blob.length - 1}`);
   });
 
+  it('follows a 302 to another origin (presigned URL) without sending the device JWT there', async () => {
+    const blob = randomBytes(50_000);
+    const cdn = await serve((req, res) => {
+      res.end(rangeResponse(blob, req, res).body);
+    });
+    const api = await serve((_req, res) => {
+      res.writeHead(302, { location: `${cdn.url}?X-Amz-Signature=secret` }).end();
+    });
+    const got = await collect(
+      downloadRange({
+        url: api.url,
+        startByte: 0,
+        totalBytes: blob.length,
+        backoff: noWait,
+        headers: async () => ({ authorization: 'Bearer device-jwt' }),
+      }),
+    );
+    expect(got.equals(blob)).toBe(true);
+    expect(api.requests[0]!.headers.authorization).toBe('Bearer device-jwt');
+    expect(cdn.requests[0]!.headers.authorization).toBeUndefined();
+    expect(cdn.requests[0]!.headers.range).toBe(`bytes=0-${blob.length - 1}`);
+  });
+
   it('copes with a server that ignores Range by skipping the bytes it already has', async () => {
     const blob = randomBytes(100_000);
     const { url } = await serve((_req, res) => {
