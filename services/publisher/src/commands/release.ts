@@ -1,6 +1,166 @@
-// `abota release build|verify|inspect|push`: signed releases (see docs/CONTRACTS.md).
+// `abota release build|verify|inspect`: signed releases (docs/CONTRACTS.md "Release manifest").
+// The work lives in ../release/; this module only maps flags to options and results to output.
 import type { Command } from 'commander';
+import { startProgress, printJson } from '../output.js';
+import { buildRelease, type BuildSummary } from '../release/build.js';
+import { ReleaseError } from '../release/errors.js';
+import { formatInspectReport, inspectRelease } from '../release/inspect.js';
+import { verifyRelease, type VerifyReport } from '../release/verify.js';
+import { passphraseFromEnv } from './keys.js';
+
+const MIB = 1024 * 1024;
+
+interface BuildFlags {
+  image: string;
+  boot?: string;
+  product: string;
+  compatible: string[];
+  version: string;
+  securityVersion: string;
+  expires: string;
+  keys: string;
+  out: string;
+  passphraseEnv?: string;
+  json?: boolean;
+}
+
+interface VerifyFlags {
+  root: string;
+  now?: string;
+  json?: boolean;
+}
+
+function parseNow(text: string | undefined): Date | undefined {
+  if (text === undefined) return undefined;
+  const at = new Date(text);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(text) || Number.isNaN(at.getTime())) {
+    throw new ReleaseError(
+      'ERR_RELEASE_USAGE',
+      `--now ${JSON.stringify(text)}: expected an ISO timestamp like 2027-01-01T00:00:00Z`,
+    );
+  }
+  return at;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / MIB).toFixed(1)} MiB`;
+}
+
+function printBuildSummary(s: BuildSummary): void {
+  const lines = [
+    `built release ${s.product} ${s.version} (security version ${s.securityVersion}) in ${s.outDir}`,
+    `  expires ${s.expires}; signed by ${s.signedBy.length} release key(s) of root v${s.rootVersion}`,
+    `  manifest ${s.manifestDigest}`,
+  ];
+  for (const [slot, img] of Object.entries(s.images)) {
+    lines.push(
+      `  ${slot}: ${mib(img.sizeBytes)} → ${img.artifact.codec} ${mib(img.artifact.sizeBytes)} (ratio ${img.compressionRatio}), root hash ${img.rootHash}`,
+      `    verity ${img.durationsMs.verity} ms, compression ${img.durationsMs.compress} ms (in parallel), total ${img.durationsMs.total} ms`,
+    );
+  }
+  lines.push(`  total ${s.durationsMs.total} ms`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function printVerifyReport(r: VerifyReport): void {
+  const lines = [
+    `OK: release ${r.product} ${r.version} (security version ${r.securityVersion}) in ${r.dir}`,
+    `  signed by ${r.signedBy.length} release key(s) of trust root v${r.rootVersion}; expires ${r.expires}`,
+  ];
+  for (const [slot, img] of Object.entries(r.images)) {
+    lines.push(`  ${slot}: ${img.blocksVerified} blocks verified against root hash ${img.rootHash}`);
+  }
+  lines.push(`  ${r.durationsMs.total} ms`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
 
 export function registerReleaseCommands(program: Command): void {
-  program.command('release').description('build, verify, inspect and push signed releases');
+  // `release build --version V` must reach the subcommand instead of printing abota's own
+  // version: program options are recognised only before the subcommand name.
+  program.enablePositionalOptions();
+  const release = program.command('release').description('build, verify, inspect and push signed releases');
+
+  release
+    .command('build')
+    .description('turn rootfs (and boot) images into a signed release directory')
+    .requiredOption('--image <rootfs.img>', 'root filesystem image (a whole number of 4096-byte blocks)')
+    .option('--boot <boot.img>', 'boot image (optional)')
+    .requiredOption('--product <id>', 'product id, e.g. eflow-vm')
+    .requiredOption('--compatible <hw...>', 'hardware ids the release may be installed on')
+    .requiredOption('--version <semver>', 'release version (strict semver, e.g. 1.2.0)')
+    .requiredOption('--security-version <n>', 'anti-rollback counter (devices refuse lower)')
+    .requiredOption('--expires <duration|timestamp>', 'e.g. 180d, 26w, or 2027-05-25T12:00:00Z')
+    .requiredOption('--keys <dir>', 'keys directory from `abota keys init` (root.json + keys/)')
+    .requiredOption('--out <dir>', 'release directory to create (must not exist)')
+    .option('--passphrase-env <VAR>', 'environment variable holding the key-file passphrase')
+    .option('--json', 'print one JSON summary for CI')
+    .action(async (flags: BuildFlags) => {
+      const json = flags.json === true;
+      let bar: ReturnType<typeof startProgress> | undefined;
+      let summary: BuildSummary;
+      try {
+        summary = await buildRelease({
+          images: { rootfs: flags.image, boot: flags.boot },
+          product: flags.product,
+          compatible: flags.compatible,
+          version: flags.version,
+          securityVersion: flags.securityVersion,
+          expires: flags.expires,
+          keysDir: flags.keys,
+          outDir: flags.out,
+          passphrase: passphraseFromEnv(flags.passphraseEnv),
+          onProgress: (done, total) => {
+            bar ??= startProgress('release build (MiB)', Math.ceil(total / MIB), { json });
+            bar.update(Math.floor(done / MIB));
+          },
+        });
+      } finally {
+        bar?.stop();
+      }
+      if (json) printJson({ ok: true, ...summary });
+      else printBuildSummary(summary);
+    });
+
+  release
+    .command('verify')
+    .description('check a release as a device would: root chain, signatures, expiry, blobs, every block')
+    .argument('<release-dir>')
+    .requiredOption(
+      '--root <root.json>',
+      'the trust root to verify against (e.g. the one baked into devices)',
+    )
+    .option('--now <iso>', 'check expiry as of this instant instead of now')
+    .option('--json', 'print one JSON report')
+    .action(async (dir: string, flags: VerifyFlags) => {
+      const json = flags.json === true;
+      let bar: ReturnType<typeof startProgress> | undefined;
+      let report: VerifyReport;
+      try {
+        const now = parseNow(flags.now);
+        report = await verifyRelease({
+          dir,
+          rootPath: flags.root,
+          ...(now === undefined ? {} : { now }),
+          onProgress: (done, total) => {
+            bar ??= startProgress('release verify (MiB)', Math.ceil(total / MIB), { json });
+            bar.update(Math.floor(done / MIB));
+          },
+        });
+      } finally {
+        bar?.stop();
+      }
+      if (json) printJson({ ok: true, ...report });
+      else printVerifyReport(report);
+    });
+
+  release
+    .command('inspect')
+    .description('print what a release directory says (without verifying it)')
+    .argument('<release-dir>')
+    .option('--json', 'print one JSON document')
+    .action(async (dir: string, flags: { json?: boolean }) => {
+      const report = await inspectRelease(dir);
+      if (flags.json === true) printJson({ ok: true, ...report });
+      else process.stdout.write(formatInspectReport(report));
+    });
 }

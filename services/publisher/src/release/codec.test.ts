@@ -1,0 +1,124 @@
+// The artifact codec: one brotli stream in, the exact image out; hostile streams (too long,
+// truncated, corrupt) end in ERR_RELEASE_ARTIFACT_CORRUPT without unbounded output.
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { withTempDir } from '@abota/testkit';
+import { describe, expect, it } from 'vitest';
+import { parseExpiry, parseSecurityVersion } from './build.js';
+import { blocksOf, compressFile, DEFAULT_CODEC, decompress } from './codec.js';
+import { ReleaseError } from './errors.js';
+
+async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of source) parts.push(Buffer.from(c));
+  return Buffer.concat(parts);
+}
+
+async function* chunked(data: Buffer, sizes: number[]): AsyncIterable<Uint8Array> {
+  let at = 0;
+  let i = 0;
+  while (at < data.length) {
+    const n = sizes[i++ % sizes.length]!;
+    yield data.subarray(at, at + n);
+    at += n;
+  }
+}
+
+describe('blocksOf', () => {
+  it('cuts any chunking into the same whole blocks, with a short tail only at the end', async () => {
+    const data = randomBytes(4096 * 5 + 100);
+    for (const sizes of [[1], [4095, 2], [4096], [10000, 3, 7000], [data.length]]) {
+      const blocks: Buffer[] = [];
+      for await (const b of blocksOf(chunked(data, sizes), 4096)) blocks.push(Buffer.from(b));
+      expect(blocks.map((b) => b.length)).toEqual([4096, 4096, 4096, 4096, 4096, 100]);
+      expect(Buffer.concat(blocks).equals(data)).toBe(true);
+    }
+  });
+});
+
+describe('brotli artifact', () => {
+  it('round-trips a file through compressFile/decompress and reports the digest of the output', async () => {
+    await withTempDir(async (dir) => {
+      const src = join(dir, 'img');
+      const data = Buffer.concat([
+        randomBytes(300_000),
+        Buffer.alloc(700_000),
+        Buffer.from('x'.repeat(50_000)),
+      ]);
+      await writeFile(src, data);
+      const result = await compressFile(src, join(dir, 'img.br'), DEFAULT_CODEC);
+      const compressed = await readFile(join(dir, 'img.br'));
+      expect(result.sizeBytes).toBe(compressed.length);
+      expect(result.sizeBytes).toBeLessThan(data.length / 2);
+      const { createHash } = await import('node:crypto');
+      expect(result.sha256).toBe(createHash('sha256').update(compressed).digest('hex'));
+      const out = await collect(decompress('brotli', createReadStream(join(dir, 'img.br')), data.length));
+      expect(out.equals(data)).toBe(true);
+    });
+  });
+
+  it('refuses a stream that decompresses to more than the manifest allows (decompression bomb)', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'zeros'), Buffer.alloc(8 << 20));
+      await compressFile(join(dir, 'zeros'), join(dir, 'zeros.br'), DEFAULT_CODEC);
+      const err = await collect(decompress('brotli', createReadStream(join(dir, 'zeros.br')), 1 << 20)).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ReleaseError);
+      expect((err as ReleaseError).code).toBe('ERR_RELEASE_ARTIFACT_CORRUPT');
+    });
+  });
+
+  it('refuses a truncated or corrupted brotli stream with ERR_RELEASE_ARTIFACT_CORRUPT', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'img'), randomBytes(200_000));
+      await compressFile(join(dir, 'img'), join(dir, 'img.br'), DEFAULT_CODEC);
+      const full = await readFile(join(dir, 'img.br'));
+      const truncated = full.subarray(0, full.length - 1000);
+      const garbage = Buffer.from(full);
+      garbage.fill(0xa5, 0, 64);
+      for (const bad of [truncated, garbage]) {
+        const err = await collect(decompress('brotli', chunked(bad, [4096]), 200_000)).catch(
+          (e: unknown) => e,
+        );
+        expect((err as ReleaseError).code).toBe('ERR_RELEASE_ARTIFACT_CORRUPT');
+      }
+    });
+  });
+
+  it('refuses codecs it cannot decode by name', async () => {
+    const err = await collect(decompress('zstd', chunked(Buffer.alloc(10), [10]), 10)).catch(
+      (e: unknown) => e,
+    );
+    expect((err as ReleaseError).code).toBe('ERR_RELEASE_CODEC_UNSUPPORTED');
+  });
+});
+
+describe('build argument parsing', () => {
+  const now = new Date('2026-11-25T12:00:00Z');
+  it('reads --expires as a duration from now or an absolute timestamp', () => {
+    expect(parseExpiry('180d', now).toISOString()).toBe('2027-05-24T12:00:00.000Z');
+    expect(parseExpiry('12h', now).toISOString()).toBe('2026-11-26T00:00:00.000Z');
+    expect(parseExpiry('2027-01-01T00:00:00Z', now).toISOString()).toBe('2027-01-01T00:00:00.000Z');
+  });
+  it('refuses an expiry in the past and text that is neither duration nor timestamp', () => {
+    expect(() => parseExpiry('2026-01-01T00:00:00Z', now)).toThrow(
+      expect.objectContaining({ code: 'ERR_RELEASE_EXPIRY_IN_PAST' }),
+    );
+    expect(() => parseExpiry('0s', now)).toThrow(
+      expect.objectContaining({ code: 'ERR_RELEASE_EXPIRY_IN_PAST' }),
+    );
+    for (const bad of ['soon', '10 days', '-5d', '2027-13-45']) {
+      expect(() => parseExpiry(bad, now)).toThrow(expect.objectContaining({ code: 'ERR_RELEASE_USAGE' }));
+    }
+  });
+  it('accepts security versions 0 … 2^32−1 only', () => {
+    expect(parseSecurityVersion('0')).toBe(0);
+    expect(parseSecurityVersion('4294967295')).toBe(4294967295);
+    for (const bad of ['-1', '4294967296', '1.5', 'x', '']) {
+      expect(() => parseSecurityVersion(bad)).toThrow(expect.objectContaining({ code: 'ERR_RELEASE_USAGE' }));
+    }
+  });
+});

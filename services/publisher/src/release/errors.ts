@@ -1,0 +1,56 @@
+// Failures of `abota release build|verify|inspect` that are not the manifest's or verity's own
+// (those keep their ManifestError / VerityError codes). Each code names one situation a person
+// can act on; the CLI prints `code: message` and exits with `exitCode`.
+
+export type ReleaseErrorCode =
+  // Bad command-line values: not semver, bad duration, empty product, unknown codec...
+  | 'ERR_RELEASE_USAGE'
+  // --expires resolves to an instant that is not in the future.
+  | 'ERR_RELEASE_EXPIRY_IN_PAST'
+  // An image file cannot be opened or is not a regular file.
+  | 'ERR_RELEASE_IMAGE_UNREADABLE'
+  // An image is empty or its size is not a multiple of the 4096-byte verity data block.
+  | 'ERR_RELEASE_IMAGE_NOT_ALIGNED'
+  // --out names something that already exists (a release is never overwritten or merged).
+  | 'ERR_RELEASE_OUT_EXISTS'
+  // A release directory file (manifest.jws, manifest.json, root.json) or the --root file is missing, too large or not JSON.
+  | 'ERR_RELEASE_DIR_INVALID'
+  // manifest.json is not byte-for-byte the payload that manifest.jws signs.
+  | 'ERR_RELEASE_MANIFEST_MISMATCH'
+  // A blob named by the manifest is not under blobs/sha256/.
+  | 'ERR_RELEASE_BLOB_MISSING'
+  // A blob's size is not the manifest's sizeBytes.
+  | 'ERR_RELEASE_BLOB_SIZE_MISMATCH'
+  // A blob's sha256 is not the manifest's digest.
+  | 'ERR_RELEASE_BLOB_DIGEST_MISMATCH'
+  // The hash tree's superblock disagrees with the manifest's verity parameters.
+  | 'ERR_RELEASE_VERITY_PARAMS_MISMATCH'
+  // The artifact does not decompress, or decompresses to the wrong number of bytes.
+  | 'ERR_RELEASE_ARTIFACT_CORRUPT'
+  // The artifact's codec is one this tool cannot decode.
+  | 'ERR_RELEASE_CODEC_UNSUPPORTED';
+
+/** Exit statuses: 2 = fix the command line, 3 = the release (or its inputs) is bad, 1 = other. */
+const EXIT_CODES: Partial<Record<ReleaseErrorCode, number>> = {
+  ERR_RELEASE_USAGE: 2,
+  ERR_RELEASE_EXPIRY_IN_PAST: 2,
+  ERR_RELEASE_OUT_EXISTS: 2,
+  ERR_RELEASE_MANIFEST_MISMATCH: 3,
+  ERR_RELEASE_BLOB_MISSING: 3,
+  ERR_RELEASE_BLOB_SIZE_MISMATCH: 3,
+  ERR_RELEASE_BLOB_DIGEST_MISMATCH: 3,
+  ERR_RELEASE_VERITY_PARAMS_MISMATCH: 3,
+  ERR_RELEASE_ARTIFACT_CORRUPT: 3,
+};
+
+export class ReleaseError extends Error {
+  override readonly name = 'ReleaseError';
+  readonly code: ReleaseErrorCode;
+  readonly exitCode: number;
+
+  constructor(code: ReleaseErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.exitCode = EXIT_CODES[code] ?? 1;
+  }
+}

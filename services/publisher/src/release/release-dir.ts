@@ -1,0 +1,178 @@
+// A release directory on disk (docs/CONTRACTS.md "Release manifest"): manifest.json,
+// manifest.jws, root.json and blobs/sha256/<hex>. The writer builds it in a hidden temporary
+// sibling and renames it into place at the end, so no reader ever sees a half-written release.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { ReleaseError } from './errors.js';
+
+export const MANIFEST_JSON = 'manifest.json';
+export const MANIFEST_JWS = 'manifest.jws';
+export const ROOT_JSON = 'root.json';
+export const BLOBS_DIR = 'blobs';
+
+/** `sha256:<hex>` → `blobs/sha256/<hex>` (relative to the release directory). */
+export function blobRelativePath(digest: string): string {
+  const m = /^sha256:([0-9a-f]{64})$/.exec(digest);
+  if (m === null) throw new ReleaseError('ERR_RELEASE_DIR_INVALID', `not a sha256 digest: ${digest}`);
+  return join(BLOBS_DIR, 'sha256', m[1]!);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export class ReleaseDirWriter {
+  readonly outDir: string;
+  /** The hidden sibling directory everything is written into until commit(). */
+  readonly tempDir: string;
+  private done = false;
+
+  private constructor(outDir: string, tempDir: string) {
+    this.outDir = outDir;
+    this.tempDir = tempDir;
+  }
+
+  /** Refuses an existing `outDir` and a missing parent; creates the temporary directory. */
+  static async create(outDir: string): Promise<ReleaseDirWriter> {
+    const out = resolve(outDir);
+    await ReleaseDirWriter.assertAbsent(out);
+    const parent = dirname(out);
+    const parentInfo = await stat(parent).catch(() => undefined);
+    if (parentInfo === undefined || !parentInfo.isDirectory()) {
+      throw new ReleaseError(
+        'ERR_RELEASE_USAGE',
+        `--out ${outDir}: the parent directory ${parent} does not exist`,
+      );
+    }
+    // Same parent → same filesystem → rename() at the end is atomic.
+    const temp = await mkdtemp(join(parent, `.${basename(out)}.partial-`));
+    await mkdir(join(temp, BLOBS_DIR, 'sha256'), { recursive: true });
+    await mkdir(join(temp, '.scratch'));
+    return new ReleaseDirWriter(out, temp);
+  }
+
+  static async assertAbsent(out: string): Promise<void> {
+    if (await exists(out)) {
+      throw new ReleaseError(
+        'ERR_RELEASE_OUT_EXISTS',
+        `--out ${out} already exists; a release is never overwritten — choose a new directory`,
+      );
+    }
+  }
+
+  /** A path for intermediate files (hash tree, artifact) before they become blobs. */
+  scratchPath(name: string): string {
+    return join(this.tempDir, '.scratch', name);
+  }
+
+  /** Move a finished scratch file to its content address; returns its `sha256:<hex>` digest. */
+  async addBlob(scratchFile: string, sha256Hex: string): Promise<string> {
+    const digest = `sha256:${sha256Hex}`;
+    const target = join(this.tempDir, blobRelativePath(digest));
+    await fsyncPath(scratchFile);
+    if (await exists(target)) {
+      // Identical content (e.g. boot == rootfs image) is stored once.
+      await rm(scratchFile);
+    } else {
+      await rename(scratchFile, target);
+    }
+    return digest;
+  }
+
+  async writeFile(name: string, content: string): Promise<void> {
+    const handle = await open(join(this.tempDir, name), 'wx', 0o644);
+    try {
+      await handle.writeFile(content, 'utf8');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Publish: rename the temporary directory to `outDir` (atomic on one filesystem). */
+  async commit(): Promise<void> {
+    await rm(join(this.tempDir, '.scratch'), { recursive: true, force: true });
+    await fsyncPath(join(this.tempDir, BLOBS_DIR, 'sha256'));
+    await fsyncPath(this.tempDir);
+    // rename(2) would replace an empty directory created meanwhile; refuse that too.
+    await ReleaseDirWriter.assertAbsent(this.outDir);
+    await rename(this.tempDir, this.outDir);
+    await fsyncPath(dirname(this.outDir));
+    this.done = true;
+  }
+
+  /** Remove everything written so far (idempotent; a no-op after commit). */
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await rm(this.tempDir, { recursive: true, force: true });
+  }
+}
+
+/** Read a small file of a release directory with a size limit, as text. */
+export async function readSmallFile(path: string, maxBytes: number, what: string): Promise<string> {
+  let size: number;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new ReleaseError('ERR_RELEASE_DIR_INVALID', `${what} ${path} is not a file`);
+    size = info.size;
+  } catch (err) {
+    if (err instanceof ReleaseError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ReleaseError(
+      'ERR_RELEASE_DIR_INVALID',
+      `${what} ${path}: ${code === 'ENOENT' ? 'not found' : (err as Error).message}`,
+      { cause: err },
+    );
+  }
+  if (size > maxBytes) {
+    throw new ReleaseError(
+      'ERR_RELEASE_DIR_INVALID',
+      `${what} ${path} is ${size} bytes; at most ${maxBytes} allowed`,
+    );
+  }
+  return readFile(path, 'utf8');
+}
+
+/** Parse JSON text, naming the file on failure. */
+export function parseJsonFile(text: string, path: string, what: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ReleaseError(
+      'ERR_RELEASE_DIR_INVALID',
+      `${what} ${path} is not JSON: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+/** Stream a file through sha256: the hex digest and the number of bytes read. */
+export async function sha256File(path: string): Promise<{ sha256: string; sizeBytes: number }> {
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    sizeBytes += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), sizeBytes };
+}

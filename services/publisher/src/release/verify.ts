@@ -1,0 +1,292 @@
+// `abota release verify`: everything a device checks before it writes a byte, run by anyone who
+// holds a trust root — root chain, signatures and threshold, expiry (@abota/manifest), blob sizes
+// and digests, then every data block of every decompressed image against its dm-verity tree and
+// the tree against the signed root hash (@abota/verity). Memory: one hash tree + codec window.
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type ImageManifest,
+  MAX_JWS_BYTES,
+  type ReleaseManifest,
+  type SignedRoot,
+  verifyManifest,
+  verifyRootChain,
+} from '@abota/manifest';
+import {
+  BlockVerifier,
+  parseSaltHex,
+  parseSuperblock,
+  SUPERBLOCK_SIZE,
+  type VerityParams,
+} from '@abota/verity';
+import { blocksOf, decompress } from './codec.js';
+import { ReleaseError } from './errors.js';
+import {
+  blobRelativePath,
+  MANIFEST_JSON,
+  MANIFEST_JWS,
+  parseJsonFile,
+  ROOT_JSON,
+  readSmallFile,
+  sha256File,
+} from './release-dir.js';
+
+/** A hash tree is ~0.8 % of its image; 1 GiB covers images far beyond any rootfs. */
+export const MAX_HASH_TREE_BYTES = 1024 * 1024 * 1024;
+
+export interface VerifyOptions {
+  dir: string;
+  /** Path of the trust root the verifier trusts (a device's baked-in root.json). */
+  rootPath: string;
+  now?: Date;
+  /** Decompressed bytes checked so far out of the total of all images. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+export interface VerifiedImage {
+  sizeBytes: number;
+  rootHash: string;
+  blocksVerified: number;
+  codec: string;
+  artifactSizeBytes: number;
+  hashTreeSizeBytes: number;
+}
+
+export interface VerifyReport {
+  dir: string;
+  product: string;
+  compatible: string[];
+  version: string;
+  securityVersion: number;
+  created: string;
+  expires: string;
+  /** The trust root version the release was checked against (after walking root.json's chain). */
+  rootVersion: number;
+  signedBy: string[];
+  unknownKids: string[];
+  images: Record<string, VerifiedImage>;
+  durationsMs: { signatures: number; blobs: number; images: number; total: number };
+}
+
+async function checkBlob(
+  dir: string,
+  what: string,
+  blob: { digest: string; sizeBytes: number },
+): Promise<string> {
+  const path = join(dir, blobRelativePath(blob.digest));
+  let actual: { sha256: string; sizeBytes: number };
+  try {
+    const handle = await open(path, 'r');
+    const size = (await handle.stat()).size;
+    await handle.close();
+    if (size !== blob.sizeBytes) {
+      throw new ReleaseError(
+        'ERR_RELEASE_BLOB_SIZE_MISMATCH',
+        `${what} ${path} is ${size} bytes; the signed manifest says ${blob.sizeBytes}`,
+      );
+    }
+    actual = await sha256File(path);
+  } catch (err) {
+    if (err instanceof ReleaseError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ReleaseError(
+        'ERR_RELEASE_BLOB_MISSING',
+        `${what} ${blob.digest} is missing: no file ${path}`,
+      );
+    }
+    throw err;
+  }
+  if (`sha256:${actual.sha256}` !== blob.digest || actual.sizeBytes !== blob.sizeBytes) {
+    throw new ReleaseError(
+      'ERR_RELEASE_BLOB_DIGEST_MISMATCH',
+      `${what} ${path} has digest sha256:${actual.sha256}; the signed manifest says ${blob.digest}`,
+    );
+  }
+  return path;
+}
+
+function verityParamsOf(image: ImageManifest): VerityParams {
+  const v = image.verity;
+  return {
+    hashType: v.hashType,
+    algorithm: v.algorithm,
+    dataBlockSize: v.dataBlockSize,
+    hashBlockSize: v.hashBlockSize,
+    dataBlocks: v.dataBlocks,
+    salt: parseSaltHex(v.salt),
+    hashOffset: v.hashOffset,
+    superblock: v.superblock,
+    ...(v.uuid === undefined ? {} : { uuid: v.uuid }),
+  };
+}
+
+/**
+ * The superblock is what veritysetup/the kernel read when the slot is activated: it must say
+ * exactly what the signed manifest says (FORMATS.md §1.2), or the device would run other params.
+ */
+function checkSuperblock(slot: string, tree: Buffer, params: VerityParams): void {
+  if (!params.superblock) return;
+  const sb = parseSuperblock(
+    tree.subarray(params.hashOffset, params.hashOffset + SUPERBLOCK_SIZE),
+    `${slot} hash tree at byte ${params.hashOffset}`,
+  );
+  const diffs: string[] = [];
+  const same = (name: string, a: unknown, b: unknown): void => {
+    if (a !== b) diffs.push(`${name} ${String(a)} ≠ manifest ${String(b)}`);
+  };
+  same('hashType', sb.hashType, params.hashType);
+  same('algorithm', sb.algorithm, params.algorithm);
+  same('dataBlockSize', sb.dataBlockSize, params.dataBlockSize);
+  same('hashBlockSize', sb.hashBlockSize, params.hashBlockSize);
+  same('dataBlocks', sb.dataBlocks, params.dataBlocks);
+  same('salt', Buffer.from(sb.salt).toString('hex'), Buffer.from(params.salt).toString('hex'));
+  if (params.uuid !== undefined) same('uuid', sb.uuid, params.uuid);
+  if (diffs.length > 0) {
+    throw new ReleaseError(
+      'ERR_RELEASE_VERITY_PARAMS_MISMATCH',
+      `${slot} hash tree superblock disagrees with the signed manifest: ${diffs.join('; ')}`,
+    );
+  }
+}
+
+async function verifyImage(
+  slot: string,
+  image: ImageManifest,
+  treePath: string,
+  artifactPath: string,
+  progress: (done: number) => void,
+): Promise<VerifiedImage> {
+  const params = verityParamsOf(image);
+  if (image.verity.hashTree.sizeBytes > MAX_HASH_TREE_BYTES) {
+    throw new ReleaseError(
+      'ERR_RELEASE_DIR_INVALID',
+      `${slot} hash tree is ${image.verity.hashTree.sizeBytes} bytes; at most ${MAX_HASH_TREE_BYTES} are loaded`,
+    );
+  }
+  // Digest already checked: these are the signed bytes (re-read; a concurrent writer could
+  // only make the tree check below fail, never pass).
+  const tree = Buffer.alloc(image.verity.hashTree.sizeBytes);
+  const handle = await open(treePath, 'r');
+  try {
+    const { bytesRead } = await handle.read(tree, 0, tree.length, 0);
+    if (bytesRead !== tree.length) {
+      throw new ReleaseError(
+        'ERR_RELEASE_BLOB_SIZE_MISMATCH',
+        `${slot} hash tree ${treePath} shrank while reading`,
+      );
+    }
+  } finally {
+    await handle.close();
+  }
+  checkSuperblock(slot, tree, params);
+  // Checks every tree level up to the signed root hash before any data block is looked at.
+  const verifier = BlockVerifier.fromHashFile(tree, params, image.verity.rootHash);
+  let blockIndex = 0;
+  let bytes = 0;
+  const covered = params.dataBlocks;
+  const source = createReadStream(artifactPath, { highWaterMark: 1 << 20 });
+  for await (const block of blocksOf(
+    decompress(image.artifact.codec, source, image.sizeBytes),
+    params.dataBlockSize,
+  )) {
+    // Bytes past dataBlocks × dataBlockSize are not covered by the tree (never produced by
+    // `release build`, which requires whole blocks); they are counted, not verified.
+    if (blockIndex < covered) {
+      if (block.length !== params.dataBlockSize) break;
+      verifier.assertBlock(blockIndex, block);
+    }
+    blockIndex += 1;
+    bytes += block.length;
+    if (blockIndex % 256 === 0) progress(bytes);
+  }
+  progress(bytes);
+  if (bytes !== image.sizeBytes) {
+    throw new ReleaseError(
+      'ERR_RELEASE_ARTIFACT_CORRUPT',
+      `${slot} artifact decompresses to ${bytes} bytes; the signed manifest says ${image.sizeBytes}`,
+    );
+  }
+  return {
+    sizeBytes: image.sizeBytes,
+    rootHash: image.verity.rootHash,
+    blocksVerified: Math.min(covered, blockIndex),
+    codec: image.artifact.codec,
+    artifactSizeBytes: image.artifact.sizeBytes,
+    hashTreeSizeBytes: image.verity.hashTree.sizeBytes,
+  };
+}
+
+export async function verifyRelease(o: VerifyOptions): Promise<VerifyReport> {
+  const started = performance.now();
+  const now = o.now ?? new Date();
+  const trustedText = await readSmallFile(o.rootPath, MAX_JWS_BYTES, 'trust root');
+  const trusted = parseJsonFile(trustedText, o.rootPath, 'trust root') as SignedRoot;
+  const releaseRootPath = join(o.dir, ROOT_JSON);
+  const releaseRoot = parseJsonFile(
+    await readSmallFile(releaseRootPath, MAX_JWS_BYTES, 'release root'),
+    releaseRootPath,
+    'release root',
+  ) as SignedRoot;
+  // The release's root.json only matters when it is newer than the trusted one: then it must be
+  // reachable by rotation (N → N+1), exactly as on a device; an older one is ignored.
+  const root = await verifyRootChain(trusted, [releaseRoot], now);
+  const jwsPath = join(o.dir, MANIFEST_JWS);
+  const jwsText = await readSmallFile(jwsPath, MAX_JWS_BYTES, 'signed manifest');
+  const verified = await verifyManifest(jwsText, root, now);
+  const manifest: ReleaseManifest = verified.manifest;
+  const jsonPath = join(o.dir, MANIFEST_JSON);
+  const jsonText = await readSmallFile(jsonPath, MAX_JWS_BYTES, 'manifest');
+  if (jsonText !== verified.payloadText) {
+    throw new ReleaseError(
+      'ERR_RELEASE_MANIFEST_MISMATCH',
+      `${jsonPath} is not the payload signed in ${jwsPath}; readers of manifest.json would be misled (rebuild the release)`,
+    );
+  }
+  const signaturesMs = performance.now() - started;
+
+  const blobsStarted = performance.now();
+  const slots = Object.entries(manifest.images).filter(
+    (e): e is [string, ImageManifest] => e[1] !== undefined,
+  );
+  const paths = new Map<string, { tree: string; artifact: string }>();
+  for (const [slot, image] of slots) {
+    paths.set(slot, {
+      tree: await checkBlob(o.dir, `${slot} hash tree`, image.verity.hashTree),
+      artifact: await checkBlob(o.dir, `${slot} artifact`, image.artifact),
+    });
+  }
+  const blobsMs = performance.now() - blobsStarted;
+
+  const imagesStarted = performance.now();
+  const total = slots.reduce((a, [, image]) => a + image.sizeBytes, 0);
+  let before = 0;
+  const images: Record<string, VerifiedImage> = {};
+  for (const [slot, image] of slots) {
+    const p = paths.get(slot)!;
+    images[slot] = await verifyImage(slot, image, p.tree, p.artifact, (done) =>
+      o.onProgress?.(before + done, total),
+    );
+    before += image.sizeBytes;
+  }
+  const imagesMs = performance.now() - imagesStarted;
+  return {
+    dir: o.dir,
+    product: manifest.product,
+    compatible: manifest.compatible,
+    version: manifest.version,
+    securityVersion: manifest.securityVersion,
+    created: manifest.created,
+    expires: manifest.expires,
+    rootVersion: root.version,
+    signedBy: verified.signedBy,
+    unknownKids: verified.unknownKids,
+    images,
+    durationsMs: {
+      signatures: Math.round(signaturesMs),
+      blobs: Math.round(blobsMs),
+      images: Math.round(imagesMs),
+      total: Math.round(performance.now() - started),
+    },
+  };
+}
