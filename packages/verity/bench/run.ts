@@ -1,9 +1,10 @@
 // Benchmark: `veritysetup format` against @abota/verity on a 512 MiB file, in the same run, each
 // in its own process (abota through the built package), reporting wall time, CPU time and peak
 // RSS; plus peak RSS while formatting a 4 GiB (sparse) image and a verify comparison.
-// Run: npm run bench -w @abota/verity   (builds dist/ first; needs veritysetup and python3).
+// Run: npm run bench -w @abota/verity   (builds dist/ first; needs veritysetup, and /usr/bin/time or python3).
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,8 +23,7 @@ interface Measure {
   stdout: string;
 }
 
-// python3 runs the command and reports the child's own rusage (peak RSS of that process only),
-// so neither tool is charged for the harness.
+// Without GNU time, python3 runs the command and reports the child's rusage.
 const MEASURE_PY = `
 import json, resource, subprocess, sys, time
 t = time.perf_counter()
@@ -34,10 +34,30 @@ print(json.dumps({"rc": p.returncode, "wall": wall, "cpu": ru.ru_utime + ru.ru_s
                   "rss": ru.ru_maxrss, "out": p.stdout, "err": p.stderr}))
 `;
 
+const GNU_TIME = '/usr/bin/time';
+
 function measure(argv: string[], env: NodeJS.ProcessEnv = {}): Measure {
+  const childEnv = { ...process.env, ...env };
+  if (existsSync(GNU_TIME)) {
+    // GNU time is tiny, so the child's peak RSS is the tool's own (python's fork would leave
+    // its ~10 MiB in the child's high-water mark before exec).
+    const t = spawnSync(GNU_TIME, ['-f', '@@%e %U %S %M', ...argv], {
+      encoding: 'utf8',
+      env: childEnv,
+      maxBuffer: 1 << 20,
+    });
+    const m = /@@([\d.]+) ([\d.]+) ([\d.]+) (\d+)\s*$/.exec(t.stderr);
+    if (t.status !== 0 || !m) throw new Error(`${argv.join(' ')} failed (${t.status}): ${t.stderr}`);
+    return {
+      wallS: Number(m[1]),
+      cpuS: Number(m[2]) + Number(m[3]),
+      maxRssMiB: Number(m[4]) / 1024,
+      stdout: t.stdout,
+    };
+  }
   const r = spawnSync('python3', ['-c', MEASURE_PY, ...argv], {
     encoding: 'utf8',
-    env: { ...process.env, ...env },
+    env: childEnv,
     maxBuffer: 1 << 20,
   });
   if (r.status !== 0) throw new Error(`measure failed: ${r.stderr}`);

@@ -124,11 +124,28 @@ export async function hashDataLevel(o: DataLevelOptions): Promise<void> {
       layout,
       chunkBytes: DEFAULT_CHUNK_BYTES,
     };
+    const report = (done: number): void => {
+      progress[t] = done;
+      o.onProgress?.(progress.reduce((a, b) => a + b, 0));
+    };
+    // The calling thread hashes the first range itself: one isolate fewer than threads.
     runs.push(
-      runWorker(entry, job, o.sink, (done) => {
-        progress[t] = done;
-        o.onProgress?.(progress.reduce((a, b) => a + b, 0));
-      }),
+      t === 0
+        ? hashRange({
+            source: o.data,
+            sourceOffsetBytes: 0,
+            sourceBlockSize: params.dataBlockSize,
+            firstBlock,
+            blockCount,
+            hasher: o.hasher,
+            layout,
+            chunkBytes: DEFAULT_CHUNK_BYTES,
+            sink: async (first, bytes, done) => {
+              await o.sink(first, bytes);
+              report(done);
+            },
+          })
+        : runWorker(entry, job, o.sink, report),
     );
   }
   await Promise.all(runs);
