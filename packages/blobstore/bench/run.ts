@@ -83,7 +83,7 @@ async function run(): Promise<void> {
   const out = createWriteStream(refFile);
   for await (const chunk of content()) {
     hash.update(chunk);
-    if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+    if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
   const key = `sha256/${hash.digest('hex')}`;
