@@ -259,6 +259,28 @@ describe('agent with the update server API', () => {
     expect(server.polls.at(-1)).toMatchObject({ version: '1.1.0', bootedSlot: 'B' });
   });
 
+  it('an offer the device refuses is reported as failed with the policy error code, slots untouched', async () => {
+    const server = await startServer();
+    const r = await rig(server.url);
+    await r.agent.register('prov-token');
+    server.offer = await makeRelease({
+      dir: join(r.dev.root, '..', 'rel'),
+      trust,
+      version: '1.1.0',
+      compatible: ['rpi4'],
+    });
+    const before = await sha256File(r.dev.slotFiles.B);
+    await expect(r.agent.checkOnce()).rejects.toMatchObject({ code: 'ERR_INCOMPATIBLE_HARDWARE' });
+    expect(server.reports.at(-1)).toMatchObject({
+      rolloutId: 'ro-1',
+      version: '1.1.0',
+      state: 'failed',
+      errorCode: 'ERR_INCOMPATIBLE_HARDWARE',
+    });
+    expect(server.blobRequests).toEqual([]);
+    expect(await sha256File(r.dev.slotFiles.B)).toBe(before);
+  });
+
   it('a poll response over 1 MiB is refused', async () => {
     const root = await tmp();
     const big = createServer((_req, res) => {

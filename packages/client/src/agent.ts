@@ -279,6 +279,11 @@ export class Agent {
     };
   }
 
+  private async runningVersionNow(): Promise<string> {
+    const state = await readDeviceState(this.config);
+    return runningVersion(this.config, state, await this.bootControl.getBootedSlot()).version;
+  }
+
   async status(): Promise<AgentStatus> {
     const state = await readDeviceState(this.config);
     const booted = await this.bootControl.getBootedSlot();
@@ -310,7 +315,7 @@ export class Agent {
 
   private async install(
     source: ReleaseSource,
-    req: { rolloutId?: string; allowDowngrade?: boolean },
+    req: { rolloutId?: string; allowDowngrade?: boolean; offeredVersion?: string },
     signal?: AbortSignal,
   ): Promise<InstallJournal> {
     const trustRoot = await this.adoptTrustRoot(source, await this.trustRoot());
@@ -331,16 +336,19 @@ export class Agent {
       ...(signal ? { signal } : {}),
     });
     try {
-      const j = await installer.install(source, req);
+      const j = await installer.install(source, {
+        ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
+        ...(req.allowDowngrade ? { allowDowngrade: true } : {}),
+      });
       await this.report({ ...rollout(j), version: j.version, state: 'installed', progress: 100 });
       return j;
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       if (code !== 'ERR_ABORTED') {
-        const j = await readJournal(this.config.dataDir).catch(() => undefined);
         await this.report({
           ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
-          version: j?.version ?? 'unknown',
+          // The offered version (a refused manifest has no journal); offline: the running one.
+          version: req.offeredVersion ?? (await this.runningVersionNow()),
           state: 'failed',
           errorCode: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED',
           message: (e as Error).message.slice(0, 1000),
@@ -405,7 +413,10 @@ export class Agent {
     });
     const done = await this.install(
       source,
-      offer.rolloutId !== undefined ? { rolloutId: offer.rolloutId } : {},
+      {
+        ...(offer.rolloutId !== undefined ? { rolloutId: offer.rolloutId } : {}),
+        offeredVersion: offer.release.version,
+      },
       o.signal,
     );
     if (o.reboot) await this.reboot(done);

@@ -12,6 +12,7 @@ import {
   canonicalJson,
   createTrustRoot,
   generateSigningKey,
+  type ImageManifest,
   type ReleaseManifest,
   type SigningKey,
   signManifest,
@@ -95,6 +96,8 @@ export interface ReleaseOptions {
   expires?: Date;
   /** Sign with this key instead of the release key (e.g. an unknown key). */
   signWith?: SigningKey;
+  /** Also ship a boot image of this size. */
+  bootSizeBytes?: number;
 }
 
 export interface Release {
@@ -104,6 +107,7 @@ export interface Release {
   manifest: ReleaseManifest;
   artifactPath: string;
   hashTreePath: string;
+  boot?: BuiltImage;
 }
 
 async function putBlob(
@@ -118,27 +122,79 @@ async function putBlob(
   return { digest: `sha256:${hex}`, sizeBytes: (await stat(path)).size, blobPath };
 }
 
-export async function makeRelease(o: ReleaseOptions): Promise<Release> {
-  const work = join(o.dir, 'work');
-  await mkdir(work, { recursive: true });
-  const imagePath = join(work, 'rootfs.img');
-  const hashPath = join(work, 'rootfs.hash');
-  const sizeBytes = o.sizeBytes ?? 8 * 1024 * 1024;
-  await writeImage(imagePath, sizeBytes, o.seed ?? 7);
+interface BuiltImage {
+  image: ImageManifest;
+  imagePath: string;
+  hashPath: string;
+  artifactPath: string;
+  hashTreePath: string;
+}
+
+async function buildImage(
+  work: string,
+  releaseDir: string,
+  name: string,
+  sizeBytes: number,
+  seed: number,
+  codec: 'none' | 'brotli',
+): Promise<BuiltImage> {
+  const imagePath = join(work, `${name}.img`);
+  const hashPath = join(work, `${name}.hash`);
+  await writeImage(imagePath, sizeBytes, seed);
   const f = await formatVerity({ dataPath: imagePath, hashPath });
-  const codec = o.codec ?? 'none';
   let artifactSource = imagePath;
   if (codec === 'brotli') {
-    artifactSource = join(work, 'rootfs.img.br');
+    artifactSource = join(work, `${name}.img.br`);
     await pipeline(
       createReadStream(imagePath),
       createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 5 } }),
       createWriteStream(artifactSource),
     );
   }
-  const releaseDir = join(o.dir, 'release');
   const artifact = await putBlob(releaseDir, artifactSource);
   const tree = await putBlob(releaseDir, hashPath);
+  const image: ImageManifest = {
+    sizeBytes,
+    verity: {
+      hashType: f.params.hashType,
+      algorithm: f.params.algorithm as 'sha256',
+      dataBlockSize: f.params.dataBlockSize as 4096,
+      hashBlockSize: f.params.hashBlockSize as 4096,
+      dataBlocks: f.params.dataBlocks,
+      salt: Buffer.from(f.params.salt).toString('hex'),
+      rootHash: f.rootHash,
+      superblock: f.params.superblock,
+      ...(f.params.uuid !== undefined ? { uuid: f.params.uuid } : {}),
+      hashOffset: f.params.hashOffset,
+      hashTree: { digest: tree.digest, sizeBytes: tree.sizeBytes },
+    },
+    artifact: {
+      digest: artifact.digest,
+      sizeBytes: artifact.sizeBytes,
+      codec,
+      uncompressedSizeBytes: sizeBytes,
+    },
+  };
+  return { image, imagePath, hashPath, artifactPath: artifact.blobPath, hashTreePath: tree.blobPath };
+}
+
+export async function makeRelease(o: ReleaseOptions): Promise<Release> {
+  const work = join(o.dir, 'work');
+  await mkdir(work, { recursive: true });
+  const releaseDir = join(o.dir, 'release');
+  const codec = o.codec ?? 'none';
+  const rootfs = await buildImage(
+    work,
+    releaseDir,
+    'rootfs',
+    o.sizeBytes ?? 8 * 1024 * 1024,
+    o.seed ?? 7,
+    codec,
+  );
+  const boot =
+    o.bootSizeBytes !== undefined
+      ? await buildImage(work, releaseDir, 'boot', o.bootSizeBytes, (o.seed ?? 7) + 1000, codec)
+      : undefined;
   const now = Date.now();
   const manifest: ReleaseManifest = {
     schemaVersion: 1,
@@ -148,30 +204,7 @@ export async function makeRelease(o: ReleaseOptions): Promise<Release> {
     securityVersion: o.securityVersion ?? 1,
     created: new Date(now - 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
     expires: (o.expires ?? new Date(now + 30 * 86_400_000)).toISOString().replace(/\.\d{3}Z$/, 'Z'),
-    images: {
-      rootfs: {
-        sizeBytes,
-        verity: {
-          hashType: f.params.hashType,
-          algorithm: f.params.algorithm as 'sha256',
-          dataBlockSize: f.params.dataBlockSize as 4096,
-          hashBlockSize: f.params.hashBlockSize as 4096,
-          dataBlocks: f.params.dataBlocks,
-          salt: Buffer.from(f.params.salt).toString('hex'),
-          rootHash: f.rootHash,
-          superblock: f.params.superblock,
-          ...(f.params.uuid !== undefined ? { uuid: f.params.uuid } : {}),
-          hashOffset: f.params.hashOffset,
-          hashTree: { digest: tree.digest, sizeBytes: tree.sizeBytes },
-        },
-        artifact: {
-          digest: artifact.digest,
-          sizeBytes: artifact.sizeBytes,
-          codec,
-          uncompressedSizeBytes: sizeBytes,
-        },
-      },
-    },
+    images: { rootfs: rootfs.image, ...(boot ? { boot: boot.image } : {}) },
   };
   const jws = await signManifest(
     manifest,
@@ -183,11 +216,12 @@ export async function makeRelease(o: ReleaseOptions): Promise<Release> {
   await writeFile(join(releaseDir, 'root.json'), o.trust.signedRootText);
   return {
     dir: releaseDir,
-    imagePath,
-    hashPath,
+    imagePath: rootfs.imagePath,
+    hashPath: rootfs.hashPath,
     manifest,
-    artifactPath: artifact.blobPath,
-    hashTreePath: tree.blobPath,
+    artifactPath: rootfs.artifactPath,
+    hashTreePath: rootfs.hashTreePath,
+    ...(boot ? { boot } : {}),
   };
 }
 

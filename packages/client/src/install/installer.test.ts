@@ -300,3 +300,94 @@ describe('resume after an interruption', () => {
     });
   }
 });
+
+describe('slot pairs, layouts and crash points', () => {
+  it('installs boot and rootfs as a pair: hash area after the data on the same device, partial last block', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const bootA = join(dev.root, 'boot-a.img');
+    const bootB = join(dev.root, 'boot-b.img');
+    await writeFile(bootA, Buffer.alloc(3 * 1024 * 1024, 0xaa));
+    await writeFile(bootB, Buffer.alloc(3 * 1024 * 1024, 0xbb));
+    const hashOffsetBytes = 2 * 1024 * 1024;
+    const config = configOf(dev, {
+      slots: {
+        A: {
+          rootfs: { path: dev.slotFiles.A, hashPath: dev.slotFiles.hashA },
+          boot: { path: bootA, hashOffsetBytes },
+        },
+        B: {
+          rootfs: { path: dev.slotFiles.B, hashPath: dev.slotFiles.hashB },
+          boot: { path: bootB, hashOffsetBytes },
+        },
+      },
+    });
+    const rootfsBytes = 8 * 1024 * 1024 + 1000; // 2048 verity blocks + a 1000-byte uncovered tail
+    const rel = await makeRelease({
+      dir: join(root, 'rel'),
+      trust,
+      version: '1.1.0',
+      sizeBytes: rootfsBytes,
+      bootSizeBytes: 1024 * 1024,
+    });
+    expect(rel.manifest.images.rootfs.verity.dataBlocks).toBe(2048);
+    const before = await snapshot(dev);
+    const bootABefore = await sha256File(bootA);
+    const j = await installerFor(config, dev).install(new DirectoryReleaseSource(rel.dir));
+    expect(j.phase).toBe('boot-pending');
+    await expectInstalled(dev, rel, before);
+    const slot = await readFile(bootB);
+    const image = await readFile(rel.boot!.imagePath);
+    const tree = await readFile(rel.boot!.hashPath);
+    expect(slot.subarray(0, image.length).equals(image)).toBe(true);
+    expect(slot.subarray(hashOffsetBytes, hashOffsetBytes + tree.length).equals(tree)).toBe(true);
+    expect(await sha256File(bootA)).toBe(bootABefore);
+  });
+
+  it('the uncovered tail is written only after the artifact digest matches', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const size = 8 * 1024 * 1024 + 1000;
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', sizeBytes: size });
+    await corruptByte(rel.artifactPath, size - 10);
+    const config = configOf(dev);
+    await expect(
+      installerFor(config, dev).install(new DirectoryReleaseSource(rel.dir)),
+    ).rejects.toMatchObject({
+      code: 'ERR_INSTALL_ARTIFACT_DIGEST_MISMATCH',
+    });
+    const slot = await readFile(dev.slotFiles.B);
+    const tampered = await readFile(rel.artifactPath);
+    expect(slot.subarray(size - 1000).equals(tampered.subarray(size - 1000))).toBe(false);
+    expect((await readJournal(config.dataDir))?.phase).toBe('failed');
+  });
+
+  it('a crash after the data is written but before try-once resumes without downloading the artifact again', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0' });
+    const config = configOf(dev);
+    const before = await snapshot(dev);
+    const abort = new AbortController();
+    const real = new FileBootControl({ statePath: dev.bootStatePath, cmdlinePath: config.kernelCmdlinePath });
+    const crashing = {
+      getBootedSlot: () => real.getBootedSlot(),
+      markBad: (s: 'A' | 'B') => real.markBad(s),
+      setTryOnce: async () => {
+        abort.abort(new Error('power cut'));
+        throw new Error('power cut');
+      },
+    };
+    await expect(
+      installerFor(config, dev, { bootControl: crashing, signal: abort.signal }).install(
+        new DirectoryReleaseSource(rel.dir),
+      ),
+    ).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    expect((await readJournal(config.dataDir))?.phase).toBe('written');
+    expect(await real.getPrimarySlot()).toBe('A');
+    const source = new RecordingSource(new DirectoryReleaseSource(rel.dir));
+    expect((await installerFor(config, dev).install(source)).phase).toBe('boot-pending');
+    expect(source.opens.map((o) => o.digest)).toEqual([rel.manifest.images.rootfs.verity.hashTree.digest]);
+    await expectInstalled(dev, rel, before);
+  });
+});
