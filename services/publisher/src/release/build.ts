@@ -3,6 +3,7 @@
 // Every input is checked before any heavy work; any failure removes the partial output.
 import { createHash, randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   canonicalJson,
   formatTimestamp,
@@ -17,7 +18,15 @@ import { formatVerity, saltToHex } from '@abota/verity';
 import { loadRoleSigningKeys } from '../commands/keys.js';
 import { type CodecSettings, compressFile, DEFAULT_CODEC } from './codec.js';
 import { ReleaseError } from './errors.js';
-import { MANIFEST_JSON, MANIFEST_JWS, ROOT_JSON, ReleaseDirWriter, sha256File } from './release-dir.js';
+import {
+  MANIFEST_JSON,
+  MANIFEST_JWS,
+  ROOT_JSON,
+  ROOTS_DIR,
+  ReleaseDirWriter,
+  readRootHistory,
+  sha256File,
+} from './release-dir.js';
 
 /** dm-verity data and hash block size of every release image (FORMATS.md §1.1 default). */
 export const BLOCK_SIZE = 4096;
@@ -291,6 +300,8 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
     'release',
     { passphrase: o.passphrase },
   );
+  // Shipped with the release so devices still on an older root can walk N → N+1 → … (TUF §5.3).
+  const rootHistory = (await readRootHistory(o.keysDir)).filter((r) => r.version < signing.root.version);
   const keysMs = performance.now() - keysStarted;
 
   const totalImageBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
@@ -330,6 +341,7 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
     await writer.writeFile(MANIFEST_JSON, payloadText);
     await writer.writeFile(MANIFEST_JWS, `${JSON.stringify(jws)}\n`);
     await writer.writeFile(ROOT_JSON, signing.rootText);
+    for (const r of rootHistory) await writer.writeFile(join(ROOTS_DIR, `${r.version}.root.json`), r.text);
     await writer.commit();
     const allSummaries = Object.values(summaries);
     return {

@@ -3,7 +3,7 @@
 // sibling and renames it into place at the end, so no reader ever sees a half-written release.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ReleaseError } from './errors.js';
 
@@ -11,6 +11,10 @@ export const MANIFEST_JSON = 'manifest.json';
 export const MANIFEST_JWS = 'manifest.jws';
 export const ROOT_JSON = 'root.json';
 export const BLOBS_DIR = 'blobs';
+/** Earlier trust roots (`<N>.root.json`), so a device on any older root can walk to root.json. */
+export const ROOTS_DIR = 'roots';
+/** A signed root is a small General JWS; the manifest package refuses anything over 1 MiB. */
+export const MAX_ROOT_BYTES = 1024 * 1024;
 
 /** `sha256:<hex>` → `blobs/sha256/<hex>` (relative to the release directory). */
 export function blobRelativePath(digest: string): string {
@@ -97,6 +101,7 @@ export class ReleaseDirWriter {
   }
 
   async writeFile(name: string, content: string): Promise<void> {
+    await mkdir(dirname(join(this.tempDir, name)), { recursive: true });
     const handle = await open(join(this.tempDir, name), 'wx', 0o644);
     try {
       await handle.writeFile(content, 'utf8');
@@ -175,4 +180,26 @@ export async function sha256File(path: string): Promise<{ sha256: string; sizeBy
     sizeBytes += (chunk as Buffer).length;
   }
   return { sha256: hash.digest('hex'), sizeBytes };
+}
+
+/**
+ * The `roots/<N>.root.json` files of a keys or release directory, oldest first, as text
+ * (verbatim: a signed root is copied, never re-serialised). Missing directory → none.
+ */
+export async function readRootHistory(dir: string): Promise<{ version: number; text: string }[]> {
+  const names = await readdir(join(dir, ROOTS_DIR)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  const versions = names
+    .map((name) => /^(\d{1,10})\.root\.json$/.exec(name)?.[1])
+    .filter((v): v is string => v !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b);
+  const out: { version: number; text: string }[] = [];
+  for (const version of versions) {
+    const path = join(dir, ROOTS_DIR, `${version}.root.json`);
+    out.push({ version, text: await readSmallFile(path, MAX_ROOT_BYTES, 'earlier trust root') });
+  }
+  return out;
 }

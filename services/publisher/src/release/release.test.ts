@@ -459,6 +459,34 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
     });
   });
 
+  it('ships earlier roots so a verifier on root v1 walks to v3 after two rotations; a missing step is ERR_ROOT_VERSION_GAP', async () => {
+    const rotated = join(work, 'rotated-keys');
+    await cp(keys, rotated, { recursive: true });
+    for (let i = 0; i < 2; i++) {
+      const r = await abota(
+        'keys',
+        'rotate',
+        rotated,
+        '--release-keys',
+        '2',
+        '--release-threshold',
+        '1',
+        '--json',
+      );
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    }
+    const out = join(work, 'after-rotation');
+    const built = await abota(...buildArgs(out, { '--keys': rotated }));
+    expect(built.code, built.stdout).toBe(0);
+    expect((await readdir(join(out, 'roots'))).sort()).toEqual(['1.root.json', '2.root.json']);
+    const ok = await abota('release', 'verify', out, '--root', join(keys, 'root.json'), '--json');
+    expect(ok.code, ok.stdout).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ rootVersion: 3 });
+    await rm(join(out, 'roots', '2.root.json'));
+    const gap = await abota('release', 'verify', out, '--root', join(keys, 'root.json'), '--json');
+    expect(errorCode(gap)).toBe('ERR_ROOT_VERSION_GAP');
+  });
+
   it('builds a release with a boot image too, and verify checks both images', async () => {
     const boot = join(work, 'boot.img');
     await writeFile(boot, Buffer.alloc(0));

@@ -28,6 +28,8 @@ import {
   MANIFEST_JWS,
   parseJsonFile,
   ROOT_JSON,
+  ROOTS_DIR,
+  readRootHistory,
   readSmallFile,
   sha256File,
 } from './release-dir.js';
@@ -223,14 +225,24 @@ export async function verifyRelease(o: VerifyOptions): Promise<VerifyReport> {
   const trustedText = await readSmallFile(o.rootPath, MAX_JWS_BYTES, 'trust root');
   const trusted = parseJsonFile(trustedText, o.rootPath, 'trust root') as SignedRoot;
   const releaseRootPath = join(o.dir, ROOT_JSON);
-  const releaseRoot = parseJsonFile(
-    await readSmallFile(releaseRootPath, MAX_JWS_BYTES, 'release root'),
-    releaseRootPath,
-    'release root',
-  ) as SignedRoot;
-  // The release's root.json only matters when it is newer than the trusted one: then it must be
-  // reachable by rotation (N → N+1), exactly as on a device; an older one is ignored.
-  const root = await verifyRootChain(trusted, [releaseRoot], now);
+  const chain: SignedRoot[] = (await readRootHistory(o.dir)).map(
+    (r) =>
+      parseJsonFile(
+        r.text,
+        join(o.dir, ROOTS_DIR, `${r.version}.root.json`),
+        'earlier trust root',
+      ) as SignedRoot,
+  );
+  chain.push(
+    parseJsonFile(
+      await readSmallFile(releaseRootPath, MAX_JWS_BYTES, 'release root'),
+      releaseRootPath,
+      'release root',
+    ) as SignedRoot,
+  );
+  // Exactly a device's walk: roots not newer than the trusted one are skipped, each newer one
+  // must be N+1 signed by N's and its own root keys (ERR_ROOT_VERSION_GAP otherwise).
+  const root = await verifyRootChain(trusted, chain, now);
   const jwsPath = join(o.dir, MANIFEST_JWS);
   const jwsText = await readSmallFile(jwsPath, MAX_JWS_BYTES, 'signed manifest');
   const verified = await verifyManifest(jwsText, root, now);
