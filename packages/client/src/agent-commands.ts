@@ -28,7 +28,7 @@ export function exitStatusFor(code: string | undefined): number {
   }
   if (/^ERR_(HTTP|NOT_REGISTERED)/.test(code)) return 4;
   if (
-    /^ERR_(CONFIG|STATE|JOURNAL|TRUST_ROOT|DEVICE_KEY|BOOTCTL|GRUBENV|UBOOTENV|INSTALL_SLOT|INSTALL_ACTIVE)/.test(
+    /^ERR_(CONFIG|STATE|JOURNAL|TRUST_ROOT|DEVICE_KEY|BOOTCTL|GRUBENV|UBOOTENV|INSTALL_SLOT|INSTALL_ACTIVE|INSTALL_TRIAL)/.test(
       code,
     )
   )

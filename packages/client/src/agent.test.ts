@@ -439,6 +439,26 @@ describe('after the reboot', () => {
     expect(st.version).toBe('1.0.0');
   });
 
+  it('while the new slot runs on trial, nothing overwrites the old slot (its only fallback)', async () => {
+    const { r } = await installed();
+    expect(await reboot(r)).toBe('B');
+    const newer = await makeRelease({
+      dir: join(r.dev.root, '..', 'rel2'),
+      trust,
+      version: '1.2.0',
+      securityVersion: 2,
+      seed: 11,
+    });
+    const slotA = await sha256File(r.dev.slotFiles.A);
+    const agent = await r.open();
+    await expect(agent.installFromDirectory(newer.dir)).rejects.toMatchObject({
+      code: 'ERR_INSTALL_TRIAL_PENDING',
+    });
+    expect(await sha256File(r.dev.slotFiles.A)).toBe(slotA);
+    expect(await agent.afterBoot()).toMatchObject({ action: 'committed' });
+    expect((await agent.installFromDirectory(newer.dir)).targetSlot).toBe('A');
+  });
+
   it('mark-good commits the trial boot; mark-bad without a trial is refused', async () => {
     const { r } = await installed();
     await expect((await r.open()).markBad()).rejects.toMatchObject({ code: 'ERR_INSTALL_NOTHING_PENDING' });

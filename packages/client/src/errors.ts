@@ -49,6 +49,7 @@ export type ClientErrorCode =
   | 'ERR_INSTALL_RELEASE_DIR' // path is not a release directory (no manifest.jws, too large)
   | 'ERR_INSTALL_SLOT_IO' // the slot device cannot be opened or written
   | 'ERR_INSTALL_SLOT_LAYOUT' // slot config does not fit the release (missing image device, overlap, too small)
+  | 'ERR_INSTALL_TRIAL_PENDING' // the running slot is an unconfirmed trial: the other slot is the fallback
   | 'ERR_INSTALL_UNSUPPORTED_CODEC' // artifact codec this agent cannot decode
   | 'ERR_INSTALL_UNVERIFIABLE_IMAGE' // image bytes the verity tree does not cover (more than a partial block)
   // agent.ts — after boot

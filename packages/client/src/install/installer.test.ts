@@ -372,6 +372,7 @@ describe('slot pairs, layouts and crash points', () => {
     const real = new FileBootControl({ statePath: dev.bootStatePath, cmdlinePath: config.kernelCmdlinePath });
     const crashing = {
       getBootedSlot: () => real.getBootedSlot(),
+      getSlotState: (s: 'A' | 'B') => real.getSlotState(s),
       markBad: (s: 'A' | 'B') => real.markBad(s),
       setTryOnce: async () => {
         abort.abort(new Error('power cut'));

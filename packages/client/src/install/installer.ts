@@ -29,7 +29,7 @@ import type { ReleaseSource } from './release-source.js';
 import { deviceInfo, openSlotForWrite, otherSlot, type SlotName, writeFully } from './slot-io.js';
 
 /** What the installer needs from a boot-control backend (src/bootctl). */
-export type SlotBootControl = Pick<BootControl, 'getBootedSlot' | 'markBad' | 'setTryOnce'>;
+export type SlotBootControl = Pick<BootControl, 'getBootedSlot' | 'getSlotState' | 'markBad' | 'setTryOnce'>;
 
 /** Hash files larger than this are refused before download (a 4 GiB image needs ~33 MiB). */
 export const MAX_HASH_TREE_BYTES = 512 * 1024 * 1024;
@@ -117,6 +117,24 @@ export class Installer {
     const booted = await this.o.bootControl.getBootedSlot();
     const target = otherSlot(booted);
     const previous = await readJournal(config.dataDir);
+
+    // 0. Never overwrite the fallback: while the running slot is an unconfirmed trial, the
+    //    other slot is the only one known to boot.
+    if (previous?.phase === 'boot-pending' && previous.targetSlot === booted) {
+      throw new ClientError(
+        'ERR_INSTALL_TRIAL_PENDING',
+        `slot ${booted} runs ${previous.version} on trial and is not committed yet; slot ${target} is its fallback and ` +
+          'is not overwritten — let the health checks commit it (abota-agent run) or use mark-good / mark-bad first',
+      );
+    }
+    const running = await this.o.bootControl.getSlotState(booted);
+    if (!running.good) {
+      throw new ClientError(
+        'ERR_INSTALL_TRIAL_PENDING',
+        `the running slot ${booted} is not confirmed in the boot control; slot ${target} may be the only slot that boots, ` +
+          'so it is not overwritten — confirm the running slot first (abota-agent mark-good, or the health checks of abota-agent run)',
+      );
+    }
 
     // 1. The trust decision. Nothing below runs unless it passes.
     const facts = await this.o.deviceFacts(booted);
