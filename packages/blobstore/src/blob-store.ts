@@ -43,8 +43,9 @@ export interface BlobStore {
    * Streams `body` into the store under `key`, hashing while writing. The bytes must hash to the
    * key's hex (ERR_BLOB_DIGEST_MISMATCH), match `opts.sizeBytes` (ERR_BLOB_SIZE_MISMATCH) and stay
    * within the store's maximum (ERR_BLOB_TOO_LARGE); on any failure nothing becomes visible
-   * under `key`. Idempotent: if the blob already exists the body is not read (its iterator is
-   * closed) and the stored blob's info is returned.
+   * under `key`. Idempotent: if the blob already exists the body is not read and the stored
+   * blob's info is returned. When put settles the body is finished with: a Node stream is
+   * destroyed, another iterable gets `return()` on its iterator.
    */
   put(key: string, body: AsyncIterable<Uint8Array>, opts?: PutOptions): Promise<BlobInfo>;
   /** ERR_BLOB_NOT_FOUND, ERR_BLOB_RANGE_NOT_SATISFIABLE (error carries `totalSizeBytes`). */

@@ -78,8 +78,21 @@ export function checkMaxBlobSize(value: number, limit: number, store: string): n
   return value;
 }
 
-/** Closes a body we decided not to read (idempotent put), so its source can release resources. */
-export async function discardBody(body: AsyncIterable<Uint8Array>): Promise<void> {
-  const iterator = body[Symbol.asyncIterator]();
-  await iterator.return?.();
+/**
+ * Makes sure a put's body is finished with when the put settles, whether it was read to the end,
+ * abandoned on an error, or never read (invalid arguments, blob already stored): a Node stream
+ * is destroyed (its iterator's `return()` would not do that before the first read, leaking the
+ * file descriptor), any other iterable gets `return()` on its iterator.
+ */
+export async function closeBody(body: AsyncIterable<Uint8Array>): Promise<void> {
+  try {
+    if ('destroy' in body && typeof body.destroy === 'function') {
+      body.destroy();
+      return;
+    }
+    await body[Symbol.asyncIterator]().return?.();
+  } catch {
+    // Closing is best effort: the body belongs to the caller, and its own error (if any) has
+    // already surfaced through the put.
+  }
 }

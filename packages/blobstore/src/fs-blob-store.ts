@@ -13,7 +13,7 @@ import {
   checkPresignOptions,
   checkPutArguments,
   DEFAULT_MAX_BLOB_SIZE_BYTES,
-  discardBody,
+  closeBody,
 } from './checks.js';
 import { BlobStoreError } from './errors.js';
 import { keyToSha256Hex } from './key.js';
@@ -65,12 +65,20 @@ export class FsBlobStore implements BlobStore {
     return join(this.#dir, keyToSha256Hex(key));
   }
 
+  /** See BlobStore.put. Whatever happens, `body` is finished with when this settles (closeBody). */
   async put(key: string, body: AsyncIterable<Uint8Array>, opts?: PutOptions): Promise<BlobInfo> {
+    try {
+      return await this.#put(key, body, opts);
+    } finally {
+      await closeBody(body);
+    }
+  }
+
+  async #put(key: string, body: AsyncIterable<Uint8Array>, opts: PutOptions | undefined): Promise<BlobInfo> {
     const sha256Hex = checkPutArguments(key, opts, this.maxBlobSizeBytes);
     const finalPath = this.pathOf(key);
     const existing = await this.head(key);
     if (existing !== undefined) {
-      await discardBody(body);
       checkExistingSize(key, existing.sizeBytes, opts);
       return existing;
     }

@@ -26,7 +26,7 @@ import {
   checkPresignOptions,
   checkPutArguments,
   DEFAULT_MAX_BLOB_SIZE_BYTES,
-  discardBody,
+  closeBody,
 } from './checks.js';
 import { BlobStoreError } from './errors.js';
 import { keyToSha256Hex } from './key.js';
@@ -170,12 +170,20 @@ export class S3BlobStore implements BlobStore {
     return `${this.prefix}sha256/${keyToSha256Hex(key)}`;
   }
 
+  /** See BlobStore.put. Whatever happens, `body` is finished with when this settles (closeBody). */
   async put(key: string, body: AsyncIterable<Uint8Array>, opts?: PutOptions): Promise<BlobInfo> {
+    try {
+      return await this.#put(key, body, opts);
+    } finally {
+      await closeBody(body);
+    }
+  }
+
+  async #put(key: string, body: AsyncIterable<Uint8Array>, opts: PutOptions | undefined): Promise<BlobInfo> {
     const sha256Hex = checkPutArguments(key, opts, this.maxBlobSizeBytes);
     const finalKey = this.objectKey(key);
     const existing = await this.head(key);
     if (existing !== undefined) {
-      await discardBody(body);
       checkExistingSize(key, existing.sizeBytes, opts);
       return existing;
     }
@@ -197,14 +205,15 @@ export class S3BlobStore implements BlobStore {
       }
     }
     const tempKey = `${this.prefix}tmp/${randomUUID()}`;
+    // highWaterMark 1: read ahead at most one chunk beyond what the uploader holds.
+    const uploadBody = Readable.from(feed(), { highWaterMark: 1 });
     try {
       const upload = new Upload({
         client: this.client,
         params: {
           Bucket: this.bucket,
           Key: tempKey,
-          // highWaterMark 1: read ahead at most one chunk beyond what the uploader holds.
-          Body: Readable.from(feed(), { highWaterMark: 1 }),
+          Body: uploadBody,
           ContentType: 'application/octet-stream',
         },
         partSize: this.partSizeBytes,
@@ -245,6 +254,9 @@ export class S3BlobStore implements BlobStore {
       }
       return { key, sizeBytes: verified.sizeBytes };
     } finally {
+      // A failed upload stops reading mid-body; destroying its stream unwinds feed() and so
+      // releases the caller's body.
+      uploadBody.destroy();
       // Best effort: a temp object left by a failure here is never served (only final keys are);
       // a lifecycle rule on `<prefix>tmp/` removes leftovers (README).
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: tempKey })).catch(() => {});

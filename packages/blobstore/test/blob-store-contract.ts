@@ -2,6 +2,7 @@
 // implementation so fs and S3 behave the same for the update server and the publisher.
 
 import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { BlobStore } from '../src/index.js';
 import { BlobStoreError } from '../src/index.js';
@@ -259,6 +260,27 @@ export function blobStoreContract(fixture: () => ContractFixture): void {
       expect(body.closed).toBe(true);
       await expectBlobError(s.put(key, untouchableBody(), { sizeBytes: size + 1 }), 'ERR_BLOB_SIZE_MISMATCH');
       expect(await s.head(key)).toEqual({ key, sizeBytes: size });
+    });
+
+    it('destroys a Node stream body it does not read: blob already stored, or invalid arguments', async () => {
+      const s = store();
+      await s.put(key, chunked(data));
+      const unread = Readable.from(chunked(data));
+      await s.put(key, unread);
+      expect(unread.destroyed).toBe(true);
+      const rejected = Readable.from(chunked(data));
+      await expectBlobError(s.put('sha256/nope', rejected), 'ERR_BLOB_KEY_INVALID');
+      expect(rejected.destroyed).toBe(true);
+    });
+
+    it('releases a Node stream body abandoned on a mismatch', async () => {
+      const other = randomBytes(50_000);
+      const source = Readable.from(chunked(other, 1000));
+      await expectBlobError(
+        store().put(keyOf(other), source, { sizeBytes: 10_000 }),
+        'ERR_BLOB_SIZE_MISMATCH',
+      );
+      expect(source.destroyed).toBe(true);
     });
 
     it('lets concurrent puts of the same blob both succeed with one intact copy', async () => {

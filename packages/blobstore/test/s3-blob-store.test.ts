@@ -2,6 +2,7 @@
 // multipart uploads, publish-by-copy, presigned URLs fetched by a plain HTTP client, and config.
 
 import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { S3BlobStore } from '../src/index.js';
 import { blobStoreContract, chunked, expectBlobError, keyOf, readAll } from './blob-store-contract.js';
@@ -130,7 +131,9 @@ describe('S3BlobStore', () => {
     const error = await expectBlobError(store.check(), 'ERR_BLOB_STORE_UNAVAILABLE');
     expect(error.message).toContain('no-such-bucket');
     const data = randomBytes(10);
-    await expectBlobError(store.put(keyOf(data), chunked(data)), 'ERR_BLOB_STORE_UNAVAILABLE');
+    const body = Readable.from(chunked(data));
+    await expectBlobError(store.put(keyOf(data), body), 'ERR_BLOB_STORE_UNAVAILABLE');
+    expect(body.destroyed).toBe(true);
     await expectBlobError(store.get(keyOf(data)), 'ERR_BLOB_STORE_UNAVAILABLE');
   });
 
