@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import type { VerityParams } from '../src/index.js';
 import { formatVerity, treeGeometry, VerityError, verifyVerity } from '../src/index.js';
-import { rootHashFromOutput, runTool } from './support.js';
+import { paramsFromArgs as paramsFromArgsLocal, rootHashFromOutput, runTool } from './support.js';
 
 const ALGORITHMS = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512'] as const;
 
@@ -223,4 +223,53 @@ describeWithTool('veritysetup', 'cryptsetup-bin', 'differential test against ver
       );
     });
   });
+
+  it.each([
+    ['a data block', 'data', 200 * 4096 + 99, 'ERR_VERITY_DATA_CORRUPT', 200 * 4096],
+    ['a leaf digest', 'hash', 8192 + 5 * 32 + 3, 'ERR_VERITY_DATA_CORRUPT', 5 * 4096],
+    [
+      'the slot padding after a sha1 leaf digest',
+      'hash',
+      8192 + 5 * 32 + 25,
+      'ERR_VERITY_PADDING_NOT_ZERO',
+      8192 + 5 * 32 + 20,
+    ],
+    ['the tail of the last leaf block', 'hash', 16384 + 4000, 'ERR_VERITY_PADDING_NOT_ZERO', 16384 + 44 * 32],
+    ['a digest in the top block', 'hash', 4096 + 32 + 7, 'ERR_VERITY_TREE_CORRUPT', 12288],
+  ] as const)(
+    'reports a corrupted %s with veritysetup exit status and position',
+    async (_name, file, at, code, position) => {
+      await withTempDir(async (dir) => {
+        // 300 blocks, sha1 type 1: slots of 32 bytes (20 digest + 12 padding), top block at 4096, 3 leaf blocks from 8192.
+        const dataPath = join(dir, 'data.img');
+        const hashPath = join(dir, 'hash.img');
+        await writeFile(
+          dataPath,
+          dataBytes({ blocks: 300, dataBlockSize: 4096, tailBytes: 0, seed: 7 } as Case),
+        );
+        const args = ['--hash=sha1', '--salt=abcd', '--uuid=12345678-1234-5678-9abc-def012345678'];
+        const { rootHash, geometry } = await formatVerity({
+          dataPath,
+          hashPath,
+          params: paramsFromArgsLocal(args),
+        });
+        expect(geometry.levelStartBlocks).toEqual([2, 1]);
+        const target = file === 'data' ? dataPath : hashPath;
+        const bytes = await readFile(target);
+        bytes[at] = bytes[at]! ^ 0x11;
+        await writeFile(target, bytes);
+        const ref = runTool(veritysetup, ['verify', dataPath, hashPath, rootHash]);
+        expect(ref.status).toBe(2);
+        expect(positionOf(ref.stderr)).toBe(position);
+        try {
+          await verifyVerity({ dataPath, hashPath, rootHash });
+          expect.unreachable('verify must fail');
+        } catch (err) {
+          expect((err as VerityError).code).toBe(code);
+          expect((err as VerityError).exitCode).toBe(2);
+          expect((err as VerityError).position).toBe(position);
+        }
+      });
+    },
+  );
 });
