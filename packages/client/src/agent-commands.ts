@@ -109,7 +109,9 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
         ? 'no update offered\n'
         : r.status === 'reboot-pending'
           ? `${r.version} is installed and waits for a reboot\n`
-          : `installed ${r.version}; ${r.rebooted ? 'rebooting' : 'reboot to try it (abota-agent status shows the pending slot)'}\n`,
+          : r.status === 'trial-pending'
+            ? `${r.version} runs on trial and is not committed yet (abota-agent run / mark-good / mark-bad)\n`
+            : `installed ${r.version}; ${r.rebooted ? 'rebooting' : 'reboot to try it (abota-agent status shows the pending slot)'}\n`,
     );
   });
 

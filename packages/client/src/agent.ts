@@ -76,6 +76,7 @@ export interface AgentStatus {
 export type CheckResult =
   | { status: 'no-update'; pollAfterSeconds?: number }
   | { status: 'reboot-pending'; version: string }
+  | { status: 'trial-pending'; version: string }
   | { status: 'installed'; version: string; rebooted: boolean; pollAfterSeconds?: number };
 
 export type AfterBootResult =
@@ -380,8 +381,10 @@ export class Agent {
     const j = await readJournal(this.config.dataDir).catch(() => undefined);
     // An installed release waits for its trial boot: polling again would only re-offer it, and
     // installing anything now would disarm the trial.
-    if (j?.phase === 'boot-pending' && j.bootId === (await this.bootId())) {
-      return { status: 'reboot-pending', version: j.version };
+    if (j?.phase === 'boot-pending') {
+      if (j.bootId === (await this.bootId())) return { status: 'reboot-pending', version: j.version };
+      // Rebooted, but the trial is not settled yet (afterBoot decides; `run` does it first).
+      return { status: 'trial-pending', version: j.version };
     }
     const offer = await client.poll({
       version: runningVersion(this.config, state, booted).version,
