@@ -1,0 +1,124 @@
+// The canary rollout model as plain values: stages with their health rules, the selector, the
+// maintenance window and the device states a rollout counts. Everything in src/rollout/ that is
+// pure (bucketing, selection, precedence, stage decisions, status) works on these types only.
+
+/** Rollout lifecycle. `active` is "running at stage currentStage" (kept for API compatibility). */
+export const ROLLOUT_LIFECYCLE = ['draft', 'active', 'paused', 'completed', 'aborted'] as const;
+export type RolloutLifecycle = (typeof ROLLOUT_LIFECYCLE)[number];
+
+/** `rollback` rollouts return devices to an earlier release and win over normal ones. */
+export const ROLLOUT_KINDS = ['normal', 'rollback'] as const;
+export type RolloutKind = (typeof ROLLOUT_KINDS)[number];
+
+/** One step of a rollout, as stored (optional fields take STAGE_DEFAULTS). */
+export interface StageSpec {
+  /** Share of the selected devices offered the release from this stage on (0 < percent ≤ 100). */
+  percent: number;
+  /** Minimum time the stage must run before it may advance. */
+  minBakeSeconds?: number;
+  /** Committed devices needed (capped at the devices the stage targets) before advancing. */
+  minCommitted?: number;
+  /** Pause when (failed + rolled-back) / outcomes exceeds this, once outcomes ≥ minSample. */
+  maxFailurePercent?: number;
+  /** Device outcomes (committed + failed + rolled-back) needed before the failure rate is judged. */
+  minSample?: number;
+  /** At most this many devices between offer and outcome at once; unset = unlimited. */
+  maxConcurrent?: number;
+}
+
+export interface Stage {
+  percent: number;
+  minBakeSeconds: number;
+  minCommitted: number;
+  maxFailurePercent: number;
+  minSample: number;
+  maxConcurrent: number | undefined;
+}
+
+export const STAGE_DEFAULTS = {
+  minBakeSeconds: 0,
+  minCommitted: 1,
+  maxFailurePercent: 100,
+  minSample: 1,
+} as const;
+
+export function resolveStage(spec: StageSpec): Stage {
+  return {
+    percent: spec.percent,
+    minBakeSeconds: spec.minBakeSeconds ?? STAGE_DEFAULTS.minBakeSeconds,
+    minCommitted: spec.minCommitted ?? STAGE_DEFAULTS.minCommitted,
+    maxFailurePercent: spec.maxFailurePercent ?? STAGE_DEFAULTS.maxFailurePercent,
+    minSample: spec.minSample ?? STAGE_DEFAULTS.minSample,
+    maxConcurrent: spec.maxConcurrent,
+  };
+}
+
+/**
+ * Which devices a rollout is for. All given fields must match (AND); within `hardware`,
+ * `groups` and `deviceIds` any listed value matches (OR); within `tags` every tag is required.
+ */
+export interface Selector {
+  product?: string | undefined;
+  hardware?: string[] | undefined;
+  /** The device carries every listed tag. */
+  tags?: string[] | undefined;
+  /** The device is in at least one group; a device is in group G when it carries the tag `group:G`. */
+  groups?: string[] | undefined;
+  deviceIds?: string[] | undefined;
+  /** Running-version constraint, e.g. ">=1.0.0 <1.2.0" or "=1.1.0" (space = AND, semver order). */
+  currentVersion?: string | undefined;
+  /** Only devices that were offered this other rollout (how a rollback targets the affected ones). */
+  fromRollout?: string | undefined;
+}
+
+/** When new offers may start; devices already installing are never interrupted. */
+export interface MaintenanceWindow {
+  /** `utc`, or `device-local` (the device's `timezone` attribute, an IANA name; UTC when absent). */
+  timezone: 'utc' | 'device-local';
+  /** "HH:MM" 24-hour; a window whose end is before its start crosses midnight. */
+  start: string;
+  end: string;
+  /** Days of the week the window opens on (0 = Sunday), in the window's time zone; all when unset. */
+  days?: number[] | undefined;
+}
+
+/** Device states inside a rollout (rollout_devices.state). */
+export const DEVICE_STATES = [
+  'offered',
+  'downloading',
+  'installing',
+  'installed',
+  'rebooting',
+  'committed',
+  'failed',
+  'rolled-back',
+] as const;
+export type DeviceState = (typeof DEVICE_STATES)[number];
+
+/** Outcomes: a device in one of these is done with the rollout and is never offered it again. */
+export const OUTCOME_STATES: ReadonlySet<string> = new Set(['committed', 'failed', 'rolled-back']);
+export const FAILURE_STATES: ReadonlySet<string> = new Set(['failed', 'rolled-back']);
+/** Started but not finished: these devices keep their offer while a rollout is paused. */
+export const INSTALLING_STATES: ReadonlySet<string> = new Set([
+  'downloading',
+  'installing',
+  'installed',
+  'rebooting',
+]);
+
+export type StateCounts = Partial<Record<DeviceState, number>>;
+
+/** Stage list checks shared by the API and the CLI: clear messages naming the stage. */
+export function validateStages(stages: readonly StageSpec[]): string | undefined {
+  if (stages.length === 0) return 'a rollout needs at least one stage';
+  if (stages.length > 20) return `a rollout has at most 20 stages, found ${stages.length}`;
+  let previous = 0;
+  for (const [i, s] of stages.entries()) {
+    if (!(s.percent > 0 && s.percent <= 100))
+      return `stages[${i}].percent must be in (0, 100], found ${s.percent}`;
+    if (s.percent <= previous)
+      return `stages[${i}].percent must be above the previous stage's ${previous}, found ${s.percent}`;
+    previous = s.percent;
+  }
+  return undefined;
+}

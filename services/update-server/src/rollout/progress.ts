@@ -1,0 +1,117 @@
+// Where a rollout stands, from the devices it selects and the ones it has offered: per-stage
+// cohorts by device state. A device belongs to the first stage whose percent covers its bucket
+// (bucket.ts), so a stage's cohort is the same whenever and on whichever replica it is counted.
+import { BUCKET_COUNT, bucketLimit, rolloutBucket } from './bucket.js';
+import {
+  DEVICE_STATES,
+  type DeviceState,
+  FAILURE_STATES,
+  OUTCOME_STATES,
+  type StageSpec,
+  type StateCounts,
+} from './model.js';
+import { type OfferCandidate, releaseApplies } from './offer.js';
+import { type SelectableDevice, selectorPicks } from './selector.js';
+
+export interface StageProgress {
+  stage: number;
+  percent: number;
+  /** Devices this stage is for: offered ones, plus selected ones that still need the release. */
+  targeted: number;
+  /** Offered devices by state (rollout_devices). */
+  counts: StateCounts;
+  committed: number;
+  failures: number;
+  outcomes: number;
+  /** Offered but no outcome yet. */
+  inFlight: number;
+  /** Targeted but never offered (not polled yet, outside the window, or capped). */
+  notOffered: number;
+}
+
+/** Index of the first stage covering `bucket`; the last stage for buckets beyond every stage. */
+export function stageOfBucket(stages: readonly StageSpec[], bucket: number): number {
+  for (const [i, s] of stages.entries()) if (bucket < bucketLimit(s.percent)) return i;
+  return Math.max(0, stages.length - 1);
+}
+
+const isDeviceState = (s: string): s is DeviceState => (DEVICE_STATES as readonly string[]).includes(s);
+
+export type ProgressRollout = Pick<
+  OfferCandidate,
+  'rolloutId' | 'product' | 'selector' | 'stages' | 'releaseVersion' | 'releaseCompatible' | 'allowDowngrade'
+>;
+
+export function measureProgress(
+  rollout: ProgressRollout,
+  devices: Iterable<SelectableDevice>,
+  members: ReadonlyMap<string, string>,
+): StageProgress[] {
+  const stages: StageProgress[] = rollout.stages.map((s, stage) => ({
+    stage,
+    percent: s.percent,
+    targeted: 0,
+    counts: {},
+    committed: 0,
+    failures: 0,
+    outcomes: 0,
+    inFlight: 0,
+    notOffered: 0,
+  }));
+  const lastLimit = bucketLimit(rollout.stages.at(-1)?.percent ?? 0);
+  const seen = new Set<string>();
+  const count = (deviceId: string, state: string | undefined): void => {
+    const s = stages[stageOfBucket(rollout.stages, rolloutBucket(rollout.rolloutId, deviceId))];
+    if (s === undefined) return;
+    s.targeted++;
+    if (state === undefined) {
+      s.notOffered++;
+      return;
+    }
+    if (isDeviceState(state)) s.counts[state] = (s.counts[state] ?? 0) + 1;
+    if (state === 'committed') s.committed++;
+    if (FAILURE_STATES.has(state)) s.failures++;
+    if (OUTCOME_STATES.has(state)) s.outcomes++;
+    else s.inFlight++;
+  };
+  for (const [deviceId, state] of members) {
+    seen.add(deviceId);
+    count(deviceId, state);
+  }
+  for (const d of devices) {
+    if (seen.has(d.id)) continue;
+    if (lastLimit < BUCKET_COUNT && rolloutBucket(rollout.rolloutId, d.id) >= lastLimit) continue;
+    if (!selectorPicks(rollout.selector, rollout.product, d)) continue;
+    if (!releaseApplies(rollout, d)) continue;
+    count(d.id, undefined);
+  }
+  return stages;
+}
+
+/** Sums of the per-stage cohorts, over all stages or up to and including `throughStage`. */
+export function totalProgress(stages: readonly StageProgress[], throughStage = Number.POSITIVE_INFINITY) {
+  const counts: StateCounts = {};
+  let targeted = 0;
+  let committed = 0;
+  let failures = 0;
+  let outcomes = 0;
+  let inFlight = 0;
+  let notOffered = 0;
+  for (const s of stages) {
+    if (s.stage > throughStage) break;
+    targeted += s.targeted;
+    committed += s.committed;
+    failures += s.failures;
+    outcomes += s.outcomes;
+    inFlight += s.inFlight;
+    notOffered += s.notOffered;
+    for (const [k, v] of Object.entries(s.counts) as [DeviceState, number][])
+      counts[k] = (counts[k] ?? 0) + v;
+  }
+  return { targeted, counts, committed, failures, outcomes, inFlight, notOffered };
+}
+
+/** Failure rate in percent with one decimal, 0 when nothing has finished. */
+export function failurePercent(failures: number, outcomes: number): number {
+  return outcomes === 0 ? 0 : Math.round((failures / outcomes) * 1000) / 10;
+}

@@ -1,0 +1,124 @@
+// The automatic stage decision for a running rollout: pause when too many devices failed,
+// advance when the current stage has baked and is healthy, complete when the last stage is
+// done — or wait, saying for what. Pure: the clock and the measured progress are inputs, and
+// every decision carries the numbers it was taken on (they go to the audit log verbatim).
+import { resolveStage, type StageSpec } from './model.js';
+import { failurePercent, type StageProgress, totalProgress } from './progress.js';
+
+export interface DecisionNumbers {
+  stage: number;
+  percent: number;
+  /** Whole rollout (all stages so far): the failure rate is judged over every outcome. */
+  committed: number;
+  failures: number;
+  outcomes: number;
+  failurePercent: number;
+  maxFailurePercent: number;
+  minSample: number;
+  /** The current stage's cohort. */
+  stageTargeted: number;
+  stageCommitted: number;
+  stageInFlight: number;
+  requiredCommitted: number;
+  bakedSeconds: number;
+  minBakeSeconds: number;
+}
+
+export type StageDecision =
+  | { action: 'pause'; reason: string; numbers: DecisionNumbers }
+  | { action: 'advance'; toStage: number; reason: string; numbers: DecisionNumbers }
+  | { action: 'complete'; reason: string; numbers: DecisionNumbers }
+  | { action: 'wait'; reason: string; numbers: DecisionNumbers /** when baking ends */; notBefore?: Date };
+
+export interface StageEvaluationInput {
+  stages: readonly StageSpec[];
+  currentStage: number;
+  stageStartedAt: Date;
+  progress: readonly StageProgress[];
+  now: Date;
+}
+
+const pct = (n: number) => `${Number.isInteger(n) ? n : n.toFixed(2).replace(/0+$/, '')}%`;
+
+export function evaluateStage(input: StageEvaluationInput): StageDecision {
+  const { stages, currentStage: k, now } = input;
+  const spec = stages[k];
+  if (spec === undefined) throw new RangeError(`stage ${k} does not exist (rollout has ${stages.length})`);
+  const stage = resolveStage(spec);
+  const total = totalProgress(input.progress);
+  const cohort = input.progress[k] ?? { targeted: 0, committed: 0, failures: 0, inFlight: 0, outcomes: 0 };
+  const bakedSeconds = Math.max(0, Math.floor((now.getTime() - input.stageStartedAt.getTime()) / 1000));
+  // A stage that targets fewer devices than minCommitted cannot wait for more than it has; its
+  // failed devices cannot commit either.
+  const requiredCommitted = Math.min(stage.minCommitted, Math.max(0, cohort.targeted - cohort.failures));
+  const numbers: DecisionNumbers = {
+    stage: k,
+    percent: stage.percent,
+    committed: total.committed,
+    failures: total.failures,
+    outcomes: total.outcomes,
+    failurePercent: failurePercent(total.failures, total.outcomes),
+    maxFailurePercent: stage.maxFailurePercent,
+    minSample: stage.minSample,
+    stageTargeted: cohort.targeted,
+    stageCommitted: cohort.committed,
+    stageInFlight: cohort.inFlight,
+    requiredCommitted,
+    bakedSeconds,
+    minBakeSeconds: stage.minBakeSeconds,
+  };
+  const where = `stage ${k + 1}/${stages.length} (${pct(stage.percent)})`;
+  // Exact comparison (failures/outcomes > max/100) so 10.0 % does not trip a 10 % threshold.
+  if (total.outcomes >= stage.minSample && total.failures * 100 > stage.maxFailurePercent * total.outcomes) {
+    return {
+      action: 'pause',
+      reason: `failure rate ${pct(numbers.failurePercent)} (${total.failures} of ${total.outcomes} devices failed or rolled back) exceeds ${pct(stage.maxFailurePercent)} at ${where}`,
+      numbers,
+    };
+  }
+  if (bakedSeconds < stage.minBakeSeconds) {
+    return {
+      action: 'wait',
+      reason: `baking ${where}: ${bakedSeconds}s of ${stage.minBakeSeconds}s`,
+      numbers,
+      notBefore: new Date(input.stageStartedAt.getTime() + stage.minBakeSeconds * 1000),
+    };
+  }
+  if (cohort.committed < requiredCommitted) {
+    return {
+      action: 'wait',
+      reason: `${where} needs ${requiredCommitted - cohort.committed} more committed device(s) (${cohort.committed} of ${requiredCommitted})`,
+      numbers,
+    };
+  }
+  const requiredSample = Math.min(stage.minSample, total.targeted);
+  if (total.outcomes < requiredSample) {
+    return {
+      action: 'wait',
+      reason: `${where} needs ${requiredSample - total.outcomes} more device outcome(s) to judge the failure rate`,
+      numbers,
+    };
+  }
+  if (k + 1 < stages.length) {
+    const next = stages[k + 1];
+    return {
+      action: 'advance',
+      toStage: k + 1,
+      reason: `${where} healthy (failure rate ${pct(numbers.failurePercent)} ≤ ${pct(stage.maxFailurePercent)}, ${cohort.committed} committed, baked ${bakedSeconds}s): advancing to ${pct(next?.percent ?? 100)}`,
+      numbers,
+    };
+  }
+  const outstanding = totalProgress(input.progress).targeted - total.outcomes;
+  if (outstanding > 0) {
+    return {
+      action: 'wait',
+      reason: `last ${where} waits for ${outstanding} device(s) to finish (${total.inFlight} installing, ${total.notOffered} not yet offered)`,
+      numbers,
+    };
+  }
+  return {
+    action: 'complete',
+    reason: `every targeted device finished: ${total.committed} committed, ${total.failures} failed or rolled back (${pct(numbers.failurePercent)})`,
+    numbers,
+  };
+}
