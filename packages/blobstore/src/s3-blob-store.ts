@@ -14,7 +14,6 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   S3Client,
-  S3ServiceException,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -64,7 +63,9 @@ export class S3BlobStore implements BlobStore {
 
   constructor(options: S3BlobStoreOptions) {
     const { client, bucket, prefix = '' } = options;
-    if (!(client instanceof S3Client)) {
+    // Duck-typed, not instanceof: a second copy of @aws-sdk/client-s3 in node_modules (another
+    // workspace's version) would fail instanceof while working perfectly.
+    if (typeof client !== 'object' || client === null || typeof client.send !== 'function') {
       throw new BlobStoreError('ERR_BLOB_CONFIG_INVALID', 'S3BlobStore needs an S3Client as `client`');
     }
     if (typeof bucket !== 'string' || bucket === '') {
@@ -393,22 +394,34 @@ export class S3BlobStore implements BlobStore {
         cause: error,
       });
     }
-    const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined;
+    const status = s3ErrorStatus(error);
     const code = status === 401 || status === 403 ? 'ERR_BLOB_STORE_UNAVAILABLE' : 'ERR_BLOB_STORE_IO';
     return new BlobStoreError(code, `${what} ${where} failed: ${describeS3Error(error)}`, { cause: error });
   }
 }
 
+/**
+ * The HTTP status of an SDK service error (S3ServiceException, recognised by shape so errors
+ * from another copy of the SDK count too); undefined for anything else.
+ */
+function s3ErrorStatus(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null || !('$metadata' in error)) return undefined;
+  const metadata = error.$metadata;
+  if (typeof metadata !== 'object' || metadata === null || !('httpStatusCode' in metadata)) return undefined;
+  return typeof metadata.httpStatusCode === 'number' ? metadata.httpStatusCode : undefined;
+}
+
 /** True for an S3 error with this name, or (when the name is unavailable, e.g. HEAD) this status. */
 function isS3Error(error: unknown, name: string, status: number): boolean {
-  if (!(error instanceof S3ServiceException)) return false;
+  const actualStatus = s3ErrorStatus(error);
+  if (actualStatus === undefined || !(error instanceof Error)) return false;
   if (error.name === name) return true;
-  return error.$metadata.httpStatusCode === status && (error.name === 'NotFound' || error.name === 'Unknown');
+  return actualStatus === status && (error.name === 'NotFound' || error.name === 'Unknown');
 }
 
 function describeS3Error(error: unknown): string {
-  if (error instanceof S3ServiceException) {
-    return `${error.name} (HTTP ${String(error.$metadata.httpStatusCode)}): ${error.message}`;
-  }
+  const status = s3ErrorStatus(error);
+  if (status !== undefined && error instanceof Error)
+    return `${error.name} (HTTP ${status}): ${error.message}`;
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

@@ -3,6 +3,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { S3BlobStore } from '../src/index.js';
 import { blobStoreContract, chunked, expectBlobError, keyOf, readAll } from './blob-store-contract.js';
@@ -158,6 +159,7 @@ describe('S3BlobStore', () => {
     expect(() => new S3BlobStore({ ...base, prefix: '/abs/' })).toThrow(/prefix/);
     expect(() => new S3BlobStore({ ...base, prefix: 'a/../b/' })).toThrow(/prefix/);
     expect(() => new S3BlobStore({ ...base, bucket: '' })).toThrow(/bucket/);
+    expect(() => new S3BlobStore({ ...base, client: {} as S3Client })).toThrow(/S3Client/);
   });
 
   describe('fromEnv', () => {
