@@ -113,6 +113,19 @@ describe('formatVerity: bad input is refused with a code and leaves no output', 
 });
 
 describe('formatVerity: where the output goes', () => {
+  it('a hash path that is a directory fails without leaving a temporary file', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 'data'), randomBytes(16 * 4096));
+      await mkdir(join(dir, 'hash-dir'));
+      const err = await failure(
+        formatVerity({ dataPath: join(dir, 'data'), hashPath: join(dir, 'hash-dir') }),
+      );
+      expect(err.code).toBe('ERR_VERITY_IO');
+      expect(err.message).toContain('hash-dir');
+      expect((await readdir(dir)).sort()).toEqual(['data', 'hash-dir']);
+    });
+  });
+
   it('replaces an existing hash file at offset 0 with a fresh one (no stale bytes after the tree)', async () => {
     await withTempDir(async (dir) => {
       await writeFile(join(dir, 'data'), randomBytes(129 * 4096));

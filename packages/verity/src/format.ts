@@ -93,28 +93,29 @@ async function formatUnchecked(o: FormatOptions): Promise<FormatResult> {
     } catch (err) {
       throw fileError(err, o.hashPath, 'hash file');
     }
-    let ok = false;
+    let rootHash: string;
     try {
       if (!inPlace) await out.truncate(geometry.hashFileSizeBytes);
-      const rootHash = await writeTree(o, data, out, params, geometry, dataBytes);
-      if (!inPlace) await out.datasync();
-      ok = true;
-      return {
-        rootHash,
-        params,
-        geometry,
-        treeOffsetBytes: geometry.treeOffsetBytes,
-        treeSizeBytes: geometry.treeSizeBytes,
-        hashFileSizeBytes: geometry.hashFileSizeBytes,
-        inPlace,
-      };
-    } finally {
+      rootHash = await writeTree(o, data, out, params, geometry, dataBytes);
+      await out.datasync();
       await out.close();
-      if (!inPlace) {
-        if (ok) await rename(target, o.hashPath);
-        else await unlink(target).catch(() => {});
-      }
+      if (!inPlace) await rename(target, o.hashPath);
+    } catch (err) {
+      await out.close().catch(() => {});
+      // No partial output: the temp file goes; an in-place target keeps what was written, as
+      // with veritysetup.
+      if (!inPlace) await unlink(target).catch(() => {});
+      throw err instanceof VerityError ? err : fileError(err, o.hashPath, 'hash file');
     }
+    return {
+      rootHash,
+      params,
+      geometry,
+      treeOffsetBytes: geometry.treeOffsetBytes,
+      treeSizeBytes: geometry.treeSizeBytes,
+      hashFileSizeBytes: geometry.hashFileSizeBytes,
+      inPlace,
+    };
   } finally {
     await data.close();
   }
