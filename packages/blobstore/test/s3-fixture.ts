@@ -10,6 +10,8 @@ export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3R
 
 export interface S3Fixture {
   endpoint: string;
+  /** s3rver's data directory (to inspect what it holds, e.g. parts of unfinished uploads). */
+  directory: string;
   /** Command names sent through `client`, oldest first (to see multipart/copy actually happen). */
   commands: string[];
   client: S3Client;
@@ -43,6 +45,7 @@ export async function startS3(): Promise<S3Fixture> {
   );
   return {
     endpoint,
+    directory,
     commands,
     client,
     createBucket: async (name) => {
