@@ -148,7 +148,10 @@ export async function hashDataLevel(o: DataLevelOptions): Promise<void> {
         : runWorker(entry, job, o.sink, report),
     );
   }
-  await Promise.all(runs);
+  // Wait for every range (finished or failed) so nothing still reads or writes after we return.
+  const results = await Promise.allSettled(runs);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
 }
 
 function runWorker(
