@@ -3,25 +3,31 @@
 // hash tree and only then write it. Memory stays bounded by the op limits in format.ts (one op's
 // compressed data + decoded data + target span + a small source cache), whatever the image size.
 import { createHash } from 'node:crypto';
-import { brotliDecompressSync } from 'node:zlib';
+import { type BrotliDecompress, createBrotliDecompress, constants as zlibConstants } from 'node:zlib';
 import { type DeltaApplyProgress, DeltaError } from './errors.js';
 import {
+  brotliWindowBits,
   type DeltaHeader,
   type DeltaOp,
   decodeHeader,
   decodeMetadata,
   HEADER_SIZE_BYTES,
-  LIMITS,
+  MAX_BROTLI_LGWIN,
+  OP_FLAG_SEGMENT_START,
   OpKind,
-  opDataOffset,
+  segmentRestartOp,
 } from './format.js';
 import type { BlockVerifierLike, SourceReader, TargetWriter } from './io.js';
 import { decodePatch } from './patch.js';
 
-/** Where to resume: after op `nextOp - 1` was written, whose data ended at `payloadOffset`. */
+/**
+ * Where to resume: ops before `nextOp` are written. Download resumes at `payloadOffset`, the
+ * start of the brotli segment op `nextOp` belongs to (FORMAT.md "Resuming"), so up to one
+ * segment is fetched and decoded again, never written again.
+ */
 export interface DeltaCheckpoint {
   nextOp: number;
-  /** Payload byte offset of op `nextOp`'s data: the Range start for the resumed download. */
+  /** Payload byte offset to resume the download from (an HTTP Range start). */
   payloadOffset: number;
   metadataSizeBytes: number;
   /** SHA-256 (hex) of the metadata, so a resume against a different payload is refused. */
@@ -162,6 +168,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   const startOffset = opts.resume?.checkpoint.payloadOffset ?? 0;
   const reader = new PayloadReader(opts.payload, startOffset);
   const progress: DeltaApplyProgress = { opsApplied: 0, blocksWritten: 0 };
+  const segment: { decoder: SegmentDecoder | undefined } = { decoder: undefined };
   try {
     // 1. Metadata: from the stream, or (resume) from the bytes the caller re-fetched.
     let metadata: Uint8Array;
@@ -178,6 +185,19 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
       );
     }
     const { header, ops, metadataSizeBytes } = decodeMetadata(metadata);
+    // offsets[i] = payload offset of op i's data; resumeOffset(i) = where a resume before op i starts.
+    const offsets: number[] = [];
+    for (let i = 0, o = metadataSizeBytes; i <= ops.length; i++) {
+      offsets.push(o);
+      o += ops[i]?.dataLength ?? 0;
+    }
+    const segmentStarts: number[] = [];
+    for (let i = 0, last = -1; i < ops.length; i++) {
+      if ((ops[i]!.flags & OP_FLAG_SEGMENT_START) !== 0) last = i;
+      segmentStarts.push(last);
+    }
+    const resumeOffset = (i: number) =>
+      offsets[i >= ops.length || segmentStarts[i]! < 0 ? i : segmentStarts[i]!]!;
     const metadataSha256 = createHash('sha256').update(metadata.subarray(0, metadataSizeBytes)).digest('hex');
     checkIdentities(header, opts);
     let firstOp = 0;
@@ -189,7 +209,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
         !Number.isInteger(cp.nextOp) ||
         cp.nextOp < 0 ||
         cp.nextOp > ops.length ||
-        cp.payloadOffset !== opDataOffset(metadataSizeBytes, ops, cp.nextOp)
+        cp.payloadOffset !== resumeOffset(cp.nextOp)
       ) {
         throw new DeltaError(
           'ERR_DELTA_CHECKPOINT_INVALID',
@@ -204,9 +224,14 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
     // 2. Ops in target order. The whole-image digest is only computable on an uninterrupted run.
     const imageHash = firstOp === 0 ? createHash('sha256') : undefined;
     const cache = new SourcePageCache(source);
-    let payloadOffset = opDataOffset(metadataSizeBytes, ops, firstOp);
-    for (let i = firstOp; i < ops.length; i++) {
+    const restartOp = segmentRestartOp(ops, firstOp);
+    for (let i = restartOp; i < ops.length; i++) {
       const op = ops[i]!;
+      if (i < firstOp) {
+        // Replaying the start of the segment: decode to rebuild the brotli state, write nothing.
+        if (op.dataLength > 0) await decodeOpData(i, op, reader, segment);
+        continue;
+      }
       const emit = async (firstBlock: number, bytes: Uint8Array) => {
         const { blockSize } = header;
         for (let b = 0; b * blockSize < bytes.length; b++) {
@@ -226,11 +251,16 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
         imageHash?.update(bytes);
         progress.blocksWritten += bytes.length / blockSize;
       };
-      await applyOp(i, op, header, reader, cache, emit);
-      payloadOffset += op.dataLength;
+      await applyOp(i, op, header, reader, segment, cache, emit);
       progress.opsApplied = i + 1;
-      await opts.onCheckpoint?.({ nextOp: i + 1, payloadOffset, metadataSizeBytes, metadataSha256 });
+      await opts.onCheckpoint?.({
+        nextOp: i + 1,
+        payloadOffset: resumeOffset(i + 1),
+        metadataSizeBytes,
+        metadataSha256,
+      });
     }
+    segment.decoder?.close();
     await reader.expectEnd();
     if (imageHash) {
       const digest = imageHash.digest('hex');
@@ -250,6 +280,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
     };
   } catch (err) {
     await reader.close().catch(() => {});
+    segment.decoder?.close();
     if (err instanceof DeltaError) {
       throw new DeltaError(
         err.code,
@@ -310,6 +341,7 @@ async function applyOp(
   op: DeltaOp,
   header: DeltaHeader,
   reader: PayloadReader,
+  segment: { decoder: SegmentDecoder | undefined },
   cache: SourcePageCache,
   emit: (firstBlock: number, bytes: Uint8Array) => Promise<void>,
 ): Promise<void> {
@@ -327,32 +359,7 @@ async function applyOp(
     }
     return;
   }
-  const data = await reader.read(op.dataLength, `${where} data`);
-  const digest = createHash('sha256').update(data).digest();
-  if (!digest.equals(op.dataSha256)) {
-    throw new DeltaError(
-      'ERR_DELTA_OP_DIGEST_MISMATCH',
-      `${where}: data does not match its SHA-256 ${Buffer.from(op.dataSha256).toString('hex')} (found ${digest.toString('hex')}): the payload is corrupt`,
-    );
-  }
-  let decoded: Uint8Array;
-  try {
-    decoded = brotliDecompressSync(data, { maxOutputLength: LIMITS.maxOpDecodedBytes });
-  } catch (err) {
-    throw new DeltaError(
-      'ERR_DELTA_OP_INVALID',
-      `${where}: data is not a valid brotli stream (${(err as Error).message})`,
-      {
-        cause: err,
-      },
-    );
-  }
-  if (decoded.length !== op.decodedLength) {
-    throw new DeltaError(
-      'ERR_DELTA_OP_INVALID',
-      `${where}: data decodes to ${decoded.length} bytes, the op table says ${op.decodedLength}`,
-    );
-  }
+  const decoded = await decodeOpData(index, op, reader, segment);
   const spanBytes = op.blockCount * blockSize;
   if (op.kind === OpKind.Replace) {
     await emit(op.targetStartBlock, decoded);
@@ -377,4 +384,107 @@ async function applyOp(
     }
   }
   await emit(op.targetStartBlock, out);
+}
+
+function describeOp(index: number, op: DeltaOp): string {
+  return `op ${index} (${OpKind[op.kind]}, target blocks ${op.targetStartBlock}+${op.blockCount})`;
+}
+
+/**
+ * One brotli stream spanning the data of consecutive ops. The encoder flushed after each op,
+ * so feeding an op's bytes yields exactly that op's decoded data; output beyond the op table's
+ * `decodedLength` (a decompression bomb) stops the stream.
+ */
+class SegmentDecoder {
+  private readonly stream: BrotliDecompress;
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private limit = 0;
+  private failure: Error | undefined;
+
+  constructor() {
+    this.stream = createBrotliDecompress();
+    this.stream.on('data', (chunk: Buffer) => {
+      this.size += chunk.length;
+      if (this.size > this.limit) {
+        this.failure ??= new Error(`decodes to more than the ${this.limit} bytes the op table allows`);
+        this.stream.destroy();
+        return;
+      }
+      this.chunks.push(chunk);
+    });
+    this.stream.on('error', (err) => {
+      this.failure ??= err;
+    });
+  }
+
+  async decode(data: Uint8Array, expectedLength: number): Promise<Uint8Array> {
+    this.chunks = [];
+    this.size = 0;
+    this.limit = expectedLength;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.stream.off('error', done);
+        this.stream.off('close', done);
+        resolve();
+      };
+      this.stream.once('error', done);
+      this.stream.once('close', done);
+      this.stream.write(data);
+      this.stream.flush(zlibConstants.BROTLI_OPERATION_FLUSH, done);
+    });
+    if (this.failure) throw this.failure;
+    if (this.size !== expectedLength) {
+      throw new Error(`decodes to ${this.size} bytes, the op table says ${expectedLength}`);
+    }
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+  }
+
+  close(): void {
+    this.stream.destroy();
+  }
+}
+
+/** Read op data, check its SHA-256, decode it in its brotli segment. */
+async function decodeOpData(
+  index: number,
+  op: DeltaOp,
+  reader: PayloadReader,
+  segment: { decoder: SegmentDecoder | undefined },
+): Promise<Uint8Array> {
+  const where = describeOp(index, op);
+  const data = await reader.read(op.dataLength, `${where} data`);
+  const digest = createHash('sha256').update(data).digest();
+  if (!digest.equals(op.dataSha256)) {
+    throw new DeltaError(
+      'ERR_DELTA_OP_DIGEST_MISMATCH',
+      `${where}: data does not match its SHA-256 ${Buffer.from(op.dataSha256).toString('hex')} (found ${digest.toString('hex')}): the payload is corrupt`,
+    );
+  }
+  if ((op.flags & OP_FLAG_SEGMENT_START) !== 0) {
+    segment.decoder?.close();
+    segment.decoder = undefined;
+    const lgwin = brotliWindowBits(data);
+    if (lgwin < 0 || lgwin > MAX_BROTLI_LGWIN) {
+      throw new DeltaError(
+        'ERR_DELTA_TOO_LARGE',
+        `${where}: brotli stream declares a ${lgwin < 0 ? 'large' : `2^${lgwin}-byte`} window; at most 2^${MAX_BROTLI_LGWIN} is accepted`,
+      );
+    }
+    segment.decoder = new SegmentDecoder();
+  }
+  if (!segment.decoder) {
+    throw new DeltaError('ERR_DELTA_MALFORMED', `${where}: data op outside a brotli segment`);
+  }
+  try {
+    return await segment.decoder.decode(data, op.decodedLength);
+  } catch (err) {
+    throw new DeltaError(
+      'ERR_DELTA_OP_INVALID',
+      `${where}: data is not a valid brotli segment continuation (${(err as Error).message})`,
+      {
+        cause: err,
+      },
+    );
+  }
 }

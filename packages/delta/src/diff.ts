@@ -6,17 +6,80 @@
 //   2. runs of changed blocks become PATCH (or REPLACE) ops, matched against the whole source on
 //      the main thread and brotli-compressed on the libuv thread pool (the second core).
 // Memory bound: index ≤ 64 MiB + source page cache (default ≤ 256 MiB) + 20 bytes per source
-// block + 5 bytes per target block + ≤ 3 ops in flight × (span + decoded + brotli state ≈ 40 MiB).
+// block + 5 bytes per target block + 2 brotli segments in flight (≤ 8 MiB queued input and
+// ≈ 50 MiB quality-11 encoder state each).
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
-import { promisify } from 'node:util';
-import { brotliCompress, constants as zlibConstants } from 'node:zlib';
+import { once } from 'node:events';
+import { type BrotliCompress, createBrotliCompress, constants as zlibConstants } from 'node:zlib';
 import { DeltaError } from './errors.js';
-import { type DeltaHeader, type DeltaOp, encodeMetadata, LIMITS, OpKind } from './format.js';
+import {
+  type DeltaHeader,
+  type DeltaOp,
+  encodeMetadata,
+  LIMITS,
+  MAX_BROTLI_LGWIN,
+  OP_FLAG_SEGMENT_START,
+  OpKind,
+} from './format.js';
 import { FileSourceBytes, SourceIndex, matchSpan } from './matcher.js';
 
-const compress = promisify(brotliCompress);
+/** Decoded bytes per brotli segment: the resume granularity and the unit of parallel compression. */
+const SEGMENT_DECODED_BYTES = 8 * 1024 * 1024;
+const MAX_SEGMENTS_IN_FLIGHT = 2;
+
+/**
+ * One brotli stream over the data of consecutive ops, flushed after each op so each op's
+ * compressed bytes stand alone in the payload (FORMAT.md "Segments").
+ */
+class SegmentEncoder {
+  private readonly stream: BrotliCompress;
+  private pending: Buffer[] = [];
+  private readonly outputs: { op: DeltaOp; data: Buffer }[] = [];
+  private failure: Error | undefined;
+  decodedBytes = 0;
+
+  constructor(quality: number, lgwin: number) {
+    this.stream = createBrotliCompress({
+      params: {
+        [zlibConstants.BROTLI_PARAM_QUALITY]: quality,
+        [zlibConstants.BROTLI_PARAM_LGWIN]: lgwin,
+      },
+    });
+    this.stream.on('data', (chunk: Buffer) => this.pending.push(chunk));
+    this.stream.on('error', (err) => {
+      this.failure ??= err;
+    });
+  }
+
+  add(op: DeltaOp, decoded: Uint8Array): void {
+    this.decodedBytes += decoded.length;
+    const entry = { op, data: Buffer.alloc(0) };
+    this.outputs.push(entry);
+    this.stream.write(decoded);
+    // Output pushed before this callback belongs to this op (zlib processes writes in order).
+    this.stream.flush(zlibConstants.BROTLI_OPERATION_FLUSH, () => {
+      entry.data = Buffer.concat(this.pending);
+      this.pending = [];
+    });
+  }
+
+  /** End the stream; the closing bytes belong to the segment's last op. */
+  async finish(): Promise<SegmentEncoder> {
+    this.stream.end();
+    await once(this.stream, 'end');
+    if (this.failure) throw this.failure;
+    const last = this.outputs[this.outputs.length - 1];
+    if (last && this.pending.length > 0) last.data = Buffer.concat([last.data, ...this.pending]);
+    this.pending = [];
+    return this;
+  }
+
+  results(): readonly { op: DeltaOp; data: Buffer }[] {
+    return this.outputs;
+  }
+}
 
 export interface DiffOptions {
   sourcePath: string;
@@ -29,6 +92,8 @@ export interface DiffOptions {
   targetRootHash?: string;
   /** Brotli quality 0..11 (default 11). */
   brotliQuality?: number;
+  /** Brotli window, log2 bytes, 16..MAX_BROTLI_LGWIN (default the maximum): the applier's ring buffer. */
+  brotliWindowBits?: number;
   /** Source page cache bound in bytes (default 256 MiB). */
   maxSourceCacheBytes?: number;
   /** Largest target span of one PATCH/REPLACE op (default and maximum: LIMITS.maxDataOpTargetBytes). */
@@ -50,8 +115,7 @@ const CHANGED = 0;
 const ZERO = 1;
 const COPY = 2;
 /** Unchanged blocks between changed ones that are folded into one PATCH op (saves op overhead). */
-const GAP_BLOCKS = Number(process.env['GAP'] ?? 64);
-const MAX_IN_FLIGHT = 3;
+const GAP_BLOCKS = 64;
 
 function readChunks(path: string, sizeBytes: number, fn: (chunk: Uint8Array, start: number) => void): void {
   const fd = openSync(path, 'r');
@@ -226,7 +290,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
     );
   }
 
-  // Pass 2: match and compress changed spans, write op data in order to a side file.
+  // Pass 2: match changed spans (main thread) and compress them in brotli segments (thread pool).
   const dataPath = `${opts.outPath}.data.tmp`;
   const dataFile = await open(dataPath, 'w');
   const src = new FileSourceBytes(
@@ -240,12 +304,38 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
   const targetBytes = { zero: 0, sourceCopy: 0, replace: 0, patch: 0 };
   let patchLiteralBytes = 0;
   let dataSizeBytes = 0;
+  const lgwin = Math.min(MAX_BROTLI_LGWIN, opts.brotliWindowBits ?? MAX_BROTLI_LGWIN);
+  const inFlight: Promise<SegmentEncoder>[] = [];
+  let writeChain: Promise<void> = Promise.resolve();
+  const writeSegment = (encoder: SegmentEncoder) => {
+    writeChain = writeChain.then(async () => {
+      for (const { op, data } of encoder.results()) {
+        if (data.length > LIMITS.maxOpDataBytes) {
+          throw new DeltaError(
+            'ERR_DELTA_TOO_LARGE',
+            `op at target block ${op.targetStartBlock} compresses to ${data.length} bytes`,
+          );
+        }
+        op.dataLength = data.length;
+        op.dataSha256 = createHash('sha256').update(data).digest();
+        await dataFile.write(data, 0, data.length, dataSizeBytes);
+        dataSizeBytes += data.length;
+      }
+    });
+  };
+  let segment: SegmentEncoder | undefined;
+  const closeSegment = async () => {
+    if (!segment) return;
+    inFlight.push(segment.finish());
+    segment = undefined;
+    // Two segments compress in parallel while the matcher works on the next one.
+    if (inFlight.length >= MAX_SEGMENTS_IN_FLIGHT) writeSegment(await inFlight.shift()!);
+  };
   try {
-    const inFlight: Promise<void>[] = [];
-    let writeChain: Promise<void> = Promise.resolve();
     for (const p of plan) {
       const op: DeltaOp = {
         kind: p.kind,
+        flags: 0,
         targetStartBlock: p.start,
         blockCount: p.count,
         sourceStartBlock: p.source,
@@ -254,15 +344,8 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
         dataSha256: new Uint8Array(32),
       };
       ops.push(op);
-      const key = (
-        {
-          [OpKind.Zero]: 'zero',
-          [OpKind.SourceCopy]: 'sourceCopy',
-          [OpKind.Replace]: 'replace',
-          [OpKind.Patch]: 'patch',
-        } as const
-      )[p.kind];
-      if (p.kind !== OpKind.Patch) {
+      if (p.kind === OpKind.Zero || p.kind === OpKind.SourceCopy) {
+        const key = p.kind === OpKind.Zero ? 'zero' : 'sourceCopy';
         opCounts[key]++;
         targetBytes[key] += p.count * blockSize;
         continue;
@@ -282,37 +365,15 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
         patchLiteralBytes += builder.literalBytes;
       }
       op.decodedLength = decoded.length;
-      const compressed = compress(decoded, {
-        params: {
-          [zlibConstants.BROTLI_PARAM_QUALITY]: quality,
-          [zlibConstants.BROTLI_PARAM_LGWIN]: Math.min(
-            24,
-            Math.max(16, Math.ceil(Math.log2(decoded.length + 1))),
-          ),
-          [zlibConstants.BROTLI_PARAM_SIZE_HINT]: decoded.length,
-        },
-      });
-      // Writes stay in op order: each waits for the previous one.
-      const done = writeChain.then(async () => {
-        const data = await compressed;
-        if (data.length > LIMITS.maxOpDataBytes) {
-          throw new DeltaError(
-            'ERR_DELTA_TOO_LARGE',
-            `op at target block ${p.start} compresses to ${data.length} bytes`,
-          );
-        }
-        op.dataLength = data.length;
-        op.dataSha256 = createHash('sha256').update(data).digest();
-        await dataFile.write(data, 0, data.length, dataSizeBytes);
-        dataSizeBytes += data.length;
-      });
-      writeChain = done;
-      inFlight.push(done);
-      if (inFlight.length >= MAX_IN_FLIGHT) await inFlight.shift();
-      // Let compressions finish and free memory even while the matcher is busy.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (!segment) {
+        segment = new SegmentEncoder(quality, lgwin);
+        op.flags = OP_FLAG_SEGMENT_START;
+      }
+      segment.add(op, decoded);
+      if (segment.decodedBytes >= SEGMENT_DECODED_BYTES) await closeSegment();
     }
-    await Promise.all(inFlight);
+    await closeSegment();
+    for (const pending of inFlight.splice(0)) writeSegment(await pending);
     await writeChain;
   } finally {
     closeSync(targetFd);

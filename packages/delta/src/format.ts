@@ -52,8 +52,15 @@ export interface DeltaHeader {
   dataSizeBytes: number;
 }
 
+/** Op flag: this data op starts a new brotli stream (a "segment", FORMAT.md). */
+export const OP_FLAG_SEGMENT_START = 1;
+/** Largest brotli window (log2 bytes) an applier accepts: bounds the decoder's ring buffer. */
+export const MAX_BROTLI_LGWIN = 23;
+
 export interface DeltaOp {
   kind: OpKind;
+  /** OP_FLAG_* bits; only data ops carry OP_FLAG_SEGMENT_START. */
+  flags: number;
   targetStartBlock: number;
   blockCount: number;
   /** SourceCopy only; 0 otherwise. */
@@ -112,6 +119,7 @@ export function encodeMetadata(header: DeltaHeader, ops: readonly DeltaOp[]): Ui
   let p = HEADER_SIZE_BYTES;
   for (const op of ops) {
     out[p] = op.kind;
+    out[p + 1] = op.flags;
     view.setUint32(p + 4, op.blockCount, true);
     writeU64(view, p + 8, op.targetStartBlock);
     writeU64(view, p + 16, op.sourceStartBlock);
@@ -248,6 +256,7 @@ export function decodeMetadata(bytes: Uint8Array): {
   const ops: DeltaOp[] = [];
   let nextBlock = 0;
   let dataTotal = 0;
+  let sawDataOp = false;
   for (let i = 0; i < header.opCount; i++) {
     const p = HEADER_SIZE_BYTES + i * OP_ENTRY_SIZE_BYTES;
     const where = `op ${i} (table byte ${p})`;
@@ -255,11 +264,12 @@ export function decodeMetadata(bytes: Uint8Array): {
     if (kind < OpKind.Zero || kind > OpKind.Patch) {
       throw new DeltaError('ERR_DELTA_MALFORMED', `${where}: unknown op kind ${kind}`);
     }
-    if (bytes[p + 1] !== 0 || bytes[p + 2] !== 0 || bytes[p + 3] !== 0) {
+    if (bytes[p + 2] !== 0 || bytes[p + 3] !== 0) {
       throw new DeltaError('ERR_DELTA_MALFORMED', `${where}: reserved bytes are not zero`);
     }
     const op: DeltaOp = {
       kind,
+      flags: bytes[p + 1]!,
       blockCount: view.getUint32(p + 4, true),
       targetStartBlock: readU64(view, p + 8, `${where} target start`),
       sourceStartBlock: readU64(view, p + 16, `${where} source start`),
@@ -278,7 +288,17 @@ export function decodeMetadata(bytes: Uint8Array): {
       );
     }
     const carriesData = kind === OpKind.Replace || kind === OpKind.Patch;
+    if ((op.flags & ~OP_FLAG_SEGMENT_START) !== 0 || (!carriesData && op.flags !== 0)) {
+      throw new DeltaError(
+        'ERR_DELTA_MALFORMED',
+        `${where}: unknown flags 0x${op.flags.toString(16)} for ${OpKind[kind]}`,
+      );
+    }
+    if (carriesData && !sawDataOp && (op.flags & OP_FLAG_SEGMENT_START) === 0) {
+      throw new DeltaError('ERR_DELTA_MALFORMED', `${where}: the first data op must start a brotli segment`);
+    }
     if (carriesData) {
+      sawDataOp = true;
       if (op.blockCount * blockSize > LIMITS.maxDataOpTargetBytes) {
         throw new DeltaError(
           'ERR_DELTA_TOO_LARGE',
@@ -331,6 +351,33 @@ export function decodeMetadata(bytes: Uint8Array): {
     );
   }
   return { header, ops, metadataSizeBytes: size };
+}
+
+/**
+ * Where apply must restart to produce op `index` onwards: the op that starts the brotli
+ * segment `index` belongs to (data before it in that segment must be decoded again).
+ */
+export function segmentRestartOp(ops: readonly DeltaOp[], index: number): number {
+  if (index >= ops.length) return index;
+  for (let i = Math.min(index, ops.length - 1); i >= 0; i--) {
+    if ((ops[i]!.flags & OP_FLAG_SEGMENT_START) !== 0) return i;
+  }
+  return index;
+}
+
+/**
+ * The window size (log2 bytes) a brotli stream declares in its first bits (RFC 7932 §9.1),
+ * or -1 for large-window streams. Lets apply refuse streams whose decoder would need more
+ * memory than MAX_BROTLI_LGWIN allows, before decoding anything.
+ */
+export function brotliWindowBits(first: Uint8Array): number {
+  const bits = (first[0] ?? 0) | ((first[1] ?? 0) << 8);
+  if ((bits & 1) === 0) return 16;
+  const n = (bits >> 1) & 7;
+  if (n !== 0) return 17 + n;
+  const m = (bits >> 4) & 7;
+  if (m === 1) return -1;
+  return m === 0 ? 17 : 8 + m;
 }
 
 /** Byte offset of op `index`'s data in the payload (FORMAT.md "Data area"). */
