@@ -1,5 +1,7 @@
 // `abota release build|verify|inspect`: signed releases (docs/CONTRACTS.md "Release manifest").
 // The work lives in ../release/; this module only maps flags to options and results to output.
+import { ManifestError } from '@abota/manifest';
+import { VerityError } from '@abota/verity';
 import type { Command } from 'commander';
 import { startProgress, printJson } from '../output.js';
 import { buildRelease, type BuildSummary } from '../release/build.js';
@@ -40,6 +42,30 @@ function parseNow(text: string | undefined): Date | undefined {
     );
   }
   return at;
+}
+
+/**
+ * `release verify` exit statuses for scripts: 3 = the release is rejected (whatever check failed;
+ * the code says which), 2 = bad command line, 1 = anything else (e.g. I/O). The original code
+ * and message are kept.
+ */
+class VerifyRejection extends Error {
+  readonly code: string;
+  readonly exitCode = 3;
+  constructor(err: Error & { code: string }) {
+    super(err.message, { cause: err });
+    this.code = err.code;
+  }
+}
+
+function asVerifyFailure(err: unknown): unknown {
+  if (!(err instanceof Error) || typeof (err as { code?: unknown }).code !== 'string') return err;
+  const coded = err as Error & { code: string };
+  if (coded.code === 'ERR_RELEASE_USAGE') return err;
+  if (err instanceof ManifestError || err instanceof VerityError || err instanceof ReleaseError) {
+    return new VerifyRejection(coded);
+  }
+  return err;
 }
 
 function mib(bytes: number): string {
@@ -146,6 +172,8 @@ export function registerReleaseCommands(program: Command): void {
             bar.update(Math.floor(done / MIB));
           },
         });
+      } catch (err) {
+        throw asVerifyFailure(err);
       } finally {
         bar?.stop();
       }

@@ -40,6 +40,12 @@ function errorCode(r: { stdout: string }): string {
   return (JSON.parse(r.stdout) as { error: { code: string } }).error.code;
 }
 
+/** `release verify` refused the release: exit 3, and the code that says why. */
+function rejection(r: { code: number; stdout: string }): string {
+  expect(r.code, r.stdout).toBe(3);
+  return errorCode(r);
+}
+
 const IMAGE_MIB = 32;
 
 describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image', () => {
@@ -219,8 +225,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
       const m = await manifestOf(dir);
       await flipByte(join(dir, 'blobs', 'sha256', m.images.rootfs.artifact.digest.slice(7)), 1000);
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(r.code).toBe(3);
-      expect(errorCode(r)).toBe('ERR_RELEASE_BLOB_DIGEST_MISMATCH');
+      expect(rejection(r)).toBe('ERR_RELEASE_BLOB_DIGEST_MISMATCH');
       expect(r.stdout).toContain('rootfs artifact');
     });
 
@@ -229,8 +234,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
       const m = await manifestOf(dir);
       await flipByte(join(dir, 'blobs', 'sha256', m.images.rootfs.verity.hashTree.digest.slice(7)), 8192 + 5);
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(r.code).toBe(3);
-      expect(errorCode(r)).toBe('ERR_RELEASE_BLOB_DIGEST_MISMATCH');
+      expect(rejection(r)).toBe('ERR_RELEASE_BLOB_DIGEST_MISMATCH');
       expect(r.stdout).toContain('rootfs hash tree');
     });
 
@@ -241,8 +245,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
       sig.signature = `${sig.signature[0] === 'A' ? 'B' : 'A'}${sig.signature.slice(1)}`;
       await writeFile(join(dir, 'manifest.jws'), JSON.stringify(jws));
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(r.code).not.toBe(0);
-      expect(errorCode(r)).toBe('ERR_SIGNATURE_INVALID');
+      expect(rejection(r)).toBe('ERR_SIGNATURE_INVALID');
     });
 
     it('a flipped byte in the signed payload of manifest.jws → ERR_SIGNATURE_INVALID', async () => {
@@ -252,7 +255,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
       const at = text.indexOf('"payload":"') + 40;
       await writeFile(path, text.slice(0, at) + (text[at] === 'A' ? 'B' : 'A') + text.slice(at + 1));
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(errorCode(r)).toBe('ERR_SIGNATURE_INVALID');
+      expect(rejection(r)).toBe('ERR_SIGNATURE_INVALID');
     });
 
     it('an edited manifest.json (unsigned copy) → ERR_RELEASE_MANIFEST_MISMATCH', async () => {
@@ -260,7 +263,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
       const text = await readFile(join(dir, 'manifest.json'), 'utf8');
       await writeFile(join(dir, 'manifest.json'), text.replace('"securityVersion":3', '"securityVersion":9'));
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(errorCode(r)).toBe('ERR_RELEASE_MANIFEST_MISMATCH');
+      expect(rejection(r)).toBe('ERR_RELEASE_MANIFEST_MISMATCH');
     });
 
     it('a missing blob → ERR_RELEASE_BLOB_MISSING', async () => {
@@ -268,7 +271,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
       const m = await manifestOf(dir);
       await rm(join(dir, 'blobs', 'sha256', m.images.rootfs.verity.hashTree.digest.slice(7)));
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(errorCode(r)).toBe('ERR_RELEASE_BLOB_MISSING');
+      expect(rejection(r)).toBe('ERR_RELEASE_BLOB_MISSING');
     });
 
     it('a release checked after its expiry (--now) → ERR_EXPIRED', async () => {
@@ -283,14 +286,32 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
         m.expires,
         '--json',
       );
-      expect(errorCode(r)).toBe('ERR_EXPIRED');
+      expect(rejection(r)).toBe('ERR_EXPIRED');
     });
 
     it("a release checked against somebody else's trust root → ERR_THRESHOLD_NOT_MET", async () => {
       const other = join(work, 'other-keys');
       expect((await abota('keys', 'init', other, '--json')).code).toBe(0);
       const r = await abota('release', 'verify', release, '--root', join(other, 'root.json'), '--json');
-      expect(errorCode(r)).toBe('ERR_THRESHOLD_NOT_MET');
+      expect(rejection(r)).toBe('ERR_THRESHOLD_NOT_MET');
+    });
+
+    it('a missing --root file or a bad --now is a usage error (exit 2), not a rejected release', async () => {
+      const missing = await abota('release', 'verify', release, '--root', join(work, 'nope.json'), '--json');
+      expect(missing.code).toBe(2);
+      expect(errorCode(missing)).toBe('ERR_RELEASE_USAGE');
+      const badNow = await abota(
+        'release',
+        'verify',
+        release,
+        '--root',
+        join(keys, 'root.json'),
+        '--now',
+        'tomorrow',
+        '--json',
+      );
+      expect(badNow.code).toBe(2);
+      expect(errorCode(badNow)).toBe('ERR_RELEASE_USAGE');
     });
 
     // The signature covers digests, not content: a publisher bug (or a stolen key) can sign
@@ -324,7 +345,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
         m.images.rootfs.artifact.sizeBytes = compressed.length;
       });
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(errorCode(r)).toBe('ERR_VERITY_DATA_CORRUPT');
+      expect(rejection(r)).toBe('ERR_VERITY_DATA_CORRUPT');
       expect(r.stdout).toContain('data block 7');
     });
 
@@ -339,7 +360,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
         m.images.rootfs.verity.hashTree.digest = digest;
       });
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(['ERR_VERITY_ROOT_HASH_MISMATCH', 'ERR_VERITY_TREE_CORRUPT']).toContain(errorCode(r));
+      expect(['ERR_VERITY_ROOT_HASH_MISMATCH', 'ERR_VERITY_TREE_CORRUPT']).toContain(rejection(r));
     });
 
     it('a correctly signed manifest whose salt disagrees with the tree superblock → ERR_RELEASE_VERITY_PARAMS_MISMATCH', async () => {
@@ -348,7 +369,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
         m.images.rootfs.verity.salt = '00'.repeat(32);
       });
       const r = await abota('release', 'verify', dir, '--root', join(keys, 'root.json'), '--json');
-      expect(errorCode(r)).toBe('ERR_RELEASE_VERITY_PARAMS_MISMATCH');
+      expect(rejection(r)).toBe('ERR_RELEASE_VERITY_PARAMS_MISMATCH');
     });
   });
 
@@ -484,7 +505,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
     expect(JSON.parse(ok.stdout)).toMatchObject({ rootVersion: 3 });
     await rm(join(out, 'roots', '2.root.json'));
     const gap = await abota('release', 'verify', out, '--root', join(keys, 'root.json'), '--json');
-    expect(errorCode(gap)).toBe('ERR_ROOT_VERSION_GAP');
+    expect(rejection(gap)).toBe('ERR_ROOT_VERSION_GAP');
   });
 
   it('builds a release with a boot image too, and verify checks both images', async () => {

@@ -222,8 +222,15 @@ async function verifyImage(
 export async function verifyRelease(o: VerifyOptions): Promise<VerifyReport> {
   const started = performance.now();
   const now = o.now ?? new Date();
-  const trustedText = await readSmallFile(o.rootPath, MAX_JWS_BYTES, 'trust root');
-  const trusted = parseJsonFile(trustedText, o.rootPath, 'trust root') as SignedRoot;
+  let trusted: SignedRoot;
+  try {
+    const trustedText = await readSmallFile(o.rootPath, MAX_JWS_BYTES, 'trust root');
+    trusted = parseJsonFile(trustedText, o.rootPath, 'trust root') as SignedRoot;
+  } catch (err) {
+    // The trust root is the verifier's own input, not part of the release: a usage error.
+    if (err instanceof ReleaseError) throw new ReleaseError('ERR_RELEASE_USAGE', `--root: ${err.message}`);
+    throw err;
+  }
   const releaseRootPath = join(o.dir, ROOT_JSON);
   const chain: SignedRoot[] = (await readRootHistory(o.dir)).map(
     (r) =>
