@@ -100,6 +100,11 @@ export const agentConfigSchema = z
         message: 'poll bounds must satisfy minSeconds <= defaultSeconds <= maxSeconds',
       })
       .default({ minSeconds: 60, maxSeconds: 86_400, defaultSeconds: 3600, jitterFraction: 0.2 }),
+    /**
+     * Keep downloaded compressed artifacts in the data directory until the image is written, so
+     * a resumed brotli install does not download the prefix again (costs its size on disk).
+     */
+    spoolCompressedArtifacts: z.boolean().default(false),
     /** Download limit in bytes per second (token bucket); absent = unlimited. */
     bandwidthLimitBytesPerSecond: z.number().int().positive().optional(),
     healthChecks: z

@@ -3,7 +3,7 @@
 // (FORMATS.md §1.5: leaf digest = H(salt ‖ block) for hash type 1), positional writes, and
 // durable checkpoints (fdatasync, then the journal) so a crash resumes where it stopped.
 import { createHash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
+import { type FileHandle, open, rm, stat } from 'node:fs/promises';
 import type { ImageManifest } from '@abota/manifest';
 import { ClientError } from '../errors.js';
 import { abortError } from '../http/backoff.js';
@@ -26,7 +26,13 @@ export interface WriteImageOptions {
   blocksDone: number;
   /** fdatasync + journal checkpoint after about this many newly written bytes. */
   checkpointBytes: number;
-  onCheckpoint: (blocksWritten: number) => Promise<void>;
+  /** Called after the slot (and the spool) are durable up to these counts. */
+  onCheckpoint: (blocksWritten: number, spooledBytes: number) => Promise<void>;
+  /**
+   * Compressed codecs only: keep the downloaded artifact bytes in this file (data partition) so
+   * a resume decodes the prefix from disk instead of downloading it again.
+   */
+  spool?: { path: string; durableBytes: number };
   /** Bytes written so far in this image (for progress), called after every batch; keep it cheap. */
   onBytes?: (bytesDone: number) => Promise<void> | void;
   signal?: AbortSignal;
@@ -133,7 +139,8 @@ export async function writeImage(o: WriteImageOptions): Promise<void> {
     batchFill = 0;
     if (bytesSinceCheckpoint >= o.checkpointBytes) {
       await dataFh.datasync();
-      await o.onCheckpoint(blocksDone);
+      if (spoolFh !== undefined) await spoolFh.datasync();
+      await o.onCheckpoint(blocksDone, spooledBytes);
       bytesSinceCheckpoint = 0;
     }
   };
@@ -153,48 +160,94 @@ export async function writeImage(o: WriteImageOptions): Promise<void> {
     }
   };
 
-  const input = counted(o.source.openBlob(digest, artifactBytes, compressedStart, o.signal));
-  for await (const chunk of decode(codec, input, image.sizeBytes, where)) {
-    if (o.signal?.aborted) throw abortError(o.signal);
-    let pos = 0;
-    while (pos < chunk.byteLength) {
-      if (outputOffset >= coveredBytes) {
-        // The uncovered partial last block: held back until the artifact digest is checked.
-        const n = chunk.byteLength - pos;
-        if (tailFill + n > tailBytes) {
-          throw new ClientError(
-            'ERR_INSTALL_ARTIFACT_SIZE',
-            `${where}: artifact decodes to more than the signed ${image.sizeBytes} bytes`,
-          );
-        }
-        tail.set(chunk.subarray(pos), tailFill);
-        tailFill += n;
-        outputOffset += n;
-        break;
+  // The spool: a cache of the compressed stream. Nothing in it is trusted — every decoded block
+  // is still verified against the tree, and the artifact digest covers the spooled prefix too.
+  let spoolFh: FileHandle | undefined;
+  let spooledBytes = 0;
+  let input: AsyncIterable<Uint8Array>;
+  if (o.spool !== undefined && !canResumeMidStream(codec)) {
+    // A spool shorter than its recorded durable length (lost, replaced) is not used.
+    const onDisk = await stat(o.spool.path).then(
+      (st) => st.size,
+      () => 0,
+    );
+    const resumeSpool = o.spool.durableBytes <= onDisk ? o.spool.durableBytes : 0;
+    spoolFh = await open(o.spool.path, resumeSpool > 0 ? 'r+' : 'w', 0o600);
+    await spoolFh.truncate(resumeSpool);
+    spooledBytes = resumeSpool;
+    const fh = spoolFh;
+    const spooled = async function* (): AsyncGenerator<Uint8Array> {
+      const buf = new Uint8Array(BATCH_BYTES);
+      for (let at = 0; at < resumeSpool; ) {
+        const n = await readAt(fh, buf, Math.min(buf.byteLength, resumeSpool - at), at);
+        if (n === 0) break;
+        at += n;
+        yield buf.slice(0, n);
       }
-      const room = Math.min(batch.byteLength - batchFill, coveredBytes - outputOffset);
-      const n = Math.min(room, chunk.byteLength - pos);
-      batch.set(chunk.subarray(pos, pos + n), batchFill);
-      batchFill += n;
-      pos += n;
-      outputOffset += n;
-      if (batchFill === batch.byteLength || outputOffset === coveredBytes) await flushBatch();
+      for await (const chunk of o.source.openBlob(digest, artifactBytes, resumeSpool, o.signal)) {
+        await writeFully(fh, chunk, spooledBytes, `${where} spool`);
+        spooledBytes += chunk.byteLength;
+        yield chunk;
+      }
+    };
+    input = counted(spooled());
+  } else {
+    input = counted(o.source.openBlob(digest, artifactBytes, compressedStart, o.signal));
+  }
+  try {
+    await streamInto(input);
+  } finally {
+    await spoolFh?.close();
+  }
+  if (spoolFh !== undefined) await rm(o.spool!.path, { force: true });
+  await finish();
+
+  async function streamInto(input: AsyncIterable<Uint8Array>): Promise<void> {
+    for await (const chunk of decode(codec, input, image.sizeBytes, where)) {
+      if (o.signal?.aborted) throw abortError(o.signal);
+      let pos = 0;
+      while (pos < chunk.byteLength) {
+        if (outputOffset >= coveredBytes) {
+          // The uncovered partial last block: held back until the artifact digest is checked.
+          const n = chunk.byteLength - pos;
+          if (tailFill + n > tailBytes) {
+            throw new ClientError(
+              'ERR_INSTALL_ARTIFACT_SIZE',
+              `${where}: artifact decodes to more than the signed ${image.sizeBytes} bytes`,
+            );
+          }
+          tail.set(chunk.subarray(pos), tailFill);
+          tailFill += n;
+          outputOffset += n;
+          break;
+        }
+        const room = Math.min(batch.byteLength - batchFill, coveredBytes - outputOffset);
+        const n = Math.min(room, chunk.byteLength - pos);
+        batch.set(chunk.subarray(pos, pos + n), batchFill);
+        batchFill += n;
+        pos += n;
+        outputOffset += n;
+        if (batchFill === batch.byteLength || outputOffset === coveredBytes) await flushBatch();
+      }
     }
   }
-  if (outputOffset !== image.sizeBytes || compressedSeen !== artifactBytes) {
-    throw new ClientError(
-      'ERR_INSTALL_ARTIFACT_SIZE',
-      `${where}: artifact ended after ${compressedSeen} of ${artifactBytes} bytes, decoding to ${outputOffset} of ${image.sizeBytes}`,
-    );
+
+  async function finish(): Promise<void> {
+    if (outputOffset !== image.sizeBytes || compressedSeen !== artifactBytes) {
+      throw new ClientError(
+        'ERR_INSTALL_ARTIFACT_SIZE',
+        `${where}: artifact ended after ${compressedSeen} of ${artifactBytes} bytes, decoding to ${outputOffset} of ${image.sizeBytes}`,
+      );
+    }
+    const actual = `sha256:${artifactHash.digest('hex')}`;
+    if (actual !== digest) {
+      throw new ClientError(
+        'ERR_INSTALL_ARTIFACT_DIGEST_MISMATCH',
+        `${where}: artifact digest is ${actual}, the signed manifest says ${digest}`,
+      );
+    }
+    if (tailBytes > 0) await writeFully(dataFh, tail, coveredBytes, `${where} tail`);
+    await dataFh.datasync();
+    await o.onCheckpoint(totalBlocks, 0);
   }
-  const actual = `sha256:${artifactHash.digest('hex')}`;
-  if (actual !== digest) {
-    throw new ClientError(
-      'ERR_INSTALL_ARTIFACT_DIGEST_MISMATCH',
-      `${where}: artifact digest is ${actual}, the signed manifest says ${digest}`,
-    );
-  }
-  if (tailBytes > 0) await writeFully(dataFh, tail, coveredBytes, `${where} tail`);
-  await dataFh.datasync();
-  await o.onCheckpoint(totalBlocks);
 }

@@ -301,6 +301,34 @@ describe('resume after an interruption', () => {
   }
 });
 
+describe('resume with the compressed-artifact spool', () => {
+  it('a resumed brotli install decodes the spooled prefix from disk and downloads only the rest', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', codec: 'brotli' });
+    const config = configOf(dev, { spoolCompressedArtifacts: true });
+    const before = await snapshot(dev);
+    const digest = rel.manifest.images.rootfs.artifact.digest;
+    const abort = new AbortController();
+    const cutAt = Math.floor(rel.manifest.images.rootfs.artifact.sizeBytes * 0.7);
+    await expect(
+      installerFor(config, dev, { signal: abort.signal }).install(
+        new RecordingSource(new DirectoryReleaseSource(rel.dir), { digest, bytes: cutAt, abort }),
+      ),
+    ).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    const cut = await readJournal(config.dataDir);
+    const spooled = cut!.images['rootfs']!.spooledBytes ?? 0;
+    expect(spooled).toBeGreaterThan(0);
+    expect(spooled).toBeLessThanOrEqual(cutAt);
+    const second = new RecordingSource(new DirectoryReleaseSource(rel.dir));
+    await installerFor(config, dev).install(second);
+    expect(second.opens.find((o) => o.digest === digest)?.startByte).toBe(spooled);
+    await expectInstalled(dev, rel, before);
+    const { readdir } = await import('node:fs/promises');
+    expect((await readdir(config.dataDir)).filter((n) => n.startsWith('spool-'))).toEqual([]);
+  });
+});
+
 describe('slot pairs, layouts and crash points', () => {
   it('installs boot and rootfs as a pair: hash area after the data on the same device, partial last block', async () => {
     const root = await tmp();

@@ -4,7 +4,7 @@
 // trees → fsync → set the slot "try once". Every step is journalled, so a crash anywhere
 // resumes from the journal; nothing is written to any slot before the manifest check passes.
 import { createHash, randomUUID } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
+import { type FileHandle, rm } from 'node:fs/promises';
 import {
   checkRelease,
   type DeviceFacts,
@@ -23,6 +23,7 @@ import {
   type InstallJournal,
   isInProgress,
   readJournal,
+  spoolPath,
   writeJournal,
 } from './journal.js';
 import type { ReleaseSource } from './release-source.js';
@@ -240,7 +241,12 @@ export class Installer {
         code: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED',
         message: (e as Error).message,
       };
-      await this.save(RESUMABLE_CODES.has(error.code) ? { error } : { phase: 'failed', error });
+      if (RESUMABLE_CODES.has(error.code)) await this.save({ error });
+      else {
+        await this.save({ phase: 'failed', error });
+        for (const [name] of images)
+          await rm(spoolPath(config.dataDir, this.journal.installId, name), { force: true });
+      }
       throw e;
     }
   }
@@ -355,8 +361,20 @@ export class Installer {
               progress: { bytesDone: others + bytesInImage, bytesTotal: this.journal!.progress.bytesTotal },
             });
           },
-          onCheckpoint: async (blocksWritten) => {
-            this.journal!.images[name] = { ...progress, blocksWritten };
+          ...(config.spoolCompressedArtifacts
+            ? {
+                spool: {
+                  path: spoolPath(config.dataDir, this.journal!.installId, name),
+                  durableBytes: progress.spooledBytes ?? 0,
+                },
+              }
+            : {}),
+          onCheckpoint: async (blocksWritten, spooledBytes) => {
+            this.journal!.images[name] = {
+              ...progress,
+              blocksWritten,
+              ...(spooledBytes > 0 ? { spooledBytes } : {}),
+            };
             await this.save({
               progress: {
                 bytesDone: this.bytesDone(allImages),

@@ -25,6 +25,8 @@ const imageProgressSchema = z.object({
   blocksWritten: z.number().int().nonnegative(),
   totalBlocks: z.number().int().nonnegative(),
   hashTreeWritten: z.boolean(),
+  /** Compressed artifact bytes durably kept in the spool file (config spoolCompressedArtifacts). */
+  spooledBytes: z.number().int().nonnegative().optional(),
 });
 export type ImageProgress = z.infer<typeof imageProgressSchema>;
 
@@ -57,6 +59,11 @@ export const journalSchema = z.object({
   error: z.object({ code: z.string(), message: z.string() }).optional(),
 });
 export type InstallJournal = z.infer<typeof journalSchema>;
+
+/** Spool file of one image's compressed artifact for an install. */
+export function spoolPath(dataDir: string, installId: string, image: string): string {
+  return join(dataDir, `spool-${installId}-${image}.bin`);
+}
 
 export function journalPath(dataDir: string): string {
   return join(dataDir, JOURNAL_FILE);
