@@ -1,11 +1,15 @@
 // Shared vitest settings: resolve workspace packages to their TypeScript sources
-// (the "@abota/source" export condition) so tests never run against stale builds.
+// (the "@abota/source" export condition) so tests never run against stale builds. No "module"
+// condition (it picks the AWS SDK's bundler-only builds) and no explicit "import" (vitest passes
+// conditions to Node, and a global "import" makes pg load pg-pool's ESM build from require()).
 import { defineConfig } from 'vitest/config';
 
 export const abotaTestConfig = defineConfig({
-  resolve: { conditions: ['@abota/source', 'import', 'module', 'node', 'default'] },
-  ssr: { resolve: { conditions: ['@abota/source', 'import', 'module', 'node', 'default'] } },
+  resolve: { conditions: ['@abota/source', 'node', 'default'] },
+  ssr: { resolve: { conditions: ['@abota/source', 'node', 'default'] } },
   test: {
+    // The AWS SDK warns on every run that its releases after January 2027 need Node 22.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
