@@ -124,8 +124,14 @@ export function registerReleaseCommands(program: Command): void {
       const json = flags.json === true;
       let bar: ReturnType<typeof startProgress> | undefined;
       let summary: BuildSummary;
+      // Ctrl-C / SIGTERM: stop at the next chunk and remove the partial directory before exiting.
+      const interrupt = new AbortController();
+      const onSignal = (): void => interrupt.abort();
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       try {
         summary = await buildRelease({
+          signal: interrupt.signal,
           images: { rootfs: flags.image, boot: flags.boot },
           product: flags.product,
           compatible: flags.compatible,
@@ -141,6 +147,8 @@ export function registerReleaseCommands(program: Command): void {
           },
         });
       } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
         bar?.stop();
       }
       if (json) printJson({ ok: true, ...summary });

@@ -50,6 +50,8 @@ export interface BuildOptions {
   passphrase?: string | undefined;
   /** Bytes processed so far out of `totalBytes` (verity hashing + compression of all images). */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Abort (Ctrl-C): the build stops at the next chunk and removes its partial directory. */
+  signal?: AbortSignal;
 }
 
 export interface ImageSummary {
@@ -308,6 +310,9 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
   const totalWork = 2 * totalImageBytes;
   const doneBy = new Map<string, number>();
   const progress = (slot: SlotClass, kind: string, done: number): void => {
+    if (o.signal?.aborted) {
+      throw new ReleaseError('ERR_RELEASE_INTERRUPTED', 'interrupted; the partial release was removed');
+    }
     doneBy.set(`${slot}/${kind}`, done);
     let sum = 0;
     for (const v of doneBy.values()) sum += v;

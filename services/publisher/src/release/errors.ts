@@ -28,7 +28,9 @@ export type ReleaseErrorCode =
   // The artifact does not decompress, or decompresses to the wrong number of bytes.
   | 'ERR_RELEASE_ARTIFACT_CORRUPT'
   // The artifact's codec is one this tool cannot decode.
-  | 'ERR_RELEASE_CODEC_UNSUPPORTED';
+  | 'ERR_RELEASE_CODEC_UNSUPPORTED'
+  // The build was interrupted (SIGINT/SIGTERM); nothing was published.
+  | 'ERR_RELEASE_INTERRUPTED';
 
 /** Exit statuses: 2 = fix the command line, 3 = the release (or its inputs) is bad, 1 = other. */
 const EXIT_CODES: Partial<Record<ReleaseErrorCode, number>> = {
@@ -41,6 +43,8 @@ const EXIT_CODES: Partial<Record<ReleaseErrorCode, number>> = {
   ERR_RELEASE_BLOB_DIGEST_MISMATCH: 3,
   ERR_RELEASE_VERITY_PARAMS_MISMATCH: 3,
   ERR_RELEASE_ARTIFACT_CORRUPT: 3,
+  // 128 + SIGINT, as shells report an interrupted command.
+  ERR_RELEASE_INTERRUPTED: 130,
 };
 
 export class ReleaseError extends Error {

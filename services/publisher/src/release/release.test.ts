@@ -453,6 +453,29 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
       expect(await readFile(join(release, 'manifest.jws'), 'utf8')).toBe(before);
     });
 
+    it('an aborted build (Ctrl-C) stops with ERR_RELEASE_INTERRUPTED and removes the partial directory', async () => {
+      const out = join(work, 'interrupted');
+      const interrupt = new AbortController();
+      const err = await buildRelease({
+        images: { rootfs: image },
+        product: 'eflow-vm',
+        compatible: ['hyperv-x64'],
+        version: '1.0.0',
+        securityVersion: 1,
+        expires: '1d',
+        keysDir: keys,
+        outDir: out,
+        signal: interrupt.signal,
+        onProgress: (done) => {
+          if (done > 4 * 1024 * 1024) interrupt.abort();
+        },
+      }).catch((e: unknown) => e);
+      expect((err as { code?: string }).code).toBe('ERR_RELEASE_INTERRUPTED');
+      const left = await readdir(work);
+      expect(left).not.toContain('interrupted');
+      expect(left.filter((n) => n.includes('.partial-'))).toEqual([]);
+    });
+
     it('a failure in the middle of the build (here: the progress consumer throws) removes the partial directory', async () => {
       const out = join(work, 'mid-failure');
       let sawPartial = false;
