@@ -281,6 +281,15 @@ describe('agent with the update server API', () => {
     expect(await sha256File(r.dev.slotFiles.B)).toBe(before);
   });
 
+  it('registration with a wrong provisioning token fails with the server error and stores no device id', async () => {
+    const server = await startServer();
+    const r = await rig(server.url);
+    const err = await r.agent.register('wrong').catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_HTTP_STATUS' });
+    expect((err as Error).message).toContain('HTTP 401: ERR_TOKEN bad token');
+    expect((await readDeviceState(r.agent.config)).deviceId).toBeUndefined();
+  });
+
   it('a poll response over 1 MiB is refused', async () => {
     const root = await tmp();
     const big = createServer((_req, res) => {

@@ -127,6 +127,24 @@ describe('downloadRange', () => {
     expect(cdn.requests[0]!.headers.range).toBe(`bytes=0-${blob.length - 1}`);
   });
 
+  it('abandons a stalled response after the idle timeout and resumes where it stopped', async () => {
+    const blob = randomBytes(300_000);
+    const { url, requests } = await serve((req, res, n) => {
+      const { body } = rangeResponse(blob, req, res);
+      if (n === 1) {
+        res.write(body.subarray(0, 100_000)); // then silence, connection left open
+        return;
+      }
+      res.end(body);
+    });
+    const got = await collect(
+      downloadRange({ url, startByte: 0, totalBytes: blob.length, backoff: noWait, idleTimeoutMs: 300 }),
+    );
+    expect(got.equals(blob)).toBe(true);
+    expect(requests.length).toBe(2);
+    expect(Number(/^bytes=(\d+)-/.exec(requests[1]!.headers.range ?? '')?.[1])).toBeGreaterThan(0);
+  });
+
   it('copes with a server that ignores Range by skipping the bytes it already has', async () => {
     const blob = randomBytes(100_000);
     const { url } = await serve((_req, res) => {
