@@ -92,7 +92,7 @@ export interface DiffOptions {
   targetRootHash?: string;
   /** Brotli quality 0..11 (default 11). */
   brotliQuality?: number;
-  /** Brotli window, log2 bytes, 16..MAX_BROTLI_LGWIN (default the maximum): the applier's ring buffer. */
+  /** Brotli window, log2 bytes, 16..MAX_BROTLI_LGWIN (default 22 = a 4 MiB ring buffer in the applier). */
   brotliWindowBits?: number;
   /** Source page cache bound in bytes (default 256 MiB). */
   maxSourceCacheBytes?: number;
@@ -304,7 +304,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
   const targetBytes = { zero: 0, sourceCopy: 0, replace: 0, patch: 0 };
   let patchLiteralBytes = 0;
   let dataSizeBytes = 0;
-  const lgwin = Math.min(MAX_BROTLI_LGWIN, opts.brotliWindowBits ?? MAX_BROTLI_LGWIN);
+  const lgwin = Math.max(16, Math.min(MAX_BROTLI_LGWIN, opts.brotliWindowBits ?? 22));
   const inFlight: Promise<SegmentEncoder>[] = [];
   let writeChain: Promise<void> = Promise.resolve();
   const writeSegment = (encoder: SegmentEncoder) => {
