@@ -163,6 +163,12 @@ export class Installer {
       }
       targets.set(name, t);
     }
+    if (!resuming && previous !== undefined) {
+      // A superseded install's spool is of no further use.
+      for (const name of Object.keys(previous.images)) {
+        await rm(spoolPath(config.dataDir, previous.installId, name), { force: true });
+      }
+    }
     const now = this.o.clock().toISOString();
     this.journal = resuming
       ? {
