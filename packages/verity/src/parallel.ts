@@ -69,7 +69,11 @@ export interface DataLevelOptions {
 function workerEntry(): { entry: string | URL; evaluate: boolean } {
   if (!import.meta.url.endsWith('.ts'))
     return { entry: new URL('./level-worker.js', import.meta.url), evaluate: false };
-  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href;
+  // require.resolve picks tsx's CommonJS build; the worker imports its ESM twin beside it.
+  const tsxApiPath = createRequire(import.meta.url)
+    .resolve('tsx/esm/api')
+    .replace(/\.cjs$/, '.mjs');
+  const tsxApi = pathToFileURL(tsxApiPath).href;
   const worker = new URL('./level-worker.ts', import.meta.url).href;
   const code = `import(${JSON.stringify(tsxApi)}).then((api) => { api.register(); return import(${JSON.stringify(worker)}); });`;
   return { entry: code, evaluate: true };

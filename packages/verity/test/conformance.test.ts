@@ -36,7 +36,14 @@ describe('verity-vectors.json known answers', () => {
         const hashPath = join(dir, 'hash.img');
         await writePattern(dataPath, v.data.pattern!, v.data.bytes);
         const params = paramsFromArgs(v.veritysetup_args);
-        const result = await formatVerity({ dataPath, hashPath, params, minParallelBytes: 4 * 1024 * 1024 });
+        // Vectors of 4 MiB and more also go through the worker-thread path.
+        const result = await formatVerity({
+          dataPath,
+          hashPath,
+          params,
+          threads: 2,
+          minParallelBytes: 4 * 1024 * 1024,
+        });
         expect(result.rootHash).toBe(v.root_hash);
         expect((await stat(hashPath)).size).toBe(v.hash_file_bytes);
         expect(await sha256File(hashPath)).toBe(v.hash_file_sha256);
