@@ -169,9 +169,7 @@ export async function runReleaseBench(o: ReleaseBenchOptions): Promise<void> {
 
     // --- codec sweep ------------------------------------------------------------------------
     if (o.codecSweep) {
-      process.stdout.write(
-        '\ncodec sweep (single stream, compress wall time / decompress wall time / size):\n',
-      );
+      process.stdout.write('\ncodec sweep (one stream; compress wall / cpu, decompress wall / cpu, size):\n');
       for (const [quality, lgwin] of [
         [4, 22],
         [5, 24],
@@ -188,7 +186,7 @@ export async function runReleaseBench(o: ReleaseBenchOptions): Promise<void> {
         });
         line(
           `brotli q${quality} lgwin ${lgwin}`,
-          `${c.timing.wallS.toFixed(2)} s / ${d.timing.wallS.toFixed(2)} s / ${(c.result.sizeBytes / MiB).toFixed(1)} MiB (ratio ${(imageBytes / c.result.sizeBytes).toFixed(2)})`,
+          `${c.timing.wallS.toFixed(2)} / ${c.timing.cpuS.toFixed(2)} s, ${d.timing.wallS.toFixed(2)} / ${d.timing.cpuS.toFixed(2)} s, ${(c.result.sizeBytes / MiB).toFixed(1)} MiB (ratio ${(imageBytes / c.result.sizeBytes).toFixed(2)})`,
         );
         await rm(path, { force: true });
       }

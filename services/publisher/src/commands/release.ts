@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { startProgress, printJson } from '../output.js';
 import { buildRelease, type BuildSummary } from '../release/build.js';
 import { ReleaseError } from '../release/errors.js';
-import { formatInspectReport, inspectRelease } from '../release/inspect.js';
+import { formatInspectReport, humanSize, inspectRelease } from '../release/inspect.js';
 import { verifyRelease, type VerifyReport } from '../release/verify.js';
 import { passphraseFromEnv } from './keys.js';
 
@@ -68,10 +68,6 @@ function asVerifyFailure(err: unknown): unknown {
   return err;
 }
 
-function mib(bytes: number): string {
-  return `${(bytes / MIB).toFixed(1)} MiB`;
-}
-
 function printBuildSummary(s: BuildSummary): void {
   const lines = [
     `built release ${s.product} ${s.version} (security version ${s.securityVersion}) in ${s.outDir}`,
@@ -80,7 +76,7 @@ function printBuildSummary(s: BuildSummary): void {
   ];
   for (const [slot, img] of Object.entries(s.images)) {
     lines.push(
-      `  ${slot}: ${mib(img.sizeBytes)} → ${img.artifact.codec} ${mib(img.artifact.sizeBytes)} (ratio ${img.compressionRatio}), root hash ${img.rootHash}`,
+      `  ${slot}: ${humanSize(img.sizeBytes)} → ${img.artifact.codec} ${humanSize(img.artifact.sizeBytes)} (ratio ${img.compressionRatio}), root hash ${img.rootHash}`,
       `    verity ${img.durationsMs.verity} ms, compression ${img.durationsMs.compress} ms (in parallel), total ${img.durationsMs.total} ms`,
     );
   }

@@ -41,8 +41,12 @@ export async function inspectRelease(dir: string): Promise<InspectReport> {
   return { dir, verified: false, manifest, signers, manifestJsonMatches };
 }
 
-function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+/** 1536 → "1.5 KiB", 104857600 → "100.0 MiB": sizes as people read them. */
+export function humanSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 /** The report as aligned text lines. */
@@ -63,13 +67,13 @@ export function formatInspectReport(r: InspectReport): string {
     const v = image.verity;
     lines.push(
       `  image ${slot}`,
-      `    size            ${image.sizeBytes} bytes (${mib(image.sizeBytes)})`,
+      `    size            ${image.sizeBytes} bytes (${humanSize(image.sizeBytes)})`,
       `    root hash       ${v.rootHash}`,
       `    verity          ${v.algorithm}, format ${v.hashType}, ${v.dataBlocks} × ${v.dataBlockSize}-byte blocks, hash blocks ${v.hashBlockSize}, superblock ${v.superblock ? 'yes' : 'no'}${v.uuid ? `, uuid ${v.uuid}` : ''}`,
       `    salt            ${v.salt || '(none)'}`,
       `    hash tree       ${v.hashTree.digest} (${v.hashTree.sizeBytes} bytes)`,
       `    artifact        ${a.digest}`,
-      `                    ${a.codec}, ${a.sizeBytes} bytes (${mib(a.sizeBytes)}), ratio ${(a.uncompressedSizeBytes / Math.max(1, a.sizeBytes)).toFixed(2)}`,
+      `                    ${a.codec}, ${a.sizeBytes} bytes (${humanSize(a.sizeBytes)}), ratio ${(a.uncompressedSizeBytes / Math.max(1, a.sizeBytes)).toFixed(2)}`,
     );
   }
   lines.push(`  signatures        ${r.signers.length}`);
