@@ -374,6 +374,12 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
     };
   } catch (err) {
     await writer.abort();
+    // The stop surfaces from whichever job saw it first (verity wraps it as ERR_VERITY_IO).
+    if (o.signal?.aborted) {
+      throw new ReleaseError('ERR_RELEASE_INTERRUPTED', 'interrupted; the partial release was removed', {
+        cause: err,
+      });
+    }
     throw err;
   }
 }
