@@ -31,7 +31,7 @@ if (mode === 'make') {
   const { header } = delta.decodeHeader(head);
   const target = await delta.openTargetFile(outPath, header.target.sizeBytes);
   const r = await delta.applyDelta({
-    payload: delta.readFileChunks(deltaPath, 0, 256 * 1024),
+    payload: delta.readFileChunks(deltaPath),
     source,
     target,
     verifier,

@@ -16,7 +16,8 @@ const PKG = join(HERE, '..');
 const TREES = join(ROOT, 'trees');
 const IMAGES = join(ROOT, 'img');
 const WORK = join(ROOT, 'work');
-const BUILD = join(ROOT, 'build');
+// Per process, so runs for different file systems (ABOTA_BENCH_FS) can go in parallel.
+const BUILD = join(ROOT, `build-${process.pid}`);
 const EXT4_SIZE = '384M';
 const FIXED_UUID = '6f1c0d2e-4d9b-4a51-9a3e-0b8f3c1e2a77';
 const FIXED_TIME = '1700000000';
@@ -168,11 +169,25 @@ async function sha256(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/**
+ * V8 heap flags for a memory-constrained agent: Node's default young generation alone (16 MiB
+ * semi-spaces) would otherwise dominate apply's footprint. MALLOC_ARENA_MAX=1 keeps glibc from
+ * giving each thread-pool thread (brotli, fs) its own arena.
+ */
+const TUNED_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=16'];
+const TUNED_ENV = { MALLOC_ARENA_MAX: '1' };
+
 function child(
   mode: string,
   args: string[],
+  tuned = false,
 ): Record<string, unknown> & { elapsedMs: number; maxRssBytes: number } {
-  const out = run(process.execPath, [join(HERE, 'child.mjs'), mode, BUILD, ...args]);
+  const flags = tuned ? TUNED_NODE_FLAGS : [];
+  const out = run(
+    process.execPath,
+    [...flags, join(HERE, 'child.mjs'), mode, BUILD, ...args],
+    tuned ? { env: TUNED_ENV } : {},
+  );
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
@@ -180,7 +195,14 @@ interface Row {
   fs: Fs;
   pair: string;
   targetSizeBytes: number;
-  abota: { sizeBytes: number; makeMs: number; makeRssBytes: number; applyMs: number; applyRssBytes: number };
+  abota: {
+    sizeBytes: number;
+    makeMs: number;
+    makeRssBytes: number;
+    applyMs: number;
+    applyRssBytes: number;
+    applyTunedRssBytes: number;
+  };
   xdelta3: { sizeBytes: number; makeMs: number; applyMs: number; applyRssBytes: number };
   zstd: { sizeBytes: number; makeMs: number; applyMs: number; applyRssBytes: number };
 }
@@ -199,6 +221,8 @@ async function measure(fs: Fs, pair: string, oldImg: string, newImg: string): Pr
   const made = child('make', [oldImg, newImg, `${base}.abota`]);
   const applied = child('apply', [oldImg, `${base}.abota`, out, hashFile, root]);
   await check('abota');
+  const appliedTuned = child('apply', [oldImg, `${base}.abota`, out, hashFile, root], true);
+  await check('abota (tuned)');
 
   const xMake = timed('xdelta3', ['-9', '-e', '-f', '-s', oldImg, newImg, `${base}.xd3`]);
   const xApply = timed('xdelta3', ['-d', '-f', '-s', oldImg, `${base}.xd3`, out]);
@@ -236,6 +260,7 @@ async function measure(fs: Fs, pair: string, oldImg: string, newImg: string): Pr
       makeRssBytes: made.maxRssBytes,
       applyMs: applied.elapsedMs,
       applyRssBytes: applied.maxRssBytes,
+      applyTunedRssBytes: appliedTuned.maxRssBytes,
     },
     xdelta3: {
       sizeBytes: statSync(`${base}.xd3`).size,
@@ -285,6 +310,7 @@ async function main(): Promise<void> {
     'false',
   ]);
   const baseline = child('baseline', []);
+  const baselineTuned = child('baseline', [], true);
   const only = process.env['ABOTA_BENCH_FS']?.split(',') as Fs[] | undefined;
   const rows: Row[] = [];
   for (const fs of only ?? (['ext4', 'squashfs', 'erofs'] as const)) {
@@ -300,7 +326,7 @@ async function main(): Promise<void> {
     }
   }
   const lines = [
-    `| image | pair | target MiB | abota MiB | xdelta3 -9 MiB | zstd --patch-from MiB | abota / best | make s (abota/xd3/zstd) | apply s (abota/xd3/zstd) | apply peak RSS MiB (abota/xd3/zstd) |`,
+    `| image | pair | target MiB | abota MiB | xdelta3 -9 MiB | zstd --patch-from MiB | abota / best | make s (abota/xd3/zstd) | apply s (abota/xd3/zstd) | apply peak RSS MiB (abota tuned / abota default / xd3 / zstd) |`,
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
@@ -308,18 +334,21 @@ async function main(): Promise<void> {
     lines.push(
       `| ${r.fs} | ${r.pair} | ${mb(r.targetSizeBytes)} | ${mb(r.abota.sizeBytes)} | ${mb(r.xdelta3.sizeBytes)} | ${mb(r.zstd.sizeBytes)} | ${(r.abota.sizeBytes / best).toFixed(3)} | ` +
         `${sec(r.abota.makeMs)} / ${sec(r.xdelta3.makeMs)} / ${sec(r.zstd.makeMs)} | ${sec(r.abota.applyMs)} / ${sec(r.xdelta3.applyMs)} / ${sec(r.zstd.applyMs)} | ` +
-        `${mb(r.abota.applyRssBytes)} / ${mb(r.xdelta3.applyRssBytes)} / ${mb(r.zstd.applyRssBytes)} |`,
+        `${mb(r.abota.applyTunedRssBytes)} / ${mb(r.abota.applyRssBytes)} / ${mb(r.xdelta3.applyRssBytes)} / ${mb(r.zstd.applyRssBytes)} |`,
     );
   }
   lines.push(
     '',
-    `plain node baseline peak RSS (no work): ${mb(baseline.maxRssBytes)} MiB; abota apply verifies every block with @abota/verity's BlockVerifier.`,
+    `plain node peak RSS doing nothing: ${mb(baseline.maxRssBytes)} MiB default, ${mb(baselineTuned.maxRssBytes)} MiB tuned ` +
+      `(tuned = node ${TUNED_NODE_FLAGS.join(' ')}, MALLOC_ARENA_MAX=1). abota apply verifies every block with @abota/verity's BlockVerifier.`,
   );
   console.log(lines.join('\n'));
+  const tag = only ? only.join('-') : 'all';
   writeFileSync(
-    join(ROOT, 'results.json'),
+    join(ROOT, `results-${tag}.json`),
     `${JSON.stringify({ baselineRssBytes: baseline.maxRssBytes, rows }, null, 2)}\n`,
   );
+  await rm(BUILD, { recursive: true, force: true });
 }
 
 await main();

@@ -123,15 +123,33 @@ class PayloadReader {
   }
 }
 
-/** A few recently used source pages: PATCH copies of one op tend to be close together. */
+const COPY_CHUNK_BYTES = 256 * 1024;
+// One shared zero buffer: allocating per ZERO chunk lets garbage (external memory the GC is slow
+// to collect) grow RSS far beyond the working set on images that are mostly free space.
+let zeros = new Uint8Array(0);
+let span = new Uint8Array(0);
+/** The PATCH output buffer, reused op after op (emit awaits the write before the next op). */
+function spanBuffer(length: number): Uint8Array {
+  if (span.length < length) span = new Uint8Array(length);
+  return span.subarray(0, length);
+}
+function zeroChunk(length: number): Uint8Array {
+  if (zeros.length < length) zeros = new Uint8Array(Math.max(length, COPY_CHUNK_BYTES));
+  return zeros.subarray(0, length);
+}
+
+/** A few recently used source pages (buffers allocated once): PATCH copies of one op tend to be close. */
 class SourcePageCache {
-  private static readonly PAGE = 256 * 1024;
+  private static readonly PAGE = 128 * 1024;
   private static readonly PAGES = 8;
   private readonly pages = new Map<number, Uint8Array>();
+  private readonly copyBuffer = new Uint8Array(COPY_CHUNK_BYTES);
   constructor(private readonly source: SourceReader) {}
-  /** Large block-aligned copies bypass the cache. */
-  sourceRead(offset: number, length: number): Promise<Uint8Array> {
-    return this.source.read(offset, length);
+  /** Large block-aligned copies bypass the cache; the result is valid until the next call. */
+  async sourceRead(offset: number, length: number): Promise<Uint8Array> {
+    const into = this.copyBuffer.subarray(0, length);
+    await this.source.read(offset, into);
+    return into;
   }
   async copyInto(out: Uint8Array, outPos: number, offset: number, length: number): Promise<void> {
     const { PAGE } = SourcePageCache;
@@ -153,15 +171,22 @@ class SourcePageCache {
       this.pages.set(index, hit);
       return hit;
     }
+    let buffer: Uint8Array;
+    if (this.pages.size >= SourcePageCache.PAGES) {
+      const [oldest, recycled] = this.pages.entries().next().value!;
+      this.pages.delete(oldest);
+      buffer = recycled;
+    } else {
+      buffer = new Uint8Array(SourcePageCache.PAGE);
+    }
     const start = index * SourcePageCache.PAGE;
-    const page = await this.source.read(start, Math.min(SourcePageCache.PAGE, this.source.sizeBytes - start));
-    this.pages.set(index, page);
-    if (this.pages.size > SourcePageCache.PAGES) this.pages.delete(this.pages.keys().next().value!);
+    const length = Math.min(SourcePageCache.PAGE, this.source.sizeBytes - start);
+    await this.source.read(start, buffer.subarray(0, length));
+    const page = buffer.subarray(0, length);
+    this.pages.set(index, length === buffer.length ? buffer : page);
     return page;
   }
 }
-
-const COPY_CHUNK_BLOCKS_BYTES = 1024 * 1024;
 
 export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaResult> {
   const { source, target, verifier } = opts;
@@ -347,13 +372,13 @@ async function applyOp(
 ): Promise<void> {
   const { blockSize } = header;
   const where = `op ${index} (${OpKind[op.kind]}, target blocks ${op.targetStartBlock}+${op.blockCount})`;
-  const chunkBlocks = Math.max(1, COPY_CHUNK_BLOCKS_BYTES / blockSize);
+  const chunkBlocks = Math.max(1, COPY_CHUNK_BYTES / blockSize);
   if (op.kind === OpKind.Zero || op.kind === OpKind.SourceCopy) {
     for (let done = 0; done < op.blockCount; done += chunkBlocks) {
       const n = Math.min(chunkBlocks, op.blockCount - done);
       const bytes =
         op.kind === OpKind.Zero
-          ? new Uint8Array(n * blockSize)
+          ? zeroChunk(n * blockSize)
           : await cache.sourceRead((op.sourceStartBlock + done) * blockSize, n * blockSize);
       await emit(op.targetStartBlock + done, bytes);
     }
@@ -372,7 +397,7 @@ async function applyOp(
     sourceSizeBytes: header.source.sizeBytes,
     where,
   });
-  const out = new Uint8Array(spanBytes);
+  const out = spanBuffer(spanBytes);
   let pos = 0;
   for (const cmd of commands) {
     if (cmd.kind === 'add') {
@@ -397,7 +422,8 @@ function describeOp(index: number, op: DeltaOp): string {
  */
 class SegmentDecoder {
   private readonly stream: BrotliDecompress;
-  private chunks: Buffer[] = [];
+  /** Decoded bytes of the current op, in a buffer reused op after op. */
+  private out = new Uint8Array(0);
   private size = 0;
   private limit = 0;
   private failure: Error | undefined;
@@ -405,21 +431,22 @@ class SegmentDecoder {
   constructor() {
     this.stream = createBrotliDecompress();
     this.stream.on('data', (chunk: Buffer) => {
-      this.size += chunk.length;
-      if (this.size > this.limit) {
+      if (this.size + chunk.length > this.limit) {
         this.failure ??= new Error(`decodes to more than the ${this.limit} bytes the op table allows`);
         this.stream.destroy();
         return;
       }
-      this.chunks.push(chunk);
+      this.out.set(chunk, this.size);
+      this.size += chunk.length;
     });
     this.stream.on('error', (err) => {
       this.failure ??= err;
     });
   }
 
+  /** The op's decoded bytes; valid until the next call. */
   async decode(data: Uint8Array, expectedLength: number): Promise<Uint8Array> {
-    this.chunks = [];
+    if (this.out.length < expectedLength) this.out = new Uint8Array(expectedLength);
     this.size = 0;
     this.limit = expectedLength;
     await new Promise<void>((resolve) => {
@@ -437,7 +464,7 @@ class SegmentDecoder {
     if (this.size !== expectedLength) {
       throw new Error(`decodes to ${this.size} bytes, the op table says ${expectedLength}`);
     }
-    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    return this.out.subarray(0, expectedLength);
   }
 
   close(): void {

@@ -191,9 +191,9 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
   const blockBySourceDigest = new Map<string, number>();
   const index = new SourceIndex(sourceSize);
   const sourceHash = createHash('sha256');
+  const zeroKey = createHash('sha1').update(new Uint8Array(blockSize)).digest().toString('latin1');
   readChunks(opts.sourcePath, sourceSize, (chunk, start) => {
     sourceHash.update(chunk);
-    index.addChunk(chunk, start);
     for (let p = 0; p < chunk.length; p += blockSize) {
       const block = (start + p) / blockSize;
       const d = createHash('sha1')
@@ -201,6 +201,8 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
         .digest();
       d.copy(sourceDigests, block * blockDigestLength);
       const key = d.toString('latin1');
+      // Zero blocks (most of a fresh ext4 image) have nothing worth indexing.
+      if (key !== zeroKey) index.addChunk(chunk.subarray(p, p + blockSize), start + p);
       if (!blockBySourceDigest.has(key)) blockBySourceDigest.set(key, block);
     }
   });
@@ -209,7 +211,6 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
   const targetBlocks = targetSize / blockSize;
   const kind = new Uint8Array(targetBlocks);
   const copyFrom = new Uint32Array(targetBlocks);
-  const zeroKey = createHash('sha1').update(new Uint8Array(blockSize)).digest().toString('latin1');
   const targetHash = createHash('sha256');
   let previousCopy = -2;
   readChunks(opts.targetPath, targetSize, (chunk, start) => {

@@ -17,7 +17,7 @@ export const LIMITS = {
   /** Metadata ≤ 8 MiB keeps the op table well inside the apply memory budget. */
   maxOps: 131_072,
   /** Largest target span of one data-carrying op (PATCH/REPLACE). */
-  maxDataOpTargetBytes: 2 * 1024 * 1024,
+  maxDataOpTargetBytes: 1024 * 1024,
   /** Largest compressed data of one op. */
   maxOpDataBytes: 4 * 1024 * 1024,
   /** Largest decoded (decompressed) data of one op. */

@@ -7,8 +7,11 @@ import { DeltaError } from './errors.js';
 /** Read-only positional access to the source image (the active slot). */
 export interface SourceReader {
   readonly sizeBytes: number;
-  /** Exactly `length` bytes at `offset` (callers stay inside `sizeBytes`). */
-  read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Fill `into` with the bytes at `offset` (callers stay inside `sizeBytes`). The caller owns and
+   * reuses `into`: apply allocates its buffers once, so its memory does not depend on image size.
+   */
+  read(offset: number, into: Uint8Array): Promise<void>;
 }
 
 /** Positional writes into the target (the inactive slot). Never read back as trusted input. */
@@ -33,13 +36,8 @@ export interface FileTargetWriter extends TargetWriter {
   close(): Promise<void>;
 }
 
-async function readExactly(
-  fh: FileHandle,
-  offset: number,
-  length: number,
-  path: string,
-): Promise<Uint8Array> {
-  const buf = Buffer.allocUnsafe(length);
+async function readExactly(fh: FileHandle, offset: number, buf: Uint8Array, path: string): Promise<void> {
+  const length = buf.length;
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
@@ -51,7 +49,6 @@ async function readExactly(
     }
     done += bytesRead;
   }
-  return buf;
 }
 
 export async function openSourceFile(path: string): Promise<FileSourceReader> {
@@ -63,7 +60,7 @@ export async function openSourceFile(path: string): Promise<FileSourceReader> {
   const { size } = await fh.stat();
   return {
     sizeBytes: size,
-    read: (offset, length) => readExactly(fh, offset, length, path),
+    read: (offset, into) => readExactly(fh, offset, into, path),
     close: () => fh.close(),
   };
 }
@@ -95,7 +92,7 @@ export async function openTargetFile(path: string, sizeBytes: number): Promise<F
 export async function* readFileChunks(
   path: string,
   start = 0,
-  chunkBytes = 1024 * 1024,
+  chunkBytes = 64 * 1024,
 ): AsyncIterable<Uint8Array> {
   const fh = await open(path, 'r').catch((err: unknown) => {
     throw new DeltaError('ERR_DELTA_IO', `cannot open delta ${path}: ${(err as Error).message}`, {

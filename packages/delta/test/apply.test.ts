@@ -167,7 +167,7 @@ describe('applyDelta', () => {
     const err = await errorOf(
       applyDelta({
         payload: chunked(header),
-        source: { sizeBytes: 4096 * 1_000_000, read: async () => new Uint8Array(0) },
+        source: { sizeBytes: 4096 * 1_000_000, read: async () => {} },
         target: { write: async () => {} },
         verifier: { assertBlock() {} },
       }),
@@ -179,7 +179,7 @@ describe('applyDelta', () => {
     const err = await errorOf(
       applyDelta({
         payload: chunked(randomBytes(4096)),
-        source: { sizeBytes: 0, read: async () => new Uint8Array(0) },
+        source: { sizeBytes: 0, read: async () => {} },
         target: { write: async () => {} },
         verifier: { assertBlock() {} },
       }),
