@@ -1,8 +1,9 @@
 // What every route module receives: the injected parts (database, blob store, clock, config,
 // logger) plus the per-process metrics and device key cache, and the Hono context variables
 // the auth middlewares set.
+import type { webcrypto } from 'node:crypto';
 import type { BlobStore } from '@abota/blobstore';
-import type { KeyObject } from 'node:crypto';
+import type { VerifiedDeviceToken } from './auth/device-jwt.js';
 import type { AppConfig } from './config.js';
 import type { Db } from './db/database.js';
 import type { Logger } from './logger.js';
@@ -39,16 +40,18 @@ export interface AppDeps {
   logger: Logger;
   metrics: Metrics;
   /**
-   * Device public keys parsed into KeyObjects. Safe to cache without cross-replica invalidation:
+   * Device public keys imported as WebCrypto keys. Safe to cache without cross-replica invalidation:
    * a device id is a random UUID bound to one key for life; decommissioning is checked on the
    * database row on every request, not in this cache.
    */
-  deviceKeys: Map<string, KeyObject>;
+  deviceKeys: Map<string, webcrypto.CryptoKey>;
 }
 
 export interface AppEnv {
   Variables: {
     device: AuthedDevice;
+    /** Set by the poll route's authentication (jti not yet consumed). */
+    deviceToken: VerifiedDeviceToken;
     apiKey: AuthedApiKey;
     /** "device:<id>" or "apikey:<id>", for the audit log. */
     actor: string;

@@ -3,7 +3,7 @@
 // poll offers from rollouts and idempotent reports.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { schema } from '../src/index.js';
+import { pruneUsedJwtIds, schema } from '../src/index.js';
 import {
   createHarness,
   createProduct,
@@ -304,5 +304,16 @@ describe.each(DB_BACKENDS)('device API on %s', (backend) => {
     const res = await poll(await d.token());
     expect(res.status).toBe(403);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('ERR_DEVICE_DECOMMISSIONED');
+  });
+
+  it('forgets JWT ids only after their tokens expired', async () => {
+    const d = await registerDevice(h, keys.product, token);
+    await poll(await d.token());
+    const count = async () => (await tdb.database.db.select().from(schema.usedJwtIds)).length;
+    const before = await count();
+    expect(await pruneUsedJwtIds(tdb.database.db, h.clock.now())).toBe(0);
+    expect(await count()).toBe(before);
+    expect(await pruneUsedJwtIds(tdb.database.db, new Date(h.clock.now().getTime() + 3600_000))).toBe(before);
+    expect(await count()).toBe(0);
   });
 });

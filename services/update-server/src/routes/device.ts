@@ -2,23 +2,16 @@
 // then poll and report, each call authenticated by a fresh JWT signed with the device's key.
 import { createPublicKey } from 'node:crypto';
 import { createRoute } from '@hono/zod-openapi';
-import { and, desc, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
 import type { MiddlewareHandler } from 'hono';
 import type { App } from '../app.js';
-import { authenticateDevice } from '../auth/device-jwt.js';
+import { authenticateDevice, replayed, verifyDeviceToken } from '../auth/device-jwt.js';
+import { runPollStatement } from '../db/poll-statement.js';
 import { bearerToken, hashSecret } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
-import {
-  deviceEvents,
-  devices,
-  provisioningTokens,
-  releaseBlobs,
-  releases,
-  rolloutDevices,
-  rollouts,
-} from '../db/schema.js';
+import { deviceEvents, devices, provisioningTokens, releaseBlobs, rolloutDevices } from '../db/schema.js';
 import { ServerError } from '../errors.js';
-import { type CandidateRollout, chooseRollout, jitteredPollSeconds } from '../rollout-policy.js';
+import { chooseRollout, jitteredPollSeconds } from '../rollout-policy.js';
 import {
   ErrorSchema,
   errorResponses,
@@ -48,38 +41,23 @@ export function requireDevice(deps: AppDeps): MiddlewareHandler<AppEnv> {
 
 const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } });
 
-/** Candidate rollouts for one device, newest first, with the device's own progress in each. */
-export async function candidateRollouts(
-  deps: AppDeps,
-  deviceId: string,
-  product: string,
-): Promise<(CandidateRollout & { releaseId: string; manifestJws: string })[]> {
-  const rows = await deps.db
-    .select({
-      rolloutId: rollouts.id,
-      product: rollouts.product,
-      selector: rollouts.selector,
-      allowDowngrade: rollouts.allowDowngrade,
-      releaseId: releases.id,
-      releaseVersion: releases.version,
-      releaseCompatible: releases.compatible,
-      manifestJws: releases.manifestJws,
-      deviceState: rolloutDevices.state,
-    })
-    .from(rollouts)
-    .innerJoin(releases, eq(releases.id, rollouts.releaseId))
-    .leftJoin(
-      rolloutDevices,
-      and(eq(rolloutDevices.rolloutId, rollouts.id), eq(rolloutDevices.deviceId, deviceId)),
-    )
-    .where(and(eq(rollouts.product, product), eq(rollouts.state, 'active'), eq(releases.yanked, false)))
-    .orderBy(desc(rollouts.createdAt), desc(rollouts.id));
-  return rows;
-}
-
 export function registerDeviceRoutes(app: App, deps: AppDeps): void {
   const { db, metrics, config } = deps;
   const auth = requireDevice(deps);
+  // Poll verifies signature and claims here; the jti is consumed by the poll statement itself.
+  const pollAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
+    const token = bearerToken(c.req.header('authorization'));
+    if (token === undefined) {
+      throw new ServerError(
+        'ERR_UNAUTHENTICATED',
+        'device calls need "Authorization: Bearer <JWT signed by the device key>"',
+      );
+    }
+    const verified = await verifyDeviceToken(deps, token);
+    c.set('deviceToken', verified);
+    c.set('actor', `device:${verified.deviceId}`);
+    await next();
+  };
 
   app.openapi(
     createRoute({
@@ -163,7 +141,7 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
       tags: ['device'],
       summary: 'Ask for an update; answers no-update or an offer (signed manifest + artifact URLs)',
       security: [{ deviceJwt: [] }],
-      middleware: [auth] as const,
+      middleware: [pollAuth] as const,
       request: { body: { required: true, ...json(PollRequestSchema) } },
       responses: {
         200: { description: 'No update, or an offer', ...json(PollResponseSchema) },
@@ -171,31 +149,46 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
       },
     }),
     async (c) => {
-      const device = c.get('device');
+      const token = c.get('deviceToken');
       const body = c.req.valid('json');
-      if (body.product !== undefined && body.product !== device.product) {
+      const now = deps.clock.now();
+      const result = await runPollStatement(db, {
+        deviceId: token.deviceId,
+        jtiKey: token.jtiKey,
+        jtiExpiresAt: token.jtiExpiresAt,
+        version: body.version,
+        bootedSlot: body.bootedSlot,
+        installState: body.installState ?? null,
+        hardware: body.hardware ?? null,
+        now,
+      });
+      if (result.kind === 'unknown-device')
+        throw new ServerError('ERR_DEVICE_UNKNOWN', `no device ${token.deviceId} is registered`);
+      if (result.kind === 'decommissioned') {
         throw new ServerError(
-          'ERR_CONFLICT',
-          `device is registered for product "${device.product}" but reports "${body.product}"`,
+          'ERR_DEVICE_DECOMMISSIONED',
+          `device ${token.deviceId} was decommissioned; register it again`,
         );
       }
-      const hardware = body.hardware ?? device.hardware;
-      const now = deps.clock.now();
-      const [, candidates] = await Promise.all([
-        db
-          .update(devices)
-          .set({
-            currentVersion: body.version,
-            bootedSlot: body.bootedSlot,
-            installState: body.installState ?? null,
-            hardware,
-            lastSeenAt: now,
-          })
-          .where(eq(devices.id, device.id)),
-        candidateRollouts(deps, device.id, device.product),
-      ]);
+      if (result.kind === 'replayed') throw replayed();
+      if (body.product !== undefined && body.product !== result.product) {
+        throw new ServerError(
+          'ERR_CONFLICT',
+          `device is registered for product "${result.product}" but reports "${body.product}"`,
+        );
+      }
       const pollAfterSeconds = jitteredPollSeconds(config.pollIntervalSeconds, config.pollJitterFraction);
-      const chosen = chooseRollout({ ...device, hardware, currentVersion: body.version }, candidates);
+      const facts = {
+        id: token.deviceId,
+        product: result.product,
+        hardware: result.hardware,
+        tags: result.tags,
+        currentVersion: body.version,
+      };
+      const chosen = chooseRollout(
+        facts,
+        result.candidates.map((r) => ({ ...r, product: result.product })),
+      );
       if (chosen === undefined) {
         metrics.polls.inc({ result: 'no-update' });
         return c.json({ status: 'no-update' as const, pollAfterSeconds }, 200);
@@ -207,7 +200,7 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
           .where(eq(releaseBlobs.releaseId, chosen.releaseId)),
         db
           .insert(rolloutDevices)
-          .values({ rolloutId: chosen.rolloutId, deviceId: device.id, state: 'offered', updatedAt: now })
+          .values({ rolloutId: chosen.rolloutId, deviceId: token.deviceId, state: 'offered', updatedAt: now })
           .onConflictDoNothing(),
       ]);
       const base = config.publicUrl ?? '';
@@ -215,7 +208,7 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
       for (const { digest } of blobRows)
         artifacts[digest] = `${base}/v1/device/blobs/sha256/${digest.slice('sha256:'.length)}`;
       metrics.polls.inc({ result: 'update' });
-      metrics.offers.inc({ product: device.product });
+      metrics.offers.inc({ product: result.product });
       return c.json(
         {
           status: 'update' as const,

@@ -1,0 +1,313 @@
+// Poll throughput on PostgreSQL: 100k devices inserted in bulk through drizzle, a pool of
+// pre-signed device JWTs (distinct jti each), autocannon over loopback against the poll
+// endpoint and against a trivial Hono route on the same server (the ceiling), same run.
+// Targets: poll ≥ 0.25 × ceiling requests/s, poll p99 ≤ 20 ms.
+//   npm run bench -w @abota/update-server
+//   env: BENCH_DEVICES (100000), BENCH_SAMPLE (10000 polling devices), BENCH_REQUESTS (20000 per run),
+//   BENCH_CONNECTIONS (16), ABOTA_TEST_DATABASE_URL, BENCH_PROFILE=1 (CPU profile of the server)
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID, sign } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createTrustRoot, generateSigningKey, signManifest, signTrustRoot } from '@abota/manifest';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { openDatabase, schema } from '../src/index.js';
+
+const ADMIN_URL = process.env['ABOTA_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 100_000);
+const REQUESTS = Number(process.env['BENCH_REQUESTS'] ?? 20_000);
+const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 16);
+const SAMPLE = Number(process.env['BENCH_SAMPLE'] ?? 10_000);
+const PRODUCT = 'eflow-vm';
+const b64url = (s: string | Buffer) => Buffer.from(s).toString('base64url');
+
+async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: ADMIN_URL });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** A compact JWS (EdDSA) signed with node:crypto directly: the pool is large, jose's per-call overhead is not needed. */
+function deviceJwt(deviceId: string, key: KeyObject, nowSeconds: number): string {
+  const header = b64url('{"alg":"EdDSA"}');
+  const payload = b64url(
+    JSON.stringify({
+      iss: deviceId,
+      sub: deviceId,
+      aud: 'abota',
+      iat: nowSeconds,
+      exp: nowSeconds + 300,
+      jti: randomUUID(),
+    }),
+  );
+  return `${header}.${payload}.${sign(null, Buffer.from(`${header}.${payload}`), key).toString('base64url')}`;
+}
+
+/** CPU time (ms) used so far by the given processes, from /proc (Linux): where a request's cost goes. */
+async function cpuMs(pids: number[]): Promise<number> {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]); // utime + stime
+    } catch {
+      // the process ended (e.g. a PostgreSQL backend closed)
+    }
+  }
+  return ticks * 10; // USER_HZ = 100
+}
+
+async function postgresPids(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const comm = await readFile(`/proc/${entry}/comm`, 'utf8').catch(() => '');
+    if (comm.startsWith('postgres')) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+interface Measured {
+  rps: number;
+  p99: number;
+  bad: number;
+}
+
+let serverPid = 0;
+async function load(
+  name: string,
+  url: string,
+  amount: number,
+  opts: Partial<autocannon.Options>,
+): Promise<Measured> {
+  const pg0 = await postgresPids();
+  const [server0, db0] = [await cpuMs([serverPid]), await cpuMs(pg0)];
+  const result = await autocannon({ url, connections: CONNECTIONS, amount, ...opts });
+  const pg1 = [...new Set([...pg0, ...(await postgresPids())])];
+  const [server1, db1] = [await cpuMs([serverPid]), await cpuMs(pg1)];
+  const seconds = (new Date(result.finish).getTime() - new Date(result.start).getTime()) / 1000;
+  const rps = result.requests.total / seconds;
+  const bad = result.non2xx + result.errors + result.timeouts;
+  const perRequest = (ms: number) => ((ms * 1000) / result.requests.total).toFixed(0);
+  console.log(
+    `${name.padEnd(21)} ${rps.toFixed(0).padStart(6)} req/s  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  CPU/request: server ${perRequest(server1 - server0)} µs, postgres ${perRequest(db1 - db0)} µs  (${result.requests.total} requests, ${bad} non-2xx/errors)`,
+  );
+  return { rps, p99: result.latency.p99, bad };
+}
+
+async function main(): Promise<void> {
+  const dbName = `abota_bench_${randomBytes(4).toString('hex')}`;
+  const dbUrl = new URL(ADMIN_URL);
+  dbUrl.pathname = `/${dbName}`;
+  const blobDir = await mkdtemp(join(tmpdir(), 'abota-bench-'));
+  await withAdmin((c) => c.query(`CREATE DATABASE ${dbName}`));
+  let child: ReturnType<typeof spawn> | undefined;
+  try {
+    const database = await openDatabase({ kind: 'postgres', url: dbUrl.toString(), poolSize: 4 });
+    const { db } = database;
+
+    // Product, a signed release and an active rollout to a 1 % canary tag: every poll runs the
+    // full offer query; canary devices get an offer, the rest no-update.
+    const rootKey = await generateSigningKey();
+    const releaseKey = await generateSigningKey();
+    const root = await createTrustRoot({
+      version: 1,
+      expires: new Date(Date.now() + 86400_000 * 365),
+      rootKeys: [rootKey],
+      rootThreshold: 1,
+      releaseKeys: [releaseKey],
+      releaseThreshold: 1,
+    });
+    await db
+      .insert(schema.products)
+      .values({ id: PRODUCT, trustRoot: await signTrustRoot(root, [rootKey]), trustRootVersion: 1 });
+    const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
+    const manifest = {
+      schemaVersion: 1 as const,
+      product: PRODUCT,
+      compatible: ['hyperv-x64'],
+      version: '2.0.0',
+      securityVersion: 1,
+      created: '2026-11-25T12:00:00Z',
+      expires: '2027-11-25T12:00:00Z',
+      images: {
+        rootfs: {
+          sizeBytes: 8192,
+          verity: {
+            hashType: 1 as const,
+            algorithm: 'sha256' as const,
+            dataBlockSize: 4096 as const,
+            hashBlockSize: 4096 as const,
+            dataBlocks: 2,
+            salt: '00',
+            rootHash: 'ab'.repeat(32),
+            superblock: true,
+            hashOffset: 0,
+            hashTree: { digest: digest(2), sizeBytes: 4096 },
+          },
+          artifact: {
+            digest: digest(1),
+            sizeBytes: 8192,
+            codec: 'none' as const,
+            uncompressedSizeBytes: 8192,
+          },
+        },
+      },
+    };
+    const jws = JSON.stringify(await signManifest(manifest, [releaseKey], root));
+    await db.insert(schema.blobs).values([
+      { digest: digest(1), sizeBytes: 8192 },
+      { digest: digest(2), sizeBytes: 4096 },
+    ]);
+    const [release] = await db
+      .insert(schema.releases)
+      .values({
+        product: PRODUCT,
+        version: '2.0.0',
+        securityVersion: 1,
+        compatible: ['hyperv-x64'],
+        expires: new Date(manifest.expires),
+        manifestJws: jws,
+        manifest,
+      })
+      .returning();
+    if (release === undefined) throw new Error('release insert failed');
+    await db.insert(schema.releaseBlobs).values([
+      { releaseId: release.id, digest: digest(1), role: 'images.rootfs.artifact' },
+      { releaseId: release.id, digest: digest(2), role: 'images.rootfs.verity.hashTree' },
+    ]);
+    await db
+      .insert(schema.rollouts)
+      .values({ releaseId: release.id, product: PRODUCT, selector: { tags: ['canary'] } });
+
+    // 100k devices, each with its own Ed25519 key, inserted in batches.
+    let started = performance.now();
+    const keys: { id: string; key: KeyObject }[] = [];
+    const BATCH = 2000;
+    for (let i = 0; i < DEVICES; i += BATCH) {
+      const rows = [];
+      for (let j = i; j < Math.min(DEVICES, i + BATCH); j++) {
+        const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+        const id = randomUUID();
+        keys.push({ id, key: privateKey });
+        const x = (publicKey.export({ format: 'jwk' }) as { x: string }).x;
+        rows.push({
+          id,
+          product: PRODUCT,
+          hardware: 'hyperv-x64',
+          publicKeyJwk: { kty: 'OKP' as const, crv: 'Ed25519' as const, x },
+          tags: j % 100 === 0 ? ['canary'] : [],
+          currentVersion: '1.0.0',
+        });
+      }
+      await db.insert(schema.devices).values(rows);
+    }
+    await database.db.execute('ANALYZE');
+    if (process.env['BENCH_ASYNC_COMMIT'] === '1')
+      await withAdmin((c) => c.query(`ALTER DATABASE ${dbName} SET synchronous_commit = off`));
+    await database.close();
+    console.log(
+      `setup: ${DEVICES} devices with their own Ed25519 keys inserted in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+
+    child = spawn(
+      process.execPath,
+      [
+        '--conditions=@abota/source',
+        '--import',
+        'tsx',
+        fileURLToPath(new URL('./server.ts', import.meta.url)),
+      ],
+      {
+        env: { ...process.env, DATABASE_URL: dbUrl.toString(), BENCH_BLOB_DIR: blobDir },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    const childOut = child.stdout;
+    if (childOut === null) throw new Error('no stdout from the server process');
+    const port = await new Promise<number>((ok, fail) => {
+      createInterface({ input: childOut }).once('line', (line) =>
+        ok((JSON.parse(line) as { port: number }).port),
+      );
+      child?.once('exit', (code) => fail(new Error(`server exited with ${code}`)));
+    });
+    const base = `http://127.0.0.1:${port}`;
+    serverPid = child.pid ?? 0;
+
+    // Pre-signed pools: one JWT per request (distinct jti), over a random sample of the fleet.
+    // The first pass meets each device for the first time on this replica (device row read +
+    // key import); the second pass is the steady state (key cached, one statement per poll).
+    started = performance.now();
+    const now = Math.floor(Date.now() / 1000);
+    const sample = keys.slice(0, Math.min(keys.length, SAMPLE));
+    const makePool = () => {
+      const pool: string[] = [];
+      for (let i = 0; i < REQUESTS + CONNECTIONS * 2; i++) {
+        const d = sample[i % sample.length];
+        if (d !== undefined) pool.push(deviceJwt(d.id, d.key, now));
+      }
+      return pool;
+    };
+    const pools = [makePool(), makePool()];
+    console.log(
+      `setup: ${pools.length * (pools[0]?.length ?? 0)} device JWTs signed in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+    );
+
+    // Warm-up (JIT, connection pools), then the measured runs.
+    await autocannon({ url: `${base}/bench/trivial`, connections: CONNECTIONS, amount: 2000 });
+    console.log(
+      `\nloopback, ${CONNECTIONS} connections, ${REQUESTS} requests per run, ${sample.length} distinct polling devices of ${DEVICES}:`,
+    );
+    const ceiling = await load('trivial', `${base}/bench/trivial`, REQUESTS * 2, {});
+    const body = JSON.stringify({ version: '1.0.0', bootedSlot: 'A' });
+    const pollRun = (name: string, pool: string[]) => {
+      let next = 0;
+      return load(name, `${base}/v1/device/poll`, REQUESTS, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+        requests: [
+          {
+            method: 'POST',
+            path: '/v1/device/poll',
+            setupRequest: (req) => ({
+              ...req,
+              headers: { ...req.headers, authorization: `Bearer ${pool[next++ % pool.length]}` },
+            }),
+          },
+        ],
+      });
+    };
+    const cold = await pollRun('poll (first contact)', pools[0] ?? []);
+    const poll = await pollRun('poll (steady state)', pools[1] ?? []);
+    console.log(`\nfirst contact: ${(cold.rps / ceiling.rps).toFixed(2)} x ceiling, p99 ${cold.p99} ms`);
+    const ratio = poll.rps / ceiling.rps;
+    console.log(
+      `steady-state poll / ceiling = ${ratio.toFixed(2)} (target ≥ 0.25): ${ratio >= 0.25 ? 'met' : 'NOT met'}`,
+    );
+    console.log(`poll p99 = ${poll.p99} ms (target ≤ 20 ms): ${poll.p99 <= 20 ? 'met' : 'NOT met'}`);
+    if (poll.bad + cold.bad > 0) console.log(`warning: ${poll.bad + cold.bad} poll responses were not 2xx`);
+  } finally {
+    if (child !== undefined && child.exitCode === null) {
+      const exited = new Promise((ok) => child?.once('exit', ok));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`));
+    await rm(blobDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
