@@ -1,0 +1,221 @@
+// A/B updates end to end: real update server on 127.0.0.1 (PGlite), real HTTP, releases built
+// and signed by the abota CLI, a simulated VM whose GRUB and kernel are played by the simulator.
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Agent } from '@abota/client';
+import type { SimulatedVm } from '@abota/simulator';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createFleet,
+  type Fleet,
+  makeCorruptBlockRelease,
+  offeringFetch,
+  serverEvents,
+  updateOnce,
+} from '../fixtures/fleet.js';
+
+let fleet: Fleet;
+
+beforeAll(async () => {
+  fleet = await createFleet();
+  await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
+  await fleet.buildRelease({ version: '2.0.0', securityVersion: 2 });
+  await fleet.buildRelease({ version: '3.0.0', securityVersion: 2 });
+  await fleet.push('1.0.0');
+  await fleet.push('2.0.0');
+  await fleet.push('3.0.0');
+  await fleet.buildRelease({ version: '2.1.0', securityVersion: 2, imageVersion: '2.0.0' });
+  await fleet.push('2.1.0');
+  await makeCorruptBlockRelease(fleet, '2.0.0', '2.2.0', 0);
+  await fleet.push('2.2.0');
+  await fleet.buildRelease({ version: '2.3.0', securityVersion: 2, compatible: ['other-hw'] });
+}, 180_000);
+
+afterAll(async () => {
+  await fleet?.close();
+});
+
+describe('update cycle', () => {
+  it('installs v2 into slot B, boots it once, commits after the health check, then v3 goes back into slot A', async () => {
+    const { vm, deviceId } = await fleet.newVm('happy');
+    expect(await vm.bootedSlot()).toBe('A');
+    const slotA = await vm.slotDigests('A');
+
+    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
+    const first = await updateOnce(vm);
+    expect(first.check).toMatchObject({ status: 'installed', version: '2.0.0', rebooted: true });
+    expect(first.boot).toMatchObject({ slot: 'B', failedBoots: [] });
+    expect(first.after).toEqual({ action: 'committed', version: '2.0.0', slot: 'B' });
+    // The active slot was never written while v2 went into B.
+    expect(await vm.slotDigests('A')).toEqual(slotA);
+    expect(await vm.grubenv()).toMatchObject({ ORDER: 'B A', B_OK: '1', B_TRY: '0' });
+    expect((await vm.bootArtifacts()).B?.version).toBe('2.0.0');
+    const states = (await serverEvents(fleet.server, deviceId)).map((e) => `${e.version}:${e.state}`);
+    expect(states).toEqual(expect.arrayContaining(['2.0.0:installed', '2.0.0:rebooting', '2.0.0:committed']));
+    expect((await fleet.server.device(deviceId))['currentVersion'] ?? '2.0.0').toBe('2.0.0');
+
+    // A second boot of the committed slot stays on it (markGood on every healthy boot).
+    expect((await vm.boot()).slot).toBe('B');
+    expect(await (await vm.openAgent()).afterBoot({ reboot: true })).toEqual({ action: 'none' });
+    expect((await vm.boot()).slot).toBe('B');
+
+    const slotB = await vm.slotDigests('B');
+    await fleet.server.createRollout(fleet.releaseIds.get('3.0.0')!, { deviceIds: [deviceId] });
+    const second = await updateOnce(vm);
+    expect(second.check).toMatchObject({ status: 'installed', version: '3.0.0' });
+    expect(second.boot).toMatchObject({ slot: 'A', failedBoots: [] });
+    expect(second.after).toEqual({ action: 'committed', version: '3.0.0', slot: 'A' });
+    expect(await vm.slotDigests('B')).toEqual(slotB);
+    expect(await (await vm.openAgent()).status()).toMatchObject({ bootedSlot: 'A', version: '3.0.0' });
+  });
+
+  it('rolls back to slot A and reports failed when v2 fails its health check on slot B', async () => {
+    const { vm, deviceId } = await fleet.newVm('unhealthy');
+    await vm.setHealthy('B', false);
+    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
+    const r = await updateOnce(vm);
+    expect(r.boot?.slot).toBe('B');
+    expect(r.after).toMatchObject({ action: 'rejected', version: '2.0.0', slot: 'B' });
+    // The agent marked B bad and ran the reboot command: the next boot is A again.
+    expect(await vm.rebootRequested()).toBe(true);
+    const back = await vm.boot();
+    expect(back).toMatchObject({ slot: 'A', failedBoots: [] });
+    expect(await (await vm.openAgent()).afterBoot({ reboot: true })).toEqual({ action: 'none' });
+    expect(await vm.grubenv()).toMatchObject({ A_OK: '1', A_TRY: '0', B_OK: '0' });
+    const events = await serverEvents(fleet.server, deviceId);
+    expect(events.find((e) => e.state === 'failed')).toMatchObject({
+      version: '2.0.0',
+      errorCode: 'ERR_HEALTH_CHECK_FAILED',
+    });
+    // The failed rollout is not offered again.
+    expect(await (await vm.openAgent()).checkOnce({ reboot: true })).toMatchObject({ status: 'no-update' });
+  });
+
+  it('falls back to slot A when slot B fails dm-verity at boot, and reports rolled-back', async () => {
+    const { vm, deviceId } = await fleet.newVm('verity-fail');
+    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
+    const r = await updateOnce(vm, {
+      // A bad sector in B between install and reboot.
+      beforeReboot: () => vm.corruptBlock('B', 300),
+    });
+    expect(r.boot?.slot).toBe('A');
+    expect(r.boot?.failedBoots).toEqual([
+      expect.objectContaining({ slot: 'B', code: expect.stringMatching(/^ERR_VERITY_/) }),
+    ]);
+    expect(r.after).toMatchObject({ action: 'rolled-back', version: '2.0.0', slot: 'A' });
+    expect(await vm.grubenv()).toMatchObject({ ORDER: 'B A', B_OK: '0', A_OK: '1', A_TRY: '0' });
+    const events = await serverEvents(fleet.server, deviceId);
+    expect(events.find((e) => e.state === 'rolled-back')).toMatchObject({ errorCode: 'ERR_ROLLED_BACK' });
+    // And the device keeps booting A.
+    expect((await vm.boot()).slot).toBe('A');
+  });
+});
+
+/** Everything an install could change: both slots' files and the boot selection. */
+async function deviceSnapshot(vm: SimulatedVm) {
+  return { A: await vm.slotDigests('A'), B: await vm.slotDigests('B'), grubenv: await vm.grubenv() };
+}
+
+/**
+ * The device confirms its boot, polls, is offered something and must refuse it: the error code
+ * matches, the server hears `failed` with that code, and not one byte of either slot changed.
+ */
+async function expectRefused(
+  vm: SimulatedVm,
+  deviceId: string,
+  code: RegExp,
+  agentFor: () => Promise<Agent> = () => vm.openAgent(),
+) {
+  await (await vm.openAgent()).afterBoot({ reboot: true });
+  const before = await deviceSnapshot(vm);
+  const agent = await agentFor();
+  const err = (await agent.checkOnce({ reboot: true }).then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as { code?: string } | undefined;
+  expect(err?.code).toMatch(code);
+  expect(await vm.rebootRequested()).toBe(false);
+  const after = await deviceSnapshot(vm);
+  expect(after.A).toEqual(before.A);
+  return { err: err!, before, after, events: await serverEvents(fleet.server, deviceId) };
+}
+
+describe('releases the device refuses before writing a slot', () => {
+  it('refuses a manifest whose signed payload was altered by a compromised server', async () => {
+    const { vm, deviceId } = await fleet.newVm('tampered-manifest');
+    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
+    const jws = JSON.parse(await readFile(join(fleet.releases.get('2.0.0')!, 'manifest.jws'), 'utf8'));
+    const payload = JSON.parse(Buffer.from(jws.payload, 'base64url').toString('utf8'));
+    payload.images.rootfs.verity.rootHash = 'ab'.repeat(32);
+    jws.payload = Buffer.from(JSON.stringify(payload)).toString('base64url');
+    const r = await expectRefused(
+      vm,
+      deviceId,
+      /^ERR_(SIGNATURE_INVALID|THRESHOLD_NOT_MET|JWS_MALFORMED)$/,
+      () => vm.openAgent({ fetch: offeringFetch(JSON.stringify(jws), '2.0.0') }),
+    );
+    expect(r.after).toEqual(r.before);
+    expect(r.events.find((e) => e.state === 'failed')?.errorCode).toBe(r.err.code);
+  });
+
+  it('refuses a hash tree blob altered in the bucket, before writing any block', async () => {
+    const { vm, deviceId } = await fleet.newVm('tampered-blob');
+    const manifest = JSON.parse(await readFile(join(fleet.releases.get('2.1.0')!, 'manifest.json'), 'utf8'));
+    const treeHex = (manifest.images.rootfs.verity.hashTree.digest as string).slice(7);
+    const stored = join(fleet.server.blobsDir, 'sha256', treeHex);
+    expect(await readdir(join(fleet.server.blobsDir, 'sha256'))).toContain(treeHex);
+    const bytes = await readFile(stored);
+    bytes[bytes.length - 1]! ^= 0x01;
+    await writeFile(stored, bytes);
+    await fleet.server.createRollout(fleet.releaseIds.get('2.1.0')!, { deviceIds: [deviceId] });
+    const r = await expectRefused(vm, deviceId, /^ERR_INSTALL_HASH_TREE_INVALID$/);
+    expect(r.after.B).toEqual(r.before.B);
+  });
+
+  it('refuses a signed release whose artifact carries a block that does not match the verity tree', async () => {
+    const { vm, deviceId } = await fleet.newVm('corrupt-block');
+    await fleet.server.createRollout(fleet.releaseIds.get('2.2.0')!, { deviceIds: [deviceId] });
+    const r = await expectRefused(vm, deviceId, /^ERR_INSTALL_BLOCK_CORRUPT$/);
+    // Block 0 is the first one streamed: refused before any data reached slot B. (The agent
+    // sizes a slot *file* to the image, so B may have grown — with zeros only.)
+    const b = await readFile(vm.paths.slots.B.rootfs);
+    expect(b.every((byte) => byte === 0)).toBe(true);
+    expect(r.after.B.rootfsHash).toBe(r.before.B.rootfsHash);
+    expect(r.err).toHaveProperty('message', expect.stringMatching(/block 0/));
+    expect((await vm.boot()).slot).toBe('A');
+  });
+
+  it('refuses a release for other hardware even when a compromised server offers it', async () => {
+    const { vm, deviceId } = await fleet.newVm('wrong-hardware');
+    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
+    const jws = await readFile(join(fleet.releases.get('2.3.0')!, 'manifest.jws'), 'utf8');
+    const r = await expectRefused(vm, deviceId, /^ERR_INCOMPATIBLE_HARDWARE$/, () =>
+      vm.openAgent({ fetch: offeringFetch(jws, '2.3.0') }),
+    );
+    expect(r.after).toEqual(r.before);
+  });
+
+  it('refuses a downgrade below its securityVersion floor even when the rollout allows downgrades', async () => {
+    const { vm, deviceId } = await fleet.newVm('downgrade', { onVersion: '2.0.0' });
+    await fleet.server.createRollout(fleet.releaseIds.get('1.0.0')!, {
+      deviceIds: [deviceId],
+      allowDowngrade: true,
+    });
+    const r = await expectRefused(vm, deviceId, /^ERR_(SECURITY_VERSION_TOO_LOW|DOWNGRADE_NOT_ALLOWED)$/);
+    expect(r.after).toEqual(r.before);
+  });
+
+  it('refuses an expired release (device and server clocks 40 days on)', async () => {
+    const { vm, deviceId } = await fleet.newVm('expired');
+    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
+    fleet.clock.offsetMs = 40 * 86_400_000;
+    try {
+      const r = await expectRefused(vm, deviceId, /^ERR_EXPIRED$/, () =>
+        vm.openAgent({ clock: () => fleet.clock.now() }),
+      );
+      expect(r.after).toEqual(r.before);
+    } finally {
+      fleet.clock.offsetMs = 0;
+    }
+  });
+});
