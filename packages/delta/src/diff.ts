@@ -354,7 +354,9 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
       const span = readRange(targetFd, p.start * blockSize, p.count * blockSize);
       const builder = matchSpan(span, p.start * blockSize, src, index);
       let decoded: Uint8Array;
-      if (builder.copies === 0) {
+      // A PATCH program larger than the applier accepts (never seen: controls cost less than
+      // the bytes they copy) falls back to REPLACE, which is at most one span.
+      if (builder.copies === 0 || builder.encodedSizeBound() > LIMITS.maxOpDecodedBytes) {
         op.kind = OpKind.Replace;
         decoded = span;
         opCounts.replace++;

@@ -77,6 +77,11 @@ export class PatchBuilder {
     this.pendingAdd = 0;
   }
 
+  /** Upper bound of `finish()`'s length. */
+  encodedSizeBound(): number {
+    return this.controls.length + this.literals.length + 20;
+  }
+
   /** The decoded PATCH data: varint(control length) ‖ controls ‖ literals. */
   finish(): Uint8Array {
     this.flushAdd();
