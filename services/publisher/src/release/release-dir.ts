@@ -58,11 +58,14 @@ export class ReleaseDirWriter {
     const out = resolve(outDir);
     await ReleaseDirWriter.assertAbsent(out);
     const parent = dirname(out);
-    const parentInfo = await stat(parent).catch(() => undefined);
-    if (parentInfo === undefined || !parentInfo.isDirectory()) {
+    // `--out releases/1.2.0` in a fresh CI checkout: create releases/ (it holds no release).
+    try {
+      await mkdir(parent, { recursive: true });
+    } catch (err) {
       throw new ReleaseError(
         'ERR_RELEASE_USAGE',
-        `--out ${outDir}: the parent directory ${parent} does not exist`,
+        `--out ${outDir}: cannot create the parent directory ${parent}: ${(err as Error).message}`,
+        { cause: err },
       );
     }
     // Same parent → same filesystem → rename() at the end is atomic.

@@ -538,7 +538,7 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
     const bytes = await readFile(boot);
     bytes.write('abota boot image', 4096);
     await writeFile(boot, bytes);
-    const out = join(work, 'with-boot');
+    const out = join(work, 'releases', 'nested', 'with-boot');
     const argv = buildArgs(out);
     argv.splice(2, 0, '--boot', boot);
     const r = await abota(...argv);
