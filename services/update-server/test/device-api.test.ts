@@ -275,6 +275,18 @@ describe.each(DB_BACKENDS)('device API on %s', (backend) => {
     expect(foreign.status).toBe(404);
     const bad = await report(a, { rolloutId, version: '1.1.0', state: 'exploded' });
     expect(bad.status).toBe(400);
+    // Device B cannot report as device A: a token naming A but signed by B's key is refused.
+    const impersonation = await h.request('/v1/device/report', {
+      method: 'POST',
+      token: await b.token({ sub: a.id, iss: a.id }),
+      json: { rolloutId, version: '1.1.0', state: 'failed' },
+    });
+    expect(impersonation.status).toBe(401);
+
+    const metrics = await (await h.request('/metrics')).text();
+    expect(metrics).toMatch(/abota_device_reports_total\{state="downloading"\} 1\n/);
+    expect(metrics).toMatch(/abota_device_polls_total\{result="update"\} \d+/);
+    expect(metrics).toMatch(/abota_offers_total\{product="report-product"\} 1\n/);
 
     const events = (await (await h.request(`/v1/admin/devices/${a.id}`, { key: h.adminKey })).json()) as {
       currentVersion: string;
