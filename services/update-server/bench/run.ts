@@ -222,6 +222,7 @@ async function main(): Promise<void> {
     child = spawn(
       process.execPath,
       [
+        ...(process.env['BENCH_PROFILE'] === '1' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/abota-prof'] : []),
         '--conditions=@abota/source',
         '--import',
         'tsx',
