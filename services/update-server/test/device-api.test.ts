@@ -308,8 +308,10 @@ describe.each(DB_BACKENDS)('device API on %s', (backend) => {
     ).toBe('no-update');
   });
 
-  it('refuses a decommissioned device', async () => {
+  it('refuses a decommissioned device even when its key is cached', async () => {
     const d = await registerDevice(h, keys.product, token);
+    // Poll first so this replica has the device key cached: decommissioning must still win.
+    expect((await poll(await d.token())).status).toBe(200);
     expect(
       (await h.request(`/v1/admin/devices/${d.id}/decommission`, { method: 'POST', key: h.adminKey })).status,
     ).toBe(200);
