@@ -88,6 +88,25 @@ describe('brotli artifact', () => {
     });
   });
 
+  it('codec none stores the image verbatim and still enforces the size limit on reading', async () => {
+    await withTempDir(async (dir) => {
+      const data = randomBytes(100_000);
+      await writeFile(join(dir, 'img'), data);
+      const result = await compressFile(join(dir, 'img'), join(dir, 'img.raw'), {
+        ...DEFAULT_CODEC,
+        codec: 'none',
+      });
+      expect(result.sizeBytes).toBe(data.length);
+      expect((await readFile(join(dir, 'img.raw'))).equals(data)).toBe(true);
+      const out = await collect(decompress('none', createReadStream(join(dir, 'img.raw')), data.length));
+      expect(out.equals(data)).toBe(true);
+      const err = await collect(decompress('none', createReadStream(join(dir, 'img.raw')), 99_999)).catch(
+        (e: unknown) => e,
+      );
+      expect((err as ReleaseError).code).toBe('ERR_RELEASE_ARTIFACT_CORRUPT');
+    });
+  });
+
   it('refuses codecs it cannot decode by name', async () => {
     const err = await collect(decompress('zstd', chunked(Buffer.alloc(10), [10]), 10)).catch(
       (e: unknown) => e,

@@ -219,6 +219,18 @@ describeWithTool('mkfs.ext4', 'e2fsprogs', 'abota release on a real ext4 image',
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, manifest: m, manifestJsonMatches: true });
   });
 
+  it('release verify and inspect on a directory that is not a release say which file is missing', async () => {
+    const empty = join(work, 'not-a-release');
+    await mkdir(empty, { recursive: true });
+    const v = await abota('release', 'verify', empty, '--root', join(keys, 'root.json'), '--json');
+    expect(rejection(v)).toBe('ERR_RELEASE_DIR_INVALID');
+    expect(v.stdout).toContain('root.json');
+    const i = await abota('release', 'inspect', empty, '--json');
+    expect(i.code).not.toBe(0);
+    expect(errorCode(i)).toBe('ERR_RELEASE_DIR_INVALID');
+    expect(i.stdout).toContain('manifest.jws');
+  });
+
   describe('verify refuses tampered releases', () => {
     it('a flipped byte in the compressed artifact → ERR_RELEASE_BLOB_DIGEST_MISMATCH (exit 3)', async () => {
       const dir = await copyRelease('tamper-artifact');
