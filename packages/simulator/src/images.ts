@@ -1,9 +1,9 @@
 // Small root filesystem images for the demo, tests and benches: ext4 built with `mkfs.ext4 -d`
 // from a generated directory tree when e2fsprogs is installed, else a deterministic raw image
-// (pseudo-random blocks from SHA-256 in counter mode). Contents depend only on the version
+// (an AES-CTR keystream keyed by the version). Contents depend only on the version
 // string, so two builds of the same version are alike and v1/v2 share most of their files.
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,14 +15,11 @@ export interface RootfsImage {
   kind: 'ext4' | 'raw';
 }
 
-/** Deterministic pseudo-random bytes: SHA-256(seed || counter) blocks. */
+/** Deterministic pseudo-random bytes: AES-128-CTR keystream keyed by SHA-256(seed). */
 export function pseudoRandomBytes(seed: string, length: number): Buffer {
-  const out = Buffer.alloc(length);
-  for (let off = 0, i = 0; off < length; i++) {
-    const block = createHash('sha256').update(`${seed}/${i}`).digest();
-    off += block.copy(out, off);
-  }
-  return out;
+  const key = createHash('sha256').update(seed).digest().subarray(0, 16);
+  const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  return Buffer.concat([cipher.update(Buffer.alloc(length)), cipher.final()]);
 }
 
 function findMkfsExt4(): string | undefined {
@@ -109,11 +106,16 @@ export async function buildRootfsImage(o: {
     const uuid = `${seed.slice(0, 8)}-${seed.slice(8, 12)}-4${seed.slice(13, 16)}-8${seed.slice(17, 20)}-${seed.slice(20, 32)}`;
     const r = spawnSync(
       mkfs,
+      // A read-only (dm-verity) root needs no journal and no reserved blocks.
       [
         '-q',
         '-F',
         '-b',
         '4096',
+        '-O',
+        '^has_journal',
+        '-m',
+        '0',
         '-L',
         'rootfs',
         '-U',
