@@ -1,0 +1,623 @@
+// A small typed client for the update server's admin API (services/update-server README "Admin
+// API"): blobs, releases, products with their trust roots, provisioning tokens, devices. Every
+// non-2xx answer becomes an AdminApiError carrying the server's own `{ error: { code, message } }`;
+// network failures and 5xx are retried with backoff on idempotent calls, 4xx never are.
+import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+
+/** Codes this client adds to the server's own (which are passed through unchanged). */
+export type AdminClientErrorCode =
+  // No API key / server URL, or an unusable server URL.
+  | 'ERR_USAGE'
+  // The API key was not given (ABOTA_API_KEY).
+  | 'ERR_API_KEY_MISSING'
+  // Connection refused, reset, DNS failure, timeout — after the retries.
+  | 'ERR_SERVER_UNREACHABLE'
+  // The server answered something that is not the documented JSON (or too much of it).
+  | 'ERR_SERVER_RESPONSE_INVALID'
+  // The caller's AbortSignal fired.
+  | 'ERR_INTERRUPTED';
+
+/** A failed admin API call: `code` is the server's code (ERR_FORBIDDEN, ERR_SIGNATURE_INVALID, ...) or one of ours. */
+export class AdminApiError extends Error {
+  override readonly name = 'AdminApiError';
+  readonly code: string;
+  /** HTTP status, when the server answered. */
+  readonly status: number | undefined;
+  readonly exitCode: number;
+
+  constructor(code: string, message: string, options?: { status?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = options?.status;
+    this.exitCode =
+      code === 'ERR_USAGE' || code === 'ERR_API_KEY_MISSING' ? 2 : code === 'ERR_INTERRUPTED' ? 130 : 1;
+  }
+}
+
+/** JSON answers of the admin API are small; anything larger is not one (size limit on network input). */
+export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+/** A JSON call that takes longer than this is treated as a network failure (and retried). */
+const JSON_TIMEOUT_MS = 60_000;
+
+export interface RetryPolicy {
+  /** Total tries of one call, including the first. */
+  attempts: number;
+  /** Delay before the second try; doubled each time (± 25 % jitter), capped at `maxDelayMs`. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 500, maxDelayMs: 8000 };
+
+export interface AdminClientOptions {
+  /** Base URL, e.g. https://updates.example.com (a path prefix is kept). */
+  serverUrl: string;
+  apiKey: string;
+  retry?: RetryPolicy;
+  /** The fetch to use (default: the global one). */
+  fetch?: typeof fetch;
+}
+
+export interface ProductInfo {
+  id: string;
+  description: string;
+  trustRootVersion: number;
+}
+
+export interface ReleaseInfo {
+  id: string;
+  product: string;
+  version: string;
+  securityVersion: number;
+  compatible: string[];
+  expires: string;
+  yanked: boolean;
+  createdAt: string;
+}
+
+export interface ProvisioningTokenInfo {
+  id: string;
+  product: string;
+  expiresAt: string;
+  maxUses: number | null;
+  uses: number;
+  /** Only in the creation answer. */
+  token?: string;
+}
+
+export interface DeviceInfo {
+  id: string;
+  product: string;
+  hardware: string;
+  tags: string[];
+  currentVersion: string | null;
+  bootedSlot: string | null;
+  installState: string | null;
+  lastSeenAt: string | null;
+  registeredAt: string;
+}
+
+/** Refuses URLs that would send the API key in clear text anywhere but this machine. */
+export function parseServerUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new AdminApiError(
+      'ERR_USAGE',
+      `--server ${JSON.stringify(text)} is not a URL (expected e.g. https://updates.example.com)`,
+    );
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new AdminApiError('ERR_USAGE', `--server ${text}: expected an http(s) URL`);
+  }
+  const loopback =
+    ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
+  if (url.protocol === 'http:' && !loopback && process.env['ABOTA_ALLOW_INSECURE_HTTP'] !== '1') {
+    throw new AdminApiError(
+      'ERR_USAGE',
+      `--server ${text}: plain http would send the API key in clear text; use https (or set ABOTA_ALLOW_INSECURE_HTTP=1 on a trusted network)`,
+    );
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new AdminApiError(
+      'ERR_USAGE',
+      '--server must not carry credentials; the API key comes from ABOTA_API_KEY',
+    );
+  }
+  return url;
+}
+
+const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(interrupted());
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(interrupted());
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+const interrupted = (): AdminApiError =>
+  new AdminApiError('ERR_INTERRUPTED', 'interrupted; nothing more was sent');
+
+/** Read at most MAX_RESPONSE_BYTES of a response body as text. */
+async function readLimitedText(res: Response, what: string): Promise<string> {
+  if (res.body === null) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > MAX_RESPONSE_BYTES) {
+        throw new AdminApiError(
+          'ERR_SERVER_RESPONSE_INVALID',
+          `${what}: the answer exceeds ${MAX_RESPONSE_BYTES} bytes; is --server an abota update server?`,
+        );
+      }
+      chunks.push(value);
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The server's `{ error: { code, message } }`, or a description of what came instead. */
+async function errorFromResponse(res: Response, what: string): Promise<AdminApiError> {
+  let text = '';
+  try {
+    text = await readLimitedText(res, what);
+  } catch {
+    // Fall through to the generic message below.
+  }
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const code = body.error?.code;
+    const message = body.error?.message;
+    if (typeof code === 'string' && /^ERR_[A-Z0-9_]{1,64}$/.test(code) && typeof message === 'string') {
+      return new AdminApiError(code, `${what}: ${message.slice(0, 2000)}`, { status: res.status });
+    }
+  } catch {
+    // Not JSON: fall through.
+  }
+  const code =
+    res.status === 401
+      ? 'ERR_UNAUTHENTICATED'
+      : res.status === 403
+        ? 'ERR_FORBIDDEN'
+        : 'ERR_SERVER_RESPONSE_INVALID';
+  return new AdminApiError(code, `${what}: HTTP ${res.status} without an abota error body`, {
+    status: res.status,
+  });
+}
+
+function isRetryableStatus(status: number): boolean {
+  return status >= 500 && status <= 599;
+}
+
+interface CallOptions {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT';
+  path: string;
+  /** A JSON body, or a function making a fresh streamed body per try. */
+  json?: unknown;
+  stream?: () => { body: ReadableStream<Uint8Array>; sizeBytes: number };
+  /** Safe to repeat after a network failure or 5xx (HEAD/GET, content-addressed PUT, idempotent POST). */
+  idempotent: boolean;
+  /** Statuses that are answers rather than failures (e.g. 404 on HEAD). */
+  expect: readonly number[];
+  signal?: AbortSignal | undefined;
+  /** A whole-call timeout; blob uploads have none (they may take long), only the caller's signal. */
+  timeoutMs?: number;
+}
+
+export class AdminClient {
+  readonly serverUrl: URL;
+  private readonly apiKey: string;
+  private readonly retry: RetryPolicy;
+  private readonly fetchImpl: typeof fetch;
+  /** Retries done so far (for reports). */
+  retriesDone = 0;
+
+  constructor(options: AdminClientOptions) {
+    this.serverUrl = parseServerUrl(options.serverUrl);
+    if (!options.apiKey.startsWith('abk_')) {
+      throw new AdminApiError('ERR_API_KEY_MISSING', 'the API key must be an abota admin key (abk_...)');
+    }
+    this.apiKey = options.apiKey;
+    this.retry = options.retry ?? DEFAULT_RETRY;
+    this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  }
+
+  private url(path: string): string {
+    const base = this.serverUrl.href.endsWith('/') ? this.serverUrl.href.slice(0, -1) : this.serverUrl.href;
+    return `${base}${path}`;
+  }
+
+  private async call(o: CallOptions): Promise<Response> {
+    const what = `${o.method} ${o.path}`;
+    for (let attempt = 1; ; attempt++) {
+      if (o.signal?.aborted) throw interrupted();
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${this.apiKey}`,
+        accept: 'application/json',
+      };
+      const init: RequestInit & { duplex?: 'half' } = { method: o.method, headers, redirect: 'error' };
+      if (o.json !== undefined) {
+        headers['content-type'] = 'application/json';
+        init.body = JSON.stringify(o.json);
+      } else if (o.stream !== undefined) {
+        const { body, sizeBytes } = o.stream();
+        headers['content-type'] = 'application/octet-stream';
+        headers['content-length'] = String(sizeBytes);
+        init.body = body;
+        init.duplex = 'half';
+      }
+      const signals = [
+        o.signal,
+        o.timeoutMs === undefined ? undefined : AbortSignal.timeout(o.timeoutMs),
+      ].filter((s): s is AbortSignal => s !== undefined);
+      if (signals.length > 0) init.signal = AbortSignal.any(signals);
+      let failure: AdminApiError;
+      try {
+        const res = await this.fetchImpl(this.url(o.path), init);
+        if ((res.status >= 200 && res.status < 300) || o.expect.includes(res.status)) return res;
+        failure = await errorFromResponse(res, what);
+        if (!isRetryableStatus(res.status) || !o.idempotent) throw failure;
+      } catch (err) {
+        if (err instanceof AdminApiError) throw err;
+        if (o.signal?.aborted) throw interrupted();
+        const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+        const detail =
+          typeof cause?.code === 'string' ? cause.code : err instanceof Error ? err.message : String(err);
+        failure = new AdminApiError(
+          'ERR_SERVER_UNREACHABLE',
+          `${what} to ${this.serverUrl.origin}: ${detail}`,
+          {
+            cause: err,
+          },
+        );
+        if (!o.idempotent) throw failure;
+      }
+      if (attempt >= this.retry.attempts) {
+        throw new AdminApiError(failure.code, `${failure.message} (gave up after ${attempt} tries)`, {
+          ...(failure.status === undefined ? {} : { status: failure.status }),
+          cause: failure,
+        });
+      }
+      const delay = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+      this.retriesDone++;
+      await sleep(delay * (0.75 + Math.random() * 0.5), o.signal);
+    }
+  }
+
+  private async callJson(o: CallOptions): Promise<{ status: number; body: unknown }> {
+    const res = await this.call({ timeoutMs: JSON_TIMEOUT_MS, ...o });
+    const what = `${o.method} ${o.path}`;
+    const text = await readLimitedText(res, what);
+    try {
+      return { status: res.status, body: JSON.parse(text) as unknown };
+    } catch {
+      throw new AdminApiError('ERR_SERVER_RESPONSE_INVALID', `${what}: the answer is not JSON`, {
+        status: res.status,
+      });
+    }
+  }
+
+  /** Size of the blob in the server's store, or undefined when it is not there. */
+  async headBlob(sha256Hex: string, signal?: AbortSignal): Promise<number | undefined> {
+    const res = await this.call({
+      method: 'HEAD',
+      path: `/v1/admin/blobs/sha256/${sha256Hex}`,
+      idempotent: true,
+      expect: [404],
+      signal,
+      timeoutMs: JSON_TIMEOUT_MS,
+    });
+    if (res.status === 404) return undefined;
+    const size = Number(res.headers.get('content-length'));
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new AdminApiError(
+        'ERR_SERVER_RESPONSE_INVALID',
+        `HEAD blob ${sha256Hex}: no Content-Length in the answer`,
+      );
+    }
+    return size;
+  }
+
+  /**
+   * Stream a file to `PUT /v1/admin/blobs/sha256/<hex>` (the server checks digest and size while
+   * storing). Memory stays bounded by the read stream's 1 MiB chunks. Each retry re-reads the
+   * file from the start: the server has no partial-upload resume.
+   */
+  async putBlobFile(
+    sha256Hex: string,
+    path: string,
+    sizeBytes: number,
+    o: { signal?: AbortSignal | undefined; onBytes?: (sentInThisTry: number) => void } = {},
+  ): Promise<{ created: boolean }> {
+    const res = await this.call({
+      method: 'PUT',
+      path: `/v1/admin/blobs/sha256/${sha256Hex}`,
+      idempotent: true,
+      expect: [],
+      signal: o.signal,
+      stream: () => {
+        let sent = 0;
+        const file = createReadStream(path, { highWaterMark: 1 << 20 });
+        file.on('data', (chunk) => {
+          sent += (chunk as Buffer).length;
+          o.onBytes?.(sent);
+        });
+        o.onBytes?.(0);
+        return { body: Readable.toWeb(file) as ReadableStream<Uint8Array>, sizeBytes };
+      },
+    });
+    const text = await readLimitedText(res, `PUT blob ${sha256Hex}`);
+    const created = (JSON.parse(text || '{}') as { created?: unknown }).created;
+    return { created: created === true || res.status === 201 };
+  }
+
+  /** `POST /v1/admin/releases`: the server verifies the JWS against the product's trust root. */
+  async pushRelease(
+    manifestJws: string,
+    signal?: AbortSignal,
+  ): Promise<{ release: ReleaseInfo; created: boolean }> {
+    // Idempotent on the server: the same JWS again answers 200 with the existing release.
+    const { status, body } = await this.callJson({
+      method: 'POST',
+      path: '/v1/admin/releases',
+      json: { manifestJws },
+      idempotent: true,
+      expect: [],
+      signal,
+    });
+    return { release: asRelease(body), created: status === 201 };
+  }
+
+  async listReleases(product?: string): Promise<ReleaseInfo[]> {
+    const query = product === undefined ? '' : `?product=${encodeURIComponent(product)}`;
+    const { body } = await this.callJson({
+      method: 'GET',
+      path: `/v1/admin/releases${query}`,
+      idempotent: true,
+      expect: [],
+    });
+    return itemsOf(body, 'releases').map(asRelease);
+  }
+
+  /** The product, or undefined when the server has none by that id. */
+  async getProduct(id: string, signal?: AbortSignal): Promise<ProductInfo | undefined> {
+    const { status, body } = await this.callJson({
+      method: 'GET',
+      path: `/v1/admin/products/${encodeURIComponent(id)}`,
+      idempotent: true,
+      expect: [404],
+      signal,
+    });
+    return status === 404 ? undefined : asProduct(body);
+  }
+
+  async createProduct(id: string, trustRoot: unknown, description?: string): Promise<ProductInfo> {
+    const { body } = await this.callJson({
+      method: 'POST',
+      path: '/v1/admin/products',
+      json: { id, trustRoot, ...(description === undefined ? {} : { description }) },
+      // Not repeated: a retry after a lost answer would report ERR_CONFLICT for our own creation.
+      idempotent: false,
+      expect: [],
+    });
+    return asProduct(body);
+  }
+
+  async setTrustRoot(id: string, trustRoot: unknown): Promise<ProductInfo> {
+    const { body } = await this.callJson({
+      method: 'PUT',
+      path: `/v1/admin/products/${encodeURIComponent(id)}/trust-root`,
+      json: { trustRoot },
+      idempotent: false,
+      expect: [],
+    });
+    return asProduct(body);
+  }
+
+  async createProvisioningToken(o: {
+    product: string;
+    expiresInSeconds: number;
+    maxUses?: number;
+    description?: string;
+  }): Promise<ProvisioningTokenInfo & { token: string }> {
+    const { body } = await this.callJson({
+      method: 'POST',
+      path: '/v1/admin/provisioning-tokens',
+      json: o,
+      // Never repeated: two tokens would exist and only one be shown.
+      idempotent: false,
+      expect: [],
+    });
+    const info = asToken(body);
+    if (info.token === undefined) {
+      throw new AdminApiError(
+        'ERR_SERVER_RESPONSE_INVALID',
+        'POST /v1/admin/provisioning-tokens: no token in the answer',
+      );
+    }
+    return { ...info, token: info.token };
+  }
+
+  /** One page of devices (the server's cursor pagination). */
+  async listDevices(o: {
+    product?: string;
+    hardware?: string;
+    tag?: string;
+    version?: string;
+    limit?: number;
+    cursor?: string;
+  }): Promise<{ items: DeviceInfo[]; nextCursor: string | null }> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(o)) if (v !== undefined) params.set(k, String(v));
+    const query = params.size === 0 ? '' : `?${params.toString()}`;
+    const { body } = await this.callJson({
+      method: 'GET',
+      path: `/v1/admin/devices${query}`,
+      idempotent: true,
+      expect: [],
+    });
+    const next = (body as { nextCursor?: unknown }).nextCursor;
+    return {
+      items: itemsOf(body, 'devices').map(asDevice),
+      nextCursor: typeof next === 'string' ? next : null,
+    };
+  }
+}
+
+// ---- narrowing the server's answers (unknown at the trust boundary) ----
+
+function invalid(what: string): AdminApiError {
+  return new AdminApiError(
+    'ERR_SERVER_RESPONSE_INVALID',
+    `the server's ${what} answer does not have the documented shape`,
+  );
+}
+
+function record(value: unknown, what: string): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(what);
+  return value as Record<string, unknown>;
+}
+
+function str(o: Record<string, unknown>, key: string, what: string): string {
+  const v = o[key];
+  if (typeof v !== 'string') throw invalid(what);
+  return v;
+}
+
+function strOrNull(o: Record<string, unknown>, key: string, what: string): string | null {
+  const v = o[key];
+  if (v !== null && typeof v !== 'string') throw invalid(what);
+  return v;
+}
+
+function int(o: Record<string, unknown>, key: string, what: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw invalid(what);
+  return v;
+}
+
+function itemsOf(body: unknown, what: string): unknown[] {
+  const items = record(body, what)['items'];
+  if (!Array.isArray(items)) throw invalid(what);
+  return items;
+}
+
+function asProduct(value: unknown): ProductInfo {
+  const o = record(value, 'product');
+  return {
+    id: str(o, 'id', 'product'),
+    description: str(o, 'description', 'product'),
+    trustRootVersion: int(o, 'trustRootVersion', 'product'),
+  };
+}
+
+function asRelease(value: unknown): ReleaseInfo {
+  const o = record(value, 'release');
+  const compatible = o['compatible'];
+  if (
+    !Array.isArray(compatible) ||
+    !compatible.every((c) => typeof c === 'string') ||
+    typeof o['yanked'] !== 'boolean'
+  ) {
+    throw invalid('release');
+  }
+  return {
+    id: str(o, 'id', 'release'),
+    product: str(o, 'product', 'release'),
+    version: str(o, 'version', 'release'),
+    securityVersion: int(o, 'securityVersion', 'release'),
+    compatible: compatible as string[],
+    expires: str(o, 'expires', 'release'),
+    yanked: o['yanked'],
+    createdAt: str(o, 'createdAt', 'release'),
+  };
+}
+
+function asToken(value: unknown): ProvisioningTokenInfo {
+  const o = record(value, 'provisioning token');
+  const maxUses = o['maxUses'];
+  if (maxUses !== null && (typeof maxUses !== 'number' || !Number.isSafeInteger(maxUses)))
+    throw invalid('provisioning token');
+  const token = o['token'];
+  if (token !== undefined && typeof token !== 'string') throw invalid('provisioning token');
+  return {
+    id: str(o, 'id', 'provisioning token'),
+    product: str(o, 'product', 'provisioning token'),
+    expiresAt: str(o, 'expiresAt', 'provisioning token'),
+    maxUses,
+    uses: int(o, 'uses', 'provisioning token'),
+    ...(token === undefined ? {} : { token }),
+  };
+}
+
+function asDevice(value: unknown): DeviceInfo {
+  const o = record(value, 'device');
+  const tags = o['tags'];
+  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) throw invalid('device');
+  return {
+    id: str(o, 'id', 'device'),
+    product: str(o, 'product', 'device'),
+    hardware: str(o, 'hardware', 'device'),
+    tags: tags as string[],
+    currentVersion: strOrNull(o, 'currentVersion', 'device'),
+    bootedSlot: strOrNull(o, 'bootedSlot', 'device'),
+    installState: strOrNull(o, 'installState', 'device'),
+    lastSeenAt: strOrNull(o, 'lastSeenAt', 'device'),
+    registeredAt: str(o, 'registeredAt', 'device'),
+  };
+}
+
+// ---- the CLI's way to make a client: server from --server or $ABOTA_SERVER, key from the environment ----
+
+/** Environment variable holding the admin API key unless --api-key-env names another. */
+export const API_KEY_ENV = 'ABOTA_API_KEY';
+/** Environment variable naming the server when --server is not given. */
+export const SERVER_ENV = 'ABOTA_SERVER';
+
+/** The flags every server-talking command shares. */
+export interface ServerFlags {
+  server?: string;
+  apiKeyEnv?: string;
+  json?: boolean;
+}
+
+/**
+ * The API key is read from the environment only — never a flag value, which would land in shell
+ * history and in `ps` output.
+ */
+export function clientFromEnvironment(flags: ServerFlags, env: NodeJS.ProcessEnv = process.env): AdminClient {
+  const server = flags.server ?? env[SERVER_ENV];
+  if (server === undefined || server === '') {
+    throw new AdminApiError('ERR_USAGE', `no update server: pass --server <url> or set ${SERVER_ENV}`);
+  }
+  const variable = flags.apiKeyEnv ?? API_KEY_ENV;
+  const apiKey = env[variable];
+  if (apiKey === undefined || apiKey === '') {
+    throw new AdminApiError(
+      'ERR_API_KEY_MISSING',
+      `no API key: set ${variable} to an admin API key (abk_...; created with POST /v1/admin/api-keys or printed once by the server's first start)`,
+    );
+  }
+  if (!apiKey.startsWith('abk_')) {
+    throw new AdminApiError(
+      'ERR_API_KEY_MISSING',
+      `$${variable} does not hold an abota API key (expected abk_...)`,
+    );
+  }
+  return new AdminClient({ serverUrl: server, apiKey });
+}
