@@ -12,6 +12,11 @@ export interface AgentProcessOptions {
   env?: Record<string, string>;
   /** Load, then wait for `start()` before running the command (pre-started processes). */
   waitForStart?: boolean;
+  /**
+   * Run the built entry (dist/agent-process.js, plain node, workspace packages from their dist)
+   * even when the simulator runs from source — for measurements without the tsx loader.
+   */
+  useBuild?: boolean;
 }
 
 export interface AgentExit {
@@ -43,8 +48,17 @@ export class AgentProcess {
 
   static spawn(args: readonly string[], o: AgentProcessOptions): AgentProcess {
     const here = import.meta.url;
-    const fromSource = here.endsWith('.ts');
-    const entry = fileURLToPath(new URL(fromSource ? './agent-process.ts' : './agent-process.js', here));
+    const fromSource = here.endsWith('.ts') && o.useBuild !== true;
+    const entry = fileURLToPath(
+      new URL(
+        fromSource
+          ? './agent-process.ts'
+          : here.endsWith('.ts')
+            ? '../dist/agent-process.js'
+            : './agent-process.js',
+        here,
+      ),
+    );
     const nodeArgs = fromSource ? ['--conditions=@abota/source', '--import', 'tsx'] : [];
     const child = spawn(process.execPath, [...nodeArgs, entry, ...args, '--config', o.configPath], {
       // The package directory: `--import tsx` resolves from here (the workspace root's node_modules).

@@ -67,6 +67,8 @@ export async function buildRootfsImage(o: {
   version: string;
   sizeBytes: number;
   kind?: 'ext4' | 'raw';
+  /** Share of the filesystem filled with files (default 0.5); the rest stays free (zeros). */
+  fillFraction?: number;
 }): Promise<RootfsImage> {
   if (o.sizeBytes % 4096 !== 0 || o.sizeBytes < 1024 * 1024) {
     throw new SimulatorError(
@@ -99,7 +101,7 @@ export async function buildRootfsImage(o: {
   const tree = `${o.path}.tree`;
   await rm(tree, { recursive: true, force: true });
   try {
-    await writeTree(tree, o.version, Math.floor(o.sizeBytes * 0.5));
+    await writeTree(tree, o.version, Math.floor(o.sizeBytes * (o.fillFraction ?? 0.5)));
     await writeFile(o.path, '');
     await truncate(o.path, o.sizeBytes);
     const seed = createHash('sha256').update(o.version).digest('hex');
