@@ -137,7 +137,9 @@ describe('SimulatedVm', () => {
   });
 
   it('refuses to provision from a release signed under another trust root', async () => {
-    const other = await makeProduct(await makeTempDir('abota-sim-other-'));
+    const otherDir = join(dir, 'other-product');
+    await mkdir(otherDir);
+    const other = await makeProduct(otherDir);
     const foreign = await makeRelease(dir, other, '9.9.9');
     await expect(
       SimulatedVm.createFromRelease({
