@@ -140,6 +140,29 @@ async function expectRefused(
   return { err: err!, before, after, events: await serverEvents(fleet.server, deviceId) };
 }
 
+describe('trial boot that never confirms', () => {
+  it('boots slot A again when B came up but the agent died before confirming it, and reports rolled-back', async () => {
+    const { vm, deviceId } = await fleet.newVm('never-confirmed');
+    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
+    const agent = await vm.openAgent();
+    await agent.afterBoot({ reboot: true });
+    expect(await agent.checkOnce({ reboot: true })).toMatchObject({ status: 'installed' });
+    expect((await vm.boot()).slot).toBe('B');
+    // The agent never runs on this boot (crash, hang, power cut): nobody marks B good.
+    const again = await vm.boot();
+    expect(again).toMatchObject({ slot: 'A', failedBoots: [] });
+    expect(again.grubenv).toMatchObject({ B_OK: '1', B_TRY: '1' });
+    expect(await (await vm.openAgent()).afterBoot({ reboot: true })).toMatchObject({
+      action: 'rolled-back',
+      version: '2.0.0',
+      slot: 'A',
+    });
+    expect(await vm.grubenv()).toMatchObject({ A_OK: '1', A_TRY: '0', B_OK: '0' });
+    const events = await serverEvents(fleet.server, deviceId);
+    expect(events.find((e) => e.state === 'rolled-back')).toMatchObject({ errorCode: 'ERR_ROLLED_BACK' });
+  });
+});
+
 describe('releases the device refuses before writing a slot', () => {
   it('refuses a manifest whose signed payload was altered by a compromised server', async () => {
     const { vm, deviceId } = await fleet.newVm('tampered-manifest');
