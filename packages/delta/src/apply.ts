@@ -140,8 +140,8 @@ function zeroChunk(length: number): Uint8Array {
 
 /** A few recently used source pages (buffers allocated once): PATCH copies of one op tend to be close. */
 class SourcePageCache {
-  private static readonly PAGE = 128 * 1024;
-  private static readonly PAGES = 8;
+  private static readonly PAGE = 16 * 1024;
+  private static readonly PAGES = 64;
   private readonly pages = new Map<number, Uint8Array>();
   private readonly copyBuffer = new Uint8Array(COPY_CHUNK_BYTES);
   constructor(private readonly source: SourceReader) {}
@@ -160,31 +160,33 @@ class SourcePageCache {
       const page = await this.page(pageIndex);
       const inPage = pos - pageIndex * PAGE;
       const take = Math.min(length - done, page.length - inPage);
+      if (take <= 0)
+        throw new Error(`source page ${pageIndex} is short (${page.length} bytes) for byte ${pos}`);
       out.set(page.subarray(inPage, inPage + take), outPos + done);
       done += take;
     }
   }
   private async page(index: number): Promise<Uint8Array> {
-    const hit = this.pages.get(index);
-    if (hit) {
+    const { PAGE } = SourcePageCache;
+    const start = index * PAGE;
+    const length = Math.min(PAGE, this.source.sizeBytes - start);
+    let buffer = this.pages.get(index);
+    if (buffer) {
       this.pages.delete(index);
-      this.pages.set(index, hit);
-      return hit;
+      this.pages.set(index, buffer);
+      return buffer.subarray(0, length);
     }
-    let buffer: Uint8Array;
     if (this.pages.size >= SourcePageCache.PAGES) {
+      // Recycle the least recently used page's buffer (always a full PAGE bytes).
       const [oldest, recycled] = this.pages.entries().next().value!;
       this.pages.delete(oldest);
       buffer = recycled;
     } else {
-      buffer = new Uint8Array(SourcePageCache.PAGE);
+      buffer = new Uint8Array(PAGE);
     }
-    const start = index * SourcePageCache.PAGE;
-    const length = Math.min(SourcePageCache.PAGE, this.source.sizeBytes - start);
     await this.source.read(start, buffer.subarray(0, length));
-    const page = buffer.subarray(0, length);
-    this.pages.set(index, length === buffer.length ? buffer : page);
-    return page;
+    this.pages.set(index, buffer);
+    return buffer.subarray(0, length);
   }
 }
 

@@ -95,6 +95,32 @@ describe('applyDelta', () => {
     });
   });
 
+  it('copies from the whole source, including its short last cache page, after the page cache recycled', async () => {
+    await withTempDir(async (dir) => {
+      // 301 blocks: the source does not end on a cache page boundary, and a target made of
+      // shuffled 1000-byte pieces of it copies from everywhere, so pages are recycled.
+      const source = randomBytes(301 * BLOCK);
+      const pieces: Buffer[] = [];
+      for (let p = 0; p + 1000 <= source.length; p += 1000) pieces.push(source.subarray(p, p + 1000));
+      pieces.push(source.subarray(source.length - 1000));
+      for (let i = pieces.length - 1; i > 0; i--) {
+        const j = (i * 7919) % (i + 1);
+        [pieces[i], pieces[j]] = [pieces[j]!, pieces[i]!];
+      }
+      const target = Buffer.alloc(301 * BLOCK);
+      Buffer.concat(pieces).copy(target);
+      const { delta, sourcePath } = await makeDelta(dir, source, target);
+      const { output } = await applyBytes(
+        dir,
+        sourcePath,
+        delta,
+        digestVerifier(target, BLOCK),
+        target.length,
+      );
+      expect(Buffer.from(output).equals(target)).toBe(true);
+    });
+  });
+
   it('refuses a checkpoint that belongs to another payload', async () => {
     await withTempDir(async (dir) => {
       const { source, target } = pair();
