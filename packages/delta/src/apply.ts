@@ -152,7 +152,7 @@ class SourcePageCache {
     return into;
   }
   async copyInto(out: Uint8Array, outPos: number, offset: number, length: number): Promise<void> {
-    const { PAGE } = SourcePageCache;
+    const PAGE = SourcePageCache.PAGE;
     let done = 0;
     while (done < length) {
       const pos = offset + done;
@@ -167,7 +167,7 @@ class SourcePageCache {
     }
   }
   private async page(index: number): Promise<Uint8Array> {
-    const { PAGE } = SourcePageCache;
+    const PAGE = SourcePageCache.PAGE;
     const start = index * PAGE;
     const length = Math.min(PAGE, this.source.sizeBytes - start);
     let buffer = this.pages.get(index);
