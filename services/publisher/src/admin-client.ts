@@ -362,7 +362,18 @@ export class AdminClient {
       },
     });
     const text = await readLimitedText(res, `PUT blob ${sha256Hex}`);
-    const created = (JSON.parse(text || '{}') as { created?: unknown }).created;
+    let created: unknown;
+    try {
+      created = (JSON.parse(text || '{}') as { created?: unknown } | null)?.created;
+    } catch {
+      throw new AdminApiError(
+        'ERR_SERVER_RESPONSE_INVALID',
+        `PUT blob ${sha256Hex}: the answer is not JSON`,
+        {
+          status: res.status,
+        },
+      );
+    }
     return { created: created === true || res.status === 201 };
   }
 
