@@ -2,7 +2,7 @@
 // main(), against the real update server (startServer: Hono on 127.0.0.1:0, PGlite, FsBlobStore in
 // a temporary directory) and real releases made by `abota keys init` + `abota release build`.
 // PUTs are counted by wrapping the global fetch the CLI uses.
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -439,6 +439,35 @@ describe('abota release push and the admin commands against a real update server
     const back = await abota('product', 'set-root', PRODUCT, '--root', join(keys, 'root.json'));
     expect(back.code).toBe(1);
     expect(back.stderr).toMatch(/^abota: ERR_[A-Z_]+: PUT \/v1\/admin\/products\/push-test\/trust-root: /);
+  });
+
+  it('a blob PUT answered 503 is retried with the file streamed again from its first byte', async () => {
+    const bytes = rawImage(300, 7); // 1.2 MiB: more than one read chunk
+    const hex = createHash('sha256').update(bytes).digest('hex');
+    const path = join(work, 'retry.blob');
+    await writeFile(path, bytes);
+    let tries = 0;
+    const client = new AdminClient({
+      serverUrl: server.url,
+      apiKey: adminKey,
+      retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
+      fetch: async (input, init) => {
+        if (init?.method === 'PUT' && ++tries === 1) {
+          // Read part of the body, as a proxy would before failing, then answer 503.
+          const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+          await reader.read();
+          await reader.cancel();
+          return new Response(JSON.stringify({ error: { code: 'ERR_UNAVAILABLE', message: 'try later' } }), {
+            status: 503,
+          });
+        }
+        return fetch(input, init);
+      },
+    });
+    expect(await client.putBlobFile(hex, path, bytes.length)).toEqual({ created: true });
+    expect(tries).toBe(2);
+    expect(client.retriesDone).toBe(1);
+    expect((await server.blobs.head(`sha256/${hex}`))?.sizeBytes).toBe(bytes.length);
   });
 
   it('every command has --help', async () => {
