@@ -74,6 +74,8 @@ function rawImage(blocks: number, seed: number): Buffer {
 }
 
 const PRODUCT = 'push-test';
+/** The real fetch, before the tests wrap it. */
+const realFetch = globalThis.fetch;
 const IMAGE_BLOCKS = 1024; // 4 MiB
 
 describe('abota release push and the admin commands against a real update server', () => {
@@ -327,6 +329,53 @@ describe('abota release push and the admin commands against a real update server
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(puts()).toEqual([`PUT /v1/admin/blobs/sha256/${missing[0]}`]);
     expect(jsonOf(r)).toMatchObject({ version: '1.1.0', created: true });
+  });
+
+  it('Ctrl-C during `release push` stops with ERR_INTERRUPTED (exit 130) and the re-run sends only what is missing', async () => {
+    const dir = releases['1.0.0']!;
+    const local = await blobsOf(dir);
+    for (const hex of local.keys()) await server.blobs.delete(`sha256/${hex}`);
+    let putsSeen = 0;
+    vi.mocked(globalThis.fetch).mockImplementation((input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      requests.push(`${init?.method ?? 'GET'} ${url.pathname}`);
+      if (init?.method === 'PUT' && ++putsSeen === 2 && init.body instanceof ReadableStream) {
+        const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+        let chunks = 0;
+        const cut = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (chunks++ === 1) {
+              // What the shell does on Ctrl-C; the command's handler aborts the upload.
+              process.emit('SIGINT');
+              await new Promise((resolve) => setTimeout(resolve, 50));
+            }
+            const { done, value } = await reader.read();
+            if (done) controller.close();
+            else controller.enqueue(value);
+          },
+        });
+        return realFetch(input, { ...init, body: cut } as RequestInit);
+      }
+      return realFetch(input, init);
+    });
+    const r = await abota('release', 'push', dir, '--json');
+    expect(r.code, r.stdout).toBe(130);
+    expect(errorCode(r)).toBe('ERR_INTERRUPTED');
+    expect(process.listeners('SIGINT'), 'the handler is removed again').toHaveLength(0);
+    const missing: string[] = [];
+    for (const hex of local.keys())
+      if ((await server.blobs.head(`sha256/${hex}`)) === undefined) missing.push(hex);
+    expect(missing).toHaveLength(1);
+
+    vi.mocked(globalThis.fetch).mockImplementation((input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      requests.push(`${init?.method ?? 'GET'} ${url.pathname}`);
+      return realFetch(input, init);
+    });
+    requests = [];
+    const again = await abota('release', 'push', dir, '--json');
+    expect(again.code, again.stdout).toBe(0);
+    expect(puts()).toEqual([`PUT /v1/admin/blobs/sha256/${missing[0]}`]);
   });
 
   it('a blob that vanished from the server store is uploaded again, and only that blob', async () => {
