@@ -243,13 +243,12 @@ describe('releases the device refuses before writing a slot', () => {
   });
 });
 
-// Found by the crash and fault tests; each states the behaviour we want and fails today
-// (it.fails). When the client is fixed, vitest reports them: drop the `.fails`.
-describe('known client gaps', () => {
-  // installer.ts arms the trial (setTryOnce) before it journals boot-pending; a cut in between
-  // boots B with the journal at "written", afterBoot() then just marks B good: no commit
-  // bookkeeping (state.json, securityVersion floor), no committed report, 1.0.0 reported.
-  it.fails('commits properly when the agent died between arming the trial and journalling boot-pending', async () => {
+// Found by the crash and fault tests (formerly an it.fails known gap, fixed in the client).
+describe('a power cut while arming the trial boot', () => {
+  // installer.ts journals boot-pending before it arms the trial (setTryOnce), so a cut right
+  // after setTryOnce boots B with a journal that knows about the trial: afterBoot() commits it
+  // (state.json, securityVersion floor, committed report) instead of only marking B good.
+  it('commits properly when the agent died between arming the trial and journalling boot-pending', async () => {
     const { vm, deviceId } = await fleet.newVm('gap-try-once');
     await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
     const first = await vm.openAgent();

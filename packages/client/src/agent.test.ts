@@ -2,7 +2,7 @@
 // 127.0.0.1 (register, poll, report, blobs with Range; JWTs verified with jose against the
 // registered key), real slot files, real signed releases, the file boot-control backend, real
 // hook processes, and a simulated reboot (emulateFileBoot + a new boot id + a new cmdline).
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -20,10 +20,11 @@ import {
   type Trust,
 } from '../test/release-fixture.js';
 import { Agent } from './agent.js';
-import { emulateFileBoot, FileBootControl, readBootStateFile } from './bootctl/index.js';
+import { type BootControl, emulateFileBoot, FileBootControl, readBootStateFile } from './bootctl/index.js';
 import type { AgentConfigInput } from './config.js';
 import { readDeviceState } from './device-state.js';
-import { readJournal } from './install/journal.js';
+import { readJournal, writeJournal } from './install/journal.js';
+import { MAX_OUTBOX_REPORTS, ReportOutbox } from './report-outbox.js';
 
 let trust: Trust;
 const cleanup: (() => Promise<void>)[] = [];
@@ -474,5 +475,212 @@ describe('after the reboot', () => {
     await reboot(r);
     expect(await (await r.open()).markGood()).toEqual({ action: 'committed', version: '1.1.0', slot: 'B' });
     expect((await readDeviceState(r.agent.config)).slots.B).toEqual({ version: '1.1.0', securityVersion: 2 });
+  });
+});
+
+// Power cuts around arming the trial boot. A cut is simulated faithfully: the disk (data dir and
+// boot-control state) is snapshotted at the cut point and restored after the in-process error
+// handling ran, since a real power cut runs no catch block.
+describe('a power cut while arming the trial boot', () => {
+  interface Disk {
+    files: Map<string, Buffer>;
+  }
+  async function snapshotDisk(r: Rig): Promise<Disk> {
+    const files = new Map<string, Buffer>();
+    const dataDir = r.agent.config.dataDir;
+    for (const name of await readdir(dataDir))
+      files.set(join(dataDir, name), await readFile(join(dataDir, name)));
+    files.set(r.dev.bootStatePath, await readFile(r.dev.bootStatePath));
+    return { files };
+  }
+  async function restoreDisk(r: Rig, disk: Disk): Promise<void> {
+    const dataDir = r.agent.config.dataDir;
+    for (const name of await readdir(dataDir)) {
+      if (!disk.files.has(join(dataDir, name))) await rm(join(dataDir, name), { force: true });
+    }
+    for (const [path, data] of disk.files) await writeFile(path, data);
+  }
+
+  type CutPoint = 'before-journal' | 'before-setTryOnce' | 'after-setTryOnce';
+
+  /** Install 1.1.0 from a directory with the power cut at `cut`; the disk is left as it was then. */
+  async function installWithCut(cut: CutPoint): Promise<{ r: Rig; server: FakeServer; rel: Release }> {
+    const server = await startServer();
+    const r = await rig(server.url);
+    await r.agent.register('prov-token');
+    const rel = await makeRelease({
+      dir: join(r.dev.root, '..', 'rel'),
+      trust,
+      version: '1.1.0',
+      securityVersion: 2,
+    });
+    let disk: Disk | undefined;
+    const powerCut = async (): Promise<never> => {
+      disk = await snapshotDisk(r);
+      throw Object.assign(new Error('power cut'), { code: 'ERR_SIMULATED_POWER_CUT' });
+    };
+    const real = new FileBootControl({
+      statePath: r.dev.bootStatePath,
+      cmdlinePath: join(r.dev.root, 'cmdline'),
+    });
+    const dying: BootControl = {
+      getBootedSlot: () => real.getBootedSlot(),
+      getPrimarySlot: () => real.getPrimarySlot(),
+      getSlotState: (slot) => real.getSlotState(slot),
+      markGood: (slot) => real.markGood(slot),
+      markBad: (slot) => real.markBad(slot),
+      setPrimary: (slot) => real.setPrimary(slot),
+      setTryOnce: async (slot) => {
+        if (cut === 'after-setTryOnce') await real.setTryOnce(slot);
+        return powerCut();
+      },
+    };
+    const agent = await Agent.open({
+      config: configOf(r.dev, { server: { url: server.url } }),
+      bootControl: dying,
+      // The installer asks for the boot id to journal boot-pending: the last step before that write.
+      bootId: async () => (cut === 'before-journal' ? powerCut() : r.bootId.value),
+      checkpointBytes: 1024 * 1024,
+      reportIntervalMs: 0,
+      backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 5 },
+    });
+    await expect(agent.installFromDirectory(rel.dir)).rejects.toMatchObject({
+      code: 'ERR_SIMULATED_POWER_CUT',
+    });
+    expect(disk).toBeDefined();
+    await restoreDisk(r, disk!);
+    return { r, server, rel };
+  }
+
+  async function expectCommitted(r: Rig, server: FakeServer): Promise<void> {
+    expect((await readDeviceState(r.agent.config)).slots.B).toEqual({ version: '1.1.0', securityVersion: 2 });
+    expect((await readDeviceState(r.agent.config)).securityVersionFloor).toBe(2);
+    expect((await (await r.open()).status()).version).toBe('1.1.0');
+    expect(server.reports.at(-1)).toMatchObject({ version: '1.1.0', state: 'committed' });
+    expect(await reboot(r)).toBe('B'); // committed for good
+  }
+
+  it('cut before boot-pending is journalled: the old slot boots, nothing is reported as committed, the install resumes and commits', async () => {
+    const { r, server, rel } = await installWithCut('before-journal');
+    expect((await readJournal(r.agent.config.dataDir))?.phase).toBe('written');
+    expect(await reboot(r)).toBe('A');
+    const agent = await r.open();
+    expect(await agent.afterBoot()).toEqual({ action: 'none' });
+    expect((await agent.status()).version).toBe('1.0.0');
+    expect(server.reports.map((x) => x['state'])).not.toContain('committed');
+    // Resuming writes nothing again (journal `written`) and arms the trial.
+    expect((await agent.installFromDirectory(rel.dir)).phase).toBe('boot-pending');
+    expect(await reboot(r)).toBe('B');
+    expect(await (await r.open()).afterBoot()).toMatchObject({ action: 'committed', version: '1.1.0' });
+    await expectCommitted(r, server);
+  });
+
+  it('cut after boot-pending is journalled but before setTryOnce: the old slot boots and the install is reported rolled back', async () => {
+    const { r, server } = await installWithCut('before-setTryOnce');
+    expect((await readJournal(r.agent.config.dataDir))?.phase).toBe('boot-pending');
+    expect(await reboot(r)).toBe('A'); // never armed: B is still marked bad
+    const agent = await r.open();
+    expect(await agent.afterBoot()).toEqual({ action: 'rolled-back', version: '1.1.0', slot: 'A' });
+    expect(server.reports.at(-1)).toMatchObject({
+      version: '1.0.0',
+      state: 'rolled-back',
+      errorCode: 'ERR_ROLLED_BACK',
+    });
+    expect((await agent.status()).version).toBe('1.0.0');
+    expect(await reboot(r)).toBe('A');
+  });
+
+  it('agent restarted in the same boot after boot-pending but before setTryOnce arms the trial again, and it commits', async () => {
+    const { r, server } = await installWithCut('before-setTryOnce');
+    const bc = new FileBootControl({
+      statePath: r.dev.bootStatePath,
+      cmdlinePath: join(r.dev.root, 'cmdline'),
+    });
+    expect(await bc.getPrimarySlot()).toBe('A');
+    expect(await (await r.open()).afterBoot()).toEqual({ action: 'reboot-pending', version: '1.1.0' });
+    expect(await bc.getPrimarySlot()).toBe('B');
+    expect(await reboot(r)).toBe('B');
+    expect(await (await r.open()).afterBoot()).toMatchObject({
+      action: 'committed',
+      version: '1.1.0',
+      slot: 'B',
+    });
+    await expectCommitted(r, server);
+  });
+
+  it('cut after setTryOnce: the trial boots the new slot and commits it (state, floor, report)', async () => {
+    const { r, server } = await installWithCut('after-setTryOnce');
+    expect((await readJournal(r.agent.config.dataDir))?.phase).toBe('boot-pending');
+    expect(await reboot(r)).toBe('B');
+    expect(await (await r.open()).afterBoot()).toMatchObject({
+      action: 'committed',
+      version: '1.1.0',
+      slot: 'B',
+    });
+    await expectCommitted(r, server);
+  });
+
+  it('a journal left at "written" by an agent that armed the trial first (old order) is committed on the trial boot', async () => {
+    const { r, server } = await installWithCut('after-setTryOnce');
+    const j = (await readJournal(r.agent.config.dataDir))!;
+    const { bootId: _b, ...old } = j;
+    await writeJournal(r.agent.config.dataDir, { ...old, phase: 'written' });
+    expect(await reboot(r)).toBe('B');
+    expect(await (await r.open()).afterBoot()).toMatchObject({
+      action: 'committed',
+      version: '1.1.0',
+      slot: 'B',
+    });
+    await expectCommitted(r, server);
+  });
+});
+
+describe('report outbox', () => {
+  it('a committed report the server never got is kept on disk and sent by the next agent run', async () => {
+    const server = await startServer();
+    const r = await rig(server.url);
+    await r.agent.register('prov-token');
+    const rel = await makeRelease({ dir: join(r.dev.root, '..', 'rel'), trust, version: '1.1.0' });
+    expect((await r.agent.installFromDirectory(rel.dir)).phase).toBe('boot-pending');
+    expect(await reboot(r)).toBe('B');
+    // The network is down for the whole run that commits (every retry fails).
+    const down: typeof fetch = async (input, init) => {
+      if (String(input).endsWith('/v1/device/report')) throw new TypeError('fetch failed (network down)');
+      return fetch(input, init);
+    };
+    const offline = await Agent.open({
+      config: configOf(r.dev, { server: { url: server.url } }),
+      bootId: async () => r.bootId.value,
+      fetch: down,
+      backoff: { baseDelayMs: 1, maxDelayMs: 2, maxAttempts: 2 },
+    });
+    expect(await offline.afterBoot()).toMatchObject({ action: 'committed' });
+    expect(server.reports.map((x) => x['state'])).not.toContain('committed');
+    const outbox = await new ReportOutbox(r.agent.config.dataDir).list();
+    expect(outbox.map((e) => e.report)).toEqual([
+      expect.objectContaining({ version: '1.1.0', state: 'committed' }),
+    ]);
+    // A new process, network back: the report goes out before the poll, and leaves the outbox.
+    await (await r.open()).checkOnce();
+    expect(server.reports.filter((x) => x['state'] === 'committed')).toEqual([
+      expect.objectContaining({ version: '1.1.0', state: 'committed' }),
+    ]);
+    expect(await new ReportOutbox(r.agent.config.dataDir).list()).toEqual([]);
+  });
+
+  it(`keeps at most ${MAX_OUTBOX_REPORTS} reports, dropping the oldest, and one per key`, async () => {
+    const outbox = new ReportOutbox(await tmp());
+    await Promise.all(
+      Array.from({ length: MAX_OUTBOX_REPORTS + 8 }, (_, i) =>
+        outbox.put(`k${i}`, { version: `1.0.${i}`, state: 'committed' }),
+      ),
+    );
+    await outbox.put('k39', { version: 'replaced', state: 'failed' });
+    const all = await outbox.list();
+    expect(all.length).toBe(MAX_OUTBOX_REPORTS);
+    expect(all[0]?.key).toBe('k8');
+    expect(all.at(-1)).toEqual({ key: 'k39', report: { version: 'replaced', state: 'failed' } });
+    await outbox.remove('k8');
+    expect((await outbox.list())[0]?.key).toBe('k9');
   });
 });

@@ -25,6 +25,7 @@ import { TokenBucket } from './http/token-bucket.js';
 import { Installer } from './install/installer.js';
 import { type InstallJournal, isInProgress, readJournal, writeJournal } from './install/journal.js';
 import { DirectoryReleaseSource, type ReleaseSource, ServerReleaseSource } from './install/release-source.js';
+import { ReportOutbox } from './report-outbox.js';
 
 export interface AgentLogEvent {
   level: 'info' | 'warn' | 'error';
@@ -107,6 +108,7 @@ export class Agent {
   private readonly log: (e: AgentLogEvent) => void;
   private lastProgressReportMs = Number.NEGATIVE_INFINITY;
   private client: UpdateServerClient | undefined;
+  private readonly outbox: ReportOutbox;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -120,6 +122,7 @@ export class Agent {
     this.run_ = o.runCommand ?? runCommand;
     this.bootId = o.bootId ?? defaultBootId;
     this.log = o.log ?? (() => {});
+    this.outbox = new ReportOutbox(o.config.dataDir);
   }
 
   static async open(o: AgentOptions): Promise<Agent> {
@@ -239,19 +242,43 @@ export class Agent {
     return deviceId;
   }
 
-  /** Best effort: a report that fails is logged, never fails the install. */
-  private async report(r: DeviceReport): Promise<void> {
+  /**
+   * Best effort: a report that fails is logged, never fails the install. With `key` it is kept
+   * in the outbox (report-outbox.ts) until the server accepts it, across restarts.
+   */
+  private async report(r: DeviceReport, key?: string): Promise<void> {
     if (!this.hasServer()) return;
+    if (key === undefined) {
+      await this.send(r);
+      return;
+    }
+    // Through the outbox, after anything older still in it: the server sees the steps in order.
+    await this.outbox.put(key, r);
+    await this.flushOutbox();
+  }
+
+  private async send(r: DeviceReport): Promise<boolean> {
     try {
       const client = await this.serverClient();
-      if (client.deviceId === undefined) return;
+      if (client.deviceId === undefined) return false;
       await client.report(r);
+      return true;
     } catch (e) {
       this.log({
         level: 'warn',
         message: `report ${r.state} failed: ${(e as Error).message}`,
         code: (e as ClientError).code,
       });
+      return false;
+    }
+  }
+
+  /** Send the reports a previous run could not deliver, oldest first; stop at the first failure. */
+  async flushOutbox(): Promise<void> {
+    if (!this.hasServer()) return;
+    for (const e of await this.outbox.list()) {
+      if (!(await this.send(e.report))) return;
+      await this.outbox.remove(e.key);
     }
   }
 
@@ -341,11 +368,16 @@ export class Agent {
         ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
         ...(req.allowDowngrade ? { allowDowngrade: true } : {}),
       });
-      await this.report({ ...rollout(j), version: j.version, state: 'installed', progress: 100 });
+      await this.report(
+        { ...rollout(j), version: j.version, state: 'installed', progress: 100 },
+        `${j.installId}:installed`,
+      );
       return j;
     } catch (e) {
       const code = (e as { code?: unknown }).code;
-      if (code !== 'ERR_ABORTED') {
+      const after = await readJournal(this.config.dataDir).catch(() => undefined);
+      // Interrupted while arming the trial: nothing has failed yet, after-boot settles it.
+      if (code !== 'ERR_ABORTED' && after?.phase !== 'boot-pending') {
         await this.report({
           ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
           // The offered version (a refused manifest has no journal); offline: the running one.
@@ -381,8 +413,13 @@ export class Agent {
     const j = await readJournal(this.config.dataDir).catch(() => undefined);
     // An installed release waits for its trial boot: polling again would only re-offer it, and
     // installing anything now would disarm the trial.
+    await this.flushOutbox();
     if (j?.phase === 'boot-pending') {
-      if (j.bootId === (await this.bootId())) return { status: 'reboot-pending', version: j.version };
+      if (j.bootId === (await this.bootId())) {
+        // The trial may not have been armed yet when a previous run stopped (see afterBoot).
+        await this.bootControl.setTryOnce(j.targetSlot);
+        return { status: 'reboot-pending', version: j.version };
+      }
       // Rebooted, but the trial is not settled yet (afterBoot decides; `run` does it first).
       return { status: 'trial-pending', version: j.version };
     }
@@ -458,28 +495,35 @@ export class Agent {
    * Without a pending install, a healthy boot confirms the running slot (GRUB/RAUC scheme).
    */
   async afterBoot(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
-    const j = await readJournal(this.config.dataDir);
+    const read = await readJournal(this.config.dataDir);
     const booted = await this.bootControl.getBootedSlot();
-    if (j === undefined || j.phase !== 'boot-pending') {
+    const j = trialOf(read, booted);
+    if (j === undefined) {
       const h = await this.healthy();
       if (h.ok) await this.bootControl.markGood(booted);
       else this.log({ level: 'warn', message: `running slot ${booted} not confirmed: ${h.reason}` });
+      await this.flushOutbox();
       return { action: 'none' };
     }
     if (j.bootId !== undefined && j.bootId === (await this.bootId())) {
+      // No reboot since the trial was journalled: the agent may have stopped before or during
+      // setTryOnce, so arm it again (idempotent) — the reboot that follows must find it armed.
+      await this.bootControl.setTryOnce(j.targetSlot);
       return { action: 'reboot-pending', version: j.version };
     }
     if (booted !== j.targetSlot) {
       await this.bootControl.markBad(j.targetSlot);
       const message = `booted slot ${booted} again after trying ${j.version} on slot ${j.targetSlot}: the trial boot did not come up`;
-      await this.settle(j, 'rolled-back', { code: 'ERR_ROLLED_BACK', message });
-      await this.report({
+      const report: DeviceReport = {
         ...rollout(j),
         version: j.previousVersion,
         state: 'rolled-back',
         errorCode: 'ERR_ROLLED_BACK',
         message,
-      });
+      };
+      if (this.hasServer()) await this.outbox.put(`${j.installId}:rolled-back`, report);
+      await this.settle(j, 'rolled-back', { code: 'ERR_ROLLED_BACK', message });
+      await this.report(report, `${j.installId}:rolled-back`);
       const h = await this.healthy();
       if (h.ok) await this.bootControl.markGood(booted);
       return { action: 'rolled-back', version: j.version, slot: booted };
@@ -503,21 +547,26 @@ export class Agent {
       // Anti-rollback: once this release runs, nothing below its securityVersion is accepted.
       securityVersionFloor: Math.max(state.securityVersionFloor, j.securityVersion),
     });
+    // The report is saved before the journal says committed: a cut between the two must not lose it.
+    const report: DeviceReport = { ...rollout(j), version: j.version, state: 'committed', progress: 100 };
+    if (this.hasServer()) await this.outbox.put(`${j.installId}:committed`, report);
     await this.settle(j, 'committed');
-    await this.report({ ...rollout(j), version: j.version, state: 'committed', progress: 100 });
+    await this.report(report, `${j.installId}:committed`);
     this.log({ level: 'info', message: `committed ${j.version} on slot ${j.targetSlot}` });
   }
 
   private async reject(j: InstallJournal, reason: string, reboot: boolean): Promise<void> {
     await this.bootControl.markBad(j.targetSlot);
-    await this.settle(j, 'failed', { code: 'ERR_HEALTH_CHECK_FAILED', message: reason });
-    await this.report({
+    const report: DeviceReport = {
       ...rollout(j),
       version: j.version,
       state: 'failed',
       errorCode: 'ERR_HEALTH_CHECK_FAILED',
       message: reason,
-    });
+    };
+    if (this.hasServer()) await this.outbox.put(`${j.installId}:failed`, report);
+    await this.settle(j, 'failed', { code: 'ERR_HEALTH_CHECK_FAILED', message: reason });
+    await this.report(report, `${j.installId}:failed`);
     this.log({ level: 'error', message: `rejected ${j.version} on slot ${j.targetSlot}: ${reason}` });
     if (reboot) {
       const r = await this.run_(this.config.rebootCommand, 120_000);
@@ -544,9 +593,9 @@ export class Agent {
 
   /** Operator confirmation: commit the pending trial now (skipping the health checks), or confirm the running slot. */
   async markGood(): Promise<AfterBootResult> {
-    const j = await readJournal(this.config.dataDir);
     const booted = await this.bootControl.getBootedSlot();
-    if (j?.phase === 'boot-pending' && booted === j.targetSlot) {
+    const j = trialOf(await readJournal(this.config.dataDir), booted);
+    if (j !== undefined && booted === j.targetSlot) {
       await this.commit(j);
       return { action: 'committed', version: j.version, slot: booted };
     }
@@ -556,12 +605,13 @@ export class Agent {
 
   /** Operator rejection of the trial boot of the pending install (booted in the new slot). */
   async markBad(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
-    const j = await readJournal(this.config.dataDir);
+    const read = await readJournal(this.config.dataDir);
     const booted = await this.bootControl.getBootedSlot();
-    if (j?.phase !== 'boot-pending' || booted !== j.targetSlot) {
+    const j = trialOf(read, booted);
+    if (j === undefined || booted !== j.targetSlot) {
       throw new ClientError(
         'ERR_INSTALL_NOTHING_PENDING',
-        `no trial boot to reject: slot ${booted} is running${j ? ` and the last install is ${j.phase}` : ''}; ` +
+        `no trial boot to reject: slot ${booted} is running${read ? ` and the last install is ${read.phase}` : ''}; ` +
           'the running confirmed slot is never marked bad by hand',
       );
     }
@@ -633,6 +683,23 @@ export class Agent {
       }
     }
   }
+}
+
+/**
+ * The install whose trial boot is to be settled now, if any. `boot-pending` is journalled
+ * before the trial is armed, so it covers every cut around setTryOnce. A journal still at
+ * `written` whose target is the running slot was left by an agent that armed the trial before
+ * journalling it (before this order was fixed): the target was marked bad when its writing
+ * began, so booting it means the trial was armed — it is settled like `boot-pending`.
+ */
+function trialOf(j: InstallJournal | undefined, booted: SlotName): InstallJournal | undefined {
+  if (j === undefined) return undefined;
+  if (j.phase === 'boot-pending') return j;
+  if (j.phase === 'written' && j.targetSlot === booted && j.bootedSlot !== booted) {
+    const { bootId: _unknown, ...rest } = j;
+    return { ...rest, phase: 'boot-pending' };
+  }
+  return undefined;
 }
 
 function percent(j: InstallJournal): number {

@@ -146,8 +146,11 @@ export class Installer {
       this.o.clock(),
     );
 
+    // An install interrupted while arming its trial (boot-pending, still the same boot) resumes
+    // too: only the arming is repeated.
     const resuming =
-      isInProgress(previous) &&
+      (isInProgress(previous) ||
+        (previous?.phase === 'boot-pending' && previous.bootId === (await this.o.bootId()))) &&
       previous!.manifestJws === manifestJws &&
       previous!.targetSlot === target &&
       previous!.bootedSlot === booted;
@@ -234,10 +237,35 @@ export class Installer {
       }
 
       // 5. Boot the new slot once; the post-boot check commits or the bootloader falls back.
-      await this.o.bootControl.setTryOnce(target);
-      await this.save({ phase: 'boot-pending', bootId: await this.o.bootId() });
+      //    The intent is journalled BEFORE the boot control is touched, so that no crash can
+      //    leave an armed trial behind a journal that does not know about it: whatever the
+      //    cut, Agent.afterBoot() decides from (journal, booted slot, boot id) — same boot: arm
+      //    again (setTryOnce is idempotent); booted the target: the trial; booted the old slot:
+      //    the trial never came up, or was never armed — a clean fallback either way.
+      if (this.journal.phase !== 'boot-pending')
+        await this.save({ phase: 'boot-pending', bootId: await this.o.bootId() });
+      try {
+        await this.o.bootControl.setTryOnce(target);
+      } catch (e) {
+        // A ClientError is the backend's definite refusal (a failed edit writes nothing): the
+        // install failed (below). Anything else (an I/O error in the middle of the write) may or
+        // may not have armed the trial; the journal stays boot-pending and after-boot decides.
+        if (!(e instanceof ClientError)) {
+          const code = (e as { code?: unknown }).code;
+          await this.save({
+            error: {
+              code: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED',
+              message: (e as Error).message,
+            },
+          });
+          throw new ArmingInterrupted(e);
+        }
+        throw e;
+      }
       return this.journal;
     } catch (caught) {
+      if (caught instanceof ArmingInterrupted)
+        throw this.o.signal?.aborted ? abortError(this.o.signal) : caught.cause;
       const e =
         this.o.signal?.aborted && !isClientError(caught, 'ERR_ABORTED') ? abortError(this.o.signal) : caught;
       // Interruptions (shutdown, the network gone after all retries) leave the journal
@@ -434,6 +462,13 @@ export class Installer {
     } finally {
       await fh.close();
     }
+  }
+}
+
+/** setTryOnce failed in a way that may or may not have armed the trial (see step 5). */
+class ArmingInterrupted extends Error {
+  constructor(override readonly cause: unknown) {
+    super('arming the trial boot was interrupted');
   }
 }
 
