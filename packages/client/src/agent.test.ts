@@ -575,10 +575,27 @@ describe('a power cut while arming the trial boot', () => {
     await expectCommitted(r, server);
   });
 
-  it('cut after boot-pending is journalled but before setTryOnce: the old slot boots and the install is reported rolled back', async () => {
+  it('cut after boot-pending is journalled but before setTryOnce: the old slot boots, the agent arms the trial, and it commits', async () => {
     const { r, server } = await installWithCut('before-setTryOnce');
     expect((await readJournal(r.agent.config.dataDir))?.phase).toBe('boot-pending');
     expect(await reboot(r)).toBe('A'); // never armed: B is still marked bad
+    expect(await (await r.open()).afterBoot()).toEqual({ action: 'reboot-pending', version: '1.1.0' });
+    expect(server.reports.map((x) => x['state'])).not.toContain('rolled-back');
+    expect(await reboot(r)).toBe('B');
+    expect(await (await r.open()).afterBoot()).toMatchObject({
+      action: 'committed',
+      version: '1.1.0',
+      slot: 'B',
+    });
+    await expectCommitted(r, server);
+  });
+
+  it('an armed trial that fell back after such a re-arm is rolled back, not armed again', async () => {
+    const { r, server } = await installWithCut('before-setTryOnce');
+    expect(await reboot(r)).toBe('A');
+    expect(await (await r.open()).afterBoot()).toEqual({ action: 'reboot-pending', version: '1.1.0' });
+    expect(await reboot(r)).toBe('B'); // the trial hangs before the agent runs...
+    expect(await reboot(r)).toBe('A'); // ...and the bootloader falls back
     const agent = await r.open();
     expect(await agent.afterBoot()).toEqual({ action: 'rolled-back', version: '1.1.0', slot: 'A' });
     expect(server.reports.at(-1)).toMatchObject({

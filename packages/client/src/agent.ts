@@ -505,10 +505,20 @@ export class Agent {
       await this.flushOutbox();
       return { action: 'none' };
     }
-    if (j.bootId !== undefined && j.bootId === (await this.bootId())) {
-      // No reboot since the trial was journalled: the agent may have stopped before or during
-      // setTryOnce, so arm it again (idempotent) — the reboot that follows must find it armed.
+    const sameBoot = j.bootId !== undefined && j.bootId === (await this.bootId());
+    if (sameBoot || (booted !== j.targetSlot && j.armed === false)) {
+      // No reboot since the trial was journalled, or the old slot came back from a trial that
+      // was journalled but maybe never armed (a cut before setTryOnce returned): arm it
+      // (idempotent) — the reboot that follows must find it armed. A trial that did fail in
+      // that window gets one more try; `armed` makes it the last.
       await this.bootControl.setTryOnce(j.targetSlot);
+      if (!sameBoot || j.armed !== true)
+        await writeJournal(this.config.dataDir, {
+          ...j,
+          armed: true,
+          bootId: await this.bootId(),
+          updatedAt: this.clock().toISOString(),
+        });
       return { action: 'reboot-pending', version: j.version };
     }
     if (booted !== j.targetSlot) {

@@ -238,12 +238,13 @@ export class Installer {
 
       // 5. Boot the new slot once; the post-boot check commits or the bootloader falls back.
       //    The intent is journalled BEFORE the boot control is touched, so that no crash can
-      //    leave an armed trial behind a journal that does not know about it: whatever the
-      //    cut, Agent.afterBoot() decides from (journal, booted slot, boot id) — same boot: arm
-      //    again (setTryOnce is idempotent); booted the target: the trial; booted the old slot:
-      //    the trial never came up, or was never armed — a clean fallback either way.
+      //    leave an armed trial behind a journal that does not know about it; `armed` is
+      //    journalled after setTryOnce returned. Agent.afterBoot() decides from (journal,
+      //    booted slot, boot id): booted the target → the trial; same boot, or the old slot
+      //    without `armed` → arm again (setTryOnce is idempotent) and reboot; the old slot after
+      //    an armed trial → rolled back.
       if (this.journal.phase !== 'boot-pending')
-        await this.save({ phase: 'boot-pending', bootId: await this.o.bootId() });
+        await this.save({ phase: 'boot-pending', bootId: await this.o.bootId(), armed: false });
       try {
         await this.o.bootControl.setTryOnce(target);
       } catch (e) {
@@ -262,6 +263,7 @@ export class Installer {
         }
         throw e;
       }
+      await this.save({ armed: true });
       return this.journal;
     } catch (caught) {
       if (caught instanceof ArmingInterrupted)

@@ -56,6 +56,11 @@ export const journalSchema = z.object({
   updatedAt: z.string(),
   /** Boot identity when the slot was set "try once": the same id after a restart means no reboot yet. */
   bootId: z.string().optional(),
+  /**
+   * Set once setTryOnce returned (boot-pending is journalled before it is called). Without it,
+   * booting the old slot again may mean the trial was never armed: after-boot arms it again.
+   */
+  armed: z.boolean().optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
 });
 export type InstallJournal = z.infer<typeof journalSchema>;
