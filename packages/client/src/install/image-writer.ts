@@ -7,6 +7,7 @@ import { type FileHandle, open, rm, stat } from 'node:fs/promises';
 import type { ImageManifest } from '@abota/manifest';
 import { ClientError } from '../errors.js';
 import { abortError } from '../http/backoff.js';
+import { bufferCollector } from './buffer-gc.js';
 import { assertSupportedCodec, canResumeMidStream, decode } from './codec.js';
 import type { ReleaseSource } from './release-source.js';
 import { readAt, writeFully } from './slot-io.js';
@@ -40,6 +41,9 @@ export interface WriteImageOptions {
 
 /** Blocks processed per verify-then-write batch (1 MiB of 4 KiB blocks): the memory bound. */
 const BATCH_BYTES = 1024 * 1024;
+
+/** Input + output bytes between two collections of dead stream Buffers (buffer-gc.ts). */
+const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
 
 /**
  * Re-check blocks [0, blocksDone) already on the slot: a checkpoint can claim more than is
@@ -145,10 +149,12 @@ export async function writeImage(o: WriteImageOptions): Promise<void> {
     }
   };
 
+  const collect = bufferCollector(COLLECT_EVERY_BYTES);
   let compressedSeen = compressedStart;
   const counted = async function* (input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
     for await (const chunk of input) {
       compressedSeen += chunk.byteLength;
+      collect(chunk.byteLength);
       if (compressedSeen > artifactBytes) {
         throw new ClientError(
           'ERR_INSTALL_ARTIFACT_SIZE',
@@ -205,6 +211,7 @@ export async function writeImage(o: WriteImageOptions): Promise<void> {
   async function streamInto(input: AsyncIterable<Uint8Array>): Promise<void> {
     for await (const chunk of decode(codec, input, image.sizeBytes, where)) {
       if (o.signal?.aborted) throw abortError(o.signal);
+      if (codec !== 'none') collect(chunk.byteLength);
       let pos = 0;
       while (pos < chunk.byteLength) {
         if (outputOffset >= coveredBytes) {
