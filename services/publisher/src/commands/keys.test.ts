@@ -12,7 +12,7 @@ import {
   verifyTrustRoot,
 } from '@abota/manifest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../cli.js';
+import { runCli } from '../test-support/run-cli.js';
 import { loadRoleSigningKeys, loadRootChain } from './keys.js';
 
 let dir: string;
@@ -25,26 +25,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Run the CLI in-process, capturing what it prints. */
-async function abota(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await main(argv);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const abota = runCli;
 
 async function readRoot(path: string): Promise<SignedRoot> {
   return JSON.parse(await readFile(path, 'utf8')) as SignedRoot;

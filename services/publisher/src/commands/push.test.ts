@@ -15,36 +15,13 @@ import {
   startServer,
 } from '@abota/update-server';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type CliRun, runCli } from '../test-support/run-cli.js';
 import { AdminApiError, AdminClient } from '../admin-client.js';
-import { main } from '../cli.js';
 import { pushReleaseDir } from './push.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
-/** Run the CLI in-process, capturing what it prints. */
-async function abota(...argv: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await main(argv);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const abota = runCli;
 
 function jsonOf<T = Record<string, unknown>>(r: Run): T {
   try {

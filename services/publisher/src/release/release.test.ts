@@ -9,32 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type GeneralJws, type ReleaseManifest, signManifest } from '@abota/manifest';
 import { describeWithTool, findTool } from '@abota/testkit';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../test-support/run-cli.js';
 import { mkfsExt4, writeSyntheticTree } from '../../bench/ext4-image.js';
-import { main } from '../cli.js';
 import { loadRoleSigningKeys } from '../commands/keys.js';
 import { buildRelease } from './build.js';
 
-/** Run the CLI in-process, capturing what it prints. */
-async function abota(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-    stdout += String(chunk);
-    return true;
-  });
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const code = await main(argv);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+const abota = runCli;
 
 function errorCode(r: { stdout: string }): string {
   return (JSON.parse(r.stdout) as { error: { code: string } }).error.code;
