@@ -17,6 +17,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerBlobRoutes } from './routes/blobs.js';
 import { registerDeviceRoutes } from './routes/device.js';
 import { registerDocsRoutes } from './routes/docs.js';
+import { RolloutEngine } from './rollout/engine.js';
 import { registerOpsRoutes } from './routes/ops.js';
 
 export interface CreateAppOptions {
@@ -28,6 +29,11 @@ export interface CreateAppOptions {
   /** Database reachability for /readyz (Database.ping); defaults to a `select 1` through drizzle. */
   pingDatabase?: () => Promise<void>;
   metrics?: Metrics;
+  /**
+   * The rollout runtime; one is made from db, clock and logger when absent. Pass one to start
+   * its timer and cross-replica LISTEN (startServer does), or to drive evaluations in tests.
+   */
+  rollouts?: RolloutEngine;
 }
 
 export type App = OpenAPIHono<AppEnv>;
@@ -62,6 +68,9 @@ export function createApp(options: CreateAppOptions): App {
     logger: options.logger,
     metrics: options.metrics ?? new Metrics(),
     deviceKeys: new Map(),
+    rollouts:
+      options.rollouts ??
+      new RolloutEngine({ db: options.db, clock: options.clock ?? systemClock, logger: options.logger }),
   };
   const { logger, metrics } = deps;
 

@@ -8,6 +8,7 @@ import type { AppConfig } from './config.js';
 import type { Db } from './db/database.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import type { RolloutEngine } from './rollout/engine.js';
 
 export interface Clock {
   now(): Date;
@@ -45,6 +46,8 @@ export interface AppDeps {
    * database row on every request, not in this cache.
    */
   deviceKeys: Map<string, webcrypto.CryptoKey>;
+  /** Rollout offers (cached), automatic stage transitions, cross-replica invalidation. */
+  rollouts: RolloutEngine;
 }
 
 export interface AppEnv {

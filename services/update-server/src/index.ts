@@ -17,4 +17,12 @@ export { ServerError, type ServerErrorCode } from './errors.js';
 export { createLogger, type Logger } from './logger.js';
 export { pruneUsedJwtIds } from './maintenance.js';
 export { Metrics } from './metrics.js';
+export { BUCKET_COUNT, inRolloutPercent, rolloutBucket } from './rollout/bucket.js';
+export { type EvaluationResult, RolloutEngine, type RolloutEngineOptions } from './rollout/engine.js';
+export type {
+  MaintenanceWindow,
+  Selector as RolloutSelector,
+  StageSpec as RolloutStageSpec,
+} from './rollout/model.js';
+export type { RolloutStatusView } from './rollout/status.js';
 export { type RunningServer, startServer } from './server.js';

@@ -280,39 +280,4 @@ export const ApiKeySchema = z
   })
   .openapi('ApiKey');
 
-export const RolloutSelectorSchema = z
-  .strictObject({
-    hardware: z.array(Id).max(64).optional(),
-    tags: z.array(Tag).max(64).optional(),
-    deviceIds: z.array(Uuid).max(10_000).optional(),
-  })
-  .openapi('RolloutSelector');
-export const RolloutCreateSchema = z
-  .strictObject({
-    releaseId: Uuid,
-    name: z.string().max(256).optional(),
-    selector: RolloutSelectorSchema.optional(),
-    allowDowngrade: z.boolean().optional(),
-  })
-  .openapi('RolloutCreate');
-export const ROLLOUT_STATES = ['active', 'paused', 'aborted', 'completed'] as const;
-export const RolloutSchema = z
-  .object({
-    id: Uuid,
-    releaseId: Uuid,
-    product: z.string(),
-    name: z.string(),
-    selector: z.record(z.string(), z.unknown()),
-    state: z.enum(ROLLOUT_STATES),
-    allowDowngrade: z.boolean(),
-    stages: z.array(z.record(z.string(), z.unknown())),
-    currentStage: z.int(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-    deviceCounts: z.record(z.string(), z.int()).optional(),
-  })
-  .openapi('Rollout');
-export const RolloutListQuerySchema = ListQuerySchema.extend({
-  product: Id.optional(),
-  state: z.enum(ROLLOUT_STATES).optional(),
-});
+// Rollout schemas: src/rollout/schemas.ts.

@@ -14,6 +14,7 @@ import { type Clock, systemClock } from './context.js';
 import { type Database, openDatabase } from './db/database.js';
 import type { Logger } from './logger.js';
 import { pruneUsedJwtIds } from './maintenance.js';
+import { RolloutEngine } from './rollout/engine.js';
 
 export interface RunningServer {
   app: App;
@@ -21,12 +22,16 @@ export interface RunningServer {
   blobs: BlobStore;
   /** The bound address, e.g. http://127.0.0.1:8080 */
   url: string;
+  /** Rollout runtime: evaluates stages on a timer, listens for other replicas' changes. */
+  rollouts: RolloutEngine;
   /** A generated bootstrap admin key (only on the very first start without ABOTA_ADMIN_KEY). */
   generatedAdminKey: string | undefined;
   close(): Promise<void>;
 }
 
 const PRUNE_INTERVAL_MS = 60_000;
+/** How often every replica evaluates running rollouts (transitions are race-safe, store.ts). */
+const ROLLOUT_EVALUATION_INTERVAL_MS = 5_000;
 
 export async function startServer(options: {
   config: ServerConfig;
@@ -44,6 +49,7 @@ export async function startServer(options: {
           await mkdir(join(dataDir, 'db'), { recursive: true });
           return openDatabase({ kind: 'pglite', dataDir: join(dataDir, 'db') });
         })();
+  const rollouts = new RolloutEngine({ db: database.db, clock, logger, listen: database.listen });
   try {
     let blobs: BlobStore;
     if (config.s3 !== undefined) {
@@ -56,12 +62,14 @@ export async function startServer(options: {
       blobs = new FsBlobStore(join(dataDir, 'blobs'), { maxBlobSizeBytes: config.maxBlobSizeBytes });
     }
     const generatedAdminKey = await bootstrapAdminKey({ db: database.db }, config.adminKey);
+    await rollouts.start({ intervalMs: ROLLOUT_EVALUATION_INTERVAL_MS });
     const app = createApp({
       db: database.db,
       blobs,
       clock,
       config,
       logger,
+      rollouts,
       pingDatabase: () => database.ping(),
     });
     const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port });
@@ -95,10 +103,12 @@ export async function startServer(options: {
       database,
       blobs,
       url,
+      rollouts,
       generatedAdminKey,
       close: () => {
         closing ??= (async () => {
           clearInterval(pruner);
+          await rollouts.stop();
           await new Promise<void>((ok) => {
             const timer = setTimeout(() => {
               // Drain deadline passed: cut keep-alive and in-flight connections.
@@ -117,6 +127,7 @@ export async function startServer(options: {
       },
     };
   } catch (error) {
+    await rollouts.stop().catch(() => {});
     await database.close();
     throw error;
   }

@@ -20,6 +20,12 @@ export interface Database {
   kind: 'pglite' | 'postgres';
   /** Cheap round trip used by /readyz. */
   ping(): Promise<void>;
+  /**
+   * LISTEN on a channel (cache invalidation across replicas). `onMessage(undefined)` means
+   * notifications may have been missed (the listening connection was re-established).
+   * Resolves once listening; the returned function stops it.
+   */
+  listen(channel: string, onMessage: (payload: string | undefined) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -47,6 +53,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       ping: async () => {
         await client.query('select 1');
       },
+      listen: (channel, onMessage) => client.listen(channel, (payload) => onMessage(payload)),
       close: () => client.close(),
     };
   }
@@ -66,6 +73,58 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     ping: async () => {
       await pool.query('select 1');
     },
+    listen: (channel, onMessage) => listenPg(options.url, channel, onMessage),
     close: () => pool.end(),
+  };
+}
+
+/**
+ * A dedicated connection for LISTEN (a pooled one would be handed to other queries). When it
+ * drops, it reconnects after a second and reports `undefined` so listeners reload everything.
+ */
+async function listenPg(
+  url: string,
+  channel: string,
+  onMessage: (payload: string | undefined) => void,
+): Promise<() => Promise<void>> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(channel))
+    throw new Error(`LISTEN channel "${channel}" is not a plain identifier`);
+  let client: pg.Client | undefined;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({ connectionString: url });
+    c.on('notification', (n) => {
+      if (n.channel === channel) onMessage(n.payload);
+    });
+    c.on('error', () => {
+      if (stopped || client !== c) return;
+      client = undefined;
+      c.end().catch(() => {});
+      onMessage(undefined);
+      reconnectLater();
+    });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${channel}`);
+    } catch (error) {
+      c.end().catch(() => {});
+      throw error;
+    }
+    if (stopped) await c.end();
+    else client = c;
+  };
+  const reconnectLater = (): void => {
+    if (stopped) return;
+    retry = setTimeout(() => {
+      connect().then(() => onMessage(undefined), reconnectLater);
+    }, 1000);
+    retry.unref();
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    if (retry !== undefined) clearTimeout(retry);
+    await client?.end();
   };
 }

@@ -122,9 +122,9 @@ export const deviceEvents = pgTable(
 );
 
 /**
- * A rollout: one release offered to the devices its selector matches. `stages`, `currentStage`
- * and `stageStartedAt` are here for staged canary percentages (a later issue); today every
- * rollout is one stage at 100 %.
+ * A rollout: one release offered to the devices its selector matches, in stages (canary
+ * percentages with health rules, src/rollout/model.ts). `currentStage` only moves forward, by
+ * a conditional UPDATE so that one replica applies each transition (src/rollout/engine.ts).
  */
 export const rollouts = pgTable(
   'rollouts',
@@ -138,8 +138,15 @@ export const rollouts = pgTable(
       .references(() => products.id),
     name: text('name').notNull().default(''),
     selector: jsonb('selector').$type<RolloutSelector>().notNull(),
-    /** active | paused | aborted | completed */
+    /** draft | active (running at currentStage) | paused | aborted | completed */
     state: text('state').notNull().default('active'),
+    /** Why it is paused or aborted (operator text, or the engine's numbers). */
+    stateReason: text('state_reason'),
+    /** normal | rollback (a rollback wins over normal rollouts for the same device). */
+    kind: text('kind').notNull().default('normal'),
+    maintenanceWindow: jsonb('maintenance_window').$type<RolloutMaintenanceWindow>(),
+    /** When it left draft; the newest started rollout wins among equally specific ones. */
+    startedAt: ts('started_at'),
     allowDowngrade: boolean('allow_downgrade').notNull().default(false),
     stages: jsonb('stages')
       .$type<RolloutStage[]>()
@@ -158,13 +165,27 @@ export interface RolloutSelector {
   hardware?: string[] | undefined;
   /** A device must carry every listed tag. */
   tags?: string[] | undefined;
+  /** A device must be in one of the groups (carry the tag `group:<name>`). */
+  groups?: string[] | undefined;
   deviceIds?: string[] | undefined;
+  /** Running-version constraint such as ">=1.0.0 <1.2.0". */
+  currentVersion?: string | undefined;
+  /** Only devices offered that rollout (rollbacks). */
+  fromRollout?: string | undefined;
 }
 export interface RolloutStage {
   percent: number;
-  minBakeSeconds?: number;
-  maxFailurePercent?: number;
-  minSample?: number;
+  minBakeSeconds?: number | undefined;
+  minCommitted?: number | undefined;
+  maxFailurePercent?: number | undefined;
+  minSample?: number | undefined;
+  maxConcurrent?: number | undefined;
+}
+export interface RolloutMaintenanceWindow {
+  timezone: 'utc' | 'device-local';
+  start: string;
+  end: string;
+  days?: number[] | undefined;
 }
 
 /** Per-device progress inside a rollout; a row appears when the device is first offered it. */

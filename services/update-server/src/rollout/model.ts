@@ -15,15 +15,15 @@ export interface StageSpec {
   /** Share of the selected devices offered the release from this stage on (0 < percent ≤ 100). */
   percent: number;
   /** Minimum time the stage must run before it may advance. */
-  minBakeSeconds?: number;
+  minBakeSeconds?: number | undefined;
   /** Committed devices needed (capped at the devices the stage targets) before advancing. */
-  minCommitted?: number;
+  minCommitted?: number | undefined;
   /** Pause when (failed + rolled-back) / outcomes exceeds this, once outcomes ≥ minSample. */
-  maxFailurePercent?: number;
+  maxFailurePercent?: number | undefined;
   /** Device outcomes (committed + failed + rolled-back) needed before the failure rate is judged. */
-  minSample?: number;
+  minSample?: number | undefined;
   /** At most this many devices between offer and outcome at once; unset = unlimited. */
-  maxConcurrent?: number;
+  maxConcurrent?: number | undefined;
 }
 
 export interface Stage {

@@ -8,7 +8,7 @@
 //   3. the more specific selector wins: explicit device ids > groups > tags > the rest;
 //   4. the most recently started rollout wins;
 //   5. the lowest rollout id (only so the answer is total and identical on every replica).
-import { compareVersions } from '../rollout-policy.js';
+import { compareVersions } from './version.js';
 import { inRolloutPercent } from './bucket.js';
 import {
   INSTALLING_STATES,

@@ -1,7 +1,7 @@
 // Does a rollout's selector pick a device: product, hardware, tags (all), groups (any, as
 // `group:<name>` tags), explicit device ids, a running-version constraint, and membership of an
 // earlier rollout (rollbacks). Pure: the caller passes the device's facts.
-import { compareVersions } from '../rollout-policy.js';
+import { compareVersions } from './version.js';
 import type { Selector } from './model.js';
 
 export interface SelectableDevice {

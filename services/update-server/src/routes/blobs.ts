@@ -11,7 +11,7 @@ import { findApiKey, requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import { authenticateDevice } from '../auth/device-jwt.js';
 import { bearerToken } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
-import { auditLog, blobs, releaseBlobs, releases, rollouts } from '../db/schema.js';
+import { auditLog, blobs, releaseBlobs, releases, rolloutDevices, rollouts } from '../db/schema.js';
 import { ServerError } from '../errors.js';
 import { decideRange } from '../http-range.js';
 import { selectorMatches } from '../rollout-policy.js';
@@ -57,7 +57,7 @@ async function deviceMayFetch(
   digest: string,
 ): Promise<boolean> {
   const rows = await deps.db
-    .select({ product: rollouts.product, selector: rollouts.selector })
+    .select({ id: rollouts.id, product: rollouts.product, selector: rollouts.selector })
     .from(releaseBlobs)
     .innerJoin(releases, eq(releases.id, releaseBlobs.releaseId))
     .innerJoin(rollouts, eq(rollouts.releaseId, releases.id))
@@ -69,7 +69,23 @@ async function deviceMayFetch(
         inArray(rollouts.state, ['active', 'paused', 'completed']),
       ),
     );
-  return rows.some((r) => selectorMatches(r.selector, r.product, device));
+  if (rows.some((r) => selectorMatches(r.selector, r.product, device))) return true;
+  if (rows.length === 0) return false;
+  // Selectors that depend on history (a rollback's `fromRollout`) are settled by the offer itself.
+  const offered = await deps.db
+    .select({ rolloutId: rolloutDevices.rolloutId })
+    .from(rolloutDevices)
+    .where(
+      and(
+        eq(rolloutDevices.deviceId, device.id),
+        inArray(
+          rolloutDevices.rolloutId,
+          rows.map((r) => r.id),
+        ),
+      ),
+    )
+    .limit(1);
+  return offered.length > 0;
 }
 
 export function registerBlobRoutes(app: App, deps: AppDeps): void {

@@ -11,7 +11,7 @@ import { bearerToken, hashSecret } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
 import { deviceEvents, devices, provisioningTokens, releaseBlobs, rolloutDevices } from '../db/schema.js';
 import { ServerError } from '../errors.js';
-import { chooseRollout, jitteredPollSeconds } from '../rollout-policy.js';
+import { jitteredPollSeconds } from '../rollout-policy.js';
 import {
   ErrorSchema,
   errorResponses,
@@ -153,6 +153,7 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
       const body = c.req.valid('json');
       const now = deps.clock.now();
       const result = await runPollStatement(db, {
+        rolloutIds: await deps.rollouts.progressRolloutIds(),
         deviceId: token.deviceId,
         jtiKey: token.jtiKey,
         jtiExpiresAt: token.jtiExpiresAt,
@@ -178,17 +179,19 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
         );
       }
       const pollAfterSeconds = jitteredPollSeconds(config.pollIntervalSeconds, config.pollJitterFraction);
-      const facts = {
-        id: token.deviceId,
-        product: result.product,
-        hardware: result.hardware,
-        tags: result.tags,
-        currentVersion: body.version,
-      };
-      const chosen = chooseRollout(
-        facts,
-        result.candidates.map((r) => ({ ...r, product: result.product })),
+      // The decision: cached rollouts (src/rollout/engine.ts) + this device's progress rows.
+      const offer = await deps.rollouts.offerFor(
+        {
+          id: token.deviceId,
+          product: result.product,
+          hardware: result.hardware,
+          tags: result.tags,
+          currentVersion: body.version,
+          timeZone: result.timeZone ?? undefined,
+        },
+        result.progress,
       );
+      const chosen = offer?.candidate;
       if (chosen === undefined) {
         metrics.polls.inc({ result: 'no-update' });
         return c.json({ status: 'no-update' as const, pollAfterSeconds }, 200);
@@ -284,7 +287,10 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
           .where(eq(devices.id, device.id));
         return false;
       });
-      if (!duplicate) metrics.reports.inc({ state: body.state });
+      if (!duplicate) {
+        metrics.reports.inc({ state: body.state });
+        if (rolloutId !== null) deps.rollouts.afterReport(rolloutId, body.state);
+      }
       return c.json({ status: 'accepted' as const, duplicate }, 202);
     },
   );

@@ -1,46 +1,90 @@
-// Rollouts: a release offered to the devices a selector matches (one stage at 100 % for now;
-// the table already holds stages for canary percentages). Operators pause, resume and abort;
-// every change is audited. Device progress is counted per state from rollout_devices.
+// Rollouts (admin API): create (staged, optionally as a draft), list, get, status, start,
+// pause, resume, abort, and roll back. Every operator action is a conditional UPDATE on the
+// expected state (so concurrent replicas cannot both apply it), audited, and announced to every
+// replica's poll cache (src/rollout/engine.ts). The model is in src/rollout/ and README "Rollouts".
 import { createRoute } from '@hono/zod-openapi';
 import { and, asc, count, eq, gt, inArray, type SQL } from 'drizzle-orm';
+import { streamSSE } from 'hono/streaming';
 import type { App } from '../../app.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { releases, rolloutDevices, rollouts } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
+import { type RolloutLifecycle, validateStages } from '../../rollout/model.js';
 import {
-  errorResponses,
-  IdParam,
-  pageOf,
-  type ROLLOUT_STATES,
   RolloutCreateSchema,
   RolloutListQuerySchema,
+  RolloutReasonSchema,
+  RolloutRollbackSchema,
   RolloutSchema,
-} from '../../schemas.js';
+  RolloutStatusSchema,
+} from '../../rollout/schemas.js';
+import { parseVersionConstraint } from '../../rollout/selector.js';
+import { rolloutStatus } from '../../rollout/status.js';
+import { loadProgress, loadRollout, type RolloutRow } from '../../rollout/store.js';
+import { validateWindow } from '../../rollout/window.js';
+import { errorResponses, IdParam, pageOf } from '../../schemas.js';
 import { audit, decodeCursor, json, page } from './common.js';
 
-type RolloutRow = typeof rollouts.$inferSelect;
-type RolloutState = (typeof ROLLOUT_STATES)[number];
-const view = (r: RolloutRow) => ({
+type ReleaseRow = typeof releases.$inferSelect;
+
+const SSE_REFRESH_MS = 5000;
+const SSE_MAX_MS = 3600_000;
+
+export const rolloutView = (r: RolloutRow, releaseVersion: string) => ({
   id: r.id,
   releaseId: r.releaseId,
+  releaseVersion,
   product: r.product,
   name: r.name,
+  kind: r.kind as 'normal' | 'rollback',
   selector: r.selector as Record<string, unknown>,
-  state: r.state as RolloutState,
+  state: r.state as RolloutLifecycle,
+  stateReason: r.stateReason,
   allowDowngrade: r.allowDowngrade,
-  stages: r.stages as unknown as Record<string, unknown>[],
+  stages: r.stages,
   currentStage: r.currentStage,
+  maintenanceWindow: r.maintenanceWindow ?? null,
+  startedAt: r.startedAt?.toISOString() ?? null,
+  stageStartedAt: r.stageStartedAt.toISOString(),
   createdAt: r.createdAt.toISOString(),
   updatedAt: r.updatedAt.toISOString(),
 });
 
-/** Allowed state changes: action → (from states, to state). */
+/** Operator state changes: action → (from states, to state, default reason). */
 const TRANSITIONS = {
-  pause: { from: ['active'], to: 'paused' },
-  resume: { from: ['paused'], to: 'active' },
-  abort: { from: ['active', 'paused'], to: 'aborted' },
-} as const satisfies Record<string, { from: readonly RolloutState[]; to: RolloutState }>;
+  start: { from: ['draft'], to: 'active', summary: 'Start a draft rollout at its first stage' },
+  pause: { from: ['active'], to: 'paused', summary: 'Pause a running rollout (started installs finish)' },
+  resume: {
+    from: ['paused'],
+    to: 'active',
+    summary: 'Resume a paused rollout at its current stage (the bake time starts again)',
+  },
+  abort: {
+    from: ['draft', 'active', 'paused'],
+    to: 'aborted',
+    summary: 'Abort a rollout for good: nothing more is offered (started installs finish)',
+  },
+} as const satisfies Record<
+  string,
+  { from: readonly RolloutLifecycle[]; to: RolloutLifecycle; summary: string }
+>;
+
+function checkReleaseOfferable(release: ReleaseRow, now: Date): void {
+  if (release.yanked)
+    throw new ServerError('ERR_CONFLICT', `release ${release.product} ${release.version} is yanked`);
+  if (release.expires <= now) {
+    throw new ServerError(
+      'ERR_CONFLICT',
+      `release ${release.product} ${release.version} expired at ${release.expires.toISOString()}; devices would refuse it`,
+    );
+  }
+}
+
+function checkStages(stages: Parameters<typeof validateStages>[0]): void {
+  const problem = validateStages(stages);
+  if (problem !== undefined) throw new ServerError('ERR_VALIDATION', `stages: ${problem}`);
+}
 
 export function registerRolloutRoutes(app: App, deps: AppDeps): void {
   const { db } = deps;
@@ -51,24 +95,32 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
       path: '/v1/admin/rollouts',
       tags: ['admin: rollouts'],
       summary:
-        "Start a rollout of a release to the devices its selector matches (within the release's product)",
+        "Create a staged rollout of a release to the devices its selector matches (within the release's product); starts at once unless start is false",
       security: [{ apiKey: [] }],
       middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
       request: { body: { required: true, ...json(RolloutCreateSchema) } },
-      responses: { 201: { description: 'Created (active)', ...json(RolloutSchema) }, ...errorResponses },
+      responses: {
+        201: { description: 'Created (active, or draft)', ...json(RolloutSchema) },
+        ...errorResponses,
+      },
     }),
     async (c) => {
       const body = c.req.valid('json');
+      const stages = body.stages ?? [{ percent: 100 }];
+      checkStages(stages);
+      if (body.selector?.currentVersion !== undefined) {
+        const parsed = parseVersionConstraint(body.selector.currentVersion);
+        if (typeof parsed === 'string') throw new ServerError('ERR_VALIDATION', `selector.${parsed}`);
+      }
+      if (body.maintenanceWindow !== undefined) {
+        const problem = validateWindow(body.maintenanceWindow);
+        if (problem !== undefined) throw new ServerError('ERR_VALIDATION', problem);
+      }
       const [release] = await db.select().from(releases).where(eq(releases.id, body.releaseId)).limit(1);
       if (release === undefined) throw new ServerError('ERR_NOT_FOUND', `no release ${body.releaseId}`);
-      if (release.yanked)
-        throw new ServerError('ERR_CONFLICT', `release ${release.product} ${release.version} is yanked`);
-      if (release.expires <= deps.clock.now()) {
-        throw new ServerError(
-          'ERR_CONFLICT',
-          `release ${release.product} ${release.version} expired at ${release.expires.toISOString()}; devices would refuse it`,
-        );
-      }
+      const now = deps.clock.now();
+      checkReleaseOfferable(release, now);
+      const start = body.start ?? true;
       const row = await db.transaction(async (tx) => {
         const [created] = await tx
           .insert(rollouts)
@@ -78,17 +130,28 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
             name: body.name ?? `${release.product} ${release.version}`,
             selector: body.selector ?? {},
             allowDowngrade: body.allowDowngrade ?? false,
-            stages: [{ percent: 100 }],
+            stages,
+            state: start ? 'active' : 'draft',
+            kind: 'normal',
+            maintenanceWindow: body.maintenanceWindow ?? null,
+            startedAt: start ? now : null,
+            stageStartedAt: now,
+            createdAt: now,
+            updatedAt: now,
           })
           .returning();
         if (created === undefined) throw new ServerError('ERR_INTERNAL', 'rollout insert returned no row');
         await audit(tx, c.get('actor'), 'rollout.create', `rollout:${created.id}`, {
           releaseId: release.id,
+          version: release.version,
           selector: body.selector ?? {},
+          stages,
+          state: created.state,
         });
         return created;
       });
-      return c.json(view(row), 201);
+      await deps.rollouts.changed(row.id);
+      return c.json(rolloutView(row, release.version), 201);
     },
   );
 
@@ -114,12 +177,19 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
       if (q.state !== undefined) where.push(eq(rollouts.state, q.state));
       if (after !== undefined) where.push(gt(rollouts.id, after));
       const rows = await db
-        .select()
+        .select({ r: rollouts, version: releases.version })
         .from(rollouts)
+        .innerJoin(releases, eq(releases.id, rollouts.releaseId))
         .where(and(...where))
         .orderBy(asc(rollouts.id))
         .limit(q.limit + 1);
-      return c.json(page(rows.map(view), q.limit), 200);
+      return c.json(
+        page(
+          rows.map(({ r, version }) => rolloutView(r, version)),
+          q.limit,
+        ),
+        200,
+      );
     },
   );
 
@@ -136,8 +206,8 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const [row] = await db.select().from(rollouts).where(eq(rollouts.id, id)).limit(1);
-      if (row === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
+      const loaded = await loadRollout(db, id);
+      if (loaded === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
       const counts = await db
         .select({ state: rolloutDevices.state, n: count() })
         .from(rolloutDevices)
@@ -145,28 +215,118 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
         .groupBy(rolloutDevices.state);
       const deviceCounts: Record<string, number> = {};
       for (const { state, n } of counts) deviceCounts[state] = Number(n);
-      return c.json({ ...view(row), deviceCounts }, 200);
+      return c.json({ ...rolloutView(loaded.row, loaded.release.version), deviceCounts }, 200);
     },
   );
 
-  for (const [action, { from, to }] of Object.entries(TRANSITIONS)) {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/admin/rollouts/{id}/status',
+      tags: ['admin: rollouts'],
+      summary:
+        'Rollout status: per-stage and overall device counts by state, failure rate, time in stage and the next automatic action (poll it)',
+      security: [{ apiKey: [] }],
+      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+      request: { params: IdParam },
+      responses: { 200: { description: 'The status', ...json(RolloutStatusSchema) }, ...errorResponses },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      return c.json(await statusOf(deps, id), 200);
+    },
+  );
+
+  // Server-sent events: the status document now, then again on every change of the rollout
+  // (this replica's or another's, via NOTIFY) and at least every few seconds while devices
+  // report; the stream ends when the rollout completes or is aborted, or after an hour.
+  const eventsPath = '/v1/admin/rollouts/{id}/events';
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: eventsPath,
+    tags: ['admin: rollouts'],
+    summary:
+      'Rollout status as server-sent events: `event: status` with the RolloutStatus document on each change and every few seconds',
+    security: [{ apiKey: [] }],
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: 'text/event-stream of `status` events (data: RolloutStatus JSON)',
+        content: { 'text/event-stream': { schema: RolloutStatusSchema } },
+      },
+      ...errorResponses,
+    },
+  });
+  app.get('/v1/admin/rollouts/:id/events', requireRole(deps, ROLE_GROUPS.read), async (c) => {
+    const parsed = IdParam.safeParse({ id: c.req.param('id') });
+    if (!parsed.success) throw new ServerError('ERR_VALIDATION', 'id: expected a rollout id (UUID)');
+    const { id } = parsed.data;
+    const first = await statusOf(deps, id); // 404 before the stream starts
+    return streamSSE(c, async (stream) => {
+      let wake: (() => void) | undefined;
+      const unsubscribe = deps.rollouts.onChange((changed) => {
+        if (changed === undefined || changed === id) wake?.();
+      });
+      let closed = false;
+      stream.onAbort(() => {
+        closed = true;
+        wake?.();
+      });
+      const endAt = performance.now() + SSE_MAX_MS;
+      try {
+        let doc = first;
+        for (let n = 0; !closed; n++) {
+          await stream.writeSSE({ event: 'status', id: String(n), data: JSON.stringify(doc) });
+          if (
+            doc.rollout.state === 'completed' ||
+            doc.rollout.state === 'aborted' ||
+            performance.now() > endAt
+          )
+            break;
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, SSE_REFRESH_MS);
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          wake = undefined;
+          if (!closed) doc = await statusOf(deps, id);
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+
+  for (const [action, { from, to, summary }] of Object.entries(TRANSITIONS)) {
     app.openapi(
       createRoute({
         method: 'post',
         path: `/v1/admin/rollouts/{id}/${action}`,
         tags: ['admin: rollouts'],
-        summary: `${action[0]?.toUpperCase()}${action.slice(1)} a rollout (from ${from.join(' or ')} to ${to})`,
+        summary: `${summary} (from ${from.join(' or ')} to ${to})`,
         security: [{ apiKey: [] }],
         middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
-        request: { params: IdParam },
+        request: { params: IdParam, body: { required: false, ...json(RolloutReasonSchema) } },
         responses: { 200: { description: `Now ${to}`, ...json(RolloutSchema) }, ...errorResponses },
       }),
       async (c) => {
         const { id } = c.req.valid('param');
+        const reason = (c.req.valid('json') as { reason?: string } | undefined)?.reason;
+        const now = deps.clock.now();
+        const set: Partial<typeof rollouts.$inferInsert> = { state: to, updatedAt: now };
+        if (action === 'start' || action === 'resume') {
+          set.stateReason = null;
+          // A resumed stage bakes again from now: the pause may have hidden failures.
+          set.stageStartedAt = now;
+        }
+        if (action === 'start') set.startedAt = now;
+        if (action === 'pause' || action === 'abort') set.stateReason = reason ?? `${action}d by operator`;
         const row = await db.transaction(async (tx) => {
           const [updated] = await tx
             .update(rollouts)
-            .set({ state: to, updatedAt: deps.clock.now() })
+            .set(set)
             .where(and(eq(rollouts.id, id), inArray(rollouts.state, [...from])))
             .returning();
           if (updated === undefined) {
@@ -181,11 +341,135 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
               `cannot ${action} a rollout that is ${current.state} (only from ${from.join(' or ')})`,
             );
           }
-          await audit(tx, c.get('actor'), `rollout.${action}`, `rollout:${id}`);
+          await audit(tx, c.get('actor'), `rollout.${action}`, `rollout:${id}`, {
+            ...(reason === undefined ? {} : { reason }),
+            stage: updated.currentStage,
+          });
           return updated;
         });
-        return c.json(view(row), 200);
+        await deps.rollouts.changed(id);
+        const [rel] = await db
+          .select({ version: releases.version })
+          .from(releases)
+          .where(eq(releases.id, row.releaseId));
+        return c.json(rolloutView(row, rel?.version ?? ''), 200);
       },
     );
   }
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/admin/rollouts/{id}/rollback',
+      tags: ['admin: rollouts'],
+      summary:
+        'Roll back: abort this rollout and start a rollback rollout (downgrade allowed) of an earlier release to the devices it was offered to',
+      security: [{ apiKey: [] }],
+      middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
+      request: { params: IdParam, body: { required: true, ...json(RolloutRollbackSchema) } },
+      responses: {
+        201: { description: 'The rollback rollout (active)', ...json(RolloutSchema) },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const body = c.req.valid('json');
+      if ((body.releaseId === undefined) === (body.version === undefined))
+        throw new ServerError(
+          'ERR_VALIDATION',
+          'give exactly one of releaseId or version for the release to return to',
+        );
+      const stages = body.stages ?? [{ percent: 100 }];
+      checkStages(stages);
+      const original = await loadRollout(db, id);
+      if (original === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
+      const [target] = await db
+        .select()
+        .from(releases)
+        .where(
+          body.releaseId !== undefined
+            ? eq(releases.id, body.releaseId)
+            : and(eq(releases.product, original.row.product), eq(releases.version, body.version ?? '')),
+        )
+        .limit(1);
+      if (target === undefined || target.product !== original.row.product) {
+        throw new ServerError(
+          'ERR_NOT_FOUND',
+          `no release ${body.releaseId ?? body.version} of product ${original.row.product} to roll back to`,
+        );
+      }
+      if (target.id === original.release.id)
+        throw new ServerError('ERR_CONFLICT', 'the rollback release is the release being rolled back');
+      const now = deps.clock.now();
+      checkReleaseOfferable(target, now);
+      // Devices that committed the rolled-back release keep its security version as their floor
+      // (FORMATS.md anti-rollback) and would refuse anything below it: say so now, not per device.
+      if (target.securityVersion < original.release.securityVersion) {
+        throw new ServerError(
+          'ERR_CONFLICT',
+          `release ${target.version} has securityVersion ${target.securityVersion}, below ${original.release.version}'s ${original.release.securityVersion}: devices that committed ${original.release.version} would refuse it; publish a fixed release with securityVersion >= ${original.release.securityVersion} instead`,
+        );
+      }
+      const row = await db.transaction(async (tx) => {
+        const aborted = await tx
+          .update(rollouts)
+          .set({ state: 'aborted', stateReason: `rolled back to ${target.version}`, updatedAt: now })
+          .where(
+            and(eq(rollouts.id, id), inArray(rollouts.state, ['draft', 'active', 'paused', 'completed'])),
+          )
+          .returning({ id: rollouts.id });
+        if (aborted.length === 0 && original.row.state !== 'aborted')
+          throw new ServerError('ERR_ROLLOUT_STATE', `rollout ${id} changed state meanwhile; retry`);
+        const [created] = await tx
+          .insert(rollouts)
+          .values({
+            releaseId: target.id,
+            product: original.row.product,
+            name: body.name ?? `rollback of ${original.row.name} to ${target.version}`,
+            selector: { fromRollout: id },
+            allowDowngrade: true,
+            stages,
+            state: 'active',
+            kind: 'rollback',
+            startedAt: now,
+            stageStartedAt: now,
+            createdAt: now,
+            updatedAt: now,
+          })
+          .returning();
+        if (created === undefined) throw new ServerError('ERR_INTERNAL', 'rollout insert returned no row');
+        await audit(tx, c.get('actor'), 'rollout.rollback', `rollout:${id}`, {
+          rollbackRolloutId: created.id,
+          toReleaseId: target.id,
+          toVersion: target.version,
+          fromVersion: original.release.version,
+        });
+        return created;
+      });
+      await deps.rollouts.changed(id);
+      return c.json(rolloutView(row, target.version), 201);
+    },
+  );
+}
+
+/** The pollable status document (also what the CLI's `status --watch` redraws). */
+export async function statusOf(deps: AppDeps, id: string) {
+  const loaded = await loadRollout(deps.db, id);
+  if (loaded === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
+  const now = deps.clock.now();
+  const progress = await loadProgress(deps.db, loaded.candidate);
+  return {
+    rollout: rolloutView(loaded.row, loaded.release.version),
+    status: rolloutStatus({
+      state: loaded.row.state as RolloutLifecycle,
+      stateReason: loaded.row.stateReason,
+      stages: loaded.candidate.stages,
+      currentStage: loaded.row.currentStage,
+      stageStartedAt: loaded.row.stageStartedAt,
+      progress,
+      now,
+    }),
+    at: now.toISOString(),
+  };
 }

@@ -1,0 +1,174 @@
+// Request and response schemas of the rollout admin API (the single source for validation,
+// types and the OpenAPI document, like src/schemas.ts, which holds the rest of the API).
+import { z } from '@hono/zod-openapi';
+import { DEVICE_STATES, ROLLOUT_KINDS, ROLLOUT_LIFECYCLE } from './model.js';
+
+const Uuid = z.uuid();
+const Id = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected 1..63 of a-z 0-9 . _ - starting with a letter or digit');
+const Tag = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:=/-]{0,127}$/, 'tags are 1..128 of A-Z a-z 0-9 . _ : = / -');
+const GroupName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:=/-]{0,121}$/, 'group names are 1..122 of A-Z a-z 0-9 . _ : = / -');
+const HHMM = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'expected "HH:MM" (24-hour)');
+
+export const RolloutSelectorSchema = z
+  .strictObject({
+    hardware: z.array(Id).max(64).optional(),
+    tags: z.array(Tag).max(64).optional().openapi({ description: 'The device carries every listed tag' }),
+    groups: z
+      .array(GroupName)
+      .max(64)
+      .optional()
+      .openapi({ description: 'The device is in at least one group (carries the tag "group:<name>")' }),
+    deviceIds: z.array(Uuid).max(10_000).optional(),
+    currentVersion: z.string().max(200).optional().openapi({
+      description: 'Running-version constraint: space-separated clauses such as ">=1.0.0 <1.2.0"',
+    }),
+  })
+  .openapi('RolloutSelector');
+
+export const RolloutStageSchema = z
+  .strictObject({
+    percent: z
+      .number()
+      .gt(0)
+      .max(100)
+      .openapi({ description: 'Share of the selected devices, 0.01 % steps' }),
+    minBakeSeconds: z
+      .int()
+      .min(0)
+      .max(90 * 86_400)
+      .optional(),
+    minCommitted: z.int().min(0).max(1_000_000).optional(),
+    maxFailurePercent: z.number().min(0).max(100).optional(),
+    minSample: z.int().min(1).max(1_000_000).optional(),
+    maxConcurrent: z.int().min(1).max(1_000_000).optional(),
+  })
+  .openapi('RolloutStage');
+
+export const MaintenanceWindowSchema = z
+  .strictObject({
+    timezone: z.enum(['utc', 'device-local']),
+    start: HHMM,
+    end: HHMM,
+    days: z.array(z.int().min(0).max(6)).max(7).optional().openapi({ description: '0 = Sunday' }),
+  })
+  .openapi('MaintenanceWindow');
+
+export const RolloutCreateSchema = z
+  .strictObject({
+    releaseId: Uuid,
+    name: z.string().max(256).optional(),
+    selector: RolloutSelectorSchema.optional(),
+    allowDowngrade: z.boolean().optional(),
+    stages: z
+      .array(RolloutStageSchema)
+      .min(1)
+      .max(20)
+      .optional()
+      .openapi({ description: 'Default: one stage at 100 %' }),
+    maintenanceWindow: MaintenanceWindowSchema.optional(),
+    start: z.boolean().optional().openapi({ description: 'false creates a draft (default: start at once)' }),
+  })
+  .openapi('RolloutCreate');
+
+export const RolloutReasonSchema = z
+  .strictObject({ reason: z.string().min(1).max(1024).optional() })
+  .openapi('RolloutReason');
+
+export const RolloutRollbackSchema = z
+  .strictObject({
+    releaseId: Uuid.optional(),
+    version: z
+      .string()
+      .min(1)
+      .max(128)
+      .optional()
+      .openapi({ description: "A release of the rollout's product" }),
+    name: z.string().max(256).optional(),
+    stages: z.array(RolloutStageSchema).min(1).max(20).optional(),
+  })
+  .openapi('RolloutRollback');
+
+const Counts = z.partialRecord(z.enum(DEVICE_STATES), z.int());
+
+export const RolloutSchema = z
+  .object({
+    id: Uuid,
+    releaseId: Uuid,
+    releaseVersion: z.string(),
+    product: z.string(),
+    name: z.string(),
+    kind: z.enum(ROLLOUT_KINDS),
+    selector: z.record(z.string(), z.unknown()),
+    state: z.enum(ROLLOUT_LIFECYCLE),
+    stateReason: z.string().nullable(),
+    allowDowngrade: z.boolean(),
+    stages: z.array(RolloutStageSchema),
+    currentStage: z.int(),
+    maintenanceWindow: MaintenanceWindowSchema.nullable(),
+    startedAt: z.string().nullable(),
+    stageStartedAt: z.string(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    deviceCounts: z.record(z.string(), z.int()).optional(),
+  })
+  .openapi('Rollout');
+
+export const RolloutListQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(200).optional(),
+  product: Id.optional(),
+  state: z.enum(ROLLOUT_LIFECYCLE).optional(),
+});
+
+const StageStatusSchema = z.object({
+  stage: z.int(),
+  percent: z.number(),
+  minBakeSeconds: z.int(),
+  minCommitted: z.int(),
+  maxFailurePercent: z.number(),
+  minSample: z.int(),
+  maxConcurrent: z.int().nullable(),
+  phase: z.enum(['done', 'current', 'pending']),
+  targeted: z.int(),
+  counts: Counts,
+  committed: z.int(),
+  failures: z.int(),
+  inFlight: z.int(),
+  notOffered: z.int(),
+  failurePercent: z.number(),
+});
+
+export const RolloutStatusSchema = z
+  .object({
+    rollout: RolloutSchema,
+    status: z.object({
+      state: z.enum(ROLLOUT_LIFECYCLE),
+      stateReason: z.string().nullable(),
+      currentStage: z.int(),
+      stageCount: z.int(),
+      timeInStageSeconds: z.int().nullable(),
+      overall: z.object({
+        targeted: z.int(),
+        counts: Counts,
+        committed: z.int(),
+        failures: z.int(),
+        inFlight: z.int(),
+        notOffered: z.int(),
+        failurePercent: z.number(),
+      }),
+      stages: z.array(StageStatusSchema),
+      next: z.object({
+        action: z.enum(['advance', 'pause', 'complete', 'wait', 'none']),
+        reason: z.string(),
+        notBefore: z.string().nullable(),
+      }),
+    }),
+    at: z.string().openapi({ description: 'Server time the status was computed at' }),
+  })
+  .openapi('RolloutStatus');
