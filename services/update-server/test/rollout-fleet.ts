@@ -1,0 +1,153 @@
+// A lightweight fleet for rollout tests: N devices with real Ed25519 keys that register, poll
+// and report over real HTTP on loopback against an in-process server. Far cheaper per device
+// than packages/simulator (no images, no install), so 1,000 of them fit a unit-test budget.
+import type { AddressInfo } from 'node:net';
+import type { KeyObject } from 'node:crypto';
+import { serve } from '@hono/node-server';
+import type { App } from '../src/app.js';
+import type { Clock } from '../src/context.js';
+import { deviceKeyPair, deviceTokenSigner } from './harness.js';
+
+export interface FleetDevice {
+  index: number;
+  id: string;
+  version: string;
+  sign: (o?: object) => Promise<string>;
+  privateKey: KeyObject;
+}
+
+export interface PollAnswer {
+  status: 'update' | 'no-update';
+  rolloutId?: string;
+  release?: { version: string };
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+export async function inPool<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i] as T);
+      }
+    }),
+  );
+  return out;
+}
+
+export interface Listening {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function listen(app: App): Promise<Listening> {
+  const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
+  await new Promise<void>((ok, fail) => {
+    server.once('listening', ok);
+    server.once('error', fail);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((ok) => {
+        server.close(() => ok());
+        if ('closeAllConnections' in server) server.closeAllConnections();
+      }),
+  };
+}
+
+async function call(url: string, path: string, token: string, body: unknown): Promise<Response> {
+  return fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+export async function registerFleet(
+  url: string,
+  options: { product: string; token: string; count: number; version: string; clock: Clock },
+): Promise<FleetDevice[]> {
+  const indexes = Array.from({ length: options.count }, (_, i) => i);
+  return inPool(indexes, 16, async (index) => {
+    const { privateKey, publicJwk } = await deviceKeyPair();
+    const res = await fetch(`${url}/v1/device/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        token: options.token,
+        publicKeyJwk: publicJwk,
+        product: options.product,
+        hardware: 'hyperv-x64',
+      }),
+    });
+    if (res.status !== 201) throw new Error(`register: ${res.status} ${await res.text()}`);
+    const { deviceId } = (await res.json()) as { deviceId: string };
+    return {
+      index,
+      id: deviceId,
+      version: options.version,
+      privateKey,
+      sign: deviceTokenSigner(deviceId, privateKey, options.clock),
+    };
+  });
+}
+
+export async function poll(url: string, device: FleetDevice): Promise<PollAnswer> {
+  const res = await call(url, '/v1/device/poll', await device.sign(), {
+    version: device.version,
+    bootedSlot: 'A',
+  });
+  if (res.status !== 200) throw new Error(`poll: ${res.status} ${await res.text()}`);
+  return (await res.json()) as PollAnswer;
+}
+
+export async function report(
+  url: string,
+  device: FleetDevice,
+  body: { rolloutId: string; version: string; state: string; errorCode?: string },
+): Promise<void> {
+  const res = await call(url, '/v1/device/report', await device.sign(), body);
+  if (res.status !== 202) throw new Error(`report: ${res.status} ${await res.text()}`);
+}
+
+/**
+ * One polling round: every device polls; an offered device "installs" and reports only the
+ * outcome (the intermediate states cost requests and change no decision): committed (its version
+ * becomes the release's) or, when `healthCheckFails` says so, rolled-back, staying on what it ran
+ * (the A/B fallback). Returns who was offered what.
+ */
+export async function pollRound(
+  url: string,
+  fleet: readonly FleetDevice[],
+  healthCheckFails: (device: FleetDevice, version: string) => boolean = () => false,
+): Promise<Map<string, { rolloutId: string; version: string; committed: boolean }>> {
+  const offered = new Map<string, { rolloutId: string; version: string; committed: boolean }>();
+  await inPool(fleet, 16, async (device) => {
+    const answer = await poll(url, device);
+    if (answer.status !== 'update' || answer.rolloutId === undefined || answer.release === undefined) return;
+    const { rolloutId } = answer;
+    const target = answer.release.version;
+    const fails = healthCheckFails(device, target);
+    if (fails) {
+      await report(url, device, {
+        rolloutId,
+        version: target,
+        state: 'rolled-back',
+        errorCode: 'ERR_HEALTH_CHECK',
+      });
+    } else {
+      await report(url, device, { rolloutId, version: target, state: 'committed' });
+      device.version = target;
+    }
+    offered.set(device.id, { rolloutId, version: target, committed: !fails });
+  });
+  return offered;
+}
