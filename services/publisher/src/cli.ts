@@ -5,6 +5,7 @@ import { registerDeltaCommands } from './commands/delta.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerReleaseCommands } from './commands/release.js';
+import { registerRolloutCommands } from './commands/rollout.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerVerityCommands } from './commands/verity.js';
 import { reportFailure } from './output.js';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerReleaseCommands(program);
   registerServerCommands(program);
   registerDeltaCommands(program);
+  registerRolloutCommands(program);
   registerDemoCommand(program);
   return program;
 }

@@ -1,0 +1,437 @@
+// `abota rollout create|list|status|start|pause|resume|abort|rollback`: canary rollouts through
+// the update server's admin API (services/update-server README "Rollouts"). Human tables on a
+// terminal, one JSON document with --json, and `status --watch` redrawing the live view.
+import type { Command } from 'commander';
+import { AdminApiError, type ServerFlags } from '../admin-client.js';
+import { printJson } from '../output.js';
+import {
+  type Counts,
+  type ReleaseView,
+  RolloutApi,
+  type RolloutStatusDocument,
+  type RolloutView,
+  type StageView,
+} from './rollout-client.js';
+
+type CommonFlags = ServerFlags;
+
+function client(flags: CommonFlags): RolloutApi {
+  return RolloutApi.fromEnvironment(flags);
+}
+
+const usage = (message: string) => new AdminApiError('ERR_USAGE', message);
+
+/** "90", "90s", "15m", "2h", "1d" → seconds. */
+export function parseDurationSeconds(flag: string, text: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (m === null) throw usage(`${flag} "${text}" is not a duration such as 90s, 15m, 2h or 1d`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+function parseNumber(
+  flag: string,
+  text: string | undefined,
+  opts: { integer?: boolean; min?: number; max?: number } = {},
+) {
+  if (text === undefined) return undefined;
+  const value = Number(text.trim().replace(/%$/, ''));
+  if (!Number.isFinite(value) || text.trim() === '' || (opts.integer === true && !Number.isInteger(value)))
+    throw usage(`${flag} "${text}" is not ${opts.integer === true ? 'a whole number' : 'a number'}`);
+  if (opts.min !== undefined && value < opts.min)
+    throw usage(`${flag} must be at least ${opts.min}, found ${value}`);
+  if (opts.max !== undefined && value > opts.max)
+    throw usage(`${flag} must be at most ${opts.max}, found ${value}`);
+  return value;
+}
+
+interface CreateFlags extends CommonFlags {
+  release?: string;
+  product?: string;
+  version?: string;
+  name?: string;
+  stages: string;
+  stagesJson?: string;
+  bake?: string;
+  minCommitted?: string;
+  maxFailure?: string;
+  minSample?: string;
+  maxConcurrent?: string;
+  tag: string[];
+  group: string[];
+  hardware: string[];
+  device: string[];
+  currentVersion?: string;
+  window?: string;
+  windowTz: string;
+  windowDays?: string;
+  allowDowngrade?: boolean;
+  draft?: boolean;
+}
+
+/** Stages from --stages "1,10,100" and the shared thresholds, or verbatim from --stages-json. */
+export function buildStages(
+  flags: Pick<
+    CreateFlags,
+    'stages' | 'stagesJson' | 'bake' | 'minCommitted' | 'maxFailure' | 'minSample' | 'maxConcurrent'
+  >,
+): StageView[] {
+  if (flags.stagesJson !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(flags.stagesJson);
+    } catch {
+      throw usage('--stages-json is not JSON (expected [{"percent":1,"minBakeSeconds":3600}, ...])');
+    }
+    if (!Array.isArray(parsed)) throw usage('--stages-json must be a JSON array of stages');
+    return parsed as StageView[];
+  }
+  const percents = flags.stages
+    .split(',')
+    .map((p) => parseNumber('--stages', p, { min: 0.01, max: 100 }) ?? 0);
+  const bake = flags.bake === undefined ? undefined : parseDurationSeconds('--bake', flags.bake);
+  const shared = {
+    ...(bake === undefined ? {} : { minBakeSeconds: bake }),
+    ...optional(
+      'minCommitted',
+      parseNumber('--min-committed', flags.minCommitted, { integer: true, min: 0 }),
+    ),
+    ...optional('maxFailurePercent', parseNumber('--max-failure', flags.maxFailure, { min: 0, max: 100 })),
+    ...optional('minSample', parseNumber('--min-sample', flags.minSample, { integer: true, min: 1 })),
+    ...optional(
+      'maxConcurrent',
+      parseNumber('--max-concurrent', flags.maxConcurrent, { integer: true, min: 1 }),
+    ),
+  };
+  return percents.map((percent) => ({ percent, ...shared }));
+}
+
+const optional = <K extends string>(key: K, value: number | undefined) =>
+  (value === undefined ? {} : { [key]: value }) as Partial<Record<K, number>>;
+
+/** "02:00-04:00" → start and end. */
+export function parseWindow(text: string, tz: string, days: string | undefined) {
+  const m = /^(\d{2}:\d{2})-(\d{2}:\d{2})$/.exec(text.trim());
+  if (m === null || m[1] === undefined || m[2] === undefined)
+    throw usage(`--window "${text}" is not HH:MM-HH:MM (e.g. 02:00-04:00)`);
+  if (tz !== 'utc' && tz !== 'device-local')
+    throw usage(`--window-tz must be utc or device-local, found "${tz}"`);
+  return {
+    timezone: tz,
+    start: m[1],
+    end: m[2],
+    ...(days === undefined
+      ? {}
+      : {
+          days: days
+            .split(',')
+            .map((d) => parseNumber('--window-days', d, { integer: true, min: 0, max: 6 }) ?? 0),
+        }),
+  };
+}
+
+async function findRelease(api: RolloutApi, product: string, version: string): Promise<ReleaseView> {
+  let cursor: string | null = null;
+  for (let page = 0; page < 100; page++) {
+    const q = new URLSearchParams({ product, limit: '1000', ...(cursor === null ? {} : { cursor }) });
+    const res: { items: ReleaseView[]; nextCursor: string | null } = await api.request(
+      'GET',
+      `/v1/admin/releases?${q}`,
+    );
+    const found = res.items.find((r) => r.version === version);
+    if (found !== undefined) return found;
+    cursor = res.nextCursor;
+    if (cursor === null) break;
+  }
+  throw new AdminApiError(
+    'ERR_RELEASE_NOT_FOUND',
+    `no release ${version} of product ${product} on ${api.base.origin}; push it first`,
+  );
+}
+
+// ---- rendering ----
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+const pct = (n: number) => `${Number.isInteger(n) ? n : Number(n.toFixed(2))}%`;
+
+export function formatSeconds(s: number): string {
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86_400)}d${String(Math.floor((s % 86_400) / 3600)).padStart(2, '0')}h`;
+}
+
+function stateLabel(r: Pick<RolloutView, 'state' | 'currentStage' | 'stages'>): string {
+  const stage = r.stages[r.currentStage];
+  const at = `stage ${r.currentStage + 1}/${r.stages.length}${stage === undefined ? '' : ` (${pct(stage.percent)})`}`;
+  if (r.state === 'active') return `running ${at}`;
+  if (r.state === 'paused') return `paused at ${at}`;
+  return r.state;
+}
+
+export function renderList(items: RolloutView[]): string {
+  if (items.length === 0) return 'no rollouts';
+  return table(
+    ['ID', 'NAME', 'VERSION', 'KIND', 'STATE', 'STARTED'],
+    items.map((r) => [r.id, r.name, r.releaseVersion, r.kind, stateLabel(r), r.startedAt ?? '-']),
+  );
+}
+
+const installing = (c: Counts) =>
+  (c['downloading'] ?? 0) + (c['installing'] ?? 0) + (c['installed'] ?? 0) + (c['rebooting'] ?? 0);
+
+export function renderStatus(doc: RolloutStatusDocument): string {
+  const { rollout: r, status: s } = doc;
+  const lines = [
+    `rollout  ${r.id}  ${r.name}`,
+    `release  ${r.releaseVersion} (${r.product})${r.kind === 'rollback' ? '  [rollback]' : ''}${r.allowDowngrade ? '  downgrade allowed' : ''}`,
+    `state    ${stateLabel(r)}${s.stateReason === null ? '' : `: ${s.stateReason}`}${s.timeInStageSeconds === null ? '' : `  (${formatSeconds(s.timeInStageSeconds)} in stage)`}`,
+    '',
+    table(
+      [
+        'STAGE',
+        'PERCENT',
+        'BAKE',
+        'TARGETED',
+        'OFFERED',
+        'INSTALLING',
+        'COMMITTED',
+        'FAILED',
+        'FAIL%',
+        'MAX%',
+      ],
+      s.stages.map((st) => [
+        `${st.phase === 'current' ? '>' : st.phase === 'done' ? '✓' : ' '} ${st.stage + 1}`,
+        pct(st.percent),
+        formatSeconds(st.minBakeSeconds),
+        String(st.targeted),
+        String(st.counts['offered'] ?? 0),
+        String(installing(st.counts)),
+        String(st.committed),
+        String(st.failures),
+        pct(st.failurePercent),
+        pct(st.maxFailurePercent),
+      ]),
+    ),
+    '',
+    `overall  ${s.overall.targeted} targeted, ${s.overall.committed} committed, ${s.overall.failures} failed or rolled back (${pct(s.overall.failurePercent)}), ${s.overall.inFlight} in progress, ${s.overall.notOffered} not offered yet`,
+    `next     ${s.next.action === 'none' ? '' : `${s.next.action}: `}${s.next.reason}${s.next.notBefore === null ? '' : ` (not before ${s.next.notBefore})`}`,
+  ];
+  return lines.join('\n');
+}
+
+function renderOne(r: RolloutView): string {
+  return `${r.id}  ${r.name}  ${r.releaseVersion}  ${stateLabel(r)}${r.stateReason === null ? '' : `: ${r.stateReason}`}`;
+}
+
+const TERMINAL = new Set(['completed', 'aborted']);
+
+async function watchStatus(
+  api: RolloutApi,
+  id: string,
+  opts: { json: boolean; intervalSeconds: number; count: number | undefined },
+): Promise<void> {
+  const tty = process.stdout.isTTY === true && !opts.json;
+  for (let n = 1; ; n++) {
+    const doc: RolloutStatusDocument = await api.request('GET', `/v1/admin/rollouts/${id}/status`);
+    if (opts.json) process.stdout.write(`${JSON.stringify(doc)}\n`);
+    else {
+      // On a terminal: clear and redraw in place; in a pipe or log: one block per update.
+      process.stdout.write(
+        `${tty ? '\x1b[H\x1b[2J' : n > 1 ? '\n' : ''}${renderStatus(doc)}\n${tty ? `\nrefreshing every ${opts.intervalSeconds}s at ${doc.at} — Ctrl-C to stop\n` : ''}`,
+      );
+    }
+    if (TERMINAL.has(doc.rollout.state) || (opts.count !== undefined && n >= opts.count)) return;
+    await new Promise((r) => setTimeout(r, opts.intervalSeconds * 1000));
+  }
+}
+
+// ---- commands ----
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('--server <url>', 'update server base URL (default: $ABOTA_SERVER)')
+    .option('--api-key-env <VAR>', 'environment variable holding the API key (default ABOTA_API_KEY)')
+    .option('--json', 'print one JSON document instead of text');
+}
+
+export function registerRolloutCommands(program: Command): void {
+  const rollout = program
+    .command('rollout')
+    .description('canary rollouts on an update server (API key from $ABOTA_API_KEY)');
+
+  common(
+    rollout
+      .command('create')
+      .description('create a staged rollout of a release; it starts at once unless --draft')
+      .option('--release <id>', 'release id')
+      .option('--product <id>', 'product of the release (with --version)')
+      .option('--version <version>', 'release version (with --product)')
+      .option('--name <name>', 'a name for people')
+      .option('--stages <percents>', 'comma-separated stage percentages of the selected devices', '1,10,100')
+      .option('--stages-json <json>', 'stages as JSON, overriding --stages and the thresholds')
+      .option('--bake <duration>', 'minimum time in each stage before advancing (90s, 15m, 2h, 1d)', '1h')
+      .option('--min-committed <n>', 'committed devices a stage needs before advancing')
+      .option('--max-failure <percent>', 'pause when failed + rolled back exceed this share of outcomes', '5')
+      .option('--min-sample <n>', 'outcomes needed before the failure rate is judged', '5')
+      .option('--max-concurrent <n>', 'devices updating at once, at most')
+      .option('--tag <tag>', 'device must carry this tag (repeatable: all required)', collect, [])
+      .option(
+        '--group <name>',
+        'device must be in one of these groups (tag group:<name>; repeatable)',
+        collect,
+        [],
+      )
+      .option('--hardware <id>', 'device hardware (repeatable: any)', collect, [])
+      .option('--device <id>', 'explicit device id (repeatable: any)', collect, [])
+      .option('--current-version <constraint>', 'running-version constraint, e.g. ">=1.0.0 <1.2.0"')
+      .option('--window <HH:MM-HH:MM>', 'maintenance window for new installs')
+      .option('--window-tz <tz>', 'utc or device-local (the device timezone attribute)', 'utc')
+      .option('--window-days <days>', 'window days, 0 = Sunday, comma-separated')
+      .option('--allow-downgrade', 'offer the release to devices running a newer version')
+      .option('--draft', 'create it as a draft; `abota rollout start` starts it'),
+  ).action(async (flags: CreateFlags) => {
+    const api = client(flags);
+    let releaseId = flags.release;
+    if ((releaseId === undefined) === (flags.product === undefined || flags.version === undefined))
+      throw usage('give --release <id>, or --product <id> with --version <version>');
+    if (releaseId === undefined)
+      releaseId = (await findRelease(api, flags.product ?? '', flags.version ?? '')).id;
+    const selector = {
+      ...(flags.tag.length > 0 ? { tags: flags.tag } : {}),
+      ...(flags.group.length > 0 ? { groups: flags.group } : {}),
+      ...(flags.hardware.length > 0 ? { hardware: flags.hardware } : {}),
+      ...(flags.device.length > 0 ? { deviceIds: flags.device } : {}),
+      ...(flags.currentVersion === undefined ? {} : { currentVersion: flags.currentVersion }),
+    };
+    const created: RolloutView = await api.request('POST', '/v1/admin/rollouts', {
+      releaseId,
+      ...(flags.name === undefined ? {} : { name: flags.name }),
+      selector,
+      stages: buildStages(flags),
+      ...(flags.window === undefined
+        ? {}
+        : { maintenanceWindow: parseWindow(flags.window, flags.windowTz, flags.windowDays) }),
+      ...(flags.allowDowngrade === true ? { allowDowngrade: true } : {}),
+      ...(flags.draft === true ? { start: false } : {}),
+    });
+    if (flags.json === true) printJson(created);
+    else process.stdout.write(`created ${renderOne(created)}\n`);
+  });
+
+  common(
+    rollout
+      .command('list')
+      .description('list rollouts')
+      .option('--product <id>', 'only this product')
+      .option('--state <state>', 'only draft|active|paused|completed|aborted'),
+  ).action(async (flags: CommonFlags & { product?: string; state?: string }) => {
+    const api = client(flags);
+    const items: RolloutView[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 100; page++) {
+      const q = new URLSearchParams({
+        limit: '1000',
+        ...(flags.product === undefined ? {} : { product: flags.product }),
+        ...(flags.state === undefined ? {} : { state: flags.state }),
+        ...(cursor === null ? {} : { cursor }),
+      });
+      const res: { items: RolloutView[]; nextCursor: string | null } = await api.request(
+        'GET',
+        `/v1/admin/rollouts?${q}`,
+      );
+      items.push(...res.items);
+      cursor = res.nextCursor;
+      if (cursor === null) break;
+    }
+    if (flags.json === true) printJson({ items });
+    else process.stdout.write(`${renderList(items)}\n`);
+  });
+
+  common(
+    rollout
+      .command('status')
+      .argument('<id>', 'rollout id')
+      .description('per-stage counts, failure rate, time in stage and the next automatic action')
+      .option('--watch', 'keep refreshing until the rollout completes or is aborted (Ctrl-C stops)')
+      .option('--interval <seconds>', 'refresh interval for --watch', '2')
+      .option('--count <n>', 'with --watch: stop after this many refreshes'),
+  ).action(async (id: string, flags: CommonFlags & { watch?: boolean; interval: string; count?: string }) => {
+    const api = client(flags);
+    if (flags.watch === true) {
+      await watchStatus(api, id, {
+        json: flags.json === true,
+        intervalSeconds: parseNumber('--interval', flags.interval, { min: 0.1, max: 3600 }) ?? 2,
+        count: parseNumber('--count', flags.count, { integer: true, min: 1 }),
+      });
+      return;
+    }
+    const doc: RolloutStatusDocument = await api.request('GET', `/v1/admin/rollouts/${id}/status`);
+    if (flags.json === true) printJson(doc);
+    else process.stdout.write(`${renderStatus(doc)}\n`);
+  });
+
+  for (const [action, description] of [
+    ['start', 'start a draft rollout at its first stage'],
+    ['pause', 'stop new offers (devices already installing finish)'],
+    ['resume', 'continue a paused rollout at its stage (the bake time starts again)'],
+    ['abort', 'end a rollout for good: nothing more is offered'],
+  ] as const) {
+    const cmd = common(rollout.command(action).argument('<id>', 'rollout id').description(description));
+    if (action === 'pause' || action === 'abort')
+      cmd.option('--reason <text>', 'why, for the audit log and status');
+    cmd.action(async (id: string, flags: CommonFlags & { reason?: string }) => {
+      const api = client(flags);
+      const updated: RolloutView = await api.request(
+        'POST',
+        `/v1/admin/rollouts/${id}/${action}`,
+        flags.reason === undefined ? {} : { reason: flags.reason },
+      );
+      if (flags.json === true) printJson(updated);
+      else process.stdout.write(`${renderOne(updated)}\n`);
+    });
+  }
+
+  common(
+    rollout
+      .command('rollback')
+      .argument('<id>', 'the rollout to roll back')
+      .description(
+        'abort the rollout and start a rollback rollout (downgrade allowed) of an earlier release to the devices it reached',
+      )
+      .option('--to-release <id>', 'release id to return to')
+      .option('--to-version <version>', "release version to return to (in the rollout's product)")
+      .option('--stages <percents>', 'stage percentages for the rollback', '100')
+      .option('--bake <duration>', 'minimum time in each rollback stage'),
+  ).action(
+    async (
+      id: string,
+      flags: CommonFlags & { toRelease?: string; toVersion?: string; stages: string; bake?: string },
+    ) => {
+      if ((flags.toRelease === undefined) === (flags.toVersion === undefined))
+        throw usage('give exactly one of --to-release <id> or --to-version <version>');
+      const api = client(flags);
+      const created: RolloutView = await api.request('POST', `/v1/admin/rollouts/${id}/rollback`, {
+        ...(flags.toRelease === undefined ? {} : { releaseId: flags.toRelease }),
+        ...(flags.toVersion === undefined ? {} : { version: flags.toVersion }),
+        stages: buildStages({
+          stages: flags.stages,
+          ...(flags.bake === undefined ? {} : { bake: flags.bake }),
+        }),
+      });
+      if (flags.json === true) printJson(created);
+      else process.stdout.write(`rolling back with ${renderOne(created)}\n`);
+    },
+  );
+}

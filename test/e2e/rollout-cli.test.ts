@@ -1,0 +1,505 @@
+// `abota rollout ...` (services/publisher) in-process through its main(), against a real update
+// server (services/update-server startServer: PGlite, loopback HTTP, its own 5 s rollout timer)
+// with real signed releases and devices that poll and report with their own Ed25519 keys.
+import { createHash, generateKeyPairSync, type KeyObject, randomBytes, randomUUID, sign } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  createTrustRoot,
+  generateSigningKey,
+  type ReleaseManifest,
+  type SigningKey,
+  signManifest,
+  signTrustRoot,
+  type TrustRoot,
+} from '@abota/manifest';
+import { main } from '@abota/publisher';
+import {
+  createLogger,
+  generateSecret,
+  loadConfig,
+  type RunningServer,
+  startServer,
+} from '@abota/update-server';
+import { createServer, type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+
+let dir: string;
+let server: RunningServer;
+let adminKey: string;
+let releaseKey: SigningKey;
+let root: TrustRoot;
+const PRODUCT = 'cli-vm';
+
+async function abota(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+    stdout += String(chunk);
+    return true;
+  });
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    const code = await main(argv);
+    return { code, stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+async function admin(method: string, path: string, body?: unknown): Promise<Response> {
+  return fetch(`${server.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/octet-stream' },
+    ...(body === undefined ? {} : { body: body instanceof Uint8Array ? body : JSON.stringify(body) }),
+  }).then(async (res) => {
+    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+    return res;
+  });
+}
+const adminJson = (method: string, path: string, body: unknown) =>
+  fetch(`${server.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+
+async function pushRelease(version: string): Promise<string> {
+  const artifact = new Uint8Array(randomBytes(4096));
+  const tree = new Uint8Array(randomBytes(4096));
+  const digest = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  for (const b of [artifact, tree]) await admin('PUT', `/v1/admin/blobs/sha256/${digest(b).slice(7)}`, b);
+  const manifest: ReleaseManifest = {
+    schemaVersion: 1,
+    product: PRODUCT,
+    compatible: ['hyperv-x64'],
+    version,
+    securityVersion: 1,
+    created: `${new Date().toISOString().slice(0, 19)}Z`,
+    expires: `${new Date(Date.now() + 30 * 86_400_000).toISOString().slice(0, 19)}Z`,
+    images: {
+      rootfs: {
+        sizeBytes: artifact.length,
+        verity: {
+          hashType: 1,
+          algorithm: 'sha256',
+          dataBlockSize: 4096,
+          hashBlockSize: 4096,
+          dataBlocks: 1,
+          salt: randomBytes(32).toString('hex'),
+          rootHash: randomBytes(32).toString('hex'),
+          superblock: true,
+          uuid: randomUUID(),
+          hashOffset: 0,
+          hashTree: { digest: digest(tree), sizeBytes: tree.length },
+        },
+        artifact: {
+          digest: digest(artifact),
+          sizeBytes: artifact.length,
+          codec: 'none',
+          uncompressedSizeBytes: artifact.length,
+        },
+      },
+    },
+  };
+  const jws = await signManifest(manifest, [releaseKey], root);
+  const res = await adminJson('POST', '/v1/admin/releases', { manifestJws: JSON.stringify(jws) });
+  if (res.status !== 201) throw new Error(`release: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+interface Device {
+  id: string;
+  key: KeyObject;
+}
+
+/** A compact EdDSA JWT signed with node:crypto (CONTRACTS.md device auth). */
+function deviceToken(d: Device): string {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg: 'EdDSA' })}.${b64({ iss: d.id, sub: d.id, aud: 'abota', iat: now, exp: now + 60, jti: randomUUID() })}`;
+  return `${input}.${sign(null, Buffer.from(input), d.key).toString('base64url')}`;
+}
+
+async function device(path: string, d: Device, body: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(`${server.url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${deviceToken(d)}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return (await res.json()) as Record<string, unknown>;
+}
+
+let devices: Device[];
+// The CLI reads these (services/publisher src/commands/rollout.ts); restored after the file.
+const API_KEY_ENV = 'ABOTA_API_KEY';
+const SERVER_ENV = 'ABOTA_SERVER';
+const env = { [API_KEY_ENV]: process.env[API_KEY_ENV], [SERVER_ENV]: process.env[SERVER_ENV] };
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'abota-rollout-cli-'));
+  adminKey = generateSecret('abk');
+  server = await startServer({
+    config: loadConfig({
+      ABOTA_DATA_DIR: dir,
+      ABOTA_PORT: '0',
+      ABOTA_HOST: '127.0.0.1',
+      ABOTA_ADMIN_KEY: adminKey,
+    }),
+    logger: createLogger({ level: 'silent' }),
+  });
+  const rootKey = await generateSigningKey();
+  releaseKey = await generateSigningKey();
+  root = await createTrustRoot({
+    version: 1,
+    expires: new Date(Date.now() + 365 * 86_400_000),
+    rootKeys: [rootKey],
+    rootThreshold: 1,
+    releaseKeys: [releaseKey],
+    releaseThreshold: 1,
+  });
+  const product = await adminJson('POST', '/v1/admin/products', {
+    id: PRODUCT,
+    trustRoot: await signTrustRoot(root, [rootKey]),
+  });
+  if (product.status !== 201) throw new Error(`product: ${product.status} ${await product.text()}`);
+  await pushRelease('1.0.0');
+  await pushRelease('1.1.0');
+  const tokenRes = await adminJson('POST', '/v1/admin/provisioning-tokens', {
+    product: PRODUCT,
+    expiresInSeconds: 600,
+  });
+  const { token } = (await tokenRes.json()) as { token: string };
+  devices = [];
+  for (let i = 0; i < 4; i++) {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const x = publicKey.export({ format: 'jwk' }).x;
+    const res = await fetch(`${server.url}/v1/device/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        token,
+        product: PRODUCT,
+        hardware: 'hyperv-x64',
+        publicKeyJwk: { kty: 'OKP', crv: 'Ed25519', x },
+      }),
+    });
+    devices.push({ id: ((await res.json()) as { deviceId: string }).deviceId, key: privateKey });
+  }
+  process.env[API_KEY_ENV] = adminKey;
+  process.env[SERVER_ENV] = server.url;
+}, 120_000);
+
+afterAll(async () => {
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  await server?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A loopback port with nothing listening (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((ok) => server.close(() => ok()));
+  return port;
+}
+
+describe('abota rollout', () => {
+  it('creates a staged rollout by product and version, lists it, and shows per-stage status as a table and as JSON', async () => {
+    const created = await abota(
+      'rollout',
+      'create',
+      '--product',
+      PRODUCT,
+      '--version',
+      '1.1.0',
+      '--stages',
+      '50,100',
+      '--bake',
+      '1h',
+      '--max-failure',
+      '20%',
+      '--min-sample',
+      '1',
+      '--tag',
+      'lab',
+      '--json',
+    );
+    expect(created.code).toBe(0);
+    const rollout = JSON.parse(created.stdout) as {
+      id: string;
+      state: string;
+      stages: unknown[];
+      selector: unknown;
+    };
+    expect(rollout).toMatchObject({
+      state: 'active',
+      selector: { tags: ['lab'] },
+      stages: [
+        { percent: 50, minBakeSeconds: 3600, maxFailurePercent: 20, minSample: 1 },
+        { percent: 100, minBakeSeconds: 3600, maxFailurePercent: 20, minSample: 1 },
+      ],
+    });
+
+    const list = await abota('rollout', 'list');
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/^ID\s+NAME\s+VERSION\s+KIND\s+STATE\s+STARTED/);
+    expect(list.stdout).toContain(rollout.id);
+    expect(list.stdout).toContain('running stage 1/2 (50%)');
+
+    const table = await abota('rollout', 'status', rollout.id);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(
+      /STAGE\s+PERCENT\s+BAKE\s+TARGETED\s+OFFERED\s+INSTALLING\s+COMMITTED\s+FAILED\s+FAIL%\s+MAX%/,
+    );
+    expect(table.stdout).toMatch(/> 1\s+50%\s+1h00m\s+0\s+0/);
+    expect(table.stdout).toMatch(/next\s+wait: baking stage 1\/2 \(50%\)/);
+
+    const json = await abota('rollout', 'status', rollout.id, '--json');
+    const doc = JSON.parse(json.stdout) as {
+      status: { stages: { targeted: number }[]; next: { action: string } };
+    };
+    expect(doc.status.stages).toHaveLength(2);
+    expect(doc.status.next.action).toBe('wait');
+    await abota('rollout', 'abort', rollout.id);
+  });
+
+  it('pauses with a reason, resumes, aborts, refuses an impossible transition with the server code, and rolls back to a version', async () => {
+    const created = await abota(
+      'rollout',
+      'create',
+      '--release',
+      await releaseIdOf('1.1.0'),
+      '--stages',
+      '100',
+      '--json',
+    );
+    const id = (JSON.parse(created.stdout) as { id: string }).id;
+    // Two devices take the update and commit it.
+    for (const d of devices.slice(0, 2)) {
+      const offer = await device('/v1/device/poll', d, { version: '1.0.0', bootedSlot: 'A' });
+      expect(offer).toMatchObject({ status: 'update', rolloutId: id });
+      await device('/v1/device/report', d, { rolloutId: id, version: '1.1.0', state: 'committed' });
+    }
+    const status = JSON.parse((await abota('rollout', 'status', id, '--json')).stdout) as {
+      status: { overall: { committed: number; targeted: number } };
+    };
+    expect(status.status.overall).toMatchObject({ committed: 2, targeted: 4 });
+
+    const paused = await abota('rollout', 'pause', id, '--reason', 'checking telemetry');
+    expect(paused.code).toBe(0);
+    expect(paused.stdout).toContain('paused at stage 1/1 (100%): checking telemetry');
+    expect((await abota('rollout', 'status', id)).stdout).toMatch(/next\s+paused \(checking telemetry\)/);
+    expect((await abota('rollout', 'resume', id)).stdout).toContain('running stage 1/1');
+
+    const back = await abota('rollout', 'rollback', id, '--to-version', '1.0.0', '--json');
+    expect(back.code).toBe(0);
+    const rollback = JSON.parse(back.stdout) as {
+      id: string;
+      kind: string;
+      releaseVersion: string;
+      allowDowngrade: boolean;
+    };
+    expect(rollback).toMatchObject({ kind: 'rollback', releaseVersion: '1.0.0', allowDowngrade: true });
+    // The devices that committed 1.1.0 are offered 1.0.0 again; the others are left alone.
+    const rollbackOffer = await device('/v1/device/poll', devices[0] as Device, {
+      version: '1.1.0',
+      bootedSlot: 'B',
+    });
+    expect(rollbackOffer).toMatchObject({
+      status: 'update',
+      rolloutId: rollback.id,
+      release: { version: '1.0.0' },
+    });
+    // …and may download the earlier release's artifacts.
+    const artifactUrl = Object.values(rollbackOffer['artifacts'] as Record<string, string>)[0] ?? '';
+    const artifact = await fetch(`${server.url}${artifactUrl}`, {
+      headers: { authorization: `Bearer ${deviceToken(devices[0] as Device)}` },
+      redirect: 'manual',
+    });
+    expect(artifact.status).toBe(200);
+    expect((await artifact.arrayBuffer()).byteLength).toBe(4096);
+    expect(
+      await device('/v1/device/poll', devices[3] as Device, { version: '1.0.0', bootedSlot: 'A' }),
+    ).toMatchObject({
+      status: 'no-update',
+    });
+
+    const again = await abota('rollout', 'resume', id);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^abota: ERR_ROLLOUT_STATE: cannot resume a rollout that is aborted/);
+    const againJson = await abota('rollout', 'resume', id, '--json');
+    expect(JSON.parse(againJson.stdout)).toMatchObject({ ok: false, error: { code: 'ERR_ROLLOUT_STATE' } });
+    expect((await abota('rollout', 'abort', rollback.id)).code).toBe(0);
+  });
+
+  it('watches a status until the rollout ends or for --count refreshes, one JSON document per line with --json', async () => {
+    const created = await abota(
+      'rollout',
+      'create',
+      '--release',
+      await releaseIdOf('1.1.0'),
+      '--draft',
+      '--json',
+    );
+    const id = (JSON.parse(created.stdout) as { id: string; state: string }).id;
+    const watched = await abota(
+      'rollout',
+      'status',
+      id,
+      '--watch',
+      '--interval',
+      '0.1',
+      '--count',
+      '3',
+      '--json',
+    );
+    expect(watched.code).toBe(0);
+    const lines = watched.stdout.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines.map((l) => (JSON.parse(l) as { rollout: { state: string } }).rollout.state)).toEqual([
+      'draft',
+      'draft',
+      'draft',
+    ]);
+    expect((await abota('rollout', 'start', id)).stdout).toContain('running stage 1/3 (1%)');
+    await abota('rollout', 'abort', id, '--reason', 'test over');
+    // An ended rollout: the watch draws once and returns.
+    const ended = await abota('rollout', 'status', id, '--watch', '--interval', '0.1');
+    expect(ended.code).toBe(0);
+    expect(ended.stdout).toContain('state    aborted: test over');
+    expect(ended.stdout.match(/^rollout /gm)).toHaveLength(1);
+  });
+
+  it('streams status events: the current status at once, the next one as soon as an operator pauses', async () => {
+    const created = await abota('rollout', 'create', '--release', await releaseIdOf('1.1.0'), '--json');
+    const id = (JSON.parse(created.stdout) as { id: string }).id;
+    const abort = new AbortController();
+    const res = await fetch(`${server.url}/v1/admin/rollouts/${id}/events`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+      signal: abort.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let buffered = '';
+    const nextStatus = async (): Promise<{ rollout: { state: string; stateReason: string | null } }> => {
+      for (;;) {
+        const end = buffered.indexOf('\n\n');
+        if (end >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const data = block.split('\n').find((l) => l.startsWith('data: '));
+          if (block.includes('event: status') && data !== undefined) return JSON.parse(data.slice(6));
+          continue;
+        }
+        const { value, done } = await reader.read();
+        if (done) throw new Error('event stream ended');
+        buffered += Buffer.from(value).toString('utf8');
+      }
+    };
+    expect((await nextStatus()).rollout.state).toBe('active');
+    const started = performance.now();
+    await abota('rollout', 'pause', id, '--reason', 'watching events');
+    const paused = await nextStatus();
+    // Woken by the change, not by the periodic refresh (every 5 s).
+    expect(performance.now() - started).toBeLessThan(4000);
+    expect(paused.rollout).toMatchObject({ state: 'paused', stateReason: 'watching events' });
+    abort.abort();
+    await abota('rollout', 'abort', id);
+    const missing = await fetch(`${server.url}/v1/admin/rollouts/${randomUUID()}/events`, {
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
+    expect(missing.status).toBe(404);
+  });
+
+  it("evaluates on the server's own timer: a rollout that targets no device completes without any report", async () => {
+    const created = await abota(
+      'rollout',
+      'create',
+      '--release',
+      await releaseIdOf('1.1.0'),
+      '--tag',
+      'nobody-has-this',
+      '--stages',
+      '100',
+      '--bake',
+      '0',
+      '--json',
+    );
+    const id = (JSON.parse(created.stdout) as { id: string }).id;
+    const started = performance.now();
+    let state = '';
+    while (performance.now() - started < 15_000) {
+      state = (
+        JSON.parse((await abota('rollout', 'status', id, '--json')).stdout) as { rollout: { state: string } }
+      ).rollout.state;
+      if (state === 'completed') break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    // startServer evaluates every 5 s.
+    expect(state).toBe('completed');
+  });
+
+  it('documents the rollout API in the OpenAPI document the server serves', async () => {
+    const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+      components: { schemas: Record<string, unknown> };
+    };
+    for (const action of ['start', 'pause', 'resume', 'abort', 'rollback'])
+      expect(doc.paths[`/v1/admin/rollouts/{id}/${action}`]?.['post']).toBeDefined();
+    expect(doc.paths['/v1/admin/rollouts/{id}/status']?.['get']).toBeDefined();
+    expect(doc.paths['/v1/admin/rollouts/{id}/events']?.['get']).toBeDefined();
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining([
+        'Rollout',
+        'RolloutCreate',
+        'RolloutStage',
+        'RolloutStatus',
+        'RolloutRollback',
+      ]),
+    );
+  });
+
+  it('explains a missing API key, a bad flag and an unreachable server with codes and exit statuses', async () => {
+    const key = process.env[API_KEY_ENV];
+    delete process.env[API_KEY_ENV];
+    try {
+      const noKey = await abota('rollout', 'list');
+      expect(noKey.code).toBe(2);
+      expect(noKey.stderr).toMatch(/ERR_API_KEY_MISSING: no API key: set ABOTA_API_KEY/);
+    } finally {
+      process.env[API_KEY_ENV] = key;
+    }
+    const badStages = await abota('rollout', 'create', '--release', randomUUID(), '--stages', '1,ten');
+    expect(badStages.code).toBe(2);
+    expect(badStages.stderr).toMatch(/ERR_USAGE: --stages "ten" is not a number/);
+    const both = await abota('rollout', 'rollback', randomUUID());
+    expect(both.stderr).toMatch(/give exactly one of --to-release <id> or --to-version <version>/);
+    const port = await closedPort();
+    const down = await abota('rollout', 'list', '--server', `http://127.0.0.1:${port}`);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toMatch(
+      /ERR_SERVER_UNREACHABLE: GET \/v1\/admin\/rollouts\?limit=1000 to http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/,
+    );
+    const missing = await abota('rollout', 'status', randomUUID());
+    expect(missing.stderr).toMatch(/ERR_NOT_FOUND: no rollout/);
+  });
+});
+
+async function releaseIdOf(version: string): Promise<string> {
+  const res = await admin('GET', `/v1/admin/releases?product=${PRODUCT}`);
+  const { items } = (await res.json()) as { items: { id: string; version: string }[] };
+  const found = items.find((r) => r.version === version);
+  if (found === undefined) throw new Error(`no release ${version}`);
+  return found.id;
+}
