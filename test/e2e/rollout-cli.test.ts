@@ -336,7 +336,9 @@ describe('abota rollout', () => {
 
     const again = await abota('rollout', 'resume', id);
     expect(again.code).toBe(1);
-    expect(again.stderr).toMatch(/^abota: ERR_ROLLOUT_STATE: cannot resume a rollout that is aborted/);
+    expect(again.stderr).toMatch(
+      /^abota: ERR_ROLLOUT_STATE: POST \/v1\/admin\/rollouts\/[^:]+: cannot resume a rollout that is aborted/,
+    );
     const againJson = await abota('rollout', 'resume', id, '--json');
     expect(JSON.parse(againJson.stdout)).toMatchObject({ ok: false, error: { code: 'ERR_ROLLOUT_STATE' } });
     expect((await abota('rollout', 'abort', rollback.id)).code).toBe(0);
@@ -492,7 +494,7 @@ describe('abota rollout', () => {
       /ERR_SERVER_UNREACHABLE: GET \/v1\/admin\/rollouts\?limit=1000 to http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/,
     );
     const missing = await abota('rollout', 'status', randomUUID());
-    expect(missing.stderr).toMatch(/ERR_NOT_FOUND: no rollout/);
+    expect(missing.stderr).toMatch(/ERR_NOT_FOUND: GET \/v1\/admin\/rollouts\/[^:]+: no rollout/);
   });
 });
 

@@ -312,6 +312,21 @@ export class AdminClient {
     }
   }
 
+  /**
+   * A JSON admin call for commands without a typed method here (the rollout commands). GETs
+   * are retried like every safe call; POSTs are not (pause/abort must not be replayed blindly).
+   */
+  async requestJson<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const res = await this.callJson({
+      method,
+      path,
+      ...(body === undefined ? {} : { json: body }),
+      idempotent: method === 'GET',
+      expect: [],
+    });
+    return res.body as T;
+  }
+
   /** Size of the blob in the server's store, or undefined when it is not there. */
   async headBlob(sha256Hex: string, signal?: AbortSignal): Promise<number | undefined> {
     const res = await this.call({

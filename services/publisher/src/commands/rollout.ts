@@ -2,21 +2,14 @@
 // the update server's admin API (services/update-server README "Rollouts"). Human tables on a
 // terminal, one JSON document with --json, and `status --watch` redrawing the live view.
 import type { Command } from 'commander';
-import { AdminApiError, type ServerFlags } from '../admin-client.js';
+import { AdminApiError, type AdminClient, clientFromEnvironment, type ServerFlags } from '../admin-client.js';
 import { printJson } from '../output.js';
-import {
-  type Counts,
-  type ReleaseView,
-  RolloutApi,
-  type RolloutStatusDocument,
-  type RolloutView,
-  type StageView,
-} from './rollout-client.js';
+import type { Counts, ReleaseView, RolloutStatusDocument, RolloutView, StageView } from './rollout-client.js';
 
 type CommonFlags = ServerFlags;
 
-function client(flags: CommonFlags): RolloutApi {
-  return RolloutApi.fromEnvironment(flags);
+function client(flags: CommonFlags): AdminClient {
+  return clientFromEnvironment(flags);
 }
 
 const usage = (message: string) => new AdminApiError('ERR_USAGE', message);
@@ -130,11 +123,11 @@ export function parseWindow(text: string, tz: string, days: string | undefined) 
   };
 }
 
-async function findRelease(api: RolloutApi, product: string, version: string): Promise<ReleaseView> {
+async function findRelease(api: AdminClient, product: string, version: string): Promise<ReleaseView> {
   let cursor: string | null = null;
   for (let page = 0; page < 100; page++) {
     const q = new URLSearchParams({ product, limit: '1000', ...(cursor === null ? {} : { cursor }) });
-    const res: { items: ReleaseView[]; nextCursor: string | null } = await api.request(
+    const res: { items: ReleaseView[]; nextCursor: string | null } = await api.requestJson(
       'GET',
       `/v1/admin/releases?${q}`,
     );
@@ -145,7 +138,7 @@ async function findRelease(api: RolloutApi, product: string, version: string): P
   }
   throw new AdminApiError(
     'ERR_RELEASE_NOT_FOUND',
-    `no release ${version} of product ${product} on ${api.base.origin}; push it first`,
+    `no release ${version} of product ${product} on ${api.serverUrl.origin}; push it first`,
   );
 }
 
@@ -236,13 +229,13 @@ function renderOne(r: RolloutView): string {
 const TERMINAL = new Set(['completed', 'aborted']);
 
 async function watchStatus(
-  api: RolloutApi,
+  api: AdminClient,
   id: string,
   opts: { json: boolean; intervalSeconds: number; count: number | undefined },
 ): Promise<void> {
   const tty = process.stdout.isTTY === true && !opts.json;
   for (let n = 1; ; n++) {
-    const doc: RolloutStatusDocument = await api.request('GET', `/v1/admin/rollouts/${id}/status`);
+    const doc: RolloutStatusDocument = await api.requestJson('GET', `/v1/admin/rollouts/${id}/status`);
     if (opts.json) process.stdout.write(`${JSON.stringify(doc)}\n`);
     else {
       // On a terminal: clear and redraw in place; in a pipe or log: one block per update.
@@ -315,7 +308,7 @@ export function registerRolloutCommands(program: Command): void {
       ...(flags.device.length > 0 ? { deviceIds: flags.device } : {}),
       ...(flags.currentVersion === undefined ? {} : { currentVersion: flags.currentVersion }),
     };
-    const created: RolloutView = await api.request('POST', '/v1/admin/rollouts', {
+    const created: RolloutView = await api.requestJson('POST', '/v1/admin/rollouts', {
       releaseId,
       ...(flags.name === undefined ? {} : { name: flags.name }),
       selector,
@@ -347,7 +340,7 @@ export function registerRolloutCommands(program: Command): void {
         ...(flags.state === undefined ? {} : { state: flags.state }),
         ...(cursor === null ? {} : { cursor }),
       });
-      const res: { items: RolloutView[]; nextCursor: string | null } = await api.request(
+      const res: { items: RolloutView[]; nextCursor: string | null } = await api.requestJson(
         'GET',
         `/v1/admin/rollouts?${q}`,
       );
@@ -377,7 +370,7 @@ export function registerRolloutCommands(program: Command): void {
       });
       return;
     }
-    const doc: RolloutStatusDocument = await api.request('GET', `/v1/admin/rollouts/${id}/status`);
+    const doc: RolloutStatusDocument = await api.requestJson('GET', `/v1/admin/rollouts/${id}/status`);
     if (flags.json === true) printJson(doc);
     else process.stdout.write(`${renderStatus(doc)}\n`);
   });
@@ -393,7 +386,7 @@ export function registerRolloutCommands(program: Command): void {
       cmd.option('--reason <text>', 'why, for the audit log and status');
     cmd.action(async (id: string, flags: CommonFlags & { reason?: string }) => {
       const api = client(flags);
-      const updated: RolloutView = await api.request(
+      const updated: RolloutView = await api.requestJson(
         'POST',
         `/v1/admin/rollouts/${id}/${action}`,
         flags.reason === undefined ? {} : { reason: flags.reason },
@@ -422,7 +415,7 @@ export function registerRolloutCommands(program: Command): void {
       if ((flags.toRelease === undefined) === (flags.toVersion === undefined))
         throw usage('give exactly one of --to-release <id> or --to-version <version>');
       const api = client(flags);
-      const created: RolloutView = await api.request('POST', `/v1/admin/rollouts/${id}/rollback`, {
+      const created: RolloutView = await api.requestJson('POST', `/v1/admin/rollouts/${id}/rollback`, {
         ...(flags.toRelease === undefined ? {} : { releaseId: flags.toRelease }),
         ...(flags.toVersion === undefined ? {} : { version: flags.toVersion }),
         stages: buildStages({
