@@ -8,7 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import { VerityError } from './errors.js';
 import type { TreeGeometry } from './geometry.js';
 import { treeGeometry } from './geometry.js';
-import { BlockHasher, DEFAULT_CHUNK_BYTES, hashRange } from './hashing.js';
+import { BlockHasher, hashUpperLevels } from './hashing.js';
 import { asVerityError, fileError, openForRead, readFully, sizeOf } from './io.js';
 import { defaultThreads, hashDataLevel } from './parallel.js';
 import type { VerityParams } from './params.js';
@@ -156,24 +156,7 @@ async function writeTree(
     sink: writeAt(0),
     onProgress: (done) => o.onProgress?.(done * params.dataBlockSize, dataBytes),
   });
-  const layout = {
-    hashBlockSize: hbs,
-    hashesPerBlock: geometry.hashesPerBlock,
-    slotSizeBytes: geometry.slotSizeBytes,
-  };
-  for (let level = 1; level < geometry.levels; level++) {
-    await hashRange({
-      source: out,
-      sourceOffsetBytes: geometry.levelStartBlocks[level - 1]! * hbs,
-      sourceBlockSize: hbs,
-      firstBlock: 0,
-      blockCount: geometry.levelSizes[level - 1]!,
-      hasher,
-      layout,
-      chunkBytes: DEFAULT_CHUNK_BYTES,
-      sink: writeAt(level),
-    });
-  }
+  await hashUpperLevels({ source: out, geometry, hashBlockSize: hbs, hasher, sink: writeAt });
   const top = Buffer.alloc(hbs);
   await readFully(out, top, hbs, geometry.levelStartBlocks[geometry.levels - 1]! * hbs);
   return hasher.digest(top).toString('hex');

@@ -3,6 +3,7 @@
 import { hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { VerityError } from './errors.js';
+import type { TreeGeometry } from './geometry.js';
 import { readFully } from './io.js';
 
 /**
@@ -191,4 +192,39 @@ export async function hashRange(o: HashRangeOptions): Promise<void> {
     }
   }
   await o.sink(outFirst, out.subarray(0, outUsedBlocks * hbs), done);
+}
+
+/**
+ * Levels 1..L-1 of the tree, each hashed from the level below it as stored in `source`
+ * (FORMATS.md §1.5, step 2). `sink(level)` receives the packed blocks of that level: format
+ * writes them, verify compares them; `afterLevel` runs once a level is complete.
+ */
+export async function hashUpperLevels(o: {
+  source: FileHandle;
+  geometry: TreeGeometry;
+  hashBlockSize: number;
+  hasher: BlockHasher;
+  sink: (level: number) => HashRangeOptions['sink'];
+  afterLevel?: () => void;
+}): Promise<void> {
+  const { geometry, hashBlockSize: hbs } = o;
+  const layout = {
+    hashBlockSize: hbs,
+    hashesPerBlock: geometry.hashesPerBlock,
+    slotSizeBytes: geometry.slotSizeBytes,
+  };
+  for (let level = 1; level < geometry.levels; level++) {
+    await hashRange({
+      source: o.source,
+      sourceOffsetBytes: geometry.levelStartBlocks[level - 1]! * hbs,
+      sourceBlockSize: hbs,
+      firstBlock: 0,
+      blockCount: geometry.levelSizes[level - 1]!,
+      hasher: o.hasher,
+      layout,
+      chunkBytes: DEFAULT_CHUNK_BYTES,
+      sink: o.sink(level),
+    });
+    o.afterLevel?.();
+  }
 }

@@ -4,7 +4,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { VerityError } from './errors.js';
 import type { TreeGeometry } from './geometry.js';
 import { treeGeometry } from './geometry.js';
-import { BlockHasher, DEFAULT_CHUNK_BYTES, hashRange } from './hashing.js';
+import { BlockHasher, hashUpperLevels } from './hashing.js';
 import { asVerityError, openForRead, readFully, sizeOf } from './io.js';
 import { defaultThreads, hashDataLevel } from './parallel.js';
 import type { VerityParams } from './params.js';
@@ -153,25 +153,14 @@ async function checkTree(
       onProgress: (done) => o.onProgress?.(done * params.dataBlockSize, dataBytes),
     });
     failIfMismatch();
-    const layout = {
+    await hashUpperLevels({
+      source: hash,
+      geometry,
       hashBlockSize: hbs,
-      hashesPerBlock: geometry.hashesPerBlock,
-      slotSizeBytes: geometry.slotSizeBytes,
-    };
-    for (let level = 1; level < geometry.levels; level++) {
-      await hashRange({
-        source: hash,
-        sourceOffsetBytes: geometry.levelStartBlocks[level - 1]! * hbs,
-        sourceBlockSize: hbs,
-        firstBlock: 0,
-        blockCount: geometry.levelSizes[level - 1]!,
-        hasher,
-        layout,
-        chunkBytes: DEFAULT_CHUNK_BYTES,
-        sink: compareAt(level),
-      });
-      failIfMismatch();
-    }
+      hasher,
+      sink: compareAt,
+      afterLevel: failIfMismatch,
+    });
     const top = Buffer.alloc(hbs);
     await readFully(hash, top, hbs, geometry.levelStartBlocks[geometry.levels - 1]! * hbs);
     root = hasher.digest(top);
