@@ -22,7 +22,11 @@ export type BlobStoreErrorCode =
   /** The backing store failed an operation that should have worked (I/O error, S3 5xx). */
   | 'ERR_BLOB_STORE_IO'
   /** Configuration (e.g. the ABOTA_S3_* environment) is missing or malformed. */
-  | 'ERR_BLOB_CONFIG_INVALID';
+  | 'ERR_BLOB_CONFIG_INVALID'
+  /** No upload session by that id: completed, aborted, expired (gcUploads) or never created. */
+  | 'ERR_BLOB_UPLOAD_NOT_FOUND'
+  /** completeUpload before every part was received; the message lists the missing part numbers. */
+  | 'ERR_BLOB_UPLOAD_INCOMPLETE';
 
 export class BlobStoreError extends Error {
   override readonly name = 'BlobStoreError';

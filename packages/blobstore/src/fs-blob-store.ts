@@ -6,7 +6,20 @@
 import { randomUUID } from 'node:crypto';
 import { type FileHandle, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlobInfo, BlobRead, BlobStore, ByteRange, PresignOptions, PutOptions } from './blob-store.js';
+import type {
+  BlobInfo,
+  BlobRead,
+  BlobStore,
+  ByteRange,
+  CompletedUpload,
+  CreateUploadOptions,
+  PresignOptions,
+  PutOptions,
+  UploadedPart,
+  UploadLimits,
+  UploadPartOptions,
+  UploadSession,
+} from './blob-store.js';
 import {
   checkExistingSize,
   checkMaxBlobSize,
@@ -16,15 +29,26 @@ import {
   closeBody,
 } from './checks.js';
 import { BlobStoreError } from './errors.js';
+import { FsUploads } from './fs-uploads.js';
 import { keyToSha256Hex } from './key.js';
 import { checkRange, resolveRange } from './range.js';
 import { emptyBody, streamBody } from './stream-body.js';
+import {
+  DEFAULT_UPLOAD_PART_SIZE_BYTES,
+  MAX_UPLOAD_PART_SIZE_BYTES,
+  MAX_UPLOAD_PARTS,
+} from './upload-session.js';
 import { VerifiedBody } from './verified-body.js';
 
 export interface FsBlobStoreOptions {
   /** Largest blob `put` accepts (default 5 GiB; any safe integer is allowed here). */
   maxBlobSizeBytes?: number;
+  /** Default part size of upload sessions (64 KiB .. 64 MiB; default 8 MiB). */
+  uploadPartSizeBytes?: number;
 }
+
+/** Parts of an fs upload session may be small: they are files on a local disk. */
+const FS_MIN_UPLOAD_PART_SIZE_BYTES = 64 * 1024;
 
 /** Read-side chunk size: the memory bound of one streaming read. */
 const READ_CHUNK_BYTES = 64 * 1024;
@@ -45,7 +69,9 @@ function ioError(what: string, path: string, cause: unknown): BlobStoreError {
 export class FsBlobStore implements BlobStore {
   readonly rootDir: string;
   readonly maxBlobSizeBytes: number;
+  readonly uploadLimits: UploadLimits;
   readonly #dir: string;
+  readonly #uploads: FsUploads;
 
   constructor(rootDir: string, options: FsBlobStoreOptions = {}) {
     if (typeof rootDir !== 'string' || rootDir === '') {
@@ -58,6 +84,24 @@ export class FsBlobStore implements BlobStore {
       Number.MAX_SAFE_INTEGER,
       'FsBlobStore',
     );
+    const defaultPartSizeBytes = options.uploadPartSizeBytes ?? DEFAULT_UPLOAD_PART_SIZE_BYTES;
+    if (
+      !Number.isSafeInteger(defaultPartSizeBytes) ||
+      defaultPartSizeBytes < FS_MIN_UPLOAD_PART_SIZE_BYTES ||
+      defaultPartSizeBytes > MAX_UPLOAD_PART_SIZE_BYTES
+    ) {
+      throw new BlobStoreError(
+        'ERR_BLOB_CONFIG_INVALID',
+        `FsBlobStore: uploadPartSizeBytes must be an integer from ${FS_MIN_UPLOAD_PART_SIZE_BYTES} to ${MAX_UPLOAD_PART_SIZE_BYTES}, got ${String(defaultPartSizeBytes)}`,
+      );
+    }
+    this.uploadLimits = {
+      minPartSizeBytes: FS_MIN_UPLOAD_PART_SIZE_BYTES,
+      maxPartSizeBytes: MAX_UPLOAD_PART_SIZE_BYTES,
+      defaultPartSizeBytes,
+      maxParts: MAX_UPLOAD_PARTS,
+    };
+    this.#uploads = new FsUploads(this, this.uploadLimits);
   }
 
   /** The file a key is stored in. Safe to join: the key was validated to be `sha256/<hex>`. */
@@ -215,6 +259,41 @@ export class FsBlobStore implements BlobStore {
         { cause: error },
       );
     }
+  }
+
+  // ---- upload sessions (fs-uploads.ts; layout `<rootDir>/uploads/<uploadId>/`) ----
+
+  createUpload(key: string, opts: CreateUploadOptions): Promise<UploadSession> {
+    return this.#uploads.create(key, opts);
+  }
+
+  uploadPart(
+    uploadId: string,
+    partNumber: number,
+    body: AsyncIterable<Uint8Array>,
+    opts?: UploadPartOptions,
+  ): Promise<UploadedPart> {
+    return this.#uploads.uploadPart(uploadId, partNumber, body, opts);
+  }
+
+  getUpload(uploadId: string): Promise<UploadSession> {
+    return this.#uploads.get(uploadId);
+  }
+
+  listUploads(opts?: { key?: string; limit?: number }): Promise<UploadSession[]> {
+    return this.#uploads.list(opts);
+  }
+
+  completeUpload(uploadId: string): Promise<CompletedUpload> {
+    return this.#uploads.complete(uploadId);
+  }
+
+  abortUpload(uploadId: string): Promise<void> {
+    return this.#uploads.abort(uploadId);
+  }
+
+  gcUploads(olderThan: Date): Promise<number> {
+    return this.#uploads.gc(olderThan);
   }
 }
 

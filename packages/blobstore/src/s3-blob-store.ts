@@ -7,7 +7,6 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
-  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   type GetObjectCommandOutput,
@@ -18,7 +17,20 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { BlobInfo, BlobRead, BlobStore, ByteRange, PresignOptions, PutOptions } from './blob-store.js';
+import type {
+  BlobInfo,
+  BlobRead,
+  BlobStore,
+  ByteRange,
+  CompletedUpload,
+  CreateUploadOptions,
+  PresignOptions,
+  PutOptions,
+  UploadedPart,
+  UploadLimits,
+  UploadPartOptions,
+  UploadSession,
+} from './blob-store.js';
 import {
   checkExistingSize,
   checkMaxBlobSize,
@@ -30,7 +42,14 @@ import {
 import { BlobStoreError } from './errors.js';
 import { keyToSha256Hex } from './key.js';
 import { checkRange, rangeFromContentRange, rangeHeader, unsatisfiable } from './range.js';
+import { copyObject, describeS3Error, isS3Error, s3Error } from './s3-objects.js';
+import { S3Uploads } from './s3-uploads.js';
 import { emptyBody, streamBody } from './stream-body.js';
+import {
+  DEFAULT_UPLOAD_PART_SIZE_BYTES,
+  MAX_UPLOAD_PART_SIZE_BYTES,
+  MAX_UPLOAD_PARTS,
+} from './upload-session.js';
 import { VerifiedBody } from './verified-body.js';
 
 /** S3's minimum multipart part size (all parts but the last). */
@@ -49,6 +68,8 @@ export interface S3BlobStoreOptions {
   queueSize?: number;
   /** Largest blob `put` accepts, at most (and by default) 5 GiB, the CopyObject limit. */
   maxBlobSizeBytes?: number;
+  /** Default part size of upload sessions (5 MiB .. 64 MiB; default 8 MiB). */
+  uploadPartSizeBytes?: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -60,6 +81,8 @@ export class S3BlobStore implements BlobStore {
   readonly partSizeBytes: number;
   readonly queueSize: number;
   readonly maxBlobSizeBytes: number;
+  readonly uploadLimits: UploadLimits;
+  readonly #uploads: S3Uploads;
 
   constructor(options: S3BlobStoreOptions) {
     const { client, bucket, prefix = '' } = options;
@@ -101,6 +124,24 @@ export class S3BlobStore implements BlobStore {
       DEFAULT_MAX_BLOB_SIZE_BYTES,
       'S3BlobStore',
     );
+    const defaultPartSizeBytes = options.uploadPartSizeBytes ?? DEFAULT_UPLOAD_PART_SIZE_BYTES;
+    if (
+      !Number.isSafeInteger(defaultPartSizeBytes) ||
+      defaultPartSizeBytes < MIN_PART_SIZE_BYTES ||
+      defaultPartSizeBytes > MAX_UPLOAD_PART_SIZE_BYTES
+    ) {
+      throw new BlobStoreError(
+        'ERR_BLOB_CONFIG_INVALID',
+        `S3BlobStore: uploadPartSizeBytes must be an integer from ${MIN_PART_SIZE_BYTES} to ${MAX_UPLOAD_PART_SIZE_BYTES}, got ${String(defaultPartSizeBytes)}`,
+      );
+    }
+    this.uploadLimits = {
+      minPartSizeBytes: MIN_PART_SIZE_BYTES,
+      maxPartSizeBytes: MAX_UPLOAD_PART_SIZE_BYTES,
+      defaultPartSizeBytes,
+      maxParts: MAX_UPLOAD_PARTS,
+    };
+    this.#uploads = new S3Uploads(this);
   }
 
   /**
@@ -240,19 +281,7 @@ export class S3BlobStore implements BlobStore {
           `s3://${this.bucket}/${tempKey} holds ${String(uploadedSize)} bytes after uploading ${verified.sizeBytes}; ${key} not stored`,
         );
       }
-      try {
-        await this.client.send(
-          new CopyObjectCommand({
-            Bucket: this.bucket,
-            Key: finalKey,
-            CopySource: `${this.bucket}/${tempKey.split('/').map(encodeURIComponent).join('/')}`,
-            ContentType: 'application/octet-stream',
-            MetadataDirective: 'REPLACE',
-          }),
-        );
-      } catch (error) {
-        throw this.#s3Error('copying to', finalKey, error);
-      }
+      await copyObject(this.client, this.bucket, tempKey, finalKey);
       return { key, sizeBytes: verified.sizeBytes };
     } finally {
       // A failed upload stops reading mid-body; destroying its stream unwinds feed() and so
@@ -387,41 +416,42 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  #s3Error(what: string, objectKey: string, error: unknown): BlobStoreError {
-    const where = `s3://${this.bucket}/${objectKey}`;
-    if (isS3Error(error, 'NoSuchBucket', 404)) {
-      return new BlobStoreError('ERR_BLOB_STORE_UNAVAILABLE', `${what} ${where}: bucket does not exist`, {
-        cause: error,
-      });
-    }
-    const status = s3ErrorStatus(error);
-    const code = status === 401 || status === 403 ? 'ERR_BLOB_STORE_UNAVAILABLE' : 'ERR_BLOB_STORE_IO';
-    return new BlobStoreError(code, `${what} ${where} failed: ${describeS3Error(error)}`, { cause: error });
+  // ---- upload sessions (s3-uploads.ts; objects under `<prefix>uploads/<uploadId>/`) ----
+
+  createUpload(key: string, opts: CreateUploadOptions): Promise<UploadSession> {
+    return this.#uploads.create(key, opts);
   }
-}
 
-/**
- * The HTTP status of an SDK service error (S3ServiceException, recognised by shape so errors
- * from another copy of the SDK count too); undefined for anything else.
- */
-function s3ErrorStatus(error: unknown): number | undefined {
-  if (typeof error !== 'object' || error === null || !('$metadata' in error)) return undefined;
-  const metadata = error.$metadata;
-  if (typeof metadata !== 'object' || metadata === null || !('httpStatusCode' in metadata)) return undefined;
-  return typeof metadata.httpStatusCode === 'number' ? metadata.httpStatusCode : undefined;
-}
+  uploadPart(
+    uploadId: string,
+    partNumber: number,
+    body: AsyncIterable<Uint8Array>,
+    opts?: UploadPartOptions,
+  ): Promise<UploadedPart> {
+    return this.#uploads.uploadPart(uploadId, partNumber, body, opts);
+  }
 
-/** True for an S3 error with this name, or (when the name is unavailable, e.g. HEAD) this status. */
-function isS3Error(error: unknown, name: string, status: number): boolean {
-  const actualStatus = s3ErrorStatus(error);
-  if (actualStatus === undefined || !(error instanceof Error)) return false;
-  if (error.name === name) return true;
-  return actualStatus === status && (error.name === 'NotFound' || error.name === 'Unknown');
-}
+  getUpload(uploadId: string): Promise<UploadSession> {
+    return this.#uploads.get(uploadId);
+  }
 
-function describeS3Error(error: unknown): string {
-  const status = s3ErrorStatus(error);
-  if (status !== undefined && error instanceof Error)
-    return `${error.name} (HTTP ${status}): ${error.message}`;
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  listUploads(opts?: { key?: string; limit?: number }): Promise<UploadSession[]> {
+    return this.#uploads.list(opts);
+  }
+
+  completeUpload(uploadId: string): Promise<CompletedUpload> {
+    return this.#uploads.complete(uploadId);
+  }
+
+  abortUpload(uploadId: string): Promise<void> {
+    return this.#uploads.abort(uploadId);
+  }
+
+  gcUploads(olderThan: Date): Promise<number> {
+    return this.#uploads.gc(olderThan);
+  }
+
+  #s3Error(what: string, objectKey: string, error: unknown): BlobStoreError {
+    return s3Error(this.bucket, what, objectKey, error);
+  }
 }

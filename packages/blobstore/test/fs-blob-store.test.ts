@@ -8,6 +8,7 @@ import { makeTempDir } from '@abota/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsBlobStore } from '../src/index.js';
 import { blobStoreContract, chunked, expectBlobError, keyOf, readAll } from './blob-store-contract.js';
+import { uploadSessionContract } from './upload-session-contract.js';
 
 let rootDir: string;
 
@@ -23,6 +24,17 @@ describe('FsBlobStore', () => {
     createStore: (options) => new FsBlobStore(rootDir, options),
     listTemporaries: async () =>
       (await readdir(join(rootDir, 'sha256'))).filter((name) => name.startsWith('.')),
+  }));
+
+  uploadSessionContract(() => ({
+    createStore: () => new FsBlobStore(rootDir),
+    partSizeBytes: 64 * 1024,
+    listSessionLeftovers: async (uploadId) => [
+      ...(await readdir(join(rootDir, 'uploads')).catch(() => [] as string[])).filter((n) => n === uploadId),
+      ...(await readdir(join(rootDir, 'sha256')).catch(() => [] as string[])).filter((n) =>
+        n.startsWith('.'),
+      ),
+    ],
   }));
 
   it('lays blobs out as <rootDir>/sha256/<hex>, the release directory blobs/ layout', async () => {

@@ -7,6 +7,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { S3BlobStore } from '../src/index.js';
 import { blobStoreContract, chunked, expectBlobError, keyOf, readAll } from './blob-store-contract.js';
+import { uploadSessionContract } from './upload-session-contract.js';
 import { S3RVER_CREDENTIALS, type S3Fixture, startS3 } from './s3-fixture.js';
 
 const BUCKET = 'abota-blobs';
@@ -28,6 +29,12 @@ describe('S3BlobStore', () => {
     createStore: (options) =>
       new S3BlobStore({ client: s3.client, bucket: BUCKET, prefix: PREFIX, ...options }),
     listTemporaries: () => s3.listKeys(BUCKET, `${PREFIX}tmp/`),
+  }));
+
+  uploadSessionContract(() => ({
+    createStore: () => new S3BlobStore({ client: s3.client, bucket: BUCKET, prefix: PREFIX }),
+    partSizeBytes: 5 * MiB,
+    listSessionLeftovers: (uploadId) => s3.listKeys(BUCKET, `${PREFIX}uploads/${uploadId}/`),
   }));
 
   it('stores blobs under <prefix>sha256/<hex> and nothing else', async () => {
@@ -88,6 +95,48 @@ describe('S3BlobStore', () => {
     expect(sent).not.toContain('CopyObjectCommand');
     expect(await store.head(key)).toBeUndefined();
     expect(await s3.listKeys(BUCKET, `${PREFIX}tmp/`)).toEqual([]);
+  });
+
+  it('runs an upload session as one S3 multipart upload: a refused part never reaches S3, complete reads the staging object back and copies it', async () => {
+    const data = randomBytes(11 * MiB);
+    const key = keyOf(data);
+    const store = new S3BlobStore({ client: s3.client, bucket: BUCKET, prefix: 'sessions/' });
+    const before = s3.commands.length;
+    const { uploadId, partCount } = await store.createUpload(key, { sizeBytes: data.length });
+    expect(partCount).toBe(2); // the default 8 MiB parts
+    expect(await s3.listKeys(BUCKET, 'sessions/')).toEqual([`sessions/uploads/${uploadId}/session.json`]);
+    const first = data.subarray(0, 8 * MiB);
+    const sha = createHash('sha256').update(first).digest('hex');
+    const bad = Buffer.from(first);
+    bad[0] = (bad[0] ?? 0) ^ 1;
+    await expectBlobError(
+      store.uploadPart(uploadId, 1, chunked(bad), { sha256: sha }),
+      'ERR_BLOB_DIGEST_MISMATCH',
+    );
+    expect(s3.commands.slice(before)).not.toContain('UploadPartCommand');
+    await store.uploadPart(uploadId, 1, chunked(first), { sha256: sha });
+    await store.uploadPart(uploadId, 2, chunked(data.subarray(8 * MiB)));
+    expect((await s3.listKeys(BUCKET, `sessions/uploads/${uploadId}/`)).sort()).toEqual([
+      `sessions/uploads/${uploadId}/part-00001.json`,
+      `sessions/uploads/${uploadId}/part-00002.json`,
+      `sessions/uploads/${uploadId}/session.json`,
+    ]);
+    await store.completeUpload(uploadId);
+    const sent = s3.commands.slice(before);
+    expect(sent.filter((c) => c === 'UploadPartCommand')).toHaveLength(2);
+    expect(sent).toEqual(
+      expect.arrayContaining([
+        'CreateMultipartUploadCommand',
+        'CompleteMultipartUploadCommand',
+        'CopyObjectCommand',
+      ]),
+    );
+    expect(await s3.listKeys(BUCKET, 'sessions/')).toEqual([`sessions/${key}`]);
+    expect(
+      createHash('sha256')
+        .update(await readAll((await store.get(key)).body))
+        .digest('hex'),
+    ).toBe(key.slice(7));
   });
 
   it('publishes nothing for a single-part body with a wrong digest: the bytes never reach S3', async () => {
