@@ -1,7 +1,7 @@
 // What every route module receives: the injected parts (database, blob store, clock, config,
 // logger) plus the per-process metrics and device key cache, and the Hono context variables
 // the auth middlewares set.
-import type { webcrypto } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { BlobStore } from '@abota/blobstore';
 import type { VerifiedDeviceToken } from './auth/device-jwt.js';
 import type { AppConfig } from './config.js';
@@ -41,11 +41,12 @@ export interface AppDeps {
   logger: Logger;
   metrics: Metrics;
   /**
-   * Device public keys imported as WebCrypto keys. Safe to cache without cross-replica invalidation:
+   * Device public keys as node:crypto KeyObjects (Ed25519, verified synchronously; bounded, oldest
+   * dropped first: auth/device-jwt.ts). Safe to cache without cross-replica invalidation:
    * a device id is a random UUID bound to one key for life; decommissioning is checked on the
    * database row on every request, not in this cache.
    */
-  deviceKeys: Map<string, webcrypto.CryptoKey>;
+  deviceKeys: Map<string, KeyObject>;
   /** Rollout offers (cached), automatic stage transitions, cross-replica invalidation. */
   rollouts: RolloutEngine;
 }
