@@ -19,6 +19,7 @@ import { registerDeviceRoutes } from './routes/device.js';
 import { registerDocsRoutes } from './routes/docs.js';
 import { RolloutEngine } from './rollout/engine.js';
 import { registerOpsRoutes } from './routes/ops.js';
+import { registerUploadRoutes } from './routes/uploads.js';
 
 export interface CreateAppOptions {
   db: Db;
@@ -47,6 +48,8 @@ const BLOB_ERROR_STATUS: Record<string, { status: number; code: string }> = {
   ERR_BLOB_ARGUMENT_INVALID: { status: 400, code: 'ERR_VALIDATION' },
   ERR_BLOB_RANGE_NOT_SATISFIABLE: { status: 416, code: 'ERR_RANGE_NOT_SATISFIABLE' },
   ERR_BLOB_STORE_UNAVAILABLE: { status: 503, code: 'ERR_UNAVAILABLE' },
+  ERR_BLOB_UPLOAD_NOT_FOUND: { status: 404, code: 'ERR_UPLOAD_NOT_FOUND' },
+  ERR_BLOB_UPLOAD_INCOMPLETE: { status: 409, code: 'ERR_UPLOAD_INCOMPLETE' },
 };
 
 const HTTP_STATUS_CODES: Record<number, string> = {
@@ -104,7 +107,8 @@ export function createApp(options: CreateAppOptions): App {
     );
   });
 
-  // JSON bodies are bounded everywhere; blob uploads have their own streaming cap (routes/blobs.ts).
+  // JSON bodies are bounded everywhere; blob and part uploads have their own streaming caps
+  // (routes/blobs.ts; routes/uploads.ts, where the store reads at most the part's size).
   const jsonLimit = bodyLimit({
     maxSize: config.maxJsonBodyBytes,
     onError: () => {
@@ -113,6 +117,7 @@ export function createApp(options: CreateAppOptions): App {
   });
   app.use('*', async (c, next) => {
     if (c.req.method === 'PUT' && c.req.path.startsWith('/v1/admin/blobs/')) return next();
+    if (c.req.method === 'PUT' && /^\/v1\/admin\/uploads\/[^/]+\/parts\//.test(c.req.path)) return next();
     return jsonLimit(c, next);
   });
 
@@ -151,6 +156,7 @@ export function createApp(options: CreateAppOptions): App {
   registerOpsRoutes(app, deps, options.pingDatabase);
   registerDeviceRoutes(app, deps);
   registerBlobRoutes(app, deps);
+  registerUploadRoutes(app, deps);
   registerAdminRoutes(app, deps);
   registerDocsRoutes(app);
   return app;

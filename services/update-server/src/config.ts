@@ -12,6 +12,8 @@ export interface AppConfig {
   pollJitterFraction: number;
   /** Largest accepted blob upload. */
   maxBlobSizeBytes: number;
+  /** An upload session with no new part for this long is removed by maintenance (routes/uploads.ts). */
+  uploadSessionIdleSeconds: number;
   /** Largest accepted JSON request body (a manifest JWS with several signatures fits easily). */
   maxJsonBodyBytes: number;
   /** `redirect`: 302 to a presigned URL when the blob store can make one; `stream`: always proxy. */
@@ -51,6 +53,7 @@ export const DEFAULT_APP_CONFIG: AppConfig = {
   pollIntervalSeconds: 3600,
   pollJitterFraction: 0.2,
   maxBlobSizeBytes: 5 * 1024 ** 3,
+  uploadSessionIdleSeconds: 86_400,
   maxJsonBodyBytes: 1024 * 1024,
   blobDelivery: 'redirect',
   presignExpiresSeconds: 900,
@@ -163,6 +166,13 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = [])
       DEFAULT_APP_CONFIG.maxBlobSizeBytes,
       1,
       Number.MAX_SAFE_INTEGER,
+    ),
+    uploadSessionIdleSeconds: integer(
+      values,
+      'ABOTA_UPLOAD_IDLE_SECONDS',
+      DEFAULT_APP_CONFIG.uploadSessionIdleSeconds,
+      60,
+      30 * 86400,
     ),
     maxJsonBodyBytes: integer(
       values,

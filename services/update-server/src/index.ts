@@ -15,7 +15,7 @@ export {
 export * as schema from './db/schema.js';
 export { ServerError, type ServerErrorCode } from './errors.js';
 export { createLogger, type Logger } from './logger.js';
-export { pruneUsedJwtIds } from './maintenance.js';
+export { gcUploadSessions, pruneUsedJwtIds } from './maintenance.js';
 export { Metrics } from './metrics.js';
 export { BUCKET_COUNT, inRolloutPercent, rolloutBucket } from './rollout/bucket.js';
 export { type EvaluationResult, RolloutEngine, type RolloutEngineOptions } from './rollout/engine.js';

@@ -13,7 +13,7 @@ import type { ServerConfig } from './config.js';
 import { type Clock, systemClock } from './context.js';
 import { type Database, openDatabase } from './db/database.js';
 import type { Logger } from './logger.js';
-import { pruneUsedJwtIds } from './maintenance.js';
+import { gcUploadSessions, pruneUsedJwtIds } from './maintenance.js';
 import { RolloutEngine } from './rollout/engine.js';
 
 export interface RunningServer {
@@ -30,6 +30,8 @@ export interface RunningServer {
 }
 
 const PRUNE_INTERVAL_MS = 60_000;
+/** Idle upload sessions are looked for this often (a listing of the store's uploads/). */
+const UPLOAD_GC_INTERVAL_MS = 10 * 60_000;
 /** How often every replica evaluates running rollouts (transitions are race-safe, store.ts). */
 const ROLLOUT_EVALUATION_INTERVAL_MS = 5_000;
 
@@ -88,6 +90,19 @@ export async function startServer(options: {
       });
     }, PRUNE_INTERVAL_MS);
     pruner.unref();
+    const uploadGc = setInterval(() => {
+      gcUploadSessions(blobs, clock.now(), config.uploadSessionIdleSeconds)
+        .then((removed) => {
+          if (removed > 0) logger.info({ removed }, 'removed idle upload sessions');
+        })
+        .catch((error: unknown) => {
+          logger.warn(
+            { err: { message: error instanceof Error ? error.message : String(error) } },
+            'removing idle upload sessions failed',
+          );
+        });
+    }, UPLOAD_GC_INTERVAL_MS);
+    uploadGc.unref();
     logger.info(
       {
         url,
@@ -108,6 +123,7 @@ export async function startServer(options: {
       close: () => {
         closing ??= (async () => {
           clearInterval(pruner);
+          clearInterval(uploadGc);
           await rollouts.stop();
           await new Promise<void>((ok) => {
             const timer = setTimeout(() => {
