@@ -65,6 +65,11 @@ class SegmentEncoder {
     });
   }
 
+  /** Stop compressing (abort): a pending finish() rejects with `reason`. */
+  destroy(reason: unknown): void {
+    this.stream.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+  }
+
   /** End the stream; the closing bytes belong to the segment's last op. */
   async finish(): Promise<SegmentEncoder> {
     this.stream.end();
@@ -98,6 +103,23 @@ export interface DiffOptions {
   maxSourceCacheBytes?: number;
   /** Largest target span of one PATCH/REPLACE op (default and maximum: LIMITS.maxDataOpTargetBytes). */
   maxOpTargetBytes?: number;
+  /**
+   * Stop (Ctrl-C): checked between 4 MiB reads and between ops; the diff then throws the
+   * signal's reason and leaves no temporary file (`outPath` is not written).
+   */
+  signal?: AbortSignal;
+  /** Called after each 4 MiB read (phases source, target) and each changed span (encode). */
+  onProgress?: (progress: DiffProgress) => void;
+}
+
+/**
+ * How far a diff is: `source` and `target` read each image once (totals: their sizes);
+ * `encode` matches and compresses the changed spans (total: their bytes, known after `target`).
+ */
+export interface DiffProgress {
+  phase: 'source' | 'target' | 'encode';
+  doneBytes: number;
+  totalBytes: number;
 }
 
 export interface DiffResult {
@@ -117,11 +139,21 @@ const COPY = 2;
 /** Unchanged blocks between changed ones that are folded into one PATCH op (saves op overhead). */
 const GAP_BLOCKS = 64;
 
-function readChunks(path: string, sizeBytes: number, fn: (chunk: Uint8Array, start: number) => void): void {
+/** Yield to the event loop so signal handlers (Ctrl-C) and timers run between chunks. */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+async function readChunks(
+  path: string,
+  sizeBytes: number,
+  signal: AbortSignal | undefined,
+  fn: (chunk: Uint8Array, start: number) => void,
+): Promise<void> {
   const fd = openSync(path, 'r');
   try {
     const buf = Buffer.allocUnsafe(READ_CHUNK_BYTES);
     for (let start = 0; start < sizeBytes; start += READ_CHUNK_BYTES) {
+      await yieldToEventLoop();
+      signal?.throwIfAborted();
       const len = Math.min(READ_CHUNK_BYTES, sizeBytes - start);
       let done = 0;
       while (done < len) {
@@ -192,7 +224,9 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
   const index = new SourceIndex(sourceSize);
   const sourceHash = createHash('sha256');
   const zeroKey = createHash('sha1').update(new Uint8Array(blockSize)).digest().toString('latin1');
-  readChunks(opts.sourcePath, sourceSize, (chunk, start) => {
+  const signal = opts.signal;
+  const progress = opts.onProgress;
+  await readChunks(opts.sourcePath, sourceSize, signal, (chunk, start) => {
     sourceHash.update(chunk);
     for (let p = 0; p < chunk.length; p += blockSize) {
       const block = (start + p) / blockSize;
@@ -205,6 +239,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
       if (key !== zeroKey) index.addChunk(chunk.subarray(p, p + blockSize), start + p);
       if (!blockBySourceDigest.has(key)) blockBySourceDigest.set(key, block);
     }
+    progress?.({ phase: 'source', doneBytes: start + chunk.length, totalBytes: sourceSize });
   });
 
   // Pass 1b: classify target blocks.
@@ -213,7 +248,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
   const copyFrom = new Uint32Array(targetBlocks);
   const targetHash = createHash('sha256');
   let previousCopy = -2;
-  readChunks(opts.targetPath, targetSize, (chunk, start) => {
+  await readChunks(opts.targetPath, targetSize, signal, (chunk, start) => {
     targetHash.update(chunk);
     for (let p = 0; p < chunk.length; p += blockSize) {
       const block = (start + p) / blockSize;
@@ -246,6 +281,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
       }
       previousCopy = from >= 0 ? from : -2;
     }
+    progress?.({ phase: 'target', doneBytes: start + chunk.length, totalBytes: targetSize });
   });
   blockBySourceDigest.clear();
 
@@ -284,6 +320,9 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
     }
     b = end;
   }
+  let changedBytes = 0;
+  for (const p of plan) if (p.kind === OpKind.Patch) changedBytes += p.count * blockSize;
+  let encodedBytes = 0;
   if (plan.length > LIMITS.maxOps) {
     throw new DeltaError(
       'ERR_DELTA_TOO_LARGE',
@@ -322,9 +361,17 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
         await dataFile.write(data, 0, data.length, dataSizeBytes);
         dataSizeBytes += data.length;
       }
+      live.delete(encoder);
     });
   };
   let segment: SegmentEncoder | undefined;
+  // Encoders not yet written out; an abort destroys them so a long compression stops at once.
+  const live = new Set<SegmentEncoder>();
+  const stopEncoders = (): void => {
+    for (const encoder of live) encoder.destroy(signal?.reason);
+  };
+  signal?.addEventListener('abort', stopEncoders, { once: true });
+  let lastYieldMs = performance.now();
   const closeSegment = async () => {
     if (!segment) return;
     inFlight.push(segment.finish());
@@ -332,6 +379,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
     // Two segments compress in parallel while the matcher works on the next one.
     if (inFlight.length >= MAX_SEGMENTS_IN_FLIGHT) writeSegment(await inFlight.shift()!);
   };
+  let failed = false;
   try {
     for (const p of plan) {
       const op: DeltaOp = {
@@ -351,6 +399,12 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
         targetBytes[key] += p.count * blockSize;
         continue;
       }
+      // Matching is synchronous: give a Ctrl-C handler a turn every 100 ms.
+      if (performance.now() - lastYieldMs > 100) {
+        await yieldToEventLoop();
+        lastYieldMs = performance.now();
+      }
+      signal?.throwIfAborted();
       const span = readRange(targetFd, p.start * blockSize, p.count * blockSize);
       const builder = matchSpan(span, p.start * blockSize, src, index);
       let decoded: Uint8Array;
@@ -370,18 +424,31 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
       op.decodedLength = decoded.length;
       if (!segment) {
         segment = new SegmentEncoder(quality, lgwin);
+        live.add(segment);
         op.flags = OP_FLAG_SEGMENT_START;
       }
       segment.add(op, decoded);
+      encodedBytes += span.length;
+      progress?.({ phase: 'encode', doneBytes: encodedBytes, totalBytes: changedBytes });
       if (segment.decodedBytes >= SEGMENT_DECODED_BYTES) await closeSegment();
     }
     await closeSegment();
-    for (const pending of inFlight.splice(0)) writeSegment(await pending);
+    // shift() before await: on a failure the others stay in inFlight for the catch below.
+    while (inFlight.length > 0) writeSegment(await inFlight.shift()!);
     await writeChain;
+  } catch (err) {
+    failed = true;
+    // Let started compressions and writes settle before the files close (no write after close,
+    // no unhandled rejection), then drop the partial data file.
+    for (const encoder of live) encoder.destroy(err);
+    await Promise.allSettled([writeChain, ...inFlight]);
+    throw err;
   } finally {
+    signal?.removeEventListener('abort', stopEncoders);
     closeSync(targetFd);
     src.close();
     await dataFile.close();
+    if (failed) await rm(dataPath, { force: true });
   }
 
   const header: DeltaHeader = {
