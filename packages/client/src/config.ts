@@ -27,6 +27,17 @@ const slotSchema = z.object({ rootfs: imageTargetSchema, boot: imageTargetSchema
 
 const commandSchema = z.array(z.string().min(1)).min(1);
 
+/** A dm-verity root hash: lower-case hex of a sha1..sha512 digest (veritysetup prints it so). */
+export const rootHashSchema = z
+  .string()
+  .regex(/^(?:[0-9a-f]{2}){20,64}$/, 'expected a dm-verity root hash: 40..128 lower-case hex characters');
+
+/** Root hash of each image a slot holds (`rootfs`, `boot`); an absent image is unknown. */
+export const imageRootHashesSchema = z
+  .object({ rootfs: rootHashSchema.optional(), boot: rootHashSchema.optional() })
+  .strict();
+export type ImageRootHashes = z.infer<typeof imageRootHashesSchema>;
+
 const slotNameSchema = z.enum(['A', 'B']);
 
 const bootControlSchema = z.discriminatedUnion('backend', [
@@ -81,6 +92,12 @@ export const agentConfigSchema = z
       .object({
         version: z.string().min(1).default('0.0.0'),
         securityVersion: z.number().int().min(0).default(0),
+        /**
+         * dm-verity root hashes of the factory images (from the image build), so the first update
+         * can use a delta. Absent = unknown: deltas are then used only when the kernel command line
+         * names the booted rootfs (`roothash=`); the agent never guesses a source.
+         */
+        rootHashes: imageRootHashesSchema.optional(),
       })
       .strict()
       .default({ version: '0.0.0', securityVersion: 0 }),

@@ -1,20 +1,38 @@
 // The agent's persistent facts in the data directory (state.json): its device id, what each slot
 // holds, and the anti-rollback floor. Written atomically; the journal says what is in flight,
 // this file says what is settled.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { readJsonFile, writeFileAtomic } from './atomic-file.js';
-import type { AgentConfig } from './config.js';
+import { type AgentConfig, type ImageRootHashes, imageRootHashesSchema } from './config.js';
 import { ClientError } from './errors.js';
 import type { SlotName } from './install/slot-io.js';
 
-const slotContentSchema = z.object({ version: z.string(), securityVersion: z.number().int().nonnegative() });
+const slotContentSchema = z.object({
+  version: z.string(),
+  securityVersion: z.number().int().nonnegative(),
+  /**
+   * dm-verity root hash of each image written into the slot (from the signed manifest, recorded
+   * at commit): what a delta's `sourceRootHash` is compared with. Absent in state files written
+   * before deltas (unknown: no delta is used from that slot).
+   */
+  rootHashes: imageRootHashesSchema.optional(),
+});
 
 export const deviceStateSchema = z.object({
   schemaVersion: z.literal(1),
   deviceId: z.string().optional(),
   /** What a slot holds; absent = unknown (the factory image for the booted slot, or being rewritten). */
   slots: z.object({ A: slotContentSchema.optional(), B: slotContentSchema.optional() }),
+  /**
+   * Slots the agent has started writing at least once: they no longer hold the factory image,
+   * so `factory.rootHashes` does not describe them even while `slots` has no entry for them.
+   */
+  rewrittenSlots: z
+    .array(z.enum(['A', 'B']))
+    .max(2)
+    .optional(),
   /** Lowest securityVersion still accepted; raised when a release is committed. */
   securityVersionFloor: z.number().int().nonnegative(),
 });
@@ -63,4 +81,45 @@ export function runningVersion(
 
 export function securityFloor(config: AgentConfig, state: DeviceState): number {
   return Math.max(state.securityVersionFloor, config.factory.securityVersion);
+}
+
+/**
+ * `roothash=<hex>` on the kernel command line (systemd-veritysetup-generator's convention): the
+ * root hash the kernel set up dm-verity for the booted rootfs with. Undefined when absent,
+ * malformed or given twice with different values — the agent never guesses.
+ */
+export function cmdlineRootHash(cmdline: string): string | undefined {
+  const found = new Set<string>();
+  for (const word of cmdline.split(/\s+/)) {
+    if (word.startsWith('roothash=')) found.add(word.slice('roothash='.length).toLowerCase());
+  }
+  if (found.size !== 1) return undefined;
+  const [value] = found;
+  return /^(?:[0-9a-f]{2}){20,64}$/.test(value!) ? value : undefined;
+}
+
+/**
+ * Root hashes of the images in the booted slot, as far as they are known: the kernel command
+ * line for the rootfs (what dm-verity was set up with on this boot), else what state.json
+ * recorded when a release was committed into the slot, else — for a slot never written by the
+ * agent, i.e. the factory image — `factory.rootHashes` from the config. An image missing
+ * from the result is unknown, and no delta is applied from it.
+ */
+export async function bootedRootHashes(
+  config: AgentConfig,
+  state: DeviceState,
+  booted: SlotName,
+): Promise<ImageRootHashes> {
+  const committed = state.slots[booted];
+  const recorded =
+    committed !== undefined
+      ? committed.rootHashes
+      : state.rewrittenSlots?.includes(booted)
+        ? undefined
+        : config.factory.rootHashes;
+  const out: ImageRootHashes = { ...recorded };
+  const cmdline = await readFile(config.kernelCmdlinePath, 'utf8').catch(() => '');
+  const fromKernel = cmdlineRootHash(cmdline);
+  if (fromKernel !== undefined) out.rootfs = fromKernel;
+  return out;
 }

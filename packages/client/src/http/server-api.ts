@@ -10,7 +10,10 @@ import { networkError, redactUrl, statusError } from './download.js';
 
 const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/);
 
-export const pollResponseSchema = z.discriminatedUnion('status', [
+/** At most this many delta offers are considered; a longer list is ignored (full artifacts). */
+export const MAX_DELTA_OFFERS = 16;
+
+const pollResponseSchema = z.discriminatedUnion('status', [
   z.object({ status: z.literal('no-update'), pollAfterSeconds: z.number().nonnegative().optional() }),
   z.object({
     status: z.literal('update'),
@@ -20,19 +23,84 @@ export const pollResponseSchema = z.discriminatedUnion('status', [
       manifestJws: z.string().min(1).max(MAX_MANIFEST_JWS_BYTES),
     }),
     artifacts: z.record(digestSchema, z.string().min(1)),
-    delta: z
-      .object({
-        digest: digestSchema,
-        sizeBytes: z.number().int().nonnegative(),
-        url: z.string(),
-        sourceRootHash: z.string(),
-      })
-      .optional(),
+    // Each entry is checked on its own (parseDeltaOffers): a bad delta never fails the poll.
+    deltas: z.unknown().optional(),
     pollAfterSeconds: z.number().nonnegative().optional(),
   }),
 ]);
-export type PollResponse = z.infer<typeof pollResponseSchema>;
-export type UpdateOffer = Extract<PollResponse, { status: 'update' }>;
+
+/**
+ * docs/CONTRACTS.md `DeltaOffer`: a delta the device may apply instead of one image's artifact.
+ * Untrusted: only a hint of what to download; every block it produces is verified against the
+ * signed verity tree, and any failure falls back to the full artifact.
+ */
+const deltaOfferSchema = z
+  .object({
+    image: z.enum(['rootfs', 'boot']),
+    digest: digestSchema,
+    sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+    url: z.string().min(1).max(8192),
+    sourceVersion: z.string().min(1).max(256),
+    sourceRootHash: z.string().regex(/^(?:[0-9a-f]{2}){20,64}$/),
+  })
+  .strip();
+export type DeltaOffer = z.infer<typeof deltaOfferSchema>;
+
+type RawPollResponse = z.infer<typeof pollResponseSchema>;
+export type UpdateOffer = Omit<Extract<RawPollResponse, { status: 'update' }>, 'deltas'> & {
+  /** The usable entries of the response's `deltas` (empty when it had none). */
+  deltas: DeltaOffer[];
+};
+export type PollResponse = Extract<RawPollResponse, { status: 'no-update' }> | UpdateOffer;
+
+/**
+ * The valid entries of a poll response's `deltas`. An entry with an unknown image, a malformed
+ * digest, root hash or size, or a URL that is not http(s) is dropped with a warning; so is a list
+ * longer than MAX_DELTA_OFFERS, or a `deltas` that is not a list. The install then uses the
+ * full artifact for that image.
+ */
+export function parseDeltaOffers(
+  raw: unknown,
+  baseUrl: string,
+  warn: (message: string) => void,
+): DeltaOffer[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) {
+    warn('poll: `deltas` is not a list; no delta is used (full artifacts)');
+    return [];
+  }
+  if (raw.length > MAX_DELTA_OFFERS) {
+    warn(`poll: ${raw.length} delta offers, more than ${MAX_DELTA_OFFERS}; none is used (full artifacts)`);
+    return [];
+  }
+  const out: DeltaOffer[] = [];
+  raw.forEach((entry, index) => {
+    const r = deltaOfferSchema.safeParse(entry);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      warn(
+        `poll: delta offer ${index} ignored (${issue ? `${issue.path.join('.') || '(entry)'}: ${issue.message}` : 'schema'})`,
+      );
+      return;
+    }
+    let protocol: string;
+    try {
+      protocol = new URL(r.data.url, baseUrl).protocol;
+    } catch {
+      protocol = '';
+    }
+    if (protocol !== 'http:' && protocol !== 'https:') {
+      warn(`poll: delta offer ${index} ignored (url: not an http(s) URL)`);
+      return;
+    }
+    if (out.some((d) => d.image === r.data.image && d.sourceRootHash === r.data.sourceRootHash)) {
+      warn(`poll: delta offer ${index} ignored (a second ${r.data.image} delta from the same source)`);
+      return;
+    }
+    out.push(r.data);
+  });
+  return out;
+}
 
 export type ReportState =
   | 'downloading'
@@ -70,6 +138,8 @@ export interface UpdateServerClientOptions {
   clock?: () => Date;
   backoff?: BackoffOptions;
   signal?: AbortSignal;
+  /** Problems that do not fail a call (an unusable delta offer). */
+  warn?: (message: string) => void;
 }
 
 export class UpdateServerClient {
@@ -145,7 +215,9 @@ export class UpdateServerClient {
         `poll: unexpected response (${issue ? `${issue.path.join('.')}: ${issue.message}` : 'schema'})`,
       );
     }
-    return r.data;
+    if (r.data.status === 'no-update') return r.data;
+    const { deltas, ...offer } = r.data;
+    return { ...offer, deltas: parseDeltaOffers(deltas, this.o.baseUrl, this.o.warn ?? (() => {})) };
   }
 
   async report(rep: DeviceReport): Promise<void> {
