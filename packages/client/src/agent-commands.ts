@@ -50,9 +50,26 @@ function formatStatus(s: AgentStatus): string {
     lines.push(
       `install:   ${i.version} → slot ${i.targetSlot}: ${i.phase}, ${i.progressPercent}% (${i.bytesDone}/${i.bytesTotal} bytes), updated ${i.updatedAt}`,
     );
+    for (const [name, img] of Object.entries(i.images))
+      lines.push(`${`${name}:`.padEnd(10)} ${describeImage(img)}`);
     if (i.error) lines.push(`error:     ${i.error.code}: ${i.error.message}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** "delta 3.1 MiB of 40.0 MiB full, 1.2 MiB downloaded" / "full 40.0 MiB (delta failed: CODE), …". */
+function describeImage(img: NonNullable<AgentStatus['install']>['images'][string]): string {
+  const full = img.artifactSizeBytes !== undefined ? mib(img.artifactSizeBytes) : '?';
+  const downloaded = `${mib(img.downloadedBytes)} downloaded`;
+  if (img.method === 'delta' && img.deltaSizeBytes !== undefined)
+    return `delta ${mib(img.deltaSizeBytes)} of ${full} full, ${downloaded}`;
+  if (img.method === undefined) return `not started (full artifact ${full})`;
+  const fallback = img.deltaFallback !== undefined ? ` (delta failed: ${img.deltaFallback.code})` : '';
+  return `full ${full}${fallback}, ${downloaded}`;
 }
 
 export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<number> {

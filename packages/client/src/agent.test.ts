@@ -470,11 +470,16 @@ describe('after the reboot', () => {
   });
 
   it('mark-good commits the trial boot; mark-bad without a trial is refused', async () => {
-    const { r } = await installed();
+    const { r, rel } = await installed();
     await expect((await r.open()).markBad()).rejects.toMatchObject({ code: 'ERR_INSTALL_NOTHING_PENDING' });
     await reboot(r);
     expect(await (await r.open()).markGood()).toEqual({ action: 'committed', version: '1.1.0', slot: 'B' });
-    expect((await readDeviceState(r.agent.config)).slots.B).toEqual({ version: '1.1.0', securityVersion: 2 });
+    // The committed slot's root hash is what a later delta's source is checked against.
+    expect((await readDeviceState(r.agent.config)).slots.B).toEqual({
+      version: '1.1.0',
+      securityVersion: 2,
+      rootHashes: { rootfs: rel.manifest.images.rootfs.verity.rootHash },
+    });
   });
 });
 
@@ -553,7 +558,11 @@ describe('a power cut while arming the trial boot', () => {
   }
 
   async function expectCommitted(r: Rig, server: FakeServer): Promise<void> {
-    expect((await readDeviceState(r.agent.config)).slots.B).toEqual({ version: '1.1.0', securityVersion: 2 });
+    expect((await readDeviceState(r.agent.config)).slots.B).toEqual({
+      version: '1.1.0',
+      securityVersion: 2,
+      rootHashes: { rootfs: expect.stringMatching(/^[0-9a-f]{64}$/) },
+    });
     expect((await readDeviceState(r.agent.config)).securityVersionFloor).toBe(2);
     expect((await (await r.open()).status()).version).toBe('1.1.0');
     expect(server.reports.at(-1)).toMatchObject({ version: '1.1.0', state: 'committed' });

@@ -10,6 +10,7 @@ import { createBootControl } from './boot-control-config.js';
 import type { BootControl, SlotName } from './bootctl/index.js';
 import type { AgentConfig } from './config.js';
 import {
+  bootedRootHashes,
   type DeviceState,
   readDeviceState,
   runningVersion,
@@ -22,7 +23,7 @@ import { type BackoffOptions, DEFAULT_BACKOFF, sleep as defaultSleep } from './h
 import { DeviceKey } from './http/device-auth.js';
 import { type DeviceReport, type ReportState, UpdateServerClient } from './http/server-api.js';
 import { TokenBucket } from './http/token-bucket.js';
-import { Installer } from './install/installer.js';
+import { type InstallNotice, Installer } from './install/installer.js';
 import { type InstallJournal, isInProgress, readJournal, writeJournal } from './install/journal.js';
 import { DirectoryReleaseSource, type ReleaseSource, ServerReleaseSource } from './install/release-source.js';
 import { ReportOutbox } from './report-outbox.js';
@@ -70,6 +71,17 @@ export interface AgentStatus {
         bytesTotal: number;
         updatedAt: string;
         error?: { code: string; message: string };
+        /** Per image: how it is written and what it cost to download. */
+        images: Record<
+          string,
+          {
+            method: 'delta' | 'full' | undefined;
+            downloadedBytes: number;
+            artifactSizeBytes?: number;
+            deltaSizeBytes?: number;
+            deltaFallback?: { code: string; message: string };
+          }
+        >;
       }
     | undefined;
 }
@@ -215,6 +227,7 @@ export class Agent {
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
       clock: this.clock,
       backoff: { ...(this.o.backoff ?? DEFAULT_BACKOFF), sleep: this.sleep, random: this.random },
+      warn: (message) => this.log({ level: 'warn', message }),
     });
     return this.client;
   }
@@ -335,6 +348,18 @@ export class Agent {
               bytesTotal: j.progress.bytesTotal,
               updatedAt: j.updatedAt,
               ...(j.error ? { error: j.error } : {}),
+              images: Object.fromEntries(
+                Object.entries(j.images).map(([name, p]) => [
+                  name,
+                  {
+                    method: p.method,
+                    downloadedBytes: p.downloadedBytes ?? 0,
+                    ...(p.artifactSizeBytes !== undefined ? { artifactSizeBytes: p.artifactSizeBytes } : {}),
+                    ...(p.delta !== undefined ? { deltaSizeBytes: p.delta.sizeBytes } : {}),
+                    ...(p.deltaFallback !== undefined ? { deltaFallback: p.deltaFallback } : {}),
+                  },
+                ]),
+              ),
             },
     };
   }
@@ -359,8 +384,12 @@ export class Agent {
       onTargetInvalidated: async (slot) => {
         const state = await readDeviceState(this.config);
         const { [slot]: _gone, ...rest } = state.slots;
-        await writeDeviceState(this.config, { ...state, slots: rest });
+        const rewritten = new Set(state.rewrittenSlots ?? []).add(slot);
+        await writeDeviceState(this.config, { ...state, slots: rest, rewrittenSlots: [...rewritten].sort() });
       },
+      activeRootHashes: async (booted) =>
+        bootedRootHashes(this.config, await readDeviceState(this.config), booted),
+      onNotice: (n) => this.installNotice(n, req.rolloutId),
       ...(signal ? { signal } : {}),
     });
     try {
@@ -389,6 +418,19 @@ export class Agent {
       }
       throw e;
     }
+  }
+
+  /** Delta decisions are logged; a delta that failed (full artifact used instead) is also reported. */
+  private async installNotice(n: InstallNotice, rolloutId: string | undefined): Promise<void> {
+    this.log({ level: n.level, message: n.message, ...(n.code !== undefined ? { code: n.code } : {}) });
+    if (n.kind !== 'delta-fallback' || n.version === undefined) return;
+    await this.report({
+      ...(rolloutId !== undefined ? { rolloutId } : {}),
+      version: n.version,
+      state: 'installing',
+      ...(n.code !== undefined ? { errorCode: n.code.slice(0, 64) } : {}),
+      message: n.message.slice(0, 1000),
+    });
   }
 
   /** Offline/USB install from a release directory; the same verification as an online offer. */
@@ -440,6 +482,7 @@ export class Agent {
     const source = new ServerReleaseSource({
       manifestJws: offer.release.manifestJws,
       artifacts: offer.artifacts,
+      deltas: offer.deltas,
       client,
       ...(bucket ? { bucket } : {}),
       backoff: { ...(this.o.backoff ?? DEFAULT_BACKOFF), sleep: this.sleep, random: this.random },
@@ -553,7 +596,15 @@ export class Agent {
     const state = await readDeviceState(this.config);
     await writeDeviceState(this.config, {
       ...state,
-      slots: { ...state.slots, [j.targetSlot]: { version: j.version, securityVersion: j.securityVersion } },
+      slots: {
+        ...state.slots,
+        [j.targetSlot]: {
+          version: j.version,
+          securityVersion: j.securityVersion,
+          // What a delta to the next release is checked against (journals from before: unknown).
+          ...(j.rootHashes !== undefined ? { rootHashes: j.rootHashes } : {}),
+        },
+      },
       // Anti-rollback: once this release runs, nothing below its securityVersion is accepted.
       securityVersionFloor: Math.max(state.securityVersionFloor, j.securityVersion),
     });

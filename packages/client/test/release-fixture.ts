@@ -98,6 +98,8 @@ export interface ReleaseOptions {
   signWith?: SigningKey;
   /** Also ship a boot image of this size. */
   bootSizeBytes?: number;
+  /** Use this file as the rootfs image instead of generating one (e.g. an edited copy of an older release's). */
+  rootfsImagePath?: string;
 }
 
 export interface Release {
@@ -137,10 +139,14 @@ async function buildImage(
   sizeBytes: number,
   seed: number,
   codec: 'none' | 'brotli',
+  fromPath?: string,
 ): Promise<BuiltImage> {
   const imagePath = join(work, `${name}.img`);
   const hashPath = join(work, `${name}.hash`);
-  await writeImage(imagePath, sizeBytes, seed);
+  if (fromPath !== undefined) {
+    await copyFile(fromPath, imagePath);
+    sizeBytes = (await stat(imagePath)).size;
+  } else await writeImage(imagePath, sizeBytes, seed);
   const f = await formatVerity({ dataPath: imagePath, hashPath });
   let artifactSource = imagePath;
   if (codec === 'brotli') {
@@ -190,6 +196,7 @@ export async function makeRelease(o: ReleaseOptions): Promise<Release> {
     o.sizeBytes ?? 8 * 1024 * 1024,
     o.seed ?? 7,
     codec,
+    o.rootfsImagePath,
   );
   const boot =
     o.bootSizeBytes !== undefined

@@ -89,6 +89,9 @@ class RecordingSource implements ReleaseSource {
   readRootChain() {
     return this.inner.readRootChain();
   }
+  readDeltas(warn: (message: string) => void) {
+    return this.inner.readDeltas(warn);
+  }
   async *openBlob(digest: string, sizeBytes: number, startByte: number, signal?: AbortSignal) {
     this.opens.push({ digest, startByte });
     let seen = 0;
@@ -127,7 +130,14 @@ describe('offline install from a release directory', () => {
     expect(j.phase).toBe('boot-pending');
     expect(j.targetSlot).toBe('B');
     expect(j.bootId).toBe('boot-1');
-    expect(j.images['rootfs']).toEqual({ blocksWritten: 2048, totalBlocks: 2048, hashTreeWritten: true });
+    expect(j.images['rootfs']).toEqual({
+      blocksWritten: 2048,
+      totalBlocks: 2048,
+      hashTreeWritten: true,
+      method: 'full',
+      artifactSizeBytes: rel.manifest.images.rootfs.artifact.sizeBytes,
+      downloadedBytes: rel.manifest.images.rootfs.artifact.sizeBytes,
+    });
     await expectInstalled(dev, rel, before);
     expect((await readJournal(config.dataDir))?.phase).toBe('boot-pending');
   });

@@ -1,8 +1,9 @@
 // The install state machine (DESIGN.md "Device side"): verify the offer's manifest against the
 // trust root and the device's facts → fetch and verify every target hash tree → stream each
-// artifact into the inactive slot, each block verified before it is written → write the hash
-// trees → fsync → set the slot "try once". Every step is journalled, so a crash anywhere
-// resumes from the journal; nothing is written to any slot before the manifest check passes.
+// image into the inactive slot (its full artifact, or a delta against the active slot when one
+// fits: delta-install.ts), each block verified before it is written → write the hash trees →
+// fsync → set the slot "try once". Every step is journalled, so a crash anywhere resumes from
+// the journal; nothing is written to any slot before the manifest check passes.
 import { createHash, randomUUID } from 'node:crypto';
 import { type FileHandle, rm } from 'node:fs/promises';
 import {
@@ -14,11 +15,13 @@ import {
 } from '@abota/manifest';
 import { BlockVerifier, type VerityParams } from '@abota/verity';
 import type { BootControl } from '../bootctl/bootcontrol.js';
-import type { AgentConfig, ImageTarget } from '../config.js';
+import { type AgentConfig, type ImageRootHashes, type ImageTarget, rootHashSchema } from '../config.js';
 import { ClientError, isClientError } from '../errors.js';
 import { abortError } from '../http/backoff.js';
-import { type BlockCheck, writeImage } from './image-writer.js';
+import { chooseDelta, DeltaUnusable, writeImageFromDelta } from './delta-install.js';
+import { type BlockCheck, reverifyWrittenBlocks, writeImage } from './image-writer.js';
 import {
+  deltaMetadataPath,
   type ImageProgress,
   type InstallJournal,
   isInProgress,
@@ -26,7 +29,7 @@ import {
   spoolPath,
   writeJournal,
 } from './journal.js';
-import type { ReleaseSource } from './release-source.js';
+import type { DeltaCandidate, ReleaseSource } from './release-source.js';
 import { deviceInfo, openSlotForWrite, otherSlot, type SlotName, writeFully } from './slot-io.js';
 
 /** What the installer needs from a boot-control backend (src/bootctl). */
@@ -69,7 +72,26 @@ export interface InstallerOptions {
   onProgress?: (j: InstallJournal) => void;
   /** Called once the target slot is about to be written (its old content stops being valid). */
   onTargetInvalidated?: (slot: SlotName) => Promise<void>;
+  /**
+   * Root hashes of the images in the booted (active) slot, as far as they are known
+   * (device-state.ts bootedRootHashes). A delta is applied only from an image listed here with
+   * the delta's source root hash. Absent: no deltas are used.
+   */
+  activeRootHashes?: (booted: SlotName) => Promise<ImageRootHashes>;
+  /** What the installer decided about deltas, and delta failures it recovered from (log / report). */
+  onNotice?: (notice: InstallNotice) => void | Promise<void>;
   signal?: AbortSignal;
+}
+
+export interface InstallNotice {
+  level: 'info' | 'warn';
+  /** `delta-fallback`: a delta failed and the image is installed from its full artifact. */
+  kind: 'delta-used' | 'delta-skipped' | 'delta-fallback' | 'delta-ignored';
+  image?: ImageName;
+  code?: string;
+  message: string;
+  /** The release being installed (filled in by the installer). */
+  version?: string;
 }
 
 export interface InstallRequest {
@@ -93,6 +115,13 @@ export function verityParamsOf(image: ImageManifest): VerityParams {
   };
 }
 
+/** A target hash tree checked up to its signed root hash, and the per-block checks built from it. */
+interface VerifiedTree extends BlockCheck {
+  /** Throws (VerityError ERR_VERITY_DATA_CORRUPT) when the block does not hash into the tree. */
+  assertBlock(blockIndex: number, data: Uint8Array): void;
+  hashFile: Uint8Array;
+}
+
 export function imagesOf(m: ReleaseManifest): [ImageName, ImageManifest][] {
   const out: [ImageName, ImageManifest][] = [];
   for (const name of IMAGE_ORDER) {
@@ -105,6 +134,8 @@ export function imagesOf(m: ReleaseManifest): [ImageName, ImageManifest][] {
 export class Installer {
   private journal: InstallJournal | undefined;
   private lastProgressSaveMs = performance.now();
+  /** Bytes fetched per image in this run on top of the journal's count (merged in save()). */
+  private readonly downloaded = new Map<string, number>();
 
   constructor(private readonly o: InstallerOptions) {}
 
@@ -167,10 +198,9 @@ export class Installer {
       targets.set(name, t);
     }
     if (!resuming && previous !== undefined) {
-      // A superseded install's spool is of no further use.
-      for (const name of Object.keys(previous.images)) {
-        await rm(spoolPath(config.dataDir, previous.installId, name), { force: true });
-      }
+      // A superseded install's spool and delta metadata are of no further use.
+      for (const name of Object.keys(previous.images))
+        await removeScratch(config.dataDir, previous.installId, name);
     }
     const now = this.o.clock().toISOString();
     this.journal = resuming
@@ -191,6 +221,7 @@ export class Installer {
           bootedSlot: booted,
           targetSlot: target,
           previousVersion: facts.currentVersion,
+          rootHashes: rootHashesOf(images),
           images: Object.fromEntries(
             images.map(([name, img]) => [
               name,
@@ -198,6 +229,7 @@ export class Installer {
                 blocksWritten: 0,
                 totalBlocks: img.verity.dataBlocks,
                 hashTreeWritten: false,
+                artifactSizeBytes: img.artifact.sizeBytes,
               } satisfies ImageProgress,
             ]),
           ),
@@ -209,7 +241,7 @@ export class Installer {
 
     try {
       // 2. Every hash tree, checked against its signed digest and root hash, before any write.
-      const verifiers = new Map<ImageName, BlockCheck & { hashFile: Uint8Array }>();
+      const verifiers = new Map<ImageName, VerifiedTree>();
       for (const [name, img] of images) verifiers.set(name, await this.fetchVerifier(source, name, img));
 
       // 3. The slot stops being bootable before its first byte changes.
@@ -219,8 +251,9 @@ export class Installer {
         await this.save({ phase: 'writing' });
       }
 
-      // 4. Artifacts, block by verified block; then the hash trees.
+      // 4. Artifacts (or deltas), block by verified block; then the hash trees.
       if (this.journal.phase === 'writing') {
+        const deltas = await this.deltasFor(source, images, booted);
         for (const [name, img] of images) {
           await this.writeOneImage(
             source,
@@ -231,6 +264,7 @@ export class Installer {
             booted,
             target,
             images,
+            deltas,
           );
         }
         await this.save({ phase: 'written' });
@@ -280,8 +314,7 @@ export class Installer {
       if (RESUMABLE_CODES.has(error.code)) await this.save({ error });
       else {
         await this.save({ phase: 'failed', error });
-        for (const [name] of images)
-          await rm(spoolPath(config.dataDir, this.journal.installId, name), { force: true });
+        for (const [name] of images) await removeScratch(config.dataDir, this.journal.installId, name);
       }
       throw e;
     }
@@ -290,6 +323,12 @@ export class Installer {
   private async save(patch: Partial<InstallJournal>): Promise<void> {
     if (this.journal === undefined) return;
     this.journal = { ...this.journal, ...patch, updatedAt: this.o.clock().toISOString() };
+    for (const [name, bytes] of this.downloaded) {
+      const p = this.journal.images[name];
+      if (p !== undefined)
+        this.journal.images[name] = { ...p, downloadedBytes: (p.downloadedBytes ?? 0) + bytes };
+    }
+    this.downloaded.clear();
     await writeJournal(this.o.config.dataDir, this.journal);
     this.o.onProgress?.(this.journal);
   }
@@ -298,7 +337,7 @@ export class Installer {
     source: ReleaseSource,
     name: ImageName,
     img: ImageManifest,
-  ): Promise<BlockCheck & { hashFile: Uint8Array }> {
+  ): Promise<VerifiedTree> {
     const { digest, sizeBytes } = img.verity.hashTree;
     if (sizeBytes > MAX_HASH_TREE_BYTES) {
       throw new ClientError(
@@ -338,7 +377,126 @@ export class Installer {
         { cause: e },
       );
     }
-    return { verifyBlock: (i, data) => verifier.verifyBlock(i, data), hashFile: bytes };
+    return {
+      verifyBlock: (i, data) => verifier.verifyBlock(i, data),
+      assertBlock: (i, data) => verifier.assertBlock(i, data),
+      hashFile: bytes,
+    };
+  }
+
+  private async notice(n: InstallNotice): Promise<void> {
+    try {
+      const version = this.journal?.version;
+      await this.o.onNotice?.(version !== undefined ? { ...n, version } : n);
+    } catch {
+      // a log or report hook never fails the install
+    }
+  }
+
+  /**
+   * The deltas offered for this release and the active slot's known root hashes; an empty list
+   * when the caller gave no root hashes (then there is nothing a delta could be checked against).
+   */
+  private async deltasFor(
+    source: ReleaseSource,
+    images: [ImageName, ImageManifest][],
+    booted: SlotName,
+  ): Promise<{ candidates: DeltaCandidate[]; active: ImageRootHashes }> {
+    if (this.o.activeRootHashes === undefined) return { candidates: [], active: {} };
+    const warnings: string[] = [];
+    const candidates = (await source.readDeltas?.((m) => warnings.push(m))) ?? [];
+    for (const message of warnings) await this.notice({ level: 'warn', kind: 'delta-ignored', message });
+    const wanted = new Set(images.map(([name]) => name as string));
+    return {
+      candidates: candidates.filter((d) => wanted.has(d.image)),
+      active: await this.o.activeRootHashes(booted),
+    };
+  }
+
+  /** Count the bytes an image's blobs deliver (status: "delta 3.1 MiB of 40 MiB full"). */
+  private counting(source: ReleaseSource, name: ImageName): ReleaseSource {
+    const count = (n: number): void => {
+      this.downloaded.set(name, (this.downloaded.get(name) ?? 0) + n);
+    };
+    return {
+      journalSource: source.journalSource,
+      readManifestJws: () => source.readManifestJws(),
+      readRootChain: () => source.readRootChain(),
+      readDeltas: async (warn) => (await source.readDeltas?.(warn)) ?? [],
+      async *openBlob(digest, sizeBytes, startByte, signal) {
+        for await (const chunk of source.openBlob(digest, sizeBytes, startByte, signal)) {
+          count(chunk.byteLength);
+          yield chunk;
+        }
+      },
+    };
+  }
+
+  /**
+   * Decide how a not yet started image is written (journalled before its first byte): a delta
+   * when chooseDelta() accepts one, else the full artifact. An image the journal already has
+   * blocks of keeps its method (journals from before deltas: full).
+   */
+  private async chooseMethod(
+    name: ImageName,
+    img: ImageManifest,
+    deltas: { candidates: DeltaCandidate[]; active: ImageRootHashes },
+    booted: SlotName,
+  ): Promise<'delta' | 'full'> {
+    const progress = this.journal!.images[name]!;
+    if (progress.method !== undefined) return progress.method;
+    if (progress.blocksWritten > 0) return 'full';
+    const choice = chooseDelta(name, img, deltas.candidates, deltas.active[name]);
+    if (choice.use === undefined) {
+      if (choice.reason !== undefined)
+        await this.notice({
+          level: 'info',
+          kind: 'delta-skipped',
+          image: name,
+          message: `image ${name}: delta not used, installing the full artifact: ${choice.reason}`,
+        });
+      this.journal!.images[name] = { ...progress, method: 'full' };
+      await this.save({});
+      return 'full';
+    }
+    const d = choice.use;
+    this.journal!.images[name] = {
+      ...progress,
+      method: 'delta',
+      delta: { digest: d.digest, sizeBytes: d.sizeBytes, sourceRootHash: d.sourceRootHash },
+    };
+    await this.save({});
+    await this.notice({
+      level: 'info',
+      kind: 'delta-used',
+      image: name,
+      message: `image ${name}: applying delta ${d.digest} (${d.sizeBytes} bytes instead of the ${img.artifact.sizeBytes}-byte artifact) against slot ${booted}`,
+    });
+    return 'delta';
+  }
+
+  /** A delta failed for good: journal `full` from block 0 first, then report it. */
+  private async fallBackToFull(name: ImageName, e: DeltaUnusable, allImages: [ImageName, ImageManifest][]) {
+    const { delta, ...rest } = this.journal!.images[name]!;
+    const { checkpoint: _dropped, ...deltaWithoutCheckpoint } = delta ?? { checkpoint: undefined };
+    this.journal!.images[name] = {
+      ...rest,
+      method: 'full',
+      blocksWritten: 0,
+      ...(delta !== undefined ? { delta: deltaWithoutCheckpoint as typeof delta } : {}),
+      deltaFallback: { code: e.code, message: e.message.slice(0, 2000) },
+    };
+    await this.save({
+      progress: { bytesDone: this.bytesDone(allImages), bytesTotal: this.journal!.progress.bytesTotal },
+    });
+    await rm(deltaMetadataPath(this.o.config.dataDir, this.journal!.installId, name), { force: true });
+    await this.notice({
+      level: 'warn',
+      kind: 'delta-fallback',
+      image: name,
+      code: e.code,
+      message: `image ${name}: delta failed (${e.code}: ${e.message}); installing the full artifact from block 0`,
+    });
   }
 
   private async writeOneImage(
@@ -346,13 +504,15 @@ export class Installer {
     name: ImageName,
     img: ImageManifest,
     t: ImageTarget,
-    verifier: BlockCheck & { hashFile: Uint8Array },
+    verifier: VerifiedTree,
     booted: SlotName,
     target: SlotName,
     allImages: [ImageName, ImageManifest][],
+    deltas: { candidates: DeltaCandidate[]; active: ImageRootHashes },
   ): Promise<void> {
     const { config } = this.o;
     const progress = this.journal!.images[name]!;
+    const counted = this.counting(source, name);
     const sameDevice = t.hashPath === undefined;
     const hashOffset = t.hashOffsetBytes ?? 0;
     const treeBytes = verifier.hashFile.byteLength;
@@ -376,14 +536,31 @@ export class Installer {
       if (!info.isBlockDevice && !sameDevice && info.sizeBytes !== img.sizeBytes)
         await dataFh.truncate(img.sizeBytes);
 
-      if (!progress.hashTreeWritten) {
+      if (!progress.hashTreeWritten && (await this.chooseMethod(name, img, deltas, booted)) === 'delta') {
+        try {
+          await this.writeFromDelta(
+            counted,
+            name,
+            img,
+            dataFh,
+            verifier,
+            booted,
+            allImages,
+            deltas.candidates,
+          );
+        } catch (e) {
+          if (!(e instanceof DeltaUnusable)) throw e;
+          await this.fallBackToFull(name, e, allImages);
+        }
+      }
+      if (!progress.hashTreeWritten && this.journal!.images[name]!.method !== 'delta') {
         await writeImage({
           imageName: name,
           image: img,
           verifier,
           dataFh,
-          source,
-          blocksDone: progress.blocksWritten,
+          source: counted,
+          blocksDone: this.journal!.images[name]!.blocksWritten,
           checkpointBytes: this.o.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES,
           onBytes: async (bytesInImage) => {
             // Progress for `status` and the server between checkpoints (written, maybe not yet durable).
@@ -407,7 +584,7 @@ export class Installer {
             : {}),
           onCheckpoint: async (blocksWritten, spooledBytes) => {
             this.journal!.images[name] = {
-              ...progress,
+              ...this.journal!.images[name]!,
               blocksWritten,
               ...(spooledBytes > 0 ? { spooledBytes } : {}),
             };
@@ -427,6 +604,88 @@ export class Installer {
     } finally {
       await dataFh.close();
     }
+  }
+
+  /**
+   * Write image `name` from the journalled delta (resuming its checkpoint). Throws DeltaUnusable
+   * when the delta cannot produce the image (the caller falls back to the full artifact).
+   */
+  private async writeFromDelta(
+    source: ReleaseSource,
+    name: ImageName,
+    img: ImageManifest,
+    dataFh: FileHandle,
+    verifier: VerifiedTree,
+    booted: SlotName,
+    allImages: [ImageName, ImageManifest][],
+    candidates: DeltaCandidate[],
+  ): Promise<void> {
+    const { config } = this.o;
+    const progress = this.journal!.images[name]!;
+    const delta = progress.delta!;
+    if (!candidates.some((d) => d.digest === delta.digest && d.image === name)) {
+      throw new DeltaUnusable(
+        'ERR_INSTALL_DELTA_WITHDRAWN',
+        `delta ${delta.digest} is no longer offered for this release`,
+      );
+    }
+    const active = config.slots[booted][name];
+    if (active === undefined) {
+      throw new DeltaUnusable(
+        'ERR_INSTALL_SLOT_LAYOUT',
+        `the active slot ${booted} has no ${name} device configured`,
+      );
+    }
+    const bs = img.verity.dataBlockSize;
+    const total = img.verity.dataBlocks;
+    if (progress.blocksWritten === total && delta.checkpoint === undefined) {
+      // Applied completely before an interruption (e.g. while writing the hash area): nothing to
+      // download if every block still verifies on the slot; otherwise apply it again from op 0.
+      if ((await reverifyWrittenBlocks(dataFh, verifier, bs, total)) === total) return;
+      this.journal!.images[name] = { ...progress, blocksWritten: 0 };
+    }
+    await writeImageFromDelta({
+      imageName: name,
+      image: img,
+      delta,
+      metadataPath: deltaMetadataPath(config.dataDir, this.journal!.installId, name),
+      verifier,
+      dataFh,
+      sourcePath: active.path,
+      ...(active.hashPath === undefined && active.hashOffsetBytes !== undefined
+        ? { sourceLimitBytes: active.hashOffsetBytes }
+        : {}),
+      source,
+      blocksDone: this.journal!.images[name]!.blocksWritten,
+      checkpointBytes: this.o.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES,
+      onCheckpoint: async (checkpoint, blocksWritten) => {
+        const current = this.journal!.images[name]!;
+        this.journal!.images[name] = { ...current, blocksWritten, delta: { ...current.delta!, checkpoint } };
+        await this.save({
+          progress: { bytesDone: this.bytesDone(allImages), bytesTotal: this.journal!.progress.bytesTotal },
+        });
+      },
+      onBytes: async (bytesWritten) => {
+        const now = performance.now();
+        if (now - this.lastProgressSaveMs < PROGRESS_SAVE_INTERVAL_MS) return;
+        this.lastProgressSaveMs = now;
+        const others = this.bytesDone(allImages) - this.journal!.images[name]!.blocksWritten * bs;
+        await this.save({
+          progress: { bytesDone: others + bytesWritten, bytesTotal: this.journal!.progress.bytesTotal },
+        });
+      },
+      ...(this.o.signal ? { signal: this.o.signal } : {}),
+    });
+    // Every block is written, verified and fdatasynced; the checkpoint has served its purpose.
+    const { checkpoint: _done, ...finished } = this.journal!.images[name]!.delta!;
+    this.journal!.images[name] = {
+      ...this.journal!.images[name]!,
+      blocksWritten: img.verity.dataBlocks,
+      delta: finished,
+    };
+    await this.save({
+      progress: { bytesDone: this.bytesDone(allImages), bytesTotal: this.journal!.progress.bytesTotal },
+    });
   }
 
   /** Bytes of verified data durably on the slot, over all images (journal progress). */
@@ -472,6 +731,21 @@ class ArmingInterrupted extends Error {
   constructor(override readonly cause: unknown) {
     super('arming the trial boot was interrupted');
   }
+}
+
+/** The release's image root hashes in state.json's shape (each already checked by the manifest schema). */
+function rootHashesOf(images: [ImageName, ImageManifest][]): ImageRootHashes {
+  const out: ImageRootHashes = {};
+  for (const [name, img] of images) {
+    if (rootHashSchema.safeParse(img.verity.rootHash).success) out[name] = img.verity.rootHash;
+  }
+  return out;
+}
+
+/** An install's per-image scratch files in the data directory (spool, delta metadata). */
+async function removeScratch(dataDir: string, installId: string, image: string): Promise<void> {
+  await rm(spoolPath(dataDir, installId, image), { force: true });
+  await rm(deltaMetadataPath(dataDir, installId, image), { force: true });
 }
 
 function withoutError(j: InstallJournal): InstallJournal {

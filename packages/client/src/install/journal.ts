@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
+import { imageRootHashesSchema } from '../config.js';
 import { ClientError } from '../errors.js';
 
 export const JOURNAL_FILE = 'install-journal.json';
@@ -20,6 +21,26 @@ export const installPhases = [
 ] as const;
 export type InstallPhase = (typeof installPhases)[number];
 
+/** @abota/delta's DeltaCheckpoint: where an interrupted delta resumes (FORMAT.md "Resuming"). */
+const deltaCheckpointSchema = z.object({
+  nextOp: z.number().int().nonnegative(),
+  payloadOffset: z.number().int().nonnegative(),
+  metadataSizeBytes: z.number().int().positive(),
+  metadataSha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+
+const deltaProgressSchema = z.object({
+  digest: z.string(),
+  sizeBytes: z.number().int().positive(),
+  sourceRootHash: z.string(),
+  /**
+   * Last durable checkpoint: the target slot was fdatasynced after its ops were written and the
+   * payload's metadata is in deltaMetadataPath() (resume needs both). Absent: start at op 0.
+   */
+  checkpoint: deltaCheckpointSchema.optional(),
+});
+export type DeltaProgress = z.infer<typeof deltaProgressSchema>;
+
 const imageProgressSchema = z.object({
   /** Verified data blocks known to be durably on the slot (fsynced before this was recorded). */
   blocksWritten: z.number().int().nonnegative(),
@@ -27,6 +48,19 @@ const imageProgressSchema = z.object({
   hashTreeWritten: z.boolean(),
   /** Compressed artifact bytes durably kept in the spool file (config spoolCompressedArtifacts). */
   spooledBytes: z.number().int().nonnegative().optional(),
+  /**
+   * How the image is being written: from a delta against the active slot, or from the full
+   * artifact. Absent = not chosen yet (nothing written), or a journal from before deltas (full).
+   */
+  method: z.enum(['delta', 'full']).optional(),
+  /** The delta chosen for this image; kept after a fallback to say which one failed. */
+  delta: deltaProgressSchema.optional(),
+  /** Why the delta was given up (method is then `full`, restarted from block 0). */
+  deltaFallback: z.object({ code: z.string(), message: z.string() }).optional(),
+  /** Size of the full artifact (status: "delta 3.1 MiB of 40 MiB full"). */
+  artifactSizeBytes: z.number().int().nonnegative().optional(),
+  /** Bytes of this image fetched from the release source so far, delta and artifact, resumes included. */
+  downloadedBytes: z.number().int().nonnegative().optional(),
 });
 export type ImageProgress = z.infer<typeof imageProgressSchema>;
 
@@ -48,6 +82,8 @@ export const journalSchema = z.object({
   source: sourceSchema,
   bootedSlot: z.enum(['A', 'B']),
   targetSlot: z.enum(['A', 'B']),
+  /** Root hash of each image of the release (signed manifest): recorded in state.json at commit. */
+  rootHashes: imageRootHashesSchema.optional(),
   /** Version running when the install started (reported while installing, restored on rollback). */
   previousVersion: z.string(),
   images: z.record(z.string(), imageProgressSchema),
@@ -68,6 +104,11 @@ export type InstallJournal = z.infer<typeof journalSchema>;
 /** Spool file of one image's compressed artifact for an install. */
 export function spoolPath(dataDir: string, installId: string, image: string): string {
   return join(dataDir, `spool-${installId}-${image}.bin`);
+}
+
+/** The metadata (header + op table) of the delta being applied to one image, kept to resume it. */
+export function deltaMetadataPath(dataDir: string, installId: string, image: string): string {
+  return join(dataDir, `delta-${installId}-${image}.meta`);
 }
 
 export function journalPath(dataDir: string): string {

@@ -1,16 +1,30 @@
 // Where a release's bytes come from: a local release directory (offline/USB install) or the
 // update server's offer (artifact URLs, resumable HTTP). Both hand out blobs as streams starting
-// at a byte offset, bounded by the size the signed manifest states.
+// at a byte offset, bounded by the size the signed manifest states (or, for a delta, the size
+// its unsigned offer states), and list the deltas available beside the signed manifest.
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { ClientError } from '../errors.js';
 import type { BackoffOptions } from '../http/backoff.js';
 import { MAX_MANIFEST_JWS_BYTES } from '../http/bounded-body.js';
 import { downloadRange } from '../http/download.js';
-import type { UpdateServerClient } from '../http/server-api.js';
+import type { DeltaOffer, UpdateServerClient } from '../http/server-api.js';
 import type { TokenBucket } from '../http/token-bucket.js';
 import type { JournalSource } from './journal.js';
+
+/**
+ * A delta to one image of the release (docs/CONTRACTS.md "Deltas end to end"): untrusted, chosen
+ * only when `sourceRootHash` is the active slot's known root hash for `image`.
+ */
+export interface DeltaCandidate {
+  image: 'rootfs' | 'boot';
+  digest: string;
+  sizeBytes: number;
+  sourceRootHash: string;
+  sourceVersion?: string;
+}
 
 export interface ReleaseSource {
   /** For messages and the journal. */
@@ -21,7 +35,13 @@ export interface ReleaseSource {
    * then `root.json`): the device walks them from its own root (verifyRootChain). May be empty.
    */
   readRootChain(): Promise<string[]>;
-  /** Bytes [startByte, sizeBytes) of the blob with this digest. */
+  /**
+   * Deltas offered for this release (server: the poll's `deltas`; directory: `deltas.json`).
+   * Malformed entries are left out and reported through `warn`; never fails the install.
+   * A source without this method offers no deltas.
+   */
+  readDeltas?(warn: (message: string) => void): Promise<DeltaCandidate[]>;
+  /** Bytes [startByte, sizeBytes) of the blob (artifact, hash tree or delta) with this digest. */
   openBlob(
     digest: string,
     sizeBytes: number,
@@ -39,7 +59,19 @@ function blobHex(digest: string): string {
   return m[1]!;
 }
 
-/** A release directory as the publisher writes it: manifest.jws, root.json, blobs/sha256/<hex>. */
+/** deltas.json is small (one entry per image and source); anything larger is not read. */
+const MAX_DELTAS_JSON_BYTES = 1024 * 1024;
+
+const deltasFileSchema = z.object({ schemaVersion: z.literal(1), deltas: z.array(z.unknown()).max(64) });
+const deltasFileEntrySchema = z.object({
+  image: z.enum(['rootfs', 'boot']),
+  sourceVersion: z.string().min(1).max(256).optional(),
+  sourceRootHash: z.string().regex(/^(?:[0-9a-f]{2}){20,64}$/),
+  digest: z.string().regex(DIGEST),
+  sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+});
+
+/** A release directory as the publisher writes it: manifest.jws, root.json, blobs/sha256/<hex>, optional deltas.json. */
 export class DirectoryReleaseSource implements ReleaseSource {
   readonly journalSource: JournalSource;
 
@@ -87,6 +119,42 @@ export class DirectoryReleaseSource implements ReleaseSource {
     return out;
   }
 
+  async readDeltas(warn: (message: string) => void): Promise<DeltaCandidate[]> {
+    const path = join(this.dir, 'deltas.json');
+    let text: string;
+    try {
+      const st = await stat(path);
+      if (st.size > MAX_DELTAS_JSON_BYTES) {
+        warn(`${path} is ${st.size} bytes, over the ${MAX_DELTAS_JSON_BYTES}-byte limit; no delta is used`);
+        return [];
+      }
+      text = await readFile(path, 'utf8');
+    } catch {
+      return []; // a release directory without deltas.json has no deltas
+    }
+    let file: z.infer<typeof deltasFileSchema>;
+    try {
+      file = deltasFileSchema.parse(JSON.parse(text));
+    } catch (e) {
+      warn(`${path} is not a valid deltas file (${(e as Error).message.slice(0, 200)}); no delta is used`);
+      return [];
+    }
+    const out: DeltaCandidate[] = [];
+    file.deltas.forEach((entry, index) => {
+      const r = deltasFileEntrySchema.safeParse(entry);
+      if (!r.success) {
+        const issue = r.error.issues[0];
+        warn(
+          `${path}: delta ${index} ignored (${issue ? `${issue.path.join('.') || '(entry)'}: ${issue.message}` : 'schema'})`,
+        );
+        return;
+      }
+      const { sourceVersion, ...rest } = r.data;
+      out.push({ ...rest, ...(sourceVersion !== undefined ? { sourceVersion } : {}) });
+    });
+    return out;
+  }
+
   async *openBlob(digest: string, sizeBytes: number, startByte: number): AsyncGenerator<Uint8Array> {
     const path = join(this.dir, 'blobs', 'sha256', blobHex(digest));
     let size: number;
@@ -117,6 +185,8 @@ export class ServerReleaseSource implements ReleaseSource {
     private readonly o: {
       manifestJws: string;
       artifacts: Record<string, string>;
+      /** The offer's deltas, already checked by UpdateServerClient.poll. */
+      deltas?: DeltaOffer[];
       client: UpdateServerClient;
       bucket?: TokenBucket;
       backoff?: BackoffOptions;
@@ -134,13 +204,17 @@ export class ServerReleaseSource implements ReleaseSource {
     return [];
   }
 
+  async readDeltas(): Promise<DeltaCandidate[]> {
+    return this.o.deltas ?? [];
+  }
+
   openBlob(
     digest: string,
     sizeBytes: number,
     startByte: number,
     signal?: AbortSignal,
   ): AsyncIterable<Uint8Array> {
-    const where = this.o.artifacts[digest];
+    const where = this.o.artifacts[digest] ?? this.o.deltas?.find((d) => d.digest === digest)?.url;
     if (where === undefined) {
       throw new ClientError('ERR_INSTALL_ARTIFACT_MISSING', `the update offer has no URL for blob ${digest}`);
     }
