@@ -86,6 +86,33 @@ export interface ProvisioningTokenInfo {
   token?: string;
 }
 
+/** An upload session on the server (services/update-server README "Resumable uploads"). */
+export interface UploadInfo {
+  uploadId: string;
+  digest: string;
+  sizeBytes: number;
+  partSizeBytes: number;
+  partCount: number;
+  parts: UploadPartInfo[];
+  receivedBytes: number;
+  expiresAt: string;
+}
+
+export interface UploadPartInfo {
+  partNumber: number;
+  sizeBytes: number;
+  sha256: string;
+}
+
+/** What `POST /v1/admin/releases/{id}/deltas` registers (docs/CONTRACTS.md "Deltas end to end"). */
+export interface DeltaRegistration {
+  image: string;
+  sourceVersion: string;
+  sourceRootHash: string;
+  digest: string;
+  sizeBytes: number;
+}
+
 export interface DeviceInfo {
   id: string;
   product: string;
@@ -205,8 +232,10 @@ function isRetryableStatus(status: number): boolean {
 }
 
 interface CallOptions {
-  method: 'GET' | 'HEAD' | 'POST' | 'PUT';
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
   path: string;
+  /** Extra request headers (e.g. Content-Digest of an upload part). */
+  headers?: Record<string, string>;
   /** A JSON body, or a function making a fresh streamed body per try. */
   json?: unknown;
   stream?: () => { body: ReadableStream<Uint8Array>; sizeBytes: number };
@@ -247,6 +276,7 @@ export class AdminClient {
     for (let attempt = 1; ; attempt++) {
       if (o.signal?.aborted) throw interrupted();
       const headers: Record<string, string> = {
+        ...o.headers,
         authorization: `Bearer ${this.apiKey}`,
         accept: 'application/json',
       };
@@ -390,6 +420,165 @@ export class AdminClient {
       );
     }
     return { created: created === true || res.status === 201 };
+  }
+
+  // ---- resumable uploads: one blob in parts (POST/GET /v1/admin/uploads...) ----
+
+  /**
+   * Starts an upload session for a blob, or learns that the server already has it. Repeating it
+   * after a lost answer at worst leaves an unused session, which the server expires.
+   */
+  async createUpload(
+    digest: string,
+    sizeBytes: number,
+    o: { partSizeBytes?: number | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<{ present: true } | { present: false; upload: UploadInfo }> {
+    const { status, body } = await this.callJson({
+      method: 'POST',
+      path: '/v1/admin/uploads',
+      json: {
+        digest,
+        sizeBytes,
+        ...(o.partSizeBytes === undefined ? {} : { partSizeBytes: o.partSizeBytes }),
+      },
+      idempotent: true,
+      expect: [],
+      signal: o.signal,
+    });
+    if (status === 200) return { present: true };
+    return { present: false, upload: asUpload(body) };
+  }
+
+  /** The session and the parts the server has, or undefined when it is gone (completed, aborted, expired). */
+  async getUpload(uploadId: string, signal?: AbortSignal): Promise<UploadInfo | undefined> {
+    const { status, body } = await this.callJson({
+      method: 'GET',
+      path: `/v1/admin/uploads/${encodeURIComponent(uploadId)}`,
+      idempotent: true,
+      expect: [404],
+      signal,
+    });
+    return status === 404 ? undefined : asUpload(body);
+  }
+
+  /** Open sessions for one digest, oldest first. */
+  async listUploads(digest: string, signal?: AbortSignal): Promise<UploadInfo[]> {
+    const { body } = await this.callJson({
+      method: 'GET',
+      path: `/v1/admin/uploads?digest=${encodeURIComponent(digest)}`,
+      idempotent: true,
+      expect: [],
+      signal,
+    });
+    return itemsOf(body, 'upload list').map(asUpload);
+  }
+
+  /**
+   * Sends one part (held in memory: at most the session's part size) with its RFC 9530
+   * Content-Digest; the server refuses bytes that do not match. Retries re-send the same bytes.
+   */
+  async putUploadPart(
+    uploadId: string,
+    partNumber: number,
+    bytes: Uint8Array,
+    sha256Hex: string,
+    o: { signal?: AbortSignal | undefined; onBytes?: (sentInThisTry: number) => void } = {},
+  ): Promise<UploadPartInfo> {
+    const res = await this.call({
+      method: 'PUT',
+      path: `/v1/admin/uploads/${encodeURIComponent(uploadId)}/parts/${partNumber}`,
+      headers: { 'content-digest': `sha-256=:${Buffer.from(sha256Hex, 'hex').toString('base64')}:` },
+      idempotent: true,
+      expect: [],
+      signal: o.signal,
+      stream: () => {
+        let offset = 0;
+        o.onBytes?.(0);
+        const body = new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (offset >= bytes.byteLength) {
+              controller.close();
+              return;
+            }
+            const chunk = bytes.subarray(offset, Math.min(offset + (256 << 10), bytes.byteLength));
+            offset += chunk.byteLength;
+            controller.enqueue(chunk);
+            o.onBytes?.(offset);
+          },
+        });
+        return { body, sizeBytes: bytes.byteLength };
+      },
+    });
+    const text = await readLimitedText(res, `PUT part ${partNumber} of upload ${uploadId}`);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new AdminApiError(
+        'ERR_SERVER_RESPONSE_INVALID',
+        `PUT part ${partNumber}: the answer is not JSON`,
+        {
+          status: res.status,
+        },
+      );
+    }
+    return asUploadPart(value);
+  }
+
+  /** Assembles and verifies the blob on the server; `created: false` when it was already stored. */
+  async completeUpload(
+    uploadId: string,
+    signal?: AbortSignal,
+  ): Promise<{ digest: string; sizeBytes: number; created: boolean }> {
+    const { status, body } = await this.callJson({
+      method: 'POST',
+      path: `/v1/admin/uploads/${encodeURIComponent(uploadId)}/complete`,
+      // A retry after a lost answer finds the session gone (ERR_UPLOAD_NOT_FOUND); the caller then
+      // checks the blob itself.
+      idempotent: true,
+      expect: [],
+      signal,
+    });
+    const r = record(body, 'upload completion');
+    return {
+      digest: str(r, 'digest', 'upload completion'),
+      sizeBytes: int(r, 'sizeBytes', 'upload completion'),
+      created: status === 201,
+    };
+  }
+
+  async abortUpload(uploadId: string, signal?: AbortSignal): Promise<void> {
+    await this.call({
+      method: 'DELETE',
+      path: `/v1/admin/uploads/${encodeURIComponent(uploadId)}`,
+      idempotent: true,
+      expect: [],
+      signal,
+      timeoutMs: JSON_TIMEOUT_MS,
+    });
+  }
+
+  /**
+   * `POST /v1/admin/releases/{id}/deltas` (docs/CONTRACTS.md "Deltas end to end"): 201 registered,
+   * 200 when that exact delta already was (so a re-run of a push is harmless, and so is a retry).
+   */
+  async registerDelta(
+    releaseId: string,
+    delta: DeltaRegistration,
+    signal?: AbortSignal,
+  ): Promise<{ id: string; created: boolean }> {
+    const { status, body } = await this.callJson({
+      method: 'POST',
+      path: `/v1/admin/releases/${encodeURIComponent(releaseId)}/deltas`,
+      json: delta,
+      idempotent: true,
+      expect: [],
+      signal,
+    });
+    return {
+      id: str(record(body, 'delta registration'), 'id', 'delta registration'),
+      created: status === 201,
+    };
   }
 
   /** `POST /v1/admin/releases`: the server verifies the JWS against the product's trust root. */
@@ -588,6 +777,36 @@ function asToken(value: unknown): ProvisioningTokenInfo {
     maxUses,
     uses: int(o, 'uses', 'provisioning token'),
     ...(token === undefined ? {} : { token }),
+  };
+}
+
+function asUploadPart(value: unknown): UploadPartInfo {
+  const o = record(value, 'upload part');
+  const sha256 = str(o, 'sha256', 'upload part');
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw invalid('upload part');
+  return {
+    partNumber: int(o, 'partNumber', 'upload part'),
+    sizeBytes: int(o, 'sizeBytes', 'upload part'),
+    sha256,
+  };
+}
+
+function asUpload(value: unknown): UploadInfo {
+  const o = record(value, 'upload');
+  const parts = o['parts'];
+  if (!Array.isArray(parts)) throw invalid('upload');
+  const uploadId = str(o, 'uploadId', 'upload');
+  // The id goes into URL paths of later calls: only the documented shape.
+  if (!/^[0-9a-f]{32}$/.test(uploadId)) throw invalid('upload');
+  return {
+    uploadId,
+    digest: str(o, 'digest', 'upload'),
+    sizeBytes: int(o, 'sizeBytes', 'upload'),
+    partSizeBytes: int(o, 'partSizeBytes', 'upload'),
+    partCount: int(o, 'partCount', 'upload'),
+    parts: parts.map(asUploadPart),
+    receivedBytes: int(o, 'receivedBytes', 'upload'),
+    expiresAt: str(o, 'expiresAt', 'upload'),
   };
 }
 

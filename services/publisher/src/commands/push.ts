@@ -1,9 +1,11 @@
 // `abota release push DIR`: publish a release directory (docs/CONTRACTS.md "Release manifest") to
-// an update server. Local completeness first (every blob the signed manifest names, right size,
-// sha256 of those about to be sent), then each blob HEAD → skip when present, else a streamed PUT,
-// then the manifest JWS. Skipping present blobs is what makes an interrupted push resumable: the
-// re-run sends only what is missing. The server verifies the signature against the product's
-// trust root; nothing here trusts the manifest beyond reading which blobs it names.
+// an update server. Local completeness first (every blob the signed manifest and deltas.json name,
+// right size, sha256 of those about to be sent), then each blob HEAD → skip when present, else a
+// streamed PUT — or, above a size threshold, the parts of a resumable upload session
+// (push-upload.ts) — then the manifest JWS, then the deltas' registrations (push-deltas.ts).
+// Skipping present blobs and present parts is what makes an interrupted push resumable: the re-run
+// sends only what is missing. The server verifies the signature against the product's trust root;
+// nothing here trusts the manifest beyond reading which blobs it names.
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_JWS_BYTES, parseGeneralJws, parseManifest, type ReleaseManifest } from '@abota/manifest';
@@ -12,15 +14,27 @@ import { AdminApiError, type AdminClient, clientFromEnvironment, type ServerFlag
 import { printJson, startProgress } from '../output.js';
 import { ReleaseError } from '../release/errors.js';
 import { blobRelativePath, MANIFEST_JWS, readSmallFile, sha256File } from '../release/release-dir.js';
+import { type PushDelta, readReleaseDeltas, registerReleaseDeltas } from './push-deltas.js';
+import { PushStateFile, uploadBlobInParts } from './push-upload.js';
 
 const MIB = 1024 * 1024;
+/** Blobs larger than this go through a resumable upload session instead of one PUT. */
+export const DEFAULT_SESSION_THRESHOLD_BYTES = 32 * MIB;
 
 export interface PushBlob {
   digest: string;
   sizeBytes: number;
-  /** What the manifest uses it for, e.g. images.rootfs.artifact. */
+  /** What the release uses it for, e.g. images.rootfs.artifact, deltas.rootfs.from.1.0.0. */
   role: string;
   action: 'uploaded' | 'present';
+  /** `put`: one streamed PUT; `parts`: a resumable upload session. Absent when present. */
+  method?: 'put' | 'parts';
+  /** Bytes sent in this run. */
+  uploadedBytes: number;
+  /** Bytes of an upload session that the server had from an earlier, interrupted run. */
+  resumedBytes: number;
+  /** The upload session used (method `parts`). */
+  uploadId?: string;
 }
 
 export interface PushSummary {
@@ -31,7 +45,11 @@ export interface PushSummary {
   /** false when the server already had this exact release (a re-run of a finished push). */
   created: boolean;
   blobs: PushBlob[];
+  /** Deltas registered for the release (deltas.json), in its order. */
+  deltas: PushDelta[];
   uploadedBytes: number;
+  /** Bytes of interrupted upload sessions that did not need sending again. */
+  resumedBytes: number;
   skippedBytes: number;
   /** Calls repeated after a network failure or a 5xx. */
   retries: number;
@@ -42,8 +60,15 @@ export interface PushOptions {
   dir: string;
   client: AdminClient;
   signal?: AbortSignal;
-  /** Bytes sent of the blobs that need uploading (a retried blob counts from its start again). */
-  onProgress?: (sentBytes: number, totalBytes: number) => void;
+  /**
+   * Bytes of the blobs that need uploading that the server has: sent now or resumed (a retried
+   * PUT counts from its start again).
+   */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Blobs larger than this use an upload session (default 32 MiB). */
+  sessionThresholdBytes?: number;
+  /** Part size to ask the server for (default: the server's, 8 MiB). */
+  partSizeBytes?: number;
 }
 
 /** The blobs the manifest references (artifact and hash tree of each image), one per digest. */
@@ -84,7 +109,17 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
   const started = performance.now();
   const { client, signal } = o;
   const { jwsText, manifest } = await readSignedManifest(o.dir);
+  const deltas = await readReleaseDeltas(o.dir);
   const wanted = manifestBlobs(manifest);
+  for (const delta of deltas) {
+    if (!wanted.some((b) => b.digest === delta.digest)) {
+      wanted.push({
+        digest: delta.digest,
+        sizeBytes: delta.sizeBytes,
+        role: `deltas.${delta.image}.from.${delta.sourceVersion}`,
+      });
+    }
+  }
 
   // 1. The directory is complete: every blob present with the manifest's size (cheap, all of them).
   const local = new Map<string, string>();
@@ -122,7 +157,12 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
   const plan: PushBlob[] = [];
   for (const blob of wanted) {
     const remoteSize = await client.headBlob(blob.digest.slice('sha256:'.length), signal);
-    plan.push({ ...blob, action: remoteSize === blob.sizeBytes ? 'present' : 'uploaded' });
+    plan.push({
+      ...blob,
+      action: remoteSize === blob.sizeBytes ? 'present' : 'uploaded',
+      uploadedBytes: 0,
+      resumedBytes: 0,
+    });
   }
   // Smallest first: an interrupted push then leaves as many blobs stored as it can.
   const toUpload = plan.filter((b) => b.action === 'uploaded').sort((a, b) => a.sizeBytes - b.sizeBytes);
@@ -140,14 +180,43 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
   }
   const checked = performance.now();
 
-  // 4. Upload, one blob at a time (each is a stream of 1 MiB chunks; memory does not grow with size).
+  // 4. Upload, one blob at a time: small ones as one streamed PUT (1 MiB chunks), large ones as
+  //    the parts of an upload session (one part in memory). Memory does not grow with blob size.
   const totalBytes = toUpload.reduce((n, b) => n + b.sizeBytes, 0);
+  const threshold = o.sessionThresholdBytes ?? DEFAULT_SESSION_THRESHOLD_BYTES;
+  const state = new PushStateFile(o.dir, client.serverUrl);
+  await state.load();
   let doneBytes = 0;
   for (const blob of toUpload) {
-    await client.putBlobFile(blob.digest.slice('sha256:'.length), local.get(blob.digest)!, blob.sizeBytes, {
-      signal,
-      onBytes: (sent) => o.onProgress?.(doneBytes + sent, totalBytes),
-    });
+    const hex = blob.digest.slice('sha256:'.length);
+    const path = local.get(blob.digest)!;
+    const inParts =
+      blob.sizeBytes > threshold
+        ? await uploadBlobInParts({
+            client,
+            state,
+            digest: blob.digest,
+            sizeBytes: blob.sizeBytes,
+            path,
+            partSizeBytes: o.partSizeBytes,
+            signal,
+            onBytes: (done) => o.onProgress?.(doneBytes + done, totalBytes),
+          })
+        : undefined;
+    if (inParts !== undefined) {
+      blob.method = 'parts';
+      blob.uploadedBytes = inParts.uploadedBytes;
+      blob.resumedBytes = inParts.resumedBytes;
+      if (inParts.uploadId !== undefined) blob.uploadId = inParts.uploadId;
+      if (inParts.alreadyStored) blob.action = 'present';
+    } else {
+      await client.putBlobFile(hex, path, blob.sizeBytes, {
+        signal,
+        onBytes: (sent) => o.onProgress?.(doneBytes + sent, totalBytes),
+      });
+      blob.method = 'put';
+      blob.uploadedBytes = blob.sizeBytes;
+    }
     doneBytes += blob.sizeBytes;
     o.onProgress?.(doneBytes, totalBytes);
   }
@@ -155,6 +224,8 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
 
   // 5. The manifest last: the server requires every referenced blob to be present.
   const { release, created } = await client.pushRelease(jwsText, signal);
+  // 6. The deltas, which the server checks against the release's images (so: after it).
+  const registered = await registerReleaseDeltas(client, release.id, deltas, signal);
   const done = performance.now();
   return {
     server: client.serverUrl.origin,
@@ -163,7 +234,9 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
     releaseId: release.id,
     created,
     blobs: plan,
-    uploadedBytes: totalBytes,
+    deltas: registered,
+    uploadedBytes: plan.reduce((n, b) => n + b.uploadedBytes, 0),
+    resumedBytes: plan.reduce((n, b) => n + b.resumedBytes, 0),
     skippedBytes: plan.filter((b) => b.action === 'present').reduce((n, b) => n + b.sizeBytes, 0),
     retries: client.retriesDone,
     durationsMs: {
@@ -182,7 +255,12 @@ function printPushSummary(s: PushSummary): void {
   const uploaded = s.blobs.filter((b) => b.action === 'uploaded').length;
   const lines = [
     `${s.created ? 'pushed' : 'already on the server:'} ${s.product} ${s.version} → ${s.server} (release id ${s.releaseId})`,
-    `  blobs: ${uploaded} uploaded (${humanMiB(s.uploadedBytes)}), ${s.blobs.length - uploaded} already present (${humanMiB(s.skippedBytes)})`,
+    `  blobs: ${uploaded} uploaded (${humanMiB(s.uploadedBytes)}${s.resumedBytes > 0 ? `, ${humanMiB(s.resumedBytes)} resumed from an interrupted push` : ''}), ${s.blobs.length - uploaded} already present (${humanMiB(s.skippedBytes)})`,
+    ...(s.deltas.length === 0
+      ? []
+      : [
+          `  deltas: ${s.deltas.map((d) => `${d.image} from ${d.sourceVersion} (${d.created ? 'registered' : 'already registered'})`).join(', ')}`,
+        ]),
     `  ${s.durationsMs.total} ms${s.retries > 0 ? `, ${s.retries} retried call(s)` : ''}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -193,14 +271,28 @@ export function registerPushCommand(release: Command): void {
   release
     .command('push')
     .description(
-      'upload a release directory to an update server: blobs the server lacks (HEAD, then streamed PUT), then the signed manifest; re-running resumes',
+      'upload a release directory to an update server: blobs the server lacks (HEAD, then a streamed PUT, or resumable parts above --resumable-over-mib), then the signed manifest, then the deltas of deltas.json; re-running resumes, inside large blobs too',
     )
     .argument('<release-dir>')
     .option('--server <url>', 'update server base URL (default: $ABOTA_SERVER)')
+    .option(
+      '--resumable-over-mib <n>',
+      'blobs larger than this many MiB are sent as resumable parts (default 32)',
+    )
     .option('--api-key-env <VAR>', 'environment variable holding the API key (default ABOTA_API_KEY)')
     .option('--json', 'print one JSON summary')
-    .action(async (dir: string, flags: ServerFlags) => {
+    .action(async (dir: string, flags: ServerFlags & { resumableOverMib?: string }) => {
       const json = flags.json === true;
+      let sessionThresholdBytes: number | undefined;
+      if (flags.resumableOverMib !== undefined) {
+        const mib = Number(flags.resumableOverMib);
+        if (!Number.isInteger(mib) || mib < 0 || mib > 1024 * 1024)
+          throw new AdminApiError(
+            'ERR_USAGE',
+            `--resumable-over-mib "${flags.resumableOverMib}": expected a whole number of MiB (0 = every blob in parts)`,
+          );
+        sessionThresholdBytes = mib * MIB;
+      }
       const client = clientFromEnvironment(flags);
       let bar: ReturnType<typeof startProgress> | undefined;
       // Ctrl-C / SIGTERM: stop sending; blobs already stored stay, so a re-run resumes from there.
@@ -214,6 +306,7 @@ export function registerPushCommand(release: Command): void {
           dir,
           client,
           signal: interrupt.signal,
+          ...(sessionThresholdBytes === undefined ? {} : { sessionThresholdBytes }),
           onProgress: (sent, total) => {
             bar ??= startProgress('release push (MiB)', Math.ceil(total / MIB), { json });
             bar.update(Math.floor(sent / MIB));
