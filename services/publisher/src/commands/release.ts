@@ -1,13 +1,17 @@
-// `abota release build|verify|inspect`: signed releases (docs/CONTRACTS.md "Release manifest").
-// The work lives in ../release/; this module only maps flags to options and results to output.
+// `abota release build|verify|inspect|add-delta`: signed releases and their deltas
+// (docs/CONTRACTS.md "Release manifest", "Deltas end to end"). The work lives in ../release/;
+// this module only maps flags to options and results to output.
 import { ManifestError } from '@abota/manifest';
 import { VerityError } from '@abota/verity';
 import type { Command } from 'commander';
 import { startProgress, printJson } from '../output.js';
+import { type AddDeltaSummary, addDeltas } from '../release/add-delta.js';
 import { buildRelease, type BuildSummary } from '../release/build.js';
+import type { DeltaOutcome } from '../release/deltas-make.js';
 import { ReleaseError } from '../release/errors.js';
 import { formatInspectReport, humanSize, inspectRelease } from '../release/inspect.js';
 import { verifyRelease, type VerifyReport } from '../release/verify.js';
+import { parseDeltaQuality } from '../release/deltas-make.js';
 import { passphraseFromEnv } from './keys.js';
 
 const MIB = 1024 * 1024;
@@ -23,6 +27,15 @@ interface BuildFlags {
   keys: string;
   out: string;
   passphraseEnv?: string;
+  deltaFrom: string[];
+  deltaQuality?: string;
+  json?: boolean;
+}
+
+interface AddDeltaFlags {
+  from: string[];
+  root?: string;
+  deltaQuality?: string;
   json?: boolean;
 }
 
@@ -68,6 +81,57 @@ function asVerifyFailure(err: unknown): unknown {
   return err;
 }
 
+/** Commander collector for repeatable options (`--delta-from A --delta-from B`). */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Two progress bars never share the terminal: the next one starts when the previous stops. */
+class ProgressBars {
+  private current: { label: string; bar: ReturnType<typeof startProgress> } | undefined;
+  constructor(private readonly json: boolean) {}
+
+  update(label: string, done: number, total: number): void {
+    if (this.current?.label !== label) {
+      this.current?.bar.stop();
+      this.current = { label, bar: startProgress(label, Math.ceil(total / MIB), { json: this.json }) };
+    }
+    this.current.bar.update(Math.floor(done / MIB));
+  }
+
+  stop(): void {
+    this.current?.bar.stop();
+    this.current = undefined;
+  }
+}
+
+/** Ctrl-C / SIGTERM abort `signal` while `run` is in progress; the handlers are removed after. */
+async function withInterrupt<T>(run: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const interrupt = new AbortController();
+  const onSignal = (): void => interrupt.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    return await run(interrupt.signal);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** One line per delta: what was made (or why not) and how it compares with the full artifact. */
+function deltaLines(deltas: readonly DeltaOutcome[]): string[] {
+  return deltas.map((d) => {
+    const what = `  delta ${d.image} from ${d.sourceVersion}`;
+    const size = `${humanSize(d.sizeBytes)} = ${(100 * d.ratioToArtifact).toFixed(1)} % of the full artifact (${humanSize(d.artifactSizeBytes)})`;
+    if (d.status === 'skipped-not-smaller') {
+      return `${what}: SKIPPED, ${size}: a delta not smaller than the artifact saves nothing`;
+    }
+    const verb = d.status === 'added' ? `made in ${d.durationMs} ms` : 'already listed';
+    return `${what}: ${size}, ${verb}, ${d.digest}`;
+  });
+}
+
 function printBuildSummary(s: BuildSummary): void {
   const lines = [
     `built release ${s.product} ${s.version} (security version ${s.securityVersion}) in ${s.outDir}`,
@@ -80,6 +144,16 @@ function printBuildSummary(s: BuildSummary): void {
       `    verity ${img.durationsMs.verity} ms, compression ${img.durationsMs.compress} ms (in parallel), total ${img.durationsMs.total} ms`,
     );
   }
+  lines.push(...deltaLines(s.deltas));
+  lines.push(`  total ${s.durationsMs.total} ms`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function printAddDeltaSummary(s: AddDeltaSummary): void {
+  const lines = [
+    `deltas of release ${s.product} ${s.version} in ${s.dir}: ${s.listed} listed in deltas.json`,
+  ];
+  lines.push(...deltaLines(s.deltas));
   lines.push(`  total ${s.durationsMs.total} ms`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
@@ -91,6 +165,11 @@ function printVerifyReport(r: VerifyReport): void {
   ];
   for (const [slot, img] of Object.entries(r.images)) {
     lines.push(`  ${slot}: ${img.blocksVerified} blocks verified against root hash ${img.rootHash}`);
+  }
+  for (const d of r.deltas) {
+    lines.push(
+      `  delta ${d.image} from ${d.sourceVersion} (${d.sourceRootHash.slice(0, 16)}…): ${humanSize(d.sizeBytes)}, digest, header and target root hash checked`,
+    );
   }
   lines.push(`  ${r.durationsMs.total} ms`);
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -115,45 +194,93 @@ export function registerReleaseCommands(program: Command): void {
     .requiredOption('--keys <dir>', 'keys directory from `abota keys init` (root.json + keys/)')
     .requiredOption('--out <dir>', 'release directory to create (must not exist)')
     .option('--passphrase-env <VAR>', 'environment variable holding the key-file passphrase')
+    .option(
+      '--delta-from <release-dir>',
+      'previous release to make deltas from (repeatable); verified first, same product, older version',
+      collect,
+      [],
+    )
+    .option('--delta-quality <0-11>', 'brotli quality of delta literal data (default 11)')
     .option('--json', 'print one JSON summary for CI')
     .action(async (flags: BuildFlags) => {
       const json = flags.json === true;
-      let bar: ReturnType<typeof startProgress> | undefined;
+      const deltaQuality = parseDeltaQuality(flags.deltaQuality);
+      const bars = new ProgressBars(json);
       let summary: BuildSummary;
-      // Ctrl-C / SIGTERM: stop at the next chunk and remove the partial directory before exiting.
-      const interrupt = new AbortController();
-      const onSignal = (): void => interrupt.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
       try {
-        summary = await buildRelease({
-          signal: interrupt.signal,
-          images: { rootfs: flags.image, boot: flags.boot },
-          product: flags.product,
-          compatible: flags.compatible,
-          version: flags.version,
-          securityVersion: flags.securityVersion,
-          expires: flags.expires,
-          keysDir: flags.keys,
-          outDir: flags.out,
-          passphrase: passphraseFromEnv(flags.passphraseEnv),
-          onProgress: (done, total) => {
-            bar ??= startProgress('release build (MiB)', Math.ceil(total / MIB), { json });
-            bar.update(Math.floor(done / MIB));
-          },
-        });
+        // Ctrl-C / SIGTERM: stop at the next chunk and remove the partial directory before exiting.
+        summary = await withInterrupt((signal) =>
+          buildRelease({
+            signal,
+            images: { rootfs: flags.image, boot: flags.boot },
+            product: flags.product,
+            compatible: flags.compatible,
+            version: flags.version,
+            securityVersion: flags.securityVersion,
+            expires: flags.expires,
+            keysDir: flags.keys,
+            outDir: flags.out,
+            passphrase: passphraseFromEnv(flags.passphraseEnv),
+            deltaFrom: flags.deltaFrom,
+            ...(deltaQuality === undefined ? {} : { deltaQuality }),
+            onProgress: (done, total) => bars.update('release build (MiB)', done, total),
+            onDeltaProgress: (done, total) => bars.update('release deltas (MiB)', done, total),
+          }),
+        );
       } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        bar?.stop();
+        bars.stop();
       }
       if (json) printJson({ ok: true, ...summary });
       else printBuildSummary(summary);
     });
 
   release
+    .command('add-delta')
+    .description('make deltas from previous releases for a release that is already built')
+    .argument('<release-dir>', 'the release that receives the deltas (deltas.json, blobs/)')
+    .requiredOption(
+      '--from <release-dir>',
+      'previous release to make deltas from (repeatable); verified first, same product, older version',
+      collect,
+      [],
+    )
+    .option(
+      '--root <root.json>',
+      "trust root both releases are checked from (default: the release's oldest root, roots/<N>.root.json or root.json)",
+    )
+    .option('--delta-quality <0-11>', 'brotli quality of delta literal data (default 11)')
+    .option('--json', 'print one JSON summary: each delta with its size and ratio to the full artifact')
+    .action(async (dir: string, flags: AddDeltaFlags) => {
+      const json = flags.json === true;
+      const bars = new ProgressBars(json);
+      let summary: AddDeltaSummary;
+      try {
+        summary = await withInterrupt((signal) =>
+          addDeltas({
+            dir,
+            from: flags.from,
+            rootPath: flags.root,
+            quality: flags.deltaQuality,
+            signal,
+            onProgress: (done, total) => bars.update('release deltas (MiB)', done, total),
+          }),
+        );
+      } catch (err) {
+        // The release's own verification failures exit 3 like `release verify`; a ReleaseError
+        // keeps its status (2 for a wrong --from, 130 for Ctrl-C).
+        throw err instanceof ReleaseError ? err : asVerifyFailure(err);
+      } finally {
+        bars.stop();
+      }
+      if (json) printJson({ ok: true, ...summary });
+      else printAddDeltaSummary(summary);
+    });
+
+  release
     .command('verify')
-    .description('check a release as a device would: root chain, signatures, expiry, blobs, every block')
+    .description(
+      'check a release as a device would: root chain, signatures, expiry, blobs, every block; and every delta listed in deltas.json',
+    )
     .argument('<release-dir>')
     .requiredOption(
       '--root <root.json>',
@@ -187,7 +314,7 @@ export function registerReleaseCommands(program: Command): void {
 
   release
     .command('inspect')
-    .description('print what a release directory says (without verifying it)')
+    .description('print what a release directory says, deltas included (without verifying it)')
     .argument('<release-dir>')
     .option('--json', 'print one JSON document')
     .action(async (dir: string, flags: { json?: boolean }) => {

@@ -1,5 +1,6 @@
 // `abota release build`: images → dm-verity trees (@abota/verity) + compressed artifacts
-// (./codec.ts) → a signed manifest (@abota/manifest) → a release directory (./release-dir.ts).
+// (./codec.ts) → a signed manifest (@abota/manifest) → deltas from previous releases
+// (./deltas-make.ts) → a release directory (./release-dir.ts).
 // Every input is checked before any heavy work; any failure removes the partial output.
 import { createHash, randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
@@ -17,6 +18,16 @@ import {
 import { formatVerity, saltToHex } from '@abota/verity';
 import { loadRoleSigningKeys } from '../commands/keys.js';
 import { type CodecSettings, compressFile, DEFAULT_CODEC } from './codec.js';
+import { DELTAS_JSON, serializeDeltasFile } from './deltas-json.js';
+import {
+  assertNoSourceConflicts,
+  type DeltaOutcome,
+  type DeltaSource,
+  makeDeltas,
+  oldestRoot,
+  openDeltaSource,
+  parseDeltaQuality,
+} from './deltas-make.js';
 import { ReleaseError } from './errors.js';
 import {
   MANIFEST_JSON,
@@ -52,6 +63,15 @@ export interface BuildOptions {
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   /** Abort (Ctrl-C): the build stops at the next chunk and removes its partial directory. */
   signal?: AbortSignal;
+  /**
+   * Previous release directories to make deltas from (CONTRACTS.md "Deltas end to end"): each
+   * is verified from the keys directory's oldest trust root before use.
+   */
+  deltaFrom?: readonly string[];
+  /** Brotli quality of delta literals, 0..11 (default 11). */
+  deltaQuality?: number;
+  /** Work units of the delta step done out of its total (verifying sources, diffing). */
+  onDeltaProgress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 export interface ImageSummary {
@@ -77,8 +97,10 @@ export interface BuildSummary {
   rootVersion: number;
   codec: CodecSettings;
   images: Partial<Record<SlotClass, ImageSummary>>;
-  totalBytes: { images: number; artifacts: number; hashTrees: number };
-  durationsMs: { keys: number; sign: number; total: number };
+  /** One per (image, previous release) pair: added, or skipped when not smaller than the artifact. */
+  deltas: DeltaOutcome[];
+  totalBytes: { images: number; artifacts: number; hashTrees: number; deltas: number };
+  durationsMs: { keys: number; sign: number; deltas: number; total: number };
 }
 
 const ID = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -153,6 +175,7 @@ function checkArguments(o: BuildOptions): void {
       `--compatible: ${o.compatible.join(', ')} names a hardware id twice`,
     );
   }
+  parseDeltaQuality(o.deltaQuality);
   if (!isSemver(o.version)) {
     throw new ReleaseError(
       'ERR_RELEASE_USAGE',
@@ -305,6 +328,23 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
   // Shipped with the release so devices still on an older root can walk N → N+1 → … (TUF §5.3).
   const rootHistory = (await readRootHistory(o.keysDir)).filter((r) => r.version < signing.root.version);
   const keysMs = performance.now() - keysStarted;
+  // Previous releases: signatures, product and version now; their images after the build.
+  const sources: DeltaSource[] = [];
+  if ((o.deltaFrom ?? []).length > 0) {
+    const anchor = await oldestRoot(o.keysDir);
+    for (const dir of o.deltaFrom ?? []) {
+      sources.push(
+        await openDeltaSource({
+          dir,
+          trusted: anchor.root,
+          trustedPath: anchor.path,
+          product: o.product,
+          version: o.version,
+        }),
+      );
+    }
+    assertNoSourceConflicts(sources, []);
+  }
 
   const totalImageBytes = [...sizes.values()].reduce((a, b) => a + b, 0);
   const totalWork = 2 * totalImageBytes;
@@ -347,6 +387,29 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
     await writer.writeFile(MANIFEST_JWS, `${JSON.stringify(jws)}\n`);
     await writer.writeFile(ROOT_JSON, signing.rootText);
     for (const r of rootHistory) await writer.writeFile(join(ROOTS_DIR, `${r.version}.root.json`), r.text);
+    const deltasStarted = performance.now();
+    let deltas: DeltaOutcome[] = [];
+    if (sources.length > 0) {
+      const made = await makeDeltas({
+        target: manifest,
+        targetImagePaths: {
+          rootfs: o.images.rootfs,
+          ...(o.images.boot === undefined ? {} : { boot: o.images.boot }),
+        },
+        sources,
+        existing: [],
+        scratchDir: writer.scratchDir,
+        storeBlob: (file, sha256Hex) => writer.addBlob(file, sha256Hex),
+        ...(o.deltaQuality === undefined ? {} : { quality: o.deltaQuality }),
+        signal: o.signal,
+        onProgress: o.onDeltaProgress,
+      });
+      deltas = made.outcomes;
+      if (made.entries.length > 0) {
+        await writer.writeFile(DELTAS_JSON, serializeDeltasFile({ schemaVersion: 1, deltas: made.entries }));
+      }
+    }
+    const deltasMs = performance.now() - deltasStarted;
     await writer.commit();
     const allSummaries = Object.values(summaries);
     return {
@@ -361,14 +424,17 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
       rootVersion: signing.root.version,
       codec,
       images: summaries,
+      deltas,
       totalBytes: {
         images: totalImageBytes,
         artifacts: allSummaries.reduce((a, s) => a + s.artifact.sizeBytes, 0),
         hashTrees: allSummaries.reduce((a, s) => a + s.hashTree.sizeBytes, 0),
+        deltas: deltas.reduce((a, d) => a + (d.status === 'added' ? d.sizeBytes : 0), 0),
       },
       durationsMs: {
         keys: Math.round(keysMs),
         sign: Math.round(signMs),
+        deltas: Math.round(deltasMs),
         total: Math.round(performance.now() - started),
       },
     };

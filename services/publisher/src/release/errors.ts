@@ -1,4 +1,4 @@
-// Failures of `abota release build|verify|inspect` that are not the manifest's or verity's own
+// Failures of `abota release build|verify|inspect|add-delta` that are not the manifest's or verity's own
 // (those keep their ManifestError / VerityError codes). Each code names one situation a person
 // can act on; the CLI prints `code: message` and exits with `exitCode`.
 
@@ -30,7 +30,21 @@ export type ReleaseErrorCode =
   // The artifact's codec is one this tool cannot decode.
   | 'ERR_RELEASE_CODEC_UNSUPPORTED'
   // The build was interrupted (SIGINT/SIGTERM); nothing was published.
-  | 'ERR_RELEASE_INTERRUPTED';
+  | 'ERR_RELEASE_INTERRUPTED'
+  // deltas.json is not JSON or not its schema (CONTRACTS.md "Deltas end to end").
+  | 'ERR_RELEASE_DELTAS_INVALID'
+  // A delta listed in deltas.json is not a well-formed payload, or its header disagrees with
+  // deltas.json or with the signed manifest (source/target root hash, sizes, block size).
+  | 'ERR_RELEASE_DELTA_INVALID'
+  // A previous release given as a delta source fails verification (trust chain, signatures,
+  // manifest.json, blobs, or a block of its image against its verity tree).
+  | 'ERR_RELEASE_DELTA_SOURCE_INVALID'
+  // A previous release is of another product.
+  | 'ERR_RELEASE_DELTA_SOURCE_PRODUCT_MISMATCH'
+  // A previous release's version is not lower than the release's version.
+  | 'ERR_RELEASE_DELTA_SOURCE_NOT_OLDER'
+  // Two sources (or a source and deltas.json) claim the same version with different images.
+  | 'ERR_RELEASE_DELTA_SOURCE_CONFLICT';
 
 /** Exit statuses: 2 = fix the command line, 3 = the release (or its inputs) is bad, 1 = other. */
 const EXIT_CODES: Partial<Record<ReleaseErrorCode, number>> = {
@@ -43,6 +57,12 @@ const EXIT_CODES: Partial<Record<ReleaseErrorCode, number>> = {
   ERR_RELEASE_BLOB_DIGEST_MISMATCH: 3,
   ERR_RELEASE_VERITY_PARAMS_MISMATCH: 3,
   ERR_RELEASE_ARTIFACT_CORRUPT: 3,
+  ERR_RELEASE_DELTAS_INVALID: 3,
+  ERR_RELEASE_DELTA_INVALID: 3,
+  ERR_RELEASE_DELTA_SOURCE_INVALID: 3,
+  ERR_RELEASE_DELTA_SOURCE_PRODUCT_MISMATCH: 2,
+  ERR_RELEASE_DELTA_SOURCE_NOT_OLDER: 2,
+  ERR_RELEASE_DELTA_SOURCE_CONFLICT: 2,
   // 128 + SIGINT, as shells report an interrupted command.
   ERR_RELEASE_INTERRUPTED: 130,
 };

@@ -1,8 +1,9 @@
 // `abota release inspect`: what a release directory says, for people — read from the signed
-// payload in manifest.jws (not the unsigned manifest.json copy) but NOT verified; that is
-// `abota release verify`'s job, and this command says so.
+// payload in manifest.jws (not the unsigned manifest.json copy) and deltas.json, but NOT
+// verified; that is `abota release verify`'s job, and this command says so.
 import { join } from 'node:path';
 import { MAX_JWS_BYTES, parseGeneralJws, parseManifest, type ReleaseManifest } from '@abota/manifest';
+import { type DeltaEntry, readDeltasFile } from './deltas-json.js';
 import { ReleaseError } from './errors.js';
 import { MANIFEST_JSON, MANIFEST_JWS, parseJsonFile, readSmallFile } from './release-dir.js';
 
@@ -14,6 +15,10 @@ export interface InspectReport {
   signers: string[];
   /** Whether manifest.json is byte-for-byte the signed payload. */
   manifestJsonMatches: boolean;
+  /** deltas.json's entries (none without the file), each with its ratio to the full artifact. */
+  deltas: (DeltaEntry & { ratioToArtifact: number | null })[];
+  /** Why deltas.json could not be read, when it could not (the rest is still shown). */
+  deltasError?: string;
 }
 
 function decodeBase64url(text: string): string {
@@ -38,7 +43,30 @@ export async function inspectRelease(dir: string): Promise<InspectReport> {
   } catch (err) {
     if (!(err instanceof ReleaseError)) throw err;
   }
-  return { dir, verified: false, manifest, signers, manifestJsonMatches };
+  let deltas: InspectReport['deltas'] = [];
+  let deltasError: string | undefined;
+  try {
+    deltas = ((await readDeltasFile(dir))?.deltas ?? []).map((d) => {
+      const artifact = manifest.images[d.image]?.artifact.sizeBytes;
+      return {
+        ...d,
+        ratioToArtifact:
+          artifact === undefined ? null : Number((d.sizeBytes / Math.max(1, artifact)).toFixed(4)),
+      };
+    });
+  } catch (err) {
+    if (!(err instanceof ReleaseError)) throw err;
+    deltasError = `${err.code}: ${err.message}`;
+  }
+  return {
+    dir,
+    verified: false,
+    manifest,
+    signers,
+    manifestJsonMatches,
+    deltas,
+    ...(deltasError === undefined ? {} : { deltasError }),
+  };
 }
 
 /** 1536 → "1.5 KiB", 104857600 → "100.0 MiB": sizes as people read them. */
@@ -76,6 +104,19 @@ export function formatInspectReport(r: InspectReport): string {
       `                    ${a.codec}, ${a.sizeBytes} bytes (${humanSize(a.sizeBytes)}), ratio ${(a.uncompressedSizeBytes / Math.max(1, a.sizeBytes)).toFixed(2)}`,
     );
   }
+  lines.push(
+    `  deltas            ${r.deltas.length}${r.deltas.length === 0 ? '' : ' (deltas.json, unsigned)'}`,
+  );
+  for (const d of r.deltas) {
+    const ratio =
+      d.ratioToArtifact === null ? '' : `, ${(100 * d.ratioToArtifact).toFixed(1)} % of the artifact`;
+    lines.push(
+      `    ${d.image} from ${d.sourceVersion}: ${d.sizeBytes} bytes (${humanSize(d.sizeBytes)})${ratio}`,
+      `      source root hash ${d.sourceRootHash} (${d.sourceSizeBytes} bytes)`,
+      `      ${d.digest}`,
+    );
+  }
+  if (r.deltasError !== undefined) lines.push(`  WARNING: deltas.json unreadable: ${r.deltasError}`);
   lines.push(`  signatures        ${r.signers.length}`);
   for (const kid of r.signers) lines.push(`    ${kid}`);
   if (!r.manifestJsonMatches)

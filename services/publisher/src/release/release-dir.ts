@@ -42,6 +42,26 @@ async function fsyncPath(path: string): Promise<void> {
   }
 }
 
+/**
+ * Move a finished file (same filesystem) to `dir`/blobs/sha256/<hex>, fsynced first so the name
+ * never points at unwritten data; returns its `sha256:<hex>` digest. `sha256Hex` must be the
+ * file's digest (the caller hashed it).
+ */
+export async function storeBlobFile(dir: string, scratchFile: string, sha256Hex: string): Promise<string> {
+  const digest = `sha256:${sha256Hex}`;
+  const target = join(dir, blobRelativePath(digest));
+  await fsyncPath(scratchFile);
+  if (await exists(target)) {
+    // Identical content (e.g. boot == rootfs image, a delta made twice) is stored once.
+    await rm(scratchFile);
+  } else {
+    await mkdir(dirname(target), { recursive: true });
+    await rename(scratchFile, target);
+    await fsyncPath(dirname(target));
+  }
+  return digest;
+}
+
 export class ReleaseDirWriter {
   readonly outDir: string;
   /** The hidden sibling directory everything is written into until commit(). */
@@ -86,21 +106,17 @@ export class ReleaseDirWriter {
 
   /** A path for intermediate files (hash tree, artifact) before they become blobs. */
   scratchPath(name: string): string {
-    return join(this.tempDir, '.scratch', name);
+    return join(this.scratchDir, name);
+  }
+
+  /** The directory of scratch files: removed by commit() and abort(). */
+  get scratchDir(): string {
+    return join(this.tempDir, '.scratch');
   }
 
   /** Move a finished scratch file to its content address; returns its `sha256:<hex>` digest. */
   async addBlob(scratchFile: string, sha256Hex: string): Promise<string> {
-    const digest = `sha256:${sha256Hex}`;
-    const target = join(this.tempDir, blobRelativePath(digest));
-    await fsyncPath(scratchFile);
-    if (await exists(target)) {
-      // Identical content (e.g. boot == rootfs image) is stored once.
-      await rm(scratchFile);
-    } else {
-      await rename(scratchFile, target);
-    }
-    return digest;
+    return storeBlobFile(this.tempDir, scratchFile, sha256Hex);
   }
 
   async writeFile(name: string, content: string): Promise<void> {
@@ -205,4 +221,46 @@ export async function readRootHistory(dir: string): Promise<{ version: number; t
     out.push({ version, text: await readSmallFile(path, MAX_ROOT_BYTES, 'earlier trust root') });
   }
   return out;
+}
+
+/**
+ * A blob of a release directory is present with the size and sha256 that `source` (the signed
+ * manifest, deltas.json) gives; returns its path. `what` names it in errors ("rootfs artifact").
+ */
+export async function checkBlob(
+  dir: string,
+  what: string,
+  blob: { digest: string; sizeBytes: number },
+  source = 'the signed manifest',
+): Promise<string> {
+  const path = join(dir, blobRelativePath(blob.digest));
+  let actual: { sha256: string; sizeBytes: number };
+  try {
+    const handle = await open(path, 'r');
+    const size = (await handle.stat()).size;
+    await handle.close();
+    if (size !== blob.sizeBytes) {
+      throw new ReleaseError(
+        'ERR_RELEASE_BLOB_SIZE_MISMATCH',
+        `${what} ${path} is ${size} bytes; ${source} says ${blob.sizeBytes}`,
+      );
+    }
+    actual = await sha256File(path);
+  } catch (err) {
+    if (err instanceof ReleaseError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ReleaseError(
+        'ERR_RELEASE_BLOB_MISSING',
+        `${what} ${blob.digest} is missing: no file ${path}`,
+      );
+    }
+    throw err;
+  }
+  if (`sha256:${actual.sha256}` !== blob.digest || actual.sizeBytes !== blob.sizeBytes) {
+    throw new ReleaseError(
+      'ERR_RELEASE_BLOB_DIGEST_MISMATCH',
+      `${what} ${path} has digest sha256:${actual.sha256}; ${source} says ${blob.digest}`,
+    );
+  }
+  return path;
 }

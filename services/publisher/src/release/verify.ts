@@ -10,6 +10,8 @@ import {
   MAX_JWS_BYTES,
   type ReleaseManifest,
   type SignedRoot,
+  type SlotClass,
+  type TrustRoot,
   verifyManifest,
   verifyRootChain,
 } from '@abota/manifest';
@@ -21,9 +23,10 @@ import {
   type VerityParams,
 } from '@abota/verity';
 import { blocksOf, decompress } from './codec.js';
+import { type VerifiedDelta, verifyListedDeltas } from './deltas-verify.js';
 import { ReleaseError } from './errors.js';
 import {
-  blobRelativePath,
+  checkBlob,
   MANIFEST_JSON,
   MANIFEST_JWS,
   parseJsonFile,
@@ -31,7 +34,6 @@ import {
   ROOTS_DIR,
   readRootHistory,
   readSmallFile,
-  sha256File,
 } from './release-dir.js';
 
 /** A hash tree is ~0.8 % of its image; 1 GiB covers images far beyond any rootfs. */
@@ -68,44 +70,9 @@ export interface VerifyReport {
   signedBy: string[];
   unknownKids: string[];
   images: Record<string, VerifiedImage>;
-  durationsMs: { signatures: number; blobs: number; images: number; total: number };
-}
-
-async function checkBlob(
-  dir: string,
-  what: string,
-  blob: { digest: string; sizeBytes: number },
-): Promise<string> {
-  const path = join(dir, blobRelativePath(blob.digest));
-  let actual: { sha256: string; sizeBytes: number };
-  try {
-    const handle = await open(path, 'r');
-    const size = (await handle.stat()).size;
-    await handle.close();
-    if (size !== blob.sizeBytes) {
-      throw new ReleaseError(
-        'ERR_RELEASE_BLOB_SIZE_MISMATCH',
-        `${what} ${path} is ${size} bytes; the signed manifest says ${blob.sizeBytes}`,
-      );
-    }
-    actual = await sha256File(path);
-  } catch (err) {
-    if (err instanceof ReleaseError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new ReleaseError(
-        'ERR_RELEASE_BLOB_MISSING',
-        `${what} ${blob.digest} is missing: no file ${path}`,
-      );
-    }
-    throw err;
-  }
-  if (`sha256:${actual.sha256}` !== blob.digest || actual.sizeBytes !== blob.sizeBytes) {
-    throw new ReleaseError(
-      'ERR_RELEASE_BLOB_DIGEST_MISMATCH',
-      `${what} ${path} has digest sha256:${actual.sha256}; the signed manifest says ${blob.digest}`,
-    );
-  }
-  return path;
+  /** Every delta listed in deltas.json, checked (empty when the release has none). */
+  deltas: VerifiedDelta[];
+  durationsMs: { signatures: number; blobs: number; images: number; deltas: number; total: number };
 }
 
 function verityParamsOf(image: ImageManifest): VerityParams {
@@ -152,12 +119,18 @@ function checkSuperblock(slot: string, tree: Buffer, params: VerityParams): void
   }
 }
 
-async function verifyImage(
+/**
+ * Step 5 for one image: the tree against the signed root hash, then every decompressed block
+ * against the tree. With `copyTo`, the decompressed image is also written to that new file
+ * (a delta source or target), so what lands there is exactly what was verified.
+ */
+export async function verifyImage(
   slot: string,
   image: ImageManifest,
   treePath: string,
   artifactPath: string,
   progress: (done: number) => void,
+  copyTo?: string,
 ): Promise<VerifiedImage> {
   const params = verityParamsOf(image);
   if (image.verity.hashTree.sizeBytes > MAX_HASH_TREE_BYTES) {
@@ -188,19 +161,35 @@ async function verifyImage(
   let bytes = 0;
   const covered = params.dataBlocks;
   const source = createReadStream(artifactPath, { highWaterMark: 1 << 20 });
-  for await (const block of blocksOf(
-    decompress(image.artifact.codec, source, image.sizeBytes),
-    params.dataBlockSize,
-  )) {
-    // Bytes past dataBlocks × dataBlockSize are not covered by the tree (never produced by
-    // `release build`, which requires whole blocks); they are counted, not verified.
-    if (blockIndex < covered) {
-      if (block.length !== params.dataBlockSize) break;
-      verifier.assertBlock(blockIndex, block);
+  const copy = copyTo === undefined ? undefined : await open(copyTo, 'wx');
+  let copied = 0;
+  // Written before its blocks are checked; a failure throws and the caller discards the file.
+  const teeToCopy = async function* (chunks: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+    for await (const chunk of chunks) {
+      if (copy !== undefined) {
+        await copy.write(chunk, 0, chunk.length, copied);
+        copied += chunk.length;
+      }
+      yield chunk;
     }
-    blockIndex += 1;
-    bytes += block.length;
-    if (blockIndex % 256 === 0) progress(bytes);
+  };
+  try {
+    for await (const block of blocksOf(
+      teeToCopy(decompress(image.artifact.codec, source, image.sizeBytes)),
+      params.dataBlockSize,
+    )) {
+      // Bytes past dataBlocks × dataBlockSize are not covered by the tree (never produced by
+      // `release build`, which requires whole blocks); they are counted, not verified.
+      if (blockIndex < covered) {
+        if (block.length !== params.dataBlockSize) break;
+        verifier.assertBlock(blockIndex, block);
+      }
+      blockIndex += 1;
+      bytes += block.length;
+      if (blockIndex % 256 === 0) progress(bytes);
+    }
+  } finally {
+    await copy?.close();
   }
   progress(bytes);
   if (bytes !== image.sizeBytes) {
@@ -219,42 +208,47 @@ async function verifyImage(
   };
 }
 
-export async function verifyRelease(o: VerifyOptions): Promise<VerifyReport> {
-  const started = performance.now();
-  const now = o.now ?? new Date();
-  let trusted: SignedRoot;
-  try {
-    const trustedText = await readSmallFile(o.rootPath, MAX_JWS_BYTES, 'trust root');
-    trusted = parseJsonFile(trustedText, o.rootPath, 'trust root') as SignedRoot;
-  } catch (err) {
-    // The trust root is the verifier's own input, not part of the release: a usage error.
-    if (err instanceof ReleaseError) throw new ReleaseError('ERR_RELEASE_USAGE', `--root: ${err.message}`);
-    throw err;
-  }
-  const releaseRootPath = join(o.dir, ROOT_JSON);
-  const chain: SignedRoot[] = (await readRootHistory(o.dir)).map(
+/** Read a trust root file (`--root`, or one of a keys or release directory) as a signed root. */
+export async function readSignedRootFile(path: string, what: string): Promise<SignedRoot> {
+  return parseJsonFile(await readSmallFile(path, MAX_JWS_BYTES, what), path, what) as SignedRoot;
+}
+
+/** What `verifySignedRelease` accepted: the signed manifest and the root it was checked against. */
+export interface SignedRelease {
+  manifest: ReleaseManifest;
+  /** The newest root of the release's chain that walks from the trusted one. */
+  root: TrustRoot;
+  signedBy: string[];
+  unknownKids: string[];
+}
+
+/**
+ * Steps 1–3 of `release verify`: walk the release's roots/ and root.json from `trusted` as a
+ * device would, verify manifest.jws against the resulting root as of `now`, and require
+ * manifest.json to be the signed payload byte for byte.
+ */
+export async function verifySignedRelease(
+  dir: string,
+  trusted: SignedRoot,
+  now: Date,
+): Promise<SignedRelease> {
+  const releaseRootPath = join(dir, ROOT_JSON);
+  const chain: SignedRoot[] = (await readRootHistory(dir)).map(
     (r) =>
       parseJsonFile(
         r.text,
-        join(o.dir, ROOTS_DIR, `${r.version}.root.json`),
+        join(dir, ROOTS_DIR, `${r.version}.root.json`),
         'earlier trust root',
       ) as SignedRoot,
   );
-  chain.push(
-    parseJsonFile(
-      await readSmallFile(releaseRootPath, MAX_JWS_BYTES, 'release root'),
-      releaseRootPath,
-      'release root',
-    ) as SignedRoot,
-  );
+  chain.push(await readSignedRootFile(releaseRootPath, 'release root'));
   // Exactly a device's walk: roots not newer than the trusted one are skipped, each newer one
   // must be N+1 signed by N's and its own root keys (ERR_ROOT_VERSION_GAP otherwise).
   const root = await verifyRootChain(trusted, chain, now);
-  const jwsPath = join(o.dir, MANIFEST_JWS);
+  const jwsPath = join(dir, MANIFEST_JWS);
   const jwsText = await readSmallFile(jwsPath, MAX_JWS_BYTES, 'signed manifest');
   const verified = await verifyManifest(jwsText, root, now);
-  const manifest: ReleaseManifest = verified.manifest;
-  const jsonPath = join(o.dir, MANIFEST_JSON);
+  const jsonPath = join(dir, MANIFEST_JSON);
   const jsonText = await readSmallFile(jsonPath, MAX_JWS_BYTES, 'manifest');
   if (jsonText !== verified.payloadText) {
     throw new ReleaseError(
@@ -262,19 +256,50 @@ export async function verifyRelease(o: VerifyOptions): Promise<VerifyReport> {
       `${jsonPath} is not the payload signed in ${jwsPath}; readers of manifest.json would be misled (rebuild the release)`,
     );
   }
+  return {
+    manifest: verified.manifest,
+    root,
+    signedBy: verified.signedBy,
+    unknownKids: verified.unknownKids,
+  };
+}
+
+/** The images of a manifest as [slot, image] pairs, rootfs first. */
+export function imagesOf(manifest: ReleaseManifest): [SlotClass, ImageManifest][] {
+  return Object.entries(manifest.images).filter((e): e is [SlotClass, ImageManifest] => e[1] !== undefined);
+}
+
+/** Step 4 for one image: its hash tree and artifact blobs are present with the signed size and digest. */
+export async function checkImageBlobs(
+  dir: string,
+  slot: string,
+  image: ImageManifest,
+): Promise<{ tree: string; artifact: string }> {
+  return {
+    tree: await checkBlob(dir, `${slot} hash tree`, image.verity.hashTree),
+    artifact: await checkBlob(dir, `${slot} artifact`, image.artifact),
+  };
+}
+
+export async function verifyRelease(o: VerifyOptions): Promise<VerifyReport> {
+  const started = performance.now();
+  const now = o.now ?? new Date();
+  let trusted: SignedRoot;
+  try {
+    trusted = await readSignedRootFile(o.rootPath, 'trust root');
+  } catch (err) {
+    // The trust root is the verifier's own input, not part of the release: a usage error.
+    if (err instanceof ReleaseError) throw new ReleaseError('ERR_RELEASE_USAGE', `--root: ${err.message}`);
+    throw err;
+  }
+  const verified = await verifySignedRelease(o.dir, trusted, now);
+  const manifest = verified.manifest;
   const signaturesMs = performance.now() - started;
 
   const blobsStarted = performance.now();
-  const slots = Object.entries(manifest.images).filter(
-    (e): e is [string, ImageManifest] => e[1] !== undefined,
-  );
+  const slots = imagesOf(manifest);
   const paths = new Map<string, { tree: string; artifact: string }>();
-  for (const [slot, image] of slots) {
-    paths.set(slot, {
-      tree: await checkBlob(o.dir, `${slot} hash tree`, image.verity.hashTree),
-      artifact: await checkBlob(o.dir, `${slot} artifact`, image.artifact),
-    });
-  }
+  for (const [slot, image] of slots) paths.set(slot, await checkImageBlobs(o.dir, slot, image));
   const blobsMs = performance.now() - blobsStarted;
 
   const imagesStarted = performance.now();
@@ -289,6 +314,12 @@ export async function verifyRelease(o: VerifyOptions): Promise<VerifyReport> {
     before += image.sizeBytes;
   }
   const imagesMs = performance.now() - imagesStarted;
+
+  // deltas.json is unsigned: each listed delta must be a well-formed payload whose header names
+  // this release's signed root hash as its target (deltas.ts).
+  const deltasStarted = performance.now();
+  const deltas = await verifyListedDeltas(o.dir, manifest);
+  const deltasMs = performance.now() - deltasStarted;
   return {
     dir: o.dir,
     product: manifest.product,
@@ -297,14 +328,16 @@ export async function verifyRelease(o: VerifyOptions): Promise<VerifyReport> {
     securityVersion: manifest.securityVersion,
     created: manifest.created,
     expires: manifest.expires,
-    rootVersion: root.version,
+    rootVersion: verified.root.version,
     signedBy: verified.signedBy,
     unknownKids: verified.unknownKids,
     images,
+    deltas,
     durationsMs: {
       signatures: Math.round(signaturesMs),
       blobs: Math.round(blobsMs),
       images: Math.round(imagesMs),
+      deltas: Math.round(deltasMs),
       total: Math.round(performance.now() - started),
     },
   };
