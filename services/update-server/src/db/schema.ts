@@ -76,6 +76,40 @@ export const releaseBlobs = pgTable(
   (t) => [primaryKey({ columns: [t.releaseId, t.digest] }), index('release_blobs_digest_idx').on(t.digest)],
 );
 
+/**
+ * Deltas registered for a release (docs/CONTRACTS.md "Deltas end to end"): unsigned payloads
+ * (packages/delta FORMAT.md) that turn the `image` of `sourceVersion` into the release's image.
+ * Not part of the signed manifest — devices verify every produced block against the target's
+ * verity tree. One per (release, image, source root hash); removed with their release.
+ */
+export const releaseDeltas = pgTable(
+  'release_deltas',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    releaseId: uuid('release_id')
+      .notNull()
+      .references(() => releases.id, { onDelete: 'cascade' }),
+    /** "rootfs" | "boot" */
+    image: text('image').notNull(),
+    sourceVersion: text('source_version').notNull(),
+    /** dm-verity root hash (hex) of the source image, as in the delta header. */
+    sourceRootHash: text('source_root_hash').notNull(),
+    /** Source image size from the delta header. */
+    sourceSizeBytes: bigint('source_size_bytes', { mode: 'number' }).notNull(),
+    /** The release image's root hash (hex), as in the delta header. */
+    targetRootHash: text('target_root_hash').notNull(),
+    digest: text('digest')
+      .notNull()
+      .references(() => blobs.digest),
+    sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('release_deltas_release_image_source_uq').on(t.releaseId, t.image, t.sourceRootHash),
+    index('release_deltas_digest_idx').on(t.digest),
+  ],
+);
+
 export const devices = pgTable(
   'devices',
   {
