@@ -80,10 +80,14 @@ export class Metrics {
     'Device polls answered, by result (no-update | update).',
   );
   readonly offers = new Counter('abota_offers_total', 'Update offers made, by product.');
+  readonly offersWithDelta = new Counter(
+    'abota_offers_with_delta_total',
+    'Update offers that carried at least one delta for the reported version, by product.',
+  );
   readonly reports = new Counter('abota_device_reports_total', 'Device reports accepted, by state.');
   readonly registrations = new Counter('abota_device_registrations_total', 'Devices registered.');
 
   render(): string {
-    return `${[this.requests, this.latency, this.polls, this.offers, this.reports, this.registrations].map((m) => m.render()).join('\n')}\n`;
+    return `${[this.requests, this.latency, this.polls, this.offers, this.offersWithDelta, this.reports, this.registrations].map((m) => m.render()).join('\n')}\n`;
   }
 }

@@ -89,6 +89,25 @@ export const PollRequestSchema = z
   })
   .openapi('PollRequest');
 
+const Sha256Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected "sha256:" and 64 lower-case hex');
+/** A dm-verity root hash: the digest of the tree's top block (sha1 … sha512), lower-case hex. */
+const RootHashHex = z
+  .string()
+  .regex(/^(?:[0-9a-f]{2}){20,64}$/, 'expected a dm-verity root hash: 40..128 lower-case hex characters');
+export const DeltaImageSchema = z.enum(['rootfs', 'boot']);
+
+/** docs/CONTRACTS.md "Update server HTTP API": one delta a device may use instead of an artifact. */
+export const DeltaOfferSchema = z
+  .object({
+    image: DeltaImageSchema,
+    digest: Sha256Digest,
+    sizeBytes: z.int(),
+    url: z.string(),
+    sourceVersion: z.string(),
+    sourceRootHash: z.string(),
+  })
+  .openapi('DeltaOffer');
+
 export const PollResponseSchema = z
   .union([
     z.object({ status: z.literal('no-update'), pollAfterSeconds: z.int() }),
@@ -97,9 +116,10 @@ export const PollResponseSchema = z
       rolloutId: Uuid,
       release: z.object({ version: z.string(), manifestJws: z.string() }),
       artifacts: z.record(z.string(), z.string()),
-      delta: z
-        .object({ digest: z.string(), sizeBytes: z.int(), url: z.string(), sourceRootHash: z.string() })
-        .optional(),
+      deltas: z.array(DeltaOfferSchema).optional().openapi({
+        description:
+          'Deltas to the offered release from the version this poll reported (absent when there are none)',
+      }),
       pollAfterSeconds: z.int(),
     }),
   ])
@@ -281,3 +301,36 @@ export const ApiKeySchema = z
   .openapi('ApiKey');
 
 // Rollout schemas: src/rollout/schemas.ts.
+
+// ---- deltas of a release (docs/CONTRACTS.md "Deltas end to end") ----
+
+export const DeltaRegisterSchema = z
+  .strictObject({
+    image: DeltaImageSchema,
+    sourceVersion: Version,
+    sourceRootHash: RootHashHex.openapi({
+      description: 'root hash of the source image; the delta header must name it as source',
+    }),
+    digest: Sha256Digest.openapi({ description: 'the delta payload, uploaded as a blob first' }),
+    sizeBytes: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
+  })
+  .openapi('DeltaRegister');
+export const DeltaSchema = z
+  .object({
+    id: Uuid,
+    releaseId: Uuid,
+    image: DeltaImageSchema,
+    sourceVersion: z.string(),
+    sourceRootHash: z.string(),
+    sourceSizeBytes: z.int(),
+    targetRootHash: z.string(),
+    digest: z.string(),
+    sizeBytes: z.int(),
+    createdAt: z.string(),
+  })
+  .openapi('Delta');
+export const DeltaListSchema = z.object({ items: z.array(DeltaSchema) }).openapi('DeltaList');
+export const ReleaseDeltaParam = z.object({
+  id: Uuid.openapi({ param: { name: 'id', in: 'path' } }),
+  deltaId: Uuid.openapi({ param: { name: 'deltaId', in: 'path' } }),
+});

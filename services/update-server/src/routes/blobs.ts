@@ -1,21 +1,31 @@
 // Blob transfer: admins upload content-addressed blobs (streamed into the blob store, digest and
 // size verified while streaming, capped); devices and admins download them — a 302 to a
 // presigned URL when the store can make one (S3, so a CDN can serve it), else streamed here with
-// single-range support (RFC 9110 §14). A device may fetch only blobs of a release it is offered.
+// single-range support (RFC 9110 §14). A device may fetch only blobs of a release it is offered:
+// the release's own blobs and the deltas registered for it.
 import { keyToSha256Hex } from '@abota/blobstore';
 import { createRoute, z } from '@hono/zod-openapi';
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { App } from '../app.js';
 import { findApiKey, requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import { authenticateDevice } from '../auth/device-jwt.js';
 import { bearerToken } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
-import { auditLog, blobs, releaseBlobs, releases, rolloutDevices, rollouts } from '../db/schema.js';
+import {
+  auditLog,
+  blobs,
+  releaseBlobs,
+  releaseDeltas,
+  releases,
+  rolloutDevices,
+  rollouts,
+} from '../db/schema.js';
 import { ServerError } from '../errors.js';
 import { decideRange } from '../http-range.js';
 import { selectorMatches } from '../rollout-policy.js';
 import { BlobInfoSchema, BlobPutResponseSchema, errorResponses, Sha256HexParam } from '../schemas.js';
+import { audit } from './admin/common.js';
 
 /** Counts bytes of a request body and stops at `maxBytes` + 1 so an oversize body is refused early. */
 async function* cappedBody(body: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<Uint8Array> {
@@ -50,6 +60,21 @@ function toReadableStream(source: AsyncIterable<Uint8Array>): ReadableStream<Uin
   });
 }
 
+/** PostgreSQL's foreign_key_violation (SQLSTATE 23503), possibly wrapped by drizzle. */
+function isForeignKeyViolation(error: unknown): boolean {
+  let e = error;
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    if ((e as { code?: unknown }).code === '23503') return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** The releases that hold `digest`: among their blobs, or as a delta registered for them. */
+const releaseHolds = (digest: string) =>
+  sql`${releases.id} IN (SELECT ${releaseBlobs.releaseId} FROM ${releaseBlobs} WHERE ${releaseBlobs.digest} = ${digest}
+    UNION ALL SELECT ${releaseDeltas.releaseId} FROM ${releaseDeltas} WHERE ${releaseDeltas.digest} = ${digest})`;
+
 /** May this device fetch `digest`? Only if a live rollout it matches targets a release with it. */
 async function deviceMayFetch(
   deps: AppDeps,
@@ -58,12 +83,11 @@ async function deviceMayFetch(
 ): Promise<boolean> {
   const rows = await deps.db
     .select({ id: rollouts.id, product: rollouts.product, selector: rollouts.selector })
-    .from(releaseBlobs)
-    .innerJoin(releases, eq(releases.id, releaseBlobs.releaseId))
+    .from(releases)
     .innerJoin(rollouts, eq(rollouts.releaseId, releases.id))
     .where(
       and(
-        eq(releaseBlobs.digest, digest),
+        releaseHolds(digest),
         eq(releases.product, device.product),
         eq(releases.yanked, false),
         inArray(rollouts.state, ['active', 'paused', 'completed']),
@@ -269,6 +293,73 @@ export function registerBlobRoutes(app: App, deps: AppDeps): void {
         { digest, sizeBytes: info.sizeBytes, created: existing === undefined },
         existing === undefined ? 201 : 200,
       );
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/admin/blobs/sha256/{hex}',
+      tags: ['admin: releases'],
+      summary:
+        'Delete a blob no release references (as an artifact, hash tree or registered delta); 409 ERR_BLOB_IN_USE otherwise',
+      security: [{ apiKey: [] }],
+      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+      request: { params: Sha256HexParam },
+      responses: {
+        200: { description: 'Deleted', content: { 'application/json': { schema: BlobInfoSchema } } },
+        ...errorResponses,
+      },
+    }),
+    async (c) => {
+      const { hex } = c.req.valid('param');
+      const digest = `sha256:${hex}`;
+      const key = `sha256/${hex}`;
+      const [asReleaseBlob] = await db
+        .select({ releaseId: releaseBlobs.releaseId, role: releaseBlobs.role })
+        .from(releaseBlobs)
+        .where(eq(releaseBlobs.digest, digest))
+        .limit(1);
+      if (asReleaseBlob !== undefined) {
+        throw new ServerError(
+          'ERR_BLOB_IN_USE',
+          `blob ${digest} is ${asReleaseBlob.role} of release ${asReleaseBlob.releaseId}; releases keep their blobs`,
+        );
+      }
+      const [asDelta] = await db
+        .select({ id: releaseDeltas.id, releaseId: releaseDeltas.releaseId })
+        .from(releaseDeltas)
+        .where(eq(releaseDeltas.digest, digest))
+        .limit(1);
+      if (asDelta !== undefined) {
+        throw new ServerError(
+          'ERR_BLOB_IN_USE',
+          `blob ${digest} is delta ${asDelta.id} of release ${asDelta.releaseId}; DELETE /v1/admin/releases/${asDelta.releaseId}/deltas/${asDelta.id} first`,
+        );
+      }
+      const info = await store.head(key);
+      const deleted = await db.transaction(async (tx) => {
+        // The foreign keys of release_blobs and release_deltas make a reference added since the
+        // checks above fail this delete, so a blob is never removed from under a release.
+        const rows = await tx
+          .delete(blobs)
+          .where(eq(blobs.digest, digest))
+          .returning({ sizeBytes: blobs.sizeBytes })
+          .catch((error: unknown) => {
+            if (!isForeignKeyViolation(error)) throw error;
+            throw new ServerError('ERR_BLOB_IN_USE', `blob ${digest} was just referenced by a release`, {
+              cause: error,
+            });
+          });
+        if (rows.length === 0 && info === undefined) return undefined;
+        await audit(tx, c.get('actor'), 'blob.delete', digest, {
+          sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? null,
+        });
+        if (info !== undefined) await store.delete(key);
+        return { digest, sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? 0 };
+      });
+      if (deleted === undefined)
+        throw new ServerError('ERR_NOT_FOUND', `blob ${digest} is not in the blob store`);
+      return c.json(deleted, 200);
     },
   );
 }

@@ -9,7 +9,15 @@ import { authenticateDevice, replayed, verifyDeviceToken } from '../auth/device-
 import { runPollStatement } from '../db/poll-statement.js';
 import { bearerToken, hashSecret } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
-import { deviceEvents, devices, provisioningTokens, releaseBlobs, rolloutDevices } from '../db/schema.js';
+import {
+  deviceEvents,
+  devices,
+  provisioningTokens,
+  releaseBlobs,
+  releaseDeltas,
+  releases,
+  rolloutDevices,
+} from '../db/schema.js';
 import { ServerError } from '../errors.js';
 import { jitteredPollSeconds } from '../rollout-policy.js';
 import {
@@ -44,6 +52,10 @@ const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } })
 export function registerDeviceRoutes(app: App, deps: AppDeps): void {
   const { db, metrics, config } = deps;
   const auth = requireDevice(deps);
+  // Offered URLs point at the device blob route, which checks access and then redirects to a
+  // presigned URL or streams (routes/blobs.ts); absolute when ABOTA_PUBLIC_URL is set.
+  const blobBase = `${config.publicUrl ?? ''}/v1/device/blobs/sha256/`;
+  const blobUrl = (digest: string) => `${blobBase}${digest.slice('sha256:'.length)}`;
   // Poll verifies signature and claims here; the jti is consumed by the poll statement itself.
   const pollAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     const token = bearerToken(c.req.header('authorization'));
@@ -196,28 +208,56 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
         metrics.polls.inc({ result: 'no-update' });
         return c.json({ status: 'no-update' as const, pollAfterSeconds }, 200);
       }
-      const [blobRows] = await Promise.all([
+      const [blobRows, deltaRows] = await Promise.all([
         db
           .select({ digest: releaseBlobs.digest })
           .from(releaseBlobs)
           .where(eq(releaseBlobs.releaseId, chosen.releaseId)),
+        // Deltas from exactly the version this poll reported (docs/CONTRACTS.md "Deltas end to
+        // end"); the yank check keeps a release yanked since the rollout cache loaded delta-free.
+        db
+          .select({
+            image: releaseDeltas.image,
+            digest: releaseDeltas.digest,
+            sizeBytes: releaseDeltas.sizeBytes,
+            sourceVersion: releaseDeltas.sourceVersion,
+            sourceRootHash: releaseDeltas.sourceRootHash,
+          })
+          .from(releaseDeltas)
+          .innerJoin(releases, eq(releases.id, releaseDeltas.releaseId))
+          .where(
+            and(
+              eq(releaseDeltas.releaseId, chosen.releaseId),
+              eq(releaseDeltas.sourceVersion, body.version),
+              eq(releases.yanked, false),
+            ),
+          )
+          .orderBy(releaseDeltas.image, releaseDeltas.sourceRootHash),
         db
           .insert(rolloutDevices)
           .values({ rolloutId: chosen.rolloutId, deviceId: token.deviceId, state: 'offered', updatedAt: now })
           .onConflictDoNothing(),
       ]);
-      const base = config.publicUrl ?? '';
       const artifacts: Record<string, string> = {};
-      for (const { digest } of blobRows)
-        artifacts[digest] = `${base}/v1/device/blobs/sha256/${digest.slice('sha256:'.length)}`;
+      for (const { digest } of blobRows) artifacts[digest] = blobUrl(digest);
+      const deltas = deltaRows.map((d) => ({
+        image: d.image as 'rootfs' | 'boot',
+        digest: d.digest,
+        sizeBytes: d.sizeBytes,
+        url: blobUrl(d.digest),
+        sourceVersion: d.sourceVersion,
+        sourceRootHash: d.sourceRootHash,
+      }));
       metrics.polls.inc({ result: 'update' });
       metrics.offers.inc({ product: result.product });
+      if (deltas.length > 0) metrics.offersWithDelta.inc({ product: result.product });
       return c.json(
         {
           status: 'update' as const,
           rolloutId: chosen.rolloutId,
           release: { version: chosen.releaseVersion, manifestJws: chosen.manifestJws },
           artifacts,
+          ...(deltas.length > 0 ? { deltas } : {}),
           pollAfterSeconds,
         },
         200,
