@@ -507,6 +507,40 @@ describe('delta install over HTTP', () => {
   });
 });
 
+describe('delta install: slot layouts', () => {
+  for (const [activeHashOffsetMiB, expected] of [
+    [32, 'delta'],
+    [16, 'full'],
+  ] as const) {
+    it(`hash area after the data at ${activeHashOffsetMiB} MiB on the active device → ${expected}: the source is the data area only`, async () => {
+      const root = await tmp();
+      const server = await serveBlobs(rel.dir);
+      const h = await device(root);
+      // Slot A: v1, then its hash area on the same device at 32 MiB (the config may say otherwise).
+      const fh = await open(h.dev.slotFiles.A, 'r+');
+      await fh.write(Buffer.alloc(64 * 1024, 0x5a), 0, 64 * 1024, 32 * MiB);
+      await fh.close();
+      h.slotABefore = await sha256File(h.dev.slotFiles.A);
+      h.config = configOf(h.dev, {
+        slots: {
+          A: { rootfs: { path: h.dev.slotFiles.A, hashOffsetBytes: activeHashOffsetMiB * MiB } },
+          B: { rootfs: { path: h.dev.slotFiles.B, hashOffsetBytes: 32 * MiB } },
+        },
+      });
+      const j = await installerFor(h, { rootfs: v1RootHash }).install(
+        await serverSource(server, root, [offerOf()]),
+      );
+      expect(rootfsOf(j)?.method).toBe(expected);
+      if (expected === 'full') expect(rootfsOf(j)?.deltaFallback?.code).toBe('ERR_DELTA_WRONG_SOURCE');
+      expect(await sha256File(h.dev.slotFiles.A)).toBe(h.slotABefore);
+      const slotB = await readFile(h.dev.slotFiles.B);
+      expect(slotB.subarray(0, 24 * MiB).equals(await readFile(rel.imagePath))).toBe(true);
+      const tree = await readFile(rel.hashPath);
+      expect(slotB.subarray(32 * MiB, 32 * MiB + tree.length).equals(tree)).toBe(true);
+    });
+  }
+});
+
 describe('delta install: crash points', () => {
   it('a crash after the delta was applied but before the hash area: the resume re-verifies the slot and downloads nothing', async () => {
     const root = await tmp();
