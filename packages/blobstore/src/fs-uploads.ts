@@ -316,6 +316,10 @@ export class FsUploads {
           { cause: error },
         );
       }
+      // A concurrent complete of the same session (another replica) may have stored the blob and
+      // removed the parts under us: then the blob is there, and that is success.
+      const stored = await this.#host.head(record.key).catch(() => undefined);
+      if (stored !== undefined && stored.sizeBytes === record.sizeBytes) return { ...stored, created: false };
       throw error;
     }
     await this.abort(uploadId);

@@ -171,6 +171,29 @@ export function uploadSessionContract(makeFixture: () => UploadContractFixture):
       expect(sha256(await readAll((await a.get(key)).body))).toBe(sha256(data));
     });
 
+    it('two replicas completing the same session at once both end well: the blob is stored once, a loser at most sees the session gone', async () => {
+      const f = makeFixture();
+      const a = f.createStore();
+      const b = f.createStore();
+      const data = randomBytes(f.partSizeBytes * 2 + 3);
+      const key = keyOf(data);
+      const { uploadId } = await a.createUpload(key, {
+        sizeBytes: data.byteLength,
+        partSizeBytes: f.partSizeBytes,
+      });
+      for (const n of [1, 2, 3]) await a.uploadPart(uploadId, n, chunked(part(data, f.partSizeBytes, n)));
+      const results = await Promise.allSettled([a.completeUpload(uploadId), b.completeUpload(uploadId)]);
+      const created = results.filter((r) => r.status === 'fulfilled' && r.value.created);
+      expect(created.length).toBeGreaterThanOrEqual(1);
+      for (const r of results) {
+        if (r.status === 'rejected')
+          expect((r.reason as { code?: string }).code).toBe('ERR_BLOB_UPLOAD_NOT_FOUND');
+        else expect(r.value).toMatchObject({ key, sizeBytes: data.byteLength });
+      }
+      expect(sha256(await readAll((await a.get(key)).body))).toBe(sha256(data));
+      expect(await f.listSessionLeftovers(uploadId)).toEqual([]);
+    });
+
     it('finds open sessions by key, aborts idempotently, and completes as "already there" when the blob got stored meanwhile', async () => {
       const f = makeFixture();
       const store = f.createStore();
