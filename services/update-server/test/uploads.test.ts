@@ -210,6 +210,8 @@ describe.each<BlobBackend>(['fs', 's3'])('resumable uploads on PGlite with the %
       }
       expect(view?.parts.map((p) => p.partNumber)).toEqual([1]);
       expect(view?.receivedBytes).toBe(partSize);
+      // A client going away is its own failure, not the server's: no "unhandled error" in the log.
+      expect(h.logs.filter((line) => line.includes('unhandled error'))).toEqual([]);
       const res = await fetch(`http://127.0.0.1:${port}/v1/admin/uploads/${uploadId}/parts/2`, {
         method: 'PUT',
         headers: { authorization: `Bearer ${h.adminKey}`, 'content-digest': contentDigest(second) },

@@ -36,15 +36,31 @@ export function partDigestFromHeader(header: string | undefined): string | undef
   return Buffer.from(match[1], 'base64').toString('hex');
 }
 
-/** A request body as an AsyncIterable; stopping early (the store refusing it) cancels the stream. */
-async function* requestBody(body: ReadableStream<Uint8Array> | null): AsyncGenerator<Uint8Array> {
+/**
+ * A request body as an AsyncIterable; stopping early (the store refusing it) cancels the stream.
+ * A client that goes away mid-part is a 400 (logged quietly), not an internal error.
+ */
+async function* requestBody(
+  body: ReadableStream<Uint8Array> | null,
+  what: string,
+): AsyncGenerator<Uint8Array> {
   if (body === null) return;
   const reader = body.getReader();
+  let receivedBytes = 0;
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      yield value;
+      let chunk: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        chunk = await reader.read();
+      } catch (error) {
+        throw new ServerError(
+          'ERR_VALIDATION',
+          `the body of ${what} broke off after ${receivedBytes} bytes (${error instanceof Error ? error.message : String(error)}); nothing stored, send the part again`,
+        );
+      }
+      if (chunk.done) return;
+      receivedBytes += chunk.value.byteLength;
+      yield chunk.value;
     }
   } finally {
     await reader.cancel().catch(() => {});
@@ -176,7 +192,7 @@ export function registerUploadRoutes(app: App, deps: AppDeps): void {
           throw new ServerError('ERR_VALIDATION', `Content-Length "${declared}" is not a byte count`);
       }
       // The store reads at most the part's exact size (+ one chunk) before refusing: bounded.
-      const part = await store.uploadPart(id, n, requestBody(c.req.raw.body), {
+      const part = await store.uploadPart(id, n, requestBody(c.req.raw.body, `part ${n} of upload ${id}`), {
         ...(sizeBytes === undefined ? {} : { sizeBytes }),
         ...(sha256 === undefined ? {} : { sha256 }),
       });
