@@ -3,7 +3,10 @@
 // to a real update server (in this process: PGlite + FsBlobStore in a temp dir, 127.0.0.1), with
 // the CLI in a child process under GNU time. Reference in the same run: `curl -T` of the same
 // artifact to the same endpoint. Then a re-push with everything present (HEADs + the manifest).
+// Then resumable uploads (upload sessions, 8 MiB parts): the artifact pushed in parts, and a push
+// interrupted (SIGINT) once the server holds half of the artifact's parts, re-run to resume.
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { randomFillSync } from 'node:crypto';
 import { open, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -129,6 +132,51 @@ try {
       durationsMs: { check: number; upload: number };
     };
     const second = JSON.parse(again.stdout) as { uploadedBytes: number; durationsMs: { total: number } };
+    // Resumable uploads: the artifact again, in parts of an upload session.
+    const key = `sha256/${hex}`;
+    await server.blobs.delete(key);
+    const inParts = await timed([...cli, 'release', 'push', dir, '--json', '--resumable-over-mib', '1'], env);
+    const partsSummary = JSON.parse(inParts.stdout) as {
+      uploadedBytes: number;
+      durationsMs: { upload: number };
+    };
+    // Interrupted at half (SIGINT, as Ctrl-C), then resumed by a re-run.
+    await server.blobs.delete(key);
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--conditions=@abota/source',
+        join(import.meta.dirname, 'push-cli.ts'),
+        'release',
+        'push',
+        dir,
+        '--json',
+        '--resumable-over-mib',
+        '1',
+      ],
+      { env, stdio: 'ignore' },
+    );
+    const exited = once(child, 'exit');
+    let heldAtCut = 0;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 50));
+      const [session] = await server.blobs.listUploads({ key });
+      if (session !== undefined && session.receivedBytes >= artifact.sizeBytes / 2) {
+        child.kill('SIGINT');
+        heldAtCut = session.receivedBytes;
+        break;
+      }
+    }
+    const [cutStatus] = (await exited) as [number | null];
+    const [afterCut] = await server.blobs.listUploads({ key });
+    const resumed = await timed([...cli, 'release', 'push', dir, '--json', '--resumable-over-mib', '1'], env);
+    const resumedSummary = JSON.parse(resumed.stdout) as {
+      uploadedBytes: number;
+      resumedBytes: number;
+      durationsMs: { upload: number };
+    };
     const mib = (artifact.sizeBytes + built.images.rootfs!.hashTree.sizeBytes) / MiB;
     const row = (name: string, t: Timing, extra = '') =>
       console.log(
@@ -153,6 +201,19 @@ try {
       'abota release push (all present)',
       again,
       `  uploaded ${second.uploadedBytes} bytes in ${second.durationsMs.total} ms`,
+    );
+    row(
+      'abota release push (artifact in parts)',
+      inParts,
+      `  upload ${partsSummary.durationsMs.upload} ms = ${(partsSummary.uploadedBytes / MiB / (partsSummary.durationsMs.upload / 1000)).toFixed(0)} MiB/s`,
+    );
+    console.log(
+      `interrupted push: SIGINT when the server held ${(heldAtCut / MiB).toFixed(0)} MiB of ${(artifact.sizeBytes / MiB).toFixed(0)}; exit ${cutStatus}; session kept ${((afterCut?.receivedBytes ?? 0) / MiB).toFixed(0)} MiB in ${afterCut?.parts.length ?? 0} parts`,
+    );
+    row(
+      'abota release push (resumed)',
+      resumed,
+      `  sent ${(resumedSummary.uploadedBytes / MiB).toFixed(0)} MiB, resumed ${(resumedSummary.resumedBytes / MiB).toFixed(0)} MiB, upload phase ${resumedSummary.durationsMs.upload} ms`,
     );
     console.log(
       `push upload time / curl wall: ${(first.durationsMs.upload / 1000 / curl.wallS).toFixed(2)}×; peak RSS of the uploading push above the all-present one: ${(push.maxRssMiB - again.maxRssMiB).toFixed(0)} MiB for ${mib.toFixed(0)} MiB pushed`,
