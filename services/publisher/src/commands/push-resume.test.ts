@@ -264,6 +264,27 @@ describe('release push resumes inside a large blob (upload sessions)', () => {
     expect(await openSessions(artifact.digest)).toEqual([]);
   });
 
+  it('when the remembered session expired on the server, the re-run starts a new one and sends every part', async () => {
+    const { dir, artifact } = await buildRelease('1.3.0', 14);
+    await interruptedPush(dir);
+    const [session] = await openSessions(artifact.digest);
+    // What the server's maintenance does to a session idle for too long.
+    expect(await server.blobs.gcUploads(new Date(Date.now() + 3600_000))).toBeGreaterThanOrEqual(1);
+    requests = [];
+    const r = await runCli('release', 'push', dir, '--json', '--resumable-over-mib', '1');
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(requests).toContain(`GET /v1/admin/uploads/${session?.uploadId}`);
+    const blob = (
+      JSON.parse(r.stdout) as {
+        blobs: { digest: string; uploadedBytes: number; resumedBytes: number; uploadId?: string }[];
+      }
+    ).blobs.find((b) => b.digest === artifact.digest);
+    expect(blob).toMatchObject({ uploadedBytes: artifact.sizeBytes, resumedBytes: 0 });
+    expect(blob?.uploadId).not.toBe(session?.uploadId);
+    // The new session has the server's default part size (8 MiB): the whole artifact in part 1.
+    expect(partPuts()).toEqual([`PUT /v1/admin/uploads/${blob?.uploadId}/parts/1`]);
+  });
+
   it('a part whose connection fails mid-way is retried alone with the same bytes; the blob arrives intact', async () => {
     const { dir, artifact } = await buildRelease('1.2.0', 13);
     const attempts = new Map<string, number>();
