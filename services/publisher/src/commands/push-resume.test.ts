@@ -341,6 +341,47 @@ describe('release push resumes inside a large blob (upload sessions)', () => {
     expect(`sha256:${hash.digest('hex')}`).toBe(artifact.digest);
   });
 
+  it('against a server without upload sessions (an older one: "no route"), a large blob goes as one PUT', async () => {
+    const { dir, artifact } = await buildRelease('1.4.0', 15);
+    const client = new AdminClient({
+      serverUrl: server.url,
+      apiKey: adminKey,
+      fetch: (input, init) => {
+        const url = new URL(String(input instanceof Request ? input.url : input));
+        requests.push(`${init?.method ?? 'GET'} ${url.pathname}`);
+        if (url.pathname.startsWith('/v1/admin/uploads')) {
+          // What this server's notFound handler answers for a path it does not route.
+          return Promise.resolve(
+            new Response(
+              JSON.stringify({
+                error: {
+                  code: 'ERR_NOT_FOUND',
+                  message: `no route for ${init?.method ?? 'GET'} ${url.pathname}`,
+                },
+              }),
+              { status: 404, headers: { 'content-type': 'application/json' } },
+            ),
+          );
+        }
+        return realFetch(input, init);
+      },
+    });
+    const summary = await pushReleaseDir({
+      dir,
+      client,
+      sessionThresholdBytes: 1024 * KiB,
+      partSizeBytes: PART,
+    });
+    expect(summary.blobs.find((b) => b.digest === artifact.digest)).toMatchObject({
+      action: 'uploaded',
+      method: 'put',
+      uploadedBytes: artifact.sizeBytes,
+    });
+    expect(requests).toContain(`POST /v1/admin/uploads`);
+    expect(partPuts()).toEqual([]);
+    expect(requests).toContain(`PUT /v1/admin/blobs/sha256/${artifact.digest.slice(7)}`);
+  });
+
   it('--resumable-over-mib must be a whole number of MiB', async () => {
     const r = await runCli('release', 'push', join(work, 'nowhere'), '--resumable-over-mib', 'lots');
     expect(r.code).toBe(2);

@@ -119,6 +119,11 @@ export interface SessionUploadOptions {
   onBytes: (doneBytes: number) => void;
 }
 
+const isCode = (err: unknown, code: string): boolean => err instanceof AdminApiError && err.code === code;
+/** The server's answer for a path it has no route for (an older server). */
+const isNoRoute = (err: unknown): boolean =>
+  isCode(err, 'ERR_NOT_FOUND') && /no route/.test((err as AdminApiError).message);
+
 /** An open session for this blob: the remembered one, else the server's most advanced one. */
 async function findSession(o: SessionUploadOptions): Promise<UploadInfo | undefined> {
   const matches = (u: UploadInfo | undefined): u is UploadInfo =>
@@ -128,7 +133,15 @@ async function findSession(o: SessionUploadOptions): Promise<UploadInfo | undefi
     const upload = await o.client.getUpload(remembered, o.signal);
     if (matches(upload)) return upload;
   }
-  const open = (await o.client.listUploads(o.digest, o.signal)).filter(matches);
+  let listed: UploadInfo[];
+  try {
+    listed = await o.client.listUploads(o.digest, o.signal);
+  } catch (err) {
+    // A server without upload sessions: createUpload says so too, and the caller falls back to PUT.
+    if (isNoRoute(err)) return undefined;
+    throw err;
+  }
+  const open = listed.filter(matches);
   open.sort((a, b) => b.receivedBytes - a.receivedBytes);
   return open[0];
 }
@@ -152,8 +165,6 @@ async function readPart(path: string, offset: number, sizeBytes: number): Promis
   }
 }
 
-const isCode = (err: unknown, code: string): boolean => err instanceof AdminApiError && err.code === code;
-
 /**
  * Uploads one blob through a session, resuming one when there is one. Returns undefined when the
  * server does not offer upload sessions (an older server): the caller falls back to one PUT.
@@ -174,8 +185,7 @@ export async function uploadBlobInParts(o: SessionUploadOptions): Promise<Sessio
           signal: o.signal,
         });
       } catch (err) {
-        if (err instanceof AdminApiError && err.code === 'ERR_NOT_FOUND' && /no route/.test(err.message))
-          return undefined;
+        if (isNoRoute(err)) return undefined;
         throw err;
       }
       if (created.present) {
