@@ -1,6 +1,8 @@
 // Throughput and memory of FsBlobStore and S3BlobStore for one large blob, against reference
 // tools measured in the same run: `sha256sum` (the hashing every put does) and `cat` (a plain
 // sequential read). s3rver runs in a child process so the RSS figures are the client's alone.
+// Then the same blob through an upload session (8 MiB parts sent one after the other, then
+// completeUpload, which assembles and re-hashes the whole blob).
 //
 //   node --expose-gc --import tsx bench/run.ts [sizeMiB=256]   (or: npm run bench)
 
@@ -122,6 +124,41 @@ async function run(): Promise<void> {
         `${name}: put ${(mib / put.seconds).toFixed(0)} MiB/s (${(sha256sumSeconds / put.seconds).toFixed(2)}× sha256sum), ` +
           `peak RSS +${put.peakRssDeltaMiB.toFixed(0)} MiB; get ${(mib / get.seconds).toFixed(0)} MiB/s ` +
           `(${(catSeconds / get.seconds).toFixed(2)}× cat), peak RSS +${get.peakRssDeltaMiB.toFixed(0)} MiB`,
+      );
+      await store.delete(key);
+      let completeSeconds = 0;
+      let partCount = 0;
+      const session = await measure(async () => {
+        const { uploadId, partSizeBytes } = await store.createUpload(key, { sizeBytes });
+        let part: Uint8Array[] = [];
+        let partBytes = 0;
+        const send = async (): Promise<void> => {
+          partCount++;
+          const chunks = part;
+          await store.uploadPart(
+            uploadId,
+            partCount,
+            (async function* () {
+              yield* chunks;
+            })(),
+          );
+          part = [];
+          partBytes = 0;
+        };
+        for await (const chunk of content()) {
+          part.push(chunk);
+          partBytes += chunk.byteLength;
+          if (partBytes === partSizeBytes) await send();
+        }
+        if (partBytes > 0) await send();
+        const t0 = process.hrtime.bigint();
+        await store.completeUpload(uploadId);
+        completeSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      });
+      console.log(
+        `${name}: upload session of ${partCount} parts ${(mib / session.seconds).toFixed(0)} MiB/s ` +
+          `(${(put.seconds / session.seconds).toFixed(2)}× put), of which completeUpload ${completeSeconds.toFixed(2)} s; ` +
+          `peak RSS +${session.peakRssDeltaMiB.toFixed(0)} MiB`,
       );
       await store.delete(key);
     }
