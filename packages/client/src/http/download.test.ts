@@ -1,11 +1,13 @@
 // Resumable downloads against a real node:http server on 127.0.0.1: dropped connections, Range
-// resume, servers that ignore Range, oversized bodies, and the bandwidth limit.
+// resume, servers that ignore Range, oversized bodies, redirects and the bandwidth limit — over
+// node:http (the agent's default) and through an injected fetch, which must behave the same.
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readBoundedBody, readBoundedJson } from './bounded-body.js';
-import { downloadRange } from './download.js';
+import { type DownloadOptions, downloadRange as downloadRangeOf } from './download.js';
+import { MAX_REDIRECTS } from './node-http.js';
 import { TokenBucket } from './token-bucket.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, n: number) => void;
@@ -58,7 +60,13 @@ async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-describe('downloadRange', () => {
+describe.each([
+  ['node:http', undefined],
+  ['fetch', fetch],
+] as const)('downloadRange over %s', (_transport, viaFetch) => {
+  const downloadRange = (o: DownloadOptions) =>
+    downloadRangeOf(viaFetch === undefined ? o : { ...o, fetch: viaFetch });
+
   it('resumes with a Range request from the byte where the server dropped the connection', async () => {
     const blob = randomBytes(3 * 1024 * 1024 + 17);
     let droppedAfter = 0;
@@ -222,6 +230,109 @@ describe('downloadRange', () => {
     // (3 MiB - 256 KiB burst) / 4 MiB/s ≈ 0.69 s at the limit; unlimited loopback takes a few ms.
     expect(seconds).toBeGreaterThan(0.6);
     expect(seconds).toBeLessThan(3);
+  });
+  it('keeps the device JWT on a same-origin redirect and never sends it back after leaving the origin', async () => {
+    const blob = randomBytes(20_000);
+    let api: Awaited<ReturnType<typeof serve>>;
+    const cdn = await serve((_req, res) => {
+      // The CDN bounces back to the API origin (a misconfigured edge): the JWT must stay dropped.
+      res.writeHead(307, { location: `${api.url}/final` }).end();
+    });
+    api = await serve((req, res) => {
+      if (req.url === '/blob') res.writeHead(302, { location: '/blob/moved' }).end();
+      else if (req.url === '/blob/moved') res.writeHead(302, { location: cdn.url }).end();
+      else res.end(rangeResponse(blob, req, res).body);
+    });
+    const got = await collect(
+      downloadRange({
+        url: api.url,
+        startByte: 0,
+        totalBytes: blob.length,
+        backoff: noWait,
+        headers: async () => ({ Authorization: 'Bearer device-jwt' }),
+      }),
+    );
+    expect(got.equals(blob)).toBe(true);
+    expect(api.requests.map((r) => [r.url, r.headers.authorization])).toEqual([
+      ['/blob', 'Bearer device-jwt'],
+      ['/blob/moved', 'Bearer device-jwt'],
+      ['/blob/final', undefined],
+    ]);
+    expect(cdn.requests[0]!.headers.authorization).toBeUndefined();
+    expect(api.requests[2]!.headers.range).toBe(`bytes=0-${blob.length - 1}`);
+  });
+
+  it('stops at the signal mid-body with ERR_ABORTED and closes the connection', async () => {
+    const blob = randomBytes(2 * 1024 * 1024);
+    let closed = false;
+    const { url } = await serve((req, res) => {
+      const { body } = rangeResponse(blob, req, res);
+      res.write(body.subarray(0, 256 * 1024)); // then nothing more until the client goes away
+      res.on('close', () => {
+        closed = true;
+      });
+    });
+    const abort = new AbortController();
+    let received = 0;
+    await expect(
+      (async () => {
+        for await (const chunk of downloadRange({
+          url,
+          startByte: 0,
+          totalBytes: blob.length,
+          backoff: noWait,
+          signal: abort.signal,
+        })) {
+          received += chunk.byteLength;
+          abort.abort(new Error('shutting down'));
+        }
+      })(),
+    ).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    expect(received).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closed).toBe(true);
+  });
+});
+
+describe('downloadRange over node:http: redirects', () => {
+  const blob = randomBytes(1000);
+  const get = (url: string) =>
+    collect(downloadRangeOf({ url, startByte: 0, totalBytes: blob.length, backoff: noWait }));
+
+  it(`refuses more than ${MAX_REDIRECTS} redirects with ERR_HTTP_BAD_RESPONSE`, async () => {
+    const { url, requests } = await serve((req, res) => {
+      res.writeHead(302, { location: `${req.url}x` }).end();
+    });
+    await expect(get(url)).rejects.toMatchObject({
+      code: 'ERR_HTTP_BAD_RESPONSE',
+      message: expect.stringContaining(`more than ${MAX_REDIRECTS} redirects`),
+    });
+    expect(requests.length).toBe(MAX_REDIRECTS + 1);
+  });
+
+  it('refuses a redirect without a Location and one to a non-HTTP scheme', async () => {
+    const bare = await serve((_req, res) => {
+      res.writeHead(301).end();
+    });
+    await expect(get(bare.url)).rejects.toMatchObject({
+      code: 'ERR_HTTP_BAD_RESPONSE',
+      message: expect.stringContaining('without a Location'),
+    });
+    const file = await serve((_req, res) => {
+      res.writeHead(302, { location: 'file:///etc/shadow' }).end();
+    });
+    await expect(get(file.url)).rejects.toMatchObject({
+      code: 'ERR_HTTP_BAD_RESPONSE',
+      message: expect.stringContaining('file: URL'),
+    });
+  });
+
+  it('asks for the blob without content coding, so Range offsets are blob offsets', async () => {
+    const { url, requests } = await serve((req, res) => {
+      res.end(rangeResponse(blob, req, res).body);
+    });
+    expect((await get(url)).equals(blob)).toBe(true);
+    expect(requests[0]!.headers['accept-encoding']).toBe('identity');
   });
 });
 

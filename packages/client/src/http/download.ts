@@ -1,6 +1,8 @@
 // Resumable blob download: streams bytes [startByte, totalBytes) of a URL, re-requesting with
 // `Range: bytes=<offset>-` after a dropped connection, an idle stall or a 5xx, with backoff and
 // jitter between attempts. Never yields more than `totalBytes` (the size in the signed manifest).
+// Requests go through node:http/https (node-http.ts, not undici's fetch: README "Memory"); an
+// injected `fetch` is used as is (tests, custom transports).
 import { ClientError } from '../errors.js';
 import {
   type BackoffOptions,
@@ -10,6 +12,7 @@ import {
   isTransient,
   sleep,
 } from './backoff.js';
+import { httpGet, nodeHttpFetch } from './node-http.js';
 import type { TokenBucket } from './token-bucket.js';
 
 export interface DownloadOptions {
@@ -20,6 +23,7 @@ export interface DownloadOptions {
   totalBytes: number;
   /** Request headers, asked for again on every attempt (a fresh device JWT each time). */
   headers?: () => Promise<Record<string, string>>;
+  /** Send the requests through this fetch instead of node:http/https. */
   fetch?: typeof fetch;
   bucket?: TokenBucket;
   backoff?: BackoffOptions;
@@ -44,8 +48,25 @@ export function networkError(e: unknown, what: string): ClientError {
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
 
+/** One GET as downloadRange sees it, whichever client carried it (redirects already followed). */
+interface BlobResponse {
+  status: number;
+  header(name: string): string | undefined;
+  body: AsyncIterable<Uint8Array>;
+  /** Stop the transfer (the connection is closed, not drained). */
+  discard(): void;
+}
+
+type GetBlob = (
+  url: string,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  what: string,
+) => Promise<BlobResponse>;
+
 export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Array, void, undefined> {
-  const doFetch = o.fetch ?? fetch;
+  // nodeHttpFetch (the agent bin's fetch) is node:http already: stream straight from it.
+  const get = o.fetch === undefined || o.fetch === nodeHttpFetch ? getWithNodeHttp : getWithFetch(o.fetch);
   const backoff = o.backoff ?? DEFAULT_BACKOFF;
   const wait = backoff.sleep ?? sleep;
   const idleTimeoutMs = o.idleTimeoutMs ?? 60_000;
@@ -69,48 +90,46 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
     const progressBefore = offset;
     try {
       armIdle();
-      let res: Response;
+      let res: BlobResponse;
       try {
-        res = await doFetch(o.url, {
-          headers: { ...(await o.headers?.()), range: `bytes=${offset}-${o.totalBytes - 1}` },
-          signal: attemptAbort.signal,
-          redirect: 'follow',
-        });
+        res = await get(
+          o.url,
+          { ...(await o.headers?.()), range: `bytes=${offset}-${o.totalBytes - 1}` },
+          attemptAbort.signal,
+          what,
+        );
       } catch (e) {
         throw networkError(attemptAbort.signal.reason ?? e, what);
       }
-      let skip = 0;
-      if (res.status === 206) {
-        const m = CONTENT_RANGE.exec(res.headers.get('content-range') ?? '');
-        if (m === null || Number(m[1]) !== offset || (m[3] !== '*' && Number(m[3]) !== o.totalBytes)) {
-          await res.body?.cancel().catch(() => {});
-          throw new ClientError(
-            'ERR_HTTP_BAD_RESPONSE',
-            `${what}: asked for bytes ${offset}-${o.totalBytes - 1} of ${o.totalBytes}, got Content-Range "${res.headers.get('content-range')}"`,
-          );
-        }
-      } else if (res.status === 200) {
-        // A server that ignores Range sends the whole blob: drop what we already have.
-        skip = offset;
-        const len = res.headers.get('content-length');
-        if (len !== null && Number(len) !== o.totalBytes) {
-          await res.body?.cancel().catch(() => {});
-          throw new ClientError(
-            'ERR_HTTP_BAD_RESPONSE',
-            `${what}: blob is ${len} bytes, the signed manifest says ${o.totalBytes}`,
-          );
-        }
-      } else {
-        await res.body?.cancel().catch(() => {});
-        throw statusError(res.status, what);
-      }
-      if (res.body === null) throw new ClientError('ERR_HTTP_NETWORK', `${what}: response without a body`);
-      const reader = res.body.getReader();
       try {
+        let skip = 0;
+        if (res.status === 206) {
+          const range = res.header('content-range');
+          const m = CONTENT_RANGE.exec(range ?? '');
+          if (m === null || Number(m[1]) !== offset || (m[3] !== '*' && Number(m[3]) !== o.totalBytes)) {
+            throw new ClientError(
+              'ERR_HTTP_BAD_RESPONSE',
+              `${what}: asked for bytes ${offset}-${o.totalBytes - 1} of ${o.totalBytes}, got Content-Range "${range}"`,
+            );
+          }
+        } else if (res.status === 200) {
+          // A server that ignores Range sends the whole blob: drop what we already have.
+          skip = offset;
+          const len = res.header('content-length');
+          if (len !== undefined && Number(len) !== o.totalBytes) {
+            throw new ClientError(
+              'ERR_HTTP_BAD_RESPONSE',
+              `${what}: blob is ${len} bytes, the signed manifest says ${o.totalBytes}`,
+            );
+          }
+        } else {
+          throw statusError(res.status, what);
+        }
+        const chunks = res.body[Symbol.asyncIterator]();
         for (;;) {
-          let r: Awaited<ReturnType<typeof reader.read>>;
+          let r: IteratorResult<Uint8Array>;
           try {
-            r = await reader.read();
+            r = await chunks.next();
           } catch (e) {
             throw networkError(attemptAbort.signal.reason ?? e, what);
           }
@@ -134,9 +153,12 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
           yield chunk;
         }
       } finally {
-        await reader.cancel().catch(() => {});
+        res.discard();
       }
       if (offset < o.totalBytes) {
+        // An aborted attempt (idle timeout) may end the body quietly rather than with an error.
+        const reason = attemptAbort.signal.reason as unknown;
+        if (reason !== undefined) throw networkError(reason, what);
         throw new ClientError(
           'ERR_HTTP_NETWORK',
           `${what}: connection ended at byte ${offset} of ${o.totalBytes}`,
@@ -157,6 +179,28 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
     }
   }
 }
+
+/** An injected fetch: it follows redirects itself (and drops Authorization across origins). */
+function getWithFetch(doFetch: typeof fetch): GetBlob {
+  return async (url, headers, signal) => {
+    const res = await doFetch(url, { headers, signal, redirect: 'follow' });
+    const body = res.body;
+    return {
+      status: res.status,
+      header: (name) => res.headers.get(name) ?? undefined,
+      body: body ?? noChunks(),
+      discard: () => void body?.cancel().catch(() => {}),
+    };
+  };
+}
+
+async function* noChunks(): AsyncGenerator<Uint8Array> {}
+
+/** node:http: ranges are byte offsets of the blob itself, so no content coding may be applied. */
+const getWithNodeHttp: GetBlob = async (url, headers, signal, what) => {
+  const res = await httpGet(url, { 'accept-encoding': 'identity', ...headers }, signal, what);
+  return { status: res.status, header: res.header, body: res.body, discard: () => res.body.destroy() };
+};
 
 /** Presigned URLs carry credentials in the query string: never log them. */
 export function redactUrl(url: string): string {
