@@ -39,6 +39,17 @@ describe('blocksOf', () => {
 });
 
 describe('brotli artifact', () => {
+  it('declares the 2^22 window devices accept (client README "Memory"), even with a size hint', async () => {
+    await withTempDir(async (dir) => {
+      const src = join(dir, 'img');
+      await writeFile(src, randomBytes(64 * 1024));
+      await compressFile(src, join(dir, 'img.br'), DEFAULT_CODEC, { sizeHintBytes: 512 * 1024 * 1024 });
+      const first = (await readFile(join(dir, 'img.br')))[0]!;
+      // RFC 7932 §9.1 stream header, least significant bit first: 1, then 3 bits 22 − 17 = 0b101.
+      expect(first & 0x0f).toBe(0b1011);
+    });
+  });
+
   it('round-trips a file through compressFile/decompress and reports the digest of the output', async () => {
     await withTempDir(async (dir) => {
       const src = join(dir, 'img');
