@@ -1,17 +1,19 @@
 // Agent install of a 512 MiB rootfs, measured end to end: a real server (PGlite, loopback HTTP),
-// the agent as its own process from the build (`node packages/simulator/dist/agent-process.js
-// check`, no tsx loader in the measured process), peak RSS from /proc/<pid>/status VmHWM.
-// Reference in the same run on the same image: the release's brotli artifact decompressed to a
-// file with node:zlib (no `brotli` CLI here; same C decoder) followed by
-// `veritysetup verify` — the unverified two-step a shell script would do.
+// the agent as it ships — `node packages/client/bin/abota-agent.js check` from the build, with
+// the Environment= lines of infra/systemd/abota-agent.service (NODE_OPTIONS, MALLOC_ARENA_MAX) —
+// peak RSS from /proc/<pid>/status VmHWM. Floors in the same run: `node -e 0` and the agent's
+// `status` (every module loaded, no install). Reference on the same image: `zstd -d` of a
+// zstd -3 copy to a file, then `veritysetup verify` — the unverified two-step a shell script
+// would do — with their times and peak RSS (GNU time).
 //
-// npx tsx --conditions=@abota/source bench/run.ts   (after `npm run build`; ABOTA_BENCH_MIB=512)
+// npx tsx --conditions=@abota/source bench/run.ts   (after `npm run build`; ABOTA_BENCH_MIB=512;
+// ABOTA_BENCH_NODE_OPTIONS replaces the unit's NODE_OPTIONS, ABOTA_BENCH_UNIT_ENV=0 drops the
+// unit's environment: node defaults)
 import { spawn, spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createBrotliDecompress } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
 import { main as abota } from '@abota/publisher';
 import { buildRootfsImage, LabServer, SimulatedVm } from '@abota/simulator';
 import { makeTempDir } from '@abota/testkit';
@@ -41,6 +43,42 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
   const value = await fn();
   return { value, ms: performance.now() - t };
 }
+
+const AGENT_BIN = fileURLToPath(new URL('../../packages/client/bin/abota-agent.js', import.meta.url));
+const UNIT = new URL('../../infra/systemd/abota-agent.service', import.meta.url);
+const GNU_TIME = '/usr/bin/time';
+
+/** The unit's `Environment=` assignments (systemd quoting: a whole assignment in "..."). */
+async function unitEnvironment(): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const line of (await readFile(UNIT, 'utf8')).split('\n')) {
+    const m = /^Environment=(.*)$/.exec(line.trim());
+    if (m === null) continue;
+    const assignment = m[1]!.replace(/^"(.*)"$/, '$1');
+    const eq = assignment.indexOf('=');
+    env[assignment.slice(0, eq)] = assignment.slice(eq + 1);
+  }
+  return env;
+}
+
+/** Run a short command to completion: wall time and, with GNU time, its peak RSS. */
+function measured(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { ms: number; peakMiB: number | undefined; stdout: string } {
+  const t = performance.now();
+  const gnuTime = existsSync(GNU_TIME);
+  const r = gnuTime
+    ? spawnSync(GNU_TIME, ['-f', 'abota-bench-maxrss %M', cmd, ...args], { env, encoding: 'utf8' })
+    : spawnSync(cmd, args, { env, encoding: 'utf8' });
+  const ms = performance.now() - t;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  const kib = /abota-bench-maxrss (\d+)/.exec(r.stderr ?? '');
+  return { ms, peakMiB: kib ? Number(kib[1]) / 1024 : undefined, stdout: r.stdout };
+}
+
+const mib = (v: number | undefined): string => (v === undefined ? 'n/a' : `${v.toFixed(1)} MiB`);
 
 /** Peak RSS (VmHWM, KiB) and current thread count of a running process. */
 async function procStatus(pid: number): Promise<{ peakKiB: number; threads: number }> {
@@ -127,14 +165,39 @@ try {
     await agent.afterBoot();
     await server.createRollout(id, { deviceIds: [deviceId] });
 
-    // The measured process: the built agent, one poll + install, no reboot.
+    // The measured process: the built agent bin, one poll + install, no reboot.
+    const unitEnv = process.env['ABOTA_BENCH_UNIT_ENV'] === '0' ? {} : await unitEnvironment();
+    const benchOptions = process.env['ABOTA_BENCH_NODE_OPTIONS'];
+    const agentEnv: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...unitEnv,
+      NODE_OPTIONS: benchOptions ?? unitEnv['NODE_OPTIONS'] ?? '',
+    };
+    const how =
+      Object.entries(unitEnv)
+        .filter(([k]) => k !== 'NODE_ENV')
+        .map(([k, v]) => (k === 'NODE_OPTIONS' ? `NODE_OPTIONS="${agentEnv['NODE_OPTIONS']}"` : `${k}=${v}`))
+        .concat(
+          benchOptions !== undefined && unitEnv['NODE_OPTIONS'] === undefined
+            ? [`NODE_OPTIONS="${benchOptions}"`]
+            : [],
+        )
+        .join(' ') || 'node defaults';
     const t = performance.now();
-    const nodeOptions = process.env['ABOTA_BENCH_NODE_OPTIONS'];
-    const proc = vm.spawnAgent(['check', '--json'], {
-      useBuild: true,
-      ...(nodeOptions ? { env: { NODE_OPTIONS: nodeOptions } } : {}),
+    const child = spawn(process.execPath, [AGENT_BIN, 'check', '--json', '--config', vm.paths.agentConfig], {
+      env: agentEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const pid = proc.child.pid!;
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.stdout.resume();
+    const exited = new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code) => resolve(code));
+    });
+    const pid = child.pid!;
     let peakKiB = 0;
     let maxThreads = 0;
     const sampler = setInterval(() => {
@@ -143,50 +206,56 @@ try {
         maxThreads = Math.max(maxThreads, p.threads);
       });
     }, 20);
-    const exit = await proc.exited;
+    const code = await exited;
     clearInterval(sampler);
     const installMs = performance.now() - t;
-    if (exit.code !== 0) throw new Error(`agent check exited ${exit.code}: ${proc.stderr}`);
+    if (code !== 0) throw new Error(`agent check exited ${code}: ${stderr}`);
     const j = await vm.journal();
     if (j?.phase !== 'boot-pending') throw new Error(`install ended in ${j?.phase}`);
 
-    // Reference: decompress to a file, then veritysetup verify, on the same artifact and tree.
-    const blob = (d: string) => join(work, 'releases', 'v2', 'blobs', 'sha256', d.slice(7));
-    const out = join(work, 'ref.img');
-    const decompress = await timed(() =>
-      pipeline(
-        createReadStream(blob(rootfs.artifact.digest)),
-        createBrotliDecompress(),
-        createWriteStream(out),
-      ),
+    // Floors: node itself, and the agent with every module loaded but nothing to do.
+    const bareNode = measured(process.execPath, ['-e', '0'], agentEnv);
+    const idleAgent = measured(
+      process.execPath,
+      [AGENT_BIN, 'status', '--json', '--config', vm.paths.agentConfig],
+      agentEnv,
     );
-    const verify = await timed(async () => {
-      const r = spawnSync('veritysetup', [
-        'verify',
-        out,
-        blob(rootfs.verity.hashTree.digest),
-        rootfs.verity.rootHash,
-      ]);
-      if (r.status !== 0) throw new Error(`veritysetup verify failed: ${r.stderr}`);
-    });
-    const refMs = decompress.ms + verify.ms;
+
+    // Reference: zstd -3 copy of the image (made here, not timed), `zstd -d` to a file, then
+    // veritysetup verify against the release's hash tree and root hash.
+    const blob = (d: string) => join(work, 'releases', 'v2', 'blobs', 'sha256', d.slice(7));
+    const zst = join(work, 'v2.img.zst');
+    spawnSync('zstd', ['-3', '-q', '-f', '-T1', big.value.path, '-o', zst]);
+    const zstBytes = (await stat(zst)).size;
+    const out = join(work, 'ref.img');
+    const decompress = measured('zstd', ['-d', '-q', '-f', zst, '-o', out]);
+    const verify = measured('veritysetup', [
+      'verify',
+      out,
+      blob(rootfs.verity.hashTree.digest),
+      rootfs.verity.rootHash,
+    ]);
     // The reference also has to write the image: sync so its page cache write-back counts too.
     const sync = await timed(
       () => new Promise<void>((resolve) => spawn('sync', [out]).once('close', () => resolve())),
     );
-    const refTotal = refMs + sync.ms;
+    const refTotal = decompress.ms + verify.ms + sync.ms;
 
     const peakMiB = peakKiB / 1024;
     log(
       `agent     install ${(installMs / 1000).toFixed(2)} s (poll, download over loopback, brotli, per-block verity, write, fsync)`,
     );
     log(
-      `          peak RSS ${peakMiB.toFixed(1)} MiB (limit ${RSS_LIMIT_MIB} MiB) ${peakMiB < RSS_LIMIT_MIB ? 'OK' : 'OVER'}${nodeOptions ? ` with NODE_OPTIONS="${nodeOptions}"` : ' with node defaults'}; up to ${maxThreads} threads`,
+      `          peak RSS ${peakMiB.toFixed(1)} MiB (limit ${RSS_LIMIT_MIB} MiB) ${peakMiB < RSS_LIMIT_MIB ? 'OK' : 'OVER'} with ${how}; up to ${maxThreads} threads`,
     );
     log(
-      `reference brotli -d → file ${(decompress.ms / 1000).toFixed(2)} s + veritysetup verify ${(verify.ms / 1000).toFixed(2)} s + sync ${(sync.ms / 1000).toFixed(2)} s = ${(refTotal / 1000).toFixed(2)} s`,
+      `floors    node -e 0 ${mib(bareNode.peakMiB)}, agent status (all modules, no install) ${mib(idleAgent.peakMiB)}`,
+    );
+    log(
+      `reference zstd -3 copy ${(zstBytes / MIB).toFixed(1)} MiB: zstd -d → file ${(decompress.ms / 1000).toFixed(2)} s (peak ${mib(decompress.peakMiB)}) + veritysetup verify ${(verify.ms / 1000).toFixed(2)} s (peak ${mib(verify.peakMiB)}) + sync ${(sync.ms / 1000).toFixed(2)} s = ${(refTotal / 1000).toFixed(2)} s`,
     );
     log(`ratio     agent / reference = ${(installMs / refTotal).toFixed(2)}`);
+    const loadavg = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
     log(
       JSON.stringify({
         imageMiB,
@@ -194,13 +263,19 @@ try {
         agentInstallMs: Math.round(installMs),
         agentPeakRssMiB: Number(peakMiB.toFixed(1)),
         agentMaxThreads: maxThreads,
-        referenceMs: {
-          decompress: Math.round(decompress.ms),
-          veritysetupVerify: Math.round(verify.ms),
-          sync: Math.round(sync.ms),
+        agentEnvironment: how,
+        floorsPeakRssMiB: { bareNode: bareNode.peakMiB, idleAgent: idleAgent.peakMiB },
+        reference: {
+          zstdBytes: zstBytes,
+          decompressMs: Math.round(decompress.ms),
+          decompressPeakRssMiB: decompress.peakMiB,
+          veritysetupVerifyMs: Math.round(verify.ms),
+          veritysetupPeakRssMiB: verify.peakMiB,
+          syncMs: Math.round(sync.ms),
         },
         ratio: Number((installMs / refTotal).toFixed(2)),
         slotBytes: (await stat(vm.paths.slots.B.rootfs)).size,
+        loadavg,
       }),
     );
     if (peakMiB >= RSS_LIMIT_MIB) process.exitCode = 1;
