@@ -128,7 +128,7 @@ export interface DeltaImageResult {
   payloadDigestChecked: boolean;
 }
 
-/** Payload bytes between two collections of dead stream Buffers (buffer-gc.ts). */
+/** Payload plus produced bytes between two collections of dead stream Buffers (buffer-gc.ts). */
 const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
 
 /**
@@ -280,6 +280,9 @@ export async function writeImageFromDelta(o: DeltaImageOptions): Promise<DeltaIm
         }
         bytesSinceCheckpoint += data.byteLength;
         writtenEnd = Math.max(writtenEnd, offset + data.byteLength);
+        // applyDelta's brotli output and op-data reads are fresh Buffers: collect them as the
+        // full path does per decoded byte (buffer-gc.ts), or they pile up as external memory.
+        collect(data.byteLength);
       },
     };
     const durable = async (checkpoint: DeltaCheckpoint): Promise<void> => {
