@@ -1,13 +1,14 @@
 // Delta install vs full install of the same release, measured on one machine: a 512 MiB rootfs
-// (ABOTA_BENCH_MIB), v2 = v1 with 32 MiB rewritten in 8 places, a real delta from @abota/delta's
-// diff, the release's brotli artifact, blobs served over loopback HTTP with Range. The installer
-// runs in its own process (the same Installer the agent uses, every block verified); the parent
-// samples its peak RSS (VmHWM) and counts the bytes it downloaded. The child runs with the agent
-// unit's NODE_OPTIONS and MALLOC_ARENA_MAX, but from source through the tsx loader, so its
-// absolute RSS is above the shipped bin's (test/bench/run.ts): compare the two rows.
+// (ABOTA_BENCH_MIB), v2 = v1 with new, zeroed and moved bytes in 8 places, a real delta
+// from @abota/delta's diff, the release's brotli artifact, blobs served over loopback HTTP with
+// Range. The installer runs in its own process (the same Installer the agent uses, every block
+// verified); the parent samples its peak RSS (VmHWM) and counts the bytes it downloaded. The
+// child runs with the agent unit's NODE_OPTIONS and MALLOC_ARENA_MAX, but from source through the
+// tsx loader, so its absolute RSS is above the shipped bin's (test/bench/run.ts): compare rows.
 //
 // npx tsx --conditions=@abota/source bench/delta.ts   (ABOTA_BENCH_MIB=512, ABOTA_BENCH_UNIT_ENV=0)
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -122,13 +123,22 @@ async function parent(): Promise<void> {
     const v1RootHash = (await formatVerity({ dataPath: v1, hashPath: join(work, 'v1.hash') })).rootHash;
     const v2 = join(work, 'v2.img');
     await copyFile(v1, v2);
-    const fresh = join(work, 'fresh.bin');
-    await writeImage(fresh, 4 * MIB, 77);
-    const freshBytes = await readFile(fresh);
+    // In 8 places: `newKiB` of new (random) bytes, 1 MiB zeroed, 2 MiB moved from elsewhere in v1.
+    // New bytes are kept small: diff's matcher slows down badly on changed data against a source
+    // this large (about 1 MiB of random bytes in 10 minutes at 512 MiB, against 30 s at 128 MiB).
+    const newKiB = Number(process.env['ABOTA_BENCH_NEW_KIB'] ?? (imageMiB > 128 ? 32 : 2048));
+    const v1Bytes = await open(v1, 'r');
     const fh = await open(v2, 'r+');
-    for (let i = 0; i < 8; i++)
-      await fh.write(freshBytes, 0, 4 * MIB, Math.floor(((i + 0.5) * imageMiB) / 8) * MIB);
+    for (let i = 0; i < 8; i++) {
+      const at = Math.floor(((i + 0.5) * imageMiB) / 8) * MIB;
+      await fh.write(randomBytes(newKiB * 1024), 0, newKiB * 1024, at);
+      await fh.write(Buffer.alloc(MIB), 0, MIB, at + 2 * MIB);
+      const moved = Buffer.alloc(2 * MIB);
+      await v1Bytes.read(moved, 0, 2 * MIB, ((i * 3 + 1) % 8) * Math.floor(imageMiB / 8) * MIB);
+      await fh.write(moved, 0, 2 * MIB, at + 3 * MIB);
+    }
     await fh.close();
+    await v1Bytes.close();
     const rel = await makeRelease({
       dir: join(work, 'rel'),
       trust,
