@@ -65,6 +65,16 @@ function compact(
   return `${input}.${signaturePart ?? cryptoSign(null, Buffer.from(input), key).toString('base64url')}`;
 }
 
+async function refusedWith(promise: Promise<unknown>): Promise<ServerError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ServerError) return error;
+    throw error;
+  }
+  throw new Error('expected the token to be refused');
+}
+
 function refusal(run: () => unknown): ServerError {
   try {
     run();
@@ -75,67 +85,77 @@ function refusal(run: () => unknown): ServerError {
   throw new Error('expected the token to be refused');
 }
 
-/** Parse + signature + claims against the device's own key at NOW. */
-const verifyWith = (d: DeviceKeys, token: string) =>
-  verifyParsedDeviceToken(parseDeviceToken(token), d.publicKey, NOW, policy);
+const clockAtNow: Clock = { now: () => NOW };
 
-function expectInvalid(d: DeviceKeys, token: string, message: RegExp): void {
-  const error = refusal(() => verifyWith(d, token));
+/** Parse + signature + claims against the device's own key at NOW. */
+const verifyWith = async (d: DeviceKeys, token: string) =>
+  verifyParsedDeviceToken(parseDeviceToken(token), d.publicKey, clockAtNow, policy);
+
+async function expectInvalid(d: DeviceKeys, token: string, message: RegExp): Promise<void> {
+  const error = await refusedWith(verifyWith(d, token));
   expect(error.code).toBe('ERR_DEVICE_TOKEN_INVALID');
   expect(error.status).toBe(401);
   expect(error.message).toMatch(message);
 }
 
-describe('parseDeviceToken + verifyParsedDeviceToken (compact JWS, node:crypto)', () => {
+describe('parseDeviceToken + verifyParsedDeviceToken (compact JWS, node:crypto)', async () => {
   const d = deviceKeys();
 
   it('accepts what jose signs (EdDSA) and what node:crypto signs, with alg EdDSA or Ed25519', async () => {
     const claims = claimsFor(d.id);
     const joseToken = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA' }).sign(d.privateKey);
-    const verified = verifyWith(d, joseToken);
+    const verified = await verifyWith(d, joseToken);
     expect(verified).toEqual({
       deviceId: d.id,
       jtiKey: `${d.id}:${claims['jti']}`,
       jtiExpiresAt: new Date((NOW_SECONDS + 120 + 30) * 1000),
     });
-    expect(verifyWith(d, compact({ alg: 'EdDSA', typ: 'JWT' }, claimsFor(d.id), d.privateKey)).deviceId).toBe(
+    expect(
+      (await verifyWith(d, compact({ alg: 'EdDSA', typ: 'JWT' }, claimsFor(d.id), d.privateKey))).deviceId,
+    ).toBe(d.id);
+    expect((await verifyWith(d, compact({ alg: 'Ed25519' }, claimsFor(d.id), d.privateKey))).deviceId).toBe(
       d.id,
     );
-    expect(verifyWith(d, compact({ alg: 'Ed25519' }, claimsFor(d.id), d.privateKey)).deviceId).toBe(d.id);
     // The cached key is built from the stored JWK x exactly as registration stored it.
     const fromJwk = devicePublicKey((await exportJWK(d.publicKey)).x ?? '');
-    expect(verifyParsedDeviceToken(parseDeviceToken(joseToken), fromJwk, NOW, policy).deviceId).toBe(d.id);
+    expect(
+      (await verifyParsedDeviceToken(parseDeviceToken(joseToken), fromJwk, clockAtNow, policy)).deviceId,
+    ).toBe(d.id);
   });
 
   it('refuses alg none, HS256 (the public key as HMAC secret) and RS256', async () => {
     const claims = claimsFor(d.id);
     const noneInput = `${b64url('{"alg":"none"}')}.${b64url(JSON.stringify(claims))}`;
-    expectInvalid(d, `${noneInput}.`, /must be signed with EdDSA/);
-    expectInvalid(d, compact({ alg: 'none' }, claims, d.privateKey), /must be signed with EdDSA/);
-    expectInvalid(d, compact({}, claims, d.privateKey), /must be signed with EdDSA/);
-    expectInvalid(d, compact({ alg: 'eddsa' }, claims, d.privateKey), /must be signed with EdDSA/);
+    await expectInvalid(d, `${noneInput}.`, /must be signed with EdDSA/);
+    await expectInvalid(d, compact({ alg: 'none' }, claims, d.privateKey), /must be signed with EdDSA/);
+    await expectInvalid(d, compact({}, claims, d.privateKey), /must be signed with EdDSA/);
+    await expectInvalid(d, compact({ alg: 'eddsa' }, claims, d.privateKey), /must be signed with EdDSA/);
 
     // Key confusion: an HMAC over the input keyed with the (public) x of the device.
     const hsInput = `${b64url('{"alg":"HS256"}')}.${b64url(JSON.stringify(claims))}`;
     const hsToken = `${hsInput}.${createHmac('sha256', d.x).update(hsInput).digest('base64url')}`;
-    expectInvalid(d, hsToken, /must be signed with EdDSA/);
+    await expectInvalid(d, hsToken, /must be signed with EdDSA/);
     // Even a 64-byte "signature" under another alg is not tried as Ed25519.
     const sig = cryptoSign(null, Buffer.from(hsInput), d.privateKey).toString('base64url');
-    expectInvalid(d, `${hsInput}.${sig}`, /must be signed with EdDSA/);
+    await expectInvalid(d, `${hsInput}.${sig}`, /must be signed with EdDSA/);
 
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const rsToken = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256' }).sign(rsa.privateKey);
-    expectInvalid(d, rsToken, /must be signed with EdDSA/);
+    await expectInvalid(d, rsToken, /must be signed with EdDSA/);
   });
 
-  it('refuses a header with crit, even an extension jose would have accepted', () => {
+  it('refuses a header with crit, even an extension jose would have accepted', async () => {
     const claims = claimsFor(d.id);
-    expectInvalid(d, compact({ alg: 'EdDSA', crit: ['b64'], b64: true }, claims, d.privateKey), /"crit"/);
-    expectInvalid(d, compact({ alg: 'EdDSA', crit: ['exp'], exp: 1 }, claims, d.privateKey), /"crit"/);
-    expectInvalid(d, compact({ alg: 'EdDSA', crit: [] }, claims, d.privateKey), /"crit"/);
+    await expectInvalid(
+      d,
+      compact({ alg: 'EdDSA', crit: ['b64'], b64: true }, claims, d.privateKey),
+      /"crit"/,
+    );
+    await expectInvalid(d, compact({ alg: 'EdDSA', crit: ['exp'], exp: 1 }, claims, d.privateKey), /"crit"/);
+    await expectInvalid(d, compact({ alg: 'EdDSA', crit: [] }, claims, d.privateKey), /"crit"/);
   });
 
-  it('never takes the key from the header (jwk, jku, x5u, kid): the registered key decides', () => {
+  it('never takes the key from the header (jwk, jku, x5u, kid): the registered key decides', async () => {
     const attacker = deviceKeys();
     const header = {
       alg: 'EdDSA',
@@ -144,28 +164,32 @@ describe('parseDeviceToken + verifyParsedDeviceToken (compact JWS, node:crypto)'
       x5u: 'http://127.0.0.1:1/cert',
       kid: 'attacker',
     };
-    expectInvalid(d, compact(header, claimsFor(d.id), attacker.privateKey), /signature does not verify/);
+    await expectInvalid(
+      d,
+      compact(header, claimsFor(d.id), attacker.privateKey),
+      /signature does not verify/,
+    );
     // The same header on a token the device really signed changes nothing.
-    expect(verifyWith(d, compact(header, claimsFor(d.id), d.privateKey)).deviceId).toBe(d.id);
+    expect((await verifyWith(d, compact(header, claimsFor(d.id), d.privateKey))).deviceId).toBe(d.id);
   });
 
-  it('refuses malformed compact serializations and base64url', () => {
+  it('refuses malformed compact serializations and base64url', async () => {
     const good = compact({ alg: 'EdDSA' }, claimsFor(d.id), d.privateKey);
     const [h = '', p = '', s = ''] = good.split('.');
     const notJwt = /not a JWT/;
-    expectInvalid(d, 'not.a.jwt', notJwt);
-    expectInvalid(d, '', notJwt);
-    expectInvalid(d, `${h}.${p}`, notJwt);
-    expectInvalid(d, `${h}.${p}.${s}.`, notJwt);
-    expectInvalid(d, `${h}.${p}.${s}.${s}.${s}`, notJwt); // JWE shape
-    expectInvalid(d, `${h}..${s}`, notJwt);
+    await expectInvalid(d, 'not.a.jwt', notJwt);
+    await expectInvalid(d, '', notJwt);
+    await expectInvalid(d, `${h}.${p}`, notJwt);
+    await expectInvalid(d, `${h}.${p}.${s}.`, notJwt);
+    await expectInvalid(d, `${h}.${p}.${s}.${s}.${s}`, notJwt); // JWE shape
+    await expectInvalid(d, `${h}..${s}`, notJwt);
     // Standard base64 alphabet, padding, whitespace and stray characters in the claims part.
     const standard = Buffer.from(JSON.stringify(claimsFor(d.id, { jti: '>>>>????>>>>' }))).toString('base64');
     expect(standard).toMatch(/[+/]/);
-    expectInvalid(d, `${h}.${standard}.${s}`, notJwt);
-    expectInvalid(d, `${h}.${p}==.${s}`, notJwt);
-    expectInvalid(d, `${h}.${p.slice(0, 8)} ${p.slice(8)}.${s}`, notJwt);
-    expectInvalid(d, `${h}.${p}!.${s}`, notJwt);
+    await expectInvalid(d, `${h}.${standard}.${s}`, notJwt);
+    await expectInvalid(d, `${h}.${p}==.${s}`, notJwt);
+    await expectInvalid(d, `${h}.${p.slice(0, 8)} ${p.slice(8)}.${s}`, notJwt);
+    await expectInvalid(d, `${h}.${p}!.${s}`, notJwt);
     // A length ≡ 1 (mod 4) is no byte string, even where Buffer would drop the extra character
     // and decode the same claims (claims whose JSON length is a multiple of 3).
     let aligned = claimsFor(d.id);
@@ -174,37 +198,45 @@ describe('parseDeviceToken + verifyParsedDeviceToken (compact JWS, node:crypto)'
     const alignedToken = compact({ alg: 'EdDSA' }, aligned, d.privateKey);
     const [ah = '', ap = '', as = ''] = alignedToken.split('.');
     expect(Buffer.from(`${ap}A`, 'base64url')).toEqual(Buffer.from(ap, 'base64url'));
-    expectInvalid(d, `${ah}.${ap}A.${as}`, notJwt);
+    await expectInvalid(d, `${ah}.${ap}A.${as}`, notJwt);
     // Claims that are not a UTF-8 JSON object.
-    expectInvalid(d, `${h}.${b64url('[1,2]')}.${s}`, notJwt);
-    expectInvalid(d, `${h}.${b64url('"text"')}.${s}`, notJwt);
-    expectInvalid(d, `${h}.${b64url('{"sub":')}.${s}`, notJwt);
-    expectInvalid(d, `${h}.${b64url(Buffer.from([0x7b, 0xff, 0x7d]))}.${s}`, notJwt);
+    await expectInvalid(d, `${h}.${b64url('[1,2]')}.${s}`, notJwt);
+    await expectInvalid(d, `${h}.${b64url('"text"')}.${s}`, notJwt);
+    await expectInvalid(d, `${h}.${b64url('{"sub":')}.${s}`, notJwt);
+    await expectInvalid(d, `${h}.${b64url(Buffer.from([0x7b, 0xff, 0x7d]))}.${s}`, notJwt);
     // A header that is not a JSON object.
-    expectInvalid(d, `${b64url('[]')}.${p}.${s}`, /header is not/);
-    expectInvalid(d, `${h.slice(0, -1)}*.${p}.${s}`, /header is not/);
+    await expectInvalid(d, `${b64url('[]')}.${p}.${s}`, /header is not/);
+    await expectInvalid(d, `${h.slice(0, -1)}*.${p}.${s}`, /header is not/);
     // sub must be a device id.
-    expectInvalid(d, compact({ alg: 'EdDSA' }, claimsFor(d.id, { sub: 'device-1' }), d.privateKey), /"sub"/);
-    expectInvalid(d, compact({ alg: 'EdDSA' }, claimsFor(d.id, { sub: undefined }), d.privateKey), /"sub"/);
+    await expectInvalid(
+      d,
+      compact({ alg: 'EdDSA' }, claimsFor(d.id, { sub: 'device-1' }), d.privateKey),
+      /"sub"/,
+    );
+    await expectInvalid(
+      d,
+      compact({ alg: 'EdDSA' }, claimsFor(d.id, { sub: undefined }), d.privateKey),
+      /"sub"/,
+    );
   });
 
-  it('refuses signatures that are not exactly 64 bytes in canonical base64url, or do not verify', () => {
+  it('refuses signatures that are not exactly 64 bytes in canonical base64url, or do not verify', async () => {
     const good = compact({ alg: 'EdDSA' }, claimsFor(d.id), d.privateKey);
     const [h = '', p = '', s = ''] = good.split('.');
-    expectInvalid(d, `${h}.${p}.${s.slice(0, -2)}`, /64 bytes.*found 84/);
-    expectInvalid(d, `${h}.${p}.${s}AA`, /64 bytes.*found 88/);
-    expectInvalid(d, `${h}.${p}.${b64url(Buffer.alloc(65))}`, /64 bytes/);
-    expectInvalid(d, `${h}.${p}.${s.slice(0, 40)}+${s.slice(41)}`, /64 bytes/);
+    await expectInvalid(d, `${h}.${p}.${s.slice(0, -2)}`, /64 bytes.*found 84/);
+    await expectInvalid(d, `${h}.${p}.${s}AA`, /64 bytes.*found 88/);
+    await expectInvalid(d, `${h}.${p}.${b64url(Buffer.alloc(65))}`, /64 bytes/);
+    await expectInvalid(d, `${h}.${p}.${s.slice(0, 40)}+${s.slice(41)}`, /64 bytes/);
     // Non-canonical: same 64 bytes once decoded, other trailing bits in the last character.
     const last = s.charAt(85);
     const sibling = String.fromCharCode(last.charCodeAt(0) + 1);
     expect(Buffer.from(`${s.slice(0, 85)}${sibling}`, 'base64url')).toEqual(Buffer.from(s, 'base64url'));
-    expectInvalid(d, `${h}.${p}.${s.slice(0, 85)}${sibling}`, /64 bytes/);
+    await expectInvalid(d, `${h}.${p}.${s.slice(0, 85)}${sibling}`, /64 bytes/);
     // Well-formed but wrong: one flipped bit, all zeros, another device's key.
     const flipped = Buffer.from(s, 'base64url');
     flipped[10] = (flipped[10] ?? 0) ^ 1;
-    expectInvalid(d, `${h}.${p}.${flipped.toString('base64url')}`, /signature does not verify/);
-    expectInvalid(d, `${h}.${p}.${b64url(Buffer.alloc(64))}`, /signature does not verify/);
+    await expectInvalid(d, `${h}.${p}.${flipped.toString('base64url')}`, /signature does not verify/);
+    await expectInvalid(d, `${h}.${p}.${b64url(Buffer.alloc(64))}`, /signature does not verify/);
     expectInvalid(
       d,
       compact({ alg: 'EdDSA' }, claimsFor(d.id), deviceKeys().privateKey),
@@ -214,10 +246,10 @@ describe('parseDeviceToken + verifyParsedDeviceToken (compact JWS, node:crypto)'
     const tampered = b64url(
       JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), exp: NOW_SECONDS + 200 }),
     );
-    expectInvalid(d, `${h}.${tampered}.${s}`, /signature does not verify/);
+    await expectInvalid(d, `${h}.${tampered}.${s}`, /signature does not verify/);
   });
 
-  it('bounds the token length before any parsing', () => {
+  it('bounds the token length before any parsing', async () => {
     const oversized = `${'A'.repeat(MAX_JWT_LENGTH - 1)}.x.`;
     expect(oversized.length).toBe(MAX_JWT_LENGTH + 2);
     expectInvalid(
@@ -228,11 +260,11 @@ describe('parseDeviceToken + verifyParsedDeviceToken (compact JWS, node:crypto)'
     // A validly signed token made too long by its claims is refused the same way.
     const padded = compact({ alg: 'EdDSA' }, claimsFor(d.id, { pad: 'p'.repeat(3200) }), d.privateKey);
     expect(padded.length).toBeGreaterThan(MAX_JWT_LENGTH);
-    expectInvalid(d, padded, /the limit is 4096/);
+    await expectInvalid(d, padded, /the limit is 4096/);
     // Just under the limit is parsed and verified.
     const fits = compact({ alg: 'EdDSA' }, claimsFor(d.id, { pad: 'p'.repeat(2600) }), d.privateKey);
     expect(fits.length).toBeLessThanOrEqual(MAX_JWT_LENGTH);
-    expect(verifyWith(d, fits).deviceId).toBe(d.id);
+    expect((await verifyWith(d, fits)).deviceId).toBe(d.id);
   });
 });
 
@@ -306,16 +338,6 @@ describe('verifyDeviceToken / authenticateDevice on PGlite', () => {
   const registered = deviceKeys();
   const token = (d: DeviceKeys, overrides: Record<string, unknown> = {}) =>
     compact({ alg: 'EdDSA' }, claimsFor(d.id, overrides), d.privateKey);
-  const refusedWith = async (promise: Promise<unknown>): Promise<ServerError> => {
-    try {
-      await promise;
-    } catch (error) {
-      if (error instanceof ServerError) return error;
-      throw error;
-    }
-    throw new Error('expected a refusal');
-  };
-
   beforeAll(async () => {
     database = await openDatabase({ kind: 'pglite' });
     deps = { db: database.db, clock, config: DEFAULT_APP_CONFIG, deviceKeys: new Map() };
