@@ -614,14 +614,18 @@ describe.each(MATRIX)('deltas on %s with the %s blob store', (dbBackend, blobBac
   });
 
   it('offers no delta of a yanked release, and deleting a release removes its deltas', async () => {
+    // Warm the rollout cache with the offer, so the poll after the yank shows the invalidation.
+    expect(await poll(h, dev100, '1.0.0')).toMatchObject({ status: 'update' });
     const yank = await h.request(`/v1/admin/releases/${release2Id}/yank`, {
       method: 'POST',
       key: h.adminKey,
       json: { reason: 'bad kernel' },
     });
     expect(yank.status).toBe(200);
-    // The rollout cache may still hold the release for its TTL; its deltas are never offered.
-    expect(await poll(h, dev100, '1.0.0')).not.toHaveProperty('deltas');
+    // Yanking invalidates the rollout cache: the release is not offered from the next poll on.
+    const afterYank = await poll(h, dev100, '1.0.0');
+    expect(afterYank).not.toHaveProperty('deltas');
+    expect(afterYank).toMatchObject({ status: 'no-update' });
     const fetchYanked = await hStream.request(`/v1/device/blobs/sha256/${d1.digest.slice(7)}`, {
       token: await dev100.token(),
     });

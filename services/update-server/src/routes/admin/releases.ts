@@ -15,7 +15,7 @@ import { and, asc, eq, gt, type SQL } from 'drizzle-orm';
 import type { App } from '../../app.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
-import { blobs, releaseBlobs, releases } from '../../db/schema.js';
+import { blobs, releaseBlobs, releases, rollouts } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
 import {
   errorResponses,
@@ -252,6 +252,9 @@ export function registerReleaseRoutes(app: App, deps: AppDeps): void {
         await audit(tx, c.get('actor'), 'release.yank', `release:${id}`, { reason });
         return updated;
       });
+      // Stop offering it now, on every replica, instead of when the rollout cache expires.
+      const affected = await db.select({ id: rollouts.id }).from(rollouts).where(eq(rollouts.releaseId, id));
+      for (const r of affected) await deps.rollouts.changed(r.id);
       return c.json(view(row), 200);
     },
   );
