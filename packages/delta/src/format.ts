@@ -55,7 +55,7 @@ export interface DeltaHeader {
 /** Op flag: this data op starts a new brotli stream (a "segment", FORMAT.md). */
 export const OP_FLAG_SEGMENT_START = 1;
 /** Largest brotli window (log2 bytes) an applier accepts: bounds the decoder's ring buffer. */
-export const MAX_BROTLI_LGWIN = 23;
+export const MAX_BROTLI_LGWIN = 22;
 
 export interface DeltaOp {
   kind: OpKind;
