@@ -34,6 +34,7 @@ export {
 } from './http/bounded-body.js';
 export { DeviceKey, type PublicJwk as DevicePublicJwk } from './http/device-auth.js';
 export { type DownloadOptions, downloadRange } from './http/download.js';
+export { nodeHttpFetch } from './http/node-http.js';
 export {
   type DeviceReport,
   type PollRequest,

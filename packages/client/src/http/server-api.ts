@@ -7,6 +7,7 @@ import { type BackoffOptions, DEFAULT_BACKOFF, withRetry } from './backoff.js';
 import { MAX_MANIFEST_JWS_BYTES, readBoundedJson } from './bounded-body.js';
 import type { DeviceKey } from './device-auth.js';
 import { networkError, redactUrl, statusError } from './download.js';
+import { nodeHttpFetch } from './node-http.js';
 
 const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/);
 
@@ -150,7 +151,7 @@ export class UpdateServerClient {
 
   constructor(private readonly o: UpdateServerClientOptions) {
     this.deviceIdValue = o.deviceId;
-    this.doFetch = o.fetch ?? fetch;
+    this.doFetch = o.fetch ?? nodeHttpFetch;
     this.clock = o.clock ?? (() => new Date());
     this.backoff = o.backoff ?? DEFAULT_BACKOFF;
   }
