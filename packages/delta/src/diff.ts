@@ -5,7 +5,7 @@
 //      source block, or changed;
 //   2. runs of changed blocks become PATCH (or REPLACE) ops, matched against the whole source on
 //      the main thread and brotli-compressed on the libuv thread pool (the second core).
-// Memory bound: index ≤ 64 MiB + source page cache (default ≤ 256 MiB) + 20 bytes per source
+// Memory bound: index ≤ 96 MiB + source page cache (default ≤ 256 MiB) + 20 bytes per source
 // block + 5 bytes per target block + 2 brotli segments in flight (≤ 8 MiB queued input and
 // ≈ 50 MiB quality-11 encoder state each).
 import { createHash } from 'node:crypto';

@@ -14,18 +14,29 @@ const MIN_DIAGONAL_MATCH = 12;
 /** Shortest hash-found match worth a COPY command. */
 const MIN_HASH_MATCH = 24;
 const PRIME = 0x01000193;
+/** A second, independent polynomial: its top bits are the index's check bits. */
+const PRIME2 = 0x2c9277b5;
 const GOLDEN = 0x9e3779b1;
 
-/** P^(WINDOW-1) mod 2^32, to drop the outgoing byte when rolling. */
-const DROP = (() => {
+/** prime^(WINDOW-1) mod 2^32, to drop the outgoing byte when rolling. */
+function dropFactor(prime: number): number {
   let p = 1;
-  for (let i = 0; i < WINDOW - 1; i++) p = Math.imul(p, PRIME);
+  for (let i = 0; i < WINDOW - 1; i++) p = Math.imul(p, prime);
   return p;
-})();
+}
+const DROP = dropFactor(PRIME);
+const DROP2 = dropFactor(PRIME2);
 
 export function windowHash(bytes: Uint8Array, at: number): number {
   let h = 0;
   for (let k = 0; k < WINDOW; k++) h = (Math.imul(h, PRIME) + bytes[at + k]!) | 0;
+  return h;
+}
+
+/** The second hash of the same window (only its top 16 bits are used, as check bits). */
+export function windowHash2(bytes: Uint8Array, at: number): number {
+  let h = 0;
+  for (let k = 0; k < WINDOW; k++) h = (Math.imul(h, PRIME2) + bytes[at + k]!) | 0;
   return h;
 }
 
@@ -87,15 +98,30 @@ export class MemorySourceBytes implements SourceBytes {
   }
 }
 
-/** Open-addressed, lossy (newest wins) map from window hash to source position / STRIDE + 1. */
+/**
+ * Open-addressed, lossy (newest wins) map from window hash to source position / STRIDE + 1,
+ * with 16 bits of a second, independent hash of the window beside it (bits of the first hash
+ * would mostly repeat what the slot already says). A lookup whose check bits differ is a miss
+ * without touching the source: on incompressible target bytes nearly every position finds an
+ * occupied slot, and verifying each such candidate would read a random source page per target
+ * byte (a 1 MiB read whenever the source exceeds the page cache: minutes per MiB).
+ */
 export class SourceIndex {
   readonly table: Int32Array;
+  private readonly check: Uint16Array;
   private readonly shift: number;
+  /** Candidates that passed the check bits (each one is verified against the source). */
+  candidates = 0;
   constructor(sourceSizeBytes: number, maxTableBits = 24) {
     const wanted = Math.max(10, Math.ceil(Math.log2(Math.max(1, sourceSizeBytes / STRIDE))));
     const bits = Math.min(maxTableBits, wanted);
     this.table = new Int32Array(1 << bits);
+    this.check = new Uint16Array(1 << bits);
     this.shift = 32 - bits;
+  }
+  /** Bytes held by the index (the diff's memory bound counts them). */
+  get sizeBytes(): number {
+    return this.table.byteLength + this.check.byteLength;
   }
   /** Index the windows starting at STRIDE-aligned positions inside `chunk` (absolute `chunkStart`). */
   addChunk(chunk: Uint8Array, chunkStart: number): void {
@@ -104,12 +130,18 @@ export class SourceIndex {
       const h = windowHash(chunk, at);
       // All-zero windows hash to 0: runs of zeros are cheap literals and would flood the table.
       if (h === 0) continue;
-      this.table[Math.imul(h, GOLDEN) >>> this.shift] = (chunkStart + at) / STRIDE + 1;
+      const slot = Math.imul(h, GOLDEN) >>> this.shift;
+      this.table[slot] = (chunkStart + at) / STRIDE + 1;
+      this.check[slot] = windowHash2(chunk, at) >>> 16;
     }
   }
-  lookup(h: number): number {
-    const v = this.table[Math.imul(h, GOLDEN) >>> this.shift]!;
-    return v === 0 ? -1 : (v - 1) * STRIDE;
+  /** The indexed source position of a window with hashes `h` and `h2`, or -1. */
+  lookup(h: number, h2: number): number {
+    const slot = Math.imul(h, GOLDEN) >>> this.shift;
+    const v = this.table[slot]!;
+    if (v === 0 || this.check[slot] !== h2 >>> 16) return -1;
+    this.candidates++;
+    return (v - 1) * STRIDE;
   }
 }
 
@@ -162,6 +194,7 @@ export function matchSpan(
   let diagonal = Number.NaN; // source offset − target offset of the last copy
   let i = 0;
   let h = n >= WINDOW ? windowHash(target, 0) : 0;
+  let h2 = n >= WINDOW ? windowHash2(target, 0) : 0;
   while (i < n) {
     let bestSource = -1;
     let bestLength = 0;
@@ -176,7 +209,7 @@ export function matchSpan(
       }
     }
     if (i + WINDOW <= n && bestLength < 256) {
-      const s = index.lookup(h);
+      const s = index.lookup(h, h2);
       if (s >= 0 && s !== bestSource) {
         const len = forwardMatch(src, s, target, i, n - i);
         if (len >= MIN_HASH_MATCH && len > bestLength) {
@@ -192,10 +225,16 @@ export function matchSpan(
       diagonal = bestSource - (baseOffset + i);
       i += bestLength;
       literalStart = i;
-      if (i + WINDOW <= n) h = windowHash(target, i);
+      if (i + WINDOW <= n) {
+        h = windowHash(target, i);
+        h2 = windowHash2(target, i);
+      }
       continue;
     }
-    if (i + WINDOW < n) h = (Math.imul(h - Math.imul(target[i]!, DROP), PRIME) + target[i + WINDOW]!) | 0;
+    if (i + WINDOW < n) {
+      h = (Math.imul(h - Math.imul(target[i]!, DROP), PRIME) + target[i + WINDOW]!) | 0;
+      h2 = (Math.imul(h2 - Math.imul(target[i]!, DROP2), PRIME2) + target[i + WINDOW]!) | 0;
+    }
     i++;
   }
   out.add(target.subarray(literalStart, n));
