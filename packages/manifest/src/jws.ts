@@ -1,10 +1,16 @@
 // General JWS JSON serialization (RFC 7515 §7.2.1) with EdDSA signatures, and the threshold rule
 // of our trust model (TUF-style): a document is accepted for a role when at least `threshold`
 // DISTINCT keys of that role produced a valid signature over the same payload.
-import { base64url, flattenedVerify, GeneralSign, importJWK } from 'jose';
-import { z } from 'zod';
+// Signatures are made and checked with WebCrypto Ed25519 (ed25519.ts) over the JWS Signing
+// Input ASCII(BASE64URL(protected) || '.' || BASE64URL(payload)) (RFC 7515 §5.1-5.2); the
+// protected header is exactly { alg: EdDSA, kid, typ }, so no `crit` or `b64` extension
+// (RFC 7515 §4.1.11, RFC 7797) can ever change what is signed.
+import * as v from 'valibot';
+import { base64urlDecode, base64urlEncode } from './base64url.js';
+import { type CryptoKey, importPrivateKey, importPublicKey, signEd25519, verifyEd25519 } from './ed25519.js';
 import { ManifestError } from './errors.js';
 import type { PublicJwk, SigningKey } from './keys.js';
+import { describeIssues } from './manifest-schema.js';
 
 /** Largest JWS document accepted, checked before any parsing (a manifest is a few KiB). */
 export const MAX_JWS_BYTES = 1024 * 1024;
@@ -17,20 +23,19 @@ export type JwsType = typeof JWS_TYPE_RELEASE | typeof JWS_TYPE_ROOT;
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
 
-export const GeneralJwsSchema = z.strictObject({
-  payload: z.string().regex(B64URL, 'expected base64url'),
-  signatures: z
-    .array(
-      z.strictObject({
-        protected: z.string().min(1).regex(B64URL, 'expected base64url'),
-        signature: z.string().min(1).regex(B64URL, 'expected base64url'),
-      }),
-    )
-    .min(1)
-    .max(MAX_SIGNATURES),
+const Base64urlSchema = v.pipe(v.string(), v.regex(B64URL, 'expected base64url'));
+const NonEmptyBase64urlSchema = v.pipe(v.string(), v.minLength(1), v.regex(B64URL, 'expected base64url'));
+
+export const GeneralJwsSchema = v.strictObject({
+  payload: Base64urlSchema,
+  signatures: v.pipe(
+    v.array(v.strictObject({ protected: NonEmptyBase64urlSchema, signature: NonEmptyBase64urlSchema })),
+    v.minLength(1),
+    v.maxLength(MAX_SIGNATURES),
+  ),
 });
 /** `{ payload, signatures: [{ protected, signature }] }` — the content of manifest.jws and root.json. */
-export type GeneralJws = z.infer<typeof GeneralJwsSchema>;
+export type GeneralJws = v.InferOutput<typeof GeneralJwsSchema>;
 
 /** The keys and threshold one role trusts. */
 export interface RoleKeys {
@@ -88,51 +93,49 @@ export function parseGeneralJws(input: string | Uint8Array | GeneralJws, what: s
       });
     }
   }
-  const parsed = GeneralJwsSchema.safeParse(value);
+  const parsed = v.safeParse(GeneralJwsSchema, value);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
     throw new ManifestError(
       'ERR_JWS_MALFORMED',
-      `${what}: not a General JWS JSON document (${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'})`,
+      `${what}: not a General JWS JSON document (${describeIssues(parsed.issues.slice(0, 1))})`,
     );
   }
-  return parsed.data;
+  return parsed.output;
 }
 
 // kid is any short string here: a co-signature by a key outside our roots (whatever its kid
 // scheme) is ignored and reported, not a malformed document. Role kids are thumbprints.
-const ProtectedHeaderSchema = z.strictObject({
-  alg: z.literal('EdDSA'),
-  kid: z.string().min(1).max(256),
-  typ: z.string(),
+const ProtectedHeaderSchema = v.strictObject({
+  alg: v.literal('EdDSA'),
+  kid: v.pipe(v.string(), v.minLength(1), v.maxLength(256)),
+  typ: v.string(),
 });
 
 /** Decode and check one protected header: exactly { alg: EdDSA, kid, typ } with the expected typ. */
 function decodeProtectedHeader(encoded: string, typ: JwsType, where: string): { kid: string } {
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(base64url.decode(encoded)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(base64urlDecode(encoded)));
   } catch (err) {
     throw new ManifestError('ERR_JWS_MALFORMED', `${where}: protected header is not base64url JSON`, {
       cause: err,
     });
   }
-  const parsed = ProtectedHeaderSchema.safeParse(header);
+  const parsed = v.safeParse(ProtectedHeaderSchema, header);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
     throw new ManifestError(
       'ERR_JWS_MALFORMED',
-      `${where}: protected header must be exactly { alg: "EdDSA", kid, typ } (${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'})`,
+      `${where}: protected header must be exactly { alg: "EdDSA", kid, typ } (${describeIssues(parsed.issues.slice(0, 1))})`,
     );
   }
   // typ binds the signature to one document kind, so a root can never pass as a manifest.
-  if (parsed.data.typ !== typ) {
+  if (parsed.output.typ !== typ) {
     throw new ManifestError(
       'ERR_JWS_MALFORMED',
-      `${where}: typ is ${JSON.stringify(parsed.data.typ)}, expected ${JSON.stringify(typ)}`,
+      `${where}: typ is ${JSON.stringify(parsed.output.typ)}, expected ${JSON.stringify(typ)}`,
     );
   }
-  return { kid: parsed.data.kid };
+  return { kid: parsed.output.kid };
 }
 
 /** Check every protected header (alg, kid, typ) without verifying: ERR_JWS_MALFORMED on the first bad one. */
@@ -161,7 +164,8 @@ export async function verifyRoleSignatures(
   }
   const signedBy: string[] = [];
   const unknownKids: string[] = [];
-  const imported = new Map<string, Awaited<ReturnType<typeof importJWK>>>();
+  const imported = new Map<string, CryptoKey>();
+  const encoder = new TextEncoder();
   for (const [index, sig] of jws.signatures.entries()) {
     const where = `signature #${index}`;
     const { kid } = decodeProtectedHeader(sig.protected, typ, where);
@@ -171,23 +175,29 @@ export async function verifyRoleSignatures(
       continue;
     }
     let key = imported.get(kid);
-    if (key === undefined) {
-      key = await importJWK(jwk, 'EdDSA');
-      imported.set(kid, key);
-    }
+    let valid = false;
+    let cause: unknown;
     try {
-      await flattenedVerify(
-        { payload: jws.payload, protected: sig.protected, signature: sig.signature },
+      if (key === undefined) {
+        key = await importPublicKey(jwk);
+        imported.set(kid, key);
+      }
+      // The payload must decode too (as jose's flattenedVerify requires), even though only
+      // its encoded form is signed.
+      base64urlDecode(jws.payload, 'payload');
+      valid = await verifyEd25519(
         key,
-        {
-          algorithms: ['EdDSA'],
-        },
+        base64urlDecode(sig.signature, 'signature'),
+        encoder.encode(`${sig.protected}.${jws.payload}`),
       );
     } catch (err) {
+      cause = err;
+    }
+    if (!valid) {
       throw new ManifestError(
         'ERR_SIGNATURE_INVALID',
         `${where} by key ${kid} of the ${role.label} does not verify: the document was altered after signing or the signature is corrupt`,
-        { cause: err },
+        cause === undefined ? undefined : { cause },
       );
     }
     if (!signedBy.includes(kid)) signedBy.push(kid);
@@ -200,7 +210,7 @@ export async function verifyRoleSignatures(
       `${role.label}: ${signedBy.length} of ${role.threshold} required distinct valid signatures (role keys: ${role.keyIds.join(', ')})${unknown}`,
     );
   }
-  return { payload: base64url.decode(jws.payload), signedBy, unknownKids };
+  return { payload: base64urlDecode(jws.payload, 'payload'), signedBy, unknownKids };
 }
 
 /** Sign `payload` once per distinct key (duplicates in `keys` are signed once). */
@@ -212,20 +222,22 @@ export async function signGeneralJws(
   if (keys.length === 0) {
     throw new ManifestError('ERR_INVALID_ARGUMENT', 'signing needs at least one key');
   }
-  const sign = new GeneralSign(payload);
+  const encodedPayload = base64urlEncode(payload);
+  const encoder = new TextEncoder();
+  const signatures: GeneralJws['signatures'] = [];
   const seen = new Set<string>();
   for (const key of keys) {
     if (seen.has(key.kid)) continue;
     seen.add(key.kid);
-    sign
-      .addSignature(await importJWK(key.privateJwk, 'EdDSA'))
-      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ });
+    // Member order alg, kid, typ: the same bytes jose's GeneralSign produces for this header.
+    const header = base64urlEncode(encoder.encode(JSON.stringify({ alg: 'EdDSA', kid: key.kid, typ })));
+    const signature = await signEd25519(
+      await importPrivateKey(key.privateJwk),
+      encoder.encode(`${header}.${encodedPayload}`),
+    );
+    signatures.push({ protected: header, signature: base64urlEncode(signature) });
   }
-  const jws = await sign.sign();
-  return {
-    payload: jws.payload,
-    signatures: jws.signatures.map((s) => ({ protected: s.protected ?? '', signature: s.signature })),
-  };
+  return { payload: encodedPayload, signatures };
 }
 
 /** Append signatures by more keys to an existing document (offline multi-party signing). */
@@ -234,7 +246,7 @@ export async function addSignatures(
   keys: readonly SigningKey[],
   typ: JwsType,
 ): Promise<GeneralJws> {
-  const extra = await signGeneralJws(base64url.decode(jws.payload), keys, typ);
+  const extra = await signGeneralJws(base64urlDecode(jws.payload, 'payload'), keys, typ);
   return { payload: jws.payload, signatures: [...jws.signatures, ...extra.signatures] };
 }
 

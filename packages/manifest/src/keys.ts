@@ -1,43 +1,48 @@
 // Ed25519 signing keys as JWK (RFC 8037), identified by their RFC 7638 thumbprint so a kid can
 // never name a different key than the one it was computed from.
+import * as v from 'valibot';
+import { base64urlEncode } from './base64url.js';
 import {
-  calculateJwkThumbprint,
-  exportJWK,
-  FlattenedSign,
-  flattenedVerify,
-  generateKeyPair,
-  importJWK,
-} from 'jose';
-import { z } from 'zod';
+  generateEd25519,
+  importPrivateKey,
+  importPublicKey,
+  sha256,
+  signEd25519,
+  verifyEd25519,
+} from './ed25519.js';
 import { ManifestError } from './errors.js';
+import { describeIssues } from './manifest-schema.js';
 
 const B64URL_32_BYTES = /^[A-Za-z0-9_-]{43}$/;
 
 /** A key id: base64url SHA-256 JWK thumbprint (RFC 7638), 43 characters. */
-export const KidSchema = z
-  .string()
-  .regex(B64URL_32_BYTES, 'expected an RFC 7638 SHA-256 thumbprint (43 base64url characters)');
+export const KidSchema = v.pipe(
+  v.string(),
+  v.regex(B64URL_32_BYTES, 'expected an RFC 7638 SHA-256 thumbprint (43 base64url characters)'),
+);
+
+const Key32Schema = v.pipe(v.string(), v.regex(B64URL_32_BYTES, 'expected 32 bytes base64url'));
 
 /** An Ed25519 public key as it appears in a trust root: exactly the RFC 7638 required members. */
-export const PublicJwkSchema = z.strictObject({
-  kty: z.literal('OKP'),
-  crv: z.literal('Ed25519'),
-  x: z.string().regex(B64URL_32_BYTES, 'expected 32 bytes base64url'),
+export const PublicJwkSchema = v.strictObject({
+  kty: v.literal('OKP'),
+  crv: v.literal('Ed25519'),
+  x: Key32Schema,
 });
-export type PublicJwk = z.infer<typeof PublicJwkSchema>;
+export type PublicJwk = v.InferOutput<typeof PublicJwkSchema>;
 
 /** A private key file: the public members plus `d`, optionally `kid`, `alg`, `use` (checked). */
-export const PrivateJwkSchema = z.strictObject({
-  kty: z.literal('OKP'),
-  crv: z.literal('Ed25519'),
-  x: z.string().regex(B64URL_32_BYTES, 'expected 32 bytes base64url'),
-  d: z.string().regex(B64URL_32_BYTES, 'expected 32 bytes base64url'),
-  kid: KidSchema.optional(),
-  alg: z.literal('EdDSA').optional(),
-  use: z.literal('sig').optional(),
+export const PrivateJwkSchema = v.strictObject({
+  kty: v.literal('OKP'),
+  crv: v.literal('Ed25519'),
+  x: Key32Schema,
+  d: Key32Schema,
+  kid: v.optional(KidSchema),
+  alg: v.optional(v.literal('EdDSA')),
+  use: v.optional(v.literal('sig')),
 });
 /** What a key file may hold (PrivateJwkSchema). */
-export type PrivateJwkFile = z.infer<typeof PrivateJwkSchema>;
+export type PrivateJwkFile = v.InferOutput<typeof PrivateJwkSchema>;
 /** The private key itself: exactly the members needed to sign. */
 export interface PrivateJwk {
   kty: 'OKP';
@@ -54,14 +59,14 @@ export interface SigningKey {
 
 /** RFC 7638 SHA-256 thumbprint of an Ed25519 public key: its kid. */
 export async function jwkThumbprint(jwk: PublicJwk): Promise<string> {
-  return calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x }, 'sha256');
+  // RFC 7638 §3.2: the required members only, lexicographic order, no whitespace.
+  const members = `{"crv":"Ed25519","kty":"OKP","x":${JSON.stringify(jwk.x)}}`;
+  return base64urlEncode(await sha256(new TextEncoder().encode(members)));
 }
 
 /** A fresh Ed25519 key pair with its kid. */
 export async function generateSigningKey(): Promise<SigningKey> {
-  const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
-  const jwk = await exportJWK(privateKey);
-  return importSigningKey(jwk);
+  return importSigningKey(await generateEd25519());
 }
 
 /**
@@ -70,23 +75,22 @@ export async function generateSigningKey(): Promise<SigningKey> {
  * thumbprint, or when `d` and `x` are not one key pair (a corrupted file).
  */
 export async function importSigningKey(jwk: unknown): Promise<SigningKey> {
-  const parsed = PrivateJwkSchema.safeParse(jwk);
+  const parsed = v.safeParse(PrivateJwkSchema, jwk);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
     throw new ManifestError(
       'ERR_KEY_INVALID',
-      `not an Ed25519 private JWK: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'}`,
+      `not an Ed25519 private JWK: ${describeIssues(parsed.issues.slice(0, 1))}`,
     );
   }
-  const publicJwk: PublicJwk = { kty: 'OKP', crv: 'Ed25519', x: parsed.data.x };
+  const publicJwk: PublicJwk = { kty: 'OKP', crv: 'Ed25519', x: parsed.output.x };
   const kid = await jwkThumbprint(publicJwk);
-  if (parsed.data.kid !== undefined && parsed.data.kid !== kid) {
+  if (parsed.output.kid !== undefined && parsed.output.kid !== kid) {
     throw new ManifestError(
       'ERR_KEY_INVALID',
-      `JWK kid ${parsed.data.kid} is not its key's thumbprint ${kid}`,
+      `JWK kid ${parsed.output.kid} is not its key's thumbprint ${kid}`,
     );
   }
-  const privateJwk: PrivateJwk = { kty: 'OKP', crv: 'Ed25519', x: parsed.data.x, d: parsed.data.d };
+  const privateJwk: PrivateJwk = { kty: 'OKP', crv: 'Ed25519', x: parsed.output.x, d: parsed.output.d };
   await assertKeyPair(privateJwk, publicJwk, kid);
   return { kid, privateJwk, publicJwk };
 }
@@ -107,11 +111,8 @@ async function assertKeyPair(privateJwk: PrivateJwk, publicJwk: PublicJwk, kid: 
   let ok = false;
   try {
     const probe = new TextEncoder().encode('abota key pair check');
-    const jws = await new FlattenedSign(probe)
-      .setProtectedHeader({ alg: 'EdDSA' })
-      .sign(await importJWK(privateJwk, 'EdDSA'));
-    await flattenedVerify(jws, await importJWK(publicJwk, 'EdDSA'), { algorithms: ['EdDSA'] });
-    ok = true;
+    const signature = await signEd25519(await importPrivateKey(privateJwk), probe);
+    ok = await verifyEd25519(await importPublicKey(publicJwk), signature, probe);
   } catch {
     ok = false;
   }

@@ -1,10 +1,10 @@
 // The device's acceptance decision for an offered release (DESIGN.md "Device checks, in order"):
 // pure over values — the caller passes the manifest JWS, its verified trust root, the facts of
 // the running system and the clock. Nothing may be written to a slot before this returns.
-import { z } from 'zod';
+import * as v from 'valibot';
 import { ManifestError } from './errors.js';
 import type { GeneralJws } from './jws.js';
-import { describeIssues, MAX_SECURITY_VERSION, type ReleaseManifest } from './manifest-schema.js';
+import { describeIssues, intSchema, MAX_SECURITY_VERSION, type ReleaseManifest } from './manifest-schema.js';
 import { verifyManifest } from './release.js';
 import type { TrustRoot } from './root.js';
 import { compareSemver, parseSemver } from './semver.js';
@@ -24,12 +24,12 @@ export interface DeviceFacts {
 
 // Validated because a NaN floor or a non-string hardware id would make a comparison silently
 // pass (fail open); the caller's facts are as much an input as the manifest.
-const DeviceFactsSchema = z.strictObject({
-  product: z.string().min(1).max(64),
-  hardware: z.string().min(1).max(64),
-  currentVersion: z.string().max(256),
-  securityVersionFloor: z.int().min(0).max(MAX_SECURITY_VERSION),
-  allowDowngrade: z.boolean().optional(),
+const DeviceFactsSchema = v.strictObject({
+  product: v.pipe(v.string(), v.minLength(1), v.maxLength(64)),
+  hardware: v.pipe(v.string(), v.minLength(1), v.maxLength(64)),
+  currentVersion: v.pipe(v.string(), v.maxLength(256)),
+  securityVersionFloor: intSchema(0, MAX_SECURITY_VERSION),
+  allowDowngrade: v.optional(v.boolean()),
 });
 
 export interface ReleaseDecision {
@@ -52,9 +52,9 @@ export async function checkRelease(
   deviceFacts: DeviceFacts,
   now: Date,
 ): Promise<ReleaseDecision> {
-  const facts = DeviceFactsSchema.safeParse(deviceFacts);
+  const facts = v.safeParse(DeviceFactsSchema, deviceFacts);
   if (!facts.success) {
-    throw new ManifestError('ERR_INVALID_ARGUMENT', `device facts: ${describeIssues(facts.error)}`);
+    throw new ManifestError('ERR_INVALID_ARGUMENT', `device facts: ${describeIssues(facts.issues)}`);
   }
   const current = parseSemver(deviceFacts.currentVersion);
   const { manifest, signedBy, unknownKids } = await verifyManifest(manifestJws, trustRoot, now);

@@ -11,16 +11,17 @@ import {
   verifyRoleSignatures,
 } from './jws.js';
 import type { SigningKey } from './keys.js';
+import * as v from 'valibot';
 import { describeIssues, type ReleaseManifest, ReleaseManifestSchema } from './manifest-schema.js';
 import { assertRootUnexpired, assertValidNow, roleKeys, type TrustRoot, TrustRootSchema } from './root.js';
 
 /** Validate a manifest value against the schema; throws ERR_MANIFEST_INVALID with field paths. */
 export function parseManifest(value: unknown): ReleaseManifest {
-  const parsed = ReleaseManifestSchema.safeParse(value);
+  const parsed = v.safeParse(ReleaseManifestSchema, value);
   if (!parsed.success) {
-    throw new ManifestError('ERR_MANIFEST_INVALID', `release manifest: ${describeIssues(parsed.error)}`);
+    throw new ManifestError('ERR_MANIFEST_INVALID', `release manifest: ${describeIssues(parsed.issues)}`);
   }
-  return parsed.data;
+  return parsed.output;
 }
 
 /**
@@ -65,7 +66,7 @@ export async function verifyManifest(
   assertValidNow(now);
   // The caller should pass a root from verifyRootChain; re-check its shape so a hand-built
   // object (threshold 0, dangling kids) cannot weaken the signature check.
-  if (!TrustRootSchema.safeParse(trustRoot).success) {
+  if (!v.is(TrustRootSchema, trustRoot)) {
     throw new ManifestError(
       'ERR_ROOT_INVALID',
       'trust root: not a valid TrustRoot (use verifyRootChain / verifyTrustRoot)',

@@ -3,8 +3,8 @@
 // General JWS. Rotation and the device-side chain walk follow the TUF specification §5.3
 // ("Update the root role"): version N+1 must be signed by a threshold of N's root keys AND of
 // its own, versions never skip, and only the final root of a walk must be unexpired.
-import { base64url } from 'jose';
-import { z } from 'zod';
+import * as v from 'valibot';
+import { base64urlDecode } from './base64url.js';
 import { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
 import { ManifestError } from './errors.js';
 import {
@@ -18,60 +18,75 @@ import {
   verifyRoleSignatures,
 } from './jws.js';
 import { jwkThumbprint, KidSchema, PublicJwkSchema, type PublicJwk, type SigningKey } from './keys.js';
-import { describeIssues, TimestampSchema } from './manifest-schema.js';
+import { describeIssues, intSchema, TimestampSchema } from './manifest-schema.js';
 
 /** Most keys one root (and one role) may list. */
 export const MAX_ROOT_KEYS = 64;
 export const MAX_ROOT_VERSION = 2 ** 31 - 1;
 
-export const RoleSchema = z
-  .strictObject({
-    threshold: z.int().min(1).max(MAX_ROOT_KEYS),
-    keyIds: z.array(KidSchema).min(1).max(MAX_ROOT_KEYS),
-  })
-  .superRefine((role, ctx) => {
-    if (new Set(role.keyIds).size !== role.keyIds.length) {
-      ctx.addIssue({ code: 'custom', path: ['keyIds'], message: 'key ids must be unique' });
-    }
-    if (role.threshold > role.keyIds.length) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['threshold'],
-        message: `threshold ${role.threshold} exceeds the ${role.keyIds.length} keys of the role`,
-      });
-    }
-  });
+export const RoleSchema = v.pipe(
+  v.strictObject({
+    threshold: intSchema(1, MAX_ROOT_KEYS),
+    keyIds: v.pipe(v.array(KidSchema), v.minLength(1), v.maxLength(MAX_ROOT_KEYS)),
+  }),
+  v.forward(
+    v.check((role) => new Set(role.keyIds).size === role.keyIds.length, 'key ids must be unique'),
+    ['keyIds'],
+  ),
+  v.forward(
+    v.check(
+      (role) => role.threshold <= role.keyIds.length,
+      (issue) =>
+        `threshold ${issue.input.threshold} exceeds the ${issue.input.keyIds.length} keys of the role`,
+    ),
+    ['threshold'],
+  ),
+);
 
 export const ROLE_NAMES = ['root', 'release'] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
 
-export const TrustRootSchema = z
-  .strictObject({
-    schemaVersion: z.literal(1),
-    version: z.int().min(1).max(MAX_ROOT_VERSION),
+export const TrustRootSchema = v.pipe(
+  v.strictObject({
+    schemaVersion: v.literal(1),
+    version: intSchema(1, MAX_ROOT_VERSION),
     expires: TimestampSchema,
-    keys: z.record(KidSchema, PublicJwkSchema),
-    roles: z.strictObject({ root: RoleSchema, release: RoleSchema }),
-  })
-  .superRefine((root, ctx) => {
-    if (Object.keys(root.keys).length > MAX_ROOT_KEYS) {
-      ctx.addIssue({ code: 'custom', path: ['keys'], message: `more than ${MAX_ROOT_KEYS} keys` });
-    }
+    keys: v.record(KidSchema, PublicJwkSchema),
+    roles: v.strictObject({ root: RoleSchema, release: RoleSchema }),
+  }),
+  v.forward(
+    v.check((root) => Object.keys(root.keys).length <= MAX_ROOT_KEYS, `more than ${MAX_ROOT_KEYS} keys`),
+    ['keys'],
+  ),
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const root = dataset.value;
     for (const name of ROLE_NAMES) {
       for (const [i, kid] of root.roles[name].keyIds.entries()) {
-        if (!(kid in root.keys)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['roles', name, 'keyIds', i],
+        if (!Object.hasOwn(root.keys, kid)) {
+          addIssue({
             message: `key ${kid} is not in keys`,
+            path: [
+              { type: 'object', origin: 'value', input: root, key: 'roles', value: root.roles },
+              { type: 'object', origin: 'value', input: root.roles, key: name, value: root.roles[name] },
+              {
+                type: 'object',
+                origin: 'value',
+                input: root.roles[name],
+                key: 'keyIds',
+                value: root.roles[name].keyIds,
+              },
+              { type: 'array', origin: 'value', input: root.roles[name].keyIds, key: i, value: kid },
+            ],
           });
         }
       }
     }
-  });
+  }),
+);
 
-export type TrustRoot = z.infer<typeof TrustRootSchema>;
-export type Role = z.infer<typeof RoleSchema>;
+export type TrustRoot = v.InferOutput<typeof TrustRootSchema>;
+export type Role = v.InferOutput<typeof RoleSchema>;
 /** The content of a root.json: a General JWS whose payload is the canonical TrustRoot. */
 export type SignedRoot = GeneralJws;
 
@@ -80,11 +95,11 @@ export type SignedRoot = GeneralJws;
  * (so a kid in a signature header names exactly one key). Throws ERR_ROOT_INVALID.
  */
 export async function parseTrustRoot(value: unknown, where = 'trust root'): Promise<TrustRoot> {
-  const parsed = TrustRootSchema.safeParse(value);
+  const parsed = v.safeParse(TrustRootSchema, value);
   if (!parsed.success) {
-    throw new ManifestError('ERR_ROOT_INVALID', `${where}: ${describeIssues(parsed.error)}`);
+    throw new ManifestError('ERR_ROOT_INVALID', `${where}: ${describeIssues(parsed.issues)}`);
   }
-  for (const [kid, jwk] of Object.entries(parsed.data.keys)) {
+  for (const [kid, jwk] of Object.entries(parsed.output.keys)) {
     const thumbprint = await jwkThumbprint(jwk);
     if (thumbprint !== kid) {
       throw new ManifestError(
@@ -93,7 +108,7 @@ export async function parseTrustRoot(value: unknown, where = 'trust root'): Prom
       );
     }
   }
-  return parsed.data;
+  return parsed.output;
 }
 
 export interface TrustRootInit {
@@ -182,7 +197,7 @@ export async function verifyTrustRoot(signed: SignedRoot | string | Uint8Array):
   checkProtectedHeaders(jws, JWS_TYPE_ROOT);
   // Out-of-band trust: the candidate keys come from the payload itself, then must sign it.
   const candidate = await parseTrustRoot(
-    decodeRootPayload(base64url.decode(jws.payload), 'root.json'),
+    decodeRootPayload(base64urlDecode(jws.payload, 'root.json payload'), 'root.json'),
     'root.json',
   );
   const { payload } = await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(candidate, 'root'));
@@ -224,7 +239,7 @@ export async function verifyRootUpdate(
 /** Version a root claims, read WITHOUT verification: only ever used to refuse earlier. */
 function peekVersion(jws: GeneralJws): number | undefined {
   try {
-    const value: unknown = JSON.parse(new TextDecoder().decode(base64url.decode(jws.payload)));
+    const value: unknown = JSON.parse(new TextDecoder().decode(base64urlDecode(jws.payload)));
     const version = (value as { version?: unknown } | null)?.version;
     return typeof version === 'number' ? version : undefined;
   } catch {
