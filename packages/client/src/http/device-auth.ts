@@ -1,9 +1,10 @@
 // Device identity: an Ed25519 private key (JWK file, mode 0600) and short-lived EdDSA JWTs signed
 // with it for every /v1/device/* call (docs/CONTRACTS.md: iss = sub = deviceId, aud, iat,
 // exp ≤ 5 min, random jti). The server stores only the public key; no shared secret exists.
-import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto';
+// The compact JWS (RFC 7515 §7.1) is built here with node:crypto's Ed25519 (RFC 8037 §3.1)
+// rather than jose: the agent's peak RSS is bounded by what it loads (README "Memory").
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
-import { SignJWT } from 'jose';
 import { z } from 'zod';
 import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
 import { ClientError } from '../errors.js';
@@ -14,6 +15,13 @@ const privateJwkSchema = z.object({
   x: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
   d: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
 });
+
+function base64urlJson(value: unknown): string {
+  return Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
+}
+
+/** The protected header of every device JWT: EdDSA (RFC 8037), typ JWT (RFC 7519 §5.1). */
+const JWT_HEADER = base64urlJson({ alg: 'EdDSA', typ: 'JWT' });
 
 export interface PublicJwk {
   kty: 'OKP';
@@ -89,14 +97,17 @@ export class DeviceKey {
     now: Date;
   }): Promise<string> {
     const iat = Math.floor(o.now.getTime() / 1000);
-    return new SignJWT({})
-      .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT' })
-      .setIssuer(o.deviceId)
-      .setSubject(o.deviceId)
-      .setAudience(o.audience)
-      .setIssuedAt(iat)
-      .setExpirationTime(iat + o.lifetimeSeconds)
-      .setJti(randomUUID())
-      .sign(this.key);
+    const claims = {
+      iss: o.deviceId,
+      sub: o.deviceId,
+      aud: o.audience,
+      iat,
+      exp: iat + o.lifetimeSeconds,
+      jti: randomUUID(),
+    };
+    const signingInput = `${JWT_HEADER}.${base64urlJson(claims)}`;
+    // Ed25519 takes no digest argument (null): the message is signed as is (RFC 8032 §5.1.6).
+    const signature = sign(null, Buffer.from(signingInput, 'ascii'), this.key);
+    return `${signingInput}.${signature.toString('base64url')}`;
   }
 }

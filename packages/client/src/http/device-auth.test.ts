@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
+import type { KeyObject } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeviceKey } from './device-auth.js';
+
+// The update server's own verifier, read from its source: the device JWT is a contract between
+// the two, so the client's hand-built token is checked by the code that will receive it. (A
+// computed specifier keeps the server's sources out of this package's typecheck.)
+const SERVER_VERIFIER = new URL('../../../../services/update-server/src/auth/device-jwt.ts', import.meta.url);
+const { devicePublicKey, parseDeviceToken, verifyParsedDeviceToken } = (await import(
+  SERVER_VERIFIER.href
+)) as {
+  devicePublicKey(x: string): KeyObject;
+  parseDeviceToken(token: string): unknown;
+  verifyParsedDeviceToken(
+    parsed: unknown,
+    key: KeyObject,
+    clock: { now(): Date },
+    policy: { audience: string; clockToleranceSeconds: number; maxTokenLifetimeSeconds: number },
+  ): Promise<{ deviceId: string; jtiExpiresAt: Date }>;
+};
+
+const policy = { audience: 'abota', clockToleranceSeconds: 30, maxTokenLifetimeSeconds: 300 };
+
+describe('DeviceKey.signJwt', () => {
+  let dir: string;
+  let key: DeviceKey;
+  const deviceId = randomUUID();
+  const now = new Date('2026-11-26T01:00:00Z');
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'abota-device-auth-'));
+    key = await DeviceKey.generate(join(dir, 'device-key.json'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('produces a token the update server accepts with the registered key', async () => {
+    const token = await key.signJwt({ deviceId, audience: 'abota', lifetimeSeconds: 300, now });
+    const verified = await verifyParsedDeviceToken(
+      parseDeviceToken(token),
+      devicePublicKey(key.publicJwk.x),
+      { now: () => now },
+      policy,
+    );
+    expect(verified.deviceId).toBe(deviceId);
+    expect(verified.jtiExpiresAt.getTime()).toBe(now.getTime() + (300 + 30) * 1000);
+  });
+
+  it('carries the contract claims (iss = sub = device id, aud, iat, exp, a fresh jti), verified by jose', async () => {
+    const a = await key.signJwt({ deviceId, audience: 'abota', lifetimeSeconds: 120, now });
+    const b = await key.signJwt({ deviceId, audience: 'abota', lifetimeSeconds: 120, now });
+    expect(decodeProtectedHeader(a)).toEqual({ alg: 'EdDSA', typ: 'JWT' });
+    const { payload } = await jwtVerify(a, await importJWK({ ...key.publicJwk }, 'EdDSA'), {
+      algorithms: ['EdDSA'],
+      issuer: deviceId,
+      subject: deviceId,
+      audience: 'abota',
+      currentDate: now,
+      requiredClaims: ['iat', 'exp', 'jti'],
+    });
+    const iat = now.getTime() / 1000;
+    expect(payload).toMatchObject({ iat, exp: iat + 120 });
+    const { payload: other } = await jwtVerify(b, await importJWK({ ...key.publicJwk }, 'EdDSA'), {
+      currentDate: now,
+    });
+    expect(other.jti).not.toBe(payload.jti);
+  });
+
+  it('is refused by the server when signed by another key or altered', async () => {
+    const token = await key.signJwt({ deviceId, audience: 'abota', lifetimeSeconds: 300, now });
+    const otherKey = await DeviceKey.generate(join(dir, 'other-key.json'));
+    await expect(
+      verifyParsedDeviceToken(
+        parseDeviceToken(token),
+        devicePublicKey(otherKey.publicJwk.x),
+        { now: () => now },
+        policy,
+      ),
+    ).rejects.toMatchObject({ code: 'ERR_DEVICE_TOKEN_INVALID' });
+    const [h, p, s] = token.split('.');
+    const claims = JSON.parse(Buffer.from(p!, 'base64url').toString('utf8'));
+    const altered = Buffer.from(JSON.stringify({ ...claims, exp: claims.exp + 1 })).toString('base64url');
+    await expect(
+      verifyParsedDeviceToken(
+        parseDeviceToken(`${h}.${altered}.${s}`),
+        devicePublicKey(key.publicJwk.x),
+        { now: () => now },
+        policy,
+      ),
+    ).rejects.toMatchObject({ code: 'ERR_DEVICE_TOKEN_INVALID' });
+  });
+});
