@@ -117,6 +117,42 @@ describe('abota-agent', () => {
     expect((await cli(['status', '--nope'])).code).toBe(2);
   });
 
+  it('missing arguments, required options and option values are usage errors (exit 2) shown with the help', async () => {
+    const register = await cli(['register', '--config', '/nonexistent.json']);
+    expect(register.code).toBe(2);
+    expect(register.err).toContain("required option '--token <token>' not specified");
+    expect(register.err).toContain('Usage: abota-agent register');
+    const install = await cli(['install', '--json']);
+    expect(install.code).toBe(2);
+    expect(install.err).toContain("missing required argument 'release-dir'");
+    expect((await cli(['status', 'extra'])).code).toBe(2);
+    expect((await cli(['status', '--config'])).code).toBe(2);
+    const none = await cli([]);
+    expect(none.code).toBe(2);
+    expect(none.err).toContain('Commands:');
+  });
+
+  it('help names every command; help COMMAND and --help show its options and defaults', async () => {
+    const top = await cli(['--help']);
+    expect(top.code).toBe(0);
+    for (const cmd of ['run', 'status', 'check', 'install', 'mark-good', 'mark-bad', 'register'])
+      expect(top.out).toContain(`  ${cmd} [options]`);
+    const help = await cli(['help', 'install'], { ABOTA_CONFIG: '/srv/agent.json' });
+    expect(help.code).toBe(0);
+    expect(help.out).toContain('Usage: abota-agent install [options] <release-dir>');
+    expect(help.out).toContain('--allow-downgrade');
+    expect(help.out).toContain('(default: "/srv/agent.json")');
+  });
+
+  it('options may come before or after the argument, as --name=value too', async () => {
+    const { root, dev, configPath } = await setup();
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '2.0.0' });
+    const r = await cli(['install', `--config=${configPath}`, '--json', rel.dir]);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(r.out)).toMatchObject({ version: '2.0.0', targetSlot: 'B' });
+    expect(await sha256File(dev.slotFiles.B)).toBe(await sha256File(rel.imagePath));
+  });
+
   it('maps error codes to exit statuses by class', () => {
     expect(exitStatusFor('ERR_SIGNATURE_INVALID')).toBe(3);
     expect(exitStatusFor('ERR_INSTALL_HASH_TREE_INVALID')).toBe(3);

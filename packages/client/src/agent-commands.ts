@@ -1,7 +1,8 @@
-// The `abota-agent` command line (commander): run, status, check, install, mark-good, mark-bad,
-// register. Every command takes --config and --json; errors print `CODE: message` (or JSON)
-// without a stack trace and map to an exit status by the class of their code.
-import { Command, CommanderError, Option } from 'commander';
+// The `abota-agent` command line: run, status, check, install, mark-good, mark-bad, register.
+// Every command takes --config and --json; errors print `CODE: message` (or JSON) without a
+// stack trace and map to an exit status by the class of their code. Parsed with node's
+// util.parseArgs rather than commander: the agent's RSS is mostly what it loads (README "Memory").
+import { parseArgs } from 'node:util';
 import { Agent, type AgentLogEvent, type AgentOptions, type AgentStatus } from './agent.js';
 import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
 
@@ -72,155 +73,295 @@ function describeImage(img: NonNullable<AgentStatus['install']>['images'][string
   return `full ${full}${fallback}, ${downloaded}`;
 }
 
+interface OptionSpec {
+  type: 'boolean' | 'string';
+  short?: string;
+  /** Shown in help as `--name <valueName>` (string options). */
+  valueName?: string;
+  description: string;
+  required?: boolean;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+interface CommandSpec {
+  name: string;
+  description: string;
+  /** One required positional argument, if the command takes one. */
+  argument?: { name: string; description: string };
+  options: Record<string, OptionSpec>;
+  run(values: Values, argument: string | undefined): Promise<void>;
+}
+
+/** A usage error: printed with the command's help, exit status 2. */
+class UsageError extends Error {}
+
+const PROGRAM = 'abota-agent';
+const PROGRAM_DESCRIPTION =
+  'abota device agent: signed A/B updates into the inactive slot, verified block by block';
+const HELP_OPTION: OptionSpec = { type: 'boolean', short: 'h', description: 'display help for command' };
+
+function optionTerm(name: string, o: OptionSpec): string {
+  const long = `--${name}${o.type === 'string' ? ` <${o.valueName ?? 'value'}>` : ''}`;
+  return o.short === undefined ? long : `-${o.short}, ${long}`;
+}
+
+function table(rows: [string, string][]): string {
+  const width = Math.max(...rows.map(([term]) => term.length));
+  return rows.map(([term, text]) => `  ${term.padEnd(width)}  ${text}`).join('\n');
+}
+
+function commandHelp(cmd: CommandSpec, defaults: Values): string {
+  const usage = `Usage: ${PROGRAM} ${cmd.name} [options]${cmd.argument ? ` <${cmd.argument.name}>` : ''}`;
+  const parts = [usage, '', cmd.description];
+  if (cmd.argument) parts.push('', 'Arguments:', table([[cmd.argument.name, cmd.argument.description]]));
+  const options = Object.entries({ ...cmd.options, help: HELP_OPTION }).map(([name, o]): [string, string] => {
+    const d = defaults[name];
+    const shown = name === 'help' || d === undefined ? '' : ` (default: ${JSON.stringify(d)})`;
+    return [optionTerm(name, o), `${o.description}${shown}`];
+  });
+  parts.push('', 'Options:', table(options));
+  return `${parts.join('\n')}\n`;
+}
+
+function programHelp(commands: readonly CommandSpec[]): string {
+  const rows = commands.map((c): [string, string] => [
+    `${c.name} [options]${c.argument ? ` <${c.argument.name}>` : ''}`,
+    c.description,
+  ]);
+  rows.push(['help [command]', 'display help for command']);
+  return [
+    `Usage: ${PROGRAM} [options] [command]`,
+    '',
+    PROGRAM_DESCRIPTION,
+    '',
+    'Options:',
+    table([[optionTerm('help', HELP_OPTION), HELP_OPTION.description]]),
+    '',
+    'Commands:',
+    table(rows),
+    '',
+  ].join('\n');
+}
+
+/** Parse one command's arguments: strict (unknown options are usage errors), defaults applied. */
+function parseCommand(
+  cmd: CommandSpec,
+  args: readonly string[],
+  defaults: Values,
+): { help: true } | { help: false; values: Values; argument: string | undefined } {
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      options: { ...cmd.options, help: HELP_OPTION },
+      strict: true,
+      allowPositionals: true,
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (parsed.values['help'] === true) return { help: true };
+  // No option is declared `multiple`, so no value is an array.
+  const values: Values = { ...defaults, ...(parsed.values as Values) };
+  for (const [name, o] of Object.entries(cmd.options)) {
+    if (o.required && values[name] === undefined) {
+      throw new UsageError(`required option '${optionTerm(name, o)}' not specified`);
+    }
+  }
+  const expected = cmd.argument ? 1 : 0;
+  if (parsed.positionals.length < expected) {
+    throw new UsageError(`missing required argument '${cmd.argument!.name}'`);
+  }
+  if (parsed.positionals.length > expected) {
+    throw new UsageError(
+      `too many arguments for '${cmd.name}': expected ${expected}, got ${parsed.positionals.length}`,
+    );
+  }
+  return { help: false, values, argument: parsed.positionals[0] };
+}
+
 export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<number> {
-  let exitCode = 0;
-  const program = new Command('abota-agent')
-    .description('abota device agent: signed A/B updates into the inactive slot, verified block by block')
-    .exitOverride()
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
-    .showHelpAfterError();
+  const common: Record<string, OptionSpec> = {
+    config: { type: 'string', short: 'c', valueName: 'path', description: 'agent config file' },
+    json: { type: 'boolean', description: 'machine-readable output' },
+  };
+  const reboot: OptionSpec = {
+    type: 'boolean',
+    description: 'run the reboot command after a successful install',
+  };
+  const defaultsOf = (cmd: CommandSpec): Values => {
+    const d: Values = { config: io.env['ABOTA_CONFIG'] ?? DEFAULT_CONFIG_PATH };
+    for (const [name, o] of Object.entries(cmd.options)) if (o.type === 'boolean') d[name] = false;
+    return d;
+  };
 
-  const withCommon = (cmd: Command): Command =>
-    cmd
-      .addOption(
-        new Option('-c, --config <path>', 'agent config file').default(
-          io.env['ABOTA_CONFIG'] ?? DEFAULT_CONFIG_PATH,
-        ),
-      )
-      .option('--json', 'machine-readable output', false);
-
-  const open = async (opts: { config: string; json: boolean }): Promise<Agent> => {
-    const config = await loadAgentConfig(opts.config, io.env);
+  const open = async (values: Values): Promise<Agent> => {
+    const config = await loadAgentConfig(String(values['config']), io.env);
+    const json = values['json'] === true;
     const log = (e: AgentLogEvent): void => {
       io.stderr(
-        opts.json
+        json
           ? `${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`
           : `${e.level}: ${e.code ? `${e.code}: ` : ''}${e.message}\n`,
       );
     };
     return Agent.open({ config, log, ...io.agentOptions });
   };
-  const print = (json: boolean, value: unknown, text: string): void => {
-    io.stdout(json ? `${JSON.stringify(value)}\n` : text);
+  const print = (values: Values, value: unknown, text: string): void => {
+    io.stdout(values['json'] === true ? `${JSON.stringify(value)}\n` : text);
   };
 
-  withCommon(
-    program.command('status').description('show the running slot, versions and install progress'),
-  ).action(async (opts: { config: string; json: boolean }) => {
-    const s = await (await open(opts)).status();
-    print(opts.json, s, formatStatus(s));
-  });
-
-  withCommon(
-    program
-      .command('check')
-      .description('poll the update server once; install an offered release')
-      .option('--reboot', 'run the reboot command after a successful install', false),
-  ).action(async (opts: { config: string; json: boolean; reboot: boolean }) => {
-    const agent = await open(opts);
-    const r = await agent.checkOnce({ reboot: opts.reboot });
-    print(
-      opts.json,
-      r,
-      r.status === 'no-update'
-        ? 'no update offered\n'
-        : r.status === 'reboot-pending'
-          ? `${r.version} is installed and waits for a reboot\n`
-          : r.status === 'trial-pending'
-            ? `${r.version} runs on trial and is not committed yet (abota-agent run / mark-good / mark-bad)\n`
-            : `installed ${r.version}; ${r.rebooted ? 'rebooting' : 'reboot to try it (abota-agent status shows the pending slot)'}\n`,
-    );
-  });
-
-  withCommon(
-    program
-      .command('install')
-      .description('install from a local release directory (offline/USB) with the same verification')
-      .argument('<release-dir>', 'directory with manifest.jws, root.json and blobs/')
-      .option('--reboot', 'run the reboot command after a successful install', false)
-      .option(
-        '--allow-downgrade',
-        'accept an older version (the securityVersion floor still applies)',
-        false,
-      ),
-  ).action(
-    async (
-      dir: string,
-      opts: { config: string; json: boolean; reboot: boolean; allowDowngrade: boolean },
-    ) => {
-      const agent = await open(opts);
-      const j = await agent.installFromDirectory(dir, {
-        reboot: opts.reboot,
-        allowDowngrade: opts.allowDowngrade,
-      });
-      print(
-        opts.json,
-        { version: j.version, targetSlot: j.targetSlot, phase: j.phase },
-        `installed ${j.version} into slot ${j.targetSlot}; it boots once at the next reboot${opts.reboot ? ' (rebooting)' : ''}\n`,
-      );
+  const commands: CommandSpec[] = [
+    {
+      name: 'status',
+      description: 'show the running slot, versions and install progress',
+      options: common,
+      async run(values) {
+        const s = await (await open(values)).status();
+        print(values, s, formatStatus(s));
+      },
     },
-  );
+    {
+      name: 'check',
+      description: 'poll the update server once; install an offered release',
+      options: { ...common, reboot },
+      async run(values) {
+        const agent = await open(values);
+        const r = await agent.checkOnce({ reboot: values['reboot'] === true });
+        print(
+          values,
+          r,
+          r.status === 'no-update'
+            ? 'no update offered\n'
+            : r.status === 'reboot-pending'
+              ? `${r.version} is installed and waits for a reboot\n`
+              : r.status === 'trial-pending'
+                ? `${r.version} runs on trial and is not committed yet (abota-agent run / mark-good / mark-bad)\n`
+                : `installed ${r.version}; ${r.rebooted ? 'rebooting' : 'reboot to try it (abota-agent status shows the pending slot)'}\n`,
+        );
+      },
+    },
+    {
+      name: 'install',
+      description: 'install from a local release directory (offline/USB) with the same verification',
+      argument: { name: 'release-dir', description: 'directory with manifest.jws, root.json and blobs/' },
+      options: {
+        ...common,
+        reboot,
+        'allow-downgrade': {
+          type: 'boolean',
+          description: 'accept an older version (the securityVersion floor still applies)',
+        },
+      },
+      async run(values, dir) {
+        const agent = await open(values);
+        const j = await agent.installFromDirectory(dir!, {
+          reboot: values['reboot'] === true,
+          allowDowngrade: values['allow-downgrade'] === true,
+        });
+        print(
+          values,
+          { version: j.version, targetSlot: j.targetSlot, phase: j.phase },
+          `installed ${j.version} into slot ${j.targetSlot}; it boots once at the next reboot${values['reboot'] === true ? ' (rebooting)' : ''}\n`,
+        );
+      },
+    },
+    {
+      name: 'mark-good',
+      description: 'confirm the running slot (commits a pending trial boot without health checks)',
+      options: common,
+      async run(values) {
+        const r = await (await open(values)).markGood();
+        print(
+          values,
+          r,
+          r.action === 'committed'
+            ? `committed ${r.version} on slot ${r.slot}\n`
+            : 'running slot confirmed\n',
+        );
+      },
+    },
+    {
+      name: 'mark-bad',
+      description: 'reject the trial boot of a pending install so the next boot returns to the old slot',
+      options: { ...common, reboot: { type: 'boolean', description: 'run the reboot command afterwards' } },
+      async run(values) {
+        const r = await (await open(values)).markBad({ reboot: values['reboot'] === true });
+        print(
+          values,
+          r,
+          `rejected ${'version' in r ? r.version : ''}; the next boot returns to the old slot\n`,
+        );
+      },
+    },
+    {
+      name: 'register',
+      description: 'create the device key (if needed) and register it with a provisioning token',
+      options: {
+        ...common,
+        token: {
+          type: 'string',
+          valueName: 'token',
+          description: 'provisioning token from the operator',
+          required: true,
+        },
+      },
+      async run(values) {
+        const id = await (await open(values)).register(String(values['token']));
+        print(values, { deviceId: id }, `registered as ${id}\n`);
+      },
+    },
+    {
+      name: 'run',
+      description: 'daemon: settle the last boot, then poll, install and reboot; stops on SIGTERM',
+      options: common,
+      async run(values) {
+        const agent = await open(values);
+        let signal = io.signal;
+        if (signal === undefined) {
+          const ac = new AbortController();
+          process.once('SIGTERM', () => ac.abort(new Error('SIGTERM')));
+          process.once('SIGINT', () => ac.abort(new Error('SIGINT')));
+          signal = ac.signal;
+        }
+        await agent.run(signal);
+      },
+    },
+  ];
 
-  withCommon(
-    program
-      .command('mark-good')
-      .description('confirm the running slot (commits a pending trial boot without health checks)'),
-  ).action(async (opts: { config: string; json: boolean }) => {
-    const r = await (await open(opts)).markGood();
-    print(
-      opts.json,
-      r,
-      r.action === 'committed' ? `committed ${r.version} on slot ${r.slot}\n` : 'running slot confirmed\n',
-    );
-  });
-
-  withCommon(
-    program
-      .command('mark-bad')
-      .description('reject the trial boot of a pending install so the next boot returns to the old slot')
-      .option('--reboot', 'run the reboot command afterwards', false),
-  ).action(async (opts: { config: string; json: boolean; reboot: boolean }) => {
-    const r = await (await open(opts)).markBad({ reboot: opts.reboot });
-    print(
-      opts.json,
-      r,
-      `rejected ${'version' in r ? r.version : ''}; the next boot returns to the old slot\n`,
-    );
-  });
-
-  withCommon(
-    program
-      .command('register')
-      .description('create the device key (if needed) and register it with a provisioning token')
-      .requiredOption('--token <token>', 'provisioning token from the operator'),
-  ).action(async (opts: { config: string; json: boolean; token: string }) => {
-    const id = await (await open(opts)).register(opts.token);
-    print(opts.json, { deviceId: id }, `registered as ${id}\n`);
-  });
-
-  withCommon(
-    program
-      .command('run')
-      .description('daemon: settle the last boot, then poll, install and reboot; stops on SIGTERM'),
-  ).action(async (opts: { config: string; json: boolean }) => {
-    const agent = await open(opts);
-    let signal = io.signal;
-    if (signal === undefined) {
-      const ac = new AbortController();
-      process.once('SIGTERM', () => ac.abort(new Error('SIGTERM')));
-      process.once('SIGINT', () => ac.abort(new Error('SIGINT')));
-      signal = ac.signal;
-    }
-    await agent.run(signal);
-  });
-
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    io.stderr(programHelp(commands));
+    return 2;
+  }
+  if (name === '-h' || name === '--help') {
+    io.stdout(programHelp(commands));
+    return 0;
+  }
+  if (name === 'help') {
+    const target = commands.find((c) => c.name === rest[0]);
+    io.stdout(target ? commandHelp(target, defaultsOf(target)) : programHelp(commands));
+    return 0;
+  }
+  const cmd = commands.find((c) => c.name === name);
+  if (cmd === undefined) {
+    io.stderr(`error: unknown command '${name}'\n${programHelp(commands)}`);
+    return 2;
+  }
   const json = argv.includes('--json');
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    const parsed = parseCommand(cmd, rest, defaultsOf(cmd));
+    if (parsed.help) {
+      io.stdout(commandHelp(cmd, defaultsOf(cmd)));
+      return 0;
+    }
+    await cmd.run(parsed.values, parsed.argument);
+    return 0;
   } catch (e) {
-    if (e instanceof CommanderError) {
-      // --help / --version exit 0; usage errors were already printed by commander.
-      return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof UsageError) {
+      io.stderr(`error: ${e.message}\n${commandHelp(cmd, defaultsOf(cmd))}`);
+      return 2;
     }
     const code = (e as { code?: unknown }).code;
     const codeText = typeof code === 'string' ? code : undefined;
@@ -229,7 +370,6 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
         ? `${JSON.stringify({ error: { code: codeText ?? 'ERR_UNEXPECTED', message: (e as Error).message } })}\n`
         : `${codeText ?? 'error'}: ${(e as Error).message}\n`,
     );
-    exitCode = exitStatusFor(codeText);
+    return exitStatusFor(codeText);
   }
-  return exitCode;
 }
