@@ -170,11 +170,12 @@ async function sha256(path: string): Promise<string> {
 }
 
 /**
- * V8 heap flags for a memory-constrained agent: Node's default young generation alone (16 MiB
- * semi-spaces) would otherwise dominate apply's footprint. MALLOC_ARENA_MAX=1 keeps glibc from
- * giving each thread-pool thread (brotli, fs) its own arena.
+ * How the device runs apply: the flags and environment of infra/systemd/abota-agent.service
+ * (packages/client README "Memory"). Node's default young generation (16 MiB semi-spaces)
+ * would otherwise dominate apply's footprint; --jitless drops V8's compiler and its code pages;
+ * MALLOC_ARENA_MAX=1 keeps glibc from giving each thread-pool thread (brotli, fs) its own arena.
  */
-const TUNED_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=16'];
+const TUNED_NODE_FLAGS = ['--max-semi-space-size=1', '--jitless'];
 const TUNED_ENV = { MALLOC_ARENA_MAX: '1' };
 
 function child(
@@ -312,6 +313,8 @@ async function main(): Promise<void> {
   const baseline = child('baseline', []);
   const baselineTuned = child('baseline', [], true);
   const only = process.env['ABOTA_BENCH_FS']?.split(',') as Fs[] | undefined;
+  // ABOTA_BENCH_PAIR=security (or feature): one update per file system, for quick iteration.
+  const pairs = process.env['ABOTA_BENCH_PAIR']?.split(',');
   const rows: Row[] = [];
   for (const fs of only ?? (['ext4', 'squashfs', 'erofs'] as const)) {
     const img = { v1: buildImage(fs, 'v1'), v2: buildImage(fs, 'v2'), v3: buildImage(fs, 'v3') };
@@ -319,6 +322,7 @@ async function main(): Promise<void> {
       ['feature', img.v1, img.v2],
       ['security', img.v2, img.v3],
     ] as const) {
+      if (pairs && !pairs.includes(pair)) continue;
       console.error(`measuring ${fs} ${pair} ...`);
       const row = await measure(fs, pair, a, b);
       rows.push(row);
@@ -340,10 +344,10 @@ async function main(): Promise<void> {
   lines.push(
     '',
     `plain node peak RSS doing nothing: ${mb(baseline.maxRssBytes)} MiB default, ${mb(baselineTuned.maxRssBytes)} MiB tuned ` +
-      `(tuned = node ${TUNED_NODE_FLAGS.join(' ')}, MALLOC_ARENA_MAX=1). abota apply verifies every block with @abota/verity's BlockVerifier.`,
+      `(tuned = node ${TUNED_NODE_FLAGS.join(' ')}, MALLOC_ARENA_MAX=1, as the agent's systemd unit runs it). abota apply verifies every block with @abota/verity's BlockVerifier.`,
   );
   console.log(lines.join('\n'));
-  const tag = only ? only.join('-') : 'all';
+  const tag = [only ? only.join('-') : 'all', ...(pairs ?? [])].join('-');
   writeFileSync(
     join(ROOT, `results-${tag}.json`),
     `${JSON.stringify({ baselineRssBytes: baseline.maxRssBytes, rows }, null, 2)}\n`,

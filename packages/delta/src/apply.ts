@@ -18,7 +18,7 @@ import {
   segmentRestartOp,
 } from './format.js';
 import type { BlockVerifierLike, SourceReader, TargetWriter } from './io.js';
-import { decodePatch } from './patch.js';
+import { checkPatch, PatchCursor } from './patch.js';
 
 /**
  * Where to resume: ops before `nextOp` are written. Download resumes at `payloadOffset`, the
@@ -144,12 +144,36 @@ class SourcePageCache {
   private static readonly PAGES = 64;
   private readonly pages = new Map<number, Uint8Array>();
   private readonly copyBuffer = new Uint8Array(COPY_CHUNK_BYTES);
+  private lastPage = -1;
   constructor(private readonly source: SourceReader) {}
   /** Large block-aligned copies bypass the cache; the result is valid until the next call. */
   async sourceRead(offset: number, length: number): Promise<Uint8Array> {
     const into = this.copyBuffer.subarray(0, length);
     await this.source.read(offset, into);
     return into;
+  }
+  /**
+   * Copy without waiting when every page of the range is cached (most PATCH copies: short and
+   * near the previous one); false when a page must be read, then nothing was copied.
+   */
+  copyCached(out: Uint8Array, outPos: number, offset: number, length: number): boolean {
+    const PAGE = SourcePageCache.PAGE;
+    const first = Math.floor(offset / PAGE);
+    const last = Math.floor((offset + length - 1) / PAGE);
+    if (last !== first) return false;
+    const page = this.pages.get(first);
+    if (!page) return false;
+    if (first !== this.lastPage) {
+      // Keep the LRU order (the same page again and again needs no update).
+      this.pages.delete(first);
+      this.pages.set(first, page);
+      this.lastPage = first;
+    }
+    const inPage = offset - first * PAGE;
+    if (inPage + length > Math.min(PAGE, this.source.sizeBytes - first * PAGE)) return false;
+    if (length <= 32) for (let k = 0; k < length; k++) out[outPos + k] = page[inPage + k]!;
+    else out.set(page.subarray(inPage, inPage + length), outPos);
+    return true;
   }
   async copyInto(out: Uint8Array, outPos: number, offset: number, length: number): Promise<void> {
     const PAGE = SourcePageCache.PAGE;
@@ -170,6 +194,7 @@ class SourcePageCache {
     const PAGE = SourcePageCache.PAGE;
     const start = index * PAGE;
     const length = Math.min(PAGE, this.source.sizeBytes - start);
+    this.lastPage = index;
     let buffer = this.pages.get(index);
     if (buffer) {
       this.pages.delete(index);
@@ -393,22 +418,22 @@ async function applyOp(
     return;
   }
   const baseOffset = op.targetStartBlock * blockSize;
-  const commands = decodePatch(decoded, {
-    baseOffset,
-    targetLength: spanBytes,
-    sourceSizeBytes: header.source.sizeBytes,
-    where,
-  });
+  const bounds = { baseOffset, targetLength: spanBytes, sourceSizeBytes: header.source.sizeBytes, where };
+  // The whole program is checked before the first source read; then walked again to run it.
+  checkPatch(decoded, bounds);
+  const cursor = new PatchCursor(decoded, bounds);
   const out = spanBuffer(spanBytes);
   let pos = 0;
-  for (const cmd of commands) {
-    if (cmd.kind === 'add') {
-      out.set(cmd.bytes, pos);
-      pos += cmd.bytes.length;
-    } else {
-      await cache.copyInto(out, pos, cmd.sourceOffset, cmd.length);
-      pos += cmd.length;
+  while (cursor.next()) {
+    const length = cursor.length;
+    if (cursor.kind === 'add') {
+      const from = cursor.literalOffset;
+      if (length <= 32) for (let k = 0; k < length; k++) out[pos + k] = decoded[from + k]!;
+      else out.set(decoded.subarray(from, from + length), pos);
+    } else if (!cache.copyCached(out, pos, cursor.sourceOffset, length)) {
+      await cache.copyInto(out, pos, cursor.sourceOffset, length);
     }
+    pos += length;
   }
   await emit(op.targetStartBlock, out);
 }

@@ -31,4 +31,24 @@ describe('matchSpan', () => {
     expect(patch.copies).toBe(1);
     expect(patch.literalBytes).toBe(12_000);
   });
+
+  it('copies short runs a few bytes off the last copy diagonal (recompressed / relinked data)', () => {
+    const source = randomBytes(1024 * 1024);
+    const index = new SourceIndex(source.length);
+    index.addChunk(source, 0);
+    // 4 KiB copied whole (found by the index), then 10-byte runs of the following source bytes
+    // each behind 1-3 new bytes: every run is off the previous diagonal and too short for the
+    // index (24) or the diagonal continuation (12).
+    const parts: Buffer[] = [source.subarray(300_000, 304_096)];
+    let inserted = 0;
+    for (let s = 304_096; s < 364_096; s += 10) {
+      const junk = randomBytes(1 + (s % 3));
+      inserted += junk.length;
+      parts.push(junk, source.subarray(s, s + 10));
+    }
+    const target = Buffer.concat(parts);
+    const patch = matchSpan(target, 0, new MemorySourceBytes(source), index);
+    expect(patch.literalBytes).toBeLessThan(inserted * 1.1);
+    expect(patch.copies).toBeGreaterThan(5000);
+  });
 });

@@ -1,7 +1,9 @@
 // Finding target bytes in the source image (FORMAT.md "How abota diff chooses ops"): a sampled
-// rolling-hash index over the whole source (xdelta/rsync style) plus "same diagonal"
-// continuation after a short mismatch (the bsdiff observation that relinked code differs in a
-// few bytes between long equal runs). Pure over a page-cached source, so it is unit-testable.
+// rolling-hash index over the whole source (xdelta/rsync style), "same diagonal" continuation
+// after a short mismatch (the bsdiff observation that relinked code differs in a few bytes
+// between long equal runs), and a near search a few bytes off that diagonal for short runs
+// (what xdelta3's small-string matcher finds in recompressed data). Pure over a page-cached
+// source, so it is unit-testable.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { PatchBuilder } from './patch.js';
 
@@ -13,6 +15,14 @@ export const STRIDE = 16;
 const MIN_DIAGONAL_MATCH = 12;
 /** Shortest hash-found match worth a COPY command. */
 const MIN_HASH_MATCH = 24;
+/** Near search: source bytes either side of the last copy's diagonal that are tried at a literal. */
+const NEAR_RADIUS = 128;
+/** Shortest match found by the near search (its COPY costs ~3 bytes: length, a small offset, the ADD split). */
+const MIN_NEAR_MATCH = 5;
+/** Literal bytes after the last copy within which the near search is tried (bounds its cost on new data). */
+const NEAR_REACH = 4096;
+/** Bytes compared in the near window before a match is extended through the page cache. */
+const NEAR_COMPARE = 64;
 const PRIME = 0x01000193;
 /** A second, independent polynomial: its top bits are the index's check bits. */
 const PRIME2 = 0x2c9277b5;
@@ -179,6 +189,67 @@ function backwardMatch(src: SourceBytes, s: number, target: Uint8Array, t: numbe
 }
 
 /**
+ * The source bytes around the point where the last copy's diagonal meets the current target
+ * position: relinked code and recompressed data (lz4 streams keep the old bytes as literals
+ * between re-encoded tokens) repeat the source in short runs a few bytes off that diagonal,
+ * which the sampled index cannot see (xdelta3's small-string matcher finds them by hashing
+ * every 4 bytes of the target). A small copy of the source, refilled as the point moves.
+ */
+class NearWindow {
+  private readonly buf = new Uint8Array(8192);
+  private bufStart = 0;
+  private bufEnd = 0;
+  /** Length of the last search's match. */
+  length = 0;
+  constructor(private readonly src: SourceBytes) {}
+
+  private fill(from: number): void {
+    const end = Math.min(this.src.sizeBytes, from + this.buf.length);
+    let at = from;
+    while (at < end) {
+      const { bytes, start } = this.src.page(at);
+      const take = Math.min(end - at, bytes.length - (at - start));
+      this.buf.set(bytes.subarray(at - start, at - start + take), at - from);
+      at += take;
+    }
+    this.bufStart = from;
+    this.bufEnd = end;
+  }
+
+  /**
+   * The source offset within NEAR_RADIUS of `expected` with the longest common run with
+   * target[t..] (at most NEAR_COMPARE bytes; ties go to the nearest), or -1. Sets `length`.
+   */
+  search(expected: number, target: Uint8Array, t: number): number {
+    const lo = Math.max(0, expected - NEAR_RADIUS);
+    const hi = Math.min(this.src.sizeBytes, expected + NEAR_RADIUS + NEAR_COMPARE);
+    if (lo >= hi) return -1;
+    if (lo < this.bufStart || hi > this.bufEnd) this.fill(lo);
+    const max = Math.min(NEAR_COMPARE, target.length - t);
+    const first = target[t]!;
+    const buf = this.buf;
+    let best = -1;
+    let bestLength = 0;
+    let bestDistance = 0;
+    for (let s = lo; s < hi; s++) {
+      const b = s - this.bufStart;
+      if (buf[b] !== first) continue;
+      const limit = Math.min(max, hi - s);
+      let k = 1;
+      while (k < limit && buf[b + k] === target[t + k]) k++;
+      const distance = Math.abs(s - expected);
+      if (k > bestLength || (k === bestLength && distance < bestDistance)) {
+        best = s;
+        bestLength = k;
+        bestDistance = distance;
+      }
+    }
+    this.length = bestLength;
+    return best;
+  }
+}
+
+/**
  * Encode `target` (the bytes of one op's span, starting at absolute target byte `baseOffset`)
  * as ADD/COPY commands against the source.
  */
@@ -195,6 +266,7 @@ export function matchSpan(
   let i = 0;
   let h = n >= WINDOW ? windowHash(target, 0) : 0;
   let h2 = n >= WINDOW ? windowHash2(target, 0) : 0;
+  const near = new NearWindow(src);
   while (i < n) {
     let bestSource = -1;
     let bestLength = 0;
@@ -216,6 +288,15 @@ export function matchSpan(
           bestSource = s;
           bestLength = len;
         }
+      }
+    }
+    if (bestSource < 0 && !Number.isNaN(diagonal) && i - literalStart < NEAR_REACH) {
+      const found = near.search(baseOffset + i + diagonal, target, i);
+      if (found >= 0 && near.length >= MIN_NEAR_MATCH) {
+        bestSource = found;
+        bestLength = near.length;
+        if (bestLength >= NEAR_COMPARE)
+          bestLength += forwardMatch(src, found + bestLength, target, i + bestLength, n - i - bestLength);
       }
     }
     if (bestSource >= 0) {

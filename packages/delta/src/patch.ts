@@ -124,67 +124,119 @@ function invalid(where: string, why: string): DeltaError {
   return new DeltaError('ERR_DELTA_OP_INVALID', `${where}: PATCH program is invalid: ${why}`);
 }
 
+export interface PatchBounds {
+  /** The op's first target byte (the first COPY's offset is coded relative to it). */
+  baseOffset: number;
+  targetLength: number;
+  sourceSizeBytes: number;
+  where: string;
+}
+
 /**
- * Decode and check a PATCH program against the op's span before anything is read or
- * written: commands must produce exactly `targetLength` bytes, copies stay inside the source,
- * literals are used up exactly.
+ * Reads a PATCH program one command at a time into its own fields (no object per command: a
+ * program may hold hundreds of thousands of short copies, and the applier's heap is small).
+ * Every command is checked as it is read: it stays inside the span and the source, and ADDs
+ * do not run past the literals; `next()` returning false means the program ended exactly.
  */
-export function decodePatch(
-  decoded: Uint8Array,
-  opts: { baseOffset: number; targetLength: number; sourceSizeBytes: number; where: string },
-): PatchCommand[] {
-  const head = new ByteSource(decoded, 0, decoded.length, opts.where);
-  const controlLength = head.varint();
-  const controlStart = head.pos;
-  if (controlLength > decoded.length - controlStart) {
-    throw invalid(
-      opts.where,
-      `control stream length ${controlLength} exceeds the ${decoded.length - controlStart} bytes left`,
-    );
-  }
-  const controls = new ByteSource(decoded, controlStart, controlStart + controlLength, opts.where);
-  let literalPos = controlStart + controlLength;
-  let produced = 0;
-  let lastSourceEnd = opts.baseOffset;
-  const commands: PatchCommand[] = [];
-  while (!controls.done) {
-    const word = controls.varint();
-    const length = Math.floor(word / 2);
-    if (length === 0 || length > opts.targetLength - produced) {
+export class PatchCursor {
+  kind: 'add' | 'copy' = 'add';
+  length = 0;
+  /** COPY: the source byte offset. */
+  sourceOffset = 0;
+  /** ADD: offset of the literal bytes in the decoded data. */
+  literalOffset = 0;
+  private readonly controls: ByteSource;
+  private literalPos: number;
+  private produced = 0;
+  private lastSourceEnd: number;
+
+  constructor(
+    private readonly decoded: Uint8Array,
+    private readonly bounds: PatchBounds,
+  ) {
+    const head = new ByteSource(decoded, 0, decoded.length, bounds.where);
+    const controlLength = head.varint();
+    const controlStart = head.pos;
+    if (controlLength > decoded.length - controlStart) {
       throw invalid(
-        opts.where,
-        `a command of ${length} bytes at output byte ${produced} overruns the ${opts.targetLength}-byte span`,
+        bounds.where,
+        `control stream length ${controlLength} exceeds the ${decoded.length - controlStart} bytes left`,
+      );
+    }
+    this.controls = new ByteSource(decoded, controlStart, controlStart + controlLength, bounds.where);
+    this.literalPos = controlStart + controlLength;
+    this.lastSourceEnd = bounds.baseOffset;
+  }
+
+  next(): boolean {
+    const { where, targetLength, sourceSizeBytes } = this.bounds;
+    if (this.controls.done) {
+      if (this.produced !== targetLength) {
+        throw invalid(where, `commands produce ${this.produced} bytes, the op spans ${targetLength}`);
+      }
+      if (this.literalPos !== this.decoded.length) {
+        throw invalid(where, `${this.decoded.length - this.literalPos} literal bytes are left unused`);
+      }
+      return false;
+    }
+    const word = this.controls.varint();
+    const length = Math.floor(word / 2);
+    if (length === 0 || length > targetLength - this.produced) {
+      throw invalid(
+        where,
+        `a command of ${length} bytes at output byte ${this.produced} overruns the ${targetLength}-byte span`,
       );
     }
     if (word % 2 === TAG_ADD) {
-      if (length > decoded.length - literalPos) {
+      if (length > this.decoded.length - this.literalPos) {
         throw invalid(
-          opts.where,
-          `ADD of ${length} bytes needs more literals than the ${decoded.length - literalPos} left`,
+          where,
+          `ADD of ${length} bytes needs more literals than the ${this.decoded.length - this.literalPos} left`,
         );
       }
-      commands.push({ kind: 'add', bytes: decoded.subarray(literalPos, literalPos + length) });
-      literalPos += length;
+      this.kind = 'add';
+      this.literalOffset = this.literalPos;
+      this.literalPos += length;
     } else {
-      const zz = controls.varint();
+      const zz = this.controls.varint();
       const delta = zz % 2 === 0 ? zz / 2 : -(zz + 1) / 2;
-      const sourceOffset = lastSourceEnd + delta;
-      if (sourceOffset < 0 || sourceOffset + length > opts.sourceSizeBytes) {
+      const sourceOffset = this.lastSourceEnd + delta;
+      if (sourceOffset < 0 || sourceOffset + length > sourceSizeBytes) {
         throw invalid(
-          opts.where,
-          `COPY of source bytes ${sourceOffset}+${length} is outside the ${opts.sourceSizeBytes}-byte source`,
+          where,
+          `COPY of source bytes ${sourceOffset}+${length} is outside the ${sourceSizeBytes}-byte source`,
         );
       }
-      commands.push({ kind: 'copy', sourceOffset, length });
-      lastSourceEnd = sourceOffset + length;
+      this.kind = 'copy';
+      this.sourceOffset = sourceOffset;
+      this.lastSourceEnd = sourceOffset + length;
     }
-    produced += length;
+    this.length = length;
+    this.produced += length;
+    return true;
   }
-  if (produced !== opts.targetLength) {
-    throw invalid(opts.where, `commands produce ${produced} bytes, the op spans ${opts.targetLength}`);
-  }
-  if (literalPos !== decoded.length) {
-    throw invalid(opts.where, `${decoded.length - literalPos} literal bytes are left unused`);
+}
+
+/**
+ * Check a whole PATCH program against the op's span before anything is read or written:
+ * commands must produce exactly `targetLength` bytes, copies stay inside the source, literals
+ * are used up exactly.
+ */
+export function checkPatch(decoded: Uint8Array, bounds: PatchBounds): void {
+  const cursor = new PatchCursor(decoded, bounds);
+  while (cursor.next()) {}
+}
+
+/** The commands as objects (tests and tools; the applier walks a PatchCursor instead). */
+export function decodePatch(decoded: Uint8Array, bounds: PatchBounds): PatchCommand[] {
+  const cursor = new PatchCursor(decoded, bounds);
+  const commands: PatchCommand[] = [];
+  while (cursor.next()) {
+    commands.push(
+      cursor.kind === 'add'
+        ? { kind: 'add', bytes: decoded.subarray(cursor.literalOffset, cursor.literalOffset + cursor.length) }
+        : { kind: 'copy', sourceOffset: cursor.sourceOffset, length: cursor.length },
+    );
   }
   return commands;
 }
