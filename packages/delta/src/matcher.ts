@@ -37,18 +37,23 @@ function dropFactor(prime: number): number {
 const DROP = dropFactor(PRIME);
 const DROP2 = dropFactor(PRIME2);
 
-export function windowHash(bytes: Uint8Array, at: number): number {
+/**
+ * Both hashes of the window at `at` in one pass over its bytes (the index build's hot loop):
+ * returns the first, leaves the second in `windowHashes.second`.
+ */
+export function windowHashes(bytes: Uint8Array, at: number): number {
   let h = 0;
-  for (let k = 0; k < WINDOW; k++) h = (Math.imul(h, PRIME) + bytes[at + k]!) | 0;
+  let h2 = 0;
+  for (let k = 0; k < WINDOW; k++) {
+    const b = bytes[at + k]!;
+    h = (Math.imul(h, PRIME) + b) | 0;
+    h2 = (Math.imul(h2, PRIME2) + b) | 0;
+  }
+  windowHashes.second = h2;
   return h;
 }
-
-/** The second hash of the same window (only its top 16 bits are used, as check bits). */
-export function windowHash2(bytes: Uint8Array, at: number): number {
-  let h = 0;
-  for (let k = 0; k < WINDOW; k++) h = (Math.imul(h, PRIME2) + bytes[at + k]!) | 0;
-  return h;
-}
+/** The second hash of the last `windowHashes` call (only its top 16 bits are used, as check bits). */
+windowHashes.second = 0;
 
 /** Random access to the source with a bounded page cache (synchronous: the matcher is a tight loop). */
 export interface SourceBytes {
@@ -137,12 +142,12 @@ export class SourceIndex {
   addChunk(chunk: Uint8Array, chunkStart: number): void {
     const first = Math.ceil(chunkStart / STRIDE) * STRIDE - chunkStart;
     for (let at = first; at + WINDOW <= chunk.length; at += STRIDE) {
-      const h = windowHash(chunk, at);
+      const h = windowHashes(chunk, at);
       // All-zero windows hash to 0: runs of zeros are cheap literals and would flood the table.
       if (h === 0) continue;
       const slot = Math.imul(h, GOLDEN) >>> this.shift;
       this.table[slot] = (chunkStart + at) / STRIDE + 1;
-      this.check[slot] = windowHash2(chunk, at) >>> 16;
+      this.check[slot] = windowHashes.second >>> 16;
     }
   }
   /** The indexed source position of a window with hashes `h` and `h2`, or -1. */
@@ -264,8 +269,8 @@ export function matchSpan(
   let literalStart = 0;
   let diagonal = Number.NaN; // source offset − target offset of the last copy
   let i = 0;
-  let h = n >= WINDOW ? windowHash(target, 0) : 0;
-  let h2 = n >= WINDOW ? windowHash2(target, 0) : 0;
+  let h = n >= WINDOW ? windowHashes(target, 0) : 0;
+  let h2 = windowHashes.second;
   const near = new NearWindow(src);
   while (i < n) {
     let bestSource = -1;
@@ -307,8 +312,8 @@ export function matchSpan(
       i += bestLength;
       literalStart = i;
       if (i + WINDOW <= n) {
-        h = windowHash(target, i);
-        h2 = windowHash2(target, i);
+        h = windowHashes(target, i);
+        h2 = windowHashes.second;
       }
       continue;
     }
