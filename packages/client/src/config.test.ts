@@ -46,6 +46,35 @@ describe('agent config', () => {
     );
   });
 
+  it('names the field path and what was wrong in every refusal, with code ERR_CONFIG_INVALID', () => {
+    const refusal = (value: unknown): { code: unknown; message: string } => {
+      try {
+        parseAgentConfig(value);
+      } catch (e) {
+        return { code: (e as { code?: unknown }).code, message: (e as Error).message };
+      }
+      throw new Error('expected the config to be refused');
+    };
+    const cases: [unknown, RegExp][] = [
+      [{ ...minimal, rebootComand: ['x'] }, /rebootComand: Unrecognized key/],
+      [{ ...minimal, server: { url: 'ftp://example.test' } }, /server\.url: expected an http\(s\) URL/],
+      [
+        { ...minimal, bootControl: { backend: 'lilo' } },
+        /bootControl\.backend: .*"grub" \| "uboot" \| "file".*"lilo"/,
+      ],
+      [{ ...minimal, poll: { minSeconds: 1.5 } }, /poll\.minSeconds: .*integer/i],
+      [{ ...minimal, poll: { minSeconds: 100, defaultSeconds: 50 } }, /poll: poll bounds must satisfy/],
+      [{ ...minimal, slots: { ...minimal.slots, B: { rootfs: { path: '' } } } }, /slots\.B\.rootfs\.path: /],
+      [{ ...minimal, healthChecks: [{ command: [] }] }, /healthChecks\.0\.command: /],
+      [{ ...minimal, product: 7 }, /product: .*string.*7/],
+    ];
+    for (const [value, message] of cases) {
+      const r = refusal(value);
+      expect(r.code).toBe('ERR_CONFIG_INVALID');
+      expect(r.message).toMatch(message);
+    }
+  });
+
   it('resolves relative paths against the config file and applies ABOTA_* overrides', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'abota-config-'));
     dirs.push(dir);

@@ -1,9 +1,10 @@
 // Agent configuration: one JSON file (default /etc/abota/agent.json) plus ABOTA_* environment
-// overrides, validated by one zod schema that is also the source of the TypeScript type.
+// overrides, validated by one valibot schema that is also the source of the TypeScript type.
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { ClientError } from './errors.js';
+import { describeIssues } from './schema-issues.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/abota/agent.json';
 
@@ -12,130 +13,146 @@ export const DEFAULT_CONFIG_PATH = '/etc/abota/agent.json';
  * (`hashPath`, written at `hashOffsetBytes`, default 0) or an offset on the same device after the
  * data (`hashOffsetBytes` without `hashPath`).
  */
-const imageTargetSchema = z
-  .object({
-    path: z.string().min(1),
-    hashPath: z.string().min(1).optional(),
-    hashOffsetBytes: z.number().int().nonnegative().optional(),
-  })
-  .strict()
-  .refine((t) => t.hashPath !== undefined || t.hashOffsetBytes !== undefined, {
-    message: 'give hashPath (separate hash device/file) or hashOffsetBytes (hash area after the data)',
-  });
+const nonEmpty = v.pipe(v.string(), v.minLength(1));
+const int = v.pipe(v.number(), v.safeInteger());
 
-const slotSchema = z.object({ rootfs: imageTargetSchema, boot: imageTargetSchema.optional() }).strict();
+const imageTargetSchema = v.pipe(
+  v.strictObject({
+    path: nonEmpty,
+    hashPath: v.optional(nonEmpty),
+    hashOffsetBytes: v.optional(v.pipe(int, v.minValue(0))),
+  }),
+  v.check(
+    (t) => t.hashPath !== undefined || t.hashOffsetBytes !== undefined,
+    'give hashPath (separate hash device/file) or hashOffsetBytes (hash area after the data)',
+  ),
+);
 
-const commandSchema = z.array(z.string().min(1)).min(1);
+const slotSchema = v.strictObject({ rootfs: imageTargetSchema, boot: v.optional(imageTargetSchema) });
+
+const commandSchema = v.pipe(v.array(nonEmpty), v.minLength(1));
 
 /** A dm-verity root hash: lower-case hex of a sha1..sha512 digest (veritysetup prints it so). */
-export const rootHashSchema = z
-  .string()
-  .regex(/^(?:[0-9a-f]{2}){20,64}$/, 'expected a dm-verity root hash: 40..128 lower-case hex characters');
+export const rootHashSchema = v.pipe(
+  v.string(),
+  v.regex(/^(?:[0-9a-f]{2}){20,64}$/, 'expected a dm-verity root hash: 40..128 lower-case hex characters'),
+);
 
 /** Root hash of each image a slot holds (`rootfs`, `boot`); an absent image is unknown. */
-export const imageRootHashesSchema = z
-  .object({ rootfs: rootHashSchema.optional(), boot: rootHashSchema.optional() })
-  .strict();
-export type ImageRootHashes = z.infer<typeof imageRootHashesSchema>;
+export const imageRootHashesSchema = v.strictObject({
+  rootfs: v.optional(rootHashSchema),
+  boot: v.optional(rootHashSchema),
+});
+export type ImageRootHashes = v.InferOutput<typeof imageRootHashesSchema>;
 
-const slotNameSchema = z.enum(['A', 'B']);
+const slotNameSchema = v.picklist(['A', 'B']);
 
-const bootControlSchema = z.discriminatedUnion('backend', [
-  z
-    .object({
-      backend: z.literal('grub'),
-      envPath: z.string().min(1).default('/boot/grub/grubenv'),
-      bootedSlot: slotNameSchema.optional(),
-    })
-    .strict(),
-  z
-    .object({
-      backend: z.literal('uboot'),
-      fwEnvConfigPath: z.string().min(1).default('/etc/fw_env.config'),
-      convention: z.discriminatedUnion('kind', [
-        z.looseObject({ kind: z.literal('bootcount') }),
-        z.looseObject({ kind: z.literal('rauc') }),
-      ]),
-      bootedSlot: slotNameSchema.optional(),
-    })
-    .strict(),
-  z
-    .object({
-      backend: z.literal('file'),
-      statePath: z.string().min(1),
-      tryBoots: z.number().int().min(1).max(255).optional(),
-      bootedSlot: slotNameSchema.optional(),
-    })
-    .strict(),
+const bootControlSchema = v.variant('backend', [
+  v.strictObject({
+    backend: v.literal('grub'),
+    envPath: v.optional(nonEmpty, '/boot/grub/grubenv'),
+    bootedSlot: v.optional(slotNameSchema),
+  }),
+  v.strictObject({
+    backend: v.literal('uboot'),
+    fwEnvConfigPath: v.optional(nonEmpty, '/etc/fw_env.config'),
+    convention: v.variant('kind', [
+      v.looseObject({ kind: v.literal('bootcount') }),
+      v.looseObject({ kind: v.literal('rauc') }),
+    ]),
+    bootedSlot: v.optional(slotNameSchema),
+  }),
+  v.strictObject({
+    backend: v.literal('file'),
+    statePath: nonEmpty,
+    tryBoots: v.optional(v.pipe(int, v.minValue(1), v.maxValue(255))),
+    bootedSlot: v.optional(slotNameSchema),
+  }),
 ]);
-export type BootControlConfig = z.infer<typeof bootControlSchema>;
+export type BootControlConfig = v.InferOutput<typeof bootControlSchema>;
 
-export const agentConfigSchema = z
-  .object({
-    server: z
-      .object({
-        url: z.url({ protocol: /^https?$/ }),
-        audience: z.string().min(1).default('abota'),
-        tokenLifetimeSeconds: z.number().int().min(60).max(300).default(180),
-      })
-      .strict()
-      .optional(),
-    deviceKeyPath: z.string().min(1),
-    /** Normally learned at registration and kept in the data directory; set here to pin it. */
-    deviceId: z.string().min(1).optional(),
-    trustRootPath: z.string().min(1),
-    product: z.string().min(1),
-    hardware: z.string().min(1),
-    attributes: z.record(z.string(), z.string()).optional(),
-    /** What the factory image is, until the agent has committed a release of its own. */
-    factory: z
-      .object({
-        version: z.string().min(1).default('0.0.0'),
-        securityVersion: z.number().int().min(0).default(0),
-        /**
-         * dm-verity root hashes of the factory images (from the image build), so the first update
-         * can use a delta. Absent = unknown: deltas are then used only when the kernel command line
-         * names the booted rootfs (`roothash=`); the agent never guesses a source.
-         */
-        rootHashes: imageRootHashesSchema.optional(),
-      })
-      .strict()
-      .default({ version: '0.0.0', securityVersion: 0 }),
-    slots: z.object({ A: slotSchema, B: slotSchema }).strict(),
-    /** Which boot-control backend (src/bootctl) and its settings. */
-    bootControl: bootControlSchema,
-    dataDir: z.string().min(1),
-    poll: z
-      .object({
-        minSeconds: z.number().int().min(1).default(60),
-        maxSeconds: z.number().int().min(1).default(86_400),
-        defaultSeconds: z.number().int().min(1).default(3600),
-        jitterFraction: z.number().min(0).max(1).default(0.2),
-      })
-      .strict()
-      .refine((p) => p.minSeconds <= p.defaultSeconds && p.defaultSeconds <= p.maxSeconds, {
-        message: 'poll bounds must satisfy minSeconds <= defaultSeconds <= maxSeconds',
-      })
-      .default({ minSeconds: 60, maxSeconds: 86_400, defaultSeconds: 3600, jitterFraction: 0.2 }),
-    /**
-     * Keep downloaded compressed artifacts in the data directory until the image is written, so
-     * a resumed brotli install does not download the prefix again (costs its size on disk).
-     */
-    spoolCompressedArtifacts: z.boolean().default(false),
-    /** Download limit in bytes per second (token bucket); absent = unlimited. */
-    bandwidthLimitBytesPerSecond: z.number().int().positive().optional(),
-    healthChecks: z
-      .array(z.object({ command: commandSchema, timeoutSeconds: z.number().positive().default(60) }).strict())
-      .default([]),
-    rebootCommand: commandSchema.default(['systemctl', 'reboot']),
-    kernelCmdlinePath: z.string().min(1).default('/proc/cmdline'),
-  })
-  .strict();
+const DEFAULT_POLL = { minSeconds: 60, maxSeconds: 86_400, defaultSeconds: 3600, jitterFraction: 0.2 };
 
-export type AgentConfig = z.infer<typeof agentConfigSchema>;
-export type AgentConfigInput = z.input<typeof agentConfigSchema>;
-export type SlotConfig = z.infer<typeof slotSchema>;
-export type ImageTarget = z.infer<typeof imageTargetSchema>;
+export const agentConfigSchema = v.strictObject({
+  server: v.optional(
+    v.strictObject({
+      url: v.pipe(
+        v.string(),
+        v.url('expected an http(s) URL'),
+        // Runs even when v.url refused the text (valibot does not abort the pipe): no throw.
+        v.check((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'expected an http(s) URL'),
+      ),
+      audience: v.optional(nonEmpty, 'abota'),
+      tokenLifetimeSeconds: v.optional(v.pipe(int, v.minValue(60), v.maxValue(300)), 180),
+    }),
+  ),
+  deviceKeyPath: nonEmpty,
+  /** Normally learned at registration and kept in the data directory; set here to pin it. */
+  deviceId: v.optional(nonEmpty),
+  trustRootPath: nonEmpty,
+  product: nonEmpty,
+  hardware: nonEmpty,
+  attributes: v.optional(v.record(v.string(), v.string())),
+  /** What the factory image is, until the agent has committed a release of its own. */
+  factory: v.optional(
+    v.strictObject({
+      version: v.optional(nonEmpty, '0.0.0'),
+      securityVersion: v.optional(v.pipe(int, v.minValue(0)), 0),
+      /**
+       * dm-verity root hashes of the factory images (from the image build), so the first update
+       * can use a delta. Absent = unknown: deltas are then used only when the kernel command line
+       * names the booted rootfs (`roothash=`); the agent never guesses a source.
+       */
+      rootHashes: v.optional(imageRootHashesSchema),
+    }),
+    () => ({ version: '0.0.0', securityVersion: 0 }),
+  ),
+  slots: v.strictObject({ A: slotSchema, B: slotSchema }),
+  /** Which boot-control backend (src/bootctl) and its settings. */
+  bootControl: bootControlSchema,
+  dataDir: nonEmpty,
+  poll: v.optional(
+    v.pipe(
+      v.strictObject({
+        minSeconds: v.optional(v.pipe(int, v.minValue(1)), DEFAULT_POLL.minSeconds),
+        maxSeconds: v.optional(v.pipe(int, v.minValue(1)), DEFAULT_POLL.maxSeconds),
+        defaultSeconds: v.optional(v.pipe(int, v.minValue(1)), DEFAULT_POLL.defaultSeconds),
+        jitterFraction: v.optional(
+          v.pipe(v.number(), v.minValue(0), v.maxValue(1)),
+          DEFAULT_POLL.jitterFraction,
+        ),
+      }),
+      v.check(
+        (p) => p.minSeconds <= p.defaultSeconds && p.defaultSeconds <= p.maxSeconds,
+        'poll bounds must satisfy minSeconds <= defaultSeconds <= maxSeconds',
+      ),
+    ),
+    () => ({ ...DEFAULT_POLL }),
+  ),
+  /**
+   * Keep downloaded compressed artifacts in the data directory until the image is written, so
+   * a resumed brotli install does not download the prefix again (costs its size on disk).
+   */
+  spoolCompressedArtifacts: v.optional(v.boolean(), false),
+  /** Download limit in bytes per second (token bucket); absent = unlimited. */
+  bandwidthLimitBytesPerSecond: v.optional(v.pipe(int, v.minValue(1))),
+  healthChecks: v.optional(
+    v.array(
+      v.strictObject({
+        command: commandSchema,
+        timeoutSeconds: v.optional(v.pipe(v.number(), v.gtValue(0)), 60),
+      }),
+    ),
+    () => [],
+  ),
+  rebootCommand: v.optional(commandSchema, () => ['systemctl', 'reboot']),
+  kernelCmdlinePath: v.optional(nonEmpty, '/proc/cmdline'),
+});
+
+export type AgentConfig = v.InferOutput<typeof agentConfigSchema>;
+export type AgentConfigInput = v.InferInput<typeof agentConfigSchema>;
+export type SlotConfig = v.InferOutput<typeof slotSchema>;
+export type ImageTarget = v.InferOutput<typeof imageTargetSchema>;
 
 /** ABOTA_* variables that override single settings (systemd Environment=, containers). */
 const ENV_OVERRIDES: Record<string, (c: Record<string, unknown>, v: string) => void> = {
@@ -171,12 +188,14 @@ const ENV_OVERRIDES: Record<string, (c: Record<string, unknown>, v: string) => v
 
 /** Validate an already-parsed config object (env overrides applied by the caller or not at all). */
 export function parseAgentConfig(raw: unknown, where = 'config'): AgentConfig {
-  const r = agentConfigSchema.safeParse(raw);
+  const r = v.safeParse(agentConfigSchema, raw);
   if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new ClientError('ERR_CONFIG_INVALID', `${where} is not a valid agent config: ${issues}`);
+    throw new ClientError(
+      'ERR_CONFIG_INVALID',
+      `${where} is not a valid agent config: ${describeIssues(r.issues)}`,
+    );
   }
-  return r.data;
+  return r.output;
 }
 
 /**

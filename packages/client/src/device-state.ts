@@ -3,40 +3,38 @@
 // this file says what is settled.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { readJsonFile, writeFileAtomic } from './atomic-file.js';
 import { type AgentConfig, type ImageRootHashes, imageRootHashesSchema } from './config.js';
 import { ClientError } from './errors.js';
 import type { SlotName } from './install/slot-io.js';
+import { describeIssue } from './schema-issues.js';
 
-const slotContentSchema = z.object({
-  version: z.string(),
-  securityVersion: z.number().int().nonnegative(),
+const slotContentSchema = v.object({
+  version: v.string(),
+  securityVersion: v.pipe(v.number(), v.safeInteger(), v.minValue(0)),
   /**
    * dm-verity root hash of each image written into the slot (from the signed manifest, recorded
    * at commit): what a delta's `sourceRootHash` is compared with. Absent in state files written
    * before deltas (unknown: no delta is used from that slot).
    */
-  rootHashes: imageRootHashesSchema.optional(),
+  rootHashes: v.optional(imageRootHashesSchema),
 });
 
-export const deviceStateSchema = z.object({
-  schemaVersion: z.literal(1),
-  deviceId: z.string().optional(),
+export const deviceStateSchema = v.object({
+  schemaVersion: v.literal(1),
+  deviceId: v.optional(v.string()),
   /** What a slot holds; absent = unknown (the factory image for the booted slot, or being rewritten). */
-  slots: z.object({ A: slotContentSchema.optional(), B: slotContentSchema.optional() }),
+  slots: v.object({ A: v.optional(slotContentSchema), B: v.optional(slotContentSchema) }),
   /**
    * Slots the agent has started writing at least once: they no longer hold the factory image,
    * so `factory.rootHashes` does not describe them even while `slots` has no entry for them.
    */
-  rewrittenSlots: z
-    .array(z.enum(['A', 'B']))
-    .max(2)
-    .optional(),
+  rewrittenSlots: v.optional(v.pipe(v.array(v.picklist(['A', 'B'])), v.maxLength(2))),
   /** Lowest securityVersion still accepted; raised when a release is committed. */
-  securityVersionFloor: z.number().int().nonnegative(),
+  securityVersionFloor: v.pipe(v.number(), v.safeInteger(), v.minValue(0)),
 });
-export type DeviceState = z.infer<typeof deviceStateSchema>;
+export type DeviceState = v.InferOutput<typeof deviceStateSchema>;
 
 export const STATE_FILE = 'state.json';
 
@@ -51,14 +49,14 @@ export async function readDeviceState(config: AgentConfig): Promise<DeviceState>
   if (raw === undefined) {
     return { schemaVersion: 1, slots: {}, securityVersionFloor: config.factory.securityVersion };
   }
-  const r = deviceStateSchema.safeParse(raw);
+  const r = v.safeParse(deviceStateSchema, raw);
   if (!r.success) {
     throw new ClientError(
       'ERR_STATE_INVALID',
-      `${path} is not a valid agent state file: ${r.error.issues[0]?.message ?? 'schema'}`,
+      `${path} is not a valid agent state file: ${describeIssue(r.issues[0])}`,
     );
   }
-  return r.data;
+  return r.output;
 }
 
 export async function writeDeviceState(config: AgentConfig, state: DeviceState): Promise<void> {

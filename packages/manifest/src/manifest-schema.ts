@@ -210,7 +210,10 @@ type Issues = readonly v.BaseIssue<unknown>[];
 export function describeIssues(issues: Issues): string {
   return issues
     .slice(0, 8)
-    .map((issue) => `${v.getDotPath(issue) ?? '(root)'}: ${issue.message}`)
+    .map(
+      (issue) =>
+        `${v.getDotPath(issue) ?? '(root)'}: ${issue.type === 'strict_object' && issue.expected === 'never' ? 'Unrecognized key' : issue.message}`,
+    )
     .join('; ');
 }
 

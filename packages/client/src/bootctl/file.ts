@@ -1,7 +1,7 @@
 // A boot-control backend kept in a small JSON file, for the simulator and tests: the same
 // transitions as the bootloader backends (primary, try-once with a remaining-tries counter,
 // good, bad) without a bootloader. `fileSelectSlot` plays the bootloader's part.
-import { z } from 'zod';
+import * as v from 'valibot';
 import { ClientError } from '../errors.js';
 import { readSmallFile, writeFileAtomic } from './atomicfile.js';
 import { withPathLock } from './pathlock.js';
@@ -15,20 +15,20 @@ import {
   type SlotState,
 } from './bootcontrol.js';
 
-const slotSchema = z.enum(['A', 'B']);
-const slotStatusSchema = z.object({
+const slotSchema = v.picklist(['A', 'B']);
+const slotStatusSchema = v.object({
   /** good = confirmed; try = boot it while triesLeft > 0, unconfirmed; bad = never boot. */
-  status: z.enum(['good', 'try', 'bad']),
-  triesLeft: z.number().int().min(0).max(255),
+  status: v.picklist(['good', 'try', 'bad']),
+  triesLeft: v.pipe(v.number(), v.safeInteger(), v.minValue(0), v.maxValue(255)),
 });
-export const bootStateSchema = z.object({
-  format: z.literal('abota-boot-state'),
-  version: z.literal(1),
+export const bootStateSchema = v.object({
+  format: v.literal('abota-boot-state'),
+  version: v.literal(1),
   /** Slots in boot priority order; each listed once. */
-  order: z.array(slotSchema).min(1).max(2),
-  slots: z.object({ A: slotStatusSchema, B: slotStatusSchema }),
+  order: v.pipe(v.array(slotSchema), v.minLength(1), v.maxLength(2)),
+  slots: v.object({ A: slotStatusSchema, B: slotStatusSchema }),
 });
-export type BootState = z.infer<typeof bootStateSchema>;
+export type BootState = v.InferOutput<typeof bootStateSchema>;
 
 const STATE_MAX_BYTES = 64 * 1024;
 
@@ -98,24 +98,24 @@ export async function readBootStateFile(path: string): Promise<BootState> {
       cause: e,
     });
   }
-  const parsed = bootStateSchema.safeParse(json);
+  const parsed = v.safeParse(bootStateSchema, json);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
+    const issue = parsed.issues[0];
     throw new ClientError(
       'ERR_BOOTCTL_STATE_INVALID',
-      `boot state ${path} is invalid at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'unknown'}`,
+      `boot state ${path} is invalid at ${v.getDotPath(issue) ?? '(root)'}: ${issue.message}`,
     );
   }
-  if (new Set(parsed.data.order).size !== parsed.data.order.length) {
+  if (new Set(parsed.output.order).size !== parsed.output.order.length) {
     throw new ClientError('ERR_BOOTCTL_STATE_INVALID', `boot state ${path} lists a slot twice in order`);
   }
-  return parsed.data;
+  return parsed.output;
 }
 
 export async function writeBootStateFile(path: string, state: BootState): Promise<void> {
   await writeFileAtomic(
     path,
-    new TextEncoder().encode(`${JSON.stringify(bootStateSchema.parse(state), null, 2)}\n`),
+    new TextEncoder().encode(`${JSON.stringify(v.parse(bootStateSchema, state), null, 2)}\n`),
   );
 }
 

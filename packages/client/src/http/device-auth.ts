@@ -5,15 +5,16 @@
 // rather than jose: the agent's peak RSS is bounded by what it loads (README "Memory").
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
 import { ClientError } from '../errors.js';
 
-const privateJwkSchema = z.object({
-  kty: z.literal('OKP'),
-  crv: z.literal('Ed25519'),
-  x: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
-  d: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+const key32Schema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/));
+const privateJwkSchema = v.object({
+  kty: v.literal('OKP'),
+  crv: v.literal('Ed25519'),
+  x: key32Schema,
+  d: key32Schema,
 });
 
 function base64urlJson(value: unknown): string {
@@ -62,15 +63,15 @@ export class DeviceKey {
     } catch (e) {
       throw new ClientError('ERR_DEVICE_KEY', `device key ${path} is not JSON: ${(e as Error).message}`);
     }
-    const r = privateJwkSchema.safeParse(raw);
+    const r = v.safeParse(privateJwkSchema, raw);
     if (!r.success) {
       throw new ClientError(
         'ERR_DEVICE_KEY',
         `device key ${path} is not an Ed25519 private JWK (kty OKP, crv Ed25519, x, d)`,
       );
     }
-    const key = createPrivateKey({ key: { ...r.data }, format: 'jwk' });
-    return new DeviceKey(key, { kty: 'OKP', crv: 'Ed25519', x: r.data.x });
+    const key = createPrivateKey({ key: { ...r.output }, format: 'jwk' });
+    return new DeviceKey(key, { kty: 'OKP', crv: 'Ed25519', x: r.output.x });
   }
 
   /** Create a new key file (exclusive create, 0600); refuses to overwrite an existing key. */

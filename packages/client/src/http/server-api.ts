@@ -1,32 +1,38 @@
 // The device half of the update server HTTP API (docs/CONTRACTS.md "Update server HTTP API"):
 // register, poll, report, and device-authenticated blob URLs. Outbound requests only; every
 // response is size-bounded and schema-checked before use.
-import { z } from 'zod';
+import * as v from 'valibot';
 import { ClientError } from '../errors.js';
 import { type BackoffOptions, DEFAULT_BACKOFF, withRetry } from './backoff.js';
 import { MAX_MANIFEST_JWS_BYTES, readBoundedJson } from './bounded-body.js';
 import type { DeviceKey } from './device-auth.js';
 import { networkError, redactUrl, statusError } from './download.js';
+import { describeIssue } from '../schema-issues.js';
 import { nodeHttpFetch } from './node-http.js';
 
-const digestSchema = z.string().regex(/^sha256:[0-9a-f]{64}$/);
+const digestSchema = v.pipe(
+  v.string(),
+  v.regex(/^sha256:[0-9a-f]{64}$/, 'expected sha256:<64 lower-case hex>'),
+);
+const nonEmpty = v.pipe(v.string(), v.minLength(1));
+const pollAfterSecondsSchema = v.optional(v.pipe(v.number(), v.minValue(0)));
 
 /** At most this many delta offers are considered; a longer list is ignored (full artifacts). */
 export const MAX_DELTA_OFFERS = 16;
 
-const pollResponseSchema = z.discriminatedUnion('status', [
-  z.object({ status: z.literal('no-update'), pollAfterSeconds: z.number().nonnegative().optional() }),
-  z.object({
-    status: z.literal('update'),
-    rolloutId: z.string().min(1).optional(),
-    release: z.object({
-      version: z.string().min(1),
-      manifestJws: z.string().min(1).max(MAX_MANIFEST_JWS_BYTES),
+const pollResponseSchema = v.variant('status', [
+  v.object({ status: v.literal('no-update'), pollAfterSeconds: pollAfterSecondsSchema }),
+  v.object({
+    status: v.literal('update'),
+    rolloutId: v.optional(nonEmpty),
+    release: v.object({
+      version: nonEmpty,
+      manifestJws: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_MANIFEST_JWS_BYTES)),
     }),
-    artifacts: z.record(digestSchema, z.string().min(1)),
+    artifacts: v.record(digestSchema, nonEmpty),
     // Each entry is checked on its own (parseDeltaOffers): a bad delta never fails the poll.
-    deltas: z.unknown().optional(),
-    pollAfterSeconds: z.number().nonnegative().optional(),
+    deltas: v.optional(v.unknown()),
+    pollAfterSeconds: pollAfterSecondsSchema,
   }),
 ]);
 
@@ -35,19 +41,19 @@ const pollResponseSchema = z.discriminatedUnion('status', [
  * Untrusted: only a hint of what to download; every block it produces is verified against the
  * signed verity tree, and any failure falls back to the full artifact.
  */
-const deltaOfferSchema = z
-  .object({
-    image: z.enum(['rootfs', 'boot']),
-    digest: digestSchema,
-    sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-    url: z.string().min(1).max(8192),
-    sourceVersion: z.string().min(1).max(256),
-    sourceRootHash: z.string().regex(/^(?:[0-9a-f]{2}){20,64}$/),
-  })
-  .strip();
-export type DeltaOffer = z.infer<typeof deltaOfferSchema>;
+const deltaOfferSchema = v.object({
+  image: v.picklist(['rootfs', 'boot']),
+  digest: digestSchema,
+  sizeBytes: v.pipe(v.number(), v.safeInteger(), v.minValue(1)),
+  url: v.pipe(v.string(), v.minLength(1), v.maxLength(8192)),
+  sourceVersion: v.pipe(v.string(), v.minLength(1), v.maxLength(256)),
+  sourceRootHash: v.pipe(v.string(), v.regex(/^(?:[0-9a-f]{2}){20,64}$/, 'expected 40..128 lower-case hex')),
+});
+export type DeltaOffer = v.InferOutput<typeof deltaOfferSchema>;
 
-type RawPollResponse = z.infer<typeof pollResponseSchema>;
+const registerResponseSchema = v.object({ deviceId: v.pipe(v.string(), v.minLength(1), v.maxLength(200)) });
+
+type RawPollResponse = v.InferOutput<typeof pollResponseSchema>;
 export type UpdateOffer = Omit<Extract<RawPollResponse, { status: 'update' }>, 'deltas'> & {
   /** The usable entries of the response's `deltas` (empty when it had none). */
   deltas: DeltaOffer[];
@@ -76,17 +82,14 @@ export function parseDeltaOffers(
   }
   const out: DeltaOffer[] = [];
   raw.forEach((entry, index) => {
-    const r = deltaOfferSchema.safeParse(entry);
+    const r = v.safeParse(deltaOfferSchema, entry);
     if (!r.success) {
-      const issue = r.error.issues[0];
-      warn(
-        `poll: delta offer ${index} ignored (${issue ? `${issue.path.join('.') || '(entry)'}: ${issue.message}` : 'schema'})`,
-      );
+      warn(`poll: delta offer ${index} ignored (${describeIssue(r.issues[0], '(entry)')})`);
       return;
     }
     let protocol: string;
     try {
-      protocol = new URL(r.data.url, baseUrl).protocol;
+      protocol = new URL(r.output.url, baseUrl).protocol;
     } catch {
       protocol = '';
     }
@@ -94,11 +97,11 @@ export function parseDeltaOffers(
       warn(`poll: delta offer ${index} ignored (url: not an http(s) URL)`);
       return;
     }
-    if (out.some((d) => d.image === r.data.image && d.sourceRootHash === r.data.sourceRootHash)) {
-      warn(`poll: delta offer ${index} ignored (a second ${r.data.image} delta from the same source)`);
+    if (out.some((d) => d.image === r.output.image && d.sourceRootHash === r.output.sourceRootHash)) {
+      warn(`poll: delta offer ${index} ignored (a second ${r.output.image} delta from the same source)`);
       return;
     }
-    out.push(r.data);
+    out.push(r.output);
   });
   return out;
 }
@@ -200,24 +203,23 @@ export class UpdateServerClient {
       ...(o.attributes ? { attributes: o.attributes } : {}),
     };
     const json = await this.postJson('/v1/device/register', body, false, [200, 201]);
-    const r = z.object({ deviceId: z.string().min(1).max(200) }).safeParse(json);
+    const r = v.safeParse(registerResponseSchema, json);
     if (!r.success) throw new ClientError('ERR_HTTP_BAD_RESPONSE', 'register: response has no deviceId');
-    this.deviceIdValue = r.data.deviceId;
-    return r.data.deviceId;
+    this.deviceIdValue = r.output.deviceId;
+    return r.output.deviceId;
   }
 
   async poll(req: PollRequest): Promise<PollResponse> {
     const json = await this.postJson('/v1/device/poll', req, true, [200]);
-    const r = pollResponseSchema.safeParse(json);
+    const r = v.safeParse(pollResponseSchema, json);
     if (!r.success) {
-      const issue = r.error.issues[0];
       throw new ClientError(
         'ERR_HTTP_BAD_RESPONSE',
-        `poll: unexpected response (${issue ? `${issue.path.join('.')}: ${issue.message}` : 'schema'})`,
+        `poll: unexpected response (${describeIssue(r.issues[0])})`,
       );
     }
-    if (r.data.status === 'no-update') return r.data;
-    const { deltas, ...offer } = r.data;
+    if (r.output.status === 'no-update') return r.output;
+    const { deltas, ...offer } = r.output;
     return { ...offer, deltas: parseDeltaOffers(deltas, this.o.baseUrl, this.o.warn ?? (() => {})) };
   }
 

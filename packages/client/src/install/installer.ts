@@ -14,6 +14,7 @@ import {
   type TrustRoot,
 } from '@abota/manifest';
 import { BlockVerifier, type VerityParams } from '@abota/verity';
+import * as v from 'valibot';
 import type { BootControl } from '../bootctl/bootcontrol.js';
 import { type AgentConfig, type ImageRootHashes, type ImageTarget, rootHashSchema } from '../config.js';
 import { ClientError, isClientError } from '../errors.js';
@@ -737,7 +738,7 @@ class ArmingInterrupted extends Error {
 function rootHashesOf(images: [ImageName, ImageManifest][]): ImageRootHashes {
   const out: ImageRootHashes = {};
   for (const [name, img] of images) {
-    if (rootHashSchema.safeParse(img.verity.rootHash).success) out[name] = img.verity.rootHash;
+    if (v.is(rootHashSchema, img.verity.rootHash)) out[name] = img.verity.rootHash;
   }
   return out;
 }

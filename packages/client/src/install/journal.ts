@@ -3,10 +3,11 @@
 // release comes from, which slot is written, and per image how many verified blocks are durably
 // on the slot (the resume point).
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { readJsonFile, writeFileAtomic } from '../atomic-file.js';
 import { imageRootHashesSchema } from '../config.js';
 import { ClientError } from '../errors.js';
+import { describeIssue } from '../schema-issues.js';
 
 export const JOURNAL_FILE = 'install-journal.json';
 
@@ -21,85 +22,92 @@ export const installPhases = [
 ] as const;
 export type InstallPhase = (typeof installPhases)[number];
 
+const nonNegativeInt = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
+const positiveInt = v.pipe(v.number(), v.safeInteger(), v.minValue(1));
+const errorSchema = v.object({ code: v.string(), message: v.string() });
+
 /** @abota/delta's DeltaCheckpoint: where an interrupted delta resumes (FORMAT.md "Resuming"). */
-const deltaCheckpointSchema = z.object({
-  nextOp: z.number().int().nonnegative(),
-  payloadOffset: z.number().int().nonnegative(),
-  metadataSizeBytes: z.number().int().positive(),
-  metadataSha256: z.string().regex(/^[0-9a-f]{64}$/),
+const deltaCheckpointSchema = v.object({
+  nextOp: nonNegativeInt,
+  payloadOffset: nonNegativeInt,
+  metadataSizeBytes: positiveInt,
+  metadataSha256: v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)),
 });
 
-const deltaProgressSchema = z.object({
-  digest: z.string(),
-  sizeBytes: z.number().int().positive(),
-  sourceRootHash: z.string(),
+const deltaProgressSchema = v.object({
+  digest: v.string(),
+  sizeBytes: positiveInt,
+  sourceRootHash: v.string(),
   /**
    * Last durable checkpoint: the target slot was fdatasynced after its ops were written and the
    * payload's metadata is in deltaMetadataPath() (resume needs both). Absent: start at op 0.
    */
-  checkpoint: deltaCheckpointSchema.optional(),
+  checkpoint: v.optional(deltaCheckpointSchema),
 });
-export type DeltaProgress = z.infer<typeof deltaProgressSchema>;
+export type DeltaProgress = v.InferOutput<typeof deltaProgressSchema>;
 
-const imageProgressSchema = z.object({
+const imageProgressSchema = v.object({
   /** Verified data blocks known to be durably on the slot (fsynced before this was recorded). */
-  blocksWritten: z.number().int().nonnegative(),
-  totalBlocks: z.number().int().nonnegative(),
-  hashTreeWritten: z.boolean(),
+  blocksWritten: nonNegativeInt,
+  totalBlocks: nonNegativeInt,
+  hashTreeWritten: v.boolean(),
   /** Compressed artifact bytes durably kept in the spool file (config spoolCompressedArtifacts). */
-  spooledBytes: z.number().int().nonnegative().optional(),
+  spooledBytes: v.optional(nonNegativeInt),
   /**
    * How the image is being written: from a delta against the active slot, or from the full
    * artifact. Absent = not chosen yet (nothing written), or a journal from before deltas (full).
    */
-  method: z.enum(['delta', 'full']).optional(),
+  method: v.optional(v.picklist(['delta', 'full'])),
   /** The delta chosen for this image; kept after a fallback to say which one failed. */
-  delta: deltaProgressSchema.optional(),
+  delta: v.optional(deltaProgressSchema),
   /** Why the delta was given up (method is then `full`, restarted from block 0). */
-  deltaFallback: z.object({ code: z.string(), message: z.string() }).optional(),
+  deltaFallback: v.optional(errorSchema),
   /** Size of the full artifact (status: "delta 3.1 MiB of 40 MiB full"). */
-  artifactSizeBytes: z.number().int().nonnegative().optional(),
+  artifactSizeBytes: v.optional(nonNegativeInt),
   /** Bytes of this image fetched from the release source so far, delta and artifact, resumes included. */
-  downloadedBytes: z.number().int().nonnegative().optional(),
+  downloadedBytes: v.optional(nonNegativeInt),
 });
-export type ImageProgress = z.infer<typeof imageProgressSchema>;
+export type ImageProgress = v.InferOutput<typeof imageProgressSchema>;
 
-const sourceSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('directory'), path: z.string() }),
-  z.object({ kind: z.literal('server'), artifacts: z.record(z.string(), z.string()) }),
+const sourceSchema = v.variant('kind', [
+  v.object({ kind: v.literal('directory'), path: v.string() }),
+  v.object({ kind: v.literal('server'), artifacts: v.record(v.string(), v.string()) }),
 ]);
-export type JournalSource = z.infer<typeof sourceSchema>;
+export type JournalSource = v.InferOutput<typeof sourceSchema>;
 
-export const journalSchema = z.object({
-  schemaVersion: z.literal(1),
-  installId: z.string(),
-  phase: z.enum(installPhases),
-  rolloutId: z.string().optional(),
-  version: z.string(),
-  securityVersion: z.number().int().nonnegative(),
+export const journalSchema = v.object({
+  schemaVersion: v.literal(1),
+  installId: v.string(),
+  phase: v.picklist(installPhases),
+  rolloutId: v.optional(v.string()),
+  version: v.string(),
+  securityVersion: nonNegativeInt,
   /** The JWS as received; re-verified (with the clock of the moment) whenever the install resumes. */
-  manifestJws: z.string(),
+  manifestJws: v.string(),
   source: sourceSchema,
-  bootedSlot: z.enum(['A', 'B']),
-  targetSlot: z.enum(['A', 'B']),
+  bootedSlot: v.picklist(['A', 'B']),
+  targetSlot: v.picklist(['A', 'B']),
   /** Root hash of each image of the release (signed manifest): recorded in state.json at commit. */
-  rootHashes: imageRootHashesSchema.optional(),
+  rootHashes: v.optional(imageRootHashesSchema),
   /** Version running when the install started (reported while installing, restored on rollback). */
-  previousVersion: z.string(),
-  images: z.record(z.string(), imageProgressSchema),
-  progress: z.object({ bytesDone: z.number().nonnegative(), bytesTotal: z.number().nonnegative() }),
-  startedAt: z.string(),
-  updatedAt: z.string(),
+  previousVersion: v.string(),
+  images: v.record(v.string(), imageProgressSchema),
+  progress: v.object({
+    bytesDone: v.pipe(v.number(), v.minValue(0)),
+    bytesTotal: v.pipe(v.number(), v.minValue(0)),
+  }),
+  startedAt: v.string(),
+  updatedAt: v.string(),
   /** Boot identity when the slot was set "try once": the same id after a restart means no reboot yet. */
-  bootId: z.string().optional(),
+  bootId: v.optional(v.string()),
   /**
    * Set once setTryOnce returned (boot-pending is journalled before it is called). Without it,
    * booting the old slot again may mean the trial was never armed: after-boot arms it again.
    */
-  armed: z.boolean().optional(),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  armed: v.optional(v.boolean()),
+  error: v.optional(errorSchema),
 });
-export type InstallJournal = z.infer<typeof journalSchema>;
+export type InstallJournal = v.InferOutput<typeof journalSchema>;
 
 /** Spool file of one image's compressed artifact for an install. */
 export function spoolPath(dataDir: string, installId: string, image: string): string {
@@ -127,15 +135,14 @@ export async function readJournal(dataDir: string): Promise<InstallJournal | und
     );
   }
   if (raw === undefined) return undefined;
-  const r = journalSchema.safeParse(raw);
+  const r = v.safeParse(journalSchema, raw);
   if (!r.success) {
-    const i = r.error.issues[0];
     throw new ClientError(
       'ERR_JOURNAL_INVALID',
-      `install journal ${path} is not valid (${i ? `${i.path.join('.')}: ${i.message}` : 'schema'}); move it away to start over`,
+      `install journal ${path} is not valid (${describeIssue(r.issues[0])}); move it away to start over`,
     );
   }
-  return r.data;
+  return r.output;
 }
 
 export async function writeJournal(dataDir: string, j: InstallJournal): Promise<void> {

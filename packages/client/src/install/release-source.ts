@@ -5,8 +5,9 @@
 import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as v from 'valibot';
 import { ClientError } from '../errors.js';
+import { describeIssue, describeIssues } from '../schema-issues.js';
 import type { BackoffOptions } from '../http/backoff.js';
 import { MAX_MANIFEST_JWS_BYTES } from '../http/bounded-body.js';
 import { downloadRange } from '../http/download.js';
@@ -62,13 +63,16 @@ function blobHex(digest: string): string {
 /** deltas.json is small (one entry per image and source); anything larger is not read. */
 const MAX_DELTAS_JSON_BYTES = 1024 * 1024;
 
-const deltasFileSchema = z.object({ schemaVersion: z.literal(1), deltas: z.array(z.unknown()).max(64) });
-const deltasFileEntrySchema = z.object({
-  image: z.enum(['rootfs', 'boot']),
-  sourceVersion: z.string().min(1).max(256).optional(),
-  sourceRootHash: z.string().regex(/^(?:[0-9a-f]{2}){20,64}$/),
-  digest: z.string().regex(DIGEST),
-  sizeBytes: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+const deltasFileSchema = v.object({
+  schemaVersion: v.literal(1),
+  deltas: v.pipe(v.array(v.unknown()), v.maxLength(64)),
+});
+const deltasFileEntrySchema = v.object({
+  image: v.picklist(['rootfs', 'boot']),
+  sourceVersion: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(256))),
+  sourceRootHash: v.pipe(v.string(), v.regex(/^(?:[0-9a-f]{2}){20,64}$/, 'expected 40..128 lower-case hex')),
+  digest: v.pipe(v.string(), v.regex(DIGEST, 'expected sha256:<64 lower-case hex>')),
+  sizeBytes: v.pipe(v.number(), v.safeInteger(), v.minValue(1)),
 });
 
 /** A release directory as the publisher writes it: manifest.jws, root.json, blobs/sha256/<hex>, optional deltas.json. */
@@ -132,24 +136,23 @@ export class DirectoryReleaseSource implements ReleaseSource {
     } catch {
       return []; // a release directory without deltas.json has no deltas
     }
-    let file: z.infer<typeof deltasFileSchema>;
+    let file: v.InferOutput<typeof deltasFileSchema>;
     try {
-      file = deltasFileSchema.parse(JSON.parse(text));
+      const r = v.safeParse(deltasFileSchema, JSON.parse(text));
+      if (!r.success) throw new Error(describeIssues(r.issues));
+      file = r.output;
     } catch (e) {
       warn(`${path} is not a valid deltas file (${(e as Error).message.slice(0, 200)}); no delta is used`);
       return [];
     }
     const out: DeltaCandidate[] = [];
     file.deltas.forEach((entry, index) => {
-      const r = deltasFileEntrySchema.safeParse(entry);
+      const r = v.safeParse(deltasFileEntrySchema, entry);
       if (!r.success) {
-        const issue = r.error.issues[0];
-        warn(
-          `${path}: delta ${index} ignored (${issue ? `${issue.path.join('.') || '(entry)'}: ${issue.message}` : 'schema'})`,
-        );
+        warn(`${path}: delta ${index} ignored (${describeIssue(r.issues[0], '(entry)')})`);
         return;
       }
-      const { sourceVersion, ...rest } = r.data;
+      const { sourceVersion, ...rest } = r.output;
       out.push({ ...rest, ...(sourceVersion !== undefined ? { sourceVersion } : {}) });
     });
     return out;
