@@ -263,7 +263,9 @@ export function matchSpan(
   baseOffset: number,
   src: SourceBytes,
   index: SourceIndex,
+  opts: { nearSearch?: boolean } = {},
 ): PatchBuilder {
+  const nearSearch = opts.nearSearch ?? true;
   const out = new PatchBuilder(baseOffset);
   const n = target.length;
   let literalStart = 0;
@@ -295,7 +297,7 @@ export function matchSpan(
         }
       }
     }
-    if (bestSource < 0 && !Number.isNaN(diagonal) && i - literalStart < NEAR_REACH) {
+    if (nearSearch && bestSource < 0 && !Number.isNaN(diagonal) && i - literalStart < NEAR_REACH) {
       const found = near.search(baseOffset + i + diagonal, target, i);
       if (found >= 0 && near.length >= MIN_NEAR_MATCH) {
         bestSource = found;
