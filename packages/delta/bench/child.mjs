@@ -2,8 +2,23 @@
 // (no tsx loader) so its peak RSS is what a device would see. Prints one JSON line.
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 const [mode, buildDir, ...args] = process.argv.slice(2);
+
+function bufferCollector(everyBytes) {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc');
+  let since = 0;
+  return (bytes) => {
+    since += bytes;
+    if (since >= everyBytes) {
+      since = 0;
+      gc({ type: 'minor' });
+    }
+  };
+}
 const delta = await import(pathToFileURL(`${buildDir}/delta/index.js`).href);
 const started = performance.now();
 let result = {};
@@ -30,10 +45,25 @@ if (mode === 'make') {
   await dh.close();
   const { header } = delta.decodeHeader(head);
   const target = await delta.openTargetFile(outPath, header.target.sizeBytes);
+  // As the device's agent runs apply (packages/client src/install/delta-install.ts, buffer-gc.ts):
+  // a minor GC every 4 MiB of payload plus output frees dead stream Buffers that V8, scheduling
+  // by JS heap allocation, would otherwise let pile up in native memory.
+  const collect = process.env.ABOTA_BENCH_COLLECT === '1' ? bufferCollector(4 * 1024 * 1024) : () => {};
+  const payload = (async function* () {
+    for await (const chunk of delta.readFileChunks(deltaPath)) {
+      collect(chunk.length);
+      yield chunk;
+    }
+  })();
   const r = await delta.applyDelta({
-    payload: delta.readFileChunks(deltaPath),
+    payload,
     source,
-    target,
+    target: {
+      write: (offset, data) => {
+        collect(data.length);
+        return target.write(offset, data);
+      },
+    },
     verifier,
     expectedTargetRootHash: rootHash,
   });

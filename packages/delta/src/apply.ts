@@ -66,6 +66,8 @@ export interface ApplyDeltaResult {
 class PayloadReader {
   private readonly it: AsyncIterator<Uint8Array>;
   private chunk: Uint8Array = new Uint8Array(0);
+  /** Reused for op data that spans chunks (a fresh buffer per op would outlive young-generation GCs). */
+  private scratch = new Uint8Array(0);
   bytesRead = 0;
   constructor(
     source: AsyncIterable<Uint8Array>,
@@ -73,15 +75,21 @@ class PayloadReader {
   ) {
     this.it = source[Symbol.asyncIterator]();
   }
-  /** Exactly `n` bytes or ERR_DELTA_TRUNCATED naming `what`. */
-  async read(n: number, what: string): Promise<Uint8Array> {
+  /**
+   * Exactly `n` bytes or ERR_DELTA_TRUNCATED naming `what`. With `transient`, the bytes are
+   * valid only until the next read (they may be a reused buffer); otherwise they are the
+   * caller's. Either way a chunk of the payload is never used after the next one is requested,
+   * so the payload iterable may reuse its buffers.
+   */
+  async read(n: number, what: string, transient = false): Promise<Uint8Array> {
     if (this.chunk.length >= n) {
-      const out = this.chunk.subarray(0, n);
+      const view = this.chunk.subarray(0, n);
       this.chunk = this.chunk.subarray(n);
       this.advance(n);
-      return out;
+      return transient ? view : view.slice();
     }
-    const out = new Uint8Array(n);
+    if (transient && this.scratch.length < n) this.scratch = new Uint8Array(n);
+    const out = transient ? this.scratch.subarray(0, n) : new Uint8Array(n);
     let filled = 0;
     while (filled < n) {
       if (this.chunk.length === 0) {
@@ -507,7 +515,7 @@ async function decodeOpData(
   segment: { decoder: SegmentDecoder | undefined },
 ): Promise<Uint8Array> {
   const where = describeOp(index, op);
-  const data = await reader.read(op.dataLength, `${where} data`);
+  const data = await reader.read(op.dataLength, `${where} data`, true);
   const digest = createHash('sha256').update(data).digest();
   if (!digest.equals(op.dataSha256)) {
     throw new DeltaError(

@@ -88,7 +88,10 @@ export async function openTargetFile(path: string, sizeBytes: number): Promise<F
   };
 }
 
-/** Read a file as a stream of chunks (for feeding a payload file to apply). */
+/**
+ * Read a file as a stream of chunks (for feeding a payload file to apply). One buffer is reused:
+ * a chunk is valid until the next one is requested (applyDelta copies what it keeps).
+ */
 export async function* readFileChunks(
   path: string,
   start = 0,
@@ -101,8 +104,8 @@ export async function* readFileChunks(
   });
   try {
     let offset = start;
+    const buf = Buffer.allocUnsafe(chunkBytes);
     for (;;) {
-      const buf = Buffer.allocUnsafe(chunkBytes);
       const { bytesRead } = await fh.read(buf, 0, chunkBytes, offset);
       if (bytesRead === 0) return;
       offset += bytesRead;
