@@ -176,7 +176,9 @@ export class DirectoryReleaseSource implements ReleaseSource {
       );
     }
     if (startByte >= sizeBytes) return;
-    yield* createReadStream(path, { start: startByte, end: sizeBytes - 1, highWaterMark: 1024 * 1024 });
+    // 64 KiB reads, like network chunks: with 1 MiB reads a local brotli install of a 512 MiB
+    // image peaked at 130 MiB RSS (75 MiB of zlib-held external memory) instead of 72 MiB.
+    yield* createReadStream(path, { start: startByte, end: sizeBytes - 1, highWaterMark: 64 * 1024 });
   }
 }
 
