@@ -125,3 +125,62 @@ describe('BlockVerifier', () => {
     );
   });
 });
+
+describe('BlockVerifier.withLeavesOnDisk', () => {
+  const onDisk = (hashFile: Buffer, reads: number[]) => (offset: number, into: Uint8Array) => {
+    reads.push(offset);
+    if (offset + into.length > hashFile.length) throw new Error(`short read at ${offset}`);
+    into.set(hashFile.subarray(offset, offset + into.length));
+  };
+
+  it.each([
+    ['type 1 sha256 with superblock, 2 levels', 300, {}],
+    [
+      'sha1, 1 KiB blocks, no superblock, 3 levels',
+      2000,
+      { algorithm: 'sha1', dataBlockSize: 1024, hashBlockSize: 1024, superblock: false },
+    ],
+  ] as const)(
+    'gives the same answers as the in-memory leaves, one read per leaf block: %s',
+    async (_name, blocks, p) => {
+      const { data, hashFile, params, rootHash } = await build(blocks, p as Partial<VerityParams>);
+      const reads: number[] = [];
+      const v = BlockVerifier.fromHashFile(hashFile, params, rootHash).withLeavesOnDisk(
+        onDisk(hashFile, reads),
+      );
+      const dbs = params.dataBlockSize;
+      for (let i = 0; i < blocks; i++)
+        expect(v.verifyBlock(i, data.subarray(i * dbs, (i + 1) * dbs))).toBe(true);
+      const changed = Buffer.from(data.subarray(0, dbs));
+      changed[7] = changed[7]! ^ 1;
+      expect(v.verifyBlock(0, changed)).toBe(false);
+      expect(reads.length).toBe(v.geometry.levelSizes[0]! + 1); // sequential pass, then block 0 again
+      expect(v.geometry.levels).toBeGreaterThanOrEqual(2);
+    },
+  );
+
+  it('refuses a leaf hash block that changed on disk after the tree was verified (ERR_VERITY_TREE_CORRUPT)', async () => {
+    const { data, hashFile, params, rootHash } = await build(300, {});
+    const v = BlockVerifier.fromHashFile(hashFile, params, rootHash);
+    const leafStart = v.geometry.levelStartBlocks[0]! * params.hashBlockSize;
+    const disk = Buffer.from(hashFile);
+    // Rewrite block 5's digest on disk to the digest of other data: the data check alone would pass.
+    disk[leafStart + 5 * 32] = disk[leafStart + 5 * 32]! ^ 0xff;
+    const detached = v.withLeavesOnDisk(onDisk(disk, []));
+    const dbs = params.dataBlockSize;
+    expect(thrownCode(() => detached.verifyBlock(5, data.subarray(5 * dbs, 6 * dbs)))).toBe(
+      'ERR_VERITY_TREE_CORRUPT',
+    );
+    expect(thrownCode(() => detached.assertBlock(0, data.subarray(0, dbs)))).toBe('ERR_VERITY_TREE_CORRUPT');
+  });
+
+  it('keeps a one-level tree in memory (nothing to read back)', async () => {
+    const { data, hashFile, params, rootHash } = await build(8, {});
+    const reads: number[] = [];
+    const v = BlockVerifier.fromHashFile(hashFile, params, rootHash).withLeavesOnDisk(
+      onDisk(hashFile, reads),
+    );
+    expect(v.verifyBlock(3, data.subarray(3 * 4096, 4 * 4096))).toBe(true);
+    expect(reads).toEqual([]);
+  });
+});
