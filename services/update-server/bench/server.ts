@@ -17,7 +17,10 @@ const app = createApp({
   db: database.db,
   blobs: new FsBlobStore(process.env['BENCH_BLOB_DIR'] ?? '/tmp/abota-bench-blobs'),
   logger: createLogger({ level: 'warn' }),
-  config: { pollIntervalSeconds: 3600 },
+  config: {
+    pollIntervalSeconds: 3600,
+    pollStatementsInFlight: Number(process.env['BENCH_POLL_STATEMENTS_IN_FLIGHT'] ?? 2),
+  },
 });
 // The ceiling: the same Hono + node-server stack doing no work.
 const trivial = new Hono();

@@ -10,6 +10,7 @@ import { routePath } from 'hono/route';
 import { DEFAULT_APP_CONFIG, type AppConfig } from './config.js';
 import { type AppDeps, type AppEnv, type Clock, systemClock } from './context.js';
 import type { Db } from './db/database.js';
+import { PollBatcher } from './db/poll-statement.js';
 import { errorBody, ServerError } from './errors.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -63,19 +64,27 @@ const HTTP_STATUS_CODES: Record<number, string> = {
 
 export function createApp(options: CreateAppOptions): App {
   const config: AppConfig = { ...DEFAULT_APP_CONFIG, ...options.config };
+  const metrics = options.metrics ?? new Metrics();
   const deps: AppDeps = {
     db: options.db,
     blobs: options.blobs,
     clock: options.clock ?? systemClock,
     config,
     logger: options.logger,
-    metrics: options.metrics ?? new Metrics(),
+    metrics,
     deviceKeys: new Map(),
+    polls: new PollBatcher(options.db, {
+      maxInFlight: config.pollStatementsInFlight,
+      onStatement: (polls) => {
+        metrics.pollStatements.inc();
+        metrics.pollStatementPolls.inc({}, polls);
+      },
+    }),
     rollouts:
       options.rollouts ??
       new RolloutEngine({ db: options.db, clock: options.clock ?? systemClock, logger: options.logger }),
   };
-  const { logger, metrics } = deps;
+  const { logger } = deps;
 
   const app: App = new OpenAPIHono<AppEnv>({
     // zod validation failures: 400 with the field paths, never the raw zod dump.

@@ -24,6 +24,11 @@ export interface AppConfig {
   /** Largest accepted device JWT lifetime (exp - iat) and clock skew tolerance. */
   maxTokenLifetimeSeconds: number;
   clockToleranceSeconds: number;
+  /**
+   * Poll statements in flight at once per process; polls arriving meanwhile are batched into the
+   * next statement (group commit, db/poll-statement.ts). Keep it below the database pool size.
+   */
+  pollStatementsInFlight: number;
 }
 
 export interface ServerConfig extends AppConfig {
@@ -60,6 +65,7 @@ export const DEFAULT_APP_CONFIG: AppConfig = {
   publicUrl: undefined,
   maxTokenLifetimeSeconds: 300,
   clockToleranceSeconds: 30,
+  pollStatementsInFlight: 2,
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -192,6 +198,13 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = [])
     publicUrl: publicUrl?.replace(/\/+$/, ''),
     maxTokenLifetimeSeconds: DEFAULT_APP_CONFIG.maxTokenLifetimeSeconds,
     clockToleranceSeconds: DEFAULT_APP_CONFIG.clockToleranceSeconds,
+    pollStatementsInFlight: integer(
+      values,
+      'ABOTA_POLL_STATEMENTS_IN_FLIGHT',
+      DEFAULT_APP_CONFIG.pollStatementsInFlight,
+      1,
+      64,
+    ),
     host: text(values, 'ABOTA_HOST') ?? '127.0.0.1',
     port: integer(values, 'ABOTA_PORT', 8080, 0, 65535),
     dataDir: text(values, 'ABOTA_DATA_DIR') ?? './data',

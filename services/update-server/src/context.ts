@@ -7,6 +7,7 @@ import type { VerifiedDeviceToken } from './auth/device-jwt.js';
 import type { AppConfig } from './config.js';
 import type { Db } from './db/database.js';
 import type { Logger } from './logger.js';
+import type { PollBatcher } from './db/poll-statement.js';
 import type { Metrics } from './metrics.js';
 import type { RolloutEngine } from './rollout/engine.js';
 
@@ -47,6 +48,8 @@ export interface AppDeps {
    * database row on every request, not in this cache.
    */
   deviceKeys: Map<string, KeyObject>;
+  /** The poll statement, batched across concurrent polls (db/poll-statement.ts). */
+  polls: PollBatcher;
   /** Rollout offers (cached), automatic stage transitions, cross-replica invalidation. */
   rollouts: RolloutEngine;
 }

@@ -86,8 +86,16 @@ export class Metrics {
   );
   readonly reports = new Counter('abota_device_reports_total', 'Device reports accepted, by state.');
   readonly registrations = new Counter('abota_device_registrations_total', 'Devices registered.');
+  readonly pollStatements = new Counter(
+    'abota_poll_statements_total',
+    'Poll statements sent to the database (polls are batched: abota_poll_statement_polls_total / this = polls per statement).',
+  );
+  readonly pollStatementPolls = new Counter(
+    'abota_poll_statement_polls_total',
+    'Polls carried by those statements.',
+  );
 
   render(): string {
-    return `${[this.requests, this.latency, this.polls, this.offers, this.offersWithDelta, this.reports, this.registrations].map((m) => m.render()).join('\n')}\n`;
+    return `${[this.requests, this.latency, this.polls, this.offers, this.offersWithDelta, this.reports, this.registrations, this.pollStatements, this.pollStatementPolls].map((m) => m.render()).join('\n')}\n`;
   }
 }

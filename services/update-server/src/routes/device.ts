@@ -6,7 +6,6 @@ import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
 import type { MiddlewareHandler } from 'hono';
 import type { App } from '../app.js';
 import { authenticateDevice, replayed, verifyDeviceToken } from '../auth/device-jwt.js';
-import { runPollStatement } from '../db/poll-statement.js';
 import { bearerToken, hashSecret } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
 import {
@@ -164,7 +163,7 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
       const token = c.get('deviceToken');
       const body = c.req.valid('json');
       const now = deps.clock.now();
-      const result = await runPollStatement(db, {
+      const result = await deps.polls.run({
         rolloutIds: await deps.rollouts.progressRolloutIds(),
         deviceId: token.deviceId,
         jtiKey: token.jtiKey,
