@@ -136,7 +136,7 @@ const COPY_CHUNK_BYTES = 256 * 1024;
 // to collect) grow RSS far beyond the working set on images that are mostly free space.
 let zeros = new Uint8Array(0);
 let span = new Uint8Array(0);
-/** The PATCH output buffer, reused op after op (emit awaits the write before the next op). */
+/** The PATCH output buffer, reused piece after piece (emit awaits the write before it is refilled). */
 function spanBuffer(length: number): Uint8Array {
   if (span.length < length) span = new Uint8Array(length);
   return span.subarray(0, length);
@@ -427,23 +427,37 @@ async function applyOp(
   }
   const baseOffset = op.targetStartBlock * blockSize;
   const bounds = { baseOffset, targetLength: spanBytes, sourceSizeBytes: header.source.sizeBytes, where };
-  // The whole program is checked before the first source read; then walked again to run it.
+  // The whole program is checked before the first source read; then walked again to run it,
+  // producing the span in pieces of COPY_CHUNK_BYTES (a multiple of any block size): each piece
+  // is verified and written as soon as it is full, so no buffer holds the whole span.
   checkPatch(decoded, bounds);
   const cursor = new PatchCursor(decoded, bounds);
-  const out = spanBuffer(spanBytes);
-  let pos = 0;
+  const out = spanBuffer(Math.min(spanBytes, COPY_CHUNK_BYTES));
+  let filled = 0;
+  let emittedBlocks = 0;
   while (cursor.next()) {
-    const length = cursor.length;
-    if (cursor.kind === 'add') {
-      const from = cursor.literalOffset;
-      if (length <= 32) for (let k = 0; k < length; k++) out[pos + k] = decoded[from + k]!;
-      else out.set(decoded.subarray(from, from + length), pos);
-    } else if (!cache.copyCached(out, pos, cursor.sourceOffset, length)) {
-      await cache.copyInto(out, pos, cursor.sourceOffset, length);
+    const add = cursor.kind === 'add';
+    let from = add ? cursor.literalOffset : cursor.sourceOffset;
+    let left = cursor.length;
+    while (left > 0) {
+      const take = Math.min(left, out.length - filled);
+      if (add) {
+        if (take <= 32) for (let k = 0; k < take; k++) out[filled + k] = decoded[from + k]!;
+        else out.set(decoded.subarray(from, from + take), filled);
+      } else if (!cache.copyCached(out, filled, from, take)) {
+        await cache.copyInto(out, filled, from, take);
+      }
+      filled += take;
+      from += take;
+      left -= take;
+      if (filled === out.length) {
+        await emit(op.targetStartBlock + emittedBlocks, out);
+        emittedBlocks += filled / blockSize;
+        filled = 0;
+      }
     }
-    pos += length;
   }
-  await emit(op.targetStartBlock, out);
+  if (filled > 0) await emit(op.targetStartBlock + emittedBlocks, out.subarray(0, filled));
 }
 
 function describeOp(index: number, op: DeltaOp): string {

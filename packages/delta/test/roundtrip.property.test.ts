@@ -122,6 +122,34 @@ describe('diff + apply round trip', () => {
   });
 });
 
+describe('large PATCH ops', () => {
+  it("reproduces a PATCH op spanning several of the applier's 256 KiB output pieces", async () => {
+    await withTempDir(async (dir) => {
+      const source = makeSource(5, 512);
+      // Inserts shift everything after them: the changed blocks form PATCH ops of up to 1 MiB.
+      const target = makeTarget(
+        source,
+        [
+          { kind: 'insert', at: 100_000, len: 3, seed: 9 },
+          { kind: 'overwrite', at: 700_000, len: 5000, seed: 4 },
+          { kind: 'insert', at: 1_500_000, len: 7000, seed: 2 },
+        ],
+        512,
+      );
+      const { delta, sourcePath, result } = await makeDelta(dir, source, target);
+      expect(result.targetBytes.patch).toBeGreaterThan(256 * 1024);
+      const { output } = await applyBytes(
+        dir,
+        sourcePath,
+        delta,
+        digestVerifier(target, BLOCK),
+        target.length,
+      );
+      expect(Buffer.from(output).equals(Buffer.from(target))).toBe(true);
+    });
+  });
+});
+
 describe('corrupted deltas', () => {
   it('refuses every flipped byte and every truncation with a DeltaError, never a wrong target', async () => {
     await withTempDir(async (dir) => {
