@@ -34,6 +34,8 @@ import type { PatchBuilder } from './patch.js';
 /** Decoded bytes per brotli segment: the resume granularity and the unit of parallel compression. */
 const SEGMENT_DECODED_BYTES = 8 * 1024 * 1024;
 const MAX_SEGMENTS_IN_FLIGHT = 2;
+/** See DiffOptions.brotliWindowBits. */
+const DEFAULT_BROTLI_LGWIN = 21;
 
 /**
  * One brotli stream over the data of consecutive ops, flushed after each op so each op's
@@ -103,7 +105,11 @@ export interface DiffOptions {
   targetRootHash?: string;
   /** Brotli quality 0..11 (default 11). */
   brotliQuality?: number;
-  /** Brotli window, log2 bytes, 16..MAX_BROTLI_LGWIN (default 22 = a 4 MiB ring buffer in the applier). */
+  /**
+   * Brotli window, log2 bytes, 16..MAX_BROTLI_LGWIN (default 21 = a 2 MiB ring buffer in the
+   * applier). Measured on the ext4 feature update: 22 makes the delta 0.8 % smaller but the
+   * applier's peak RSS ~5 MiB larger (66-67 vs 61-62 MiB under the agent's flags).
+   */
   brotliWindowBits?: number;
   /** Source page cache bound in bytes (default 256 MiB). */
   maxSourceCacheBytes?: number;
@@ -381,7 +387,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
   const targetBytes = { zero: 0, sourceCopy: 0, replace: 0, patch: 0 };
   let patchLiteralBytes = 0;
   let dataSizeBytes = 0;
-  const lgwin = Math.max(16, Math.min(MAX_BROTLI_LGWIN, opts.brotliWindowBits ?? 22));
+  const lgwin = Math.max(16, Math.min(MAX_BROTLI_LGWIN, opts.brotliWindowBits ?? DEFAULT_BROTLI_LGWIN));
   const inFlight: Promise<SegmentEncoder>[] = [];
   let writeChain: Promise<void> = Promise.resolve();
   const writeSegment = (encoder: SegmentEncoder) => {
