@@ -20,6 +20,7 @@ import type { BootControl } from '../bootctl/bootcontrol.js';
 import { type AgentConfig, type ImageRootHashes, type ImageTarget, rootHashSchema } from '../config.js';
 import { ClientError, isClientError } from '../errors.js';
 import { abortError } from '../http/backoff.js';
+import { collectAllBuffers } from './buffer-gc.js';
 import { chooseDelta, DeltaUnusable, writeImageFromDelta } from './delta-install.js';
 import { type BlockCheck, reverifyWrittenBlocks, writeImage } from './image-writer.js';
 import {
@@ -561,6 +562,8 @@ export class Installer {
             );
           }
         });
+        // The hash file is garbage now, but old enough that only a major GC returns its pages.
+        collectAllBuffers();
       }
 
       if (!progress.hashTreeWritten && (await this.chooseMethod(name, img, deltas, booted)) === 'delta') {
