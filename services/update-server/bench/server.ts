@@ -1,10 +1,21 @@
 // The server under load, in its own process (as in production, and so the load generator does
-// not share its event loop): createApp over PostgreSQL plus a trivial Hono route as the ceiling.
+// not share its event loop): createApp over PostgreSQL plus a trivial Hono route as the ceiling,
+// and the poll without its database work (body read, device JWT parsed and its Ed25519 signature
+// verified with the cached key, claims checked, no-update answered): the floor any poll pays.
 // Prints {"port": N} on stdout once listening. Env: DATABASE_URL, BENCH_POOL_SIZE, BENCH_BLOB_DIR.
 import { FsBlobStore } from '@abota/blobstore';
 import { serve } from '@hono/node-server';
+import { eq } from 'drizzle-orm';
 import { Hono } from 'hono';
-import { createApp, createLogger, openDatabase } from '../src/index.js';
+import { devicePublicKey, parseDeviceToken, verifyParsedDeviceToken } from '../src/auth/device-jwt.js';
+import {
+  createApp,
+  createLogger,
+  DEFAULT_APP_CONFIG,
+  openDatabase,
+  schema,
+  systemClock,
+} from '../src/index.js';
 
 const url = process.env['DATABASE_URL'];
 if (url === undefined) throw new Error('DATABASE_URL is required');
@@ -25,6 +36,24 @@ const app = createApp({
 // The ceiling: the same Hono + node-server stack doing no work.
 const trivial = new Hono();
 trivial.get('/bench/trivial', (c) => c.json({ status: 'no-update', pollAfterSeconds: 3600 }));
+const keys = new Map<string, ReturnType<typeof devicePublicKey>>();
+trivial.post('/bench/verify-only', async (c) => {
+  const body = (await c.req.json()) as { version?: unknown };
+  if (typeof body.version !== 'string') return c.json({ error: 'version' }, 400);
+  const parsed = parseDeviceToken((c.req.header('authorization') ?? '').slice('Bearer '.length));
+  let key = keys.get(parsed.deviceId);
+  if (key === undefined) {
+    const [row] = await database.db
+      .select({ jwk: schema.devices.publicKeyJwk })
+      .from(schema.devices)
+      .where(eq(schema.devices.id, parsed.deviceId));
+    if (row === undefined) return c.json({ error: 'unknown device' }, 401);
+    key = devicePublicKey(row.jwk.x);
+    keys.set(parsed.deviceId, key);
+  }
+  await verifyParsedDeviceToken(parsed, key, systemClock, DEFAULT_APP_CONFIG);
+  return c.json({ status: 'no-update', pollAfterSeconds: 3600 });
+});
 app.route('/', trivial);
 
 const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });
