@@ -29,16 +29,6 @@ export function collectYoungBuffers(): void {
   gc?.({ type: 'minor' });
 }
 
-/**
- * A full (major) collection: for a large Buffer that was promoted to the old generation and is
- * dead now (the hash file once it is on the slot) — a minor GC never frees it, and the agent's
- * small heap may go a whole install without a major one.
- */
-export function collectAllBuffers(): void {
-  if (gc === undefined) gc = obtainGc();
-  gc?.({ type: 'major' });
-}
-
 /** Calls collectYoungBuffers() once per `everyBytes` reported through the returned function. */
 export function bufferCollector(everyBytes: number): (bytes: number) => void {
   let since = 0;

@@ -20,7 +20,6 @@ import type { BootControl } from '../bootctl/bootcontrol.js';
 import { type AgentConfig, type ImageRootHashes, type ImageTarget, rootHashSchema } from '../config.js';
 import { ClientError, isClientError } from '../errors.js';
 import { abortError } from '../http/backoff.js';
-import { collectAllBuffers } from './buffer-gc.js';
 import { chooseDelta, DeltaUnusable, writeImageFromDelta } from './delta-install.js';
 import { type BlockCheck, reverifyWrittenBlocks, writeImage } from './image-writer.js';
 import {
@@ -562,8 +561,6 @@ export class Installer {
             );
           }
         });
-        // The hash file is garbage now, but old enough that only a major GC returns its pages.
-        collectAllBuffers();
       }
 
       if (!progress.hashTreeWritten && (await this.chooseMethod(name, img, deltas, booted)) === 'delta') {
