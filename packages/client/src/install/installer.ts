@@ -5,8 +5,7 @@
 // fsync → set the slot "try once". Every step is journalled, so a crash anywhere resumes from
 // the journal; nothing is written to any slot before the manifest check passes.
 import { createHash, randomUUID } from 'node:crypto';
-import { readSync } from 'node:fs';
-import { type FileHandle, open, rm } from 'node:fs/promises';
+import { type FileHandle, rm } from 'node:fs/promises';
 import {
   checkRelease,
   type DeviceFacts,
@@ -14,7 +13,7 @@ import {
   type ReleaseManifest,
   type TrustRoot,
 } from '@abota/manifest';
-import { BlockVerifier, type HashBlockReader, type VerityParams } from '@abota/verity';
+import { BlockVerifier, type VerityParams } from '@abota/verity';
 import * as v from 'valibot';
 import type { BootControl } from '../bootctl/bootcontrol.js';
 import { type AgentConfig, type ImageRootHashes, type ImageTarget, rootHashSchema } from '../config.js';
@@ -121,14 +120,7 @@ export function verityParamsOf(image: ImageManifest): VerityParams {
 interface VerifiedTree extends BlockCheck {
   /** Throws (VerityError ERR_VERITY_DATA_CORRUPT) when the block does not hash into the tree. */
   assertBlock(blockIndex: number, data: Uint8Array): void;
-  /** The verified hash file, until it is on the slot and useLeavesOnDisk() released it. */
-  hashFile: Uint8Array | undefined;
-  readonly hashFileBytes: number;
-  /**
-   * From now on read leaf hash blocks back from the slot's hash area (checked against level 1)
-   * instead of holding the hash file: −4 MiB for a 512 MiB image (README "Memory").
-   */
-  useLeavesOnDisk(read: HashBlockReader): void;
+  hashFile: Uint8Array;
 }
 
 export function imagesOf(m: ReleaseManifest): [ImageName, ImageManifest][] {
@@ -386,7 +378,11 @@ export class Installer {
         { cause: e },
       );
     }
-    return verifiedTree(verifier, bytes, name);
+    return {
+      verifyBlock: (i, data) => verifier.verifyBlock(i, data),
+      assertBlock: (i, data) => verifier.assertBlock(i, data),
+      hashFile: bytes,
+    };
   }
 
   private async notice(n: InstallNotice): Promise<void> {
@@ -520,7 +516,7 @@ export class Installer {
     const counted = this.counting(source, name);
     const sameDevice = t.hashPath === undefined;
     const hashOffset = t.hashOffsetBytes ?? 0;
-    const treeBytes = verifier.hashFileBytes;
+    const treeBytes = verifier.hashFile.byteLength;
     if (sameDevice && hashOffset < img.sizeBytes) {
       throw new ClientError(
         'ERR_INSTALL_SLOT_LAYOUT',
@@ -528,7 +524,6 @@ export class Installer {
       );
     }
     const dataFh = await openSlotForWrite(t.path, target, booted, config.slots[booted]);
-    let leafFh: FileHandle | undefined;
     try {
       const info = await deviceInfo(dataFh);
       const needed = sameDevice ? hashOffset + treeBytes : img.sizeBytes;
@@ -541,27 +536,6 @@ export class Installer {
       // A slot file is made exactly the image's size, so it is byte-identical to the image.
       if (!info.isBlockDevice && !sameDevice && info.sizeBytes !== img.sizeBytes)
         await dataFh.truncate(img.sizeBytes);
-
-      // The verified tree goes to the slot's hash area first; the leaves are then read back from
-      // there (one hash block per 128 data blocks, checked against level 1) instead of being
-      // held for the whole install. Rewritten on every (re)start until the image is complete.
-      if (!progress.hashTreeWritten) {
-        const hashFile = verifier.hashFile;
-        if (hashFile === undefined) throw new Error(`image ${name}: hash file already released`);
-        await this.writeHashArea(sameDevice ? dataFh : undefined, t, hashFile, booted, target, name);
-        leafFh = sameDevice ? undefined : await open(t.hashPath!, 'r');
-        const fd = (leafFh ?? dataFh).fd;
-        const where = `slot ${target} ${name} hash area`;
-        verifier.useLeavesOnDisk((offset, into) => {
-          const n = readSync(fd, into, 0, into.byteLength, hashOffset + offset);
-          if (n !== into.byteLength) {
-            throw new ClientError(
-              'ERR_INSTALL_SLOT_IO',
-              `${where}: read ${n} of ${into.byteLength} bytes at byte ${hashOffset + offset}`,
-            );
-          }
-        });
-      }
 
       if (!progress.hashTreeWritten && (await this.chooseMethod(name, img, deltas, booted)) === 'delta') {
         try {
@@ -625,11 +599,10 @@ export class Installer {
           ...(this.o.signal ? { signal: this.o.signal } : {}),
         });
       }
-      // The hash area was written (and fdatasynced) before the first data block.
+      await this.writeHashArea(sameDevice ? dataFh : undefined, t, verifier.hashFile, booted, target, name);
       this.journal!.images[name] = { ...this.journal!.images[name]!, hashTreeWritten: true };
       await this.save({});
     } finally {
-      await leafFh?.close();
       await dataFh.close();
     }
   }
@@ -759,43 +732,6 @@ class ArmingInterrupted extends Error {
   constructor(override readonly cause: unknown) {
     super('arming the trial boot was interrupted');
   }
-}
-
-/**
- * A verified tree for the writers. A leaf block that changed on the slot after it was written
- * (useLeavesOnDisk) is ERR_INSTALL_HASH_TREE_INVALID, not a corrupt data block.
- */
-function verifiedTree(initial: BlockVerifier, hashFile: Uint8Array, name: ImageName): VerifiedTree {
-  let verifier = initial;
-  const treeError = (e: unknown): unknown =>
-    (e as { code?: unknown }).code === 'ERR_VERITY_TREE_CORRUPT'
-      ? new ClientError('ERR_INSTALL_HASH_TREE_INVALID', `image ${name}: ${(e as Error).message}`, {
-          cause: e,
-        })
-      : e;
-  const tree: VerifiedTree = {
-    verifyBlock: (i, data) => {
-      try {
-        return verifier.verifyBlock(i, data);
-      } catch (e) {
-        throw treeError(e);
-      }
-    },
-    assertBlock: (i, data) => {
-      try {
-        verifier.assertBlock(i, data);
-      } catch (e) {
-        throw treeError(e);
-      }
-    },
-    hashFile,
-    hashFileBytes: hashFile.byteLength,
-    useLeavesOnDisk: (read) => {
-      verifier = verifier.withLeavesOnDisk(read);
-      tree.hashFile = undefined;
-    },
-  };
-  return tree;
 }
 
 /** The release's image root hashes in state.json's shape (each already checked by the manifest schema). */
