@@ -4,7 +4,7 @@ export type { FormatOptions, FormatResult } from './format.js';
 export { formatVerity } from './format.js';
 export type { VerifyOptions, VerifyResult } from './verify.js';
 export { parseRootHash, readParamsFromHashFile, verifyVerity } from './verify.js';
-export { BlockVerifier, type HashBlockReader } from './block-verifier.js';
+export { BlockVerifier } from './block-verifier.js';
 export type { SuperblockFields } from './superblock.js';
 export { parseSuperblock, serializeSuperblock } from './superblock.js';
 export type { GeometryParams, TreeGeometry } from './geometry.js';
