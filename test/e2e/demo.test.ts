@@ -14,5 +14,14 @@ describe('abota demo', () => {
     });
     expect(result.releases.map((r: { version: string }) => r.version)).toEqual(['1.0.0', '2.0.0']);
     expect(result.serverEvents).toEqual(expect.arrayContaining(['2.0.0 committed 100%']));
+    // 2.0.0 carries a delta from 1.0.0, and the VM (booted with roothash= of slot A) used it:
+    // it downloaded the delta, not the full artifact.
+    const rootfsDelta = result.releases[1].deltas.find((d: { image: string }) => d.image === 'rootfs');
+    expect(rootfsDelta).toMatchObject({ sourceVersion: '1.0.0' });
+    expect(rootfsDelta.sizeBytes).toBeLessThan(rootfsDelta.artifactSizeBytes);
+    const rootfs = result.install.images.rootfs;
+    expect(rootfs.method).toBe('delta');
+    expect(rootfs.deltaSizeBytes).toBe(rootfsDelta.sizeBytes);
+    expect(rootfs.downloadedBytes).toBeLessThan(rootfs.artifactSizeBytes);
   });
 });

@@ -110,7 +110,9 @@ export class LabServer {
    * Push a release directory: every blob under blobs/sha256 (streamed PUT, skipped when the
    * server already has it), then manifest.jws. Returns the release id.
    */
-  async pushRelease(releaseDir: string): Promise<{ id: string; version: string; uploadedBytes: number }> {
+  async pushRelease(
+    releaseDir: string,
+  ): Promise<{ id: string; version: string; uploadedBytes: number; deltas: number }> {
     const dir = join(releaseDir, 'blobs', 'sha256');
     let uploadedBytes = 0;
     for (const hex of await readdir(dir)) {
@@ -143,7 +145,36 @@ export class LabServer {
     const r = await this.admin<{ id: string; version: string }>('POST', '/v1/admin/releases', {
       manifestJws,
     });
-    return { id: r.id, version: r.version, uploadedBytes };
+    // Deltas made with the release (`abota release build --delta-from`, `release add-delta`):
+    // their payloads were uploaded above with the other blobs; register them as `abota release
+    // push` does, so polls from their source versions are offered them.
+    let deltas = 0;
+    const deltasJson = await readFile(join(releaseDir, 'deltas.json'), 'utf8').catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    });
+    if (deltasJson !== undefined) {
+      const file = JSON.parse(deltasJson) as {
+        deltas: {
+          image: string;
+          sourceVersion: string;
+          sourceRootHash: string;
+          digest: string;
+          sizeBytes: number;
+        }[];
+      };
+      for (const { image, sourceVersion, sourceRootHash, digest, sizeBytes } of file.deltas) {
+        await this.admin('POST', `/v1/admin/releases/${r.id}/deltas`, {
+          image,
+          sourceVersion,
+          sourceRootHash,
+          digest,
+          sizeBytes,
+        });
+        deltas++;
+      }
+    }
+    return { id: r.id, version: r.version, uploadedBytes, deltas };
   }
 
   async createProvisioningToken(product: string): Promise<string> {

@@ -37,11 +37,25 @@ export interface DemoResult {
   workDir: string;
   kept: boolean;
   images: { kind: RootfsImage['kind']; sizeBytes: number };
-  releases: Array<{ version: string; rootHash: string; artifactBytes: number; codec: string }>;
+  releases: Array<{
+    version: string;
+    rootHash: string;
+    artifactBytes: number;
+    codec: string;
+    /** Deltas made with the release (2.0.0: from 1.0.0), per image. */
+    deltas: Array<{ image: string; sourceVersion: string; sizeBytes: number; artifactSizeBytes: number }>;
+  }>;
   server: { url: string; database: string; blobs: string };
   device: { id: string; slotBefore: string; slotAfter: string; versionBefore: string; versionAfter: string };
   boot: { slot: string; failedBoots: number; grubenv: Record<string, string> };
   serverEvents: string[];
+  /** How the agent wrote each image of 2.0.0: from the delta against slot A, or the full artifact. */
+  install: {
+    images: Record<
+      string,
+      { method: string; downloadedBytes: number; deltaSizeBytes?: number; artifactSizeBytes?: number }
+    >;
+  };
   durationsMs: Record<string, number>;
 }
 
@@ -119,11 +133,20 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
         expires: '30d',
         keysDir,
         outDir: join(work, 'releases', version),
+        // 2.0.0 ships deltas from 1.0.0: the VM downloads only what changed.
+        ...(releases[0] !== undefined ? { deltaFrom: [releases[0].outDir] } : {}),
       });
       releases.push(s);
       const r = s.images.rootfs!;
+      const deltas = s.deltas
+        .map((d) =>
+          d.status === 'skipped-not-smaller'
+            ? `${d.image} none (not smaller than its full artifact)`
+            : `${d.image} ${mib(d.sizeBytes)} (${Math.round(100 * d.ratioToArtifact)} % of full)`,
+        )
+        .join(', ');
       say(
-        `  release   ${version}: dm-verity root ${short(r.rootHash)}, rootfs ${r.artifact.codec} ${mib(r.artifact.sizeBytes)}, signed  ${step(`release ${version}`)}`,
+        `  release   ${version}: dm-verity root ${short(r.rootHash)}, rootfs ${r.artifact.codec} ${mib(r.artifact.sizeBytes)}${deltas !== '' ? `, deltas from ${s.deltas[0]?.sourceVersion}: ${deltas}` : ''}, signed  ${step(`release ${version}`)}`,
       );
     }
 
@@ -134,12 +157,16 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     await server.createProduct(DEMO_PRODUCT, keys.rootFile);
     const ids: string[] = [];
     let uploaded = 0;
+    let deltaCount = 0;
     for (const s of releases) {
       const r = await server.pushRelease(s.outDir);
       ids.push(r.id);
       uploaded += r.uploadedBytes;
+      deltaCount += r.deltas;
     }
-    say(`  push      1.0.0 and 2.0.0 over the admin API (${mib(uploaded)} of blobs)  ${step('push')}`);
+    say(
+      `  push      1.0.0 and 2.0.0 over the admin API (${mib(uploaded)} of blobs, ${deltaCount} deltas registered)  ${step('push')}`,
+    );
 
     const vm = await SimulatedVm.createFromRelease({
       dir: join(work, 'vm'),
@@ -183,6 +210,22 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
     await watcher;
     o.progress?.(`  install   2.0.0 → slot B: ${bar(100)} 100%`, true);
     const j = await vm.journal();
+    const installImages: DemoResult['install']['images'] = {};
+    for (const [name, img] of Object.entries(j?.images ?? {})) {
+      installImages[name] = {
+        method: img.method ?? 'full',
+        downloadedBytes: img.downloadedBytes ?? 0,
+        ...(img.delta !== undefined && img.method === 'delta' ? { deltaSizeBytes: img.delta.sizeBytes } : {}),
+        ...(img.artifactSizeBytes !== undefined ? { artifactSizeBytes: img.artifactSizeBytes } : {}),
+      };
+    }
+    const written = Object.entries(installImages)
+      .map(
+        ([name, img]) =>
+          `${name} from ${img.method === 'delta' ? 'the delta against slot A' : 'the full artifact'} (${mib(img.downloadedBytes)} downloaded${img.artifactSizeBytes !== undefined ? ` of ${mib(img.artifactSizeBytes)} full` : ''})`,
+      )
+      .join(', ');
+    say(`  download  ${written}`);
     say(
       `  install   ${check.status === 'installed' ? check.version : check.status}: every block verified against the signed tree before it was written; slot ${j?.targetSlot} set "try once"; reboot requested  ${step('install')}`,
     );
@@ -217,6 +260,14 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
         rootHash: s.images.rootfs!.rootHash,
         artifactBytes: s.images.rootfs!.artifact.sizeBytes,
         codec: s.images.rootfs!.artifact.codec,
+        deltas: s.deltas
+          .filter((d) => d.status !== 'skipped-not-smaller')
+          .map((d) => ({
+            image: d.image,
+            sourceVersion: d.sourceVersion,
+            sizeBytes: d.sizeBytes,
+            artifactSizeBytes: d.artifactSizeBytes,
+          })),
       })),
       server: { url: server.url, database: 'pglite', blobs: 'fs' },
       device: {
@@ -228,6 +279,7 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
       },
       boot: { slot: boot.slot, failedBoots: boot.failedBoots.length, grubenv: boot.grubenv },
       serverEvents,
+      install: { images: installImages },
       durationsMs,
     };
   } finally {
