@@ -5,7 +5,7 @@
 //   npm run bench -w @abota/update-server
 //   env: BENCH_DEVICES (100000), BENCH_SAMPLE (10000 polling devices), BENCH_REQUESTS (20000 per run),
 //   BENCH_CONNECTIONS (16), BENCH_ROUNDS (3: ceiling and steady-state poll alternated, so load from
-//   other jobs hits both alike), BENCH_POLL_STATEMENTS_IN_FLIGHT (2), ABOTA_TEST_DATABASE_URL,
+//   other jobs hits both alike), BENCH_POLL_STATEMENTS_IN_FLIGHT (the server default), ABOTA_TEST_DATABASE_URL,
 //   BENCH_PROFILE=1 (CPU profile of the server)
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID, sign } from 'node:crypto';
@@ -345,7 +345,11 @@ async function main(): Promise<void> {
         );
       }
     }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+    const median = (xs: number[]) => {
+      const sorted = [...xs].sort((a, b) => a - b);
+      const mid = Math.floor(sorted.length / 2);
+      return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+    };
     const ratio = median(ratios);
     const p99 = median(p99s);
     const list = (xs: number[], digits: number) => xs.map((x) => x.toFixed(digits)).join(', ');

@@ -30,7 +30,9 @@ const app = createApp({
   logger: createLogger({ level: 'warn' }),
   config: {
     pollIntervalSeconds: 3600,
-    pollStatementsInFlight: Number(process.env['BENCH_POLL_STATEMENTS_IN_FLIGHT'] ?? 2),
+    pollStatementsInFlight: Number(
+      process.env['BENCH_POLL_STATEMENTS_IN_FLIGHT'] ?? DEFAULT_APP_CONFIG.pollStatementsInFlight,
+    ),
   },
 });
 // The ceiling: the same Hono + node-server stack doing no work.

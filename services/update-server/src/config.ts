@@ -25,8 +25,9 @@ export interface AppConfig {
   maxTokenLifetimeSeconds: number;
   clockToleranceSeconds: number;
   /**
-   * Poll statements in flight at once per process; polls arriving meanwhile are batched into the
-   * next statement (group commit, db/poll-statement.ts). Keep it below the database pool size.
+   * Poll statements in flight at once per process, at most; polls arriving meanwhile are batched
+   * into the next statement (group commit, db/poll-statement.ts). Beyond the first, a statement
+   * starts only when 16 polls are waiting. Keep it below the database pool size.
    */
   pollStatementsInFlight: number;
 }
@@ -65,7 +66,7 @@ export const DEFAULT_APP_CONFIG: AppConfig = {
   publicUrl: undefined,
   maxTokenLifetimeSeconds: 300,
   clockToleranceSeconds: 30,
-  pollStatementsInFlight: 2,
+  pollStatementsInFlight: 4,
 };
 
 type Env = Readonly<Record<string, string | undefined>>;

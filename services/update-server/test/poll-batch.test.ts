@@ -155,6 +155,25 @@ describe.each(DB_BACKENDS)('poll batching on %s', (backend) => {
     expect(kind(await batcher.run(input(d[2], { jtiKey: replayedKey })))).toBe('replayed');
   });
 
+  it('starts a second statement only when enough polls wait behind the first', async () => {
+    const sizes: number[] = [];
+    const batcher = new PollBatcher(tdb.database.db, {
+      maxInFlight: 2,
+      busyBatchMin: 3,
+      onStatement: (n) => sizes.push(n),
+    });
+    const d = deviceIds as [string, string, string, string, string, string, string, string];
+    // One alone; one waiting (below the minimum: it waits for the first statement); with a
+    // third waiting, a second statement starts for both.
+    const first = batcher.run(input(d[0]));
+    const second = batcher.run(input(d[1]));
+    expect(sizes).toEqual([1]);
+    const third = batcher.run(input(d[2]));
+    const fourth = batcher.run(input(d[3]));
+    expect(sizes).toEqual([1, 3]);
+    expect((await Promise.all([first, second, third, fourth])).map(kind)).toEqual(['ok', 'ok', 'ok', 'ok']);
+  });
+
   it('rejects every poll of a failed statement and commits none of it; later polls go through', async () => {
     const sizes: number[] = [];
     const batcher = new PollBatcher(tdb.database.db, { maxInFlight: 1, onStatement: (n) => sizes.push(n) });

@@ -185,8 +185,15 @@ interface Pending {
 }
 
 export interface PollBatcherOptions {
-  /** Statements in flight at once (each on its own pool connection). */
+  /**
+   * Statements in flight at once at most (each on its own pool connection). A statement beyond
+   * the first starts only when at least `busyBatchMin` polls are waiting: one statement at a
+   * time gives the largest batches and the least CPU per poll; more start under load spikes or
+   * when one statement is slow (e.g. waiting for a row lock), so polls keep flowing.
+   */
   maxInFlight?: number;
+  /** Polls that must be waiting before a statement starts while another is in flight (16). */
+  busyBatchMin?: number;
   /** Polls per statement at most. */
   maxBatch?: number;
   /** Called for every statement sent, with the number of polls in it. */
@@ -202,6 +209,7 @@ export class PollBatcher {
   readonly #db: Db;
   readonly #maxInFlight: number;
   readonly #maxBatch: number;
+  readonly #busyBatchMin: number;
   readonly #onStatement: ((polls: number) => void) | undefined;
   #queue: Pending[] = [];
   #inFlight = 0;
@@ -212,6 +220,7 @@ export class PollBatcher {
     this.#db = db;
     this.#maxInFlight = Math.max(1, options.maxInFlight ?? 4);
     this.#maxBatch = Math.max(1, options.maxBatch ?? 256);
+    this.#busyBatchMin = Math.max(1, options.busyBatchMin ?? 16);
     this.#onStatement = options.onStatement;
   }
 
@@ -224,6 +233,7 @@ export class PollBatcher {
 
   #pump(): void {
     while (this.#inFlight < this.#maxInFlight && this.#queue.length > 0) {
+      if (this.#inFlight > 0 && this.#queue.length < this.#busyBatchMin) return;
       const batch: Pending[] = [];
       const deviceIds = new Set<string>();
       const waiting: Pending[] = [];
