@@ -37,17 +37,13 @@ beforeAll(async () => {
   await runAbota(['release', 'add-delta', v2, '--from', fleet.releases.get('1.0.0')!, '--json']);
   deltas = (JSON.parse(await readFile(join(v2, 'deltas.json'), 'utf8')) as DeltasJson).deltas;
   await fleet.push('1.0.0');
-  const id = await fleet.push('2.0.0'); // uploads every blob of the directory, delta payloads included
-  for (const d of deltas) {
-    const { image, sourceVersion, sourceRootHash, digest, sizeBytes } = d;
-    await fleet.server.admin('POST', `/v1/admin/releases/${id}/deltas`, {
-      image,
-      sourceVersion,
-      sourceRootHash,
-      digest,
-      sizeBytes,
-    });
-  }
+  // Uploads every blob of the directory, delta payloads included, then registers deltas.json.
+  const id = await fleet.push('2.0.0');
+  const registered = await fleet.server.admin<{ items: { digest: string }[] }>(
+    'GET',
+    `/v1/admin/releases/${id}/deltas`,
+  );
+  expect(registered.items.map((d) => d.digest).sort()).toEqual(deltas.map((d) => d.digest).sort());
 }, 300_000);
 
 afterAll(async () => {

@@ -161,20 +161,26 @@ function chooseProgram(
   src: SourceBytes,
   index: SourceIndex,
   lgwin: number,
-): PatchBuilder {
+): { builder: PatchBuilder; program?: Uint8Array } {
   const plain = matchSpan(span, baseOffset, src, index, { nearSearch: false });
   // Without a COPY there is no diagonal to search near.
-  if (plain.copies === 0) return plain;
+  if (plain.copies === 0) return { builder: plain };
   const near = matchSpan(span, baseOffset, src, index, { nearSearch: true });
-  if (near.copies === plain.copies) return plain;
-  const trial = (builder: PatchBuilder) =>
-    brotliCompressSync(builder.finish(), {
+  if (near.copies === plain.copies) return { builder: plain };
+  // The trial encodes both programs; the chosen one's encoding is kept for the op.
+  const trial = (builder: PatchBuilder) => {
+    const program = builder.finish();
+    const size = brotliCompressSync(program, {
       params: {
         [zlibConstants.BROTLI_PARAM_QUALITY]: TRIAL_QUALITY,
         [zlibConstants.BROTLI_PARAM_LGWIN]: lgwin,
       },
     }).length;
-  return trial(near) < trial(plain) ? near : plain;
+    return { builder, program, size };
+  };
+  const a = trial(near);
+  const b = trial(plain);
+  return a.size < b.size ? a : b;
 }
 const CHANGED = 0;
 const ZERO = 1;
@@ -449,7 +455,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
       }
       signal?.throwIfAborted();
       const span = readRange(targetFd, p.start * blockSize, p.count * blockSize);
-      const builder = chooseProgram(span, p.start * blockSize, src, index, lgwin);
+      const { builder, program } = chooseProgram(span, p.start * blockSize, src, index, lgwin);
       let decoded: Uint8Array;
       // A PATCH program larger than the applier accepts (never seen: controls cost less than
       // the bytes they copy) falls back to REPLACE, which is at most one span.
@@ -459,7 +465,7 @@ export async function diff(opts: DiffOptions): Promise<DiffResult> {
         opCounts.replace++;
         targetBytes.replace += span.length;
       } else {
-        decoded = builder.finish();
+        decoded = program ?? builder.finish();
         opCounts.patch++;
         targetBytes.patch += span.length;
         patchLiteralBytes += builder.literalBytes;

@@ -5,9 +5,9 @@
 // Prints {"port": N} on stdout once listening. Env: DATABASE_URL, BENCH_POOL_SIZE, BENCH_BLOB_DIR.
 import { FsBlobStore } from '@abota/blobstore';
 import { serve } from '@hono/node-server';
-import { eq } from 'drizzle-orm';
 import { Hono } from 'hono';
-import { devicePublicKey, parseDeviceToken, verifyParsedDeviceToken } from '../src/auth/device-jwt.js';
+import { devicePublicKey, verifyDeviceToken } from '../src/auth/device-jwt.js';
+import { bearerToken } from '../src/auth/secrets.js';
 import {
   createApp,
   createLogger,
@@ -46,21 +46,13 @@ for (const row of await database.db
   .from(schema.devices)) {
   keys.set(row.id, devicePublicKey(row.jwk.x));
 }
+// The production verifier with this preloaded cache (an unknown device would be read from the
+// database, as on a first contact).
+const verifyDeps = { db: database.db, clock: systemClock, config: DEFAULT_APP_CONFIG, deviceKeys: keys };
 trivial.post('/bench/verify-only', async (c) => {
   const body = (await c.req.json()) as { version?: unknown };
   if (typeof body.version !== 'string') return c.json({ error: 'version' }, 400);
-  const parsed = parseDeviceToken((c.req.header('authorization') ?? '').slice('Bearer '.length));
-  let key = keys.get(parsed.deviceId);
-  if (key === undefined) {
-    const [row] = await database.db
-      .select({ jwk: schema.devices.publicKeyJwk })
-      .from(schema.devices)
-      .where(eq(schema.devices.id, parsed.deviceId));
-    if (row === undefined) return c.json({ error: 'unknown device' }, 401);
-    key = devicePublicKey(row.jwk.x);
-    keys.set(parsed.deviceId, key);
-  }
-  await verifyParsedDeviceToken(parsed, key, systemClock, DEFAULT_APP_CONFIG);
+  await verifyDeviceToken(verifyDeps, bearerToken(c.req.header('authorization')) ?? '');
   return c.json({ status: 'no-update', pollAfterSeconds: 3600 });
 });
 app.route('/', trivial);

@@ -142,8 +142,9 @@ export async function runPollStatements(
     const index = Number(r.ord) - 1;
     const poll = polls[index];
     if (poll === undefined) throw new Error(`poll statement returned a row for position ${r.ord}`);
-    let entry = results[index];
-    if (entry === undefined || entry.kind === 'unknown-device') {
+    // Rows of one poll repeat the device columns (one row per rollout it has progress in).
+    let entry = results[index] as PollStatementResult;
+    if (entry.kind === 'unknown-device') {
       entry = r.decommissioned
         ? { kind: 'decommissioned' }
         : !r.fresh
@@ -169,13 +170,6 @@ export async function runPollStatements(
     }
   }
   return results;
-}
-
-/** One poll: a batch of one. */
-export async function runPollStatement(db: Db, poll: PollStatementInput): Promise<PollStatementResult> {
-  const [result] = await runPollStatements(db, [poll]);
-  if (result === undefined) throw new Error('poll statement returned no result');
-  return result;
 }
 
 interface Pending {
