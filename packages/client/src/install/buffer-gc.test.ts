@@ -4,7 +4,12 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { collectYoungBuffers } from './buffer-gc.js';
+import {
+  bufferCollector,
+  collectDeadBuffers,
+  SCAVENGE_EVERY_BYTES,
+  SCAVENGES_PER_FULL_GC,
+} from './buffer-gc.js';
 
 const MIB = 1024 * 1024;
 
@@ -30,7 +35,26 @@ describe('collecting dead stream Buffers', () => {
     // Nothing allocates JS heap here, so V8 itself does not collect them.
     const peak = arrayBuffers();
     expect(peak - before).toBeGreaterThan(7 * MIB);
-    collectYoungBuffers();
+    collectDeadBuffers();
     expect(peak - (await settlesBelow(peak - 6 * MIB))).toBeGreaterThan(6 * MIB);
+  });
+
+  it('frees Buffers that a scavenge promoted before they died, with the periodic full collection', async () => {
+    fullGc();
+    const before = arrayBuffers();
+    let inFlight: Buffer[] = Array.from({ length: 8 }, (_, i) => Buffer.allocUnsafe(MIB).fill(i));
+    collectDeadBuffers();
+    collectDeadBuffers(); // alive through two scavenges: now in the old generation
+    expect(inFlight.length).toBe(8);
+    inFlight = [];
+    collectDeadBuffers();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(arrayBuffers() - before).toBeGreaterThan(7 * MIB); // a scavenge does not reach them
+    const report = bufferCollector();
+    for (let i = 0; i < SCAVENGES_PER_FULL_GC - 1; i++) report(SCAVENGE_EVERY_BYTES);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(arrayBuffers() - before).toBeGreaterThan(7 * MIB);
+    report(SCAVENGE_EVERY_BYTES); // the 32nd: a full collection
+    expect(await settlesBelow(before + 2 * MIB)).toBeLessThan(before + 2 * MIB);
   });
 });

@@ -128,9 +128,6 @@ export interface DeltaImageResult {
   payloadDigestChecked: boolean;
 }
 
-/** Payload plus produced bytes between two collections of dead stream Buffers (buffer-gc.ts). */
-const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
-
 /**
  * Apply `o.delta` into the target slot. Resolves once every block is written, verified and
  * fdatasynced. Throws DeltaUnusable (fall back to the full artifact), an ERR_ABORTED /
@@ -160,7 +157,7 @@ export async function writeImageFromDelta(o: DeltaImageOptions): Promise<DeltaIm
   let localError: unknown;
   let sourceError: unknown;
   const startByte = resume?.checkpoint.payloadOffset ?? 0;
-  const collect = bufferCollector(COLLECT_EVERY_BYTES);
+  const collect = bufferCollector();
   const payloadHash = startByte === 0 ? createHash('sha256') : undefined;
   let payloadSeen = startByte;
   const tracked = async function* (): AsyncGenerator<Uint8Array> {

@@ -42,9 +42,6 @@ export interface WriteImageOptions {
 /** Blocks processed per verify-then-write batch (1 MiB of 4 KiB blocks): the memory bound. */
 const BATCH_BYTES = 1024 * 1024;
 
-/** Input + output bytes between two collections of dead stream Buffers (buffer-gc.ts). */
-const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
-
 /**
  * Re-check blocks [0, blocksDone) already on the slot: a checkpoint can claim more than is
  * there (a device that lies about fsync, someone writing the slot). Returns the number of
@@ -149,7 +146,7 @@ export async function writeImage(o: WriteImageOptions): Promise<void> {
     }
   };
 
-  const collect = bufferCollector(COLLECT_EVERY_BYTES);
+  const collect = bufferCollector();
   let compressedSeen = compressedStart;
   const counted = async function* (input: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
     for await (const chunk of input) {
