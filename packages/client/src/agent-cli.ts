@@ -1,7 +1,7 @@
-// Entry of the `abota-agent` bin (bin/abota-agent.js imports the built file): runs the CLI on
-// import and sets the process exit status. All HTTP goes through node:http (http/node-http.ts):
-// the agent never loads undici, which keeps it small and lets it run under `--jitless`
-// (infra/systemd/abota-agent.service; README "Memory").
+// Entry of the `abota-agent` bin (bin/abota-agent.js imports dist/abota-agent.mjs, the bundle
+// the build makes from this file): runs the CLI on import and sets the process exit status. All
+// HTTP goes through node:http (http/node-http.ts): the agent never loads undici, which keeps it
+// small and lets it run under `--jitless` (infra/systemd/abota-agent.service; README "Memory").
 import { runAgentCli } from './agent-commands.js';
 import { nodeHttpFetch } from './http/node-http.js';
 
