@@ -1,8 +1,10 @@
 // Turning "the bytes on disk differ from what the tree should hold" into the error veritysetup
 // reports (FORMATS.md §1.6): a digest mismatch names the data position (level 0) or the hash
-// block below, a non-zero padding byte names the start of that padding run.
+// block below, a non-zero padding byte names the start of that padding run. Also the two checks
+// a tree held by an installer gets (block-verifier.ts): packed digests and leaf padding.
 import { VerityError } from './errors.js';
 import type { TreeGeometry } from './geometry.js';
+import type { BlockHasher } from './hashing.js';
 import type { VerityParams } from './params.js';
 
 /** Index of the first byte where `a` and `b` differ, or -1 when equal. */
@@ -57,4 +59,57 @@ export function mismatchError(
     `Spare area is not zeroed at position ${position} (padding in hash block ${blockInLevel} of tree level ${level})`,
     { position, blockIndex: blockInLevel, level },
   );
+}
+
+/** The `blocks` hash blocks a level must hold: the packed digests of the hash blocks in `source`. */
+export function packDigests(
+  hasher: BlockHasher,
+  source: Buffer,
+  hbs: number,
+  geometry: TreeGeometry,
+  blocks: number,
+): Buffer {
+  const out = Buffer.alloc(blocks * hbs);
+  const { hashesPerBlock: perBlock, slotSizeBytes: slot } = geometry;
+  const count = source.length / hbs;
+  for (let j = 0; j < count; j++) {
+    hasher
+      .digest(source.subarray(j * hbs, (j + 1) * hbs))
+      .copy(out, Math.floor(j / perBlock) * hbs + (j % perBlock) * slot);
+  }
+  return out;
+}
+
+/**
+ * The error for the first non-zero padding byte of leaf hash block `blockInLevel` (slot padding
+ * after each used digest, then the unused tail), or undefined when all padding is zero.
+ */
+export function leafPaddingError(
+  params: VerityParams,
+  geometry: TreeGeometry,
+  blockInLevel: number,
+  block: Uint8Array,
+): VerityError | undefined {
+  const hbs = params.hashBlockSize;
+  const { hashesPerBlock: perBlock, slotSizeBytes: slot, digestSizeBytes: size } = geometry;
+  const used = Math.min(perBlock, params.dataBlocks - blockInLevel * perBlock);
+  for (let s = 0; s <= used; s++) {
+    const from = s < used ? s * slot + size : used * slot;
+    const to = s < used ? (s + 1) * slot : hbs;
+    for (let b = from; b < to; b++) {
+      if (block[b] !== 0) return mismatchError(params, geometry, 0, blockInLevel, b);
+    }
+  }
+  return undefined;
+}
+
+/** The top level (one hash block) must hash to the trusted root. */
+export function checkTop(hasher: BlockHasher, top: Buffer, root: Buffer): void {
+  const topDigest = hasher.digest(top);
+  if (!topDigest.equals(root)) {
+    throw new VerityError(
+      'ERR_VERITY_ROOT_HASH_MISMATCH',
+      `Verification of root hash failed: the hash tree's root hash is ${topDigest.toString('hex')}, expected ${root.toString('hex')}`,
+    );
+  }
 }
