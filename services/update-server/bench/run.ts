@@ -1,14 +1,17 @@
 // Poll throughput on PostgreSQL: 100k devices inserted in bulk through drizzle, a pool of
 // pre-signed device JWTs (distinct jti each), autocannon over loopback against the poll
 // endpoint and against a trivial Hono route on the same server (the ceiling), same run.
-// Targets: poll ≥ 0.25 × ceiling requests/s, poll p99 ≤ 20 ms.
+// Targets: poll ≥ 0.25 × ceiling requests/s, poll p99 ≤ 20 ms. Also prints the CPU per request of
+// server, PostgreSQL and load generator, and the machine CPU that 0.25 × ceiling leaves per poll
+// against what the poll's fixed parts (signature check, HTTP exchange, database writes) take.
 //   npm run bench -w @abota/update-server
 //   env: BENCH_DEVICES (100000), BENCH_SAMPLE (10000 polling devices), BENCH_REQUESTS (20000 per run),
 //   BENCH_CONNECTIONS (16), BENCH_ROUNDS (3: ceiling and steady-state poll alternated, so load from
 //   other jobs hits both alike), BENCH_POLL_STATEMENTS_IN_FLIGHT (the server default), ABOTA_TEST_DATABASE_URL,
 //   BENCH_PROFILE=1 (CPU profile of the server)
 import { spawn } from 'node:child_process';
-import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID, sign } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID, sign, verify } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,19 +57,38 @@ function deviceJwt(deviceId: string, key: KeyObject, nowSeconds: number): string
   return `${header}.${payload}.${sign(null, Buffer.from(`${header}.${payload}`), key).toString('base64url')}`;
 }
 
-/** CPU time (ms) used so far by the given processes, from /proc (Linux): where a request's cost goes. */
-async function cpuMs(pids: number[], statPath = (pid: number) => `/proc/${pid}/stat`): Promise<number> {
-  let ticks = 0;
+/** CPU time (ms) used so far by each of the given processes, from /proc (Linux): where a request's cost goes. */
+async function cpuMsByPid(
+  pids: number[],
+  statPath = (pid: number) => `/proc/${pid}/stat`,
+): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
   for (const pid of pids) {
     try {
       const stat = await readFile(statPath(pid), 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]); // utime + stime
+      out.set(pid, (Number(fields[11]) + Number(fields[12])) * 10); // utime + stime, USER_HZ = 100
     } catch {
       // the process ended (e.g. a PostgreSQL backend closed)
     }
   }
-  return ticks * 10; // USER_HZ = 100
+  return out;
+}
+
+async function cpuMs(pids: number[], statPath?: (pid: number) => string): Promise<number> {
+  let ms = 0;
+  for (const v of (await cpuMsByPid(pids, statPath)).values()) ms += v;
+  return ms;
+}
+
+/**
+ * CPU used between two samples by the processes alive at the second one (an autovacuum worker
+ * that ended in between would otherwise count negative).
+ */
+function cpuMsBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let ms = 0;
+  for (const [pid, v] of after) ms += v - (before.get(pid) ?? 0);
+  return ms;
 }
 
 async function postgresPids(): Promise<number[]> {
@@ -83,6 +105,10 @@ interface Measured {
   rps: number;
   p99: number;
   bad: number;
+  /** CPU µs per request: server process, PostgreSQL backends, this process (the load generator). */
+  serverUs: number;
+  postgresUs: number;
+  loadUs: number;
 }
 
 let serverPid = 0;
@@ -98,7 +124,8 @@ async function load(
   opts: Partial<autocannon.Options>,
 ): Promise<Measured> {
   const pg0 = await postgresPids();
-  const [server0, main0, db0] = [await cpuMs([serverPid]), await mainThreadMs(), await cpuMs(pg0)];
+  const [server0, main0, db0] = [await cpuMs([serverPid]), await mainThreadMs(), await cpuMsByPid(pg0)];
+  const load0 = process.cpuUsage();
   // Timed here, from the start to the last response: autocannon's own start/finish come from its
   // 1 s ticker, which rounds every run up to whole seconds (a 3.1 s run of 40k = 10000 req/s).
   const startedMs = performance.now();
@@ -111,16 +138,73 @@ async function load(
       lastResponseMs = performance.now();
     });
   });
+  const loadCpu = process.cpuUsage(load0);
   const pg1 = [...new Set([...pg0, ...(await postgresPids())])];
-  const [server1, main1, db1] = [await cpuMs([serverPid]), await mainThreadMs(), await cpuMs(pg1)];
+  const [server1, main1, db1] = [await cpuMs([serverPid]), await mainThreadMs(), await cpuMsByPid(pg1)];
+  const dbMs = cpuMsBetween(db0, db1);
   const seconds = (lastResponseMs - startedMs) / 1000;
   const rps = result.requests.total / seconds;
   const bad = result.non2xx + result.errors + result.timeouts;
-  const perRequest = (ms: number) => ((ms * 1000) / result.requests.total).toFixed(0);
+  const us = (ms: number) => (ms * 1000) / result.requests.total;
+  const perRequest = (ms: number) => us(ms).toFixed(0);
+  const loadMs = (loadCpu.user + loadCpu.system) / 1000;
   console.log(
-    `${name.padEnd(21)} ${rps.toFixed(0).padStart(6)} req/s  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  CPU/request: server ${perRequest(server1 - server0)} µs (event loop ${perRequest(main1 - main0)}), postgres ${perRequest(db1 - db0)} µs  (${result.requests.total} requests, ${bad} non-2xx/errors)`,
+    `${name.padEnd(21)} ${rps.toFixed(0).padStart(6)} req/s  p50 ${result.latency.p50} ms  p99 ${result.latency.p99} ms  CPU/request: server ${perRequest(server1 - server0)} µs (event loop ${perRequest(main1 - main0)}), postgres ${perRequest(dbMs)} µs, load generator ${perRequest(loadMs)} µs  (${result.requests.total} requests, ${bad} non-2xx/errors)`,
   );
-  return { rps, p99: result.latency.p99, bad };
+  return {
+    rps,
+    p99: result.latency.p99,
+    bad,
+    serverUs: us(server1 - server0),
+    postgresUs: us(dbMs),
+    loadUs: us(loadMs),
+  };
+}
+
+/** CPU µs of one Ed25519 signature check with node:crypto (what the server does per device call). */
+function ed25519VerifyUs(): number {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const message = Buffer.from(deviceJwt(randomUUID(), privateKey, 0).split('.').slice(0, 2).join('.'));
+  const signature = sign(null, message, privateKey);
+  const n = 3000;
+  const t = process.cpuUsage();
+  for (let i = 0; i < n; i++) if (!verify(null, message, publicKey, signature)) throw new Error('verify');
+  const used = process.cpuUsage(t);
+  return (used.user + used.system) / n;
+}
+
+/**
+ * What 0.25 x the ceiling leaves per poll on this machine, against the parts of a poll the issue
+ * fixes: the per-call Ed25519-signed device JWT, the jti and last-seen writes in PostgreSQL, the
+ * HTTP exchange itself (the trivial route's server CPU) — and the load generator on the same cores.
+ */
+function cpuBudget(
+  ceiling: number,
+  trivialServerUs: number,
+  pollServerUs: number,
+  verifyOnlyServerUs: number,
+  postgresUs: number,
+  loadUs: number,
+): void {
+  const cores = availableParallelism();
+  const target = 0.25 * ceiling;
+  const budget = (cores * 1e6) / target;
+  const verifyUs = ed25519VerifyUs();
+  const fixed = verifyUs + trivialServerUs + postgresUs;
+  const f = (x: number) => x.toFixed(0);
+  const share = (x: number) => `${((100 * x) / budget).toFixed(0)} %`;
+  console.log(
+    `\nCPU budget at 0.25 x ceiling: ${cores} cores / ${f(target)} polls/s = ${f(budget)} µs of machine CPU per poll, for everything:`,
+  );
+  console.log(
+    `  Ed25519 verify ${f(verifyUs)} µs + HTTP exchange (trivial route, server) ${f(trivialServerUs)} µs + PostgreSQL ${f(postgresUs)} µs = ${f(fixed)} µs (${share(fixed)})`,
+  );
+  console.log(
+    `  + load generator ${f(loadUs)} µs = ${f(fixed + loadUs)} µs (${share(fixed + loadUs)}), before any server code of the poll's own`,
+  );
+  console.log(
+    `  the poll's own server code (body, claims, statement, answer) now: ${f(pollServerUs - trivialServerUs - verifyUs)} µs; without its database work (verify-only route): ${f(verifyOnlyServerUs - trivialServerUs - verifyUs)} µs`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -329,12 +413,18 @@ async function main(): Promise<void> {
     const ratios: number[] = [];
     const floors: number[] = [];
     const p99s: number[] = [];
+    const ceilings: Measured[] = [];
+    const polls: Measured[] = [];
+    const verifyOnly: Measured[] = [];
     let bad = cold.bad;
     for (let round = 1; round <= ROUNDS; round++) {
       const ceiling = await load(`trivial #${round}`, `${base}/bench/trivial`, REQUESTS * 2, {});
       const poll = await pollRun(`poll (steady) #${round}`, pools[round] ?? []);
       // The same tokens again: verify-only consumes no jti.
       const floor = await pollRun(`verify-only #${round}`, pools[round] ?? [], '/bench/verify-only');
+      ceilings.push(ceiling);
+      polls.push(poll);
+      verifyOnly.push(floor);
       ratios.push(poll.rps / ceiling.rps);
       floors.push(floor.rps / ceiling.rps);
       p99s.push(poll.p99);
@@ -361,6 +451,14 @@ async function main(): Promise<void> {
     );
     console.log(
       `poll p99 = ${p99} ms, median of ${list(p99s, 0)} (target ≤ 20 ms): ${p99 <= 20 ? 'met' : 'NOT met'}`,
+    );
+    cpuBudget(
+      median(ceilings.map((m) => m.rps)),
+      median(ceilings.map((m) => m.serverUs)),
+      median(polls.map((m) => m.serverUs)),
+      median(verifyOnly.map((m) => m.serverUs)),
+      median(polls.map((m) => m.postgresUs)),
+      median(polls.map((m) => m.loadUs)),
     );
     if (bad > 0) console.log(`warning: ${bad} poll responses were not 2xx`);
   } finally {
