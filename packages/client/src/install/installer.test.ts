@@ -1,8 +1,10 @@
 // The installer against real parts: slot files, a real dm-verity tree (@abota/verity), real
 // signatures (@abota/manifest), the file boot-control backend.
 import { createHash } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { signManifest } from '@abota/manifest';
 import { makeTempDir } from '@abota/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -20,7 +22,7 @@ import { FileBootControl, readBootStateFile } from '../bootctl/index.js';
 import type { AgentConfig } from '../config.js';
 import { readDeviceState, runningVersion, securityFloor } from '../device-state.js';
 import { Installer, type InstallerOptions } from './installer.js';
-import { readJournal } from './journal.js';
+import { readJournal, treePath } from './journal.js';
 import { DirectoryReleaseSource, type ReleaseSource } from './release-source.js';
 
 let trust: Trust;
@@ -429,5 +431,145 @@ describe('slot pairs, layouts and crash points', () => {
     expect((await installerFor(config, dev).install(source)).phase).toBe('boot-pending');
     expect(source.opens.map((o) => o.digest)).toEqual([rel.manifest.images.rootfs.verity.hashTree.digest]);
     await expectInstalled(dev, rel, before);
+  });
+});
+
+/** Files in the data directory that are hash tree scratch files. */
+async function treeFiles(dataDir: string): Promise<string[]> {
+  return (await readdir(dataDir)).filter((n) => n.startsWith('tree-'));
+}
+
+/** Open descriptors of this process on hash tree scratch files (Linux /proc). */
+function openTreeDescriptors(): string[] {
+  const out: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (/\/tree-[^/]*\.verity/.test(target)) out.push(target);
+    } catch {
+      // closed between readdir and readlink
+    }
+  }
+  return out;
+}
+
+/**
+ * Re-sign the release with `tree` as rootfs's hash tree (blob and signed digest consistent): a
+ * tree only its root hash can refuse.
+ */
+async function resignWithTree(rel: Release, tree: Buffer): Promise<void> {
+  const hex = createHash('sha256').update(tree).digest('hex');
+  await writeFile(join(rel.dir, 'blobs', 'sha256', hex), tree);
+  const manifest = structuredClone(rel.manifest);
+  manifest.images.rootfs.verity.hashTree = { digest: `sha256:${hex}`, sizeBytes: tree.length };
+  const jws = await signManifest(manifest, [trust.releaseKey], trust.root);
+  await writeFile(join(rel.dir, 'manifest.jws'), JSON.stringify(jws));
+}
+
+// The 8 MiB rootfs of makeRelease: 2048 blocks, levels [16, 1]; superblock in block 0, the top
+// level at 4096, leaf block k at 8192 + 4096·k (data blocks 128k … 128k+127).
+const LEAF_LEVEL_AT = 8192;
+
+describe('the hash tree lives in a scratch file during the install', () => {
+  it('the scratch file exists while writing and is gone after a successful install, no descriptor left', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0' });
+    const config = configOf(dev);
+    const before = await snapshot(dev);
+    const seenWhileWriting: string[][] = [];
+    const j = await installerFor(config, dev, {
+      onProgress: (journal) => {
+        if (journal.phase === 'writing') seenWhileWriting.push(readdirSync(config.dataDir));
+      },
+    }).install(new DirectoryReleaseSource(rel.dir));
+    expect(j.phase).toBe('boot-pending');
+    const scratch = treePath(config.dataDir, j.installId, 'rootfs');
+    expect(seenWhileWriting.length).toBeGreaterThan(0);
+    for (const names of seenWhileWriting) expect(names).toContain(scratch.slice(config.dataDir.length + 1));
+    expect(await treeFiles(config.dataDir)).toEqual([]);
+    expect(openTreeDescriptors()).toEqual([]);
+    await expectInstalled(dev, rel, before);
+  });
+
+  it('is gone after a failed install and after an interrupted one (no descriptor left)', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0' });
+    const config = configOf(dev);
+    const abort = new AbortController();
+    const digest = rel.manifest.images.rootfs.artifact.digest;
+    const cut = new RecordingSource(new DirectoryReleaseSource(rel.dir), { digest, bytes: 3 << 20, abort });
+    await expect(installerFor(config, dev, { signal: abort.signal }).install(cut)).rejects.toMatchObject({
+      code: 'ERR_ABORTED',
+    });
+    expect(await treeFiles(config.dataDir)).toEqual([]);
+    expect(openTreeDescriptors()).toEqual([]);
+    await corruptByte(rel.artifactPath, 1500 * 4096 + 9);
+    await expect(
+      installerFor(config, dev).install(new DirectoryReleaseSource(rel.dir)),
+    ).rejects.toMatchObject({ code: 'ERR_INSTALL_BLOCK_CORRUPT' });
+    expect((await readJournal(config.dataDir))?.phase).toBe('failed');
+    expect(await treeFiles(config.dataDir)).toEqual([]);
+    expect(openTreeDescriptors()).toEqual([]);
+  });
+
+  it('a signed tree whose leaf level does not lead to the root hash is refused before any slot write', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0' });
+    const tree = await readFile(rel.hashPath);
+    tree[LEAF_LEVEL_AT + 5 * 4096 + 40] = tree[LEAF_LEVEL_AT + 5 * 4096 + 40]! ^ 1; // leaf block 5
+    await resignWithTree(rel, tree);
+    const config = configOf(dev);
+    const before = await snapshot(dev);
+    const err = await installerFor(config, dev)
+      .install(new DirectoryReleaseSource(rel.dir))
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_INSTALL_HASH_TREE_INVALID' });
+    expect((err as Error).message).toContain('ERR_VERITY_TREE_CORRUPT');
+    expect(await snapshot(dev)).toEqual(before);
+    expect(await treeFiles(config.dataDir)).toEqual([]);
+    expect(openTreeDescriptors()).toEqual([]);
+  });
+
+  it('a scratch tree changed on disk after it was verified stops the install at the blocks it covers', async () => {
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), trust);
+    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0' });
+    const config = configOf(dev);
+    const image = await readFile(rel.imagePath);
+    const artifact = rel.manifest.images.rootfs.artifact.digest;
+    // When the artifact starts to flow, rewrite leaf block 10 (data blocks 1280-1407) of the
+    // scratch tree with the digest of a forged block, as a process with access to the data
+    // partition could.
+    const source = new DirectoryReleaseSource(rel.dir);
+    const tampering: ReleaseSource = {
+      journalSource: source.journalSource,
+      readManifestJws: () => source.readManifestJws(),
+      readRootChain: () => source.readRootChain(),
+      readDeltas: (warn) => source.readDeltas(warn),
+      async *openBlob(digest, sizeBytes, startByte) {
+        if (digest === artifact) {
+          const [name] = await treeFiles(config.dataDir);
+          const fh = await open(join(config.dataDir, name!), 'r+');
+          await fh.write(Buffer.alloc(32, 0x5a), 0, 32, LEAF_LEVEL_AT + 10 * 4096);
+          await fh.close();
+        }
+        yield* source.openBlob(digest, sizeBytes, startByte);
+      },
+    };
+    const err = await installerFor(config, dev)
+      .install(tampering)
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_INSTALL_BLOCK_CORRUPT' });
+    expect((err as Error).message).toContain('data block 1280 ');
+    const slotB = await readFile(dev.slotFiles.B);
+    // Blocks before the changed leaf block were written; from block 1280 on nothing was.
+    expect(slotB.subarray(0, 1280 * 4096).equals(image.subarray(0, 1280 * 4096))).toBe(true);
+    expect(slotB.subarray(1280 * 4096, 1281 * 4096).equals(image.subarray(1280 * 4096, 1281 * 4096))).toBe(
+      false,
+    );
+    expect(await treeFiles(config.dataDir)).toEqual([]);
   });
 });

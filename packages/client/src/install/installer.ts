@@ -5,7 +5,7 @@
 // fsync → set the slot "try once". Every step is journalled, so a crash anywhere resumes from
 // the journal; nothing is written to any slot before the manifest check passes.
 import { createHash, randomUUID } from 'node:crypto';
-import { type FileHandle, rm } from 'node:fs/promises';
+import { type FileHandle, open, rm } from 'node:fs/promises';
 import {
   checkRelease,
   type DeviceFacts,
@@ -28,6 +28,7 @@ import {
   isInProgress,
   readJournal,
   spoolPath,
+  treePath,
   writeJournal,
 } from './journal.js';
 import type { DeltaCandidate, ReleaseSource } from './release-source.js';
@@ -116,11 +117,19 @@ export function verityParamsOf(image: ImageManifest): VerityParams {
   };
 }
 
-/** A target hash tree checked up to its signed root hash, and the per-block checks built from it. */
+/**
+ * A target hash tree checked up to its signed root hash, and the per-block checks built from it.
+ * The tree stays in its scratch file (treePath); memory holds only the levels above the leaves.
+ */
 interface VerifiedTree extends BlockCheck {
   /** Throws (VerityError ERR_VERITY_DATA_CORRUPT) when the block does not hash into the tree. */
   assertBlock(blockIndex: number, data: Uint8Array): void;
-  hashFile: Uint8Array;
+  /** Size of the hash file (the signed hashTree.sizeBytes). */
+  sizeBytes: number;
+  /** Write the hash file at `offset` of `fh`, re-checked as it is copied (1 MiB at a time). */
+  copyTo(fh: FileHandle, offset: number, where: string): Promise<void>;
+  /** Close the scratch file (idempotent); the verifier must not be used afterwards. */
+  close(): Promise<void>;
 }
 
 export function imagesOf(m: ReleaseManifest): [ImageName, ImageManifest][] {
@@ -240,9 +249,9 @@ export class Installer {
         };
     await this.save({});
 
+    const verifiers = new Map<ImageName, VerifiedTree>();
     try {
       // 2. Every hash tree, checked against its signed digest and root hash, before any write.
-      const verifiers = new Map<ImageName, VerifiedTree>();
       for (const [name, img] of images) verifiers.set(name, await this.fetchVerifier(source, name, img));
 
       // 3. The slot stops being bootable before its first byte changes.
@@ -318,6 +327,13 @@ export class Installer {
         for (const [name] of images) await removeScratch(config.dataDir, this.journal.installId, name);
       }
       throw e;
+    } finally {
+      // The trees are fetched and checked again by every attempt: their scratch files end here,
+      // whatever the outcome (no descriptor outlives the attempt).
+      for (const [name, tree] of verifiers) {
+        await tree.close();
+        await rm(treePath(config.dataDir, this.journal.installId, name), { force: true });
+      }
     }
   }
 
@@ -346,43 +362,88 @@ export class Installer {
         `image ${name}: hash tree of ${sizeBytes} bytes exceeds the ${MAX_HASH_TREE_BYTES}-byte limit`,
       );
     }
-    const bytes = new Uint8Array(sizeBytes);
-    const hash = createHash('sha256');
-    let filled = 0;
-    for await (const chunk of source.openBlob(digest, sizeBytes, 0, this.o.signal)) {
-      if (filled + chunk.byteLength > sizeBytes) {
+    // The tree goes to a scratch file on the data partition, not into memory (4 MiB for a
+    // 512 MiB image): each chunk is written before the next is taken, nothing accumulates.
+    const path = treePath(this.o.config.dataDir, this.journal!.installId, name);
+    const where = `image ${name} hash tree scratch file ${path}`;
+    const fh = await open(path, 'w+', 0o600);
+    try {
+      const hash = createHash('sha256');
+      let filled = 0;
+      for await (const chunk of source.openBlob(digest, sizeBytes, 0, this.o.signal)) {
+        if (filled + chunk.byteLength > sizeBytes) {
+          throw new ClientError(
+            'ERR_INSTALL_HASH_TREE_INVALID',
+            `image ${name}: hash tree is longer than the signed ${sizeBytes} bytes`,
+          );
+        }
+        await writeFully(fh, chunk, filled, where);
+        hash.update(chunk);
+        filled += chunk.byteLength;
+      }
+      const actual = `sha256:${hash.digest('hex')}`;
+      if (filled !== sizeBytes || actual !== digest) {
         throw new ClientError(
           'ERR_INSTALL_HASH_TREE_INVALID',
-          `image ${name}: hash tree is longer than the signed ${sizeBytes} bytes`,
+          `image ${name}: hash tree is ${filled} bytes with digest ${actual}; the signed manifest says ${sizeBytes} bytes, ${digest}`,
         );
       }
-      bytes.set(chunk, filled);
-      hash.update(chunk);
-      filled += chunk.byteLength;
-    }
-    const actual = `sha256:${hash.digest('hex')}`;
-    if (filled !== sizeBytes || actual !== digest) {
-      throw new ClientError(
-        'ERR_INSTALL_HASH_TREE_INVALID',
-        `image ${name}: hash tree is ${filled} bytes with digest ${actual}; the signed manifest says ${sizeBytes} bytes, ${digest}`,
-      );
-    }
-    let verifier: BlockVerifier;
-    try {
-      verifier = BlockVerifier.fromHashFile(bytes, verityParamsOf(img), img.verity.rootHash);
+      let verifier: BlockVerifier;
+      try {
+        verifier = await BlockVerifier.fromHashFileHandle(fh, verityParamsOf(img), img.verity.rootHash);
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        throw new ClientError(
+          code === 'ERR_VERITY_IO' ? 'ERR_INSTALL_SLOT_IO' : 'ERR_INSTALL_HASH_TREE_INVALID',
+          code === 'ERR_VERITY_IO'
+            ? `${where}: ${(e as Error).message}`
+            : `image ${name}: hash tree does not lead to the signed root hash ${img.verity.rootHash} (${String(code)}: ${(e as Error).message})`,
+          { cause: e },
+        );
+      }
+      let closed = false;
+      return {
+        verifyBlock: (i, data) => verifier.verifyBlock(i, data),
+        assertBlock: (i, data) => verifier.assertBlock(i, data),
+        sizeBytes,
+        copyTo: async (out, offset, to) => {
+          // Tree blocks come from memory or are re-checked against it (VerityError otherwise);
+          // the digest covers the rest: the hash area gets exactly the signed, verified bytes.
+          const copied = createHash('sha256');
+          let at = 0;
+          try {
+            for await (const piece of verifier.hashFile()) {
+              copied.update(piece);
+              await writeFully(out, piece, offset + at, to);
+              at += piece.byteLength;
+            }
+          } catch (e) {
+            if (isClientError(e)) throw e;
+            throw new ClientError(
+              'ERR_INSTALL_HASH_TREE_INVALID',
+              `${where} changed after it was verified (${String((e as { code?: unknown }).code)}: ${(e as Error).message})`,
+              { cause: e },
+            );
+          }
+          const now = `sha256:${copied.digest('hex')}`;
+          if (at !== sizeBytes || now !== digest) {
+            throw new ClientError(
+              'ERR_INSTALL_HASH_TREE_INVALID',
+              `${where} changed after it was verified: copied ${at} bytes with digest ${now}, the signed manifest says ${sizeBytes} bytes, ${digest}`,
+            );
+          }
+        },
+        close: async () => {
+          if (closed) return;
+          closed = true;
+          await fh.close();
+        },
+      };
     } catch (e) {
-      const code = (e as { code?: unknown }).code;
-      throw new ClientError(
-        'ERR_INSTALL_HASH_TREE_INVALID',
-        `image ${name}: hash tree does not lead to the signed root hash ${img.verity.rootHash} (${String(code)}: ${(e as Error).message})`,
-        { cause: e },
-      );
+      await fh.close();
+      await rm(path, { force: true });
+      throw e;
     }
-    return {
-      verifyBlock: (i, data) => verifier.verifyBlock(i, data),
-      assertBlock: (i, data) => verifier.assertBlock(i, data),
-      hashFile: bytes,
-    };
   }
 
   private async notice(n: InstallNotice): Promise<void> {
@@ -516,7 +577,7 @@ export class Installer {
     const counted = this.counting(source, name);
     const sameDevice = t.hashPath === undefined;
     const hashOffset = t.hashOffsetBytes ?? 0;
-    const treeBytes = verifier.hashFile.byteLength;
+    const treeBytes = verifier.sizeBytes;
     if (sameDevice && hashOffset < img.sizeBytes) {
       throw new ClientError(
         'ERR_INSTALL_SLOT_LAYOUT',
@@ -599,7 +660,7 @@ export class Installer {
           ...(this.o.signal ? { signal: this.o.signal } : {}),
         });
       }
-      await this.writeHashArea(sameDevice ? dataFh : undefined, t, verifier.hashFile, booted, target, name);
+      await this.writeHashArea(sameDevice ? dataFh : undefined, t, verifier, booted, target, name);
       this.journal!.images[name] = { ...this.journal!.images[name]!, hashTreeWritten: true };
       await this.save({});
     } finally {
@@ -702,7 +763,7 @@ export class Installer {
   private async writeHashArea(
     sameDeviceFh: FileHandle | undefined,
     t: ImageTarget,
-    hashFile: Uint8Array,
+    tree: VerifiedTree,
     booted: SlotName,
     target: SlotName,
     name: ImageName,
@@ -710,7 +771,7 @@ export class Installer {
     const offset = t.hashOffsetBytes ?? 0;
     const where = `slot ${target} ${name} hash area`;
     if (sameDeviceFh !== undefined) {
-      await writeFully(sameDeviceFh, hashFile, offset, where);
+      await tree.copyTo(sameDeviceFh, offset, where);
       await sameDeviceFh.datasync();
       return;
     }
@@ -718,8 +779,8 @@ export class Installer {
     const fh = await openSlotForWrite(path, target, booted, this.o.config.slots[booted]);
     try {
       // A separate hash file holds exactly what veritysetup would write into a new file.
-      if ((await fh.stat()).isFile()) await fh.truncate(offset + hashFile.byteLength);
-      await writeFully(fh, hashFile, offset, where);
+      if ((await fh.stat()).isFile()) await fh.truncate(offset + tree.sizeBytes);
+      await tree.copyTo(fh, offset, where);
       await fh.datasync();
     } finally {
       await fh.close();
@@ -743,10 +804,11 @@ function rootHashesOf(images: [ImageName, ImageManifest][]): ImageRootHashes {
   return out;
 }
 
-/** An install's per-image scratch files in the data directory (spool, delta metadata). */
+/** An install's per-image scratch files in the data directory (spool, delta metadata, hash tree). */
 async function removeScratch(dataDir: string, installId: string, image: string): Promise<void> {
   await rm(spoolPath(dataDir, installId, image), { force: true });
   await rm(deltaMetadataPath(dataDir, installId, image), { force: true });
+  await rm(treePath(dataDir, installId, image), { force: true });
 }
 
 function withoutError(j: InstallJournal): InstallJournal {

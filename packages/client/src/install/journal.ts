@@ -119,6 +119,14 @@ export function deltaMetadataPath(dataDir: string, installId: string, image: str
   return join(dataDir, `delta-${installId}-${image}.meta`);
 }
 
+/**
+ * The target hash tree of one image, downloaded and checked before any slot write: the verifier
+ * reads its leaf level from here during the install attempt (not held in memory).
+ */
+export function treePath(dataDir: string, installId: string, image: string): string {
+  return join(dataDir, `tree-${installId}-${image}.verity`);
+}
+
 export function journalPath(dataDir: string): string {
   return join(dataDir, JOURNAL_FILE);
 }
