@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { withTempDir } from '@abota/testkit';
+import { spawnSync } from 'node:child_process';
+import { describeWithTool, withTempDir } from '@abota/testkit';
 import { describe, expect, it } from 'vitest';
 import { BlockVerifier } from './block-verifier.js';
 import { VerityError } from './errors.js';
@@ -389,3 +390,102 @@ describe('BlockVerifier.fromHashFileHandle (tree in a file)', () => {
     });
   });
 });
+
+describeWithTool(
+  'veritysetup',
+  'cryptsetup-bin',
+  'file-backed verifier on trees veritysetup made',
+  (veritysetup) => {
+    const cases: [string, number, string[], Partial<VerityParams>][] = [
+      ['defaults with superblock, 2 levels', 300, [], {}],
+      ['one level, no salt', 100, ['--salt=-'], { salt: new Uint8Array(0) }],
+      [
+        'type 0 sha1 1 KiB, no superblock at 8 KiB',
+        700,
+        [
+          '--format=0',
+          '--hash=sha1',
+          '--data-block-size=1024',
+          '--hash-block-size=1024',
+          '--no-superblock',
+          '--hash-offset=8192',
+        ],
+        {
+          hashType: 0,
+          algorithm: 'sha1',
+          dataBlockSize: 1024,
+          hashBlockSize: 1024,
+          superblock: false,
+          hashOffset: 8192,
+        },
+      ],
+      [
+        'sha512 in 512-byte hash blocks, 3 levels',
+        200,
+        ['--hash=sha512', '--hash-block-size=512'],
+        { algorithm: 'sha512', hashBlockSize: 512 },
+      ],
+    ];
+    it.each(cases)(
+      '%s: accepts every block, refuses a changed one and a changed leaf block',
+      async (_n, blocks, args, p) => {
+        await withTempDir(async (dir) => {
+          const dbs = p.dataBlockSize ?? 4096;
+          const data = randomBytes(blocks * dbs);
+          const salt = p.salt ?? randomBytes(32);
+          const uuid = '6c8e4f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a';
+          await writeFile(join(dir, 'data'), data);
+          const saltArg = p.salt === undefined ? [`--salt=${Buffer.from(salt).toString('hex')}`] : [];
+          const uuidArg = p.superblock === false ? [] : [`--uuid=${uuid}`];
+          const r = spawnSync(
+            veritysetup,
+            ['format', ...args, ...saltArg, ...uuidArg, join(dir, 'data'), join(dir, 'hash')],
+            { encoding: 'utf8' },
+          );
+          expect(r.status, r.stderr).toBe(0);
+          const rootHash = /Root hash:\s+([0-9a-f]+)/.exec(r.stdout)![1]!;
+          const params: VerityParams = {
+            hashType: p.hashType ?? 1,
+            algorithm: p.algorithm ?? 'sha256',
+            dataBlockSize: dbs,
+            hashBlockSize: p.hashBlockSize ?? 4096,
+            dataBlocks: blocks,
+            salt: new Uint8Array(salt),
+            hashOffset: p.hashOffset ?? 0,
+            superblock: p.superblock ?? true,
+            ...(p.superblock === false ? {} : { uuid }),
+          };
+          const hashFile = await readFile(join(dir, 'hash'));
+          const { v, fh, path } = await fileVerifier(dir, hashFile, params, rootHash);
+          try {
+            for (let i = 0; i < blocks; i++)
+              expect(v.verifyBlock(i, data.subarray(i * dbs, (i + 1) * dbs))).toBe(true);
+            const changed = Buffer.from(data.subarray(0, dbs));
+            changed[0] = changed[0]! ^ 1;
+            expect(v.verifyBlock(0, changed)).toBe(false);
+            // A fresh verifier (nothing read yet), then a leaf block in the middle changed on
+            // disk: the blocks under it no longer verify.
+            const fresh = await BlockVerifier.fromHashFileHandle(fh, params, rootHash);
+            const g = treeGeometry(params);
+            const k = Math.floor(g.levelSizes[0]! / 2);
+            const leaf = (g.levelStartBlocks[0]! + k) * params.hashBlockSize;
+            const w = await open(path, 'r+');
+            await w.write(Buffer.from([hashFile[leaf]! ^ 1]), 0, 1, leaf);
+            await w.close();
+            const under = Math.min(k * g.hashesPerBlock + 1, blocks - 1);
+            const underBlock = data.subarray(under * dbs, (under + 1) * dbs);
+            if (g.levels >= 2) {
+              expect(fresh.verifyBlock(under, underBlock)).toBe(false);
+              expect(thrownCode(() => fresh.assertBlock(under, underBlock))).toBe('ERR_VERITY_TREE_CORRUPT');
+            } else {
+              // One level: its only block is held in memory, the file is not read again.
+              expect(fresh.verifyBlock(under, underBlock)).toBe(true);
+            }
+          } finally {
+            await fh.close();
+          }
+        });
+      },
+    );
+  },
+);
