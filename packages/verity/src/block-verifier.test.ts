@@ -359,7 +359,7 @@ describe('BlockVerifier.fromHashFileHandle (tree in a file)', () => {
     });
   });
 
-  it('holds the levels above the leaves, not the leaf level (64 MiB image: 2 of 130 hash blocks)', async () => {
+  it('verifies a 64 MiB image through a file of 128 leaf blocks under one top block', async () => {
     // 16,384 data blocks of 4 KiB need 128 leaf blocks and 1 top block: build the hash file
     // from digests directly (no 64 MiB data file), then check only a block of zeros against it.
     const params: VerityParams = {
