@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { describeWithTool, withTempDir } from '@abota/testkit';
 import { describe, expect, it } from 'vitest';
 import { BlockVerifier } from './block-verifier.js';
@@ -9,7 +8,8 @@ import { VerityError } from './errors.js';
 import { formatVerity } from './format.js';
 import { treeGeometry } from './geometry.js';
 import { BlockHasher } from './hashing.js';
-import type { VerityParams } from './params.js';
+import { resolveParams, type VerityParams } from './params.js';
+import { paramsFromArgs, rootHashFromOutput, runTool } from '../test/support.js';
 
 async function build(
   blocks: number,
@@ -396,9 +396,10 @@ describeWithTool(
   'cryptsetup-bin',
   'file-backed verifier on trees veritysetup made',
   (veritysetup) => {
-    const cases: [string, number, string[], Partial<VerityParams>][] = [
-      ['defaults with superblock, 2 levels', 300, [], {}],
-      ['one level, no salt', 100, ['--salt=-'], { salt: new Uint8Array(0) }],
+    // The parameters come from the same arguments veritysetup gets (test/support.ts).
+    const cases: [string, number, string[]][] = [
+      ['defaults with superblock, 2 levels', 300, []],
+      ['one level, no salt', 100, ['--salt=-']],
       [
         'type 0 sha1 1 KiB, no superblock at 8 KiB',
         700,
@@ -410,51 +411,26 @@ describeWithTool(
           '--no-superblock',
           '--hash-offset=8192',
         ],
-        {
-          hashType: 0,
-          algorithm: 'sha1',
-          dataBlockSize: 1024,
-          hashBlockSize: 1024,
-          superblock: false,
-          hashOffset: 8192,
-        },
       ],
-      [
-        'sha512 in 512-byte hash blocks, 3 levels',
-        200,
-        ['--hash=sha512', '--hash-block-size=512'],
-        { algorithm: 'sha512', hashBlockSize: 512 },
-      ],
+      ['sha512 in 512-byte hash blocks, 3 levels', 200, ['--hash=sha512', '--hash-block-size=512']],
     ];
     it.each(cases)(
       '%s: accepts every block, refuses a changed one and a changed leaf block',
-      async (_n, blocks, args, p) => {
+      async (_n, blocks, given) => {
         await withTempDir(async (dir) => {
+          const p = paramsFromArgs(given);
+          const args = [
+            ...given,
+            ...(p.salt === undefined ? [`--salt=${randomBytes(32).toString('hex')}`] : []),
+            ...(p.superblock === false ? [] : ['--uuid=6c8e4f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a']),
+          ];
           const dbs = p.dataBlockSize ?? 4096;
           const data = randomBytes(blocks * dbs);
-          const salt = p.salt ?? randomBytes(32);
-          const uuid = '6c8e4f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a';
           await writeFile(join(dir, 'data'), data);
-          const saltArg = p.salt === undefined ? [`--salt=${Buffer.from(salt).toString('hex')}`] : [];
-          const uuidArg = p.superblock === false ? [] : [`--uuid=${uuid}`];
-          const r = spawnSync(
-            veritysetup,
-            ['format', ...args, ...saltArg, ...uuidArg, join(dir, 'data'), join(dir, 'hash')],
-            { encoding: 'utf8' },
-          );
+          const r = runTool(veritysetup, ['format', ...args, join(dir, 'data'), join(dir, 'hash')]);
           expect(r.status, r.stderr).toBe(0);
-          const rootHash = /Root hash:\s+([0-9a-f]+)/.exec(r.stdout)![1]!;
-          const params: VerityParams = {
-            hashType: p.hashType ?? 1,
-            algorithm: p.algorithm ?? 'sha256',
-            dataBlockSize: dbs,
-            hashBlockSize: p.hashBlockSize ?? 4096,
-            dataBlocks: blocks,
-            salt: new Uint8Array(salt),
-            hashOffset: p.hashOffset ?? 0,
-            superblock: p.superblock ?? true,
-            ...(p.superblock === false ? {} : { uuid }),
-          };
+          const rootHash = rootHashFromOutput(r.stdout);
+          const params = resolveParams(paramsFromArgs(args), data.length);
           const hashFile = await readFile(join(dir, 'hash'));
           const { v, fh, path } = await fileVerifier(dir, hashFile, params, rootHash);
           try {
