@@ -3,13 +3,15 @@
 // condition (it picks the AWS SDK's bundler-only builds) and no explicit "import" (vitest passes
 // conditions to Node, and a global "import" makes pg load pg-pool's ESM build from require()).
 import { defineConfig } from 'vitest/config';
+import { requireNode } from './scripts/require-node.mjs';
+
+// `npx vitest` in a workspace on an older node stops here with what to do (.node-version).
+requireNode();
 
 export const abotaTestConfig = defineConfig({
   resolve: { conditions: ['@abota/source', 'node', 'default'] },
   ssr: { resolve: { conditions: ['@abota/source', 'node', 'default'] } },
   test: {
-    // The AWS SDK warns on every run that its releases after January 2027 need Node 22.
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -16,7 +16,6 @@ import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { type BlobStore, FsBlobStore, S3BlobStore } from '../src/index.js';
 
-process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] = 'true';
 const MiB = 1024 * 1024;
 const sizeBytes = Number(process.argv[2] ?? 256) * MiB;
 const CHUNK_BYTES = 256 * 1024;

@@ -18,7 +18,6 @@ const CHILD = join(import.meta.dirname, 'put-and-hang.ts');
 async function killMidPut(args: string[]): Promise<void> {
   const child = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
