@@ -1,24 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
-  type CandidateRollout,
-  chooseRollout,
   compareVersions,
   jitteredPollSeconds,
   selectorMatches,
 } from './rollout-policy.js';
 
 const device = { id: 'd1', product: 'p', hardware: 'hw', tags: ['canary', 'eu'], currentVersion: '1.0.0' };
-const rollout = (o: Partial<CandidateRollout> = {}): CandidateRollout => ({
-  rolloutId: 'r',
-  product: 'p',
-  selector: {},
-  allowDowngrade: false,
-  releaseVersion: '2.0.0',
-  releaseCompatible: ['hw'],
-  deviceState: null,
-  ...o,
-});
-
 describe('selectorMatches', () => {
   it('matches on product, hardware, all listed tags and explicit device ids', () => {
     expect(selectorMatches({}, 'p', device)).toBe(true);
@@ -29,26 +16,6 @@ describe('selectorMatches', () => {
     expect(selectorMatches({ tags: ['canary', 'us'] }, 'p', device)).toBe(false);
     expect(selectorMatches({ deviceIds: ['d1'] }, 'p', device)).toBe(true);
     expect(selectorMatches({ deviceIds: ['d2'] }, 'p', device)).toBe(false);
-  });
-});
-
-describe('chooseRollout', () => {
-  it('offers the first matching rollout and skips same, older (unless allowed), incompatible and finished ones', () => {
-    expect(chooseRollout(device, [rollout()])?.rolloutId).toBe('r');
-    expect(chooseRollout(device, [rollout({ releaseVersion: '1.0.0' })])).toBeUndefined();
-    expect(chooseRollout(device, [rollout({ releaseVersion: '0.9.0' })])).toBeUndefined();
-    expect(
-      chooseRollout(device, [rollout({ releaseVersion: '0.9.0', allowDowngrade: true })])?.rolloutId,
-    ).toBe('r');
-    expect(chooseRollout(device, [rollout({ releaseCompatible: ['other'] })])).toBeUndefined();
-    expect(chooseRollout(device, [rollout({ deviceState: 'failed' })])).toBeUndefined();
-    expect(chooseRollout(device, [rollout({ deviceState: 'downloading' })])?.rolloutId).toBe('r');
-    expect(
-      chooseRollout(device, [
-        rollout({ rolloutId: 'a', selector: { tags: ['nope'] } }),
-        rollout({ rolloutId: 'b' }),
-      ])?.rolloutId,
-    ).toBe('b');
   });
 });
 
