@@ -6,7 +6,8 @@ export type SimulatorErrorCode =
   | 'ERR_SIM_VM_EXISTS'
   | 'ERR_SIM_VM_INVALID'
   | 'ERR_SIM_NOT_BOOTED'
-  | 'ERR_SIM_TIMEOUT';
+  | 'ERR_SIM_TIMEOUT'
+  | 'ERR_SIM_TOOL_MISSING';
 
 export class SimulatorError extends Error {
   readonly code: SimulatorErrorCode;

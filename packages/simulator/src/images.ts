@@ -1,7 +1,8 @@
 // Small root filesystem images for the demo, tests and benches: ext4 built with `mkfs.ext4 -d`
-// from a generated directory tree when e2fsprogs is installed, else a deterministic raw image
-// (an AES-CTR keystream keyed by the version). Contents depend only on the version
-// string, so two builds of the same version are alike and v1/v2 share most of their files.
+// from a generated directory tree when e2fsprogs is installed, else (never under
+// ABOTA_REQUIRE_TOOLS=1) a deterministic raw image (an AES-CTR keystream keyed by the version).
+// Contents depend only on the version string, so two builds of the same version are alike and
+// v1/v2 share most of their files.
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -22,8 +23,10 @@ export function pseudoRandomBytes(seed: string, length: number): Buffer {
   return Buffer.concat([cipher.update(Buffer.alloc(length)), cipher.final()]);
 }
 
-function findMkfsExt4(): string | undefined {
-  for (const p of ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4', '/usr/bin/mkfs.ext4']) {
+const MKFS_EXT4_PATHS = ['/usr/sbin/mkfs.ext4', '/sbin/mkfs.ext4', '/usr/bin/mkfs.ext4'] as const;
+
+function findMkfsExt4(candidates: readonly string[]): string | undefined {
+  for (const p of candidates) {
     const r = spawnSync(p, ['-V'], { stdio: 'ignore' });
     if (r.error === undefined) return p;
   }
@@ -69,6 +72,8 @@ export async function buildRootfsImage(o: {
   kind?: 'ext4' | 'raw';
   /** Share of the filesystem filled with files (default 0.5); the rest stays free (zeros). */
   fillFraction?: number;
+  /** Where mkfs.ext4 is looked for (default: the usual sbin and bin paths). */
+  mkfsExt4Paths?: readonly string[];
 }): Promise<RootfsImage> {
   if (o.sizeBytes % 4096 !== 0 || o.sizeBytes < 1024 * 1024) {
     throw new SimulatorError(
@@ -76,11 +81,19 @@ export async function buildRootfsImage(o: {
       `image size ${o.sizeBytes} must be ≥ 1 MiB and a multiple of 4096`,
     );
   }
-  const mkfs = o.kind === 'raw' ? undefined : findMkfsExt4();
+  const mkfs = o.kind === 'raw' ? undefined : findMkfsExt4(o.mkfsExt4Paths ?? MKFS_EXT4_PATHS);
   await rm(o.path, { force: true });
   if (mkfs === undefined) {
     if (o.kind === 'ext4')
-      throw new SimulatorError('ERR_SIM_RELEASE', 'mkfs.ext4 (e2fsprogs) is not installed');
+      throw new SimulatorError('ERR_SIM_TOOL_MISSING', 'mkfs.ext4 (e2fsprogs) is not installed');
+    // CI runs with every tool (testkit's describeWithTool contract): a raw image there would
+    // quietly test less than the ext4 path the tests claim.
+    if (o.kind === undefined && process.env['ABOTA_REQUIRE_TOOLS'] === '1') {
+      throw new SimulatorError(
+        'ERR_SIM_TOOL_MISSING',
+        'mkfs.ext4 is not installed (Debian package e2fsprogs: apt-get install e2fsprogs) and ABOTA_REQUIRE_TOOLS=1 forbids the raw-image fallback',
+      );
+    }
     const fh = await open(o.path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
     try {
       const header = Buffer.from(`ABOTA-RAW-ROOTFS\nversion=${o.version}\n`);
