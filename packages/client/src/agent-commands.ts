@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { Agent, type AgentLogEvent, type AgentOptions, type AgentStatus } from './agent.js';
 import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
+import { isDeviceSideError } from './error-class.js';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -28,12 +29,7 @@ export function exitStatusFor(code: string | undefined): number {
     return 3;
   }
   if (/^ERR_(HTTP|NOT_REGISTERED)/.test(code)) return 4;
-  if (
-    /^ERR_(CONFIG|STATE|JOURNAL|TRUST_ROOT|DEVICE_KEY|BOOTCTL|GRUBENV|UBOOTENV|INSTALL_SLOT|INSTALL_ACTIVE|INSTALL_TRIAL)/.test(
-      code,
-    )
-  )
-    return 5;
+  if (isDeviceSideError(code)) return 5;
   return 1;
 }
 

@@ -17,6 +17,7 @@ import {
   securityFloor,
   writeDeviceState,
 } from './device-state.js';
+import { isDeviceSideError } from './error-class.js';
 import { ClientError } from './errors.js';
 import { type CommandRunner, describeResult, runCommand } from './hooks.js';
 import { type BackoffOptions, DEFAULT_BACKOFF, sleep as defaultSleep } from './http/backoff.js';
@@ -371,6 +372,40 @@ export class Agent {
     req: { rolloutId?: string; allowDowngrade?: boolean; offeredVersion?: string },
     signal?: AbortSignal,
   ): Promise<InstallJournal> {
+    try {
+      const j = await this.installWith(source, req, signal);
+      await this.report(
+        { ...rollout(j), version: j.version, state: 'installed', progress: 100 },
+        `${j.installId}:installed`,
+      );
+      return j;
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      const after = await readJournal(this.config.dataDir).catch(() => undefined);
+      // The offered version (a refused manifest has no journal); offline: the running one, if
+      // the boot control can still tell it.
+      const version =
+        req.offeredVersion ?? (await this.runningVersionNow().catch((): undefined => undefined));
+      // Interrupted while arming the trial: nothing has failed yet, after-boot settles it.
+      if (code !== 'ERR_ABORTED' && after?.phase !== 'boot-pending' && version !== undefined) {
+        await this.report({
+          ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
+          version,
+          // The device's own fault (error-class.ts) is no verdict on the release.
+          state: isDeviceSideError(typeof code === 'string' ? code : undefined) ? 'device-error' : 'failed',
+          errorCode: typeof code === 'string' ? code.slice(0, 64) : 'ERR_INSTALL_FAILED',
+          message: (e as Error).message.slice(0, 1000),
+        });
+      }
+      throw e;
+    }
+  }
+
+  private async installWith(
+    source: ReleaseSource,
+    req: { rolloutId?: string; allowDowngrade?: boolean },
+    signal?: AbortSignal,
+  ): Promise<InstallJournal> {
     const trustRoot = await this.adoptTrustRoot(source, await this.trustRoot());
     const installer = new Installer({
       config: this.config,
@@ -392,32 +427,10 @@ export class Agent {
       onNotice: (n) => this.installNotice(n, req.rolloutId),
       ...(signal ? { signal } : {}),
     });
-    try {
-      const j = await installer.install(source, {
-        ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
-        ...(req.allowDowngrade ? { allowDowngrade: true } : {}),
-      });
-      await this.report(
-        { ...rollout(j), version: j.version, state: 'installed', progress: 100 },
-        `${j.installId}:installed`,
-      );
-      return j;
-    } catch (e) {
-      const code = (e as { code?: unknown }).code;
-      const after = await readJournal(this.config.dataDir).catch(() => undefined);
-      // Interrupted while arming the trial: nothing has failed yet, after-boot settles it.
-      if (code !== 'ERR_ABORTED' && after?.phase !== 'boot-pending') {
-        await this.report({
-          ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
-          // The offered version (a refused manifest has no journal); offline: the running one.
-          version: req.offeredVersion ?? (await this.runningVersionNow()),
-          state: 'failed',
-          errorCode: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED',
-          message: (e as Error).message.slice(0, 1000),
-        });
-      }
-      throw e;
-    }
+    return installer.install(source, {
+      ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
+      ...(req.allowDowngrade ? { allowDowngrade: true } : {}),
+    });
   }
 
   /** Delta decisions are logged; a delta that failed (full artifact used instead) is also reported. */
@@ -498,6 +511,9 @@ export class Agent {
       source,
       {
         ...(offer.rolloutId !== undefined ? { rolloutId: offer.rolloutId } : {}),
+        // The rollout's permission to go back; the installer still refuses anything below the
+        // securityVersion floor (checkRelease), whatever the server says.
+        ...(offer.allowDowngrade === true ? { allowDowngrade: true } : {}),
         offeredVersion: offer.release.version,
       },
       o.signal,
@@ -571,6 +587,7 @@ export class Agent {
         ...rollout(j),
         version: j.previousVersion,
         state: 'rolled-back',
+        bootedSlot: booted,
         errorCode: 'ERR_ROLLED_BACK',
         message,
       };
@@ -609,7 +626,13 @@ export class Agent {
       securityVersionFloor: Math.max(state.securityVersionFloor, j.securityVersion),
     });
     // The report is saved before the journal says committed: a cut between the two must not lose it.
-    const report: DeviceReport = { ...rollout(j), version: j.version, state: 'committed', progress: 100 };
+    const report: DeviceReport = {
+      ...rollout(j),
+      version: j.version,
+      state: 'committed',
+      bootedSlot: j.targetSlot,
+      progress: 100,
+    };
     if (this.hasServer()) await this.outbox.put(`${j.installId}:committed`, report);
     await this.settle(j, 'committed');
     await this.report(report, `${j.installId}:committed`);

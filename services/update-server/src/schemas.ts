@@ -120,6 +120,10 @@ export const PollResponseSchema = z
         description:
           'Deltas to the offered release from the version this poll reported (absent when there are none)',
       }),
+      allowDowngrade: z.boolean().openapi({
+        description:
+          "The rollout permits installing a release older than the running version (a rollback rollout, or one created with allowDowngrade). Never below the device's securityVersion floor: the device enforces that itself (docs/trust-model.md)",
+      }),
       pollAfterSeconds: z.int(),
     }),
   ])
@@ -133,12 +137,19 @@ export const REPORT_STATES = [
   'committed',
   'failed',
   'rolled-back',
+  'device-error',
 ] as const;
 export const ReportRequestSchema = z
   .strictObject({
     rolloutId: Uuid.optional(),
     version: Version,
-    state: z.enum(REPORT_STATES),
+    state: z.enum(REPORT_STATES).openapi({
+      description:
+        '`failed` and `rolled-back` are release failures; `device-error` is a fault of the device itself (its configuration, boot-control state, slot devices): it does not count against the rollout, and the device is offered the release again',
+    }),
+    bootedSlot: SlotSchema.optional().openapi({
+      description: 'The slot the device runs now (with `committed`: the slot it committed)',
+    }),
     errorCode: z.string().max(64).optional(),
     message: z.string().max(2048).optional(),
     progress: z.int().min(0).max(100).optional(),

@@ -29,7 +29,8 @@ interface PollOffer {
   release: { version: string; manifestJws: string };
   artifacts: Record<string, string>;
   pollAfterSeconds: number;
-  delta?: unknown;
+  deltas?: unknown;
+  allowDowngrade: boolean;
 }
 
 describe.each(DB_BACKENDS)('device API on %s', (backend) => {
@@ -189,7 +190,9 @@ describe.each(DB_BACKENDS)('device API on %s', (backend) => {
     expect(offer.status).toBe('update');
     expect(offer.rolloutId).toBe(rolloutId);
     expect(offer.release).toEqual({ version: '2.0.0', manifestJws: release.manifestJws });
-    expect(offer.delta).toBeUndefined();
+    // No delta registered: the field is absent (not []); a normal rollout permits no downgrade.
+    expect(offer).not.toHaveProperty('deltas');
+    expect(offer.allowDowngrade).toBe(false);
     expect(Object.keys(offer.artifacts).sort()).toEqual(
       [release.artifactDigest, release.hashTreeDigest].sort(),
     );
@@ -306,6 +309,85 @@ describe.each(DB_BACKENDS)('device API on %s', (backend) => {
         }
       ).status,
     ).toBe('no-update');
+  });
+
+  it('updates the version and slot from the commit report, before any poll', async () => {
+    const keysD = await makeProduct('slot-product');
+    await createProduct(h, keysD);
+    const t = await createProvisioningToken(h, keysD.product);
+    const rolloutId = await startRollout(h, await pushRelease(h, await makeRelease(keysD, '2.0.0')));
+    const d = await registerDevice(h, keysD.product, t);
+    expect(((await (await poll(await d.token())).json()) as PollOffer).rolloutId).toBe(rolloutId);
+    const shown = async () =>
+      (await (await h.request(`/v1/admin/devices/${d.id}`, { key: h.adminKey })).json()) as {
+        currentVersion: string;
+        bootedSlot: string;
+        installState: string;
+      };
+    expect(await shown()).toMatchObject({ currentVersion: '1.0.0', bootedSlot: 'A' });
+    const report = async (body: Record<string, unknown>) =>
+      h.request('/v1/device/report', { method: 'POST', token: await d.token(), json: body });
+    expect((await report({ rolloutId, version: '2.0.0', state: 'rebooting' })).status).toBe(202);
+    expect(await shown()).toMatchObject({ currentVersion: '1.0.0', bootedSlot: 'A' });
+    expect((await report({ rolloutId, version: '2.0.0', state: 'committed', bootedSlot: 'B' })).status).toBe(
+      202,
+    );
+    expect(await shown()).toMatchObject({
+      currentVersion: '2.0.0',
+      bootedSlot: 'B',
+      installState: 'committed',
+    });
+    expect((await report({ rolloutId, version: '2.0.0', state: 'committed', bootedSlot: 'C' })).status).toBe(
+      400,
+    );
+  });
+
+  it('keeps offering a rollout to a device that reported device-error, and lets its retry move it on', async () => {
+    const keysE = await makeProduct('device-error-product');
+    await createProduct(h, keysE);
+    const t = await createProvisioningToken(h, keysE.product);
+    const rolloutId = await startRollout(h, await pushRelease(h, await makeRelease(keysE, '2.0.0')));
+    const d = await registerDevice(h, keysE.product, t);
+    const report = async (body: Record<string, unknown>) =>
+      (await (
+        await h.request('/v1/device/report', {
+          method: 'POST',
+          token: await d.token(),
+          json: { rolloutId, version: '2.0.0', ...body },
+        })
+      ).json()) as { duplicate: boolean };
+    const counts = async () =>
+      (
+        (await (await h.request(`/v1/admin/rollouts/${rolloutId}`, { key: h.adminKey })).json()) as {
+          deviceCounts: Record<string, number>;
+        }
+      ).deviceCounts;
+    const offered = async () => ((await (await poll(await d.token())).json()) as PollOffer).rolloutId;
+    expect(await offered()).toBe(rolloutId);
+    await report({ state: 'downloading', progress: 0 });
+    const broken = { state: 'device-error', errorCode: 'ERR_BOOTCTL_STATE_MISSING' };
+    expect(await report(broken)).toEqual({ status: 'accepted', duplicate: false });
+    expect(await counts()).toEqual({ 'device-error': 1 });
+    // Still broken: offered again; the same two reports again are duplicate events, yet they
+    // move the device into its retry and back into device-error.
+    expect(await offered()).toBe(rolloutId);
+    expect(await report({ state: 'downloading', progress: 0 })).toMatchObject({ duplicate: true });
+    expect(await counts()).toEqual({ downloading: 1 });
+    expect(await report(broken)).toMatchObject({ duplicate: true });
+    expect(await counts()).toEqual({ 'device-error': 1 });
+    // Fixed: the retry's repeated `downloading` moves it out of device-error, then it commits.
+    expect(await offered()).toBe(rolloutId);
+    await report({ state: 'downloading', progress: 0 });
+    expect(await counts()).toEqual({ downloading: 1 });
+    expect(await report({ state: 'committed', bootedSlot: 'B' })).toEqual({
+      status: 'accepted',
+      duplicate: false,
+    });
+    expect(await counts()).toEqual({ committed: 1 });
+    // An outcome is final: a late device-error does not reopen it, and nothing is offered again.
+    expect(await report(broken)).toEqual({ status: 'accepted', duplicate: true });
+    expect(await counts()).toEqual({ committed: 1 });
+    expect(((await (await poll(await d.token())).json()) as { status: string }).status).toBe('no-update');
   });
 
   it('refuses a decommissioned device even when its key is cached', async () => {

@@ -32,6 +32,9 @@ const pollResponseSchema = v.variant('status', [
     artifacts: v.record(digestSchema, nonEmpty),
     // Each entry is checked on its own (parseDeltaOffers): a bad delta never fails the poll.
     deltas: v.optional(v.unknown()),
+    // The rollout's permission to install an older version; never below the securityVersion
+    // floor, which the device checks itself (docs/trust-model.md).
+    allowDowngrade: v.optional(v.boolean()),
     pollAfterSeconds: pollAfterSecondsSchema,
   }),
 ]);
@@ -113,12 +116,16 @@ export type ReportState =
   | 'rebooting'
   | 'committed'
   | 'failed'
-  | 'rolled-back';
+  | 'rolled-back'
+  /** A fault of the device itself (config, boot control, slot devices), not of the release. */
+  | 'device-error';
 
 export interface DeviceReport {
   rolloutId?: string;
   version: string;
   state: ReportState;
+  /** The slot the device runs now; with `committed`, the slot it committed. */
+  bootedSlot?: 'A' | 'B';
   errorCode?: string;
   message?: string;
   progress?: number;

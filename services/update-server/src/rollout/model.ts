@@ -92,8 +92,17 @@ export const DEVICE_STATES = [
   'committed',
   'failed',
   'rolled-back',
+  'device-error',
 ] as const;
 export type DeviceState = (typeof DEVICE_STATES)[number];
+
+/**
+ * The device could not install because of a fault of its own (configuration, boot-control
+ * state, slot devices), not of the release. Not an outcome and not a failure: it does not count
+ * against a stage, and the device is offered the rollout again on its next poll, so it carries
+ * on once fixed.
+ */
+export const DEVICE_ERROR_STATE = 'device-error';
 
 /** Outcomes: a device in one of these is done with the rollout and is never offered it again. */
 export const OUTCOME_STATES: ReadonlySet<string> = new Set(['committed', 'failed', 'rolled-back']);

@@ -144,10 +144,24 @@ describe('evaluateStage thresholds', () => {
       stages,
       currentStage: 0,
       stageStartedAt: t0,
-      progress: [cohort(0, { targeted: 10, committed: 9, failed: 1 })],
+      progress: [cohort(0, { targeted: 10, committed: 10 })],
       now: after(1),
     });
     expect(done.action).toBe('complete');
+    // Finished, but a device failed: an operator decides, the rollout does not read "completed".
+    const failed = evaluateStage({
+      stages,
+      currentStage: 0,
+      stageStartedAt: t0,
+      progress: [cohort(0, { targeted: 10, committed: 9, failed: 1 })],
+      now: after(1),
+    });
+    expect(failed).toMatchObject({
+      action: 'pause',
+      reason: expect.stringMatching(
+        /^every targeted device finished but 1 of 10 failed or rolled back \(10%\)/,
+      ),
+    });
   });
 });
 

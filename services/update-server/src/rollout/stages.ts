@@ -116,9 +116,18 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
       numbers,
     };
   }
+  // A rollout whose devices failed did not do its job (a rollback that left a device on the
+  // release it was meant to leave, say): it stops for an operator instead of reading "completed".
+  if (total.failures > 0) {
+    return {
+      action: 'pause',
+      reason: `every targeted device finished but ${total.failures} of ${total.outcomes} failed or rolled back (${pct(numbers.failurePercent)}): see the devices' events, then abort or roll back`,
+      numbers,
+    };
+  }
   return {
     action: 'complete',
-    reason: `every targeted device finished: ${total.committed} committed, ${total.failures} failed or rolled back (${pct(numbers.failurePercent)})`,
+    reason: `every targeted device finished: ${total.committed} committed`,
     numbers,
   };
 }

@@ -5,6 +5,7 @@ import { and, count, eq, inArray, isNull, notInArray, sql } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import { auditLog, devices, releases, rolloutDevices, rollouts } from '../db/schema.js';
 import {
+  DEVICE_ERROR_STATE,
   type MaintenanceWindow,
   OUTCOME_STATES,
   type RolloutKind,
@@ -59,13 +60,16 @@ export async function loadOfferableRollouts(db: Db): Promise<CachedRollout[]> {
   return rows.map(({ r, rel }) => toCandidate(r, rel));
 }
 
-/** Devices between offer and outcome (for maxConcurrent). */
+/** Devices between offer and outcome (for maxConcurrent); a device stuck on its own error holds no place. */
 export async function countInFlight(db: Db, rolloutId: string): Promise<number> {
   const [row] = await db
     .select({ n: count() })
     .from(rolloutDevices)
     .where(
-      and(eq(rolloutDevices.rolloutId, rolloutId), notInArray(rolloutDevices.state, [...OUTCOME_STATES])),
+      and(
+        eq(rolloutDevices.rolloutId, rolloutId),
+        notInArray(rolloutDevices.state, [...OUTCOME_STATES, DEVICE_ERROR_STATE]),
+      ),
     );
   return Number(row?.n ?? 0);
 }

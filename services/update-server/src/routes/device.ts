@@ -2,7 +2,7 @@
 // then poll and report, each call authenticated by a fresh JWT signed with the device's key.
 import { createPublicKey } from 'node:crypto';
 import { createRoute } from '@hono/zod-openapi';
-import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, eq, gt, isNull, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { MiddlewareHandler } from 'hono';
 import type { App } from '../app.js';
 import { authenticateDevice, replayed, verifyDeviceToken } from '../auth/device-jwt.js';
@@ -19,6 +19,7 @@ import {
 } from '../db/schema.js';
 import { ServerError } from '../errors.js';
 import { jitteredPollSeconds } from '../rollout-policy.js';
+import { DEVICE_ERROR_STATE, INSTALLING_STATES, OUTCOME_STATES } from '../rollout/model.js';
 import {
   ErrorSchema,
   errorResponses,
@@ -29,6 +30,17 @@ import {
   ReportRequestSchema,
   ReportResponseSchema,
 } from '../schemas.js';
+
+/**
+ * For a duplicate report: the condition on the device's current rollout state under which it
+ * still applies — a retry leaving device-error, or a new device-error during a retry — or
+ * undefined when it applies in no state.
+ */
+function retryTransition(state: string): SQL | undefined {
+  if (state === DEVICE_ERROR_STATE) return notInArray(rolloutDevices.state, [...OUTCOME_STATES]);
+  if (INSTALLING_STATES.has(state)) return eq(rolloutDevices.state, DEVICE_ERROR_STATE);
+  return undefined;
+}
 
 export function requireDevice(deps: AppDeps): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
@@ -257,6 +269,9 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
           release: { version: chosen.releaseVersion, manifestJws: chosen.manifestJws },
           artifacts,
           ...(deltas.length > 0 ? { deltas } : {}),
+          // The rollout's permission to go back to an older version (every rollback rollout has
+          // it). The device still refuses anything below its securityVersion floor.
+          allowDowngrade: chosen.allowDowngrade,
           pollAfterSeconds,
         },
         200,
@@ -309,22 +324,33 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
           })
           .onConflictDoNothing()
           .returning({ id: deviceEvents.id });
-        if (inserted.length === 0) return true;
+        const fresh = inserted.length > 0;
+        // A device retrying after a device-side error repeats reports it sent before (downloading,
+        // device-error): duplicates as events, but they still move it out of and back into
+        // device-error. Any other duplicate changes nothing.
+        const retry = fresh ? undefined : retryTransition(body.state);
+        if (!fresh && (rolloutId === null || retry === undefined)) return true;
         if (rolloutId !== null) {
-          await tx
+          const moved = await tx
             .update(rolloutDevices)
             .set({ state: body.state, updatedAt: now })
-            .where(and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id)));
+            .where(
+              and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id), retry),
+            )
+            .returning({ state: rolloutDevices.state });
+          if (!fresh && moved.length === 0) return true;
         }
         await tx
           .update(devices)
           .set({
             installState: body.state,
             lastSeenAt: now,
+            // What `abota device list` shows must hold from the commit on, not from the next poll.
             ...(body.state === 'committed' ? { currentVersion: body.version } : {}),
+            ...(body.bootedSlot !== undefined ? { bootedSlot: body.bootedSlot } : {}),
           })
           .where(eq(devices.id, device.id));
-        return false;
+        return !fresh;
       });
       if (!duplicate) {
         metrics.reports.inc({ state: body.state });
