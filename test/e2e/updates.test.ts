@@ -7,6 +7,8 @@ import type { SimulatedVm } from '@abota/simulator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
+  deviceListRow,
+  eventually,
   type Fleet,
   makeCorruptBlockRelease,
   offeringFetch,
@@ -29,6 +31,9 @@ beforeAll(async () => {
   await makeCorruptBlockRelease(fleet, '2.0.0', '2.2.0', 0);
   await fleet.push('2.2.0');
   await fleet.buildRelease({ version: '2.3.0', securityVersion: 2, compatible: ['other-hw'] });
+  // A release after 1.0.0 with the same security version: one a device may be rolled back from.
+  await fleet.buildRelease({ version: '1.5.0', securityVersion: 1 });
+  await fleet.push('1.5.0');
 }, 180_000);
 
 afterAll(async () => {
@@ -52,7 +57,7 @@ describe('update cycle', () => {
     expect((await vm.bootArtifacts()).B?.version).toBe('2.0.0');
     const states = (await serverEvents(fleet.server, deviceId)).map((e) => `${e.version}:${e.state}`);
     expect(states).toEqual(expect.arrayContaining(['2.0.0:installed', '2.0.0:rebooting', '2.0.0:committed']));
-    expect((await fleet.server.device(deviceId))['currentVersion'] ?? '2.0.0').toBe('2.0.0');
+    expect(await fleet.server.device(deviceId)).toMatchObject({ currentVersion: '2.0.0', bootedSlot: 'B' });
 
     // A second boot of the committed slot stays on it (markGood on every healthy boot).
     expect((await vm.boot()).slot).toBe('B');
@@ -108,6 +113,66 @@ describe('update cycle', () => {
     expect(events.find((e) => e.state === 'rolled-back')).toMatchObject({ errorCode: 'ERR_ROLLED_BACK' });
     // And the device keeps booting A.
     expect((await vm.boot()).slot).toBe('A');
+  });
+});
+
+describe('rollback rollout', () => {
+  it('takes a device that committed 1.5.0 on slot B back to 1.0.0 on slot A, and `abota device list` shows each step at once', async () => {
+    const { vm, deviceId } = await fleet.newVm('rollback');
+    const agent = await vm.openAgent();
+    await agent.afterBoot({ reboot: true });
+    expect(await agent.checkOnce({ reboot: true })).toMatchObject({ status: 'no-update' });
+    expect(await deviceListRow(fleet, deviceId)).toMatchObject({ version: '1.0.0', slot: 'A' });
+
+    const created = JSON.parse(
+      await fleet.operator([
+        'rollout',
+        'create',
+        '--product',
+        'eflow-vm',
+        '--version',
+        '1.5.0',
+        '--device',
+        deviceId,
+        '--stages',
+        '100',
+        '--bake',
+        '0',
+        '--json',
+      ]),
+    ) as { id: string };
+    const forward = await updateOnce(vm);
+    expect(forward.after).toEqual({ action: 'committed', version: '1.5.0', slot: 'B' });
+    // Straight after the commit report, before any poll.
+    expect(await deviceListRow(fleet, deviceId)).toEqual({ version: '1.5.0', slot: 'B', state: 'committed' });
+
+    const rollback = JSON.parse(
+      await fleet.operator(['rollout', 'rollback', created.id, '--to-version', '1.0.0', '--json']),
+    ) as { id: string; kind: string; allowDowngrade: boolean };
+    expect(rollback).toMatchObject({ kind: 'rollback', allowDowngrade: true });
+    const back = await updateOnce(vm);
+    expect(back.check).toMatchObject({ status: 'installed', version: '1.0.0', rebooted: true });
+    expect(back.boot).toMatchObject({ slot: 'A', failedBoots: [] });
+    expect(back.after).toEqual({ action: 'committed', version: '1.0.0', slot: 'A' });
+    expect(await deviceListRow(fleet, deviceId)).toEqual({ version: '1.0.0', slot: 'A', state: 'committed' });
+    expect(await (await vm.openAgent()).status()).toMatchObject({
+      bootedSlot: 'A',
+      version: '1.0.0',
+      securityVersionFloor: 1,
+    });
+    expect(await vm.grubenv()).toMatchObject({ ORDER: 'A B', A_OK: '1', A_TRY: '0' });
+
+    const status = async () =>
+      JSON.parse(await fleet.operator(['rollout', 'status', rollback.id, '--json'])) as {
+        rollout: { state: string };
+        status: { overall: { committed: number; failures: number } };
+      };
+    const done = await eventually(status, (x) => x.rollout.state !== 'active');
+    expect(done.rollout.state).toBe('completed');
+    expect(done.status.overall).toMatchObject({ committed: 1, failures: 0 });
+    // And it stays there: nothing more is offered.
+    expect(await (await vm.openAgent()).checkOnce({ reboot: true })).toMatchObject({ status: 'no-update' });
+    expect(await deviceListRow(fleet, deviceId)).toMatchObject({ version: '1.0.0', slot: 'A' });
   });
 });
 
@@ -218,13 +283,44 @@ describe('releases the device refuses before writing a slot', () => {
     expect(r.after).toEqual(r.before);
   });
 
-  it('refuses a downgrade below its securityVersion floor even when the rollout allows downgrades', async () => {
+  it('refuses a downgrade below its securityVersion floor even when the rollout allows downgrades, and the rollout stops short of "completed"', async () => {
     const { vm, deviceId } = await fleet.newVm('downgrade', { onVersion: '2.0.0' });
-    await fleet.server.createRollout(fleet.releaseIds.get('1.0.0')!, {
+    const rolloutId = await fleet.server.createRollout(fleet.releaseIds.get('1.0.0')!, {
       deviceIds: [deviceId],
       allowDowngrade: true,
     });
-    const r = await expectRefused(vm, deviceId, /^ERR_(SECURITY_VERSION_TOO_LOW|DOWNGRADE_NOT_ALLOWED)$/);
+    // The offer carries the permission to go back; the floor (securityVersion 2) still wins.
+    const r = await expectRefused(vm, deviceId, /^ERR_SECURITY_VERSION_TOO_LOW$/);
+    expect(r.after).toEqual(r.before);
+    expect(r.events.find((e) => e.state === 'failed')?.errorCode).toBe('ERR_SECURITY_VERSION_TOO_LOW');
+    const rollout = await eventually(
+      () =>
+        fleet.server.admin<{ state: string; stateReason: string | null }>(
+          'GET',
+          `/v1/admin/rollouts/${rolloutId}`,
+        ),
+      (x) => x.state !== 'active',
+    );
+    expect(rollout).toMatchObject({ state: 'paused', stateReason: expect.stringMatching(/1 of 1 failed/) });
+  });
+
+  it('refuses an older release from a server that does not say the rollout allows it', async () => {
+    const { vm, deviceId } = await fleet.newVm('downgrade-unasked', { onVersion: '1.5.0' });
+    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
+    const jws = await readFile(join(fleet.releases.get('1.0.0')!, 'manifest.jws'), 'utf8');
+    const r = await expectRefused(vm, deviceId, /^ERR_DOWNGRADE_NOT_ALLOWED$/, () =>
+      vm.openAgent({ fetch: offeringFetch(jws, '1.0.0') }),
+    );
+    expect(r.after).toEqual(r.before);
+  });
+
+  it('refuses a release below its floor from a compromised server that claims the rollout allows it', async () => {
+    const { vm, deviceId } = await fleet.newVm('downgrade-forged', { onVersion: '2.0.0' });
+    await fleet.server.createRollout(fleet.releaseIds.get('3.0.0')!, { deviceIds: [deviceId] });
+    const jws = await readFile(join(fleet.releases.get('1.0.0')!, 'manifest.jws'), 'utf8');
+    const r = await expectRefused(vm, deviceId, /^ERR_SECURITY_VERSION_TOO_LOW$/, () =>
+      vm.openAgent({ fetch: offeringFetch(jws, '1.0.0', { allowDowngrade: true }) }),
+    );
     expect(r.after).toEqual(r.before);
   });
 
