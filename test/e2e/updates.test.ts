@@ -1,6 +1,6 @@
 // A/B updates end to end: real update server on 127.0.0.1 (PGlite), real HTTP, releases built
 // and signed by the abota CLI, a simulated VM whose GRUB and kernel are played by the simulator.
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Agent, BootControl } from '@abota/client';
 import type { SimulatedVm } from '@abota/simulator';
@@ -174,6 +174,111 @@ describe('rollback rollout', () => {
     expect(await (await vm.openAgent()).checkOnce({ reboot: true })).toMatchObject({ status: 'no-update' });
     expect(await deviceListRow(fleet, deviceId)).toMatchObject({ version: '1.0.0', slot: 'A' });
   });
+});
+
+describe('device errors are not release failures', () => {
+  /** A fault of the VM's own setup, and how its operator puts it right. */
+  interface Fault {
+    name: string;
+    code: string;
+    break(vm: SimulatedVm): Promise<void>;
+    fix(vm: SimulatedVm): Promise<void>;
+  }
+  const configOf = async (vm: SimulatedVm) =>
+    JSON.parse(await readFile(vm.paths.agentConfig, 'utf8')) as {
+      slots: { B: { rootfs: { path: string } } };
+    };
+  const faults: Fault[] = [
+    {
+      name: 'its boot-control state file is missing',
+      code: 'ERR_BOOTCTL_STATE_MISSING',
+      break: (vm) => rename(vm.paths.grubenv, `${vm.paths.grubenv}.away`),
+      fix: (vm) => rename(`${vm.paths.grubenv}.away`, vm.paths.grubenv),
+    },
+    {
+      name: 'its config names a slot path that does not exist',
+      code: 'ERR_INSTALL_SLOT_IO',
+      break: async (vm) => {
+        const config = await configOf(vm);
+        config.slots.B.rootfs.path = join(vm.dir, 'no-such-disk', 'rootfsB.img');
+        await writeFile(vm.paths.agentConfig, JSON.stringify(config));
+      },
+      fix: async (vm) => {
+        const config = await configOf(vm);
+        config.slots.B.rootfs.path = vm.paths.slots.B.rootfs;
+        await writeFile(vm.paths.agentConfig, JSON.stringify(config));
+      },
+    },
+  ];
+
+  it.each(faults)(
+    'a device whose fault is $name: neither a failure nor a pause of the canary, and it installs once fixed',
+    async (fault) => {
+      const { vm, deviceId } = await fleet.newVm(`device-error-${fault.code}`);
+      // A canary that pauses on the first failure.
+      const { id } = JSON.parse(
+        await fleet.operator([
+          'rollout',
+          'create',
+          '--product',
+          'eflow-vm',
+          '--version',
+          '1.5.0',
+          '--device',
+          deviceId,
+          '--stages',
+          '100',
+          '--bake',
+          '0',
+          '--max-failure',
+          '0',
+          '--min-sample',
+          '1',
+          '--json',
+        ]),
+      ) as { id: string };
+      await fault.break(vm);
+      for (let attempt = 0; attempt < 2; attempt++) {
+        // Offered again on every poll while it is broken, and refused on the device's side.
+        const agent = await vm.openAgent();
+        await agent.afterBoot({ reboot: true }).catch(() => undefined);
+        await expect(agent.checkOnce({ reboot: true })).rejects.toMatchObject({ code: fault.code });
+      }
+      const events = await serverEvents(fleet.server, deviceId);
+      expect(events.find((e) => e.state === 'device-error')).toMatchObject({
+        version: '1.5.0',
+        errorCode: fault.code,
+      });
+      expect(events.some((e) => e.state === 'failed')).toBe(false);
+      expect(await deviceListRow(fleet, deviceId)).toMatchObject({
+        version: '1.0.0',
+        slot: 'A',
+        state: 'device-error',
+      });
+      const status = async () =>
+        JSON.parse(await fleet.operator(['rollout', 'status', id, '--json'])) as {
+          rollout: { state: string };
+          status: { overall: { failures: number; counts: Record<string, number> }; next: { action: string } };
+        };
+      const broken = await status();
+      expect(broken.rollout.state).toBe('active');
+      expect(broken.status.overall).toMatchObject({ failures: 0, counts: { 'device-error': 1 } });
+      // What the engine would do now: wait for the device, not pause the canary.
+      expect(broken.status.next.action).toBe('wait');
+
+      await fault.fix(vm);
+      const r = await updateOnce(vm);
+      expect(r.after).toEqual({ action: 'committed', version: '1.5.0', slot: 'B' });
+      expect(await deviceListRow(fleet, deviceId)).toEqual({
+        version: '1.5.0',
+        slot: 'B',
+        state: 'committed',
+      });
+      const done = await eventually(status, (x) => x.rollout.state !== 'active');
+      expect(done.rollout.state).toBe('completed');
+      expect(done.status.overall).toMatchObject({ failures: 0, counts: { committed: 1 } });
+    },
+  );
 });
 
 /** Everything an install could change: both slots' files and the boot selection. */
