@@ -20,6 +20,7 @@ export interface PollAnswer {
   status: 'update' | 'no-update';
   rolloutId?: string;
   release?: { version: string };
+  allowDowngrade?: boolean;
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
@@ -118,6 +119,14 @@ export async function report(
   if (res.status !== 202) throw new Error(`report: ${res.status} ${await res.text()}`);
 }
 
+/** What a device of the fleet was offered in a round, and what it reported. */
+export interface OfferTaken {
+  rolloutId: string;
+  version: string;
+  allowDowngrade: boolean;
+  committed: boolean;
+}
+
 /**
  * One polling round: every device polls; an offered device "installs" and reports only the
  * outcome (the intermediate states cost requests and change no decision): committed (its version
@@ -128,8 +137,8 @@ export async function pollRound(
   url: string,
   fleet: readonly FleetDevice[],
   healthCheckFails: (device: FleetDevice, version: string) => boolean = () => false,
-): Promise<Map<string, { rolloutId: string; version: string; committed: boolean }>> {
-  const offered = new Map<string, { rolloutId: string; version: string; committed: boolean }>();
+): Promise<Map<string, OfferTaken>> {
+  const offered = new Map<string, OfferTaken>();
   await inPool(fleet, 16, async (device) => {
     const answer = await poll(url, device);
     if (answer.status !== 'update' || answer.rolloutId === undefined || answer.release === undefined) return;
@@ -147,7 +156,12 @@ export async function pollRound(
       await report(url, device, { rolloutId, version: target, state: 'committed' });
       device.version = target;
     }
-    offered.set(device.id, { rolloutId, version: target, committed: !fails });
+    offered.set(device.id, {
+      rolloutId,
+      version: target,
+      allowDowngrade: answer.allowDowngrade === true,
+      committed: !fails,
+    });
   });
   return offered;
 }
