@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { main as abota } from '@abota/publisher';
 import { buildRootfsImage, LabServer, SimulatedVm } from '@abota/simulator';
 import { makeTempDir } from '@abota/testkit';
+import { AGENT_BIN, unitEnvironment } from '../fixtures/agent-unit.js';
 
 const MIB = 1024 * 1024;
 const imageMiB = Number(process.env['ABOTA_BENCH_MIB'] ?? 512);
@@ -44,22 +45,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
   return { value, ms: performance.now() - t };
 }
 
-const AGENT_BIN = fileURLToPath(new URL('../../packages/client/bin/abota-agent.js', import.meta.url));
-const UNIT = new URL('../../infra/systemd/abota-agent.service', import.meta.url);
 const GNU_TIME = '/usr/bin/time';
-
-/** The unit's `Environment=` assignments (systemd quoting: a whole assignment in "..."). */
-async function unitEnvironment(): Promise<Record<string, string>> {
-  const env: Record<string, string> = {};
-  for (const line of (await readFile(UNIT, 'utf8')).split('\n')) {
-    const m = /^Environment=(.*)$/.exec(line.trim());
-    if (m === null) continue;
-    const assignment = m[1]!.replace(/^"(.*)"$/, '$1');
-    const eq = assignment.indexOf('=');
-    env[assignment.slice(0, eq)] = assignment.slice(eq + 1);
-  }
-  return env;
-}
 
 /** Run a short command to completion: wall time and, with GNU time, its peak RSS. */
 function measured(
