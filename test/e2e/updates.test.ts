@@ -265,6 +265,9 @@ describe('device errors are not release failures', () => {
       expect(broken.status.overall).toMatchObject({ failures: 0, counts: { 'device-error': 1 } });
       // What the engine would do now: wait for the device, not pause the canary.
       expect(broken.status.next.action).toBe('wait');
+      expect(await fleet.operator(['rollout', 'status', id])).toMatch(
+        /^devices {2}1 stopped on an error of their own \(device-error: not a release failure/m,
+      );
 
       await fault.fix(vm);
       const r = await updateOnce(vm);

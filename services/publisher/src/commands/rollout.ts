@@ -219,6 +219,11 @@ export function renderStatus(doc: RolloutStatusDocument): string {
     `overall  ${s.overall.targeted} targeted, ${s.overall.committed} committed, ${s.overall.failures} failed or rolled back (${pct(s.overall.failurePercent)}), ${s.overall.inFlight} in progress, ${s.overall.notOffered} not offered yet`,
     `next     ${s.next.action === 'none' ? '' : `${s.next.action}: `}${s.next.reason}${s.next.notBefore === null ? '' : ` (not before ${s.next.notBefore})`}`,
   ];
+  const deviceErrors = s.overall.counts['device-error'] ?? 0;
+  if (deviceErrors > 0)
+    lines.push(
+      `devices  ${deviceErrors} stopped on an error of their own (device-error: not a release failure; offered again once fixed, see abota device list)`,
+    );
   return lines.join('\n');
 }
 
