@@ -174,6 +174,53 @@ describe('rollback rollout', () => {
     expect(await (await vm.openAgent()).checkOnce({ reboot: true })).toMatchObject({ status: 'no-update' });
     expect(await deviceListRow(fleet, deviceId)).toMatchObject({ version: '1.0.0', slot: 'A' });
   });
+
+  it('also takes back a device that was about to reboot into 1.5.0 when the rollback started', async () => {
+    const { vm, deviceId } = await fleet.newVm('rollback-mid-trial');
+    const created = JSON.parse(
+      await fleet.operator([
+        'rollout',
+        'create',
+        '--product',
+        'eflow-vm',
+        '--version',
+        '1.5.0',
+        '--device',
+        deviceId,
+        '--stages',
+        '100',
+        '--bake',
+        '0',
+        '--json',
+      ]),
+    ) as { id: string };
+    const agent = await vm.openAgent();
+    await agent.afterBoot({ reboot: true });
+    expect(await agent.checkOnce({ reboot: true })).toMatchObject({ status: 'installed', version: '1.5.0' });
+    expect(await deviceListRow(fleet, deviceId)).toMatchObject({ version: '1.0.0', state: 'rebooting' });
+
+    // Rolled back while the trial of 1.5.0 is armed: the device still runs 1.0.0, but will boot
+    // and commit 1.5.0 without asking anyone — the rollback must wait for it.
+    const rollback = JSON.parse(
+      await fleet.operator(['rollout', 'rollback', created.id, '--to-version', '1.0.0', '--json']),
+    ) as { id: string };
+    const status = async () =>
+      JSON.parse(await fleet.operator(['rollout', 'status', rollback.id, '--json'])) as {
+        rollout: { state: string };
+        status: { overall: { targeted: number }; next: { action: string } };
+      };
+    expect((await status()).status).toMatchObject({ overall: { targeted: 1 }, next: { action: 'wait' } });
+
+    expect((await vm.boot()).slot).toBe('B');
+    expect(await (await vm.openAgent()).afterBoot({ reboot: true })).toMatchObject({
+      action: 'committed',
+      version: '1.5.0',
+    });
+    const back = await updateOnce(vm);
+    expect(back.after).toEqual({ action: 'committed', version: '1.0.0', slot: 'A' });
+    expect(await deviceListRow(fleet, deviceId)).toEqual({ version: '1.0.0', slot: 'A', state: 'committed' });
+    expect((await eventually(status, (x) => x.rollout.state !== 'active')).rollout.state).toBe('completed');
+  });
 });
 
 describe('device errors are not release failures', () => {

@@ -115,6 +115,9 @@ export const INSTALLING_STATES: ReadonlySet<string> = new Set([
   'rebooting',
 ]);
 
+/** Installed with the trial boot armed: the device boots the release next, server or not. */
+export const TRIAL_ARMED_STATES: ReadonlySet<string> = new Set(['installed', 'rebooting']);
+
 export type StateCounts = Partial<Record<DeviceState, number>>;
 
 /** Stage list checks shared by the API and the CLI: clear messages naming the stage. */

@@ -42,10 +42,17 @@ export type ProgressRollout = Pick<
   'rolloutId' | 'product' | 'selector' | 'stages' | 'releaseVersion' | 'releaseCompatible' | 'allowDowngrade'
 >;
 
+/**
+ * `awaiting`: devices that may still move to a version the rollout applies to without polling
+ * first — for a rollback, those whose trial of the rolled-back release is armed (installed or
+ * rebooting there): they commit it at their next boot, so the rollback targets them even while
+ * they still run the version it returns to.
+ */
 export function measureProgress(
   rollout: ProgressRollout,
   devices: Iterable<SelectableDevice>,
   members: ReadonlyMap<string, string>,
+  awaiting: ReadonlySet<string> = new Set(),
 ): StageProgress[] {
   const stages: StageProgress[] = rollout.stages.map((s, stage) => ({
     stage,
@@ -82,7 +89,7 @@ export function measureProgress(
     if (seen.has(d.id)) continue;
     if (lastLimit < BUCKET_COUNT && rolloutBucket(rollout.rolloutId, d.id) >= lastLimit) continue;
     if (!selectorPicks(rollout.selector, rollout.product, d)) continue;
-    if (!releaseApplies(rollout, d)) continue;
+    if (!releaseApplies(rollout, d) && !awaiting.has(d.id)) continue;
     count(d.id, undefined);
   }
   return stages;

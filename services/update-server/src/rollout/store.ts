@@ -12,6 +12,7 @@ import {
   type RolloutLifecycle,
   type Selector,
   type StageSpec,
+  TRIAL_ARMED_STATES,
 } from './model.js';
 import type { OfferCandidate } from './offer.js';
 import { measureProgress, type StageProgress } from './progress.js';
@@ -116,11 +117,14 @@ export async function loadProgress(
     from === undefined
       ? Promise.resolve([])
       : db
-          .select({ deviceId: rolloutDevices.deviceId })
+          .select({ deviceId: rolloutDevices.deviceId, state: rolloutDevices.state })
           .from(rolloutDevices)
           .where(eq(rolloutDevices.rolloutId, from)),
   ]);
   const fromSet = new Set(fromMembers.map((m) => m.deviceId));
+  // Devices whose trial of the rolled-back release is armed commit it at their next boot
+  // without asking the server: the rollback waits for them and then takes them back.
+  const armed = new Set(fromMembers.filter((m) => TRIAL_ARMED_STATES.has(m.state)).map((m) => m.deviceId));
   const member = from === undefined ? undefined : new Set([from]);
   const none = new Set<string>();
   const selectable: SelectableDevice[] = fleet.map((d) => ({
@@ -131,7 +135,7 @@ export async function loadProgress(
   // rollout open (its outcome, if it had one, still counts).
   const live = new Set(fleet.map((d) => d.id));
   const counted = members.filter((m) => live.has(m.deviceId) || OUTCOME_STATES.has(m.state));
-  return measureProgress(rollout, selectable, new Map(counted.map((m) => [m.deviceId, m.state])));
+  return measureProgress(rollout, selectable, new Map(counted.map((m) => [m.deviceId, m.state])), armed);
 }
 
 export const ENGINE_ACTOR = 'system:rollout-engine';
