@@ -13,7 +13,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { main as abota } from '@abota/publisher';
 import { buildRootfsImage, LabServer, SimulatedVm } from '@abota/simulator';
 import { makeTempDir } from '@abota/testkit';
