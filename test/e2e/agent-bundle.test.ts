@@ -7,16 +7,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_BIN, AGENT_BUNDLE, unitEnvironment, unitExecArgs } from '../fixtures/agent-unit.js';
-import { createFleet, deviceListRow, eventually, type Fleet } from '../fixtures/fleet.js';
+import { createFleetWithReleases, deviceListRow, eventually, type Fleet } from '../fixtures/fleet.js';
 
 let fleet: Fleet;
 
 beforeAll(async () => {
-  fleet = await createFleet();
-  await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
-  await fleet.buildRelease({ version: '1.1.0', securityVersion: 1 });
-  await fleet.push('1.0.0');
-  await fleet.push('1.1.0');
+  fleet = await createFleetWithReleases(['1.0.0', '1.1.0']);
 }, 180_000);
 
 afterAll(async () => {

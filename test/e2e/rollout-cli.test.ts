@@ -26,7 +26,13 @@ import {
 import { createServer, type AddressInfo } from 'node:net';
 import type { SimulatedVm } from '@abota/simulator';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createFleet, deviceListRow, eventually, type Fleet } from '../fixtures/fleet.js';
+import {
+  createFleetWithReleases,
+  createRolloutWithCli,
+  deviceListRow,
+  eventually,
+  type Fleet,
+} from '../fixtures/fleet.js';
 
 let dir: string;
 let server: RunningServer;
@@ -474,11 +480,7 @@ describe('abota rollout', () => {
 describe('abota rollout rollback with a real device', () => {
   let fleet: Fleet;
   beforeAll(async () => {
-    fleet = await createFleet();
-    await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
-    await fleet.buildRelease({ version: '1.1.0', securityVersion: 1 });
-    await fleet.push('1.0.0');
-    await fleet.push('1.1.0');
+    fleet = await createFleetWithReleases(['1.0.0', '1.1.0']);
   }, 180_000);
   afterAll(async () => {
     await fleet?.close();
@@ -508,28 +510,12 @@ describe('abota rollout rollback with a real device', () => {
 
   it('returns a device that committed 1.1.0 to 1.0.0: the agent installs it and commits it on the old slot', async () => {
     const { vm, deviceId } = await fleet.newVm('cli-rollback');
-    const created = JSON.parse(
-      await fleet.operator([
-        'rollout',
-        'create',
-        '--product',
-        'eflow-vm',
-        '--version',
-        '1.1.0',
-        '--stages',
-        '100',
-        '--bake',
-        '0',
-        '--min-sample',
-        '1',
-        '--json',
-      ]),
-    ) as { id: string };
+    const createdId = await createRolloutWithCli(fleet, '1.1.0', ['--min-sample', '1']);
     expect((await updateWithDaemon(vm, deviceId, '1.1.0')).slot).toBe('B');
     expect(await deviceListRow(fleet, deviceId)).toEqual({ version: '1.1.0', slot: 'B', state: 'committed' });
 
     const rollback = JSON.parse(
-      await fleet.operator(['rollout', 'rollback', created.id, '--to-version', '1.0.0', '--json']),
+      await fleet.operator(['rollout', 'rollback', createdId, '--to-version', '1.0.0', '--json']),
     ) as { id: string; kind: string; releaseVersion: string };
     expect(rollback).toMatchObject({ kind: 'rollback', releaseVersion: '1.0.0' });
     expect((await updateWithDaemon(vm, deviceId, '1.0.0')).slot).toBe('A');
@@ -542,7 +528,7 @@ describe('abota rollout rollback with a real device', () => {
           rollout: { state: string };
         }
       ).rollout.state;
-    expect(await state(created.id)).toBe('aborted');
+    expect(await state(createdId)).toBe('aborted');
     expect(
       await eventually(
         () => state(rollback.id),

@@ -7,6 +7,7 @@ import type { SimulatedVm } from '@abota/simulator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
+  createRolloutWithCli,
   deviceListRow,
   eventually,
   type Fleet,
@@ -124,30 +125,14 @@ describe('rollback rollout', () => {
     expect(await agent.checkOnce({ reboot: true })).toMatchObject({ status: 'no-update' });
     expect(await deviceListRow(fleet, deviceId)).toMatchObject({ version: '1.0.0', slot: 'A' });
 
-    const created = JSON.parse(
-      await fleet.operator([
-        'rollout',
-        'create',
-        '--product',
-        'eflow-vm',
-        '--version',
-        '1.5.0',
-        '--device',
-        deviceId,
-        '--stages',
-        '100',
-        '--bake',
-        '0',
-        '--json',
-      ]),
-    ) as { id: string };
+    const createdId = await createRolloutWithCli(fleet, '1.5.0', ['--device', deviceId]);
     const forward = await updateOnce(vm);
     expect(forward.after).toEqual({ action: 'committed', version: '1.5.0', slot: 'B' });
     // Straight after the commit report, before any poll.
     expect(await deviceListRow(fleet, deviceId)).toEqual({ version: '1.5.0', slot: 'B', state: 'committed' });
 
     const rollback = JSON.parse(
-      await fleet.operator(['rollout', 'rollback', created.id, '--to-version', '1.0.0', '--json']),
+      await fleet.operator(['rollout', 'rollback', createdId, '--to-version', '1.0.0', '--json']),
     ) as { id: string; kind: string; allowDowngrade: boolean };
     expect(rollback).toMatchObject({ kind: 'rollback', allowDowngrade: true });
     const back = await updateOnce(vm);
@@ -177,23 +162,7 @@ describe('rollback rollout', () => {
 
   it('also takes back a device that was about to reboot into 1.5.0 when the rollback started', async () => {
     const { vm, deviceId } = await fleet.newVm('rollback-mid-trial');
-    const created = JSON.parse(
-      await fleet.operator([
-        'rollout',
-        'create',
-        '--product',
-        'eflow-vm',
-        '--version',
-        '1.5.0',
-        '--device',
-        deviceId,
-        '--stages',
-        '100',
-        '--bake',
-        '0',
-        '--json',
-      ]),
-    ) as { id: string };
+    const createdId = await createRolloutWithCli(fleet, '1.5.0', ['--device', deviceId]);
     const agent = await vm.openAgent();
     await agent.afterBoot({ reboot: true });
     expect(await agent.checkOnce({ reboot: true })).toMatchObject({ status: 'installed', version: '1.5.0' });
@@ -202,7 +171,7 @@ describe('rollback rollout', () => {
     // Rolled back while the trial of 1.5.0 is armed: the device still runs 1.0.0, but will boot
     // and commit 1.5.0 without asking anyone — the rollback must wait for it.
     const rollback = JSON.parse(
-      await fleet.operator(['rollout', 'rollback', created.id, '--to-version', '1.0.0', '--json']),
+      await fleet.operator(['rollout', 'rollback', createdId, '--to-version', '1.0.0', '--json']),
     ) as { id: string };
     const status = async () =>
       JSON.parse(await fleet.operator(['rollout', 'status', rollback.id, '--json'])) as {
@@ -263,27 +232,14 @@ describe('device errors are not release failures', () => {
     async (fault) => {
       const { vm, deviceId } = await fleet.newVm(`device-error-${fault.code}`);
       // A canary that pauses on the first failure.
-      const { id } = JSON.parse(
-        await fleet.operator([
-          'rollout',
-          'create',
-          '--product',
-          'eflow-vm',
-          '--version',
-          '1.5.0',
-          '--device',
-          deviceId,
-          '--stages',
-          '100',
-          '--bake',
-          '0',
-          '--max-failure',
-          '0',
-          '--min-sample',
-          '1',
-          '--json',
-        ]),
-      ) as { id: string };
+      const id = await createRolloutWithCli(fleet, '1.5.0', [
+        '--device',
+        deviceId,
+        '--max-failure',
+        '0',
+        '--min-sample',
+        '1',
+      ]);
       await fault.break(vm);
       for (let attempt = 0; attempt < 2; attempt++) {
         // Offered again on every poll while it is broken, and refused on the device's side.
