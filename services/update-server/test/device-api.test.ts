@@ -373,8 +373,16 @@ describe.each(DB_BACKENDS)('device API on %s', (backend) => {
     expect(await offered()).toBe(rolloutId);
     expect(await report({ state: 'downloading', progress: 0 })).toMatchObject({ duplicate: true });
     expect(await counts()).toEqual({ downloading: 1 });
-    expect(await report(broken)).toMatchObject({ duplicate: true });
+    // Another fault this time: the device's device-error event says so.
+    const slotPath = { state: 'device-error', errorCode: 'ERR_INSTALL_SLOT_IO', message: 'no such file' };
+    expect(await report(slotPath)).toMatchObject({ duplicate: true });
     expect(await counts()).toEqual({ 'device-error': 1 });
+    const detail = (await (await h.request(`/v1/admin/devices/${d.id}`, { key: h.adminKey })).json()) as {
+      events: { state: string; errorCode: string | null; message: string | null }[];
+    };
+    expect(detail.events.filter((e) => e.state === 'device-error')).toEqual([
+      expect.objectContaining({ errorCode: 'ERR_INSTALL_SLOT_IO', message: 'no such file' }),
+    ]);
     // Fixed: the retry's repeated `downloading` moves it out of device-error, then it commits.
     expect(await offered()).toBe(rolloutId);
     await report({ state: 'downloading', progress: 0 });

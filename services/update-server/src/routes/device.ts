@@ -339,6 +339,19 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
             )
             .returning({ state: rolloutDevices.state });
           if (!fresh && moved.length === 0) return true;
+          // The device's event says why it stopped this time (it may be another fault now).
+          if (!fresh && body.state === DEVICE_ERROR_STATE) {
+            await tx
+              .update(deviceEvents)
+              .set({ errorCode: body.errorCode ?? null, message: body.message ?? null, at: now })
+              .where(
+                and(
+                  eq(deviceEvents.deviceId, device.id),
+                  eq(deviceEvents.rolloutId, rolloutId),
+                  eq(deviceEvents.state, DEVICE_ERROR_STATE),
+                ),
+              );
+          }
         }
         await tx
           .update(devices)
