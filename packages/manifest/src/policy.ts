@@ -18,7 +18,11 @@ export interface DeviceFacts {
   currentVersion: string;
   /** Lowest securityVersion the device still accepts (its anti-rollback floor). */
   securityVersionFloor: number;
-  /** A rollout explicitly allows installing an older version (still subject to the floor). */
+  /**
+   * A rollout explicitly allows installing an older version (a rollback rollout's offer, or
+   * `install --allow-downgrade`). It permits an older *version* only: the securityVersion floor
+   * is checked first and nothing overrides it (docs/trust-model.md).
+   */
   allowDowngrade?: boolean;
 }
 
@@ -86,7 +90,7 @@ export async function checkRelease(
   if (order < 0 && deviceFacts.allowDowngrade !== true) {
     throw new ManifestError(
       'ERR_DOWNGRADE_NOT_ALLOWED',
-      `release ${manifest.version} is older than the running ${deviceFacts.currentVersion} and the rollout does not allow a downgrade`,
+      `release ${manifest.version} is older than the running ${deviceFacts.currentVersion} and the offer does not carry a rollout's permission to go back (allowDowngrade)`,
     );
   }
   return { manifest, signedBy, unknownKids };
