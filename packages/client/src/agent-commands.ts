@@ -1,9 +1,11 @@
-// The `abota-agent` command line: run, status, check, install, mark-good, mark-bad, register.
+// The `abota-agent` command line: run, status, check, install, mark-good, mark-bad, register,
+// and for setting a device up: doctor, init, simulate-reboot.
 // Every command takes --config and --json; errors print `CODE: message` (or JSON) without a
 // stack trace and map to an exit status by the class of their code. Parsed with node's
 // util.parseArgs rather than commander: the agent's RSS is mostly what it loads (README "Memory").
 import { parseArgs } from 'node:util';
 import { Agent, type AgentLogEvent, type AgentOptions, type AgentStatus } from './agent.js';
+import { buildInfo } from './build-info.js';
 import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
 import { isDeviceSideError } from './error-class.js';
 
@@ -92,6 +94,13 @@ interface CommandSpec {
 /** A usage error: printed with the command's help, exit status 2. */
 class UsageError extends Error {}
 
+/** Ends a command whose output is already printed with a non-zero status (doctor's findings). */
+class ExitStatus extends Error {
+  constructor(readonly status: number) {
+    super(`exit status ${status}`);
+  }
+}
+
 const PROGRAM = 'abota-agent';
 const PROGRAM_DESCRIPTION =
   'abota device agent: signed A/B updates into the inactive slot, verified block by block';
@@ -132,7 +141,10 @@ function programHelp(commands: readonly CommandSpec[]): string {
     PROGRAM_DESCRIPTION,
     '',
     'Options:',
-    table([[optionTerm('help', HELP_OPTION), HELP_OPTION.description]]),
+    table([
+      ['-V, --version', 'print the agent version and build time'],
+      [optionTerm('help', HELP_OPTION), HELP_OPTION.description],
+    ]),
     '',
     'Commands:',
     table(rows),
@@ -309,6 +321,61 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
       },
     },
     {
+      name: 'doctor',
+      description:
+        'check the config against this machine (slots, hash areas, boot env, trust root, clock, data directory, server URL) and print each problem with its fix; exit 5 when anything is wrong',
+      options: common,
+      async run(values) {
+        const { formatDoctorReport, runDoctor } = await import('./doctor/run.js');
+        const r = await runDoctor({ configPath: String(values['config']), env: io.env });
+        print(values, r, formatDoctorReport(r));
+        if (!r.ok) throw new ExitStatus(5);
+      },
+    },
+    {
+      name: 'init',
+      description:
+        'set up a new device: create the data directory and, for the file backend, the boot state (refuses to replace an existing one without --force)',
+      options: {
+        ...common,
+        primary: {
+          type: 'string',
+          valueName: 'slot',
+          description: 'the slot that holds the factory image and boots first (A or B)',
+        },
+        force: { type: 'boolean', description: 'replace an existing boot state' },
+      },
+      async run(values) {
+        const primary = values['primary'] ?? 'A';
+        if (primary !== 'A' && primary !== 'B')
+          throw new UsageError(`--primary must be A or B, got ${JSON.stringify(primary)}`);
+        const { initDevice } = await import('./init.js');
+        const config = await loadAgentConfig(String(values['config']), io.env);
+        const r = await initDevice(config, { primary, force: values['force'] === true });
+        const lines = [`data directory ${r.dataDir}`];
+        if (r.bootState)
+          lines.push(
+            `boot state ${r.bootState.path}${r.bootState.replaced ? ' (replaced)' : ''}: slot ${r.bootState.primary} boots, the other slot is empty`,
+          );
+        else
+          lines.push(
+            `the ${config.bootControl.backend} environment is the bootloader's: "abota-agent doctor" checks it`,
+          );
+        print(values, r, `${lines.join('\n')}\nnext: abota-agent doctor\n`);
+      },
+    },
+    {
+      name: 'simulate-reboot',
+      description:
+        'simulated devices (file backend) only: reboot — the boot state picks the slot (a trial consumes its try), the command-line file names it, the boot id changes',
+      options: common,
+      async run(values) {
+        const { simulateReboot } = await import('./simulate-reboot.js');
+        const r = await simulateReboot(await loadAgentConfig(String(values['config']), io.env));
+        print(values, r, `booted slot ${r.slot} (boot id ${r.bootId})\n`);
+      },
+    },
+    {
       name: 'run',
       description: 'daemon: settle the last boot, then poll, install and reboot; stops on SIGTERM',
       options: common,
@@ -330,6 +397,11 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
   if (name === undefined) {
     io.stderr(programHelp(commands));
     return 2;
+  }
+  if (name === '-V' || name === '--version') {
+    const b = buildInfo();
+    io.stdout(`abota-agent ${b.version}${b.builtAt ? ` (built ${b.builtAt.toISOString()})` : ''}\n`);
+    return 0;
   }
   if (name === '-h' || name === '--help') {
     io.stdout(programHelp(commands));
@@ -355,6 +427,7 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
     await cmd.run(parsed.values, parsed.argument);
     return 0;
   } catch (e) {
+    if (e instanceof ExitStatus) return e.status;
     if (e instanceof UsageError) {
       io.stderr(`error: ${e.message}\n${commandHelp(cmd, defaultsOf(cmd))}`);
       return 2;

@@ -45,7 +45,7 @@ export interface AgentOptions {
   fetch?: typeof fetch;
   random?: () => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
-  /** Identity of the current boot; default /proc/sys/kernel/random/boot_id. */
+  /** Identity of the current boot; default: read from config.bootIdPath. */
   bootId?: () => Promise<string>;
   runCommand?: CommandRunner;
   checkpointBytes?: number;
@@ -102,9 +102,9 @@ export type AfterBootResult =
 
 const TRUST_CHAIN_FILE = 'trust-roots.json';
 
-async function defaultBootId(): Promise<string> {
+async function readBootId(path: string): Promise<string> {
   try {
-    return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+    return (await readFile(path, 'utf8')).trim();
   } catch {
     return 'unknown-boot';
   }
@@ -133,7 +133,7 @@ export class Agent {
     this.sleep = o.sleep ?? defaultSleep;
     this.random = o.random ?? Math.random;
     this.run_ = o.runCommand ?? runCommand;
-    this.bootId = o.bootId ?? defaultBootId;
+    this.bootId = o.bootId ?? (() => readBootId(o.config.bootIdPath));
     this.log = o.log ?? (() => {});
     this.outbox = new ReportOutbox(o.config.dataDir);
   }

@@ -7,6 +7,7 @@ import { ClientError } from './errors.js';
 import { describeIssues } from './schema-issues.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/abota/agent.json';
+export const DEFAULT_BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id';
 
 /**
  * Where one image of a slot lives. The dm-verity hash area is either a separate device/file
@@ -147,6 +148,11 @@ export const agentConfigSchema = v.strictObject({
   ),
   rebootCommand: v.optional(commandSchema, () => ['systemctl', 'reboot']),
   kernelCmdlinePath: v.optional(nonEmpty, '/proc/cmdline'),
+  /**
+   * Identity of the current boot: tells "rebooted" from "the agent restarted". A simulated device
+   * (file backend, `abota-agent simulate-reboot`) keeps it in a file of its own.
+   */
+  bootIdPath: v.optional(nonEmpty, DEFAULT_BOOT_ID_PATH),
 });
 
 export type AgentConfig = v.InferOutput<typeof agentConfigSchema>;
@@ -256,6 +262,7 @@ function resolveConfigPaths(c: AgentConfig, base: string): AgentConfig {
     trustRootPath: abs(c.trustRootPath),
     dataDir: abs(c.dataDir),
     kernelCmdlinePath: abs(c.kernelCmdlinePath),
+    bootIdPath: abs(c.bootIdPath),
     slots: { A: slot(c.slots.A), B: slot(c.slots.B) },
   };
 }

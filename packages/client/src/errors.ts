@@ -21,9 +21,11 @@ export type ClientErrorCode =
   | 'ERR_BOOTCTL_UNKNOWN_SLOT' // a slot name other than "A" / "B"
   | 'ERR_BOOTCTL_BOOTED_SLOT_UNKNOWN' // no abota.slot= / rauc.slot= on the cmdline and none configured
   | 'ERR_BOOTCTL_STATE_INVALID' // boot state file / env holds values we cannot interpret or act on
+  | 'ERR_BOOTCTL_STATE_EXISTS' // init: the file backend's boot state exists (--force replaces it)
   | 'ERR_BOOTCTL_STATE_MISSING' // grubenv / U-Boot env / state file not provisioned yet
   // config.ts, device-state.ts, install/journal.ts — the agent's own files
   | 'ERR_CONFIG_INVALID' // agent config (file or ABOTA_* override) fails the schema
+  | 'ERR_CONFIG_NOT_SIMULATED' // simulate-reboot on a device with a real bootloader or /proc files
   | 'ERR_CONFIG_READ' // agent config file cannot be read
   | 'ERR_JOURNAL_INVALID' // install journal in the data directory cannot be interpreted
   | 'ERR_STATE_INVALID' // state.json in the data directory cannot be interpreted

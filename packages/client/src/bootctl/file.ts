@@ -87,7 +87,7 @@ export async function readBootStateFile(path: string): Promise<BootState> {
   if (bytes === undefined) {
     throw new ClientError(
       'ERR_BOOTCTL_STATE_MISSING',
-      `boot state ${path} does not exist; create it with writeBootStateFile(path, initialBootState())`,
+      `boot state ${path} does not exist; create it with "abota-agent init" (library: writeBootStateFile(path, initialBootState()))`,
     );
   }
   let json: unknown;
