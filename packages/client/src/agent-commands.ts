@@ -400,7 +400,8 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
   }
   if (name === '-V' || name === '--version') {
     const b = buildInfo();
-    io.stdout(`abota-agent ${b.version}${b.builtAt ? ` (built ${b.builtAt.toISOString()})` : ''}\n`);
+    const built = b.builtAt ? `built ${b.builtAt.toISOString()}, ` : '';
+    io.stdout(`abota-agent ${b.version} (${built}node ${process.version})\n`);
     return 0;
   }
   if (name === '-h' || name === '--help') {
