@@ -52,7 +52,18 @@ async function setup() {
 
 describe('abota-agent', () => {
   it('every command has --help', async () => {
-    for (const cmd of ['run', 'status', 'check', 'install', 'mark-good', 'mark-bad', 'register']) {
+    for (const cmd of [
+      'run',
+      'status',
+      'check',
+      'install',
+      'mark-good',
+      'mark-bad',
+      'register',
+      'doctor',
+      'init',
+      'simulate-reboot',
+    ]) {
       const r = await cli([cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.out).toContain(`Usage: abota-agent ${cmd}`);
@@ -76,6 +87,19 @@ describe('abota-agent', () => {
     });
     const human = await cli(['status', '--config', configPath]);
     expect(human.out).toContain('install:   2.0.0 → slot B: boot-pending, 100%');
+    expect(human.out).toMatch(/rootfs: +full \d+\.\d (KiB|MiB), \d+\.\d (KiB|MiB) downloaded/);
+
+    // Booted into the trial: the slot runs 2.0.0, not committed — not "1.0.0 on slot B".
+    await writeFile(dev.configInput.kernelCmdlinePath!, 'abota.slot=B\n');
+    const trial = await cli(['status', '--json', '--config', configPath]);
+    expect(JSON.parse(trial.out)).toMatchObject({ bootedSlot: 'B', version: '2.0.0', trial: true });
+    const trialText = await cli(['status', '--config', configPath]);
+    expect(trialText.out).toContain('running:   2.0.0 on slot B, on trial: not committed');
+    const committed = await cli(['mark-good', '--config', configPath]);
+    expect(committed.out).toBe('committed 2.0.0 on slot B\n');
+    const after = JSON.parse((await cli(['status', '--json', '--config', configPath])).out);
+    expect(after).toMatchObject({ bootedSlot: 'B', version: '2.0.0' });
+    expect(after.trial).toBeUndefined();
   });
 
   it('a corrupted release exits 3 with the error code and block index, and status shows the failure', async () => {

@@ -38,7 +38,9 @@ export function exitStatusFor(code: string | undefined): number {
 function formatStatus(s: AgentStatus): string {
   const lines = [
     `device:    ${s.deviceId ?? '(not registered)'}`,
-    `running:   ${s.version} on slot ${s.bootedSlot} (next boot: ${s.primarySlot ?? 'rescue'})`,
+    s.trial === true
+      ? `running:   ${s.version} on slot ${s.bootedSlot}, on trial: not committed (next boot: ${s.primarySlot ?? 'rescue'}; abota-agent run commits it after the health checks, or mark-good / mark-bad)`
+      : `running:   ${s.version} on slot ${s.bootedSlot} (next boot: ${s.primarySlot ?? 'rescue'})`,
     `floor:     securityVersion ${s.securityVersionFloor}`,
     `slot A:    ${s.slots.A ? `${s.slots.A.version} (securityVersion ${s.slots.A.securityVersion})` : 'unknown/factory'}`,
     `slot B:    ${s.slots.B ? `${s.slots.B.version} (securityVersion ${s.slots.B.securityVersion})` : 'unknown/factory'}`,
@@ -56,8 +58,10 @@ function formatStatus(s: AgentStatus): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** 3.1 MiB, 46.3 KiB, 634 B: small deltas must not read as "0.0 MiB". */
 function mib(bytes: number): string {
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+  if (bytes >= 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+  return bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
 }
 
 /** "delta 3.1 MiB of 40.0 MiB full, 1.2 MiB downloaded" / "full 40.0 MiB (delta failed: CODE), …". */

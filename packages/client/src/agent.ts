@@ -60,6 +60,8 @@ export interface AgentStatus {
   bootedSlot: SlotName;
   primarySlot: SlotName | undefined;
   version: string;
+  /** The booted slot is the trial boot of an install, not committed yet. */
+  trial?: boolean;
   securityVersionFloor: number;
   slots: DeviceState['slots'];
   install:
@@ -330,11 +332,14 @@ export class Agent {
     const state = await readDeviceState(this.config);
     const booted = await this.bootControl.getBootedSlot();
     const j = await readJournal(this.config.dataDir);
+    // Booted into an install's trial: the slot runs that release, which no state records yet.
+    const trial = j?.phase === 'boot-pending' && j.targetSlot === booted;
     return {
       deviceId: this.config.deviceId ?? state.deviceId,
       bootedSlot: booted,
       primarySlot: await this.bootControl.getPrimarySlot().catch(() => undefined),
-      version: runningVersion(this.config, state, booted).version,
+      version: trial ? j.version : runningVersion(this.config, state, booted).version,
+      ...(trial ? { trial: true } : {}),
       securityVersionFloor: securityFloor(this.config, state),
       slots: state.slots,
       install:
