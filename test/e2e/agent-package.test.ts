@@ -3,12 +3,12 @@
 // runtime it carries, under the systemd unit's Environment= lines: --version, init + doctor on a
 // file-backend device, register, and a real check that installs a release from a real server,
 // then a simulated reboot and the commit.
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAgentConfig } from '@abota/client';
-import { describeWithTool, makeTempDir } from '@abota/testkit';
+import { describeWithTool, makeTempDir, runProcess } from '@abota/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createFleet, type Fleet, HARDWARE, PRODUCT } from '../fixtures/fleet.js';
 
@@ -34,24 +34,12 @@ let fleet: Fleet;
 let packaged: { version: string; node: string; files: { path: string }[] };
 let unitEnv: Record<string, string>;
 
-/** Run the unpacked agent asynchronously: the update server answers from this same process. */
-function agent(bin: string, args: string[]): Promise<{ status: number; out: string; err: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(bin, args, {
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...unitEnv },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ status: code ?? -1, out, err }));
+/** The unpacked agent under the unit's environment (asynchronously: the server is in this process). */
+async function agent(bin: string, args: string[]): Promise<{ status: number; out: string; err: string }> {
+  const r = await runProcess(bin, args, {
+    env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...unitEnv },
   });
+  return { status: r.code ?? -1, out: r.out, err: r.err };
 }
 
 describeWithTool('dpkg-deb', 'dpkg', 'the packaged agent (tarball and .deb)', () => {

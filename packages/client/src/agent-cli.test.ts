@@ -1,14 +1,13 @@
 // The abota-agent bin entry as its own process under the systemd unit's `--jitless` (no
 // WebAssembly, so no undici fetch): register and poll against a stand-in device API on
 // 127.0.0.1 must work through node:http alone (http/node-http.ts; README "Memory").
-import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTempDir } from '@abota/testkit';
+import { makeTempDir, type ProcessResult, runProcess } from '@abota/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeDevice, makeTrust, type Trust } from '../test/release-fixture.js';
 
@@ -24,24 +23,12 @@ afterEach(async () => {
   for (const f of cleanup.splice(0)) await f();
 });
 
-function runBin(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--jitless', '--conditions=@abota/source', '--import', 'tsx', ENTRY, ...args],
-      { cwd: PACKAGE_DIR, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-    });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, out, err }));
-  });
+function runBin(args: string[]): Promise<ProcessResult> {
+  return runProcess(
+    process.execPath,
+    ['--jitless', '--conditions=@abota/source', '--import', 'tsx', ENTRY, ...args],
+    { cwd: PACKAGE_DIR, env: { ...process.env, NODE_OPTIONS: '' } },
+  );
 }
 
 describe('abota-agent bin', () => {

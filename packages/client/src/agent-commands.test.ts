@@ -11,7 +11,8 @@ import {
   sha256File,
   type Trust,
 } from '../test/release-fixture.js';
-import { exitStatusFor, runAgentCli } from './agent-commands.js';
+import { type CliResult, runCli } from '../test/cli.js';
+import { exitStatusFor } from './agent-commands.js';
 
 let trust: Trust;
 const dirs: string[] = [];
@@ -22,23 +23,8 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
-async function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runAgentCli(args, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    env,
-    agentOptions: { bootId: async () => 'boot-1' },
-  });
-  return { code, out, err };
+function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCli(args, env, { bootId: async () => 'boot-1' });
 }
 
 async function setup() {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describeWithTool, makeTempDir } from '@abota/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTrust, PRODUCT, HARDWARE, type Trust } from '../../test/release-fixture.js';
-import { runAgentCli } from '../agent-commands.js';
+import { runCli } from '../../test/cli.js';
 import type { AgentConfigInput } from '../config.js';
 import type { DoctorReport } from './finding.js';
 import { runDoctor } from './run.js';
@@ -22,20 +22,7 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
-async function cli(args: string[]): Promise<{ status: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const status = await runAgentCli(args, {
-    stdout: (t) => {
-      out += t;
-    },
-    stderr: (t) => {
-      err += t;
-    },
-    env: {},
-  });
-  return { status, out, err };
-}
+const cli = (args: string[]) => runCli(args);
 
 /** A new simulated device: the factory image in slot A, its trust root, and only a config. */
 async function newDevice(
@@ -66,9 +53,9 @@ async function newDevice(
   return { dir, configPath };
 }
 
-async function doctorJson(configPath: string): Promise<{ status: number; report: DoctorReport }> {
+async function doctorJson(configPath: string): Promise<{ code: number; report: DoctorReport }> {
   const r = await cli(['doctor', '-c', configPath, '--json']);
-  return { status: r.status, report: JSON.parse(r.out) as DoctorReport };
+  return { code: r.code, report: JSON.parse(r.out) as DoctorReport };
 }
 
 const codes = (r: DoctorReport): string[] => r.findings.map((f) => f.code).sort();
@@ -82,7 +69,7 @@ describe('doctor and init on a new file-backend device', () => {
   it('lists what is missing with fixes, init creates it, and doctor then passes', async () => {
     const { dir, configPath } = await newDevice();
     const before = await doctorJson(configPath);
-    expect(before.status).toBe(5);
+    expect(before.code).toBe(5);
     expect(before.report.ok).toBe(false);
     expect(errorCodes(before.report)).toEqual([
       'ERR_BOOTCTL_BOOTED_SLOT_UNKNOWN',
@@ -95,7 +82,7 @@ describe('doctor and init on a new file-backend device', () => {
     expect(text.out).toContain('3 problems');
 
     const init = await cli(['init', '-c', configPath]);
-    expect(init.status).toBe(0);
+    expect(init.code).toBe(0);
     expect(JSON.parse(await readFile(join(dir, 'boot-state.json'), 'utf8'))).toMatchObject({
       order: ['A', 'B'],
       slots: { A: { status: 'good' }, B: { status: 'bad' } },
@@ -109,23 +96,23 @@ describe('doctor and init on a new file-backend device', () => {
     expect(after.report.findings.map((f) => [f.code, f.severity])).toEqual([
       ['ERR_DOCTOR_NOT_REGISTERED', 'warning'],
     ]);
-    expect(after.status).toBe(0);
+    expect(after.code).toBe(0);
   });
 
   it('init refuses to replace an existing boot state unless --force', async () => {
     const { dir, configPath } = await newDevice();
-    expect((await cli(['init', '-c', configPath, '--primary', 'B'])).status).toBe(0);
+    expect((await cli(['init', '-c', configPath, '--primary', 'B'])).code).toBe(0);
     const statePath = join(dir, 'boot-state.json');
     const state = JSON.parse(await readFile(statePath, 'utf8'));
     state.slots.A = { status: 'try', triesLeft: 1 };
     await writeFile(statePath, JSON.stringify(state));
     const again = await cli(['init', '-c', configPath]);
-    expect(again.status).toBe(5);
+    expect(again.code).toBe(5);
     expect(again.err).toMatch(/^ERR_BOOTCTL_STATE_EXISTS: .*--force/);
     expect(JSON.parse(await readFile(statePath, 'utf8'))).toEqual(state); // untouched
-    expect((await cli(['init', '-c', configPath, '--force'])).status).toBe(0);
+    expect((await cli(['init', '-c', configPath, '--force'])).code).toBe(0);
     expect(JSON.parse(await readFile(statePath, 'utf8')).order).toEqual(['A', 'B']);
-    expect((await cli(['init', '-c', configPath, '--primary', 'C'])).status).toBe(2);
+    expect((await cli(['init', '-c', configPath, '--primary', 'C'])).code).toBe(2);
   });
 
   it('simulate-reboot boots an armed trial once, then falls back; refuses a real kernel cmdline', async () => {
@@ -144,7 +131,7 @@ describe('doctor and init on a new file-backend device', () => {
     const real = await newDevice({ kernelCmdlinePath: '/proc/cmdline' });
     await cli(['init', '-c', real.configPath]);
     const refused = await cli(['simulate-reboot', '-c', real.configPath]);
-    expect(refused.status).toBe(5);
+    expect(refused.code).toBe(5);
     expect(refused.err).toMatch(/^ERR_CONFIG_NOT_SIMULATED: \/proc\/cmdline/);
   });
 
@@ -152,7 +139,7 @@ describe('doctor and init on a new file-backend device', () => {
     const dir = await makeTempDir('abota-doctor-');
     dirs.push(dir);
     const missing = await doctorJson(join(dir, 'agent.json'));
-    expect(missing.status).toBe(5);
+    expect(missing.code).toBe(5);
     expect(codes(missing.report)).toEqual(['ERR_CONFIG_READ']);
     await writeFile(join(dir, 'agent.json'), '{"dataDir": 1}');
     expect(codes((await doctorJson(join(dir, 'agent.json'))).report)).toEqual(['ERR_CONFIG_INVALID']);
@@ -252,7 +239,7 @@ describeWithTool(
       run('set', 'ORDER=A B', 'A_OK=1', 'A_TRY=0', 'B_OK=0', 'B_TRY=0');
       const ok = await doctorJson(configPath);
       expect(errorCodes(ok.report)).toEqual([]);
-      expect(ok.status).toBe(0);
+      expect(ok.code).toBe(0);
 
       // A block filled by other variables leaves no room to arm a trial: GRUB would keep the old one.
       run('create');
