@@ -108,6 +108,10 @@ describe('abota-agent', () => {
     const r = await cli(['status', '--config', bad]);
     expect(r.code).toBe(5);
     expect(r.err).toMatch(/^ERR_CONFIG_INVALID: .*slots/);
+    expect(r.err).toContain('hint: "abota-agent doctor" checks the whole device setup');
+    expect(JSON.parse((await cli(['status', '--config', bad, '--json'])).err)).toEqual({
+      error: { code: 'ERR_CONFIG_INVALID', message: expect.stringContaining('slots') },
+    });
   });
 
   it('ABOTA_* environment variables override the config file', async () => {

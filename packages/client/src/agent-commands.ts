@@ -439,11 +439,17 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
     }
     const code = (e as { code?: unknown }).code;
     const codeText = typeof code === 'string' ? code : undefined;
+    const status = exitStatusFor(codeText);
+    // A config or device problem rarely comes alone: doctor lists them all, each with its fix.
+    const hint =
+      status === 5 && cmd.name !== 'doctor' && cmd.name !== 'init'
+        ? 'hint: "abota-agent doctor" checks the whole device setup and says how to fix each problem\n'
+        : '';
     io.stderr(
       json
         ? `${JSON.stringify({ error: { code: codeText ?? 'ERR_UNEXPECTED', message: (e as Error).message } })}\n`
-        : `${codeText ?? 'error'}: ${(e as Error).message}\n`,
+        : `${codeText ?? 'error'}: ${(e as Error).message}\n${hint}`,
     );
-    return exitStatusFor(codeText);
+    return status;
   }
 }
