@@ -1,10 +1,12 @@
 // doctor: what the agent keeps and whom it talks to — the data directory (journal, state,
 // device key) must be a writable directory, the device key private to its owner, and the server
-// reached over https unless it is on this machine.
+// reached over https unless it is on this machine, and answering (a warning only: a device may
+// be set up before its network is).
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import type { AgentConfig } from '../config.js';
 import { readDeviceState } from '../device-state.js';
+import { httpGet } from '../http/node-http.js';
 import { codeOf, type DoctorFinding, problem } from './finding.js';
 
 async function checkDataDir(config: AgentConfig): Promise<DoctorFinding[]> {
@@ -91,7 +93,32 @@ function isLoopback(hostname: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
-function checkServer(config: AgentConfig): DoctorFinding[] {
+const REACH_TIMEOUT_MS = 5000;
+
+/** GET /healthz of the update server (no credentials): the URL, DNS, route and TLS work. */
+async function checkServerAnswers(url: string): Promise<DoctorFinding[]> {
+  const healthz = new URL('healthz', url.endsWith('/') ? url : `${url}/`).toString();
+  const unreachable = (message: string) => [
+    problem(
+      'ERR_DOCTOR_SERVER_UNREACHABLE',
+      'server.url',
+      message,
+      'check server.url (the abota-server base URL), DNS, outbound HTTPS through the firewall, and that the server runs',
+      'warning',
+    ),
+  ];
+  try {
+    const res = await httpGet(healthz, {}, AbortSignal.timeout(REACH_TIMEOUT_MS), `GET ${healthz}`);
+    res.body.resume();
+    if (res.status !== 200)
+      return unreachable(`GET ${healthz} answered HTTP ${res.status}, not an abota-server`);
+    return [];
+  } catch (e) {
+    return unreachable(`GET ${healthz} failed: ${(e as Error).message}`);
+  }
+}
+
+async function checkServer(config: AgentConfig): Promise<DoctorFinding[]> {
   const subject = 'server.url';
   if (config.server === undefined) {
     return [
@@ -115,9 +142,9 @@ function checkServer(config: AgentConfig): DoctorFinding[] {
       ),
     ];
   }
-  return [];
+  return checkServerAnswers(config.server.url);
 }
 
 export async function checkDevice(config: AgentConfig): Promise<DoctorFinding[]> {
-  return [...(await checkDataDir(config)), ...(await checkDeviceKey(config)), ...checkServer(config)];
+  return [...(await checkDataDir(config)), ...(await checkDeviceKey(config)), ...(await checkServer(config))];
 }

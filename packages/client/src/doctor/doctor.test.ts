@@ -3,9 +3,11 @@
 // made by mkenvimage and read back by fw_printenv, slot layouts, the trust root and the clock.
 import { spawnSync } from 'node:child_process';
 import { chmod, mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describeWithTool, makeTempDir } from '@abota/testkit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTrust, PRODUCT, HARDWARE, type Trust } from '../../test/release-fixture.js';
 import { runCli } from '../../test/cli.js';
 import type { AgentConfigInput } from '../config.js';
@@ -15,8 +17,20 @@ import { hashAreaBytes } from './slots.js';
 
 let trust: Trust;
 const dirs: string[] = [];
+/** A stand-in update server on loopback: /healthz answers 200, anything else 404. */
+let server: Server;
+let serverUrl: string;
 beforeAll(async () => {
   trust = await makeTrust();
+  server = createServer((req, res) => {
+    res.statusCode = req.url === '/healthz' ? 200 : 404;
+    res.end('{}');
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  await new Promise((res) => server.close(res));
 });
 afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
@@ -33,7 +47,7 @@ async function newDevice(
   await writeFile(join(dir, 'rootfs-a.img'), Buffer.alloc(64 * 1024, 7));
   await writeFile(join(dir, 'root.json'), trust.signedRootText);
   const config: AgentConfigInput = {
-    server: { url: 'http://127.0.0.1:8080' },
+    server: { url: serverUrl },
     deviceKeyPath: 'data/device-key.json',
     trustRootPath: 'root.json',
     product: PRODUCT,
@@ -207,6 +221,26 @@ describe('doctor: slots, trust root, clock, data directory, server', () => {
       expect.stringContaining(`before this agent was built (1.2.3) at ${builtAt.toISOString()}`),
       expect.stringContaining('root.json was written'),
     ]);
+  });
+
+  it('warns when the server does not answer, or answers as something else than an abota-server', async () => {
+    const closed = await new Promise<number>((res) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = s.address() as AddressInfo;
+        s.close(() => res(port));
+      });
+    });
+    const down = await ready({ server: { url: `http://127.0.0.1:${closed}` } });
+    const r = await doctorJson(down.configPath);
+    expect(r.code).toBe(0); // a warning: the device may be set up before its network
+    const f = r.report.findings.find((x) => x.code === 'ERR_DOCTOR_SERVER_UNREACHABLE');
+    expect(f).toMatchObject({ severity: 'warning', subject: 'server.url' });
+    expect(f?.message).toContain(`GET http://127.0.0.1:${closed}/healthz failed`);
+    const other = await ready({ server: { url: `${serverUrl}/not-abota/` } });
+    const wrong = (await doctorJson(other.configPath)).report.findings.find(
+      (x) => x.code === 'ERR_DOCTOR_SERVER_UNREACHABLE',
+    );
+    expect(wrong?.message).toBe(`GET ${serverUrl}/not-abota/healthz answered HTTP 404, not an abota-server`);
   });
 
   it('finds a data directory that is a file', async () => {

@@ -11,6 +11,7 @@ export type DoctorOnlyCode =
   | 'ERR_DOCTOR_NOT_REGISTERED' // no device key / id yet (warning)
   | 'ERR_DOCTOR_NOT_WRITABLE' // a slot device or the boot-control state cannot be written
   | 'ERR_DOCTOR_NO_SERVER' // no server.url: offline installs only (warning)
+  | 'ERR_DOCTOR_SERVER_UNREACHABLE' // the server's /healthz does not answer 200 (warning)
   | 'ERR_DOCTOR_SERVER_URL' // plain http to a server that is not on this machine
   | 'ERR_DOCTOR_SLOT_MISSING' // a slot device (or the directory of a slot file) does not exist
   | 'ERR_DOCTOR_SLOT_SHARED' // two slot areas resolve to the same device
