@@ -185,12 +185,19 @@ describe('doctor: slots, trust root, clock, data directory, server', () => {
     expect(missing?.fix).toContain('booted slot');
   });
 
-  it('flags a broken or expired trust root, a clock before the build, a readable key, plain http', async () => {
-    const { dir, configPath } = await ready({ server: { url: 'http://updates.example.com' } });
+  it('flags plain http to a server on another machine', async () => {
+    const { configPath } = await ready({ server: { url: 'http://updates.example.com' } });
+    const r = (await doctorJson(configPath)).report;
+    expect(errorCodes(r)).toEqual(['ERR_DOCTOR_SERVER_URL']);
+    expect(r.findings[0]?.fix).toContain('use https://');
+  });
+
+  it('flags a broken or expired trust root, a clock before the build, a key others can read', async () => {
+    const { dir, configPath } = await ready();
     await writeFile(join(dir, 'data', 'device-key.json'), '{}');
     await chmod(join(dir, 'data', 'device-key.json'), 0o644);
     const r = (await doctorJson(configPath)).report;
-    expect(errorCodes(r)).toEqual(['ERR_DEVICE_KEY', 'ERR_DOCTOR_SERVER_URL']);
+    expect(errorCodes(r)).toEqual(['ERR_DEVICE_KEY']);
     expect(r.findings.find((f) => f.code === 'ERR_DEVICE_KEY')?.fix).toContain('chmod 600');
 
     const signed = JSON.parse(trust.signedRootText);
