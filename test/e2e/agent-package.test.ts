@@ -10,24 +10,12 @@ import { promisify } from 'node:util';
 import { parseAgentConfig } from '@abota/client';
 import { describeWithTool, makeTempDir, runProcess } from '@abota/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { unitEnvironment } from '../fixtures/agent-unit.js';
 import { createFleet, type Fleet, HARDWARE, PRODUCT } from '../fixtures/fleet.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 const UNIT = join(ROOT, 'infra/systemd/abota-agent.service');
-
-/** The unit's Environment= assignments (the agent must work under exactly these flags). */
-async function unitEnvironment(): Promise<Record<string, string>> {
-  const env: Record<string, string> = {};
-  for (const line of (await readFile(UNIT, 'utf8')).split('\n')) {
-    const m = /^Environment=(.*)$/.exec(line.trim());
-    if (m?.[1] === undefined) continue;
-    const assignment = m[1].replace(/^"(.*)"$/, '$1');
-    const eq = assignment.indexOf('=');
-    env[assignment.slice(0, eq)] = assignment.slice(eq + 1);
-  }
-  return env;
-}
 
 let work: string;
 let fleet: Fleet;
