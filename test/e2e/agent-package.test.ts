@@ -8,7 +8,7 @@ import { mkdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAgentConfig } from '@abota/client';
-import { describeWithTool, makeTempDir, runProcess } from '@abota/testkit';
+import { describeWithTool, makeTempDir, runProgram } from '@abota/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { unitEnvironment } from '../fixtures/agent-unit.js';
 import { createFleet, type Fleet, HARDWARE, PRODUCT } from '../fixtures/fleet.js';
@@ -24,10 +24,10 @@ let unitEnv: Record<string, string>;
 
 /** The unpacked agent under the unit's environment (asynchronously: the server is in this process). */
 async function agent(bin: string, args: string[]): Promise<{ status: number; out: string; err: string }> {
-  const r = await runProcess(bin, args, {
+  const r = await runProgram(bin, args, {
     env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...unitEnv },
   });
-  return { status: r.code ?? -1, out: r.out, err: r.err };
+  return { status: r.code ?? -1, out: r.stdout, err: r.stderr };
 }
 
 describeWithTool('dpkg-deb', 'dpkg', 'the packaged agent (tarball and .deb)', () => {

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTempDir, type ProcessResult, runProcess } from '@abota/testkit';
+import { makeTempDir, type ProgramResult, runProgram } from '@abota/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeDevice, makeTrust, type Trust } from '../test/release-fixture.js';
 
@@ -23,8 +23,8 @@ afterEach(async () => {
   for (const f of cleanup.splice(0)) await f();
 });
 
-function runBin(args: string[]): Promise<ProcessResult> {
-  return runProcess(
+function runBin(args: string[]): Promise<ProgramResult> {
+  return runProgram(
     process.execPath,
     ['--jitless', '--conditions=@abota/source', '--import', 'tsx', ENTRY, ...args],
     { cwd: PACKAGE_DIR, env: { ...process.env, NODE_OPTIONS: '' } },
@@ -58,9 +58,9 @@ describe('abota-agent bin', () => {
     await writeFile(configPath, JSON.stringify({ ...dev.configInput, server: { url } }));
 
     const reg = await runBin(['register', '--token', 'prov', '--config', configPath, '--json']);
-    expect(reg, reg.err).toMatchObject({ code: 0 });
+    expect(reg, reg.stderr).toMatchObject({ code: 0 });
     const check = await runBin(['check', '--config', configPath, '--json']);
-    expect(check, check.err).toMatchObject({ code: 0 });
+    expect(check, check.stderr).toMatchObject({ code: 0 });
     expect(requests.map((r) => r.url)).toEqual(['/v1/device/register', '/v1/device/poll']);
     expect(requests[1]!.auth).toMatch(/^Bearer ey/);
   }, 60_000);

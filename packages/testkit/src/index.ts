@@ -3,11 +3,13 @@
 //
 // Tests that need a tool FAIL when ABOTA_REQUIRE_TOOLS=1 (CI) and the tool is missing; on a
 // developer machine without the tool they are skipped with a message naming the Debian package.
-import { type SpawnOptions, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
+
+export { type ProgramResult, runProgram } from './program.js';
 
 const SEARCH_PATH = `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin:/usr/local/sbin`;
 
@@ -67,34 +69,4 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix = '
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-export interface ProcessResult {
-  code: number | null;
-  out: string;
-  err: string;
-}
-
-/**
- * Run a command to its end without blocking the event loop (a server in the test process must
- * keep answering it), collecting stdout and stderr as text.
- */
-export function runProcess(
-  command: string,
-  args: readonly string[],
-  options: Pick<SpawnOptions, 'cwd' | 'env'> = {},
-): Promise<ProcessResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      out += d;
-    });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-    });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, out, err }));
-  });
 }
