@@ -70,3 +70,4 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix = '
     await rm(dir, { recursive: true, force: true });
   }
 }
+export { type ProcessResult, type RunningProcess, type RunOptions, runNode, startNode } from './process.js';

@@ -3,6 +3,7 @@
 // environment variables and command-line flags. Secrets (the bootstrap admin key) come from the
 // environment only, never from flags (they would show in `ps`).
 import { ServerError } from './errors.js';
+import { SETTINGS } from './usage.js';
 
 export interface AppConfig {
   /** `aud` every device JWT must carry. */
@@ -71,16 +72,10 @@ export const DEFAULT_APP_CONFIG: AppConfig = {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** One row per setting: the env variable, the flag (if any) and how to parse it. Also the README table. */
-const FLAGS: Record<string, string> = {
-  '--host': 'ABOTA_HOST',
-  '--port': 'ABOTA_PORT',
-  '--data-dir': 'ABOTA_DATA_DIR',
-  '--audience': 'ABOTA_AUDIENCE',
-  '--log-level': 'ABOTA_LOG_LEVEL',
-  '--public-url': 'ABOTA_PUBLIC_URL',
-  '--blob-delivery': 'ABOTA_BLOB_DELIVERY',
-};
+/** Flag → the environment variable it stands for (src/usage.ts has the full table). */
+const FLAGS: Record<string, string> = Object.fromEntries(
+  SETTINGS.flatMap((s) => (s.flag === undefined ? [] : [[s.flag, s.env]])),
+);
 
 function invalid(name: string, expected: string, found: string): ServerError {
   return new ServerError('ERR_VALIDATION', `configuration ${name}: expected ${expected}, found "${found}"`);
@@ -116,9 +111,10 @@ function text(values: Env, name: string): string | undefined {
   return raw === undefined || raw === '' ? undefined : raw;
 }
 
-/** Parses `--flag value` / `--flag=value` into the env names they stand for. */
+/** Parses `--flag value` / `--flag=value` into the env names they stand for; names every bad flag at once. */
 function flagsToEnv(argv: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
+  const problems: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
     const [name, inline] = arg.includes('=')
@@ -126,14 +122,22 @@ function flagsToEnv(argv: readonly string[]): Record<string, string> {
       : [arg, undefined];
     const envName = FLAGS[name];
     if (envName === undefined) {
-      throw new ServerError(
-        'ERR_VALIDATION',
-        `unknown option "${name}"; known: ${Object.keys(FLAGS).join(', ')}`,
-      );
+      problems.push(`unknown option "${name}"`);
+      continue;
     }
-    const value = inline ?? argv[++i];
-    if (value === undefined) throw new ServerError('ERR_VALIDATION', `option ${name} needs a value`);
+    const value = inline ?? argv[i + 1];
+    if (value === undefined || (inline === undefined && value.startsWith('--'))) {
+      problems.push(`option ${name} needs a value`);
+      continue;
+    }
+    if (inline === undefined) i++;
     out[envName] = value;
+  }
+  if (problems.length > 0) {
+    throw new ServerError(
+      'ERR_VALIDATION',
+      `${problems.join('; ')} (known: ${Object.keys(FLAGS).join(', ')}, --help)`,
+    );
   }
   return out;
 }

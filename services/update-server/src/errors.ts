@@ -25,7 +25,9 @@ export type ServerErrorCode =
   | 'ERR_RANGE_NOT_SATISFIABLE'
   | 'ERR_ROLLOUT_STATE'
   | 'ERR_INTERNAL'
-  | 'ERR_UNAVAILABLE';
+  | 'ERR_UNAVAILABLE'
+  // Start-up only: another abota-server holds the data directory (data-dir-lock.ts).
+  | 'ERR_DATA_DIR_LOCKED';
 
 const STATUS: Record<ServerErrorCode, number> = {
   ERR_VALIDATION: 400,
@@ -52,6 +54,7 @@ const STATUS: Record<ServerErrorCode, number> = {
   ERR_ROLLOUT_STATE: 409,
   ERR_INTERNAL: 500,
   ERR_UNAVAILABLE: 503,
+  ERR_DATA_DIR_LOCKED: 503,
 };
 
 export class ServerError extends Error {

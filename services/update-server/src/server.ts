@@ -11,6 +11,7 @@ import { type App, createApp } from './app.js';
 import { bootstrapAdminKey } from './auth/api-keys.js';
 import type { ServerConfig } from './config.js';
 import { type Clock, systemClock } from './context.js';
+import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { type Database, openDatabase } from './db/database.js';
 import type { Logger } from './logger.js';
 import { gcUploadSessions, pruneUsedJwtIds } from './maintenance.js';
@@ -44,13 +45,26 @@ export async function startServer(options: {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const dataDir = resolve(config.dataDir);
-  const database =
-    config.databaseUrl !== undefined
-      ? await openDatabase({ kind: 'postgres', url: config.databaseUrl, poolSize: config.databasePoolSize })
-      : await (async () => {
-          await mkdir(join(dataDir, 'db'), { recursive: true });
-          return openDatabase({ kind: 'pglite', dataDir: join(dataDir, 'db') });
-        })();
+  // The embedded parts (PGlite, filesystem blobs) are single-writer: lock their directory first.
+  const embedded = config.databaseUrl === undefined || config.s3 === undefined;
+  let lock: DataDirLock | undefined;
+  if (embedded) {
+    await mkdir(dataDir, { recursive: true });
+    lock = await lockDataDir(dataDir);
+  }
+  let database: Database;
+  try {
+    database =
+      config.databaseUrl !== undefined
+        ? await openDatabase({ kind: 'postgres', url: config.databaseUrl, poolSize: config.databasePoolSize })
+        : await (async () => {
+            await mkdir(join(dataDir, 'db'), { recursive: true });
+            return openDatabase({ kind: 'pglite', dataDir: join(dataDir, 'db') });
+          })();
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
   const rollouts = new RolloutEngine({ db: database.db, clock, logger, listen: database.listen });
   try {
     let blobs: BlobStore;
@@ -138,6 +152,7 @@ export async function startServer(options: {
             if ('closeIdleConnections' in server) server.closeIdleConnections();
           });
           await database.close();
+          await lock?.release();
         })();
         return closing;
       },
@@ -145,6 +160,7 @@ export async function startServer(options: {
   } catch (error) {
     await rollouts.stop().catch(() => {});
     await database.close();
+    await lock?.release();
     throw error;
   }
 }
