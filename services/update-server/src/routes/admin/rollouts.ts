@@ -54,7 +54,12 @@ export const rolloutView = (r: RolloutRow, releaseVersion: string) => ({
 /** Operator state changes: action → (from states, to state, default reason). */
 const TRANSITIONS = {
   start: { from: ['draft'], to: 'active', summary: 'Start a draft rollout at its first stage' },
-  pause: { from: ['active'], to: 'paused', summary: 'Pause a running rollout (started installs finish)' },
+  pause: {
+    from: ['active'],
+    to: 'paused',
+    summary: 'Pause a running rollout (started installs finish)',
+    defaultReason: 'paused by operator',
+  },
   resume: {
     from: ['paused'],
     to: 'active',
@@ -64,10 +69,11 @@ const TRANSITIONS = {
     from: ['draft', 'active', 'paused'],
     to: 'aborted',
     summary: 'Abort a rollout for good: nothing more is offered (started installs finish)',
+    defaultReason: 'aborted by operator',
   },
 } as const satisfies Record<
   string,
-  { from: readonly RolloutLifecycle[]; to: RolloutLifecycle; summary: string }
+  { from: readonly RolloutLifecycle[]; to: RolloutLifecycle; summary: string; defaultReason?: string }
 >;
 
 function checkReleaseOfferable(release: ReleaseRow, now: Date): void {
@@ -299,7 +305,8 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
     });
   });
 
-  for (const [action, { from, to, summary }] of Object.entries(TRANSITIONS)) {
+  for (const [action, transition] of Object.entries(TRANSITIONS)) {
+    const { from, to, summary } = transition;
     app.openapi(
       createRoute({
         method: 'post',
@@ -322,7 +329,7 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
           set.stageStartedAt = now;
         }
         if (action === 'start') set.startedAt = now;
-        if (action === 'pause' || action === 'abort') set.stateReason = reason ?? `${action}d by operator`;
+        if ('defaultReason' in transition) set.stateReason = reason ?? transition.defaultReason;
         const row = await db.transaction(async (tx) => {
           const [updated] = await tx
             .update(rollouts)
