@@ -134,11 +134,11 @@ describe('abota-agent', () => {
   it('missing arguments, required options and option values are usage errors (exit 2) shown with the help', async () => {
     const register = await cli(['register', '--config', '/nonexistent.json']);
     expect(register.code).toBe(2);
-    expect(register.err).toContain("required option '--token <token>' not specified");
+    expect(register.err).toContain('abota-agent register: missing option --token <token>');
     expect(register.err).toContain('Usage: abota-agent register');
     const install = await cli(['install', '--json']);
     expect(install.code).toBe(2);
-    expect(install.err).toContain("missing required argument 'release-dir'");
+    expect(install.err).toContain('abota-agent install: missing argument <release-dir>');
     expect((await cli(['status', 'extra'])).code).toBe(2);
     expect((await cli(['status', '--config'])).code).toBe(2);
     const none = await cli([]);

@@ -127,7 +127,7 @@ function commandHelp(cmd: CommandSpec, defaults: Values): string {
   const options = Object.entries({ ...cmd.options, help: HELP_OPTION }).map(([name, o]): [string, string] => {
     const d = defaults[name];
     const shown = name === 'help' || d === undefined ? '' : ` (default: ${JSON.stringify(d)})`;
-    return [optionTerm(name, o), `${o.description}${shown}`];
+    return [optionTerm(name, o), `${o.description}${o.required === true ? ' (required)' : ''}${shown}`];
   });
   parts.push('', 'Options:', table(options));
   return `${parts.join('\n')}\n`;
@@ -176,15 +176,17 @@ function parseCommand(
   if (parsed.values['help'] === true) return { help: true };
   // No option is declared `multiple`, so no value is an array.
   const values: Values = { ...defaults, ...(parsed.values as Values) };
-  for (const [name, o] of Object.entries(cmd.options)) {
-    if (o.required && values[name] === undefined) {
-      throw new UsageError(`required option '${optionTerm(name, o)}' not specified`);
-    }
-  }
+  // Everything missing at once, so the command line is fixed in one go.
   const expected = cmd.argument ? 1 : 0;
-  if (parsed.positionals.length < expected) {
-    throw new UsageError(`missing required argument '${cmd.argument!.name}'`);
-  }
+  const missing = [
+    ...(cmd.argument !== undefined && parsed.positionals.length < expected
+      ? [`argument <${cmd.argument.name}>`]
+      : []),
+    ...Object.entries(cmd.options)
+      .filter(([name, o]) => o.required && values[name] === undefined)
+      .map(([name, o]) => `option ${optionTerm(name, o)}`),
+  ];
+  if (missing.length > 0) throw new UsageError(`${PROGRAM} ${cmd.name}: missing ${missing.join(', ')}`);
   if (parsed.positionals.length > expected) {
     throw new UsageError(
       `too many arguments for '${cmd.name}': expected ${expected}, got ${parsed.positionals.length}`,

@@ -1,6 +1,6 @@
 // The `abota` command line: one subcommand group per concern (verity, keys, release, delta,
 // rollout, demo), each registered from its own module under ./commands.
-import { Command, CommanderError } from 'commander';
+import { type Command, CommanderError } from 'commander';
 import { registerDeltaCommands } from './commands/delta.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerKeysCommands } from './commands/keys.js';
@@ -9,9 +9,10 @@ import { registerRolloutCommands } from './commands/rollout.js';
 import { registerServerCommands } from './commands/server.js';
 import { registerVerityCommands } from './commands/verity.js';
 import { reportFailure } from './output.js';
+import { AbotaCommand, exitStatusOfCommanderError } from './usage.js';
 
 export function buildProgram(): Command {
-  const program = new Command('abota')
+  const program = new AbotaCommand('abota')
     .description('abota: signed A/B over-the-air updates with dm-verity protected root filesystems')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
@@ -33,8 +34,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // --help and --version land here with exitCode 0.
-      return err.exitCode;
+      // --help and --version land here with exitCode 0; every usage error exits 2.
+      return exitStatusOfCommanderError(err);
     }
     return reportFailure(err, argv.includes('--json'));
   }

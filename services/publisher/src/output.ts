@@ -13,16 +13,29 @@ function isCodedError(err: unknown): err is CodedError & Error {
   return err instanceof Error && typeof (err as { code?: unknown }).code === 'string';
 }
 
-/** Exit status for an error: the error's own `exitCode` when it has one, else 1. */
+/** Exit status for an error: the error's own `exitCode` when it has one, 2 for any *_USAGE code, else 1. */
 export function exitStatusFor(err: unknown): number {
   if (isCodedError(err) && typeof err.exitCode === 'number') return err.exitCode;
+  if (isCodedError(err) && /_USAGE$/.test(err.code)) return 2;
   return 1;
+}
+
+/**
+ * A Node system error (ENOENT, ENOTDIR, EACCES...) that no command turned into its own code: one
+ * stable code, the errno once (its message already starts with it), the path it concerns.
+ */
+function asFileError(err: unknown): { code: string; message: string } | undefined {
+  const e = err as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || typeof e.syscall !== 'string' || typeof e.code !== 'string') return undefined;
+  const detail = e.message.startsWith(`${e.code}: `) ? e.message.slice(e.code.length + 2) : e.message;
+  return { code: 'ERR_FILE_ACCESS', message: `${detail} (${e.code})` };
 }
 
 /** Print a failure for a person (stderr) or for a script (JSON on stdout); return the exit status. */
 export function reportFailure(err: unknown, json: boolean): number {
-  const code = isCodedError(err) ? err.code : 'ERR_INTERNAL';
-  const message = err instanceof Error ? err.message : String(err);
+  const fileError = asFileError(err);
+  const code = fileError?.code ?? (isCodedError(err) ? err.code : 'ERR_INTERNAL');
+  const message = fileError?.message ?? (err instanceof Error ? err.message : String(err));
   if (json) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: { code, message } })}\n`);
   } else {

@@ -37,6 +37,8 @@ const MAX_ROOT_FILE_BYTES = 1024 * 1024;
 
 export type KeysErrorCode =
   | 'ERR_USAGE'
+  // The keys directory given is a file (or under one), not a directory.
+  | 'ERR_KEYS_DIR_INVALID'
   | 'ERR_ROOT_EXISTS'
   | 'ERR_ROOT_NOT_FOUND'
   | 'ERR_KEY_FILE_INVALID'
@@ -55,8 +57,21 @@ export class KeysError extends Error {
   constructor(code: KeysErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
-    this.exitCode = code === 'ERR_USAGE' ? 2 : 1;
+    this.exitCode = code === 'ERR_USAGE' || code === 'ERR_KEYS_DIR_INVALID' ? 2 : 1;
   }
+}
+
+/**
+ * A keys directory path that names a file (ENOTDIR on DIR/root.json) is a wrong argument, not an
+ * I/O failure: say which path and what was expected instead of the raw errno.
+ */
+function keysDirError(dir: string, err: unknown): unknown {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') return err;
+  return new KeysError(
+    'ERR_KEYS_DIR_INVALID',
+    `${dir} is a file, not a keys directory (expected the directory abota keys init creates: root.json and keys/)`,
+    { cause: err },
+  );
 }
 
 export interface RoleLayout {
@@ -204,7 +219,7 @@ export async function readTrustRoot(
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new KeysError('ERR_ROOT_NOT_FOUND', `${path} not found; create one with: abota keys init ${dir}`);
     }
-    throw err;
+    throw keysDirError(dir, err);
   }
   const root = await verifyTrustRoot(text);
   return { root, signedRoot: JSON.parse(text) as SignedRoot, text };
@@ -498,7 +513,7 @@ export async function initTrustRoot(dir: string, opts: KeysInitOptions): Promise
   checkLayout('release', opts.release);
   const now = opts.now ?? new Date();
   const rootPath = join(dir, ROOT_FILE);
-  if (await exists(rootPath)) {
+  if (await exists(rootPath).catch((err: unknown) => Promise.reject(keysDirError(dir, err)))) {
     throw new KeysError('ERR_ROOT_EXISTS', `${rootPath} already exists; use abota keys rotate to change it`);
   }
   await mkdir(dir, { recursive: true });

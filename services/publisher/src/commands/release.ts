@@ -81,9 +81,12 @@ function asVerifyFailure(err: unknown): unknown {
   return err;
 }
 
-/** Commander collector for repeatable options (`--delta-from A --delta-from B`). */
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+/**
+ * Commander collector for repeatable options (`--delta-from A --delta-from B`). No default value:
+ * a mandatory one left out (add-delta --from) is then reported as missing.
+ */
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 /** Two progress bars never share the terminal: the next one starts when the previous stops. */
@@ -198,7 +201,6 @@ export function registerReleaseCommands(program: Command): void {
       '--delta-from <release-dir>',
       'previous release to make deltas from (repeatable); verified first, same product, older version',
       collect,
-      [],
     )
     .option('--delta-quality <0-11>', 'brotli quality of delta literal data (default 11)')
     .option('--json', 'print one JSON summary for CI')
@@ -242,7 +244,6 @@ export function registerReleaseCommands(program: Command): void {
       '--from <release-dir>',
       'previous release to make deltas from (repeatable); verified first, same product, older version',
       collect,
-      [],
     )
     .option(
       '--root <root.json>',

@@ -300,10 +300,10 @@ export function registerRolloutCommands(program: Command): void {
       .option('--allow-downgrade', 'offer the release to devices running a newer version')
       .option('--draft', 'create it as a draft; `abota rollout start` starts it'),
   ).action(async (flags: CreateFlags) => {
-    const api = client(flags);
     let releaseId = flags.release;
     if ((releaseId === undefined) === (flags.product === undefined || flags.version === undefined))
       throw usage('give --release <id>, or --product <id> with --version <version>');
+    const api = client(flags);
     if (releaseId === undefined)
       releaseId = (await findRelease(api, flags.product ?? '', flags.version ?? '')).id;
     const selector = {
