@@ -55,6 +55,8 @@ function formatStatus(s: AgentStatus): string {
       lines.push(`${`${name}:`.padEnd(10)} ${describeImage(img)}`);
     if (i.error) lines.push(`error:     ${i.error.code}: ${i.error.message}`);
   }
+  const r = s.lastRefusal;
+  if (r !== undefined) lines.push(`refused:   ${r.version} at ${r.at}: ${r.code}: ${r.message}`);
   return `${lines.join('\n')}\n`;
 }
 

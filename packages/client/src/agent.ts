@@ -26,6 +26,13 @@ import { type DeviceReport, type ReportState, UpdateServerClient } from './http/
 import { TokenBucket } from './http/token-bucket.js';
 import { type InstallNotice, Installer } from './install/installer.js';
 import { type InstallJournal, isInProgress, readJournal, writeJournal } from './install/journal.js';
+import {
+  claimedVersion,
+  clearLastRefusal,
+  type LastRefusal,
+  readLastRefusal,
+  writeLastRefusal,
+} from './last-refusal.js';
 import { DirectoryReleaseSource, type ReleaseSource, ServerReleaseSource } from './install/release-source.js';
 import { ReportOutbox } from './report-outbox.js';
 
@@ -87,6 +94,8 @@ export interface AgentStatus {
         >;
       }
     | undefined;
+  /** The last release refused or failed (until an install succeeds): which, why and when. */
+  lastRefusal: LastRefusal | undefined;
 }
 
 export type CheckResult =
@@ -335,6 +344,7 @@ export class Agent {
     // Booted into an install's trial: the slot runs that release, which no state records yet.
     const trial = j?.phase === 'boot-pending' && j.targetSlot === booted;
     return {
+      lastRefusal: await readLastRefusal(this.config.dataDir),
       deviceId: this.config.deviceId ?? state.deviceId,
       bootedSlot: booted,
       primarySlot: await this.bootControl.getPrimarySlot().catch(() => undefined),
@@ -374,11 +384,18 @@ export class Agent {
 
   private async install(
     source: ReleaseSource,
-    req: { rolloutId?: string; allowDowngrade?: boolean; offeredVersion?: string },
+    req: {
+      rolloutId?: string;
+      allowDowngrade?: boolean;
+      offeredVersion?: string;
+      /** Offline: the version the release directory's manifest claims (unverified; status only). */
+      claimedVersion?: string;
+    },
     signal?: AbortSignal,
   ): Promise<InstallJournal> {
     try {
       const j = await this.installWith(source, req, signal);
+      await clearLastRefusal(this.config.dataDir);
       await this.report(
         { ...rollout(j), version: j.version, state: 'installed', progress: 100 },
         `${j.installId}:installed`,
@@ -392,7 +409,18 @@ export class Agent {
       const version =
         req.offeredVersion ?? (await this.runningVersionNow().catch((): undefined => undefined));
       // Interrupted while arming the trial: nothing has failed yet, after-boot settles it.
-      if (code !== 'ERR_ABORTED' && after?.phase !== 'boot-pending' && version !== undefined) {
+      const failed = code !== 'ERR_ABORTED' && after?.phase !== 'boot-pending';
+      const refusedVersion = req.claimedVersion ?? version;
+      if (failed && refusedVersion !== undefined) {
+        await writeLastRefusal(this.config.dataDir, {
+          ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
+          version: refusedVersion,
+          code: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED',
+          message: (e as Error).message,
+          at: this.clock().toISOString(),
+        }).catch(() => {});
+      }
+      if (failed && version !== undefined) {
         await this.report({
           ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
           version,
@@ -456,9 +484,14 @@ export class Agent {
     dir: string,
     o: { reboot?: boolean; allowDowngrade?: boolean; signal?: AbortSignal } = {},
   ): Promise<InstallJournal> {
+    const source = new DirectoryReleaseSource(dir);
+    const claimed = claimedVersion(await source.readManifestJws().catch(() => ''));
     const j = await this.install(
-      new DirectoryReleaseSource(dir),
-      o.allowDowngrade ? { allowDowngrade: true } : {},
+      source,
+      {
+        ...(o.allowDowngrade ? { allowDowngrade: true } : {}),
+        ...(claimed !== undefined ? { claimedVersion: claimed } : {}),
+      },
       o.signal,
     );
     if (o.reboot) await this.reboot(j);
