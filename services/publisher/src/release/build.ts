@@ -29,6 +29,7 @@ import {
   parseDeltaQuality,
 } from './deltas-make.js';
 import { ReleaseError } from './errors.js';
+import { readFilesystemSize } from './filesystem/size.js';
 import {
   MANIFEST_JSON,
   MANIFEST_JWS,
@@ -216,6 +217,14 @@ async function checkImage(slot: SlotClass, path: string): Promise<number> {
       'ERR_RELEASE_IMAGE_NOT_ALIGNED',
       `${slot} image ${path} is ${size} bytes, not a positive multiple of the ${BLOCK_SIZE}-byte verity block ` +
         `(${size % BLOCK_SIZE} bytes too many); pad it, e.g. truncate -s ${Math.ceil(size / BLOCK_SIZE) * BLOCK_SIZE || BLOCK_SIZE} ${path}`,
+    );
+  }
+  const filesystem = await readFilesystemSize(path);
+  if (filesystem !== undefined && BigInt(size) < filesystem.sizeBytes) {
+    throw new ReleaseError(
+      'ERR_RELEASE_IMAGE_TRUNCATED',
+      `${slot} image ${path} is ${size} bytes but the ${filesystem.kind} filesystem in it is ${filesystem.sizeBytes} bytes ` +
+        `(${filesystem.sizeBytes - BigInt(size)} bytes missing): the image was cut short (an interrupted copy?); build it again from its source`,
     );
   }
   return size;

@@ -11,6 +11,8 @@ export type ReleaseErrorCode =
   | 'ERR_RELEASE_IMAGE_UNREADABLE'
   // An image is empty or its size is not a multiple of the 4096-byte verity data block.
   | 'ERR_RELEASE_IMAGE_NOT_ALIGNED'
+  // An image is shorter than the ext4/erofs/squashfs filesystem its superblock describes.
+  | 'ERR_RELEASE_IMAGE_TRUNCATED'
   // --out names something that already exists (a release is never overwritten or merged).
   | 'ERR_RELEASE_OUT_EXISTS'
   // A release directory file (manifest.jws, manifest.json, root.json) or the --root file is missing, too large or not JSON.
@@ -51,6 +53,7 @@ const EXIT_CODES: Partial<Record<ReleaseErrorCode, number>> = {
   ERR_RELEASE_USAGE: 2,
   ERR_RELEASE_EXPIRY_IN_PAST: 2,
   ERR_RELEASE_OUT_EXISTS: 2,
+  ERR_RELEASE_IMAGE_TRUNCATED: 3,
   ERR_RELEASE_MANIFEST_MISMATCH: 3,
   ERR_RELEASE_BLOB_MISSING: 3,
   ERR_RELEASE_BLOB_SIZE_MISMATCH: 3,
