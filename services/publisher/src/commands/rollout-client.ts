@@ -7,6 +7,7 @@ export interface StageView {
   maxFailurePercent?: number;
   minSample?: number;
   maxConcurrent?: number;
+  minDevices?: number;
 }
 
 export interface RolloutView {

@@ -1,4 +1,4 @@
-// `abota rollout create|list|status|start|pause|resume|abort|rollback`: canary rollouts through
+// `abota rollout create|list|status|start|pause|resume|abort|advance|rollback`: canary rollouts through
 // the update server's admin API (services/update-server README "Rollouts"). Human tables on a
 // terminal, one JSON document with --json, and `status --watch` redrawing the live view.
 import type { Command } from 'commander';
@@ -50,6 +50,7 @@ interface CreateFlags extends CommonFlags {
   maxFailure?: string;
   minSample?: string;
   maxConcurrent?: string;
+  minDevices?: string;
   tag: string[];
   group: string[];
   hardware: string[];
@@ -66,7 +67,14 @@ interface CreateFlags extends CommonFlags {
 export function buildStages(
   flags: Pick<
     CreateFlags,
-    'stages' | 'stagesJson' | 'bake' | 'minCommitted' | 'maxFailure' | 'minSample' | 'maxConcurrent'
+    | 'stages'
+    | 'stagesJson'
+    | 'bake'
+    | 'minCommitted'
+    | 'maxFailure'
+    | 'minSample'
+    | 'maxConcurrent'
+    | 'minDevices'
   >,
 ): StageView[] {
   if (flags.stagesJson !== undefined) {
@@ -95,6 +103,7 @@ export function buildStages(
       'maxConcurrent',
       parseNumber('--max-concurrent', flags.maxConcurrent, { integer: true, min: 1 }),
     ),
+    ...optional('minDevices', parseNumber('--min-devices', flags.minDevices, { integer: true, min: 0 })),
   };
   return percents.map((percent) => ({ percent, ...shared }));
 }
@@ -264,6 +273,26 @@ function common(cmd: Command): Command {
     .option('--json', 'print one JSON document instead of text');
 }
 
+/** What the defaults of `rollout create` do, for `--help` (server side: README "Rollouts"). */
+const CREATE_DEFAULTS_HELP = `
+How stages work, with the defaults:
+  --stages 1,10,100   three stages: 1 %, then 10 %, then all of the selected devices. Membership
+                      is a stable hash of (rollout, device): raising the percent only adds devices.
+  --min-devices 1     each stage reaches at least this many devices whatever its percent gives,
+                      so in a fleet of 3 the 1 % canary is 1 device, not none (0: percent only).
+  --bake 1h           a stage runs at least this long before it advances by itself.
+  --min-committed     (server default 1) committed devices a stage needs before it advances.
+  --max-failure 5     pause automatically when more than 5 % of outcomes failed or rolled back,
+  --min-sample 5      judged once at least 5 devices have an outcome.
+  A stage advances by itself when it has baked and is healthy; \`abota rollout advance <id>\`
+  moves to the next stage at once (e.g. once you have watched the canary long enough).
+
+Examples:
+  abota rollout create --product eflow-vm --version 1.2.0
+  abota rollout create --release <id> --stages 100 --bake 0    # everyone at once
+  abota rollout create --release <id> --stages 5,100 --min-devices 2 --group lab
+`;
+
 export function registerRolloutCommands(program: Command): void {
   const rollout = program
     .command('rollout')
@@ -284,6 +313,10 @@ export function registerRolloutCommands(program: Command): void {
       .option('--max-failure <percent>', 'pause when failed + rolled back exceed this share of outcomes', '5')
       .option('--min-sample <n>', 'outcomes needed before the failure rate is judged', '5')
       .option('--max-concurrent <n>', 'devices updating at once, at most')
+      .option(
+        '--min-devices <n>',
+        'each stage reaches at least this many devices, whatever its percent (server default 1)',
+      )
       .option('--tag <tag>', 'device must carry this tag (repeatable: all required)', collect, [])
       .option(
         '--group <name>',
@@ -298,7 +331,8 @@ export function registerRolloutCommands(program: Command): void {
       .option('--window-tz <tz>', 'utc or device-local (the device timezone attribute)', 'utc')
       .option('--window-days <days>', 'window days, 0 = Sunday, comma-separated')
       .option('--allow-downgrade', 'offer the release to devices running a newer version')
-      .option('--draft', 'create it as a draft; `abota rollout start` starts it'),
+      .option('--draft', 'create it as a draft; `abota rollout start` starts it')
+      .addHelpText('after', CREATE_DEFAULTS_HELP),
   ).action(async (flags: CreateFlags) => {
     let releaseId = flags.release;
     if ((releaseId === undefined) === (flags.product === undefined || flags.version === undefined))
@@ -400,6 +434,25 @@ export function registerRolloutCommands(program: Command): void {
       else process.stdout.write(`${renderOne(updated)}\n`);
     });
   }
+
+  common(
+    rollout
+      .command('advance')
+      .argument('<id>', 'rollout id')
+      .description(
+        'move a running rollout to its next stage now, without waiting for its bake time and thresholds',
+      )
+      .option('--reason <text>', 'why, for the audit log'),
+  ).action(async (id: string, flags: CommonFlags & { reason?: string }) => {
+    const api = client(flags);
+    const updated: RolloutView = await api.requestJson(
+      'POST',
+      `/v1/admin/rollouts/${id}/advance`,
+      flags.reason === undefined ? {} : { reason: flags.reason },
+    );
+    if (flags.json === true) printJson(updated);
+    else process.stdout.write(`${renderOne(updated)}\n`);
+  });
 
   common(
     rollout

@@ -57,6 +57,8 @@ export class RolloutEngine {
   readonly #dirty = new Set<string>();
   #stopped = false;
   readonly #listeners = new Set<(rolloutId: string | undefined) => void>();
+  /** rolloutId → each stage's bucket limit with minDevices applied (measured with the fleet). */
+  readonly #stageLimits = new Map<string, Promise<number[]>>();
 
   constructor(options: RolloutEngineOptions) {
     this.#db = options.db;
@@ -76,6 +78,7 @@ export class RolloutEngine {
     if (this.#listen !== undefined && this.#unlisten === undefined) {
       this.#unlisten = await this.#listen(ROLLOUT_CHANNEL, (payload) => {
         this.cache.invalidate();
+        this.#stageLimits.clear();
         this.#emit(payload);
       });
     }
@@ -128,6 +131,7 @@ export class RolloutEngine {
   /** A rollout changed here: drop this cache now and tell the other replicas. */
   async changed(rolloutId: string): Promise<void> {
     this.cache.invalidate();
+    this.#stageLimits.delete(rolloutId);
     this.#emit(rolloutId);
     try {
       await notifyRolloutChanged(this.#db, rolloutId);
@@ -177,7 +181,26 @@ export class RolloutEngine {
         inFlight.has(c.rolloutId) ? { ...c, inFlight: inFlight.get(c.rolloutId) } : c,
       );
     }
+    candidates = await Promise.all(
+      candidates.map(async (c) =>
+        c.state === 'active' ? { ...c, stageBucketLimit: (await this.#limitsOf(c))[c.currentStage] } : c,
+      ),
+    );
     return chooseOffer({ ...device, memberOf: new Set(progress.keys()) }, candidates, progress, now);
+  }
+
+  /**
+   * Stage limits of a rollout: from its last evaluation, else measured now (once per process
+   * until the rollout changes; the periodic evaluation refreshes them as devices register).
+   */
+  #limitsOf(c: CachedRollout): Promise<number[]> {
+    let limits = this.#stageLimits.get(c.rolloutId);
+    if (limits === undefined) {
+      limits = loadProgress(this.#db, c).then((p) => p.map((s) => s.bucketLimit));
+      limits.catch(() => this.#stageLimits.delete(c.rolloutId));
+      this.#stageLimits.set(c.rolloutId, limits);
+    }
+    return limits;
   }
 
   /** Called after a device report: outcomes re-evaluate their rollout soon (coalesced). */
@@ -221,6 +244,7 @@ export class RolloutEngine {
     const { candidate, row } = loaded;
     const now = this.#clock.now();
     const progress = await loadProgress(this.#db, candidate);
+    this.#stageLimits.set(rolloutId, Promise.resolve(progress.map((p) => p.bucketLimit)));
     const decision = evaluateStage({
       stages: candidate.stages,
       currentStage: row.currentStage,

@@ -24,6 +24,11 @@ export interface StageSpec {
   minSample?: number | undefined;
   /** At most this many devices between offer and outcome at once; unset = unlimited. */
   maxConcurrent?: number | undefined;
+  /**
+   * The stage reaches at least this many of the selected devices, whatever its percent gives
+   * (a 1 % canary of 3 devices is 1 device, not none); stage-limits.ts.
+   */
+  minDevices?: number | undefined;
 }
 
 export interface Stage {
@@ -33,6 +38,7 @@ export interface Stage {
   maxFailurePercent: number;
   minSample: number;
   maxConcurrent: number | undefined;
+  minDevices: number;
 }
 
 export const STAGE_DEFAULTS = {
@@ -40,6 +46,7 @@ export const STAGE_DEFAULTS = {
   minCommitted: 1,
   maxFailurePercent: 100,
   minSample: 1,
+  minDevices: 1,
 } as const;
 
 export function resolveStage(spec: StageSpec): Stage {
@@ -50,6 +57,7 @@ export function resolveStage(spec: StageSpec): Stage {
     maxFailurePercent: spec.maxFailurePercent ?? STAGE_DEFAULTS.maxFailurePercent,
     minSample: spec.minSample ?? STAGE_DEFAULTS.minSample,
     maxConcurrent: spec.maxConcurrent,
+    minDevices: spec.minDevices ?? STAGE_DEFAULTS.minDevices,
   };
 }
 

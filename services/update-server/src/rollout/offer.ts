@@ -9,7 +9,7 @@
 //   4. the most recently started rollout wins;
 //   5. the lowest rollout id (only so the answer is total and identical on every replica).
 import { compareVersions } from './version.js';
-import { inRolloutPercent } from './bucket.js';
+import { bucketLimit, rolloutBucket } from './bucket.js';
 import {
   INSTALLING_STATES,
   type MaintenanceWindow,
@@ -37,6 +37,11 @@ export interface OfferCandidate {
   maintenanceWindow: MaintenanceWindow | null;
   /** Devices between offer and outcome now; only consulted when the stage sets maxConcurrent. */
   inFlight?: number | undefined;
+  /**
+   * Exclusive bucket limit of the current stage with its minDevices applied (stage-limits.ts);
+   * when unknown, the stage's percent alone.
+   */
+  stageBucketLimit?: number | undefined;
 }
 
 export interface OfferDevice extends SelectableDevice {
@@ -84,7 +89,9 @@ export function offerBasis(
   if (c.state !== 'active') return undefined;
   if (!selectorPicks(c.selector, c.product, device)) return undefined;
   const stage = c.stages[c.currentStage];
-  if (stage === undefined || !inRolloutPercent(c.rolloutId, device.id, stage.percent)) return undefined;
+  if (stage === undefined) return undefined;
+  const limit = c.stageBucketLimit ?? bucketLimit(stage.percent);
+  if (rolloutBucket(c.rolloutId, device.id) >= limit) return undefined;
   // A device already offered (state "offered") keeps its place even if the window or cap closes.
   if (state === undefined) {
     if (!windowOpen(c.maintenanceWindow, now, device.timeZone)) return undefined;

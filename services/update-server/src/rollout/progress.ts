@@ -1,21 +1,24 @@
 // Where a rollout stands, from the devices it selects and the ones it has offered: per-stage
 // cohorts by device state. A device belongs to the first stage whose percent covers its bucket
-// (bucket.ts), so a stage's cohort is the same whenever and on whichever replica it is counted.
-import { BUCKET_COUNT, bucketLimit, rolloutBucket } from './bucket.js';
+// (bucket.ts) once widened to its minimum in devices (stage-limits.ts), so a stage's cohort is
+// the same on whichever replica it is counted.
+import { BUCKET_COUNT, rolloutBucket } from './bucket.js';
 import {
   DEVICE_STATES,
   type DeviceState,
   FAILURE_STATES,
   OUTCOME_STATES,
-  type StageSpec,
   type StateCounts,
 } from './model.js';
 import { type OfferCandidate, releaseApplies } from './offer.js';
 import { type SelectableDevice, selectorPicks } from './selector.js';
+import { stageBucketLimits } from './stage-limits.js';
 
 export interface StageProgress {
   stage: number;
   percent: number;
+  /** Exclusive bucket limit the stage reaches: its percent widened to its minDevices (stage-limits.ts). */
+  bucketLimit: number;
   /** Devices this stage is for: offered ones, plus selected ones that still need the release. */
   targeted: number;
   /** Offered devices by state (rollout_devices). */
@@ -29,10 +32,10 @@ export interface StageProgress {
   notOffered: number;
 }
 
-/** Index of the first stage covering `bucket`; the last stage for buckets beyond every stage. */
-export function stageOfBucket(stages: readonly StageSpec[], bucket: number): number {
-  for (const [i, s] of stages.entries()) if (bucket < bucketLimit(s.percent)) return i;
-  return Math.max(0, stages.length - 1);
+/** Index of the first stage whose limit covers `bucket`; the last stage for buckets beyond every stage. */
+export function stageOfBucket(limits: readonly number[], bucket: number): number {
+  for (const [i, limit] of limits.entries()) if (bucket < limit) return i;
+  return Math.max(0, limits.length - 1);
 }
 
 const isDeviceState = (s: string): s is DeviceState => (DEVICE_STATES as readonly string[]).includes(s);
@@ -54,9 +57,21 @@ export function measureProgress(
   members: ReadonlyMap<string, string>,
   awaiting: ReadonlySet<string> = new Set(),
 ): StageProgress[] {
+  // Selected devices not offered yet: the rollout picks them and they still need the release.
+  const candidates: string[] = [];
+  for (const d of devices) {
+    if (members.has(d.id)) continue;
+    if (!selectorPicks(rollout.selector, rollout.product, d)) continue;
+    if (!releaseApplies(rollout, d) && !awaiting.has(d.id)) continue;
+    candidates.push(d.id);
+  }
+  const bucketOf = new Map<string, number>();
+  for (const id of [...members.keys(), ...candidates]) bucketOf.set(id, rolloutBucket(rollout.rolloutId, id));
+  const limits = stageBucketLimits(rollout.stages, [...bucketOf.values()]);
   const stages: StageProgress[] = rollout.stages.map((s, stage) => ({
     stage,
     percent: s.percent,
+    bucketLimit: limits[stage] ?? 0,
     targeted: 0,
     counts: {},
     committed: 0,
@@ -65,10 +80,9 @@ export function measureProgress(
     inFlight: 0,
     notOffered: 0,
   }));
-  const lastLimit = bucketLimit(rollout.stages.at(-1)?.percent ?? 0);
-  const seen = new Set<string>();
+  const lastLimit = limits.at(-1) ?? 0;
   const count = (deviceId: string, state: string | undefined): void => {
-    const s = stages[stageOfBucket(rollout.stages, rolloutBucket(rollout.rolloutId, deviceId))];
+    const s = stages[stageOfBucket(limits, bucketOf.get(deviceId) ?? 0)];
     if (s === undefined) return;
     s.targeted++;
     if (state === undefined) {
@@ -81,16 +95,10 @@ export function measureProgress(
     if (OUTCOME_STATES.has(state)) s.outcomes++;
     else s.inFlight++;
   };
-  for (const [deviceId, state] of members) {
-    seen.add(deviceId);
-    count(deviceId, state);
-  }
-  for (const d of devices) {
-    if (seen.has(d.id)) continue;
-    if (lastLimit < BUCKET_COUNT && rolloutBucket(rollout.rolloutId, d.id) >= lastLimit) continue;
-    if (!selectorPicks(rollout.selector, rollout.product, d)) continue;
-    if (!releaseApplies(rollout, d) && !awaiting.has(d.id)) continue;
-    count(d.id, undefined);
+  for (const [deviceId, state] of members) count(deviceId, state);
+  for (const id of candidates) {
+    if (lastLimit < BUCKET_COUNT && (bucketOf.get(id) ?? 0) >= lastLimit) continue;
+    count(id, undefined);
   }
   return stages;
 }

@@ -47,6 +47,10 @@ export const RolloutStageSchema = z
     maxFailurePercent: z.number().min(0).max(100).optional(),
     minSample: z.int().min(1).max(1_000_000).optional(),
     maxConcurrent: z.int().min(1).max(1_000_000).optional(),
+    minDevices: z.int().min(0).max(1_000_000).optional().openapi({
+      description:
+        'The stage reaches at least this many selected devices whatever its percent gives (default 1, so a small fleet gets a canary)',
+    }),
   })
   .openapi('RolloutStage');
 

@@ -19,6 +19,7 @@ function cohort(
   return {
     stage,
     percent: 0,
+    bucketLimit: 0,
     targeted: o.targeted,
     counts: { committed, failed: failures, installing: inFlight },
     committed,

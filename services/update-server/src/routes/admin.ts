@@ -6,6 +6,7 @@ import { registerDeltaRoutes } from './admin/deltas.js';
 import { registerDeviceAdminRoutes } from './admin/devices.js';
 import { registerProductRoutes } from './admin/products.js';
 import { registerReleaseRoutes } from './admin/releases.js';
+import { registerRolloutAdvanceRoute } from './admin/rollout-advance.js';
 import { registerRolloutRoutes } from './admin/rollouts.js';
 
 export function registerAdminRoutes(app: App, deps: AppDeps): void {
@@ -15,4 +16,5 @@ export function registerAdminRoutes(app: App, deps: AppDeps): void {
   registerDeviceAdminRoutes(app, deps);
   registerCredentialRoutes(app, deps);
   registerRolloutRoutes(app, deps);
+  registerRolloutAdvanceRoute(app, deps);
 }
