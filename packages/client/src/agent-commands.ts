@@ -249,7 +249,7 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
           values,
           r,
           r.status === 'no-update'
-            ? 'no update offered\n'
+            ? `no update offered${r.pollAfterSeconds === undefined ? '' : `; the server asks for the next poll in ${r.pollAfterSeconds} s`}\n`
             : r.status === 'reboot-pending'
               ? `${r.version} is installed and waits for a reboot\n`
               : r.status === 'trial-pending'

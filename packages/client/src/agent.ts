@@ -238,10 +238,28 @@ export class Agent {
       ...(deviceId !== undefined ? { deviceId } : {}),
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
       clock: this.clock,
-      backoff: { ...(this.o.backoff ?? DEFAULT_BACKOFF), sleep: this.sleep, random: this.random },
+      backoff: this.backoffWithLog(),
       warn: (message) => this.log({ level: 'warn', message }),
     });
     return this.client;
+  }
+
+  /** Backoff whose every retry is logged with what failed and how long the agent now waits. */
+  private backoffWithLog(): BackoffOptions {
+    const backoff = this.o.backoff ?? DEFAULT_BACKOFF;
+    return {
+      ...backoff,
+      sleep: this.sleep,
+      random: this.random,
+      onRetry: (e, failedTry, delayMs) => {
+        const code = (e as { code?: unknown }).code;
+        this.log({
+          level: 'warn',
+          ...(typeof code === 'string' ? { code } : {}),
+          message: `${(e as Error).message}; waiting ${(delayMs / 1000).toFixed(1)} s before try ${failedTry + 1} of ${backoff.maxAttempts}`,
+        });
+      },
+    };
   }
 
   private hasServer(): boolean {
@@ -536,7 +554,7 @@ export class Agent {
       deltas: offer.deltas,
       client,
       ...(bucket ? { bucket } : {}),
-      backoff: { ...(this.o.backoff ?? DEFAULT_BACKOFF), sleep: this.sleep, random: this.random },
+      backoff: this.backoffWithLog(),
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
     });
     await this.report({

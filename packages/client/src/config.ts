@@ -85,6 +85,8 @@ export const agentConfigSchema = v.strictObject({
       ),
       audience: v.optional(nonEmpty, 'abota'),
       tokenLifetimeSeconds: v.optional(v.pipe(int, v.minValue(60), v.maxValue(300)), 180),
+      /** Plain http to a server that is not on this machine (a trusted lab network only). */
+      allowInsecureHttp: v.optional(v.boolean()),
     }),
   ),
   deviceKeyPath: nonEmpty,
@@ -165,6 +167,9 @@ const ENV_OVERRIDES: Record<string, (c: Record<string, unknown>, v: string) => v
   ABOTA_SERVER_URL: (c, v) => {
     c['server'] = { ...((c['server'] as object | undefined) ?? {}), url: v };
   },
+  ABOTA_ALLOW_INSECURE_HTTP: (c, v) => {
+    c['server'] = { ...((c['server'] as object | undefined) ?? {}), allowInsecureHttp: v === '1' };
+  },
   ABOTA_DATA_DIR: (c, v) => {
     c['dataDir'] = v;
   },
@@ -192,6 +197,22 @@ const ENV_OVERRIDES: Record<string, (c: Record<string, unknown>, v: string) => v
   },
 };
 
+/**
+ * Device JWTs and offers must not cross a network in clear text: plain http only to this machine
+ * (loopback) unless the config says otherwise — as the publisher refuses it for API keys.
+ */
+function checkServerTransport(server: AgentConfig['server'], where: string): void {
+  if (server === undefined || server.allowInsecureHttp === true) return;
+  const url = new URL(server.url);
+  const loopback = ['localhost', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
+  if (url.protocol === 'http:' && !loopback) {
+    throw new ClientError(
+      'ERR_CONFIG_INSECURE_HTTP',
+      `${where}: server.url ${url.origin} is plain http to another machine: the device's tokens and offers would cross the network in clear text; use https, or set "allowInsecureHttp": true in "server" (or ABOTA_ALLOW_INSECURE_HTTP=1) on a trusted network`,
+    );
+  }
+}
+
 /** Validate an already-parsed config object (env overrides applied by the caller or not at all). */
 export function parseAgentConfig(raw: unknown, where = 'config'): AgentConfig {
   const r = v.safeParse(agentConfigSchema, raw);
@@ -201,6 +222,7 @@ export function parseAgentConfig(raw: unknown, where = 'config'): AgentConfig {
       `${where} is not a valid agent config: ${describeIssues(r.issues)}`,
     );
   }
+  checkServerTransport(r.output.server, where);
   return r.output;
 }
 

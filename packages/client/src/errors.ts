@@ -26,6 +26,7 @@ export type ClientErrorCode =
   // config.ts, device-state.ts, install/journal.ts — the agent's own files
   | 'ERR_CONFIG_INVALID' // agent config (file or ABOTA_* override) fails the schema
   | 'ERR_CONFIG_NOT_SIMULATED' // simulate-reboot on a device with a real bootloader or /proc files
+  | 'ERR_CONFIG_INSECURE_HTTP' // server.url is plain http to a non-loopback host without allowInsecureHttp
   | 'ERR_CONFIG_READ' // agent config file cannot be read
   | 'ERR_JOURNAL_INVALID' // install journal in the data directory cannot be interpreted
   | 'ERR_STATE_INVALID' // state.json in the data directory cannot be interpreted
@@ -35,6 +36,8 @@ export type ClientErrorCode =
   | 'ERR_DEVICE_KEY' // device key missing, not an Ed25519 private JWK, or readable by others
   | 'ERR_HTTP_BAD_RESPONSE' // response that is not what the API promises (JSON, schema, Content-Range)
   | 'ERR_HTTP_NETWORK' // connection failed, dropped or stalled (after retries)
+  | 'ERR_HTTP_NAME_NOT_FOUND' // the server's host name does not resolve (not retried)
+  | 'ERR_HTTP_TLS' // the server's certificate is not valid for it (not retried)
   | 'ERR_HTTP_STATUS' // final non-2xx status (4xx other than 408/429)
   | 'ERR_HTTP_TOO_LARGE' // response larger than its limit (1 MiB JSON/JWS, signed blob size)
   | 'ERR_HTTP_UNAVAILABLE' // 5xx / 408 / 429 (after retries)

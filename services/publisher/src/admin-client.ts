@@ -1,7 +1,8 @@
 // A small typed client for the update server's admin API (services/update-server README "Admin
 // API"): blobs, releases, products with their trust roots, provisioning tokens, devices. Every
 // non-2xx answer becomes an AdminApiError carrying the server's own `{ error: { code, message } }`;
-// network failures and 5xx are retried with backoff on idempotent calls, 4xx never are.
+// network failures, 5xx, 408 and 429 are retried with backoff on idempotent calls (each retry
+// told on stderr with its delay); other 4xx, an unknown host name and a bad certificate never are.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 
@@ -57,6 +58,8 @@ export interface AdminClientOptions {
   retry?: RetryPolicy;
   /** The fetch to use (default: the global one). */
   fetch?: typeof fetch;
+  /** Told about every retry before its delay (default: one line on stderr). */
+  onRetry?: (notice: RetryNotice) => void;
 }
 
 export interface ProductInfo {
@@ -227,8 +230,40 @@ async function errorFromResponse(res: Response, what: string): Promise<AdminApiE
   });
 }
 
+/** 5xx, 408 Request Timeout and 429 Too Many Requests may succeed later; any other 4xx never will. */
 function isRetryableStatus(status: number): boolean {
-  return status >= 500 && status <= 599;
+  return (status >= 500 && status <= 599) || status === 408 || status === 429;
+}
+
+/**
+ * Network failures a retry cannot fix: the name does not exist (EAI_AGAIN, a DNS server that did
+ * not answer, is retried), or the server's TLS certificate is not valid for it.
+ */
+const PERMANENT_NETWORK_CAUSES = new Set([
+  'ENOTFOUND',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+]);
+
+/** One retry about to happen, for the person watching (stderr by default). */
+export interface RetryNotice {
+  what: string;
+  /** The try that failed (1-based) and the total allowed. */
+  attempt: number;
+  attempts: number;
+  delayMs: number;
+  reason: string;
+}
+
+function printRetry(n: RetryNotice): void {
+  process.stderr.write(
+    `abota: ${n.reason}; retrying in ${(n.delayMs / 1000).toFixed(1)} s (try ${n.attempt + 1} of ${n.attempts})\n`,
+  );
 }
 
 interface CallOptions {
@@ -253,6 +288,7 @@ export class AdminClient {
   private readonly apiKey: string;
   private readonly retry: RetryPolicy;
   private readonly fetchImpl: typeof fetch;
+  private readonly onRetry: (notice: RetryNotice) => void;
   /** Retries done so far (for reports). */
   retriesDone = 0;
 
@@ -264,6 +300,7 @@ export class AdminClient {
     this.apiKey = options.apiKey;
     this.retry = options.retry ?? DEFAULT_RETRY;
     this.fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+    this.onRetry = options.onRetry ?? printRetry;
   }
 
   private url(path: string): string {
@@ -307,15 +344,22 @@ export class AdminClient {
         if (o.signal?.aborted) throw interrupted();
         const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
         const detail =
-          typeof cause?.code === 'string' ? cause.code : err instanceof Error ? err.message : String(err);
+          typeof cause?.code === 'string'
+            ? cause.code
+            : typeof cause?.message === 'string'
+              ? cause.message
+              : err instanceof Error
+                ? err.message
+                : String(err);
+        const permanent = PERMANENT_NETWORK_CAUSES.has(detail);
         failure = new AdminApiError(
           'ERR_SERVER_UNREACHABLE',
-          `${what} to ${this.serverUrl.origin}: ${detail}`,
+          `${what} to ${this.serverUrl.origin}: ${detail}${permanent ? ' (retrying cannot help: check --server)' : ''}`,
           {
             cause: err,
           },
         );
-        if (!o.idempotent) throw failure;
+        if (!o.idempotent || permanent) throw failure;
       }
       if (attempt >= this.retry.attempts) {
         throw new AdminApiError(failure.code, `${failure.message} (gave up after ${attempt} tries)`, {
@@ -323,9 +367,12 @@ export class AdminClient {
           cause: failure,
         });
       }
-      const delay = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+      const delay =
+        Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1)) *
+        (0.75 + Math.random() * 0.5);
       this.retriesDone++;
-      await sleep(delay * (0.75 + Math.random() * 0.5), o.signal);
+      this.onRetry({ what, attempt, attempts: this.retry.attempts, delayMs: delay, reason: failure.message });
+      await sleep(delay, o.signal);
     }
   }
 

@@ -10,6 +10,8 @@ export interface BackoffOptions {
   maxAttempts: number;
   random?: () => number;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Told before each retry's delay: the error, the failed try (1-based) and the delay. */
+  onRetry?: (e: unknown, failedTry: number, delayMs: number) => void;
 }
 
 export const DEFAULT_BACKOFF: BackoffOptions = { baseDelayMs: 500, maxDelayMs: 60_000, maxAttempts: 8 };
@@ -50,7 +52,10 @@ export function abortError(signal?: AbortSignal): ClientError {
   );
 }
 
-/** True for failures worth retrying: network errors, timeouts, 5xx, 408, 429. */
+/**
+ * True for failures worth retrying: network errors, timeouts, 5xx, 408, 429 — not an unknown
+ * host name (ERR_HTTP_NAME_NOT_FOUND), a bad certificate (ERR_HTTP_TLS) or another 4xx.
+ */
 export function isTransient(e: unknown): boolean {
   if (e instanceof ClientError) return e.code === 'ERR_HTTP_NETWORK' || e.code === 'ERR_HTTP_UNAVAILABLE';
   return false;
@@ -64,7 +69,7 @@ export async function withRetry<T>(
   fn: (attempt: number) => Promise<T>,
   o: BackoffOptions = DEFAULT_BACKOFF,
   signal?: AbortSignal,
-  onRetry?: (e: unknown, attempt: number, delayMs: number) => void,
+  onRetry: ((e: unknown, failedTry: number, delayMs: number) => void) | undefined = o.onRetry,
 ): Promise<T> {
   const wait = o.sleep ?? sleep;
   for (let attempt = 0; ; attempt++) {
@@ -73,7 +78,7 @@ export async function withRetry<T>(
     } catch (e) {
       if (!isTransient(e) || attempt + 1 >= o.maxAttempts || signal?.aborted) throw e;
       const delayMs = backoffDelayMs(attempt, o, o.random);
-      onRetry?.(e, attempt, delayMs);
+      onRetry?.(e, attempt + 1, delayMs);
       await wait(delayMs, signal);
     }
   }

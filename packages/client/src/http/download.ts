@@ -30,7 +30,8 @@ export interface DownloadOptions {
   /** A response that delivers nothing for this long is abandoned and resumed. */
   idleTimeoutMs?: number;
   signal?: AbortSignal;
-  onRetry?: (e: unknown, attempt: number, delayMs: number) => void;
+  /** Told before each retry's delay (default: the backoff options' onRetry). */
+  onRetry?: (e: unknown, failedTry: number, delayMs: number) => void;
 }
 
 /** Classify a non-2xx status: 408/429/5xx are worth retrying, the rest are final. */
@@ -39,10 +40,30 @@ export function statusError(status: number, what: string): ClientError {
   return new ClientError(transient ? 'ERR_HTTP_UNAVAILABLE' : 'ERR_HTTP_STATUS', `${what}: HTTP ${status}`);
 }
 
+/** Socket and TLS failures that a retry cannot fix (the name does not exist, the certificate is not valid). */
+const PERMANENT_CAUSES: Readonly<Record<string, 'ERR_HTTP_NAME_NOT_FOUND' | 'ERR_HTTP_TLS'>> = {
+  ENOTFOUND: 'ERR_HTTP_NAME_NOT_FOUND',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'ERR_HTTP_TLS',
+  CERT_HAS_EXPIRED: 'ERR_HTTP_TLS',
+  CERT_NOT_YET_VALID: 'ERR_HTTP_TLS',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'ERR_HTTP_TLS',
+  SELF_SIGNED_CERT_IN_CHAIN: 'ERR_HTTP_TLS',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'ERR_HTTP_TLS',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'ERR_HTTP_TLS',
+};
+
 export function networkError(e: unknown, what: string): ClientError {
   if (e instanceof ClientError) return e;
+  // node:http rejects with the socket error itself; fetch wraps it as `cause`.
+  const own = (e as { code?: unknown }).code;
   const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-  const detail = cause?.code ?? cause?.message ?? (e as Error).message;
+  const detail =
+    (typeof own === 'string' ? own : undefined) ?? cause?.code ?? cause?.message ?? (e as Error).message;
+  const permanent = PERMANENT_CAUSES[detail];
+  if (permanent !== undefined)
+    return new ClientError(permanent, `${what}: ${detail} (retrying cannot help: check server.url)`, {
+      cause: e,
+    });
   return new ClientError('ERR_HTTP_NETWORK', `${what}: ${detail}`, { cause: e });
 }
 
@@ -171,7 +192,7 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
       failures = offset > progressBefore ? 1 : failures + 1;
       if (failures >= backoff.maxAttempts) throw e;
       const delayMs = backoffDelayMs(failures - 1, backoff, backoff.random);
-      o.onRetry?.(e, failures, delayMs);
+      (o.onRetry ?? backoff.onRetry)?.(e, failures, delayMs);
       await wait(delayMs, o.signal);
     } finally {
       clearTimeout(idle);

@@ -267,6 +267,20 @@ function printPushSummary(s: PushSummary): void {
 }
 
 /** Adds `push` to the `release` group that registerReleaseCommands created. */
+/** Failures after which the same push, run again, carries on where this one stopped. */
+const RESUMABLE = new Set(['ERR_INTERRUPTED', 'ERR_SERVER_UNREACHABLE', 'ERR_UNAVAILABLE', 'ERR_INTERNAL']);
+
+/** An interrupted push or a server that went away: say how to carry on. */
+function withResumeHint(err: unknown): unknown {
+  if (!(err instanceof AdminApiError)) return err;
+  if (!RESUMABLE.has(err.code) && !(err.status !== undefined && err.status >= 500)) return err;
+  return new AdminApiError(
+    err.code,
+    `${err.message}; run the same command again to resume (what the server already stored is not sent again)`,
+    { ...(err.status === undefined ? {} : { status: err.status }), cause: err },
+  );
+}
+
 export function registerPushCommand(release: Command): void {
   release
     .command('push')
@@ -312,6 +326,8 @@ export function registerPushCommand(release: Command): void {
             bar.update(Math.floor(sent / MIB));
           },
         });
+      } catch (err) {
+        throw withResumeHint(err);
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
