@@ -120,6 +120,12 @@ const MIN_PASSPHRASE_LENGTH = 8;
 export interface KeyAccess {
   /** Decrypts encrypted key files; when set, new key files are written encrypted with it. */
   passphrase?: string | undefined;
+  /**
+   * Where the root role's private keys live when not in DIR/keys: a directory kept offline
+   * (removable media) and attached only for `keys init` / `keys rotate`. Release builds never
+   * need it.
+   */
+  rootKeysDir?: string | undefined;
 }
 
 /** One file under DIR/keys: its kid is known without decrypting it. */
@@ -254,14 +260,23 @@ export async function loadRootChain(dir: string): Promise<SignedRoot[]> {
   return chain;
 }
 
-/** Every key file under DIR/keys, by kid (not decrypted). Unreadable files are errors. */
-async function scanKeyDirectory(dir: string): Promise<Map<string, KeyFileEntry>> {
-  const keysDir = join(dir, KEYS_DIR);
+/** The directories private keys are looked for in: DIR/keys, then the offline root-keys directory. */
+function keyDirectories(dir: string, access: KeyAccess): string[] {
+  return [join(dir, KEYS_DIR), ...(access.rootKeysDir === undefined ? [] : [access.rootKeysDir])];
+}
+
+/** Every key file under DIR/keys (and the root-keys directory), by kid (not decrypted). Unreadable files are errors. */
+async function scanKeyDirectory(dir: string, access: KeyAccess = {}): Promise<Map<string, KeyFileEntry>> {
+  const byKid = new Map<string, KeyFileEntry>();
+  for (const keysDir of keyDirectories(dir, access)) await scanOneKeyDirectory(keysDir, byKid);
+  return byKid;
+}
+
+async function scanOneKeyDirectory(keysDir: string, byKid: Map<string, KeyFileEntry>): Promise<void> {
   const names = await readdir(keysDir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [] as string[];
     throw err;
   });
-  const byKid = new Map<string, KeyFileEntry>();
   for (const name of names.filter((n) => n.endsWith('.jwk.json')).sort()) {
     const entry = await scanKeyFile(join(keysDir, name));
     const other = byKid.get(entry.kid);
@@ -273,7 +288,6 @@ async function scanKeyDirectory(dir: string): Promise<Map<string, KeyFileEntry>>
     }
     byKid.set(entry.kid, entry);
   }
-  return byKid;
 }
 
 /**
@@ -287,9 +301,9 @@ export async function loadRoleSigningKeys(
   access: KeyAccess = {},
 ): Promise<{ root: TrustRoot; signedRoot: SignedRoot; rootText: string; keys: SigningKey[] }> {
   const { root, signedRoot, text } = await readTrustRoot(dir);
-  const available = await scanKeyDirectory(dir);
+  const available = await scanKeyDirectory(dir, access);
   const passphrase = access.passphrase ?? process.env[PASSPHRASE_ENV];
-  const keys = await selectRoleKeys(root, role, available, dir, { passphrase });
+  const keys = await selectRoleKeys(root, role, available, dir, { ...access, passphrase });
   return { root, signedRoot, rootText: text, keys };
 }
 
@@ -309,7 +323,7 @@ async function selectRoleKeys(
     const missing = keyIds.filter((kid) => !available.has(kid));
     throw new KeysError(
       'ERR_KEY_MISSING',
-      `the ${role} role of root v${root.version} needs ${threshold} signing key(s); found ${entries.length} in ${join(dir, KEYS_DIR)} (missing: ${missing.join(', ')})`,
+      `the ${role} role of root v${root.version} needs ${threshold} signing key(s); found ${entries.length} in ${keyDirectories(dir, access).join(' and ')} (missing: ${missing.join(', ')})${role === 'root' && access.rootKeysDir === undefined ? '; root keys kept offline: attach them and pass --root-keys-dir' : ''}`,
     );
   }
   const keys: SigningKey[] = [];
@@ -442,7 +456,8 @@ async function writeNewKeys(
   count: number,
   access: KeyAccess,
 ): Promise<{ key: SigningKey; path: string }[]> {
-  const keysDir = join(dir, KEYS_DIR);
+  const keysDir =
+    role === 'root' && access.rootKeysDir !== undefined ? access.rootKeysDir : join(dir, KEYS_DIR);
   await mkdir(keysDir, { recursive: true, mode: 0o700 });
   const existing = new Set(await readdir(keysDir));
   const written: { key: SigningKey; path: string }[] = [];
@@ -537,6 +552,7 @@ export async function initTrustRoot(dir: string, opts: KeysInitOptions): Promise
     root,
     now,
     [...rootKeys, ...releaseKeys].map((k) => k.path),
+    opts,
   );
 }
 
@@ -547,7 +563,7 @@ export async function initTrustRoot(dir: string, opts: KeysInitOptions): Promise
 export async function rotateTrustRoot(dir: string, opts: KeysRotateOptions): Promise<TrustRootSummary> {
   const now = opts.now ?? new Date();
   const { root: previous, text: previousText } = await readTrustRoot(dir);
-  const available = await scanKeyDirectory(dir);
+  const available = await scanKeyDirectory(dir, opts);
   const oldRootKeys = await selectRoleKeys(previous, 'root', available, dir, opts);
 
   const layouts = {} as Record<RoleName, RoleLayout & { fresh: boolean }>;
@@ -600,13 +616,17 @@ export async function rotateTrustRoot(dir: string, opts: KeysRotateOptions): Pro
     await writeAtomically(historyPath, previousText, { replace: false });
   }
   await writeAtomically(join(dir, ROOT_FILE), serialiseRoot(signed), { replace: true });
-  return summarise(dir, next, now, newKeyFiles);
+  return summarise(dir, next, now, newKeyFiles, opts);
 }
 
 /** `abota keys show`: roles, thresholds, kids (with their key files when present), expiry. */
-export async function showTrustRoot(dir: string, now = new Date()): Promise<TrustRootSummary> {
+export async function showTrustRoot(
+  dir: string,
+  now = new Date(),
+  access: KeyAccess = {},
+): Promise<TrustRootSummary> {
   const { root } = await readTrustRoot(dir);
-  return summarise(dir, root, now, []);
+  return summarise(dir, root, now, [], access);
 }
 
 async function summarise(
@@ -614,8 +634,9 @@ async function summarise(
   root: TrustRoot,
   now: Date,
   newKeyFiles: string[],
+  access: KeyAccess = {},
 ): Promise<TrustRootSummary> {
-  const available = await scanKeyDirectory(dir);
+  const available = await scanKeyDirectory(dir, access);
   const roles = {} as TrustRootSummary['roles'];
   for (const role of ROLE_NAMES) {
     roles[role] = {
@@ -687,6 +708,7 @@ interface RoleFlags {
   releaseThreshold?: string;
   expires?: string;
   passphraseEnv?: string;
+  rootKeysDir?: string;
   json?: boolean;
 }
 
@@ -730,8 +752,28 @@ function printSummary(action: string, summary: TrustRootSummary, json: boolean):
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
+const ROOT_KEYS_DIR_HELP =
+  'directory for the root private keys instead of DIR/keys: keep it offline (removable media) and attach it only to init or rotate';
+
+/**
+ * Private keys written in the clear are one copied file away from a forged release or trust
+ * root: say so on stderr (also with --json, whose stdout stays one document).
+ */
+function warnIfUnencrypted(
+  summary: TrustRootSummary,
+  passphrase: string | undefined,
+  rootKeysDir: string | undefined,
+) {
+  if (passphrase !== undefined || summary.newKeyFiles.length === 0) return;
+  process.stderr.write(
+    `abota: warning: ${summary.newKeyFiles.length} private key file(s) written UNENCRYPTED (mode 0600): ${summary.newKeyFiles.join(', ')}; ` +
+      `set ${PASSPHRASE_ENV} (or --passphrase-env VAR) to encrypt new key files${rootKeysDir === undefined ? ', and keep the root keys offline (--root-keys-dir on removable media)' : ''}\n`,
+  );
+}
+
 function addRoleOptions(command: Command): Command {
   return command
+    .option('--root-keys-dir <dir>', ROOT_KEYS_DIR_HELP)
     .option('--root-keys <M>', 'number of root keys')
     .option('--root-threshold <N>', 'root signatures required (1..M)')
     .option('--release-keys <M>', 'number of release keys')
@@ -755,6 +797,7 @@ export function registerKeysCommands(program: Command): void {
   ).action(async (dir: string, flags: RoleFlags) => {
     const rootKeys = parseCount('--root-keys', flags.rootKeys) ?? 1;
     const releaseKeys = parseCount('--release-keys', flags.releaseKeys) ?? 1;
+    const passphrase = passphraseFromEnv(flags.passphraseEnv);
     const summary = await initTrustRoot(dir, {
       root: { keys: rootKeys, threshold: parseCount('--root-threshold', flags.rootThreshold) ?? 1 },
       release: {
@@ -762,8 +805,10 @@ export function registerKeysCommands(program: Command): void {
         threshold: parseCount('--release-threshold', flags.releaseThreshold) ?? 1,
       },
       expiresInMs: parseDuration(flags.expires ?? '365d'),
-      passphrase: passphraseFromEnv(flags.passphraseEnv),
+      passphrase,
+      rootKeysDir: flags.rootKeysDir,
     });
+    warnIfUnencrypted(summary, passphrase, flags.rootKeysDir);
     printSummary('created', summary, flags.json === true);
   });
 
@@ -784,12 +829,15 @@ export function registerKeysCommands(program: Command): void {
       if (t !== undefined) layout.threshold = t;
       return layout;
     };
+    const passphrase = passphraseFromEnv(flags.passphraseEnv);
     const summary = await rotateTrustRoot(dir, {
       root: role(flags.rootKeys, flags.rootThreshold, 'root'),
       release: role(flags.releaseKeys, flags.releaseThreshold, 'release'),
       expiresInMs: parseDuration(flags.expires ?? '365d'),
-      passphrase: passphraseFromEnv(flags.passphraseEnv),
+      passphrase,
+      rootKeysDir: flags.rootKeysDir,
     });
+    warnIfUnencrypted(summary, passphrase, flags.rootKeysDir);
     printSummary('rotated', summary, flags.json === true);
   });
 
@@ -797,8 +845,13 @@ export function registerKeysCommands(program: Command): void {
     .command('show')
     .argument('<dir>', 'directory holding root.json')
     .description('print roles, thresholds, key ids and expiry of DIR/root.json (no private material)')
+    .option('--root-keys-dir <dir>', 'also look for root private keys here')
     .option('--json', 'print one JSON document')
-    .action(async (dir: string, flags: { json?: boolean }) => {
-      printSummary('trust root', await showTrustRoot(dir), flags.json === true);
+    .action(async (dir: string, flags: { json?: boolean; rootKeysDir?: string }) => {
+      printSummary(
+        'trust root',
+        await showTrustRoot(dir, new Date(), { rootKeysDir: flags.rootKeysDir }),
+        flags.json === true,
+      );
     });
 }
