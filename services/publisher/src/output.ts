@@ -26,7 +26,8 @@ export function exitStatusFor(err: unknown): number {
  */
 function asFileError(err: unknown): { code: string; message: string } | undefined {
   const e = err as NodeJS.ErrnoException;
-  if (!(err instanceof Error) || typeof e.syscall !== 'string' || typeof e.code !== 'string') return undefined;
+  if (!(err instanceof Error) || typeof e.syscall !== 'string' || typeof e.code !== 'string')
+    return undefined;
   const detail = e.message.startsWith(`${e.code}: `) ? e.message.slice(e.code.length + 2) : e.message;
   return { code: 'ERR_FILE_ACCESS', message: `${detail} (${e.code})` };
 }
