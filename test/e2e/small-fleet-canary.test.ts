@@ -8,7 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildBootImage, buildRootfsImage, SimulatedVm } from '@abota/simulator';
-import { makeTempDir, type RunningProcess, runNode, startNode } from '@abota/testkit';
+import { makeTempDir, releaseBuildArgs, type RunningProcess, runNode, startNode } from '@abota/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const bin = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
@@ -42,27 +42,16 @@ async function release(version: string): Promise<string> {
   await buildBootImage({ path: boot, version });
   const out = join(work, 'releases', version);
   await abota(
-    'release',
-    'build',
-    '--image',
-    rootfs,
-    '--boot',
-    boot,
-    '--product',
-    PRODUCT,
-    '--compatible',
-    HARDWARE,
-    '--version',
-    version,
-    '--security-version',
-    '1',
-    '--expires',
-    '30d',
-    '--keys',
-    join(work, 'keys'),
-    '--out',
-    out,
-    '--json',
+    ...releaseBuildArgs({
+      image: rootfs,
+      boot,
+      product: PRODUCT,
+      compatible: HARDWARE,
+      version,
+      keys: join(work, 'keys'),
+      out,
+      json: true,
+    }),
   );
   return out;
 }
@@ -97,7 +86,7 @@ beforeAll(async () => {
     expect((await agent(vm, ['mark-good'])).code).toBe(0);
     vms.push(vm);
   }
-}, 240_000);
+}, 600_000);
 
 afterAll(async () => {
   await server?.stop('SIGTERM');
@@ -115,7 +104,7 @@ async function pollAll(): Promise<boolean[]> {
   return results;
 }
 
-describe('a canary rollout on a fleet of three devices', () => {
+describe('a canary rollout on a fleet of three devices', { timeout: 300_000 }, () => {
   let id: string;
 
   it('explains its defaults in `abota rollout create --help`', async () => {

@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildProgram } from '@abota/publisher';
-import { runNode, withTempDir } from '@abota/testkit';
+import { releaseBuildArgs, runNode, withTempDir } from '@abota/testkit';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 
@@ -147,26 +147,7 @@ describe('abota given a file where a keys directory belongs', () => {
         ['keys', 'show', file],
         ['keys', 'rotate', file],
         ['keys', 'init', file],
-        [
-          'release',
-          'build',
-          '--image',
-          image,
-          '--product',
-          'p',
-          '--compatible',
-          'hw',
-          '--version',
-          '1.0.0',
-          '--security-version',
-          '1',
-          '--expires',
-          '30d',
-          '--keys',
-          file,
-          '--out',
-          join(dir, 'out'),
-        ],
+        releaseBuildArgs({ image, keys: file, out: join(dir, 'out') }),
       ]) {
         const r = await runNode(ABOTA, args, { env: CLEAN_ENV });
         expect(r.code, `abota ${args.join(' ')}`).toBe(2);

@@ -71,3 +71,4 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix = '
   }
 }
 export { type ProcessResult, type RunningProcess, type RunOptions, runNode, startNode } from './process.js';
+export { type ReleaseBuildArgs, releaseBuildArgs } from './cli-args.js';

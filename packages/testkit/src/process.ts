@@ -15,7 +15,7 @@ export interface RunOptions {
   cwd?: string;
   /** Bytes written to stdin, then closed (default: stdin closed at once). */
   input?: string;
-  /** Kill the process after this long and fail (default 60 s). */
+  /** Kill the process after this long and fail (default 3 min). */
   timeoutMs?: number;
 }
 
@@ -42,9 +42,9 @@ export function runNode(
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(
-        new Error(`${script} ${args.join(' ')}: no exit after ${options.timeoutMs ?? 60_000} ms\n${stderr}`),
+        new Error(`${script} ${args.join(' ')}: no exit after ${options.timeoutMs ?? 180_000} ms\n${stderr}`),
       );
-    }, options.timeoutMs ?? 60_000);
+    }, options.timeoutMs ?? 180_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -59,7 +59,10 @@ export interface RunningProcess {
   child: ChildProcess;
   pid: number;
   output(): { stdout: string; stderr: string };
-  /** Resolves with the first stdout/stderr line matching `pattern`; rejects if the process ends first. */
+  /**
+   * Resolves with the first stdout/stderr line matching `pattern`; rejects if the process ends
+   * first or after `timeoutMs` (default 3 min: a first PGlite start on a loaded CI machine is slow).
+   */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Resolves with the exit status once the process has ended. */
   exited: Promise<number | null>;
@@ -97,7 +100,7 @@ export function startNode(script: string, args: readonly string[], options: RunO
     child,
     pid: child.pid ?? -1,
     output: () => ({ stdout, stderr }),
-    waitFor: (pattern, timeoutMs = 30_000) =>
+    waitFor: (pattern, timeoutMs = 180_000) =>
       new Promise((resolve, reject) => {
         const check = (): void => {
           const line = `${stdout}\n${stderr}`.split('\n').find((l) => pattern.test(l));

@@ -4,7 +4,7 @@
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeTempDir, runNode } from '@abota/testkit';
+import { makeTempDir, releaseBuildArgs, runNode } from '@abota/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ABOTA = fileURLToPath(new URL('../bin/abota.js', import.meta.url));
@@ -30,26 +30,7 @@ describe('abota keys with the root keys kept offline', () => {
 
     const image = join(work, 'rootfs.img');
     await writeFile(image, Buffer.alloc(64 * 1024, 1));
-    const build = await runNode(ABOTA, [
-      'release',
-      'build',
-      '--image',
-      image,
-      '--product',
-      'p',
-      '--compatible',
-      'hw',
-      '--version',
-      '1.0.0',
-      '--security-version',
-      '1',
-      '--expires',
-      '30d',
-      '--keys',
-      keys,
-      '--out',
-      join(work, 'release'),
-    ]);
+    const build = await runNode(ABOTA, releaseBuildArgs({ image, keys, out: join(work, 'release') }));
     expect(build.code, build.stderr).toBe(0);
 
     const detached = await runNode(ABOTA, ['keys', 'rotate', keys], { env: NO_PASSPHRASE });

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeWithTool, makeTempDir, runNode } from '@abota/testkit';
+import { describeWithTool, makeTempDir, releaseBuildArgs, runNode } from '@abota/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readFilesystemSize } from '../src/release/filesystem/size.js';
 
@@ -46,27 +46,7 @@ async function alignUp(path: string): Promise<number> {
 }
 
 const build = (image: string, out: string) =>
-  runNode(ABOTA, [
-    'release',
-    'build',
-    '--image',
-    image,
-    '--product',
-    'eflow-vm',
-    '--compatible',
-    'hyperv-x64',
-    '--version',
-    '1.0.0',
-    '--security-version',
-    '1',
-    '--expires',
-    '30d',
-    '--keys',
-    keys,
-    '--out',
-    out,
-    '--json',
-  ]);
+  runNode(ABOTA, releaseBuildArgs({ image, keys, out, json: true }));
 
 const FORMATS = [
   {

@@ -42,7 +42,7 @@ describe('abota-server --help and usage errors', () => {
   });
 });
 
-describe('abota-server holds its data directory alone', () => {
+describe('abota-server holds its data directory alone', { timeout: 600_000 }, () => {
   let dir: string;
   const running: RunningProcess[] = [];
   const start = (): RunningProcess => {

@@ -80,8 +80,10 @@ describe('abota rollout flags', () => {
     const port = await closedPort();
     const down = await abota('rollout', 'list', '--server', `http://127.0.0.1:${port}`);
     expect(down.code).toBe(1);
+    // Each retry is told on stderr with its delay, then the failure.
+    expect(down.stderr).toMatch(/: ECONNREFUSED; retrying in \d+\.\d s \(try 2 of 5\)\n/);
     expect(down.stderr).toMatch(
-      /^abota: ERR_SERVER_UNREACHABLE: GET \/v1\/admin\/rollouts\?limit=1000 to http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/,
+      /^abota: ERR_SERVER_UNREACHABLE: GET \/v1\/admin\/rollouts\?limit=1000 to http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/m,
     );
   });
 });
