@@ -25,6 +25,9 @@ interface LockHolder {
   startedAt: string;
 }
 
+/** Lock files this process holds: a second server in the same process is refused too. */
+const heldHere = new Set<string>();
+
 export interface DataDirLock {
   path: string;
   release(): Promise<void>;
@@ -83,7 +86,9 @@ function pidExists(pid: number): boolean {
 async function holderAlive(holder: LockHolder, self: LockHolder): Promise<boolean> {
   if (holder.hostname !== self.hostname) return true;
   if (holder.bootId !== null && self.bootId !== null && holder.bootId !== self.bootId) return false;
-  if (holder.pid === self.pid) return false; // our own pid from an earlier life (a container's pid 1)
+  // Our own pid: held by this process if we know we took it, else an earlier life's (a
+  // container's pid 1 again after a restart).
+  if (holder.pid === self.pid) return false;
   if (!pidExists(holder.pid)) return false;
   const stat = await processStat(holder.pid);
   if (stat === null) return true;
@@ -151,11 +156,17 @@ async function removeStale(path: string, stale: LockHolder): Promise<LockHolder 
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
   const path = join(dir, LOCK_FILE_NAME);
   const self = await currentHolder();
+  if (heldHere.has(path)) {
+    const holder = parseHolder((await readText(path)) ?? '');
+    throw lockedError(dir, holder ?? self);
+  }
   for (let attempt = 0; attempt < 5; attempt++) {
     if (await createExclusive(path, self)) {
+      heldHere.add(path);
       return {
         path,
         release: async () => {
+          heldHere.delete(path);
           // Only our own lock is removed (never one a later server took over).
           const now = parseHolder((await readText(path)) ?? '');
           if (now?.pid === self.pid && now.startedAt === self.startedAt) await unlink(path).catch(() => {});

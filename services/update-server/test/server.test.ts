@@ -71,6 +71,18 @@ describe('abota-server with the embedded default', () => {
     expect(again.status).toBe(200);
   });
 
+  it('refuses a second server on its data directory in the same process too (ERR_DATA_DIR_LOCKED)', async () => {
+    await expect(
+      startServer({
+        config: loadConfig({ ABOTA_DATA_DIR: dir, ABOTA_PORT: '0' }),
+        logger: createLogger({ level: 'silent' }),
+      }),
+    ).rejects.toMatchObject({
+      code: 'ERR_DATA_DIR_LOCKED',
+      message: expect.stringContaining(`pid ${process.pid}`),
+    });
+  });
+
   it('reports not ready when the blob store is unusable', async () => {
     // A plain file where the blob directory should be: the store cannot create or write it.
     await rm(`${dir}/blobs`, { recursive: true, force: true });
