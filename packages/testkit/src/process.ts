@@ -19,39 +19,29 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
-/** `node <script> ...args` to completion. */
-export function runNode(
+/** `node <script> ...args` to completion (killed and failed after `timeoutMs`). */
+export async function runNode(
   script: string,
   args: readonly string[],
   options: RunOptions = {},
 ): Promise<ProcessResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], {
-      cwd: options.cwd,
-      env: { ...process.env, ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (t: string) => {
-      stdout += t;
-    });
-    child.stderr.setEncoding('utf8').on('data', (t: string) => {
-      stderr += t;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+  const running = startNode(script, args, options);
+  const timeoutMs = options.timeoutMs ?? 180_000;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      running.child.kill('SIGKILL');
       reject(
-        new Error(`${script} ${args.join(' ')}: no exit after ${options.timeoutMs ?? 180_000} ms\n${stderr}`),
+        new Error(`${script} ${args.join(' ')}: no exit after ${timeoutMs} ms\n${running.output().stderr}`),
       );
-    }, options.timeoutMs ?? 180_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(options.input ?? '');
+    }, timeoutMs);
   });
+  try {
+    const code = await Promise.race([running.exited, timedOut]);
+    return { code, ...running.output() };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A long-running child: its output so far, a way to wait for a line, and its end. */
@@ -74,8 +64,9 @@ export function startNode(script: string, args: readonly string[], options: RunO
   const child = spawn(process.execPath, [script, ...args], {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  child.stdin?.end(options.input ?? '');
   let stdout = '';
   let stderr = '';
   const waiters = new Set<() => void>();
