@@ -192,14 +192,22 @@ describe('abota-agent against failing servers', () => {
   });
 
   it('refuses plain http to another machine unless told to allow it (ERR_CONFIG_INSECURE_HTTP, exit 5)', async () => {
-    const refused = await agentRun(['status'], { ABOTA_SERVER_URL: 'http://192.0.2.10:8080' });
+    const refused = await agentRun(['check'], { ABOTA_SERVER_URL: 'http://192.0.2.10:8080' });
     expect(refused.code).toBe(5);
     expect(refused.stderr).toContain('ERR_CONFIG_INSECURE_HTTP');
     expect(refused.stderr).toContain('use https');
-    const allowed = await agentRun(['status'], {
-      ABOTA_SERVER_URL: 'http://192.0.2.10:8080',
+    // Allowed: plain http to a host the agent does not count as this machine (an IPv4-mapped
+    // IPv6 address, which still reaches the loopback server here).
+    const server = await faultServer((_n, _req, res) =>
+      json(res, 200, { status: 'no-update', pollAfterSeconds: 60 }),
+    );
+    const port = new URL(server.url).port;
+    const allowed = await agentRun(['check'], {
+      ABOTA_SERVER_URL: `http://[::ffff:127.0.0.1]:${port}`,
       ABOTA_ALLOW_INSECURE_HTTP: '1',
     });
+    await server.close();
     expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stdout).toContain('no update offered');
   });
 });

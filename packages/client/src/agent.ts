@@ -35,6 +35,7 @@ import {
 } from './last-refusal.js';
 import { DirectoryReleaseSource, type ReleaseSource, ServerReleaseSource } from './install/release-source.js';
 import { ReportOutbox } from './report-outbox.js';
+import { assertServerTransport } from './server-url.js';
 
 export interface AgentLogEvent {
   level: 'info' | 'warn' | 'error';
@@ -228,6 +229,8 @@ export class Agent {
         'no update server configured (server.url or ABOTA_SERVER_URL)',
       );
     }
+    if (this.config.server !== undefined && url === this.config.server.url)
+      assertServerTransport(this.config.server);
     const state = await readDeviceState(this.config);
     const deviceId = this.config.deviceId ?? state.deviceId;
     this.client = new UpdateServerClient({

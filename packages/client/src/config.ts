@@ -197,22 +197,6 @@ const ENV_OVERRIDES: Record<string, (c: Record<string, unknown>, v: string) => v
   },
 };
 
-/**
- * Device JWTs and offers must not cross a network in clear text: plain http only to this machine
- * (loopback) unless the config says otherwise — as the publisher refuses it for API keys.
- */
-function checkServerTransport(server: AgentConfig['server'], where: string): void {
-  if (server === undefined || server.allowInsecureHttp === true) return;
-  const url = new URL(server.url);
-  const loopback = ['localhost', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
-  if (url.protocol === 'http:' && !loopback) {
-    throw new ClientError(
-      'ERR_CONFIG_INSECURE_HTTP',
-      `${where}: server.url ${url.origin} is plain http to another machine: the device's tokens and offers would cross the network in clear text; use https, or set "allowInsecureHttp": true in "server" (or ABOTA_ALLOW_INSECURE_HTTP=1) on a trusted network`,
-    );
-  }
-}
-
 /** Validate an already-parsed config object (env overrides applied by the caller or not at all). */
 export function parseAgentConfig(raw: unknown, where = 'config'): AgentConfig {
   const r = v.safeParse(agentConfigSchema, raw);
@@ -222,7 +206,6 @@ export function parseAgentConfig(raw: unknown, where = 'config'): AgentConfig {
       `${where} is not a valid agent config: ${describeIssues(r.issues)}`,
     );
   }
-  checkServerTransport(r.output.server, where);
   return r.output;
 }
 

@@ -7,6 +7,7 @@ import { access, stat } from 'node:fs/promises';
 import type { AgentConfig } from '../config.js';
 import { readDeviceState } from '../device-state.js';
 import { httpGet } from '../http/node-http.js';
+import { isPlainHttpToAnotherMachine } from '../server-url.js';
 import { codeOf, type DoctorFinding, problem } from './finding.js';
 
 async function checkDataDir(config: AgentConfig): Promise<DoctorFinding[]> {
@@ -88,11 +89,6 @@ async function checkDeviceKey(config: AgentConfig): Promise<DoctorFinding[]> {
   return [];
 }
 
-function isLoopback(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
-}
-
 const REACH_TIMEOUT_MS = 5000;
 
 /** GET /healthz of the update server (no credentials): the URL, DNS, route and TLS work. */
@@ -131,14 +127,13 @@ async function checkServer(config: AgentConfig): Promise<DoctorFinding[]> {
       ),
     ];
   }
-  const url = new URL(config.server.url);
-  if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
+  if (isPlainHttpToAnotherMachine(config.server.url) && config.server.allowInsecureHttp !== true) {
     return [
       problem(
         'ERR_DOCTOR_SERVER_URL',
         subject,
         `${config.server.url} is plain http to another machine: anyone on the path can read and change the traffic (releases stay verified, but tokens and reports do not)`,
-        'use https:// (plain http only to a server on this machine: 127.0.0.1, ::1, localhost)',
+        'use https:// (plain http only to a server on this machine: 127.0.0.1, ::1, localhost; or "allowInsecureHttp": true in "server" on a trusted network)',
       ),
     ];
   }
