@@ -80,6 +80,9 @@ HASHSTART=$((HASHOFFSET / 4096 + 1))
 TABLE="0 $((DATABLOCKS * 8)) verity 1 $ROOTDEV $ROOTDEV 4096 4096 $DATABLOCKS $HASHSTART $HASHALG $ROOTHASH $SALT 1 restart_on_corruption"
 dmsetup create --readonly --noudevsync abota-root --table "$TABLE" || fail "dm-verity setup of RootFS$SLOT failed"
 [ -b /dev/mapper/abota-root ] || dmsetup mknodes abota-root
+# The table as the kernel holds it, for the booted system to check (/run moves to the new root).
+mkdir -p /run/abota
+dmsetup table abota-root >/run/abota/root.table
 mkdir -p /newroot
 mount -t "$FSTYPE" -o ro /dev/mapper/abota-root /newroot || fail "mounting the verity root of slot $SLOT failed"
 log "slot $SLOT: / is dm-verity $ROOTHASH ($FSTYPE, read-only)"

@@ -1,0 +1,185 @@
+// Factory boot of slot A under QEMU (OVMF → GRUB → kernel → abota initramfs → guest init):
+// from inside the guest / is the dm-verity device of the signed release's root hash, mounted
+// read-only; a write to /etc lands on Data and survives a reboot; from the host guest port 22
+// answers and another listening port does not; the guest reaches the host only through the
+// guestfwd. A rootfs changed after signing never boots: the kernel refuses the block.
+import { copyFile, mkdir, open, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { describeWithTool, makeTempDir } from '@abota/testkit';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { abota, minimalGuestTree, TEST_SIZES, vmKernel } from './fixture.js';
+import { freePort, GUEST_SERVER_ADDRESS, Vm } from './qemu.js';
+
+const BOOT_TIMEOUT_MS = 300_000;
+const READY = /abota-guest: ready slot=(\w) label=(\S+) uptime=(\S+)/;
+
+/** GET http://127.0.0.1:port/ with a deadline: the body, or the error's name. */
+async function httpGet(port: number, timeoutMs: number): Promise<string> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(timeoutMs) });
+    return `${res.status} ${await res.text()}`;
+  } catch (err) {
+    return `failed: ${(err as Error).name}`;
+  }
+}
+
+describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'factory boot of slot A through dm-verity', () => {
+  let dir: string;
+  let disk: string;
+  let rootHash: string;
+  let partitions: { name: string; offsetBytes: number }[];
+  let vm: Vm | undefined;
+  let hostServer: Server;
+  let serverPort: number;
+
+  beforeAll(async () => {
+    dir = await makeTempDir('abota-vm-');
+    const kernel = await vmKernel();
+    await abota([
+      'keys',
+      'init',
+      join(dir, 'keys'),
+      '--root-keys',
+      '1',
+      '--root-threshold',
+      '1',
+      '--release-keys',
+      '1',
+      '--release-threshold',
+      '1',
+    ]);
+    await minimalGuestTree(join(dir, 'tree'), 'v1');
+    await abota(['image', 'rootfs', '--from', join(dir, 'tree'), '--out', join(dir, 'rootfs.img')]);
+    const release = await abota([
+      'release',
+      'build',
+      '--image',
+      join(dir, 'rootfs.img'),
+      '--kernel',
+      kernel.vmlinuz,
+      '--kernel-modules',
+      kernel.modulesDir,
+      '--product',
+      'vm-test',
+      '--compatible',
+      'qemu-q35',
+      '--version',
+      '1.0.0',
+      '--security-version',
+      '1',
+      '--expires',
+      '30d',
+      '--keys',
+      join(dir, 'keys'),
+      '--out',
+      join(dir, 'release-1.0.0'),
+    ]);
+    rootHash = (release['images'] as { rootfs: { rootHash: string } }).rootfs.rootHash;
+    disk = join(dir, 'disk.raw');
+    const summary = await abota([
+      'image',
+      'disk',
+      '--release',
+      join(dir, 'release-1.0.0'),
+      '--out',
+      disk,
+      ...TEST_SIZES,
+    ]);
+    partitions = summary['partitions'] as typeof partitions;
+    hostServer = createServer((_req, res) => res.end('from the host server\n'));
+    serverPort = await new Promise<number>((resolve) =>
+      hostServer.listen(0, '127.0.0.1', () => resolve((hostServer.address() as { port: number }).port)),
+    );
+  });
+
+  afterEach(async () => {
+    await vm?.stop();
+    vm = undefined;
+  });
+
+  afterAll(async () => {
+    hostServer?.close();
+    // The directory (disk, serial logs) is kept when ABOTA_VM_KEEP=1, for a look after a failure.
+    if (process.env['ABOTA_VM_KEEP'] !== '1' && dir !== undefined) {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('boots A: / is the verity device of the signed root hash, read-only; /etc persists on Data across a reboot; only port 22 is open', async () => {
+    const sshPort = await freePort();
+    const otherPort = await freePort();
+    const vmDir = join(dir, 'vm-a');
+    await mkdir(vmDir);
+    vm = await Vm.start({
+      disk,
+      dir: vmDir,
+      hostForwards: [
+        { hostPort: sshPort, guestPort: 22 },
+        { hostPort: otherPort, guestPort: 8080 },
+      ],
+      serverPort,
+    });
+    const first = await vm.waitFor(READY, BOOT_TIMEOUT_MS);
+    const firstBootMs = performance.now() - vm.startedAt;
+    expect(first[1]).toBe('A');
+
+    const mounts = await vm.run('cat /proc/mounts');
+    expect(mounts.output).toMatch(/^\/dev\/mapper\/abota-root \/ erofs ro[,\s]/m);
+    const table = await vm.run('cat /run/abota/root.table');
+    expect(table.output).toContain(' verity 1 ');
+    expect(table.output).toContain(` ${rootHash} `);
+    expect(table.output).toContain('restart_on_corruption');
+    expect((await vm.run('touch /written-to-root')).status).not.toBe(0);
+
+    // Firewall: 22 answers from the host; 8080 listens (loopback in the guest shows it) but is dropped.
+    expect(await httpGet(sshPort, 20_000)).toBe('200 guest v1\n');
+    expect((await vm.run('wget -qO- http://127.0.0.1:8080/')).output).toBe('guest v1\n');
+    expect(await httpGet(otherPort, 8_000)).toMatch(/^failed/);
+    const nft = await vm.run(
+      'cat /proc/net/nf_conntrack 2>/dev/null | wc -l; ls /sys/module | grep -c nf_tables',
+    );
+    expect(nft.output.trim().split('\n').pop()).toBe('1');
+    // The guest reaches the host only through the guestfwd (restrict=on: nothing else).
+    const viaFwd = await vm.run(
+      `wget -qO- http://${GUEST_SERVER_ADDRESS.host}:${GUEST_SERVER_ADDRESS.port}/`,
+    );
+    expect(viaFwd.output).toBe('from the host server\n');
+
+    const marker = `persisted-${Date.now()}`;
+    expect((await vm.run(`echo ${marker} > /etc/abota-test && sync`)).status).toBe(0);
+    expect((await vm.run('cat /var/.abota/overlays/etc/upper/abota-test')).output).toBe(`${marker}\n`);
+    const env = await vm.run('cat /boot/efi/EFI/abota/grubenv | grep -a _');
+    expect(env.output).toContain('A_TRY=0');
+
+    const beforeReboot = vm.mark();
+    const rebootStarted = performance.now();
+    vm.write('reboot -f\n');
+    const second = await vm.waitFor(READY, BOOT_TIMEOUT_MS, beforeReboot);
+    const secondBootMs = performance.now() - rebootStarted;
+    expect(second[1]).toBe('A');
+    expect((await vm.run('cat /etc/abota-test')).output).toBe(`${marker}\n`);
+    console.log(
+      `boot times (TCG): first ${(firstBootMs / 1000).toFixed(1)} s to the guest init (guest uptime ${first[3]} s), ` +
+        `reboot ${(secondBootMs / 1000).toFixed(1)} s (guest uptime ${second[3]} s)`,
+    );
+  });
+
+  it('a rootfs byte changed after signing: the kernel refuses the block and the boot stops (reboot), the raw partition is never mounted', async () => {
+    const tampered = join(dir, 'tampered.raw');
+    await copyFile(disk, tampered);
+    const offset = partitions.find((p) => p.name === 'RootFSA')!.offsetBytes;
+    const fh = await open(tampered, 'r+');
+    const byte = Buffer.alloc(1);
+    await fh.read(byte, 0, 1, offset + 1024);
+    byte[0] = byte[0]! ^ 0xff;
+    await fh.write(byte, 0, 1, offset + 1024);
+    await fh.close();
+    const vmDir = join(dir, 'vm-tampered');
+    await mkdir(vmDir);
+    vm = await Vm.start({ disk: tampered, dir: vmDir, allowReboot: false });
+    await vm.waitExit(BOOT_TIMEOUT_MS);
+    expect(vm.output).toMatch(/verity.*(corrupted|metadata block|data block)/i);
+    expect(vm.output).not.toMatch(READY);
+  });
+});

@@ -1,0 +1,90 @@
+// Building what a VM test boots, with the real `abota` CLI (services/publisher/bin/abota.js,
+// built by `npm run test:vm`) and the kernel from scripts/vm-kernel.mjs: keys, a rootfs image
+// from a guest tree, a signed release with its boot image, the factory disk.
+import { execFile } from 'node:child_process';
+import { chmod, mkdir, symlink, writeFile, copyFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+export const REPO = new URL('../../', import.meta.url).pathname;
+const ABOTA = join(REPO, 'services/publisher/bin/abota.js');
+const SEARCH_PATH = `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin`;
+
+/** Small partitions for tests (docs/image.md lists the defaults). */
+export const TEST_SIZES = [
+  '--size-esp',
+  '32M',
+  '--size-boot-efi',
+  '1M',
+  '--size-boot',
+  '40M',
+  '--size-rootfs',
+  '16M',
+  '--size-unused',
+  '1M',
+  '--size-log',
+  '8M',
+  '--size-data',
+  '32M',
+];
+
+export interface Kernel {
+  version: string;
+  vmlinuz: string;
+  modulesDir: string;
+}
+
+export async function vmKernel(): Promise<Kernel> {
+  const { stdout } = await run('node', [join(REPO, 'scripts/vm-kernel.mjs')], { maxBuffer: 1 << 20 });
+  return JSON.parse(stdout) as Kernel;
+}
+
+/** Run `abota …args --json` and return its parsed JSON (throws with stderr on failure). */
+export async function abota(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<Record<string, unknown>> {
+  const { stdout } = await run('node', [ABOTA, ...args, '--json'], {
+    env: { ...process.env, PATH: SEARCH_PATH, ...env },
+    maxBuffer: 16 << 20,
+  });
+  return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+/**
+ * The minimal guest of the boot tests: static busybox with its applets linked in /bin, an
+ * /sbin/init that mounts /tmp, configures the slirp network statically, marks the booted slot
+ * good in the grubenv (the agent's job in the full guest), serves HTTP on 22 and 8080 and
+ * leaves a shell on the console for Vm.run().
+ */
+export async function minimalGuestTree(dir: string, label: string): Promise<void> {
+  for (const d of ['bin', 'sbin', 'etc', 'www']) await mkdir(join(dir, d), { recursive: true });
+  await copyFile('/bin/busybox', join(dir, 'bin/busybox'));
+  const { stdout } = await run('/bin/busybox', ['--list']);
+  for (const applet of stdout.split('\n').filter((a) => a !== '' && a !== 'busybox')) {
+    await symlink('busybox', join(dir, 'bin', applet));
+  }
+  await writeFile(join(dir, 'etc/guest-label'), `${label}\n`);
+  await writeFile(join(dir, 'www/index.html'), `guest ${label}\n`);
+  await writeFile(
+    join(dir, 'sbin/init'),
+    `#!/bin/sh
+export PATH=/bin
+mount -t tmpfs tmpfs /tmp
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+# "Health check passed": mark the booted slot good as the agent's GrubBootControl.markGood
+# does (X_OK=1, X_TRY=0); same length, so the grubenv block keeps its size.
+slot=$(sed -n 's/.*abota\\.slot=\\([AB]\\).*/\\1/p' /proc/cmdline)
+sed -i "s/^\${slot}_TRY=1$/\${slot}_TRY=0/" /boot/efi/EFI/abota/grubenv && sync
+httpd -p 22 -h /www
+httpd -p 8080 -h /www
+echo "abota-guest: ready slot=$slot label=$(cat /etc/guest-label) uptime=$(cut -d' ' -f1 /proc/uptime)"
+exec sh
+`,
+  );
+  await chmod(join(dir, 'sbin/init'), 0o755);
+}
