@@ -82,7 +82,9 @@ export async function makeExt4(o: Ext4Options): Promise<number> {
       await mkfs(o, size, inodes);
       break;
     } catch (err) {
-      const full = err instanceof ImageError && /space|allocate|too small|No free/i.test(err.message);
+      const full =
+        err instanceof ImageError &&
+        /space|allocate|too small|No free|inode_ratio|inode count|1 blocks/i.test(err.message);
       if (!full) throw err;
       if (o.sizeBytes !== undefined || attempt >= 6) {
         throw new ImageError(

@@ -24,7 +24,10 @@ export const TOOL_PACKAGES = {
 
 export type Tool = keyof typeof TOOL_PACKAGES;
 
-const SEARCH_PATH = `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin:/usr/local/sbin`;
+/** Where tools are looked up: $ABOTA_TOOLS_PATH if set (tests), else $PATH plus the sbin dirs. */
+function searchPath(): string {
+  return process.env['ABOTA_TOOLS_PATH'] ?? `${process.env['PATH'] ?? ''}:/usr/sbin:/sbin:/usr/local/sbin`;
+}
 /** Anything larger on stdout/stderr is cut: tools here print short reports. */
 const MAX_OUTPUT = 1 << 20;
 
@@ -44,7 +47,7 @@ export function runTool(tool: Tool, args: readonly string[], options: RunOptions
   return new Promise((resolve, reject) => {
     const child = spawn(tool, args, {
       cwd: options.cwd,
-      env: { ...process.env, PATH: SEARCH_PATH, LC_ALL: 'C', ...options.env },
+      env: { ...process.env, PATH: searchPath(), LC_ALL: 'C', ...options.env },
       stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -89,8 +92,8 @@ export async function requireTools(tools: readonly Tool[]): Promise<Map<Tool, st
   const found = new Map<Tool, string>();
   for (const tool of tools) {
     const r = await new Promise<string | undefined>((resolve) => {
-      const child = spawn('sh', ['-c', 'command -v "$0"', tool], {
-        env: { ...process.env, PATH: SEARCH_PATH },
+      const child = spawn('/bin/sh', ['-c', 'command -v "$0"', tool], {
+        env: { ...process.env, PATH: searchPath() },
         stdio: ['ignore', 'pipe', 'ignore'],
       });
       let out = '';
