@@ -52,6 +52,21 @@ export async function abota(
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
+/** Run `abota …args --json` expecting a failure: its exit status and error document. */
+export async function abotaFailure(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ status: number; error: { code: string; message: string } }> {
+  try {
+    await abota(args, env);
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string };
+    const doc = JSON.parse(e.stdout ?? '{}') as { error?: { code: string; message: string } };
+    return { status: e.code ?? -1, error: doc.error ?? { code: '', message: String(err) } };
+  }
+  throw new Error(`abota ${args.join(' ')} succeeded; a failure was expected`);
+}
+
 /**
  * The minimal guest of the boot tests: static busybox with its applets linked in /bin, an
  * /sbin/init that mounts /tmp, configures the slirp network statically, marks the booted slot
