@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { describeWithTool, makeTempDir } from '@abota/testkit';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { abota, minimalGuestTree, TEST_SIZES, vmKernel } from './fixture.js';
+import { abota, minimalRelease, TEST_SIZES, testKeys, vmKernel } from './fixture.js';
 import { freePort, GUEST_SERVER_ADDRESS, Vm } from './qemu.js';
 
 const BOOT_TIMEOUT_MS = 300_000;
@@ -35,57 +35,10 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'factory boot of slot 
 
   beforeAll(async () => {
     dir = await makeTempDir('abota-vm-');
-    const kernel = await vmKernel();
-    await abota([
-      'keys',
-      'init',
-      join(dir, 'keys'),
-      '--root-keys',
-      '1',
-      '--root-threshold',
-      '1',
-      '--release-keys',
-      '1',
-      '--release-threshold',
-      '1',
-    ]);
-    await minimalGuestTree(join(dir, 'tree'), 'v1');
-    await abota(['image', 'rootfs', '--from', join(dir, 'tree'), '--out', join(dir, 'rootfs.img')]);
-    const release = await abota([
-      'release',
-      'build',
-      '--image',
-      join(dir, 'rootfs.img'),
-      '--kernel',
-      kernel.vmlinuz,
-      '--kernel-modules',
-      kernel.modulesDir,
-      '--product',
-      'vm-test',
-      '--compatible',
-      'qemu-q35',
-      '--version',
-      '1.0.0',
-      '--security-version',
-      '1',
-      '--expires',
-      '30d',
-      '--keys',
-      join(dir, 'keys'),
-      '--out',
-      join(dir, 'release-1.0.0'),
-    ]);
-    rootHash = (release['images'] as { rootfs: { rootHash: string } }).rootfs.rootHash;
+    const release = await minimalRelease(dir, await testKeys(dir), await vmKernel(), '1.0.0', 'v1');
+    rootHash = release.rootHash;
     disk = join(dir, 'disk.raw');
-    const summary = await abota([
-      'image',
-      'disk',
-      '--release',
-      join(dir, 'release-1.0.0'),
-      '--out',
-      disk,
-      ...TEST_SIZES,
-    ]);
+    const summary = await abota(['image', 'disk', '--release', release.dir, '--out', disk, ...TEST_SIZES]);
     partitions = summary['partitions'] as typeof partitions;
     hostServer = createServer((_req, res) => res.end('from the host server\n'));
     serverPort = await new Promise<number>((resolve) =>

@@ -103,3 +103,67 @@ exec sh
   );
   await chmod(join(dir, 'sbin/init'), 0o755);
 }
+
+export interface TestRelease {
+  dir: string;
+  rootHash: string;
+}
+
+/** Keys for test releases (one root and one release key). */
+export async function testKeys(dir: string): Promise<string> {
+  const keys = join(dir, 'keys');
+  await abota([
+    'keys',
+    'init',
+    keys,
+    '--root-keys',
+    '1',
+    '--root-threshold',
+    '1',
+    '--release-keys',
+    '1',
+    '--release-threshold',
+    '1',
+  ]);
+  return keys;
+}
+
+/** A signed release of the minimal guest labelled `label`, with its boot image from `kernel`. */
+export async function minimalRelease(
+  dir: string,
+  keys: string,
+  kernel: Kernel,
+  version: string,
+  label: string,
+): Promise<TestRelease> {
+  const tree = join(dir, `tree-${version}`);
+  await minimalGuestTree(tree, label);
+  const image = join(dir, `rootfs-${version}.img`);
+  await abota(['image', 'rootfs', '--from', tree, '--out', image]);
+  const out = join(dir, `release-${version}`);
+  const summary = await abota([
+    'release',
+    'build',
+    '--image',
+    image,
+    '--kernel',
+    kernel.vmlinuz,
+    '--kernel-modules',
+    kernel.modulesDir,
+    '--product',
+    'vm-test',
+    '--compatible',
+    'qemu-q35',
+    '--version',
+    version,
+    '--security-version',
+    '1',
+    '--expires',
+    '30d',
+    '--keys',
+    keys,
+    '--out',
+    out,
+  ]);
+  return { dir: out, rootHash: (summary['images'] as { rootfs: { rootHash: string } }).rootfs.rootHash };
+}
