@@ -3,7 +3,7 @@
 // read-only; a write to /etc lands on Data and survives a reboot; from the host guest port 22
 // answers and another listening port does not; the guest reaches the host only through the
 // guestfwd. A rootfs changed after signing never boots: the kernel refuses the block.
-import { copyFile, mkdir, open, rm } from 'node:fs/promises';
+import { copyFile, mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { describeWithTool, makeTempDir } from '@abota/testkit';
@@ -38,7 +38,20 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'factory boot of slot 
     const release = await minimalRelease(dir, await testKeys(dir), await vmKernel(), '1.0.0', 'v1');
     rootHash = release.rootHash;
     disk = join(dir, 'disk.raw');
-    const summary = await abota(['image', 'disk', '--release', release.dir, '--out', disk, ...TEST_SIZES]);
+    // What the caller provisions on Data (the agent's config and token in the full guest).
+    await mkdir(join(dir, 'data/lib/abota'), { recursive: true });
+    await writeFile(join(dir, 'data/lib/abota/provisioned.txt'), 'from the disk builder\n');
+    const summary = await abota([
+      'image',
+      'disk',
+      '--release',
+      release.dir,
+      '--data-dir-content',
+      join(dir, 'data'),
+      '--out',
+      disk,
+      ...TEST_SIZES,
+    ]);
     partitions = summary['partitions'] as typeof partitions;
     hostServer = createServer((_req, res) => res.end('from the host server\n'));
     serverPort = await new Promise<number>((resolve) =>
@@ -84,6 +97,11 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'factory boot of slot 
     expect(table.output).toContain(` ${rootHash} `);
     expect(table.output).toContain('restart_on_corruption');
     expect((await vm.run('touch /written-to-root')).status).not.toBe(0);
+    expect((await vm.run('cat /var/lib/abota/provisioned.txt')).output).toBe('from the disk builder\n');
+    const labels = (await vm.run('ls /dev/disk/by-partlabel')).output.split(/\s+/).filter((l) => l !== '');
+    expect(labels.sort()).toEqual(
+      ['BootA', 'BootB', 'BootEFIA', 'BootEFIB', 'Data', 'ESP', 'Log', 'RootFSA', 'RootFSB', 'Unused'].sort(),
+    );
 
     // Firewall: 22 answers from the host; 8080 listens (loopback in the guest shows it) but is dropped.
     expect(await httpGet(sshPort, 20_000)).toBe('200 guest v1\n');

@@ -128,16 +128,17 @@ export async function testKeys(dir: string): Promise<string> {
   return keys;
 }
 
-/** A signed release of the minimal guest labelled `label`, with its boot image from `kernel`. */
-export async function minimalRelease(
+/**
+ * A signed release <dir>/release-<version> of the root tree `tree`, with its boot image from
+ * `kernel` (what a test or the demo boots).
+ */
+export async function releaseFromTree(
   dir: string,
   keys: string,
   kernel: Kernel,
   version: string,
-  label: string,
+  tree: string,
 ): Promise<TestRelease> {
-  const tree = join(dir, `tree-${version}`);
-  await minimalGuestTree(tree, label);
   const image = join(dir, `rootfs-${version}.img`);
   await abota(['image', 'rootfs', '--from', tree, '--out', image]);
   const out = join(dir, `release-${version}`);
@@ -166,4 +167,17 @@ export async function minimalRelease(
     out,
   ]);
   return { dir: out, rootHash: (summary['images'] as { rootfs: { rootHash: string } }).rootfs.rootHash };
+}
+
+/** A signed release of the minimal guest labelled `label`. */
+export async function minimalRelease(
+  dir: string,
+  keys: string,
+  kernel: Kernel,
+  version: string,
+  label: string,
+): Promise<TestRelease> {
+  const tree = join(dir, `tree-${version}`);
+  await minimalGuestTree(tree, label);
+  return releaseFromTree(dir, keys, kernel, version, tree);
 }
