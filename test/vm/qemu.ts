@@ -100,6 +100,12 @@ export class Vm {
       ...(o.allowReboot === false ? ['-no-reboot'] : []),
     ];
     const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Never outlive the test process, even when it dies without running afterEach.
+    const kill = (): void => {
+      child.kill('SIGKILL');
+    };
+    process.once('exit', kill);
+    child.once('exit', () => process.off('exit', kill));
     const vm = new Vm(child, serialLog);
     // wait=on: QEMU starts the guest once the console is connected, so no output is lost.
     vm.#console = await vm.#connect(socket);

@@ -54,6 +54,8 @@ export interface DiskSummary {
 
 const TOOLS: Tool[] = ['sgdisk', 'mkfs.vfat', 'mmd', 'mcopy', 'grub-mkimage', 'tar', 'mkfs.ext4', 'debugfs'];
 
+const ZEROS = Buffer.alloc(MIB);
+
 /** Copy `src` into the disk at `at`, skipping all-zero MiBs (the disk file stays sparse). */
 async function copyInto(disk: Awaited<ReturnType<typeof open>>, src: string, at: number): Promise<void> {
   const fh = await open(src, 'r');
@@ -63,7 +65,8 @@ async function copyInto(disk: Awaited<ReturnType<typeof open>>, src: string, at:
       const { bytesRead } = await fh.read(buf, 0, MIB, pos);
       if (bytesRead === 0) break;
       const chunk = buf.subarray(0, bytesRead);
-      if (chunk.some((b) => b !== 0)) await disk.write(chunk, 0, bytesRead, at + pos);
+      // memcmp against zeros: a byte loop in JS costs seconds per GiB.
+      if (!chunk.equals(ZEROS.subarray(0, bytesRead))) await disk.write(chunk, 0, bytesRead, at + pos);
     }
   } finally {
     await fh.close();
