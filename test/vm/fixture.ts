@@ -138,6 +138,7 @@ export async function releaseFromTree(
   kernel: Kernel,
   version: string,
   tree: string,
+  product = 'vm-test',
 ): Promise<TestRelease> {
   const image = join(dir, `rootfs-${version}.img`);
   await abota(['image', 'rootfs', '--from', tree, '--out', image]);
@@ -152,7 +153,7 @@ export async function releaseFromTree(
     '--kernel-modules',
     kernel.modulesDir,
     '--product',
-    'vm-test',
+    product,
     '--compatible',
     'qemu-q35',
     '--version',
