@@ -2,12 +2,14 @@
 // and `abota/boot.cfg`, the GRUB fragment that sets the kernel command line with the dm-verity
 // parameters and root hash of the rootfs of the *same* release. Slot-independent: the ESP's
 // grub.cfg adds the slot, the hash area offset and the console (docs/image.md).
-import { mkdir, open, readFile, writeFile, copyFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ImageManifest } from '@abota/manifest';
 import { ImageError } from './errors.js';
 import { makeExt4 } from './ext4.js';
 import { buildInitramfs } from './initramfs.js';
+import { resolveModules } from './kmod.js';
+import { requireTools } from './tools.js';
 import type { RootfsType } from './rootfs.js';
 
 export interface BootImageOptions {
@@ -69,27 +71,44 @@ export function releaseCmdline(rootfs: ImageManifest, fstype: RootfsType): strin
   ].join(' ');
 }
 
+/**
+ * Everything about the boot inputs that can be checked in a moment (the kernel is a bzImage,
+ * the modules the initramfs needs are there, the tools are installed), so `release build`
+ * fails before hashing and compressing the rootfs.
+ */
+export async function checkBootInputs(kernel: string, modulesDir: string): Promise<void> {
+  const head = Buffer.alloc(4);
+  try {
+    const fh = await open(kernel, 'r');
+    try {
+      await fh.read(head, 0, 4, 0x202);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ImageError(
+      'ERR_IMAGE_KERNEL_UNSUITABLE',
+      `--kernel ${kernel}: ${code === 'ENOENT' ? 'not found' : (err as Error).message}`,
+    );
+  }
+  if (head.toString('latin1') !== 'HdrS') {
+    throw new ImageError(
+      'ERR_IMAGE_KERNEL_UNSUITABLE',
+      `--kernel ${kernel} is not an x86 bzImage (no "HdrS" boot header)`,
+    );
+  }
+  await requireTools(['busybox', 'dmsetup', 'nft', 'ldd', 'mkfs.ext4', 'debugfs']);
+  await resolveModules(modulesDir);
+}
+
 export async function buildBootImage(o: BootImageOptions): Promise<BootImageSummary> {
   const fstype = await sniffRootfsType(o.rootfsPath);
   const cmdline = releaseCmdline(o.rootfs, fstype);
   const initramfs = await buildInitramfs(o.modulesDir, o.epoch);
   const tree = join(o.scratch, 'boot-tree');
   await mkdir(join(tree, 'abota'), { recursive: true });
-  await copyFile(o.kernel, join(tree, 'vmlinuz')).catch((err: NodeJS.ErrnoException) => {
-    throw new ImageError(
-      'ERR_IMAGE_KERNEL_UNSUITABLE',
-      `--kernel ${o.kernel}: ${err.code === 'ENOENT' ? 'not found' : err.message}`,
-    );
-  });
-  const kernelHead = await readFile(join(tree, 'vmlinuz')).then((b) =>
-    b.subarray(0x202, 0x206).toString('latin1'),
-  );
-  if (kernelHead !== 'HdrS') {
-    throw new ImageError(
-      'ERR_IMAGE_KERNEL_UNSUITABLE',
-      `--kernel ${o.kernel} is not an x86 bzImage (no "HdrS" boot header)`,
-    );
-  }
+  await copyFile(o.kernel, join(tree, 'vmlinuz'));
   await writeFile(join(tree, 'initrd.img'), initramfs.bytes);
   const cfg = [
     `# abota boot config: ${o.product} ${o.version}, kernel ${initramfs.modules.version}.`,

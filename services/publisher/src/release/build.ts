@@ -28,7 +28,7 @@ import {
   openDeltaSource,
   parseDeltaQuality,
 } from './deltas-make.js';
-import { type BootImageSummary, buildBootImage } from '../image/bootimg.js';
+import { type BootImageSummary, buildBootImage, checkBootInputs } from '../image/bootimg.js';
 import { sourceDateEpoch } from '../image/reproducible.js';
 import { ReleaseError } from './errors.js';
 import { readFilesystemSize } from './filesystem/size.js';
@@ -339,6 +339,7 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
   const securityVersion = parseSecurityVersion(o.securityVersion);
   const expires = parseExpiry(o.expires, now);
   await ReleaseDirWriter.assertAbsent(o.outDir);
+  if (o.bootFrom !== undefined) await checkBootInputs(o.bootFrom.kernel, o.bootFrom.modulesDir);
   const slots: [SlotClass, string][] = [['rootfs', o.images.rootfs]];
   if (o.images.boot !== undefined) slots.push(['boot', o.images.boot]);
   const sizes = new Map<SlotClass, number>();
