@@ -98,6 +98,11 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'factory boot of slot 
     expect(table.output).toContain('restart_on_corruption');
     expect((await vm.run('touch /written-to-root')).status).not.toBe(0);
     expect((await vm.run('cat /var/lib/abota/provisioned.txt')).output).toBe('from the disk builder\n');
+    // The factory slot's signed manifest, for the agent to know what slot A holds.
+    const factory = await vm.run('cat /var/.abota/slots/A/manifest.json');
+    expect(factory.output).toContain('"version":"1.0.0"');
+    expect(factory.output).toContain(rootHash);
+    expect((await vm.run('ls /var/.abota/slots')).output.trim()).toBe('A');
     const labels = (await vm.run('ls /dev/disk/by-partlabel')).output.split(/\s+/).filter((l) => l !== '');
     expect(labels.sort()).toEqual(
       ['BootA', 'BootB', 'BootEFIA', 'BootEFIB', 'Data', 'ESP', 'Log', 'RootFSA', 'RootFSB', 'Unused'].sort(),

@@ -3,8 +3,9 @@
 // loop device, no mount): ESP (./esp.ts), slot A (and B) from releases (./release-slot.ts),
 // Data provisioned with the caller's files and the overlay upper dirs, Log empty; then
 // qemu-img converts to qcow2 or VHDX if asked. Output written to a temp name, renamed at the end.
-import { cp, mkdir, open, rename, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, open, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MANIFEST_JSON, MANIFEST_JWS } from '../release/release-dir.js';
 import { buildEsp, assertGrubEfi } from './esp.js';
 import { ImageError } from './errors.js';
 import { makeExt4 } from './ext4.js';
@@ -88,7 +89,17 @@ async function writeGpt(path: string, layout: DiskLayout, seed: string): Promise
   await runTool('sgdisk', [...args, path]);
 }
 
-async function dataTree(scratch: string, content: string | undefined, layout: DiskLayout): Promise<string> {
+/**
+ * Data's content: the caller's files, the overlay upper/work dirs, the layout, and each
+ * provisioned slot's signed manifest (`.abota/slots/<X>/manifest.jws`) so the agent can know
+ * the factory slots' versions and root hashes (e.g. to take deltas against slot A).
+ */
+async function dataTree(
+  scratch: string,
+  content: string | undefined,
+  layout: DiskLayout,
+  slots: readonly (readonly ['A' | 'B', LoadedRelease])[],
+): Promise<string> {
   const dir = join(scratch, 'data');
   await mkdir(dir);
   if (content !== undefined) {
@@ -104,6 +115,11 @@ async function dataTree(scratch: string, content: string | undefined, layout: Di
     join(dir, '.abota', 'disk-layout.json'),
     `${JSON.stringify(describeLayout(layout), null, 2)}\n`,
   );
+  for (const [slot, release] of slots) {
+    await mkdir(join(dir, '.abota', 'slots', slot), { recursive: true });
+    for (const f of [MANIFEST_JWS, MANIFEST_JSON])
+      await copyFile(join(release.dir, f), join(dir, '.abota', 'slots', slot, f));
+  }
   return dir;
 }
 
@@ -165,7 +181,19 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
           const part = partition(layout, name);
           const img = join(scratch, `${name}.img`);
           const dir =
-            name === 'Data' ? await dataTree(scratch, o.dataDirContent, layout) : join(scratch, 'empty');
+            name === 'Data'
+              ? await dataTree(
+                  scratch,
+                  o.dataDirContent,
+                  layout,
+                  b === undefined
+                    ? [['A', a]]
+                    : [
+                        ['A', a],
+                        ['B', b],
+                      ],
+                )
+              : join(scratch, 'empty');
           if (name === 'Log') await mkdir(dir, { recursive: true });
           await makeExt4({
             dir,
