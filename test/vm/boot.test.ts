@@ -12,7 +12,8 @@ import { abota, minimalRelease, TEST_SIZES, testKeys, vmKernel } from './fixture
 import { freePort, GUEST_SERVER_ADDRESS, Vm } from './qemu.js';
 
 const BOOT_TIMEOUT_MS = 300_000;
-const READY = /abota-guest: ready slot=(\w) label=(\S+) uptime=(\S+)/;
+// Up to the end of the line: the console delivers a line in pieces.
+const READY = /abota-guest: ready slot=(\w) label=(\S+) uptime=(\S+)\r?\n/;
 
 /** GET http://127.0.0.1:port/ with a deadline: the body, or the error's name. */
 async function httpGet(port: number, timeoutMs: number): Promise<string> {

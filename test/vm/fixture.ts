@@ -104,6 +104,36 @@ exec sh
   await chmod(join(dir, 'sbin/init'), 0o755);
 }
 
+/** `release build` arguments of a test release (no boot image: add --kernel … for one). */
+export function releaseBuildArgs(o: {
+  image: string;
+  keys: string;
+  out: string;
+  version: string;
+  product?: string;
+}): string[] {
+  return [
+    'release',
+    'build',
+    '--image',
+    o.image,
+    '--product',
+    o.product ?? 'vm-test',
+    '--compatible',
+    'qemu-q35',
+    '--version',
+    o.version,
+    '--security-version',
+    '1',
+    '--expires',
+    '30d',
+    '--keys',
+    o.keys,
+    '--out',
+    o.out,
+  ];
+}
+
 export interface TestRelease {
   dir: string;
   rootHash: string;
@@ -143,30 +173,14 @@ export async function releaseFromTree(
   const image = join(dir, `rootfs-${version}.img`);
   await abota(['image', 'rootfs', '--from', tree, '--out', image]);
   const out = join(dir, `release-${version}`);
-  const summary = await abota([
-    'release',
-    'build',
-    '--image',
-    image,
-    '--kernel',
-    kernel.vmlinuz,
-    '--kernel-modules',
-    kernel.modulesDir,
-    '--product',
-    product,
-    '--compatible',
-    'qemu-q35',
-    '--version',
-    version,
-    '--security-version',
-    '1',
-    '--expires',
-    '30d',
-    '--keys',
-    keys,
-    '--out',
-    out,
-  ]);
+  const summary = await abota(
+    releaseBuildArgs({ image, keys, out, version, product }).concat([
+      '--kernel',
+      kernel.vmlinuz,
+      '--kernel-modules',
+      kernel.modulesDir,
+    ]),
+  );
   return { dir: out, rootHash: (summary['images'] as { rootfs: { rootHash: string } }).rootfs.rootHash };
 }
 

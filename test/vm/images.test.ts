@@ -5,7 +5,15 @@ import { copyFile, mkdir, readdir, readFile, rm, symlink } from 'node:fs/promise
 import { dirname, join } from 'node:path';
 import { describeWithTool, makeTempDir } from '@abota/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { abota, abotaFailure, type Kernel, minimalGuestTree, TEST_SIZES, vmKernel } from './fixture.js';
+import {
+  abota,
+  abotaFailure,
+  type Kernel,
+  minimalGuestTree,
+  releaseBuildArgs,
+  TEST_SIZES,
+  vmKernel,
+} from './fixture.js';
 
 const EPOCH = { SOURCE_DATE_EPOCH: '1700000000' };
 
@@ -13,28 +21,15 @@ describeWithTool('sgdisk', 'gdisk', 'abota image disk and the boot image', () =>
   let dir: string;
   let kernel: Kernel;
   let release: string;
-  const build = (name: string, version: string, extra: string[] = []): Promise<Record<string, unknown>> =>
-    abota([
-      'release',
-      'build',
-      '--image',
-      join(dir, 'rootfs.img'),
-      '--product',
-      'vm-test',
-      '--compatible',
-      'qemu-q35',
-      '--version',
+  const buildArgs = (name: string, version: string): string[] =>
+    releaseBuildArgs({
+      image: join(dir, 'rootfs.img'),
+      keys: join(dir, 'keys'),
+      out: join(dir, name),
       version,
-      '--security-version',
-      '1',
-      '--expires',
-      '30d',
-      '--keys',
-      join(dir, 'keys'),
-      '--out',
-      join(dir, name),
-      ...extra,
-    ]);
+    });
+  const build = (name: string, version: string, extra: string[] = []): Promise<Record<string, unknown>> =>
+    abota([...buildArgs(name, version), ...extra]);
 
   beforeAll(async () => {
     dir = await makeTempDir('abota-vm-images-');
@@ -175,24 +170,7 @@ describeWithTool('sgdisk', 'gdisk', 'abota image disk and the boot image', () =>
     await build('with-verity', '1.0.2', ['--kernel', kernel.vmlinuz, '--kernel-modules', modules]);
     await rm(join(modules, 'kernel/drivers/md/dm-verity.ko'));
     const r = await abotaFailure([
-      'release',
-      'build',
-      '--image',
-      join(dir, 'rootfs.img'),
-      '--product',
-      'vm-test',
-      '--compatible',
-      'qemu-q35',
-      '--version',
-      '1.0.3',
-      '--security-version',
-      '1',
-      '--expires',
-      '30d',
-      '--keys',
-      join(dir, 'keys'),
-      '--out',
-      join(dir, 'no-verity'),
+      ...buildArgs('no-verity', '1.0.3'),
       '--kernel',
       kernel.vmlinuz,
       '--kernel-modules',

@@ -11,7 +11,8 @@ import { abota, minimalRelease, TEST_SIZES, type TestRelease, testKeys, vmKernel
 import { Vm } from './qemu.js';
 
 const BOOT_TIMEOUT_MS = 300_000;
-const READY = /abota-guest: ready slot=(\w) label=(\S+)/;
+// Up to the end of the line: the console delivers a line in pieces.
+const READY = /abota-guest: ready slot=(\w) label=(\S+) uptime=\S+\r?\n/;
 
 /** Run `edit` on the grubenv inside the disk's ESP (mtools on the partition's offset, no mount). */
 async function editGrubEnvOnDisk(
