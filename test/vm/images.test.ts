@@ -11,6 +11,7 @@ import {
   type Kernel,
   minimalGuestTree,
   releaseBuildArgs,
+  testKeys,
   TEST_SIZES,
   vmKernel,
 } from './fixture.js';
@@ -34,19 +35,7 @@ describeWithTool('sgdisk', 'gdisk', 'abota image disk and the boot image', () =>
   beforeAll(async () => {
     dir = await makeTempDir('abota-vm-images-');
     kernel = await vmKernel();
-    await abota([
-      'keys',
-      'init',
-      join(dir, 'keys'),
-      '--root-keys',
-      '1',
-      '--root-threshold',
-      '1',
-      '--release-keys',
-      '1',
-      '--release-threshold',
-      '1',
-    ]);
+    await testKeys(dir);
     await minimalGuestTree(join(dir, 'tree'), 'v1');
     await abota(['image', 'rootfs', '--from', join(dir, 'tree'), '--out', join(dir, 'rootfs.img')]);
     release = join(dir, 'release');
