@@ -3,6 +3,7 @@
 import { type Command, CommanderError } from 'commander';
 import { registerDeltaCommands } from './commands/delta.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerImageCommands } from './commands/image.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerReleaseCommands } from './commands/release.js';
 import { registerRolloutCommands } from './commands/rollout.js';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerVerityCommands(program);
   registerKeysCommands(program);
   registerReleaseCommands(program);
+  registerImageCommands(program);
   registerServerCommands(program);
   registerDeltaCommands(program);
   registerRolloutCommands(program);

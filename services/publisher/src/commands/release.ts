@@ -19,6 +19,8 @@ const MIB = 1024 * 1024;
 interface BuildFlags {
   image: string;
   boot?: string;
+  kernel?: string;
+  kernelModules?: string;
   product: string;
   compatible: string[];
   version: string;
@@ -79,6 +81,17 @@ function asVerifyFailure(err: unknown): unknown {
     return new VerifyRejection(coded);
   }
   return err;
+}
+
+function bootFromFlags(flags: BuildFlags): { kernel: string; modulesDir: string } | undefined {
+  if (flags.kernel === undefined && flags.kernelModules === undefined) return undefined;
+  if (flags.kernel === undefined || flags.kernelModules === undefined) {
+    throw new ReleaseError(
+      'ERR_RELEASE_USAGE',
+      '--kernel and --kernel-modules go together (the initramfs needs the modules of that kernel)',
+    );
+  }
+  return { kernel: flags.kernel, modulesDir: flags.kernelModules };
 }
 
 /**
@@ -189,6 +202,14 @@ export function registerReleaseCommands(program: Command): void {
     .description('turn rootfs (and boot) images into a signed release directory')
     .requiredOption('--image <rootfs.img>', 'root filesystem image (a whole number of 4096-byte blocks)')
     .option('--boot <boot.img>', 'boot image (optional)')
+    .option(
+      '--kernel <vmlinuz>',
+      'make the boot image from this kernel (+ initramfs + boot config; docs/image.md)',
+    )
+    .option(
+      '--kernel-modules <dir>',
+      "the kernel's lib/modules/<version> (or a root holding it); with --kernel",
+    )
     .requiredOption('--product <id>', 'product id, e.g. eflow-vm')
     .requiredOption('--compatible <hw...>', 'hardware ids the release may be installed on')
     .requiredOption('--version <semver>', 'release version (strict semver, e.g. 1.2.0)')
@@ -215,6 +236,7 @@ export function registerReleaseCommands(program: Command): void {
           buildRelease({
             signal,
             images: { rootfs: flags.image, boot: flags.boot },
+            bootFrom: bootFromFlags(flags),
             product: flags.product,
             compatible: flags.compatible,
             version: flags.version,

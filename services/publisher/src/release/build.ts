@@ -28,6 +28,8 @@ import {
   openDeltaSource,
   parseDeltaQuality,
 } from './deltas-make.js';
+import { type BootImageSummary, buildBootImage, checkBootInputs } from '../image/bootimg.js';
+import { sourceDateEpoch } from '../image/reproducible.js';
 import { ReleaseError } from './errors.js';
 import { readFilesystemSize } from './filesystem/size.js';
 import {
@@ -47,6 +49,11 @@ export type SlotClass = 'rootfs' | 'boot';
 
 export interface BuildOptions {
   images: { rootfs: string; boot?: string | undefined };
+  /**
+   * Generate the boot image from this kernel (docs/image.md "Boot image"): it carries the
+   * rootfs root hash of this release. Excludes `images.boot`.
+   */
+  bootFrom?: { kernel: string; modulesDir: string } | undefined;
   product: string;
   compatible: readonly string[];
   version: string;
@@ -98,6 +105,8 @@ export interface BuildSummary {
   rootVersion: number;
   codec: CodecSettings;
   images: Partial<Record<SlotClass, ImageSummary>>;
+  /** What the generated boot image holds (with `bootFrom`). */
+  bootImage?: BootImageSummary;
   /** One per (image, previous release) pair: added, or skipped when not smaller than the artifact. */
   deltas: DeltaOutcome[];
   totalBytes: { images: number; artifacts: number; hashTrees: number; deltas: number };
@@ -177,6 +186,12 @@ function checkArguments(o: BuildOptions): void {
     );
   }
   parseDeltaQuality(o.deltaQuality);
+  if (o.bootFrom !== undefined && o.images.boot !== undefined) {
+    throw new ReleaseError(
+      'ERR_RELEASE_USAGE',
+      '--boot and --kernel exclude each other: give a boot image or the kernel to make one from',
+    );
+  }
   if (!isSemver(o.version)) {
     throw new ReleaseError(
       'ERR_RELEASE_USAGE',
@@ -324,6 +339,7 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
   const securityVersion = parseSecurityVersion(o.securityVersion);
   const expires = parseExpiry(o.expires, now);
   await ReleaseDirWriter.assertAbsent(o.outDir);
+  if (o.bootFrom !== undefined) await checkBootInputs(o.bootFrom.kernel, o.bootFrom.modulesDir);
   const slots: [SlotClass, string][] = [['rootfs', o.images.rootfs]];
   if (o.images.boot !== undefined) slots.push(['boot', o.images.boot]);
   const sizes = new Map<SlotClass, number>();
@@ -377,6 +393,27 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
       images[slot] = built.manifest;
       summaries[slot] = built.summary;
     }
+    let bootImage: BootImageSummary | undefined;
+    if (o.bootFrom !== undefined) {
+      // After the rootfs tree: the boot image's command line carries this release's root hash.
+      const bootPath = writer.scratchPath('boot.img');
+      bootImage = await buildBootImage({
+        kernel: o.bootFrom.kernel,
+        modulesDir: o.bootFrom.modulesDir,
+        rootfsPath: o.images.rootfs,
+        rootfs: images.rootfs!,
+        product: o.product,
+        version: o.version,
+        epoch: sourceDateEpoch(),
+        scratch: writer.scratchDir,
+        out: bootPath,
+      });
+      slots.push(['boot', bootPath]);
+      const built = await buildImage(writer, 'boot', bootPath, bootImage.sizeBytes, codec, progress);
+      images.boot = built.manifest;
+      summaries.boot = built.summary;
+    }
+    const bootPath = slots.find(([slot]) => slot === 'boot')?.[1];
     const manifest: ReleaseManifest = {
       schemaVersion: 1,
       product: o.product,
@@ -403,7 +440,7 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
         target: manifest,
         targetImagePaths: {
           rootfs: o.images.rootfs,
-          ...(o.images.boot === undefined ? {} : { boot: o.images.boot }),
+          ...(bootPath === undefined ? {} : { boot: bootPath }),
         },
         sources,
         existing: [],
@@ -433,9 +470,10 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
       rootVersion: signing.root.version,
       codec,
       images: summaries,
+      ...(bootImage === undefined ? {} : { bootImage }),
       deltas,
       totalBytes: {
-        images: totalImageBytes,
+        images: allSummaries.reduce((a, s) => a + s.sizeBytes, 0),
         artifacts: allSummaries.reduce((a, s) => a + s.artifact.sizeBytes, 0),
         hashTrees: allSummaries.reduce((a, s) => a + s.hashTree.sizeBytes, 0),
         deltas: deltas.reduce((a, d) => a + (d.status === 'added' ? d.sizeBytes : 0), 0),

@@ -1,0 +1,106 @@
+// The initramfs's /init (busybox sh) and the inbound firewall it loads. The script's contract
+// with GRUB is the kernel command line (docs/image.md "Kernel command line"); it never mounts a
+// RootFS partition except through the dm-verity device, and any failure reboots (so GRUB's try
+// counter moves on to the other slot).
+
+/** nftables ruleset loaded before switch_root: established/related, loopback and TCP 22 in. */
+export const FIREWALL_NFT = `# abota: inbound closed except SSH; outbound open (the agent only connects out).
+table inet abota_filter {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    iifname "lo" accept
+    tcp dport 22 accept
+  }
+}
+`;
+
+/** Directories overlaid read-write with upper dirs on Data (/var/.abota/overlays/<dir>). */
+export const OVERLAY_DIRS = ['etc', 'home', 'root'];
+
+export const INIT_SCRIPT = `#!/bin/busybox sh
+# abota initramfs: dm-verity root of slot abota.slot, Data at /var, Log at /logs, ESP at
+# /boot/efi, overlays for ${OVERLAY_DIRS.map((d) => `/${d}`).join(' ')}, firewall, switch_root.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t devtmpfs devtmpfs /dev
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+exec </dev/console >/dev/console 2>&1
+
+log() { echo "abota-init: $*"; }
+fail() {
+  log "FATAL: $*; rebooting"
+  sleep 1
+  echo b >/proc/sysrq-trigger
+  reboot -f
+}
+
+for m in $(cat /lib/modules/load.order); do
+  insmod "/lib/modules/$m" 2>/dev/null || grep -q "^$(basename "$m" .ko | tr - _) " /proc/modules || fail "insmod $m failed"
+done
+
+SLOT= ROOTHASH= SALT= DATABLOCKS= HASHOFFSET= FSTYPE= HASHALG=sha256 INIT=/sbin/init
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    abota.slot=*) SLOT=\${arg#*=} ;;
+    abota.roothash=*) ROOTHASH=\${arg#*=} ;;
+    abota.salt=*) SALT=\${arg#*=} ;;
+    abota.datablocks=*) DATABLOCKS=\${arg#*=} ;;
+    abota.hashoffset=*) HASHOFFSET=\${arg#*=} ;;
+    abota.hashalg=*) HASHALG=\${arg#*=} ;;
+    abota.fstype=*) FSTYPE=\${arg#*=} ;;
+    abota.init=*) INIT=\${arg#*=} ;;
+  esac
+done
+case "$SLOT" in A|B) ;; *) fail "abota.slot=$SLOT: expected A or B" ;; esac
+for v in ROOTHASH SALT DATABLOCKS HASHOFFSET FSTYPE; do
+  eval "[ -n \\"\\$$v\\" ]" || fail "kernel command line lacks abota.$(echo $v | tr A-Z a-z)"
+done
+
+# Partitions by GPT name, as udev's /dev/disk/by-partlabel would show them.
+mkdir -p /dev/disk/by-partlabel
+tries=0
+while :; do
+  for u in /sys/class/block/*/uevent; do
+    PARTNAME= DEVNAME=
+    . "$u" 2>/dev/null
+    [ -n "$PARTNAME" ] && ln -sf "../../$DEVNAME" "/dev/disk/by-partlabel/$PARTNAME"
+  done
+  [ -e "/dev/disk/by-partlabel/RootFS$SLOT" ] && [ -e /dev/disk/by-partlabel/Data ] && break
+  tries=$((tries + 1))
+  [ $tries -gt 100 ] && fail "no partitions RootFS$SLOT and Data after 10 s"
+  sleep 0.1
+done
+ROOTDEV=$(readlink -f "/dev/disk/by-partlabel/RootFS$SLOT")
+
+# dm-verity: the superblock is at HASHOFFSET, the tree one 4096-byte block after it.
+HASHSTART=$((HASHOFFSET / 4096 + 1))
+TABLE="0 $((DATABLOCKS * 8)) verity 1 $ROOTDEV $ROOTDEV 4096 4096 $DATABLOCKS $HASHSTART $HASHALG $ROOTHASH $SALT 1 restart_on_corruption"
+dmsetup create --readonly --noudevsync abota-root --table "$TABLE" || fail "dm-verity setup of RootFS$SLOT failed"
+[ -b /dev/mapper/abota-root ] || dmsetup mknodes abota-root
+# The table as the kernel holds it, for the booted system to check (/run moves to the new root).
+mkdir -p /run/abota
+dmsetup table abota-root >/run/abota/root.table
+mkdir -p /newroot
+mount -t "$FSTYPE" -o ro /dev/mapper/abota-root /newroot || fail "mounting the verity root of slot $SLOT failed"
+log "slot $SLOT: / is dm-verity $ROOTHASH ($FSTYPE, read-only)"
+
+mount -t ext4 -o rw,nodev,nosuid /dev/disk/by-partlabel/Data /newroot/var || fail "mounting Data at /var failed"
+if [ -e /dev/disk/by-partlabel/Log ]; then
+  mount -t ext4 -o rw,nodev,nosuid,noexec /dev/disk/by-partlabel/Log /newroot/logs || log "Log not mounted"
+fi
+ESP=$(for u in /sys/class/block/*/uevent; do PARTNAME= DEVNAME= PARTN=; . "$u"; [ "$PARTNAME" = ESP ] && echo "$DEVNAME"; done)
+[ -n "$ESP" ] && mount -t vfat -o rw,nodev,nosuid,noexec,umask=0077 "/dev/$ESP" /newroot/boot/efi || log "ESP not mounted"
+for d in ${OVERLAY_DIRS.join(' ')}; do
+  o=/newroot/var/.abota/overlays/$d
+  mkdir -p "$o/upper" "$o/work"
+  mount -t overlay overlay -o "lowerdir=/newroot/$d,upperdir=$o/upper,workdir=$o/work" "/newroot/$d" || fail "overlay /$d failed"
+done
+
+nft -f /etc/abota/firewall.nft || fail "loading the firewall failed"
+
+for m in dev proc sys run; do mount --move "/$m" "/newroot/$m" || fail "moving /$m failed"; done
+exec switch_root /newroot "$INIT"
+`;
