@@ -7,7 +7,7 @@ import { keyToSha256Hex } from '@abota/blobstore';
 import { createRoute, z } from '@hono/zod-openapi';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
-import type { App } from '../app.js';
+import { createRouter } from './router.js';
 import { findApiKey, requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import { authenticateDevice } from '../auth/device-jwt.js';
 import { bearerToken } from '../auth/secrets.js';
@@ -112,8 +112,9 @@ async function deviceMayFetch(
   return offered.length > 0;
 }
 
-export function registerBlobRoutes(app: App, deps: AppDeps): void {
+export function blobRoutes(deps: AppDeps) {
   const { db, blobs: store, config } = deps;
+  const app = createRouter();
 
   app.openAPIRegistry.registerPath({
     method: 'get',
@@ -194,7 +195,6 @@ export function registerBlobRoutes(app: App, deps: AppDeps): void {
     const read = await store.get(key);
     return c.body(toReadableStream(read.body), 200);
   };
-  app.get('/v1/device/blobs/sha256/:hex', download);
 
   // Hono routes HEAD to GET handlers: answer HEAD here with the blob's size and no body.
   const headBlobInfo: MiddlewareHandler<AppEnv> = async (c, next) => {
@@ -206,31 +206,107 @@ export function registerBlobRoutes(app: App, deps: AppDeps): void {
     return c.body(null, 200);
   };
 
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/blobs/sha256/{hex}',
-      tags: ['admin: releases'],
-      summary:
-        'Is this blob in the store? HEAD answers with Content-Length = its size (resumable pushes skip present blobs)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read), headBlobInfo] as const,
-      request: { params: Sha256HexParam },
-      responses: {
-        200: { description: 'Present', content: { 'application/json': { schema: BlobInfoSchema } } },
-        ...errorResponses,
+  return app
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/blobs/sha256/{hex}',
+        tags: ['admin: releases'],
+        summary:
+          'Is this blob in the store? HEAD answers with Content-Length = its size (resumable pushes skip present blobs)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read), headBlobInfo] as const,
+        request: { params: Sha256HexParam },
+        responses: {
+          200: { description: 'Present', content: { 'application/json': { schema: BlobInfoSchema } } },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const { hex } = c.req.valid('param');
+        const info = await store.head(`sha256/${hex}`);
+        if (info === undefined)
+          throw new ServerError('ERR_NOT_FOUND', `blob sha256:${hex} is not in the blob store`);
+        return c.json({ digest: `sha256:${hex}`, sizeBytes: info.sizeBytes }, 200);
       },
-    }),
-    async (c) => {
-      const { hex } = c.req.valid('param');
-      const info = await store.head(`sha256/${hex}`);
-      if (info === undefined)
-        throw new ServerError('ERR_NOT_FOUND', `blob sha256:${hex} is not in the blob store`);
-      return c.json({ digest: `sha256:${hex}`, sizeBytes: info.sizeBytes }, 200);
-    },
-  );
+    )
+    .openapi(
+      createRoute({
+        method: 'delete',
+        path: '/v1/admin/blobs/sha256/{hex}',
+        tags: ['admin: releases'],
+        summary:
+          'Delete a blob no release references (as an artifact, hash tree or registered delta); 409 ERR_BLOB_IN_USE otherwise',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { params: Sha256HexParam },
+        responses: {
+          200: { description: 'Deleted', content: { 'application/json': { schema: BlobInfoSchema } } },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const { hex } = c.req.valid('param');
+        const digest = `sha256:${hex}`;
+        const key = `sha256/${hex}`;
+        const [asReleaseBlob] = await db
+          .select({ releaseId: releaseBlobs.releaseId, role: releaseBlobs.role })
+          .from(releaseBlobs)
+          .where(eq(releaseBlobs.digest, digest))
+          .limit(1);
+        if (asReleaseBlob !== undefined) {
+          throw new ServerError(
+            'ERR_BLOB_IN_USE',
+            `blob ${digest} is ${asReleaseBlob.role} of release ${asReleaseBlob.releaseId}; releases keep their blobs`,
+          );
+        }
+        const [asDelta] = await db
+          .select({ id: releaseDeltas.id, releaseId: releaseDeltas.releaseId })
+          .from(releaseDeltas)
+          .where(eq(releaseDeltas.digest, digest))
+          .limit(1);
+        if (asDelta !== undefined) {
+          throw new ServerError(
+            'ERR_BLOB_IN_USE',
+            `blob ${digest} is delta ${asDelta.id} of release ${asDelta.releaseId}; DELETE /v1/admin/releases/${asDelta.releaseId}/deltas/${asDelta.id} first`,
+          );
+        }
+        const info = await store.head(key);
+        const deleted = await db.transaction(async (tx) => {
+          // The foreign keys of release_blobs and release_deltas make a reference added since the
+          // checks above fail this delete, so a blob is never removed from under a release.
+          const rows = await tx
+            .delete(blobs)
+            .where(eq(blobs.digest, digest))
+            .returning({ sizeBytes: blobs.sizeBytes })
+            .catch((error: unknown) => {
+              if (!isForeignKeyViolation(error)) throw error;
+              throw new ServerError('ERR_BLOB_IN_USE', `blob ${digest} was just referenced by a release`, {
+                cause: error,
+              });
+            });
+          if (rows.length === 0 && info === undefined) return undefined;
+          await audit(tx, c.get('actor'), 'blob.delete', digest, {
+            sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? null,
+          });
+          if (info !== undefined) await store.delete(key);
+          return { digest, sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? 0 };
+        });
+        if (deleted === undefined)
+          throw new ServerError('ERR_NOT_FOUND', `blob ${digest} is not in the blob store`);
+        return c.json(deleted, 200);
+      },
+    )
+    .get('/v1/device/blobs/sha256/:hex', download);
+}
 
-  app.openapi(
+/**
+ * PUT of a whole blob, streamed into the store with its own cap (not buffered): app.ts mounts
+ * this sub-app without the JSON body limit.
+ */
+export function blobUploadRoutes(deps: AppDeps) {
+  const { db, blobs: store, config } = deps;
+  return createRouter().openapi(
     createRoute({
       method: 'put',
       path: '/v1/admin/blobs/sha256/{hex}',
@@ -293,73 +369,6 @@ export function registerBlobRoutes(app: App, deps: AppDeps): void {
         { digest, sizeBytes: info.sizeBytes, created: existing === undefined },
         existing === undefined ? 201 : 200,
       );
-    },
-  );
-  app.openapi(
-    createRoute({
-      method: 'delete',
-      path: '/v1/admin/blobs/sha256/{hex}',
-      tags: ['admin: releases'],
-      summary:
-        'Delete a blob no release references (as an artifact, hash tree or registered delta); 409 ERR_BLOB_IN_USE otherwise',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { params: Sha256HexParam },
-      responses: {
-        200: { description: 'Deleted', content: { 'application/json': { schema: BlobInfoSchema } } },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const { hex } = c.req.valid('param');
-      const digest = `sha256:${hex}`;
-      const key = `sha256/${hex}`;
-      const [asReleaseBlob] = await db
-        .select({ releaseId: releaseBlobs.releaseId, role: releaseBlobs.role })
-        .from(releaseBlobs)
-        .where(eq(releaseBlobs.digest, digest))
-        .limit(1);
-      if (asReleaseBlob !== undefined) {
-        throw new ServerError(
-          'ERR_BLOB_IN_USE',
-          `blob ${digest} is ${asReleaseBlob.role} of release ${asReleaseBlob.releaseId}; releases keep their blobs`,
-        );
-      }
-      const [asDelta] = await db
-        .select({ id: releaseDeltas.id, releaseId: releaseDeltas.releaseId })
-        .from(releaseDeltas)
-        .where(eq(releaseDeltas.digest, digest))
-        .limit(1);
-      if (asDelta !== undefined) {
-        throw new ServerError(
-          'ERR_BLOB_IN_USE',
-          `blob ${digest} is delta ${asDelta.id} of release ${asDelta.releaseId}; DELETE /v1/admin/releases/${asDelta.releaseId}/deltas/${asDelta.id} first`,
-        );
-      }
-      const info = await store.head(key);
-      const deleted = await db.transaction(async (tx) => {
-        // The foreign keys of release_blobs and release_deltas make a reference added since the
-        // checks above fail this delete, so a blob is never removed from under a release.
-        const rows = await tx
-          .delete(blobs)
-          .where(eq(blobs.digest, digest))
-          .returning({ sizeBytes: blobs.sizeBytes })
-          .catch((error: unknown) => {
-            if (!isForeignKeyViolation(error)) throw error;
-            throw new ServerError('ERR_BLOB_IN_USE', `blob ${digest} was just referenced by a release`, {
-              cause: error,
-            });
-          });
-        if (rows.length === 0 && info === undefined) return undefined;
-        await audit(tx, c.get('actor'), 'blob.delete', digest, {
-          sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? null,
-        });
-        if (info !== undefined) await store.delete(key);
-        return { digest, sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? 0 };
-      });
-      if (deleted === undefined)
-        throw new ServerError('ERR_NOT_FOUND', `blob ${digest} is not in the blob store`);
-      return c.json(deleted, 200);
     },
   );
 }
