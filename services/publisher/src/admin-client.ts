@@ -6,35 +6,11 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 
-/** Codes this client adds to the server's own (which are passed through unchanged). */
-export type AdminClientErrorCode =
-  // No API key / server URL, or an unusable server URL.
-  | 'ERR_USAGE'
-  // The API key was not given (ABOTA_API_KEY).
-  | 'ERR_API_KEY_MISSING'
-  // Connection refused, reset, DNS failure, timeout — after the retries.
-  | 'ERR_SERVER_UNREACHABLE'
-  // The server answered something that is not the documented JSON (or too much of it).
-  | 'ERR_SERVER_RESPONSE_INVALID'
-  // The caller's AbortSignal fired.
-  | 'ERR_INTERRUPTED';
+import { AdminApiError } from './server-api/error.js';
+import { parseServerUrl } from './server-api/server-url.js';
 
-/** A failed admin API call: `code` is the server's code (ERR_FORBIDDEN, ERR_SIGNATURE_INVALID, ...) or one of ours. */
-export class AdminApiError extends Error {
-  override readonly name = 'AdminApiError';
-  readonly code: string;
-  /** HTTP status, when the server answered. */
-  readonly status: number | undefined;
-  readonly exitCode: number;
-
-  constructor(code: string, message: string, options?: { status?: number; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-    this.status = options?.status;
-    this.exitCode =
-      code === 'ERR_USAGE' || code === 'ERR_API_KEY_MISSING' ? 2 : code === 'ERR_INTERRUPTED' ? 130 : 1;
-  }
-}
+export { AdminApiError, type AdminClientErrorCode } from './server-api/error.js';
+export { parseServerUrl } from './server-api/server-url.js';
 
 /** JSON answers of the admin API are small; anything larger is not one (size limit on network input). */
 export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
@@ -126,37 +102,6 @@ export interface DeviceInfo {
   installState: string | null;
   lastSeenAt: string | null;
   registeredAt: string;
-}
-
-/** Refuses URLs that would send the API key in clear text anywhere but this machine. */
-export function parseServerUrl(text: string): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new AdminApiError(
-      'ERR_USAGE',
-      `--server ${JSON.stringify(text)} is not a URL (expected e.g. https://updates.example.com)`,
-    );
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new AdminApiError('ERR_USAGE', `--server ${text}: expected an http(s) URL`);
-  }
-  const loopback =
-    ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname) || url.hostname.startsWith('127.');
-  if (url.protocol === 'http:' && !loopback && process.env['ABOTA_ALLOW_INSECURE_HTTP'] !== '1') {
-    throw new AdminApiError(
-      'ERR_USAGE',
-      `--server ${text}: plain http would send the API key in clear text; use https (or set ABOTA_ALLOW_INSECURE_HTTP=1 on a trusted network)`,
-    );
-  }
-  if (url.username !== '' || url.password !== '') {
-    throw new AdminApiError(
-      'ERR_USAGE',
-      '--server must not carry credentials; the API key comes from ABOTA_API_KEY',
-    );
-  }
-  return url;
 }
 
 const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
@@ -876,17 +821,9 @@ function asDevice(value: unknown): DeviceInfo {
 
 // ---- the CLI's way to make a client: server from --server or $ABOTA_SERVER, key from the environment ----
 
-/** Environment variable holding the admin API key unless --api-key-env names another. */
-export const API_KEY_ENV = 'ABOTA_API_KEY';
-/** Environment variable naming the server when --server is not given. */
-export const SERVER_ENV = 'ABOTA_SERVER';
+import { API_KEY_ENV, SERVER_ENV, type ServerFlags } from './server-api/client.js';
 
-/** The flags every server-talking command shares. */
-export interface ServerFlags {
-  server?: string;
-  apiKeyEnv?: string;
-  json?: boolean;
-}
+export { API_KEY_ENV, SERVER_ENV, type ServerFlags } from './server-api/client.js';
 
 /**
  * The API key is read from the environment only — never a flag value, which would land in shell

@@ -167,6 +167,8 @@ export const ListQuerySchema = z.object({
 });
 export const pageOf = <T extends z.ZodType>(item: T) =>
   z.object({ items: z.array(item), nextCursor: z.string().nullable() });
+/** A whole (short, unpaginated) list. */
+export const listOf = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item) });
 
 export const BlobInfoSchema = z.object({ digest: z.string(), sizeBytes: z.int() }).openapi('BlobInfo');
 export const BlobPutResponseSchema = z
@@ -256,6 +258,8 @@ export const DeviceEventSchema = z
     at: z.string(),
   })
   .openapi('DeviceEvent');
+/** A device with its latest events (GET /v1/admin/devices/{id}). */
+export const DeviceDetailSchema = DeviceSchema.extend({ events: z.array(DeviceEventSchema) });
 export const DeviceListQuerySchema = ListQuerySchema.extend({
   product: Id.optional(),
   hardware: Id.optional(),

@@ -8,6 +8,7 @@ import { AdminApiError, clientFromEnvironment, type DeviceInfo, type ServerFlags
 import { printJson } from '../output.js';
 import { parseDuration } from './keys.js';
 import { registerPushCommand } from './push.js';
+import { formatTable, parsePositiveInt, withServerOptions } from './server-flags.js';
 
 /** root.json is a small signed document; the server refuses anything over its 1 MiB JSON limit. */
 const MAX_ROOT_FILE_BYTES = 1024 * 1024;
@@ -30,36 +31,6 @@ async function readRootFile(path: string): Promise<unknown> {
   } catch {
     throw new AdminApiError('ERR_USAGE', `--root ${path}: not JSON (expected the root.json General JWS)`);
   }
-}
-
-function parsePositiveInt(flag: string, text: string | undefined, max: number): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^\d{1,10}$/.test(text) || n < 1 || n > max) {
-    throw new AdminApiError(
-      'ERR_USAGE',
-      `${flag} ${JSON.stringify(text)}: expected a whole number 1..${max}`,
-    );
-  }
-  return n;
-}
-
-function withServerOptions(command: Command): Command {
-  return command
-    .option('--server <url>', 'update server base URL (default: $ABOTA_SERVER)')
-    .option('--api-key-env <VAR>', 'environment variable holding the API key (default ABOTA_API_KEY)')
-    .option('--json', 'print one JSON document');
-}
-
-/** Fixed-width columns; empty values as "-". */
-export function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
 }
 
 function deviceRow(d: DeviceInfo): string[] {

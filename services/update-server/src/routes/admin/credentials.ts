@@ -1,6 +1,6 @@
 // Credentials admins hand out: provisioning tokens (scoped to a product, expiring, revocable,
 // usage-limited) and API keys (one role each). Both are shown once and stored as SHA-256.
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import { and, asc, eq, isNull } from 'drizzle-orm';
 import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
@@ -12,6 +12,7 @@ import {
   ApiKeyCreateSchema,
   ApiKeySchema,
   errorResponses,
+  listOf,
   IdParam,
   ProvisioningTokenCreateSchema,
   ProvisioningTokenSchema,
@@ -92,7 +93,7 @@ export function credentialRoutes(deps: AppDeps) {
         security: [{ apiKey: [] }],
         middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
         responses: {
-          200: { description: 'Tokens', ...json(z.object({ items: z.array(ProvisioningTokenSchema) })) },
+          200: { description: 'Tokens', ...json(listOf(ProvisioningTokenSchema)) },
           ...errorResponses,
         },
       }),
@@ -176,7 +177,7 @@ export function credentialRoutes(deps: AppDeps) {
         security: [{ apiKey: [] }],
         middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
         responses: {
-          200: { description: 'Keys', ...json(z.object({ items: z.array(ApiKeySchema) })) },
+          200: { description: 'Keys', ...json(listOf(ApiKeySchema)) },
           ...errorResponses,
         },
       }),

@@ -1,6 +1,6 @@
 // Fleet inventory: list devices with filters and cursor pagination, get one with its event
 // history, replace its tags, decommission it (its JWTs are refused from then on).
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import { and, arrayContains, asc, desc, eq, gt, isNull, type SQL } from 'drizzle-orm';
 import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
@@ -8,7 +8,7 @@ import type { AppDeps } from '../../context.js';
 import { deviceEvents, devices } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
 import {
-  DeviceEventSchema,
+  DeviceDetailSchema,
   DeviceListQuerySchema,
   DeviceSchema,
   DeviceTagsSchema,
@@ -86,7 +86,7 @@ export function deviceAdminRoutes(deps: AppDeps) {
         responses: {
           200: {
             description: 'The device',
-            ...json(DeviceSchema.extend({ events: z.array(DeviceEventSchema) })),
+            ...json(DeviceDetailSchema),
           },
           ...errorResponses,
         },

@@ -1,7 +1,7 @@
 // Products and their trust roots: created with a self-signed root.json, rotated only by a root
 // that verifies against the current one (TUF-style, @abota/manifest verifyRootUpdate).
 import { type SignedRoot, verifyRootUpdate, verifyTrustRoot } from '@abota/manifest';
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import { and, asc, eq } from 'drizzle-orm';
 import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
@@ -10,6 +10,7 @@ import { products } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
 import {
   errorResponses,
+  listOf,
   ProductCreateSchema,
   ProductIdParam,
   ProductSchema,
@@ -95,7 +96,7 @@ export function productRoutes(deps: AppDeps) {
         security: [{ apiKey: [] }],
         middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
         responses: {
-          200: { description: 'Products', ...json(z.object({ items: z.array(ProductSchema) })) },
+          200: { description: 'Products', ...json(listOf(ProductSchema)) },
           ...errorResponses,
         },
       }),
