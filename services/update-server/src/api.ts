@@ -5,6 +5,7 @@
 // @hono/zod-openapi only — no database driver, logger or blob store (test/api-entry.test.ts).
 export type { App as ServerRoutes } from './app.js';
 export { API_KEY_ROLES, type ApiKeyRole } from './context.js';
+export { ROLLOUT_LIFECYCLE } from './rollout/model.js';
 export { RolloutSchema, RolloutStatusSchema } from './rollout/schemas.js';
 export {
   ApiKeySchema,
@@ -15,10 +16,13 @@ export {
   DeviceDetailSchema,
   DeviceSchema,
   ErrorSchema,
+  IdParam,
+  ProductIdParam,
   ProductSchema,
   ProvisioningTokenSchema,
   listOf,
   pageOf,
   ReleaseSchema,
+  Sha256HexParam,
 } from './schemas.js';
 export { UploadListSchema, UploadPartSchema, UploadSchema } from './upload-schemas.js';

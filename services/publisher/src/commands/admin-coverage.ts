@@ -40,6 +40,7 @@ export const ADMIN_COMMANDS: Readonly<Record<string, string>> = {
   'POST /v1/admin/rollouts/{id}/pause': 'rollout pause',
   'POST /v1/admin/rollouts/{id}/resume': 'rollout resume',
   'POST /v1/admin/rollouts/{id}/abort': 'rollout abort',
+  'POST /v1/admin/rollouts/{id}/advance': 'rollout advance',
   'POST /v1/admin/rollouts/{id}/rollback': 'rollout rollback',
 };
 

@@ -5,7 +5,9 @@
 import {
   DeltaListSchema,
   DeltaSchema,
+  IdParam,
   listOf,
+  ProductIdParam,
   ProductSchema,
   pageOf,
   ReleaseSchema,
@@ -13,7 +15,7 @@ import {
 import type { Command } from 'commander';
 import { printJson } from '../output.js';
 import { connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
-import { commandGroup, formatTable, parsePositiveInt, withServerOptions } from './server-flags.js';
+import { checkedId, commandGroup, formatTable, parsePositiveInt, withServerOptions } from './server-flags.js';
 
 interface ReleaseListFlags extends ServerFlags {
   product?: string;
@@ -48,6 +50,7 @@ export function registerCatalogCommands(program: Command): void {
       .description('show a product and its current trust root (--json prints root.json too)')
       .argument('<id>', 'product id'),
   ).action(async (id: string, flags: ServerFlags) => {
+    checkedId('product', id, ProductIdParam, 'a product id (1..63 of a-z 0-9 . _ -)');
     const api = connectFromEnvironment(flags).api();
     const p = await readJson(await api.v1.admin.products[':id'].$get({ param: { id } }), ProductSchema);
     if (flags.json === true) return printJson({ ok: true, product: p });
@@ -99,6 +102,7 @@ export function registerCatalogCommands(program: Command): void {
       .description('show a release: versions, compatibility, its blobs (--json adds the manifest)')
       .argument('<id>', 'release id (from `abota release list`)'),
   ).action(async (id: string, flags: ServerFlags) => {
+    checkedId('release', id, IdParam, 'a release id (UUID, from `abota release list`)');
     const api = connectFromEnvironment(flags).api();
     const r = await readJson(await api.v1.admin.releases[':id'].$get({ param: { id } }), ReleaseSchema);
     if (flags.json === true) return printJson({ ok: true, release: r });
@@ -123,6 +127,7 @@ export function registerCatalogCommands(program: Command): void {
       .argument('<id>', 'release id')
       .requiredOption('--reason <text>', 'why (recorded in the audit log and shown in listings)'),
   ).action(async (id: string, flags: ServerFlags & { reason: string }) => {
+    checkedId('release', id, IdParam, 'a release id (UUID, from `abota release list`)');
     // A repeated yank is refused by the server (ERR_CONFLICT), so it is not retried blindly.
     const api = connectFromEnvironment(flags).api();
     const res = await api.v1.admin.releases[':id'].yank.$post({
@@ -142,6 +147,7 @@ export function registerCatalogCommands(program: Command): void {
       .description('list the deltas registered for a release (which versions it updates from)')
       .argument('<id>', 'release id'),
   ).action(async (id: string, flags: ServerFlags) => {
+    checkedId('release', id, IdParam, 'a release id (UUID, from `abota release list`)');
     const api = connectFromEnvironment(flags).api();
     const { items } = await readJson(
       await api.v1.admin.releases[':id'].deltas.$get({ param: { id } }),
@@ -164,6 +170,8 @@ export function registerCatalogCommands(program: Command): void {
       .argument('<release-id>', 'release id')
       .argument('<delta-id>', 'delta id (from `abota release deltas`)'),
   ).action(async (releaseId: string, deltaId: string, flags: ServerFlags) => {
+    checkedId('release', releaseId, IdParam, 'a release id (UUID)');
+    checkedId('delta', deltaId, IdParam, 'a delta id (UUID, from `abota release deltas`)');
     const api = connectFromEnvironment(flags).api();
     const res = await api.v1.admin.releases[':id'].deltas[':deltaId'].$delete({
       param: { id: releaseId, deltaId },

@@ -5,6 +5,7 @@ import {
   API_KEY_ROLES,
   type ApiKeyRole,
   ApiKeySchema,
+  IdParam,
   listOf,
   ProvisioningTokenSchema,
 } from '@abota/update-server/api';
@@ -12,7 +13,7 @@ import type { Command } from 'commander';
 import { printJson } from '../output.js';
 import { connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';
-import { commandGroup, formatTable, usage, withServerOptions } from './server-flags.js';
+import { checkedId, commandGroup, formatTable, usage, withServerOptions } from './server-flags.js';
 
 const TokenList = listOf(ProvisioningTokenSchema);
 const KeyList = listOf(ApiKeySchema);
@@ -55,6 +56,7 @@ export function registerCredentialCommands(program: Command): void {
       .description('revoke a provisioning token: no device registers with it any more')
       .argument('<id>', 'token id (from `abota token list`)'),
   ).action(async (id: string, flags: ServerFlags) => {
+    checkedId('token', id, IdParam, 'a token id (UUID, from `abota token list`)');
     const api = connectFromEnvironment(flags).api();
     const res = await api.v1.admin['provisioning-tokens'][':id'].revoke.$post({ param: { id } });
     const t = await readJson(res, ProvisioningTokenSchema);
@@ -107,6 +109,7 @@ export function registerCredentialCommands(program: Command): void {
       .description('revoke an API key: the server refuses it from now on')
       .argument('<id>', 'key id (from `abota apikey list`)'),
   ).action(async (id: string, flags: ServerFlags) => {
+    checkedId('API key', id, IdParam, 'a key id (UUID, from `abota apikey list`)');
     const api = connectFromEnvironment(flags).api();
     const res = await api.v1.admin['api-keys'][':id'].revoke.$post({ param: { id } });
     const k = await readJson(res, ApiKeySchema);

@@ -1,11 +1,11 @@
 // The fleet beyond `device list`: `device show` (a device with its latest events), `device tags`
 // (replace the tags rollout selectors match on) and `device decommission` (its tokens are refused
 // from then on). Each is one typed admin call (../server-api).
-import { DeviceDetailSchema, DeviceSchema } from '@abota/update-server/api';
+import { DeviceDetailSchema, DeviceSchema, IdParam } from '@abota/update-server/api';
 import type { Command } from 'commander';
 import { printJson } from '../output.js';
 import { connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
-import { commandGroup, formatTable, usage, withServerOptions } from './server-flags.js';
+import { checkedId, commandGroup, formatTable, usage, withServerOptions } from './server-flags.js';
 
 type Device = ReturnType<typeof DeviceSchema.parse>;
 
@@ -33,6 +33,7 @@ export function registerFleetCommands(program: Command): void {
       .description('show a device and its latest events (installs, commits, failures, newest first)')
       .argument('<id>', 'device id (from `abota device list`)'),
   ).action(async (id: string, flags: ServerFlags) => {
+    checkedId('device', id, IdParam, 'a device id (UUID, from `abota device list`)');
     const api = connectFromEnvironment(flags).api();
     const d = await readJson(await api.v1.admin.devices[':id'].$get({ param: { id } }), DeviceDetailSchema);
     if (flags.json === true) return printJson({ ok: true, device: d });
@@ -61,6 +62,7 @@ export function registerFleetCommands(program: Command): void {
       .argument('[tags...]', 'the new tags, e.g. ring=canary site=berlin')
       .option('--clear', 'remove every tag'),
   ).action(async (id: string, tags: string[], flags: ServerFlags & { clear?: boolean }) => {
+    checkedId('device', id, IdParam, 'a device id (UUID, from `abota device list`)');
     if (tags.length === 0 && flags.clear !== true)
       throw usage('abota device tags: give the new tags, or --clear to remove them all');
     if (tags.length > 0 && flags.clear === true)
@@ -78,6 +80,7 @@ export function registerFleetCommands(program: Command): void {
       .description('decommission a device: the server refuses its tokens from now on (not undoable)')
       .argument('<id>', 'device id'),
   ).action(async (id: string, flags: ServerFlags) => {
+    checkedId('device', id, IdParam, 'a device id (UUID, from `abota device list`)');
     // Not repeated after a lost answer: a second try would say "no active device".
     const api = connectFromEnvironment(flags).api({ idempotent: false });
     const res = await api.v1.admin.devices[':id'].decommission.$post({ param: { id } });

@@ -36,3 +36,18 @@ export function formatTable(header: string[], rows: string[][]): string {
 export function commandGroup(program: Command, name: string, description: string): Command {
   return program.commands.find((c) => c.name() === name) ?? program.command(name).description(description);
 }
+
+/** What checkedId needs of a zod object schema of path parameters (the server's own). */
+interface ParamSchema {
+  safeParse(value: unknown): { success: boolean };
+}
+
+/**
+ * A command-line id checked with the server's own path-parameter schema before it goes into a
+ * URL path (hono/client puts parameters in verbatim): a usage error, exit 2, before any request.
+ */
+export function checkedId(what: string, value: string, schema: ParamSchema, expected: string): string {
+  if (!schema.safeParse({ id: value }).success)
+    throw usage(`${what} ${JSON.stringify(value)}: expected ${expected}`);
+  return value;
+}

@@ -7,7 +7,14 @@ import type { ServerRoutes } from '@abota/update-server/api';
 import { hc } from 'hono/client';
 import { AdminApiError } from './error.js';
 import { parseServerUrl } from './server-url.js';
-import { type CallPolicy, DEFAULT_RETRY, type RetryPolicy, Transport } from './transport.js';
+import {
+  type CallPolicy,
+  DEFAULT_RETRY,
+  printRetry,
+  type RetryNotice,
+  type RetryPolicy,
+  Transport,
+} from './transport.js';
 
 export type ServerClient = ReturnType<typeof hc<ServerRoutes>>;
 
@@ -18,6 +25,8 @@ export interface AdminConnectionOptions {
   retry?: RetryPolicy;
   /** The fetch to use (default: the global one). */
   fetch?: typeof fetch;
+  /** Told about every retry before its delay (default: one line on stderr). */
+  onRetry?: (notice: RetryNotice) => void;
 }
 
 export class AdminConnection {
@@ -34,6 +43,7 @@ export class AdminConnection {
       apiKey: options.apiKey,
       retry: options.retry ?? DEFAULT_RETRY,
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+      onRetry: options.onRetry ?? printRetry,
     });
   }
 

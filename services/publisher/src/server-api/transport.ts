@@ -2,7 +2,8 @@
 // one deadline per call, retries with backoff and jitter for what is safe to repeat, a size cap
 // on every answer, redirects refused, and a fresh streamed body per try for uploads. Every
 // non-2xx answer becomes an AdminApiError carrying the server's `{ error: { code, message } }`;
-// network failures and 5xx are retried on idempotent calls, 4xx never are.
+// network failures, 5xx, 408 and 429 are retried with backoff on idempotent calls (each retry
+// told on stderr with its delay); other 4xx, an unknown host name and a bad certificate never are.
 import { AdminApiError } from './error.js';
 
 /** JSON answers of the admin API are small; anything larger is not one (size limit on network input). */
@@ -38,12 +39,50 @@ export interface CallPolicy {
   head?: boolean;
 }
 
+/** One retry about to happen, for the person watching (stderr by default). */
+export interface RetryNotice {
+  what: string;
+  /** The try that failed (1-based) and the total allowed. */
+  attempt: number;
+  attempts: number;
+  delayMs: number;
+  reason: string;
+}
+
+export function printRetry(n: RetryNotice): void {
+  process.stderr.write(
+    `abota: ${n.reason}; retrying in ${(n.delayMs / 1000).toFixed(1)} s (try ${n.attempt + 1} of ${n.attempts})\n`,
+  );
+}
+
 export interface TransportOptions {
   serverUrl: URL;
   apiKey: string;
   retry: RetryPolicy;
   fetch: typeof fetch;
+  /** Told about every retry before its delay. */
+  onRetry: (notice: RetryNotice) => void;
 }
+
+/** 5xx, 408 Request Timeout and 429 Too Many Requests may succeed later; any other 4xx never will. */
+function isRetryableStatus(status: number): boolean {
+  return (status >= 500 && status <= 599) || status === 408 || status === 429;
+}
+
+/**
+ * Network failures a retry cannot fix: the name does not exist (EAI_AGAIN, a DNS server that did
+ * not answer, is retried), or the server's TLS certificate is not valid for it.
+ */
+const PERMANENT_NETWORK_CAUSES = new Set([
+  'ENOTFOUND',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+]);
 
 const interrupted = (): AdminApiError =>
   new AdminApiError('ERR_INTERRUPTED', 'interrupted; nothing more was sent');
@@ -127,7 +166,8 @@ export class Transport {
   /** One call as hono/client hands it over (URL and init), made under `policy`. */
   async send(url: string, init: RequestInit, policy: CallPolicy): Promise<Response> {
     const method = policy.head === true ? 'HEAD' : (init.method ?? 'GET');
-    const what = `${method} ${new URL(url).pathname}`;
+    const target = new URL(url);
+    const what = `${method} ${target.pathname}${target.search}`;
     const idempotent = policy.idempotent ?? method !== 'POST';
     const { retry } = this.options;
     for (let attempt = 1; ; attempt++) {
@@ -142,12 +182,13 @@ export class Transport {
         const answer = new Response(body, { status: res.status, headers: res.headers });
         if (res.status >= 200 && res.status < 300) return answer;
         failure = await errorFromResponse(answer, what);
-        if (res.status < 500 || !idempotent) throw failure;
+        if (!isRetryableStatus(res.status) || !idempotent) throw failure;
       } catch (err) {
         if (err instanceof AdminApiError) throw err;
         if (policy.signal?.aborted) throw interrupted();
-        failure = this.unreachable(what, err);
-        if (!idempotent) throw failure;
+        const { error, permanent } = this.unreachable(what, err);
+        failure = error;
+        if (!idempotent || permanent) throw failure;
       }
       if (attempt >= retry.attempts) {
         throw new AdminApiError(failure.code, `${failure.message} (gave up after ${attempt} tries)`, {
@@ -155,9 +196,17 @@ export class Transport {
           cause: failure,
         });
       }
-      const delay = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+      const delay =
+        Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
       this.retriesDone++;
-      await sleep(delay * (0.75 + Math.random() * 0.5), policy.signal);
+      this.options.onRetry({
+        what,
+        attempt,
+        attempts: retry.attempts,
+        delayMs: delay,
+        reason: failure.message,
+      });
+      await sleep(delay, policy.signal);
     }
   }
 
@@ -188,16 +237,22 @@ export class Transport {
     return out;
   }
 
-  private unreachable(what: string, err: unknown): AdminApiError {
-    const cause = (err as { cause?: { code?: unknown } }).cause;
+  private unreachable(what: string, err: unknown): { error: AdminApiError; permanent: boolean } {
+    const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
     const detail =
-      typeof cause?.code === 'string' ? cause.code : err instanceof Error ? err.message : String(err);
-    return new AdminApiError(
+      typeof cause?.code === 'string'
+        ? cause.code
+        : typeof cause?.message === 'string'
+          ? cause.message
+          : err instanceof Error
+            ? err.message
+            : String(err);
+    const permanent = PERMANENT_NETWORK_CAUSES.has(detail);
+    const error = new AdminApiError(
       'ERR_SERVER_UNREACHABLE',
-      `${what} to ${this.options.serverUrl.origin}: ${detail}`,
-      {
-        cause: err,
-      },
+      `${what} to ${this.options.serverUrl.origin}: ${detail}${permanent ? ' (retrying cannot help: check --server)' : ''}`,
+      { cause: err },
     );
+    return { error, permanent };
   }
 }
