@@ -334,6 +334,51 @@ describe('abota admin commands against a real update server', () => {
     expect(bad.code).toBe(2);
   });
 
+  it('blob list and gc: only blobs no release references, stored before the grace period, are deleted', async () => {
+    const strays: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const bytes = randomBytes(2000 + i);
+      const hex = createHash('sha256').update(bytes).digest('hex');
+      const put = await fetch(`${server.url}/v1/admin/blobs/sha256/${hex}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/octet-stream' },
+        body: bytes,
+      });
+      expect(put.status).toBe(201);
+      strays.push(`sha256:${hex}`);
+    }
+    const all = await ok<{ items: { digest: string; referenced: boolean }[] }>('blob', 'list');
+    expect(
+      all.items
+        .filter((b) => !b.referenced)
+        .map((b) => b.digest)
+        .sort(),
+    ).toEqual([...strays].sort());
+    expect(all.items.filter((b) => b.referenced)).toHaveLength(4); // two releases: artifact + hash tree
+    const table = await abota('blob', 'list', '--unreferenced');
+    expect(table.stdout.trim().split('\n')).toHaveLength(3);
+
+    const fresh = await ok<{ deleted: unknown[] }>('blob', 'gc', '--older-than', '1h');
+    expect(fresh.deleted).toEqual([]);
+    const dry = await ok<{ dryRun: boolean; deleted: { digest: string }[] }>(
+      'blob',
+      'gc',
+      '--older-than',
+      '0',
+      '--dry-run',
+    );
+    expect(dry.deleted.map((b) => b.digest).sort()).toEqual([...strays].sort());
+    expect((await ok<{ items: unknown[] }>('blob', 'list', '--unreferenced')).items).toHaveLength(2);
+
+    const gc = await abota('blob', 'gc', '--older-than', '0');
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(gc.stdout).toMatch(
+      /^deleted 2 blob\(s\), 4001 bytes, that no release references and were stored before \S+\n/,
+    );
+    expect((await ok<{ items: unknown[] }>('blob', 'list', '--unreferenced')).items).toEqual([]);
+    expect((await ok<{ items: unknown[] }>('blob', 'list')).items).toHaveLength(4);
+  });
+
   it('every new command has --help that names --json', async () => {
     for (const command of [
       ['product', 'list'],

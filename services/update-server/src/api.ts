@@ -10,6 +10,7 @@ export { RolloutSchema, RolloutStatusSchema } from './rollout/schemas.js';
 export {
   ApiKeySchema,
   BlobInfoSchema,
+  BlobListItemSchema,
   BlobPutResponseSchema,
   DeltaListSchema,
   DeltaSchema,

@@ -15,6 +15,7 @@ export const ADMIN_COMMANDS: Readonly<Record<string, string>> = {
   'POST /v1/admin/releases/{id}/deltas': 'release push',
   'GET /v1/admin/releases/{id}/deltas': 'release deltas',
   'DELETE /v1/admin/releases/{id}/deltas/{deltaId}': 'release remove-delta',
+  'GET /v1/admin/blobs': 'blob list',
   'GET /v1/admin/blobs/sha256/{hex}': 'blob show',
   'PUT /v1/admin/blobs/sha256/{hex}': 'release push',
   'DELETE /v1/admin/blobs/sha256/{hex}': 'blob delete',

@@ -5,7 +5,7 @@
 // the release's own blobs and the deltas registered for it.
 import { keyToSha256Hex } from '@abota/blobstore';
 import { createRoute, z } from '@hono/zod-openapi';
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, lt, not, type SQL, sql } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
 import { createRouter } from './router.js';
 import { findApiKey, requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
@@ -24,7 +24,15 @@ import {
 import { ServerError } from '../errors.js';
 import { decideRange } from '../http-range.js';
 import { selectorMatches } from '../rollout-policy.js';
-import { BlobInfoSchema, BlobPutResponseSchema, errorResponses, Sha256HexParam } from '../schemas.js';
+import {
+  BlobInfoSchema,
+  BlobListItemSchema,
+  BlobListQuerySchema,
+  BlobPutResponseSchema,
+  errorResponses,
+  pageOf,
+  Sha256HexParam,
+} from '../schemas.js';
 import { audit } from './admin/common.js';
 
 /** Counts bytes of a request body and stops at `maxBytes` + 1 so an oversize body is refused early. */
@@ -295,6 +303,58 @@ export function blobRoutes(deps: AppDeps) {
         if (deleted === undefined)
           throw new ServerError('ERR_NOT_FOUND', `blob ${digest} is not in the blob store`);
         return c.json(deleted, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/blobs',
+        tags: ['admin: releases'],
+        summary:
+          'List stored blobs by digest, each with whether a release references it (filters: unreferenced, createdBefore): what a garbage collection may delete',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+        request: { query: BlobListQuerySchema },
+        responses: {
+          200: {
+            description: 'A page of blobs; nextCursor continues',
+            content: { 'application/json': { schema: pageOf(BlobListItemSchema) } },
+          },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const q = c.req.valid('query');
+        // Spelled out: drizzle leaves columns unqualified inside sql``, which would make the
+        // subqueries compare their own column with itself.
+        const referenced = sql<boolean>`(exists (select 1 from "release_blobs" r where r."digest" = "blobs"."digest") or exists (select 1 from "release_deltas" d where d."digest" = "blobs"."digest"))`;
+        const where: SQL[] = [];
+        if (q.cursor !== undefined) where.push(gt(blobs.digest, q.cursor));
+        if (q.unreferenced === 'true') where.push(not(referenced));
+        if (q.unreferenced === 'false') where.push(referenced);
+        if (q.createdBefore !== undefined) where.push(lt(blobs.createdAt, new Date(q.createdBefore)));
+        const rows = await db
+          .select({
+            digest: blobs.digest,
+            sizeBytes: blobs.sizeBytes,
+            createdAt: blobs.createdAt,
+            referenced,
+          })
+          .from(blobs)
+          .where(and(...where))
+          .orderBy(asc(blobs.digest))
+          .limit(q.limit + 1);
+        const items = rows.slice(0, q.limit).map((r) => ({
+          digest: r.digest,
+          sizeBytes: r.sizeBytes,
+          createdAt: r.createdAt.toISOString(),
+          referenced: r.referenced === true,
+        }));
+        const last = items.at(-1);
+        return c.json(
+          { items, nextCursor: rows.length > q.limit && last !== undefined ? last.digest : null },
+          200,
+        );
       },
     )
     .get('/v1/device/blobs/sha256/:hex', download);
