@@ -3,11 +3,12 @@
 // references it; the server refuses otherwise with ERR_BLOB_IN_USE) and `blob gc`, which deletes
 // every blob no release references that was stored before a grace period (a push in progress
 // has uploaded blobs that its manifest does not reference yet).
-import { BlobInfoSchema, BlobListItemSchema, pageOf } from '@abota/update-server/api';
+import type { BlobListItemSchema } from '@abota/update-server/api';
 import type { Command } from 'commander';
 import { printJson } from '../output.js';
 import {
   type AdminConnection,
+  type ApiSchemas,
   connectFromEnvironment,
   readJson,
   type ServerFlags,
@@ -24,7 +25,7 @@ export function blobHex(text: string): string {
   return hex;
 }
 
-const BlobPage = pageOf(BlobListItemSchema);
+const BlobPage = (s: ApiSchemas) => s.pageOf(s.BlobListItemSchema);
 type BlobListItem = ReturnType<typeof BlobListItemSchema.parse>;
 /** At most this many pages of 1000 in one `blob gc`. */
 const GC_MAX_PAGES = 100;
@@ -59,7 +60,7 @@ async function collectGarbage(
       limit: '1000',
       ...(cursor === null ? {} : { cursor }),
     };
-    const page: ReturnType<typeof BlobPage.parse> = await readJson(
+    const page: ReturnType<ReturnType<typeof BlobPage>['parse']> = await readJson(
       await conn.api().v1.admin.blobs.$get({ query }),
       BlobPage,
     );
@@ -69,7 +70,7 @@ async function collectGarbage(
         try {
           await readJson(
             await conn.api().v1.admin.blobs.sha256[':hex'].$delete({ param: { hex } }),
-            BlobInfoSchema,
+            (s) => s.BlobInfoSchema,
           );
         } catch (err) {
           if (err instanceof AdminApiError && err.code === 'ERR_BLOB_IN_USE') {
@@ -102,7 +103,7 @@ export function registerBlobCommands(program: Command): void {
     const api = connectFromEnvironment(flags).api();
     const info = await readJson(
       await api.v1.admin.blobs.sha256[':hex'].$get({ param: { hex } }),
-      BlobInfoSchema,
+      (s) => s.BlobInfoSchema,
     );
     if (flags.json === true) return printJson({ ok: true, blob: info });
     process.stdout.write(`${info.digest} ${info.sizeBytes} bytes\n`);
@@ -118,7 +119,7 @@ export function registerBlobCommands(program: Command): void {
     const api = connectFromEnvironment(flags).api();
     const info = await readJson(
       await api.v1.admin.blobs.sha256[':hex'].$delete({ param: { hex } }),
-      BlobInfoSchema,
+      (s) => s.BlobInfoSchema,
     );
     if (flags.json === true) return printJson({ ok: true, blob: info });
     process.stdout.write(`deleted ${info.digest} (${info.sizeBytes} bytes)\n`);

@@ -2,19 +2,9 @@
 // `product list|show`, `release list|show|yank`, and a release's deltas (`release deltas`,
 // `release remove-delta`). Each command is one typed admin call (../server-api) and prints a
 // table for a person or, with --json, one JSON document.
-import {
-  DeltaListSchema,
-  DeltaSchema,
-  IdParam,
-  listOf,
-  ProductIdParam,
-  ProductSchema,
-  pageOf,
-  ReleaseSchema,
-} from '@abota/update-server/api';
 import type { Command } from 'commander';
 import { printJson } from '../output.js';
-import { connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
+import { type ApiSchemas, connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
 import { checkedId, commandGroup, formatTable, parsePositiveInt, withServerOptions } from './server-flags.js';
 
 interface ReleaseListFlags extends ServerFlags {
@@ -23,8 +13,8 @@ interface ReleaseListFlags extends ServerFlags {
   cursor?: string;
 }
 
-const ReleasePage = pageOf(ReleaseSchema);
-const ProductList = listOf(ProductSchema);
+const ReleasePage = (s: ApiSchemas) => s.pageOf(s.ReleaseSchema);
+const ProductList = (s: ApiSchemas) => s.listOf(s.ProductSchema);
 
 export function registerCatalogCommands(program: Command): void {
   const product = commandGroup(program, 'product', 'products on an update server and their trust roots');
@@ -50,9 +40,12 @@ export function registerCatalogCommands(program: Command): void {
       .description('show a product and its current trust root (--json prints root.json too)')
       .argument('<id>', 'product id'),
   ).action(async (id: string, flags: ServerFlags) => {
-    checkedId('product', id, ProductIdParam, 'a product id (1..63 of a-z 0-9 . _ -)');
+    await checkedId('product', id, (s) => s.ProductIdParam, 'a product id (1..63 of a-z 0-9 . _ -)');
     const api = connectFromEnvironment(flags).api();
-    const p = await readJson(await api.v1.admin.products[':id'].$get({ param: { id } }), ProductSchema);
+    const p = await readJson(
+      await api.v1.admin.products[':id'].$get({ param: { id } }),
+      (s) => s.ProductSchema,
+    );
     if (flags.json === true) return printJson({ ok: true, product: p });
     process.stdout.write(
       `product ${p.id}\n  trust root  v${p.trustRootVersion}\n  created     ${p.createdAt}\n  updated     ${p.updatedAt}\n  description ${p.description || '-'}\n`,
@@ -102,9 +95,12 @@ export function registerCatalogCommands(program: Command): void {
       .description('show a release: versions, compatibility, its blobs (--json adds the manifest)')
       .argument('<id>', 'release id (from `abota release list`)'),
   ).action(async (id: string, flags: ServerFlags) => {
-    checkedId('release', id, IdParam, 'a release id (UUID, from `abota release list`)');
+    await checkedId('release', id, (s) => s.IdParam, 'a release id (UUID, from `abota release list`)');
     const api = connectFromEnvironment(flags).api();
-    const r = await readJson(await api.v1.admin.releases[':id'].$get({ param: { id } }), ReleaseSchema);
+    const r = await readJson(
+      await api.v1.admin.releases[':id'].$get({ param: { id } }),
+      (s) => s.ReleaseSchema,
+    );
     if (flags.json === true) return printJson({ ok: true, release: r });
     const lines = [
       `release ${r.id}`,
@@ -127,14 +123,14 @@ export function registerCatalogCommands(program: Command): void {
       .argument('<id>', 'release id')
       .requiredOption('--reason <text>', 'why (recorded in the audit log and shown in listings)'),
   ).action(async (id: string, flags: ServerFlags & { reason: string }) => {
-    checkedId('release', id, IdParam, 'a release id (UUID, from `abota release list`)');
+    await checkedId('release', id, (s) => s.IdParam, 'a release id (UUID, from `abota release list`)');
     // A repeated yank is refused by the server (ERR_CONFLICT), so it is not retried blindly.
     const api = connectFromEnvironment(flags).api();
     const res = await api.v1.admin.releases[':id'].yank.$post({
       param: { id },
       json: { reason: flags.reason },
     });
-    const r = await readJson(res, ReleaseSchema);
+    const r = await readJson(res, (s) => s.ReleaseSchema);
     if (flags.json === true) return printJson({ ok: true, release: r });
     process.stdout.write(
       `release ${r.product} ${r.version} (${r.id}) yanked: ${r.yankedReason ?? flags.reason}\n`,
@@ -147,11 +143,11 @@ export function registerCatalogCommands(program: Command): void {
       .description('list the deltas registered for a release (which versions it updates from)')
       .argument('<id>', 'release id'),
   ).action(async (id: string, flags: ServerFlags) => {
-    checkedId('release', id, IdParam, 'a release id (UUID, from `abota release list`)');
+    await checkedId('release', id, (s) => s.IdParam, 'a release id (UUID, from `abota release list`)');
     const api = connectFromEnvironment(flags).api();
     const { items } = await readJson(
       await api.v1.admin.releases[':id'].deltas.$get({ param: { id } }),
-      DeltaListSchema,
+      (s) => s.DeltaListSchema,
     );
     if (flags.json === true) return printJson({ ok: true, items });
     if (items.length === 0) return void process.stdout.write('no deltas\n');
@@ -170,13 +166,13 @@ export function registerCatalogCommands(program: Command): void {
       .argument('<release-id>', 'release id')
       .argument('<delta-id>', 'delta id (from `abota release deltas`)'),
   ).action(async (releaseId: string, deltaId: string, flags: ServerFlags) => {
-    checkedId('release', releaseId, IdParam, 'a release id (UUID)');
-    checkedId('delta', deltaId, IdParam, 'a delta id (UUID, from `abota release deltas`)');
+    await checkedId('release', releaseId, (s) => s.IdParam, 'a release id (UUID)');
+    await checkedId('delta', deltaId, (s) => s.IdParam, 'a delta id (UUID, from `abota release deltas`)');
     const api = connectFromEnvironment(flags).api();
     const res = await api.v1.admin.releases[':id'].deltas[':deltaId'].$delete({
       param: { id: releaseId, deltaId },
     });
-    const removed = await readJson(res, DeltaSchema);
+    const removed = await readJson(res, (s) => s.DeltaSchema);
     if (flags.json === true) return printJson({ ok: true, delta: removed });
     process.stdout.write(
       `delta ${removed.id} (${removed.image} from ${removed.sourceVersion}) of release ${releaseId} removed; its blob ${removed.digest} stays\n`,

@@ -1,7 +1,7 @@
 // The fleet beyond `device list`: `device show` (a device with its latest events), `device tags`
 // (replace the tags rollout selectors match on) and `device decommission` (its tokens are refused
 // from then on). Each is one typed admin call (../server-api).
-import { DeviceDetailSchema, DeviceSchema, IdParam } from '@abota/update-server/api';
+import type { DeviceSchema } from '@abota/update-server/api';
 import type { Command } from 'commander';
 import { printJson } from '../output.js';
 import { connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
@@ -33,9 +33,12 @@ export function registerFleetCommands(program: Command): void {
       .description('show a device and its latest events (installs, commits, failures, newest first)')
       .argument('<id>', 'device id (from `abota device list`)'),
   ).action(async (id: string, flags: ServerFlags) => {
-    checkedId('device', id, IdParam, 'a device id (UUID, from `abota device list`)');
+    await checkedId('device', id, (s) => s.IdParam, 'a device id (UUID, from `abota device list`)');
     const api = connectFromEnvironment(flags).api();
-    const d = await readJson(await api.v1.admin.devices[':id'].$get({ param: { id } }), DeviceDetailSchema);
+    const d = await readJson(
+      await api.v1.admin.devices[':id'].$get({ param: { id } }),
+      (s) => s.DeviceDetailSchema,
+    );
     if (flags.json === true) return printJson({ ok: true, device: d });
     process.stdout.write(`${describeDevice(d).join('\n')}\n`);
     if (d.events.length === 0) return void process.stdout.write('no events\n');
@@ -62,14 +65,14 @@ export function registerFleetCommands(program: Command): void {
       .argument('[tags...]', 'the new tags, e.g. ring=canary site=berlin')
       .option('--clear', 'remove every tag'),
   ).action(async (id: string, tags: string[], flags: ServerFlags & { clear?: boolean }) => {
-    checkedId('device', id, IdParam, 'a device id (UUID, from `abota device list`)');
+    await checkedId('device', id, (s) => s.IdParam, 'a device id (UUID, from `abota device list`)');
     if (tags.length === 0 && flags.clear !== true)
       throw usage('abota device tags: give the new tags, or --clear to remove them all');
     if (tags.length > 0 && flags.clear === true)
       throw usage('abota device tags: give tags or --clear, not both');
     const api = connectFromEnvironment(flags).api();
     const res = await api.v1.admin.devices[':id'].tags.$put({ param: { id }, json: { tags } });
-    const d = await readJson(res, DeviceSchema);
+    const d = await readJson(res, (s) => s.DeviceSchema);
     if (flags.json === true) return printJson({ ok: true, device: d });
     process.stdout.write(`device ${d.id}: tags ${d.tags.length === 0 ? '(none)' : d.tags.join(', ')}\n`);
   });
@@ -80,11 +83,11 @@ export function registerFleetCommands(program: Command): void {
       .description('decommission a device: the server refuses its tokens from now on (not undoable)')
       .argument('<id>', 'device id'),
   ).action(async (id: string, flags: ServerFlags) => {
-    checkedId('device', id, IdParam, 'a device id (UUID, from `abota device list`)');
+    await checkedId('device', id, (s) => s.IdParam, 'a device id (UUID, from `abota device list`)');
     // Not repeated after a lost answer: a second try would say "no active device".
     const api = connectFromEnvironment(flags).api({ idempotent: false });
     const res = await api.v1.admin.devices[':id'].decommission.$post({ param: { id } });
-    const d = await readJson(res, DeviceSchema);
+    const d = await readJson(res, (s) => s.DeviceSchema);
     if (flags.json === true) return printJson({ ok: true, device: d });
     process.stdout.write(`device ${d.id} decommissioned at ${d.decommissionedAt ?? '?'}\n`);
   });

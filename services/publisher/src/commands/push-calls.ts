@@ -4,15 +4,7 @@
 // Retry policy per call is stated here; the transport applies it.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import {
-  BlobPutResponseSchema,
-  DeltaSchema,
-  ProductSchema,
-  ReleaseSchema,
-  UploadListSchema,
-  UploadPartSchema,
-  UploadSchema,
-} from '@abota/update-server/api';
+import type { ReleaseSchema, UploadPartSchema, UploadSchema } from '@abota/update-server/api';
 import { type AdminConnection, readJson } from '../server-api/client.js';
 import { AdminApiError, isNotFound } from '../server-api/error.js';
 
@@ -48,7 +40,7 @@ async function unlessNotFound<T>(call: Promise<T>): Promise<T | undefined> {
 /** The product, or undefined when the server has none by that id. */
 export async function findProduct(conn: AdminConnection, id: string, signal?: AbortSignal) {
   const call = conn.api({ signal }).v1.admin.products[':id'].$get({ param: { id: encodeURIComponent(id) } });
-  return unlessNotFound(call.then((res) => readJson(res, ProductSchema)));
+  return unlessNotFound(call.then((res) => readJson(res, (s) => s.ProductSchema)));
 }
 
 /** Size of the blob in the server's store (HEAD: no body), or undefined when it is not there. */
@@ -97,7 +89,7 @@ export async function putBlobFile(
   const res = await conn
     .api({ signal: o.signal, timeoutMs: null, upload })
     .v1.admin.blobs.sha256[':hex'].$put({ param: { hex } });
-  const answer = await readJson(res, BlobPutResponseSchema);
+  const answer = await readJson(res, (s) => s.BlobPutResponseSchema);
   return { created: answer.created || res.status === 201 };
 }
 
@@ -118,16 +110,16 @@ export async function createUpload(
   };
   const res = await conn.api({ signal: o.signal, idempotent: true }).v1.admin.uploads.$post({ json });
   if (res.status === 200) {
-    await readJson(res, BlobPutResponseSchema);
+    await readJson(res, (s) => s.BlobPutResponseSchema);
     return { present: true };
   }
-  return { present: false, upload: await readJson(res, UploadSchema) };
+  return { present: false, upload: await readJson(res, (s) => s.UploadSchema) };
 }
 
 /** The session and the parts the server has, or undefined when it is gone (completed, aborted, expired). */
 export async function getUpload(conn: AdminConnection, uploadId: string, signal?: AbortSignal) {
   const call = conn.api({ signal }).v1.admin.uploads[':id'].$get({ param: { id: uploadId } });
-  return unlessNotFound(call.then((res) => readJson(res, UploadSchema)));
+  return unlessNotFound(call.then((res) => readJson(res, (s) => s.UploadSchema)));
 }
 
 /** Open sessions for one digest, oldest first. */
@@ -137,7 +129,7 @@ export async function listUploads(
   signal?: AbortSignal,
 ): Promise<Upload[]> {
   const res = await conn.api({ signal }).v1.admin.uploads.$get({ query: { digest } });
-  return (await readJson(res, UploadListSchema)).items;
+  return (await readJson(res, (s) => s.UploadListSchema)).items;
 }
 
 /**
@@ -175,7 +167,7 @@ export async function putUploadPart(
       param: { id: uploadId, n: String(partNumber) },
       header: { 'content-digest': `sha-256=:${Buffer.from(sha256Hex, 'hex').toString('base64')}:` },
     });
-  return readJson(res, UploadPartSchema);
+  return readJson(res, (s) => s.UploadPartSchema);
 }
 
 /** Assembles and verifies the blob on the server; `created: false` when it was already stored. */
@@ -185,7 +177,7 @@ export async function completeUpload(conn: AdminConnection, uploadId: string, si
   const res = await conn
     .api({ signal, idempotent: true })
     .v1.admin.uploads[':id'].complete.$post({ param: { id: uploadId } });
-  const done = await readJson(res, BlobPutResponseSchema);
+  const done = await readJson(res, (s) => s.BlobPutResponseSchema);
   return { digest: done.digest, sizeBytes: done.sizeBytes, created: res.status === 201 };
 }
 
@@ -197,7 +189,7 @@ export async function pushManifest(
 ): Promise<{ release: Release; created: boolean }> {
   // Idempotent on the server: the same JWS again answers 200 with the existing release.
   const res = await conn.api({ signal, idempotent: true }).v1.admin.releases.$post({ json: { manifestJws } });
-  return { release: await readJson(res, ReleaseSchema), created: res.status === 201 };
+  return { release: await readJson(res, (s) => s.ReleaseSchema), created: res.status === 201 };
 }
 
 /**
@@ -213,5 +205,5 @@ export async function registerDelta(
   const res = await conn
     .api({ signal, idempotent: true })
     .v1.admin.releases[':id'].deltas.$post({ param: { id: releaseId }, json: delta });
-  return { id: (await readJson(res, DeltaSchema)).id, created: res.status === 201 };
+  return { id: (await readJson(res, (s) => s.DeltaSchema)).id, created: res.status === 201 };
 }

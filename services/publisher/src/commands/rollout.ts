@@ -3,14 +3,9 @@
 // terminal, one JSON document with --json, and `status --watch` redrawing the live view.
 import type { Command } from 'commander';
 import {
-  pageOf,
-  ReleaseSchema,
-  ROLLOUT_LIFECYCLE,
-  RolloutSchema,
-  RolloutStatusSchema,
-} from '@abota/update-server/api';
-import {
   type AdminConnection,
+  type ApiSchemas,
+  apiSchemas,
   connectFromEnvironment,
   readJson,
   type ServerFlags,
@@ -32,13 +27,16 @@ function client(flags: CommonFlags): AdminConnection {
   return connectFromEnvironment(flags);
 }
 
-const ReleasePage = pageOf(ReleaseSchema);
-const RolloutPage = pageOf(RolloutSchema);
-type ReleasePageView = ReturnType<typeof ReleasePage.parse>;
-type RolloutPageView = ReturnType<typeof RolloutPage.parse>;
+const ReleasePage = (s: ApiSchemas) => s.pageOf(s.ReleaseSchema);
+const RolloutPage = (s: ApiSchemas) => s.pageOf(s.RolloutSchema);
+type ReleasePageView = ReturnType<ReturnType<typeof ReleasePage>['parse']>;
+type RolloutPageView = ReturnType<ReturnType<typeof RolloutPage>['parse']>;
 
 const rolloutStatus = async (api: AdminConnection, id: string): Promise<RolloutStatusDocument> =>
-  readJson(await api.api().v1.admin.rollouts[':id'].status.$get({ param: { id } }), RolloutStatusSchema);
+  readJson(
+    await api.api().v1.admin.rollouts[':id'].status.$get({ param: { id } }),
+    (s) => s.RolloutStatusSchema,
+  );
 
 const usage = (message: string) => new AdminApiError('ERR_USAGE', message);
 
@@ -386,7 +384,7 @@ export function registerRolloutCommands(program: Command): void {
       ...(flags.allowDowngrade === true ? { allowDowngrade: true } : {}),
       ...(flags.draft === true ? { start: false } : {}),
     };
-    const created = await readJson(await api.api().v1.admin.rollouts.$post({ json }), RolloutSchema);
+    const created = await readJson(await api.api().v1.admin.rollouts.$post({ json }), (s) => s.RolloutSchema);
     if (flags.json === true) printJson(created);
     else process.stdout.write(`created ${renderOne(created)}\n`);
   });
@@ -398,6 +396,7 @@ export function registerRolloutCommands(program: Command): void {
       .option('--product <id>', 'only this product')
       .option('--state <state>', 'only draft|active|paused|completed|aborted'),
   ).action(async (flags: CommonFlags & { product?: string; state?: string }) => {
+    const { ROLLOUT_LIFECYCLE } = await apiSchemas();
     const state = flags.state === undefined ? undefined : ROLLOUT_LIFECYCLE.find((st) => st === flags.state);
     if (flags.state !== undefined && state === undefined)
       throw usage(`--state "${flags.state}": expected one of ${ROLLOUT_LIFECYCLE.join(', ')}`);
@@ -461,7 +460,7 @@ export function registerRolloutCommands(program: Command): void {
         param: { id },
         json: flags.reason === undefined ? {} : { reason: flags.reason },
       });
-      const updated = await readJson(res, RolloutSchema);
+      const updated = await readJson(res, (s) => s.RolloutSchema);
       if (flags.json === true) printJson(updated);
       else process.stdout.write(`${renderOne(updated)}\n`);
     });
@@ -481,7 +480,7 @@ export function registerRolloutCommands(program: Command): void {
       param: { id },
       json: flags.reason === undefined ? {} : { reason: flags.reason },
     });
-    const updated = await readJson(res, RolloutSchema);
+    const updated = await readJson(res, (s) => s.RolloutSchema);
     if (flags.json === true) printJson(updated);
     else process.stdout.write(`${renderOne(updated)}\n`);
   });
@@ -514,7 +513,7 @@ export function registerRolloutCommands(program: Command): void {
         }),
       };
       const res = await api.api().v1.admin.rollouts[':id'].rollback.$post({ param: { id }, json });
-      const created = await readJson(res, RolloutSchema);
+      const created = await readJson(res, (s) => s.RolloutSchema);
       if (flags.json === true) printJson(created);
       else process.stdout.write(`rolling back with ${renderOne(created)}\n`);
     },

@@ -1,6 +1,7 @@
 // What every command that talks to an update server shares: the --server / --api-key-env / --json
 // flags, usage errors (exit 2), whole-number flags, and the fixed-width tables people read.
 import type { Command } from 'commander';
+import { type ApiSchemas, apiSchemas } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';
 
 export const usage = (message: string): AdminApiError => new AdminApiError('ERR_USAGE', message);
@@ -46,8 +47,13 @@ interface ParamSchema {
  * A command-line id checked with the server's own path-parameter schema before it goes into a
  * URL path (hono/client puts parameters in verbatim): a usage error, exit 2, before any request.
  */
-export function checkedId(what: string, value: string, schema: ParamSchema, expected: string): string {
-  if (!schema.safeParse({ id: value }).success)
+export async function checkedId(
+  what: string,
+  value: string,
+  pick: (schemas: ApiSchemas) => ParamSchema,
+  expected: string,
+): Promise<string> {
+  if (!pick(await apiSchemas()).safeParse({ id: value }).success)
     throw usage(`${what} ${JSON.stringify(value)}: expected ${expected}`);
   return value;
 }

@@ -3,9 +3,9 @@
 // `device list`. Each maps flags to one typed admin call (../server-api) and prints the answer
 // for a person or, with --json, as one JSON document. Server errors print as `abota: CODE: message`.
 import { readFile, stat } from 'node:fs/promises';
+import type { DeviceSchema } from '@abota/update-server/api';
 import type { Command } from 'commander';
-import { DeviceSchema, pageOf, ProductSchema, ProvisioningTokenSchema } from '@abota/update-server/api';
-import { connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
+import { type ApiSchemas, connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';
 import { printJson } from '../output.js';
 import { parseDuration } from './keys.js';
@@ -35,7 +35,7 @@ async function readRootFile(path: string): Promise<unknown> {
   }
 }
 
-const DevicePage = pageOf(DeviceSchema);
+const DevicePage = (s: ApiSchemas) => s.pageOf(s.DeviceSchema);
 
 function deviceRow(d: ReturnType<typeof DeviceSchema.parse>): string[] {
   return [
@@ -92,7 +92,7 @@ export function registerServerCommands(program: Command): void {
     const res = await client.api().v1.admin.products.$post({
       json: { id, trustRoot, ...(flags.description === undefined ? {} : { description: flags.description }) },
     });
-    const created = await readJson(res, ProductSchema);
+    const created = await readJson(res, (s) => s.ProductSchema);
     if (flags.json === true) printJson({ ok: true, product: created });
     else
       process.stdout.write(
@@ -116,7 +116,7 @@ export function registerServerCommands(program: Command): void {
       param: { id: encodeURIComponent(id) },
       json: { trustRoot },
     });
-    const updated = await readJson(res, ProductSchema);
+    const updated = await readJson(res, (s) => s.ProductSchema);
     if (flags.json === true) printJson({ ok: true, product: updated });
     else process.stdout.write(`product ${updated.id}: trust root is now v${updated.trustRootVersion}\n`);
   });
@@ -151,7 +151,7 @@ export function registerServerCommands(program: Command): void {
         ...(flags.description === undefined ? {} : { description: flags.description }),
       },
     });
-    const created = await readJson(res, ProvisioningTokenSchema);
+    const created = await readJson(res, (s) => s.ProvisioningTokenSchema);
     if (created.token === undefined) {
       throw new AdminApiError(
         'ERR_SERVER_RESPONSE_INVALID',

@@ -61,6 +61,18 @@ export class AdminConnection {
   }
 }
 
+/** The server's API schemas (@abota/update-server/api, zod): loaded on the first call that needs them. */
+export type ApiSchemas = typeof import('@abota/update-server/api');
+let schemas: Promise<ApiSchemas> | undefined;
+/**
+ * Loaded lazily: zod and the schemas cost ~20 MB and a few hundred ms at start-up, which
+ * `abota --help` and the commands that never talk to a server should not pay.
+ */
+export const apiSchemas = (): Promise<ApiSchemas> => {
+  schemas ??= import('@abota/update-server/api');
+  return schemas;
+};
+
 /** What readJson needs of a zod schema (the server's, from @abota/update-server/api). */
 export interface ResponseSchema<T> {
   safeParse(
@@ -70,11 +82,12 @@ export interface ResponseSchema<T> {
     | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } };
 }
 
-/** The answer's JSON checked against the server's schema for it (unknown until then). */
+/** The answer's JSON checked against the server's schema for it, `pick(schemas)` (unknown until then). */
 export async function readJson<T>(
   res: { url: string; status: number; text(): Promise<string> },
-  schema: ResponseSchema<T>,
+  pick: (schemas: ApiSchemas) => ResponseSchema<T>,
 ): Promise<T> {
+  const schema = pick(await apiSchemas());
   const what = `the answer of ${new URL(res.url || 'http://server/').pathname}`;
   const text = await res.text();
   let value: unknown;
