@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DeviceKey, UpdateServerClient } from '@abota/client';
+import { releaseBuildArgs } from '@abota/testkit';
 import {
   createLogger,
   generateSecret,
@@ -74,26 +75,8 @@ async function buildAndPush(keys: string, version: string): Promise<void> {
   const image = join(work, `rootfs-${version}.img`);
   await writeFile(image, randomBytes(64 * 4096));
   const out = join(work, 'releases', version);
-  await ok(
-    'release',
-    'build',
-    '--image',
-    image,
-    '--product',
-    PRODUCT,
-    '--compatible',
-    'qemu-x64',
-    '--version',
-    version,
-    '--security-version',
-    '1',
-    '--expires',
-    '30d',
-    '--keys',
-    keys,
-    '--out',
-    out,
-  );
+  await ok(...releaseBuildArgs({ image, keys, out, product: PRODUCT, compatible: 'qemu-x64', version }));
+
   await ok('release', 'push', out);
 }
 
