@@ -1,8 +1,12 @@
 // The `abota` command line: one subcommand group per concern (verity, keys, release, delta,
 // rollout, demo), each registered from its own module under ./commands.
 import { type Command, CommanderError } from 'commander';
+import { registerBlobCommands } from './commands/blob.js';
+import { registerCatalogCommands } from './commands/catalog.js';
+import { registerCredentialCommands } from './commands/credentials.js';
 import { registerDeltaCommands } from './commands/delta.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerFleetCommands } from './commands/fleet.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerReleaseCommands } from './commands/release.js';
@@ -23,6 +27,10 @@ export function buildProgram(): Command {
   registerReleaseCommands(program);
   registerImageCommands(program);
   registerServerCommands(program);
+  registerCatalogCommands(program);
+  registerFleetCommands(program);
+  registerCredentialCommands(program);
+  registerBlobCommands(program);
   registerDeltaCommands(program);
   registerRolloutCommands(program);
   registerDemoCommand(program);

@@ -3,7 +3,7 @@
 // and any number of replicas can share one PostgreSQL and one bucket (DESIGN.md "Update server").
 import { BlobStoreError, type BlobStore } from '@abota/blobstore';
 import { isManifestError } from '@abota/manifest';
-import { OpenAPIHono } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { routePath } from 'hono/route';
@@ -14,13 +14,14 @@ import { PollBatcher } from './db/poll-statement.js';
 import { errorBody, ServerError } from './errors.js';
 import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
-import { registerAdminRoutes } from './routes/admin.js';
-import { registerBlobRoutes } from './routes/blobs.js';
-import { registerDeviceRoutes } from './routes/device.js';
-import { registerDocsRoutes } from './routes/docs.js';
 import { RolloutEngine } from './rollout/engine.js';
-import { registerOpsRoutes } from './routes/ops.js';
-import { registerUploadRoutes } from './routes/uploads.js';
+import { adminRoutes } from './routes/admin.js';
+import { blobRoutes, blobUploadRoutes } from './routes/blobs.js';
+import { deviceRoutes } from './routes/device.js';
+import { DOCUMENT_CONFIG, docsRoutes } from './routes/docs.js';
+import { opsRoutes } from './routes/ops.js';
+import { createRouter } from './routes/router.js';
+import { uploadPartRoutes, uploadRoutes } from './routes/uploads.js';
 
 export interface CreateAppOptions {
   db: Db;
@@ -38,7 +39,8 @@ export interface CreateAppOptions {
   rollouts?: RolloutEngine;
 }
 
-export type App = OpenAPIHono<AppEnv>;
+/** The whole HTTP surface; `typeof` it (and of each sub-app) is what hono/client `hc` is typed by. */
+export type App = ReturnType<typeof createApp>;
 
 const BLOB_ERROR_STATUS: Record<string, { status: number; code: string }> = {
   ERR_BLOB_DIGEST_MISMATCH: { status: 422, code: 'ERR_BLOB_DIGEST_MISMATCH' },
@@ -62,7 +64,7 @@ const HTTP_STATUS_CODES: Record<number, string> = {
   415: 'ERR_UNSUPPORTED_MEDIA_TYPE',
 };
 
-export function createApp(options: CreateAppOptions): App {
+export function createApp(options: CreateAppOptions) {
   const config: AppConfig = { ...DEFAULT_APP_CONFIG, ...options.config };
   const metrics = options.metrics ?? new Metrics();
   const deps: AppDeps = {
@@ -86,19 +88,7 @@ export function createApp(options: CreateAppOptions): App {
   };
   const { logger } = deps;
 
-  const app: App = new OpenAPIHono<AppEnv>({
-    // zod validation failures: 400 with the field paths, never the raw zod dump.
-    defaultHook: (result, c) => {
-      if (!result.success) {
-        const message = result.error.issues
-          .slice(0, 8)
-          .map((i) => `${i.path.length === 0 ? '(body)' : i.path.join('.')}: ${i.message}`)
-          .join('; ');
-        return c.json(errorBody('ERR_VALIDATION', message), 400);
-      }
-      return undefined;
-    },
-  });
+  const app = createRouter();
 
   // Access log + metrics. Only method, route pattern, status and duration: never headers,
   // query strings or bodies, which is where tokens and keys travel.
@@ -116,31 +106,18 @@ export function createApp(options: CreateAppOptions): App {
     );
   });
 
-  // JSON bodies are bounded everywhere; blob and part uploads have their own streaming caps
-  // (routes/blobs.ts; routes/uploads.ts, where the store reads at most the part's size).
-  const jsonTooLarge = () =>
-    new ServerError('ERR_BODY_TOO_LARGE', `request body exceeds ${config.maxJsonBodyBytes} bytes`);
-  const jsonLimit = bodyLimit({
-    maxSize: config.maxJsonBodyBytes,
-    onError: () => {
-      throw jsonTooLarge();
-    },
-  });
-  app.use('*', async (c, next) => {
-    if (c.req.method === 'PUT' && c.req.path.startsWith('/v1/admin/blobs/')) return next();
-    if (c.req.method === 'PUT' && /^\/v1\/admin\/uploads\/[^/]+\/parts\//.test(c.req.path)) return next();
-    // Decided from the headers when they suffice, never touching c.req.raw.body: that makes
-    // @hono/node-server build a full web Request and stream (≈ 0.1–0.3 ms of event loop per
-    // request). GET/HEAD carry no body; a declared Content-Length bounds it (the HTTP parser
-    // reads no more). Chunked bodies are counted as they stream by hono's bodyLimit.
-    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
-    const declared = c.req.header('content-length');
-    if (declared !== undefined && c.req.header('transfer-encoding') === undefined) {
-      if (Number.parseInt(declared, 10) > config.maxJsonBodyBytes) throw jsonTooLarge();
-      return next();
-    }
-    return jsonLimit(c, next);
-  });
+  // Every sub-app but the two that stream bytes into the blob store (the PUT of a blob, the PUT
+  // of an upload part, each with its own cap: routes/blobs.ts, routes/uploads.ts) takes JSON
+  // bodies, and those are bounded.
+  const ops = opsRoutes(deps, options.pingDatabase);
+  const device = deviceRoutes(deps);
+  const blobs = blobRoutes(deps);
+  const uploads = uploadRoutes(deps);
+  const admin = adminRoutes(deps);
+  const jsonLimit = jsonBodyLimit(config.maxJsonBodyBytes);
+  for (const sub of [ops, device, blobs, uploads, admin]) {
+    for (const r of sub.routes) app.on(r.method, r.path, jsonLimit);
+  }
 
   app.onError((err, c) => {
     if (err instanceof ServerError) {
@@ -174,11 +151,42 @@ export function createApp(options: CreateAppOptions): App {
 
   app.notFound((c) => c.json(errorBody('ERR_NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`), 404));
 
-  registerOpsRoutes(app, deps, options.pingDatabase);
-  registerDeviceRoutes(app, deps);
-  registerBlobRoutes(app, deps);
-  registerUploadRoutes(app, deps);
-  registerAdminRoutes(app, deps);
-  registerDocsRoutes(app);
-  return app;
+  const routes = app
+    .route('/', ops)
+    .route('/', device)
+    .route('/', blobs)
+    .route('/', blobUploadRoutes(deps))
+    .route('/', uploads)
+    .route('/', uploadPartRoutes(deps))
+    .route('/', admin);
+  // The document covers every mounted sub-app, so it is read from the app itself, on request.
+  return routes.route(
+    '/',
+    docsRoutes(() => app.getOpenAPI31Document(DOCUMENT_CONFIG)),
+  );
+}
+
+/**
+ * The JSON body limit, decided from the headers when they suffice, never touching c.req.raw.body:
+ * that makes @hono/node-server build a full web Request and stream (≈ 0.1–0.3 ms of event loop
+ * per request). GET/HEAD carry no body; a declared Content-Length bounds it (the HTTP parser
+ * reads no more). Chunked bodies are counted as they stream by hono's bodyLimit.
+ */
+function jsonBodyLimit(maxBytes: number): MiddlewareHandler<AppEnv> {
+  const tooLarge = () => new ServerError('ERR_BODY_TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
+  const counted = bodyLimit({
+    maxSize: maxBytes,
+    onError: () => {
+      throw tooLarge();
+    },
+  });
+  return async (c, next) => {
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    const declared = c.req.header('content-length');
+    if (declared !== undefined && c.req.header('transfer-encoding') === undefined) {
+      if (Number.parseInt(declared, 10) > maxBytes) throw tooLarge();
+      return next();
+    }
+    return counted(c, next);
+  };
 }

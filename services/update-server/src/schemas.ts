@@ -167,8 +167,27 @@ export const ListQuerySchema = z.object({
 });
 export const pageOf = <T extends z.ZodType>(item: T) =>
   z.object({ items: z.array(item), nextCursor: z.string().nullable() });
+/** A whole (short, unpaginated) list. */
+export const listOf = <T extends z.ZodType>(item: T) => z.object({ items: z.array(item) });
 
 export const BlobInfoSchema = z.object({ digest: z.string(), sizeBytes: z.int() }).openapi('BlobInfo');
+export const BlobListQuerySchema = ListQuerySchema.extend({
+  cursor: z
+    .string()
+    .regex(/^sha256:[0-9a-f]{64}$/, 'cursor is not one this server returned')
+    .optional(),
+  unreferenced: z
+    .enum(['true', 'false'])
+    .optional()
+    .openapi({ description: 'only blobs no release references (as artifact, hash tree or delta)' }),
+  createdBefore: z.iso.datetime().optional().openapi({
+    description: 'only blobs stored before this time (a push in progress has unreferenced blobs)',
+  }),
+});
+export const BlobListItemSchema = BlobInfoSchema.extend({
+  createdAt: z.string(),
+  referenced: z.boolean(),
+}).openapi('BlobListItem');
 export const BlobPutResponseSchema = z
   .object({ digest: z.string(), sizeBytes: z.int(), created: z.boolean() })
   .openapi('BlobPutResponse');
@@ -256,6 +275,8 @@ export const DeviceEventSchema = z
     at: z.string(),
   })
   .openapi('DeviceEvent');
+/** A device with its latest events (GET /v1/admin/devices/{id}). */
+export const DeviceDetailSchema = DeviceSchema.extend({ events: z.array(DeviceEventSchema) });
 export const DeviceListQuerySchema = ListQuerySchema.extend({
   product: Id.optional(),
   hardware: Id.optional(),

@@ -6,11 +6,10 @@ const Digest = z
   .string()
   .regex(/^sha256:[0-9a-f]{64}$/, 'expected "sha256:" followed by 64 lower-case hex characters');
 
+const UploadId = z.string().regex(/^[0-9a-f]{32}$/, 'expected an upload id: 32 lower-case hex characters');
+
 export const UploadIdParam = z.object({
-  id: z
-    .string()
-    .regex(/^[0-9a-f]{32}$/, 'expected an upload id: 32 lower-case hex characters')
-    .openapi({ param: { name: 'id', in: 'path' } }),
+  id: UploadId.openapi({ param: { name: 'id', in: 'path' } }),
 });
 export const UploadPartParam = UploadIdParam.extend({
   n: z.coerce
@@ -32,13 +31,14 @@ export const UploadCreateSchema = z
   .openapi('UploadCreate');
 
 export const UploadPartSchema = z
-  .object({ partNumber: z.int(), sizeBytes: z.int(), sha256: z.string() })
+  .object({ partNumber: z.int(), sizeBytes: z.int(), sha256: z.string().regex(/^[0-9a-f]{64}$/) })
   .openapi('UploadPart');
 
 export const UploadSchema = z
   .object({
-    uploadId: z.string(),
-    digest: z.string(),
+    // A client puts the id into the paths of its next calls: the schema says exactly what it is.
+    uploadId: UploadId,
+    digest: Digest,
     sizeBytes: z.int(),
     partSizeBytes: z.int(),
     partCount: z.int(),

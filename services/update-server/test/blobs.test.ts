@@ -1,6 +1,7 @@
 // Blob transfer against FsBlobStore and S3BlobStore (a real s3rver on loopback), on both
 // databases: uploads, HEAD for resumable pushes, device access only to blobs of releases offered
 // to it, streamed Range responses (206, Content-Range, 416) and 302 presigned redirects.
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -177,4 +178,42 @@ describe.each(MATRIX)('blobs on %s with the %s blob store', (dbBackend, blobBack
       }
     },
   );
+
+  it('lists blobs by digest with whether a release references them; unreferenced and createdBefore filter, pages continue', async () => {
+    const stray = new TextEncoder().encode(`stray blob on ${dbBackend}/${blobBackend}`);
+    const hex = createHash('sha256').update(stray).digest('hex');
+    const put = await h.request(`/v1/admin/blobs/sha256/${hex}`, {
+      method: 'PUT',
+      key: h.adminKey,
+      body: stray,
+    });
+    expect(put.status).toBe(201);
+    const list = async (query: string) => {
+      const res = await h.request(`/v1/admin/blobs${query}`, { key: h.adminKey });
+      expect(res.status).toBe(200);
+      return (await res.json()) as {
+        items: { digest: string; sizeBytes: number; referenced: boolean }[];
+        nextCursor: string | null;
+      };
+    };
+    const all = await list('');
+    expect(all.items.find((b) => b.digest === `sha256:${hex}`)).toMatchObject({
+      referenced: false,
+      sizeBytes: stray.length,
+    });
+    expect(all.items.find((b) => b.digest === release.artifactDigest)).toMatchObject({ referenced: true });
+    expect(all.items.map((b) => b.digest)).toEqual([...all.items.map((b) => b.digest)].sort());
+    expect((await list('?unreferenced=true')).items.map((b) => b.digest)).toEqual([`sha256:${hex}`]);
+    expect((await list('?unreferenced=false')).items.every((b) => b.referenced)).toBe(true);
+    const hourAgo = new Date(Date.now() - 3600_000).toISOString();
+    expect((await list(`?unreferenced=true&createdBefore=${hourAgo}`)).items).toEqual([]);
+    const first = await list('?limit=1');
+    expect(first.items).toHaveLength(1);
+    expect(first.nextCursor).toBe(first.items[0]?.digest);
+    const rest = await list(`?cursor=${first.nextCursor}`);
+    expect([...first.items, ...rest.items]).toEqual(all.items);
+    const bad = await h.request('/v1/admin/blobs?cursor=abc', { key: h.adminKey });
+    expect(bad.status).toBe(400);
+    await h.request(`/v1/admin/blobs/sha256/${hex}`, { method: 'DELETE', key: h.adminKey });
+  });
 });

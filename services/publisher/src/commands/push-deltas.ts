@@ -3,11 +3,14 @@
 // them like the manifest's blobs and, once the release is registered, registers each with
 // `POST /v1/admin/releases/{id}/deltas`. The file is parsed strictly by release/deltas-json.ts;
 // `abota release verify` checks the payloads themselves (the server re-checks their headers).
-import { AdminApiError, type AdminClient } from '../admin-client.js';
+import type { SlotClass } from '../release/build.js';
+import type { AdminConnection } from '../server-api/client.js';
+import { AdminApiError } from '../server-api/error.js';
+import { registerDelta } from './push-calls.js';
 import { readDeltasFile } from '../release/deltas-json.js';
 
 export interface ReleaseDelta {
-  image: string;
+  image: SlotClass;
   sourceVersion: string;
   sourceRootHash: string;
   digest: string;
@@ -38,7 +41,7 @@ export async function readReleaseDeltas(dir: string): Promise<ReleaseDelta[]> {
  * the release's images). 201 and 200 ("already registered") are both success.
  */
 export async function registerReleaseDeltas(
-  client: AdminClient,
+  client: AdminConnection,
   releaseId: string,
   deltas: readonly ReleaseDelta[],
   signal: AbortSignal | undefined,
@@ -46,7 +49,8 @@ export async function registerReleaseDeltas(
   const registered: PushDelta[] = [];
   for (const delta of deltas) {
     try {
-      const { id, created } = await client.registerDelta(
+      const { id, created } = await registerDelta(
+        client,
         releaseId,
         {
           image: delta.image,

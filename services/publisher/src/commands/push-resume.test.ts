@@ -15,7 +15,8 @@ import {
   startServer,
 } from '@abota/update-server';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { AdminApiError, AdminClient } from '../admin-client.js';
+import { AdminConnection } from '../server-api/client.js';
+import { AdminApiError } from '../server-api/error.js';
 import { runCli } from '../test-support/run-cli.js';
 import { pushReleaseDir } from './push.js';
 import { PUSH_STATE_FILE } from './push-upload.js';
@@ -98,7 +99,7 @@ describe('release push resumes inside a large blob (upload sessions)', () => {
   async function interruptedPush(dir: string): Promise<void> {
     const interrupt = new AbortController();
     let parts = 0;
-    const client = new AdminClient({
+    const client = new AdminConnection({
       serverUrl: server.url,
       apiKey: adminKey,
       fetch: (input, init) => {
@@ -289,7 +290,7 @@ describe('release push resumes inside a large blob (upload sessions)', () => {
     const { dir, artifact } = await buildRelease('1.2.0', 13);
     const attempts = new Map<string, number>();
     let failed = false;
-    const client = new AdminClient({
+    const client = new AdminConnection({
       serverUrl: server.url,
       apiKey: adminKey,
       retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
@@ -343,7 +344,7 @@ describe('release push resumes inside a large blob (upload sessions)', () => {
 
   it('against a server without upload sessions (an older one: "no route"), a large blob goes as one PUT', async () => {
     const { dir, artifact } = await buildRelease('1.4.0', 15);
-    const client = new AdminClient({
+    const client = new AdminConnection({
       serverUrl: server.url,
       apiKey: adminKey,
       fetch: (input, init) => {

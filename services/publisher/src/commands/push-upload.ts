@@ -6,7 +6,17 @@
 import { createHash } from 'node:crypto';
 import { open, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AdminApiError, type AdminClient, type UploadInfo } from '../admin-client.js';
+import type { AdminConnection } from '../server-api/client.js';
+import { AdminApiError } from '../server-api/error.js';
+import {
+  completeUpload,
+  createUpload,
+  getUpload,
+  listUploads,
+  putUploadPart,
+  remoteBlobSize,
+  type Upload,
+} from './push-calls.js';
 
 export const PUSH_STATE_FILE = '.push-state.json';
 const MAX_STATE_BYTES = 1024 * 1024;
@@ -107,7 +117,7 @@ export interface SessionUploadResult {
 }
 
 export interface SessionUploadOptions {
-  client: AdminClient;
+  client: AdminConnection;
   state: PushStateFile;
   digest: string;
   sizeBytes: number;
@@ -125,17 +135,17 @@ const isNoRoute = (err: unknown): boolean =>
   isCode(err, 'ERR_NOT_FOUND') && /no route/.test((err as AdminApiError).message);
 
 /** An open session for this blob: the remembered one, else the server's most advanced one. */
-async function findSession(o: SessionUploadOptions): Promise<UploadInfo | undefined> {
-  const matches = (u: UploadInfo | undefined): u is UploadInfo =>
+async function findSession(o: SessionUploadOptions): Promise<Upload | undefined> {
+  const matches = (u: Upload | undefined): u is Upload =>
     u !== undefined && u.digest === o.digest && u.sizeBytes === o.sizeBytes;
   const remembered = o.state.uploadIdFor(o.digest);
   if (remembered !== undefined) {
-    const upload = await o.client.getUpload(remembered, o.signal);
+    const upload = await getUpload(o.client, remembered, o.signal);
     if (matches(upload)) return upload;
   }
-  let listed: UploadInfo[];
+  let listed: Upload[];
   try {
-    listed = await o.client.listUploads(o.digest, o.signal);
+    listed = await listUploads(o.client, o.digest, o.signal);
   } catch (err) {
     // A server without upload sessions: createUpload says so too, and the caller falls back to PUT.
     if (isNoRoute(err)) return undefined;
@@ -178,9 +188,9 @@ export async function uploadBlobInParts(o: SessionUploadOptions): Promise<Sessio
   for (let round = 1; ; round++) {
     let upload = await findSession(o);
     if (upload === undefined) {
-      let created: Awaited<ReturnType<AdminClient['createUpload']>>;
+      let created: Awaited<ReturnType<typeof createUpload>>;
       try {
-        created = await client.createUpload(digest, o.sizeBytes, {
+        created = await createUpload(client, digest, o.sizeBytes, {
           partSizeBytes: o.partSizeBytes,
           signal: o.signal,
         });
@@ -219,7 +229,7 @@ export async function uploadBlobInParts(o: SessionUploadOptions): Promise<Sessio
           continue;
         }
         const before = done;
-        await client.putUploadPart(upload.uploadId, n, bytes, sha256, {
+        await putUploadPart(client, upload.uploadId, n, bytes, sha256, {
           signal: o.signal,
           onBytes: (sent) => o.onBytes(before + sent),
         });
@@ -229,11 +239,11 @@ export async function uploadBlobInParts(o: SessionUploadOptions): Promise<Sessio
         o.onBytes(done);
       }
       try {
-        await client.completeUpload(upload.uploadId, o.signal);
+        await completeUpload(client, upload.uploadId, o.signal);
       } catch (err) {
         // The answer to an earlier try of this call was lost, or another push completed the blob.
         if (!isCode(err, 'ERR_UPLOAD_NOT_FOUND')) throw err;
-        const size = await client.headBlob(digest.slice('sha256:'.length), o.signal);
+        const size = await remoteBlobSize(client, digest.slice('sha256:'.length), o.signal);
         if (size !== o.sizeBytes) throw err;
       }
       await o.state.set(digest, undefined);

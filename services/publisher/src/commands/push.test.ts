@@ -16,7 +16,9 @@ import {
 } from '@abota/update-server';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type CliRun, runCli } from '../test-support/run-cli.js';
-import { AdminApiError, AdminClient } from '../admin-client.js';
+import { AdminConnection } from '../server-api/client.js';
+import { AdminApiError } from '../server-api/error.js';
+import { pushManifest, putBlobFile, remoteBlobSize } from './push-calls.js';
 import { pushReleaseDir } from './push.js';
 
 type Run = CliRun;
@@ -257,7 +259,7 @@ describe('abota release push and the admin commands against a real update server
     const dir = releases['1.1.0']!;
     const interrupt = new AbortController();
     let putsSeen = 0;
-    const client = new AdminClient({
+    const client = new AdminConnection({
       serverUrl: server.url,
       apiKey: adminKey,
       fetch: (input, init) => {
@@ -473,7 +475,7 @@ describe('abota release push and the admin commands against a real update server
     const path = join(work, 'retry.blob');
     await writeFile(path, bytes);
     let tries = 0;
-    const client = new AdminClient({
+    const client = new AdminConnection({
       serverUrl: server.url,
       apiKey: adminKey,
       retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 },
@@ -490,7 +492,7 @@ describe('abota release push and the admin commands against a real update server
         return fetch(input, init);
       },
     });
-    expect(await client.putBlobFile(hex, path, bytes.length)).toEqual({ created: true });
+    expect(await putBlobFile(client, hex, path, bytes.length)).toEqual({ created: true });
     expect(tries).toBe(2);
     expect(client.retriesDone).toBe(1);
     expect((await server.blobs.head(`sha256/${hex}`))?.sizeBytes).toBe(bytes.length);
@@ -512,12 +514,12 @@ describe('abota release push and the admin commands against a real update server
   });
 });
 
-describe('AdminClient retries', () => {
+describe('admin client retries', () => {
   const fast = { attempts: 3, baseDelayMs: 1, maxDelayMs: 2 };
 
   it('retries network failures with backoff and gives up with ERR_SERVER_UNREACHABLE', async () => {
     let calls = 0;
-    const client = new AdminClient({
+    const client = new AdminConnection({
       serverUrl: 'http://127.0.0.1:9',
       apiKey: generateSecret('abk'),
       retry: fast,
@@ -526,7 +528,7 @@ describe('AdminClient retries', () => {
         return Promise.reject(new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } }));
       },
     });
-    const err = await client.headBlob('0'.repeat(64)).catch((e: unknown) => e);
+    const err = await remoteBlobSize(client, '0'.repeat(64)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AdminApiError);
     expect((err as AdminApiError).code).toBe('ERR_SERVER_UNREACHABLE');
     expect((err as AdminApiError).message).toContain('ECONNREFUSED (gave up after 3 tries)');
@@ -541,7 +543,7 @@ describe('AdminClient retries', () => {
       new Response(null, { status: 200, headers: { 'content-length': '42' } }),
     ];
     let calls = 0;
-    const client = new AdminClient({
+    const client = new AdminConnection({
       serverUrl: 'http://127.0.0.1:9',
       apiKey: generateSecret('abk'),
       retry: fast,
@@ -550,12 +552,12 @@ describe('AdminClient retries', () => {
         return Promise.resolve(answers.shift()!);
       },
     });
-    expect(await client.headBlob('0'.repeat(64))).toBe(42);
+    expect(await remoteBlobSize(client, '0'.repeat(64))).toBe(42);
     expect(calls).toBe(2);
     expect(client.retriesDone).toBe(1);
 
     let forbidden = 0;
-    const refusing = new AdminClient({
+    const refusing = new AdminConnection({
       serverUrl: 'http://127.0.0.1:9',
       apiKey: generateSecret('abk'),
       retry: fast,
@@ -566,13 +568,13 @@ describe('AdminClient retries', () => {
         );
       },
     });
-    const err = await refusing.pushRelease('{}').catch((e: unknown) => e);
+    const err = await pushManifest(refusing, '{}').catch((e: unknown) => e);
     expect((err as AdminApiError).code).toBe('ERR_FORBIDDEN');
     expect(forbidden).toBe(1);
   });
 
   it('refuses to send the API key over plain http to a non-loopback host', () => {
-    expect(() => new AdminClient({ serverUrl: 'http://updates.example.com', apiKey: 'abk_x' })).toThrow(
+    expect(() => new AdminConnection({ serverUrl: 'http://updates.example.com', apiKey: 'abk_x' })).toThrow(
       /plain http would send the API key in clear text/,
     );
   });

@@ -10,10 +10,12 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_JWS_BYTES, parseGeneralJws, parseManifest, type ReleaseManifest } from '@abota/manifest';
 import type { Command } from 'commander';
-import { AdminApiError, type AdminClient, clientFromEnvironment, type ServerFlags } from '../admin-client.js';
+import { type AdminConnection, connectFromEnvironment, type ServerFlags } from '../server-api/client.js';
+import { AdminApiError } from '../server-api/error.js';
 import { printJson, startProgress } from '../output.js';
 import { ReleaseError } from '../release/errors.js';
 import { blobRelativePath, MANIFEST_JWS, readSmallFile, sha256File } from '../release/release-dir.js';
+import { findProduct, pushManifest, putBlobFile, remoteBlobSize } from './push-calls.js';
 import { type PushDelta, readReleaseDeltas, registerReleaseDeltas } from './push-deltas.js';
 import { PushStateFile, uploadBlobInParts } from './push-upload.js';
 
@@ -58,7 +60,7 @@ export interface PushSummary {
 
 export interface PushOptions {
   dir: string;
-  client: AdminClient;
+  client: AdminConnection;
   signal?: AbortSignal;
   /**
    * Bytes of the blobs that need uploading that the server has: sent now or resumed (a retried
@@ -144,7 +146,7 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
   }
 
   // 2. The product exists on the server (else nothing can be pushed: its trust root verifies releases).
-  const product = await client.getProduct(manifest.product, signal);
+  const product = await findProduct(client, manifest.product, signal);
   if (product === undefined) {
     throw new AdminApiError(
       'ERR_PRODUCT_NOT_FOUND',
@@ -156,7 +158,7 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
   //    (the server would refuse a mismatch too, but only after the whole upload).
   const plan: PushBlob[] = [];
   for (const blob of wanted) {
-    const remoteSize = await client.headBlob(blob.digest.slice('sha256:'.length), signal);
+    const remoteSize = await remoteBlobSize(client, blob.digest.slice('sha256:'.length), signal);
     plan.push({
       ...blob,
       action: remoteSize === blob.sizeBytes ? 'present' : 'uploaded',
@@ -210,7 +212,7 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
       if (inParts.uploadId !== undefined) blob.uploadId = inParts.uploadId;
       if (inParts.alreadyStored) blob.action = 'present';
     } else {
-      await client.putBlobFile(hex, path, blob.sizeBytes, {
+      await putBlobFile(client, hex, path, blob.sizeBytes, {
         signal,
         onBytes: (sent) => o.onProgress?.(doneBytes + sent, totalBytes),
       });
@@ -223,7 +225,7 @@ export async function pushReleaseDir(o: PushOptions): Promise<PushSummary> {
   const uploaded = performance.now();
 
   // 5. The manifest last: the server requires every referenced blob to be present.
-  const { release, created } = await client.pushRelease(jwsText, signal);
+  const { release, created } = await pushManifest(client, jwsText, signal);
   // 6. The deltas, which the server checks against the release's images (so: after it).
   const registered = await registerReleaseDeltas(client, release.id, deltas, signal);
   const done = performance.now();
@@ -307,7 +309,7 @@ export function registerPushCommand(release: Command): void {
           );
         sessionThresholdBytes = mib * MIB;
       }
-      const client = clientFromEnvironment(flags);
+      const client = connectFromEnvironment(flags);
       let bar: ReturnType<typeof startProgress> | undefined;
       // Ctrl-C / SIGTERM: stop sending; blobs already stored stay, so a re-run resumes from there.
       const interrupt = new AbortController();

@@ -4,7 +4,7 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../test-support/run-cli.js';
-import { API_KEY_ENV, SERVER_ENV } from '../admin-client.js';
+import { API_KEY_ENV, SERVER_ENV } from '../server-api/client.js';
 import { buildStages, formatSeconds, parseDurationSeconds, parseWindow, renderStatus } from './rollout.js';
 import type { RolloutStatusDocument } from './rollout-client.js';
 
@@ -130,6 +130,9 @@ describe('the status view', () => {
             stage: 0,
             percent: 1,
             minBakeSeconds: 3600,
+            minCommitted: 0,
+            minSample: 1,
+            maxConcurrent: null,
             phase: 'current',
             targeted: 6,
             counts: { committed: 3, failed: 1, 'rolled-back': 1, downloading: 1 },
@@ -144,6 +147,9 @@ describe('the status view', () => {
             stage: 1,
             percent: 10,
             minBakeSeconds: 3600,
+            minCommitted: 0,
+            minSample: 1,
+            maxConcurrent: null,
             phase: 'pending',
             targeted: 44,
             counts: {},

@@ -2,15 +2,41 @@
 // the update server's admin API (services/update-server README "Rollouts"). Human tables on a
 // terminal, one JSON document with --json, and `status --watch` redrawing the live view.
 import type { Command } from 'commander';
-import { AdminApiError, type AdminClient, clientFromEnvironment, type ServerFlags } from '../admin-client.js';
+import {
+  type AdminConnection,
+  type ApiSchemas,
+  apiSchemas,
+  connectFromEnvironment,
+  readJson,
+  type ServerFlags,
+} from '../server-api/client.js';
+import { AdminApiError } from '../server-api/error.js';
 import { printJson } from '../output.js';
-import type { Counts, ReleaseView, RolloutStatusDocument, RolloutView, StageView } from './rollout-client.js';
+import type {
+  Counts,
+  MaintenanceWindowView,
+  ReleaseView,
+  RolloutStatusDocument,
+  RolloutView,
+  StageView,
+} from './rollout-client.js';
 
 type CommonFlags = ServerFlags;
 
-function client(flags: CommonFlags): AdminClient {
-  return clientFromEnvironment(flags);
+function client(flags: CommonFlags): AdminConnection {
+  return connectFromEnvironment(flags);
 }
+
+const ReleasePage = (s: ApiSchemas) => s.pageOf(s.ReleaseSchema);
+const RolloutPage = (s: ApiSchemas) => s.pageOf(s.RolloutSchema);
+type ReleasePageView = ReturnType<ReturnType<typeof ReleasePage>['parse']>;
+type RolloutPageView = ReturnType<ReturnType<typeof RolloutPage>['parse']>;
+
+const rolloutStatus = async (api: AdminConnection, id: string): Promise<RolloutStatusDocument> =>
+  readJson(
+    await api.api().v1.admin.rollouts[':id'].status.$get({ param: { id } }),
+    (s) => s.RolloutStatusSchema,
+  );
 
 const usage = (message: string) => new AdminApiError('ERR_USAGE', message);
 
@@ -112,14 +138,14 @@ const optional = <K extends string>(key: K, value: number | undefined) =>
   (value === undefined ? {} : { [key]: value }) as Partial<Record<K, number>>;
 
 /** "02:00-04:00" → start and end. */
-export function parseWindow(text: string, tz: string, days: string | undefined) {
+export function parseWindow(text: string, tz: string, days: string | undefined): MaintenanceWindowView {
   const m = /^(\d{2}:\d{2})-(\d{2}:\d{2})$/.exec(text.trim());
   if (m === null || m[1] === undefined || m[2] === undefined)
     throw usage(`--window "${text}" is not HH:MM-HH:MM (e.g. 02:00-04:00)`);
-  if (tz !== 'utc' && tz !== 'device-local')
-    throw usage(`--window-tz must be utc or device-local, found "${tz}"`);
+  const timezone = tz === 'utc' || tz === 'device-local' ? tz : undefined;
+  if (timezone === undefined) throw usage(`--window-tz must be utc or device-local, found "${tz}"`);
   return {
-    timezone: tz,
+    timezone,
     start: m[1],
     end: m[2],
     ...(days === undefined
@@ -132,13 +158,13 @@ export function parseWindow(text: string, tz: string, days: string | undefined) 
   };
 }
 
-async function findRelease(api: AdminClient, product: string, version: string): Promise<ReleaseView> {
+async function findRelease(api: AdminConnection, product: string, version: string): Promise<ReleaseView> {
   let cursor: string | null = null;
   for (let page = 0; page < 100; page++) {
-    const q = new URLSearchParams({ product, limit: '1000', ...(cursor === null ? {} : { cursor }) });
-    const res: { items: ReleaseView[]; nextCursor: string | null } = await api.requestJson(
-      'GET',
-      `/v1/admin/releases?${q}`,
+    const query = { product, limit: '1000', ...(cursor === null ? {} : { cursor }) };
+    const res: ReleasePageView = await readJson(
+      await api.api().v1.admin.releases.$get({ query }),
+      ReleasePage,
     );
     const found = res.items.find((r) => r.version === version);
     if (found !== undefined) return found;
@@ -243,13 +269,13 @@ function renderOne(r: RolloutView): string {
 const TERMINAL = new Set(['completed', 'aborted']);
 
 async function watchStatus(
-  api: AdminClient,
+  api: AdminConnection,
   id: string,
   opts: { json: boolean; intervalSeconds: number; count: number | undefined },
 ): Promise<void> {
   const tty = process.stdout.isTTY === true && !opts.json;
   for (let n = 1; ; n++) {
-    const doc: RolloutStatusDocument = await api.requestJson('GET', `/v1/admin/rollouts/${id}/status`);
+    const doc = await rolloutStatus(api, id);
     if (opts.json) process.stdout.write(`${JSON.stringify(doc)}\n`);
     else {
       // On a terminal: clear and redraw in place; in a pipe or log: one block per update.
@@ -347,7 +373,7 @@ export function registerRolloutCommands(program: Command): void {
       ...(flags.device.length > 0 ? { deviceIds: flags.device } : {}),
       ...(flags.currentVersion === undefined ? {} : { currentVersion: flags.currentVersion }),
     };
-    const created: RolloutView = await api.requestJson('POST', '/v1/admin/rollouts', {
+    const json = {
       releaseId,
       ...(flags.name === undefined ? {} : { name: flags.name }),
       selector,
@@ -357,7 +383,8 @@ export function registerRolloutCommands(program: Command): void {
         : { maintenanceWindow: parseWindow(flags.window, flags.windowTz, flags.windowDays) }),
       ...(flags.allowDowngrade === true ? { allowDowngrade: true } : {}),
       ...(flags.draft === true ? { start: false } : {}),
-    });
+    };
+    const created = await readJson(await api.api().v1.admin.rollouts.$post({ json }), (s) => s.RolloutSchema);
     if (flags.json === true) printJson(created);
     else process.stdout.write(`created ${renderOne(created)}\n`);
   });
@@ -369,19 +396,23 @@ export function registerRolloutCommands(program: Command): void {
       .option('--product <id>', 'only this product')
       .option('--state <state>', 'only draft|active|paused|completed|aborted'),
   ).action(async (flags: CommonFlags & { product?: string; state?: string }) => {
+    const { ROLLOUT_LIFECYCLE } = await apiSchemas();
+    const state = flags.state === undefined ? undefined : ROLLOUT_LIFECYCLE.find((st) => st === flags.state);
+    if (flags.state !== undefined && state === undefined)
+      throw usage(`--state "${flags.state}": expected one of ${ROLLOUT_LIFECYCLE.join(', ')}`);
     const api = client(flags);
     const items: RolloutView[] = [];
     let cursor: string | null = null;
     for (let page = 0; page < 100; page++) {
-      const q = new URLSearchParams({
+      const query = {
         limit: '1000',
         ...(flags.product === undefined ? {} : { product: flags.product }),
-        ...(flags.state === undefined ? {} : { state: flags.state }),
+        ...(state === undefined ? {} : { state }),
         ...(cursor === null ? {} : { cursor }),
-      });
-      const res: { items: RolloutView[]; nextCursor: string | null } = await api.requestJson(
-        'GET',
-        `/v1/admin/rollouts?${q}`,
+      };
+      const res: RolloutPageView = await readJson(
+        await api.api().v1.admin.rollouts.$get({ query }),
+        RolloutPage,
       );
       items.push(...res.items);
       cursor = res.nextCursor;
@@ -409,7 +440,7 @@ export function registerRolloutCommands(program: Command): void {
       });
       return;
     }
-    const doc: RolloutStatusDocument = await api.requestJson('GET', `/v1/admin/rollouts/${id}/status`);
+    const doc = await rolloutStatus(api, id);
     if (flags.json === true) printJson(doc);
     else process.stdout.write(`${renderStatus(doc)}\n`);
   });
@@ -425,11 +456,11 @@ export function registerRolloutCommands(program: Command): void {
       cmd.option('--reason <text>', 'why, for the audit log and status');
     cmd.action(async (id: string, flags: CommonFlags & { reason?: string }) => {
       const api = client(flags);
-      const updated: RolloutView = await api.requestJson(
-        'POST',
-        `/v1/admin/rollouts/${id}/${action}`,
-        flags.reason === undefined ? {} : { reason: flags.reason },
-      );
+      const res = await api.api().v1.admin.rollouts[':id'][action].$post({
+        param: { id },
+        json: flags.reason === undefined ? {} : { reason: flags.reason },
+      });
+      const updated = await readJson(res, (s) => s.RolloutSchema);
       if (flags.json === true) printJson(updated);
       else process.stdout.write(`${renderOne(updated)}\n`);
     });
@@ -445,11 +476,11 @@ export function registerRolloutCommands(program: Command): void {
       .option('--reason <text>', 'why, for the audit log'),
   ).action(async (id: string, flags: CommonFlags & { reason?: string }) => {
     const api = client(flags);
-    const updated: RolloutView = await api.requestJson(
-      'POST',
-      `/v1/admin/rollouts/${id}/advance`,
-      flags.reason === undefined ? {} : { reason: flags.reason },
-    );
+    const res = await api.api().v1.admin.rollouts[':id'].advance.$post({
+      param: { id },
+      json: flags.reason === undefined ? {} : { reason: flags.reason },
+    });
+    const updated = await readJson(res, (s) => s.RolloutSchema);
     if (flags.json === true) printJson(updated);
     else process.stdout.write(`${renderOne(updated)}\n`);
   });
@@ -473,14 +504,16 @@ export function registerRolloutCommands(program: Command): void {
       if ((flags.toRelease === undefined) === (flags.toVersion === undefined))
         throw usage('give exactly one of --to-release <id> or --to-version <version>');
       const api = client(flags);
-      const created: RolloutView = await api.requestJson('POST', `/v1/admin/rollouts/${id}/rollback`, {
+      const json = {
         ...(flags.toRelease === undefined ? {} : { releaseId: flags.toRelease }),
         ...(flags.toVersion === undefined ? {} : { version: flags.toVersion }),
         stages: buildStages({
           stages: flags.stages,
           ...(flags.bake === undefined ? {} : { bake: flags.bake }),
         }),
-      });
+      };
+      const res = await api.api().v1.admin.rollouts[':id'].rollback.$post({ param: { id }, json });
+      const created = await readJson(res, (s) => s.RolloutSchema);
       if (flags.json === true) printJson(created);
       else process.stdout.write(`rolling back with ${renderOne(created)}\n`);
     },

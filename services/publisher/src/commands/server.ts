@@ -1,13 +1,16 @@
 // The update-server commands a release engineer needs besides `release push`: `product create`
 // and `product set-root` (trust root rotation), `token create` (provisioning tokens for devices),
-// `device list`. Each maps flags to one admin API call (../admin-client.ts) and prints the answer
+// `device list`. Each maps flags to one typed admin call (../server-api) and prints the answer
 // for a person or, with --json, as one JSON document. Server errors print as `abota: CODE: message`.
 import { readFile, stat } from 'node:fs/promises';
+import type { DeviceSchema } from '@abota/update-server/api';
 import type { Command } from 'commander';
-import { AdminApiError, clientFromEnvironment, type DeviceInfo, type ServerFlags } from '../admin-client.js';
+import { type ApiSchemas, connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
+import { AdminApiError } from '../server-api/error.js';
 import { printJson } from '../output.js';
 import { parseDuration } from './keys.js';
 import { registerPushCommand } from './push.js';
+import { formatTable, parsePositiveInt, withServerOptions } from './server-flags.js';
 
 /** root.json is a small signed document; the server refuses anything over its 1 MiB JSON limit. */
 const MAX_ROOT_FILE_BYTES = 1024 * 1024;
@@ -32,37 +35,9 @@ async function readRootFile(path: string): Promise<unknown> {
   }
 }
 
-function parsePositiveInt(flag: string, text: string | undefined, max: number): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!/^\d{1,10}$/.test(text) || n < 1 || n > max) {
-    throw new AdminApiError(
-      'ERR_USAGE',
-      `${flag} ${JSON.stringify(text)}: expected a whole number 1..${max}`,
-    );
-  }
-  return n;
-}
+const DevicePage = (s: ApiSchemas) => s.pageOf(s.DeviceSchema);
 
-function withServerOptions(command: Command): Command {
-  return command
-    .option('--server <url>', 'update server base URL (default: $ABOTA_SERVER)')
-    .option('--api-key-env <VAR>', 'environment variable holding the API key (default ABOTA_API_KEY)')
-    .option('--json', 'print one JSON document');
-}
-
-/** Fixed-width columns; empty values as "-". */
-export function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
-}
-
-function deviceRow(d: DeviceInfo): string[] {
+function deviceRow(d: ReturnType<typeof DeviceSchema.parse>): string[] {
   return [
     d.id,
     d.product,
@@ -111,8 +86,13 @@ export function registerServerCommands(program: Command): void {
       .requiredOption('--root <root.json>', 'the trust root file')
       .option('--description <text>', 'free text shown in listings'),
   ).action(async (id: string, flags: ServerFlags & { root: string; description?: string }) => {
-    const client = clientFromEnvironment(flags);
-    const created = await client.createProduct(id, await readRootFile(flags.root), flags.description);
+    const trustRoot = await readRootFile(flags.root);
+    const client = connectFromEnvironment(flags);
+    // Not repeated: a retry after a lost answer would report ERR_CONFLICT for our own creation.
+    const res = await client.api().v1.admin.products.$post({
+      json: { id, trustRoot, ...(flags.description === undefined ? {} : { description: flags.description }) },
+    });
+    const created = await readJson(res, (s) => s.ProductSchema);
     if (flags.json === true) printJson({ ok: true, product: created });
     else
       process.stdout.write(
@@ -129,8 +109,14 @@ export function registerServerCommands(program: Command): void {
       .argument('<id>', 'product id')
       .requiredOption('--root <root.json>', 'the new trust root file'),
   ).action(async (id: string, flags: ServerFlags & { root: string }) => {
-    const client = clientFromEnvironment(flags);
-    const updated = await client.setTrustRoot(id, await readRootFile(flags.root));
+    const trustRoot = await readRootFile(flags.root);
+    const client = connectFromEnvironment(flags);
+    // Not repeated (PUT, but a rotation): a retry after a lost answer would be refused as stale.
+    const res = await client.api({ idempotent: false }).v1.admin.products[':id']['trust-root'].$put({
+      param: { id: encodeURIComponent(id) },
+      json: { trustRoot },
+    });
+    const updated = await readJson(res, (s) => s.ProductSchema);
     if (flags.json === true) printJson({ ok: true, product: updated });
     else process.stdout.write(`product ${updated.id}: trust root is now v${updated.trustRootVersion}\n`);
   });
@@ -155,13 +141,23 @@ export function registerServerCommands(program: Command): void {
       throw new AdminApiError('ERR_USAGE', `--expires ${flags.expires}: the server accepts 1m..365d`);
     }
     const maxUses = parsePositiveInt('--max-uses', flags.maxUses, 10_000_000);
-    const client = clientFromEnvironment(flags);
-    const created = await client.createProvisioningToken({
-      product: flags.product,
-      expiresInSeconds,
-      ...(maxUses === undefined ? {} : { maxUses }),
-      ...(flags.description === undefined ? {} : { description: flags.description }),
+    const client = connectFromEnvironment(flags);
+    // Never repeated: two tokens would exist and only one be shown.
+    const res = await client.api().v1.admin['provisioning-tokens'].$post({
+      json: {
+        product: flags.product,
+        expiresInSeconds,
+        ...(maxUses === undefined ? {} : { maxUses }),
+        ...(flags.description === undefined ? {} : { description: flags.description }),
+      },
     });
+    const created = await readJson(res, (s) => s.ProvisioningTokenSchema);
+    if (created.token === undefined) {
+      throw new AdminApiError(
+        'ERR_SERVER_RESPONSE_INVALID',
+        'POST /v1/admin/provisioning-tokens: no token in the answer',
+      );
+    }
     if (flags.json === true) {
       printJson({ ok: true, ...created });
       return;
@@ -186,15 +182,16 @@ export function registerServerCommands(program: Command): void {
       .option('--cursor <cursor>', 'continue after a previous page'),
   ).action(async (flags: DeviceListFlags) => {
     const limit = parsePositiveInt('--limit', flags.limit, 1000);
-    const client = clientFromEnvironment(flags);
-    const page = await client.listDevices({
+    const client = connectFromEnvironment(flags);
+    const query = {
       ...(flags.product === undefined ? {} : { product: flags.product }),
       ...(flags.hardware === undefined ? {} : { hardware: flags.hardware }),
       ...(flags.tag === undefined ? {} : { tag: flags.tag }),
       ...(flags.version === undefined ? {} : { version: flags.version }),
-      ...(limit === undefined ? {} : { limit }),
+      ...(limit === undefined ? {} : { limit: String(limit) }),
       ...(flags.cursor === undefined ? {} : { cursor: flags.cursor }),
-    });
+    };
+    const page = await readJson(await client.api().v1.admin.devices.$get({ query }), DevicePage);
     if (flags.json === true) {
       printJson({ ok: true, ...page });
       return;

@@ -1,20 +1,26 @@
-// The admin API (/v1/admin/*): API-key authenticated, one module per resource.
-import type { App } from '../app.js';
+// The admin API (/v1/admin/*): API-key authenticated, one sub-app per resource, mounted here in
+// one chain so `AdminRoutes` carries every admin path, input and output (the publisher's typed
+// client, hono/client `hc`, is typed by it). The streamed uploads (PUT of a blob or a part) are
+// separate sub-apps (routes/blobs.ts, routes/uploads.ts): app.ts mounts them without the JSON limit.
 import type { AppDeps } from '../context.js';
-import { registerCredentialRoutes } from './admin/credentials.js';
-import { registerDeltaRoutes } from './admin/deltas.js';
-import { registerDeviceAdminRoutes } from './admin/devices.js';
-import { registerProductRoutes } from './admin/products.js';
-import { registerReleaseRoutes } from './admin/releases.js';
-import { registerRolloutAdvanceRoute } from './admin/rollout-advance.js';
-import { registerRolloutRoutes } from './admin/rollouts.js';
+import { credentialRoutes } from './admin/credentials.js';
+import { deltaRoutes } from './admin/deltas.js';
+import { deviceAdminRoutes } from './admin/devices.js';
+import { productRoutes } from './admin/products.js';
+import { releaseRoutes } from './admin/releases.js';
+import { rolloutAdvanceRoutes } from './admin/rollout-advance.js';
+import { rolloutRoutes } from './admin/rollouts.js';
+import { createRouter } from './router.js';
 
-export function registerAdminRoutes(app: App, deps: AppDeps): void {
-  registerProductRoutes(app, deps);
-  registerReleaseRoutes(app, deps);
-  registerDeltaRoutes(app, deps);
-  registerDeviceAdminRoutes(app, deps);
-  registerCredentialRoutes(app, deps);
-  registerRolloutRoutes(app, deps);
-  registerRolloutAdvanceRoute(app, deps);
+export function adminRoutes(deps: AppDeps) {
+  return createRouter()
+    .route('/', productRoutes(deps))
+    .route('/', releaseRoutes(deps))
+    .route('/', deltaRoutes(deps))
+    .route('/', deviceAdminRoutes(deps))
+    .route('/', credentialRoutes(deps))
+    .route('/', rolloutRoutes(deps))
+    .route('/', rolloutAdvanceRoutes(deps));
 }
+
+export type AdminRoutes = ReturnType<typeof adminRoutes>;

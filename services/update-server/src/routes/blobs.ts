@@ -5,9 +5,9 @@
 // the release's own blobs and the deltas registered for it.
 import { keyToSha256Hex } from '@abota/blobstore';
 import { createRoute, z } from '@hono/zod-openapi';
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, lt, not, type SQL, sql } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
-import type { App } from '../app.js';
+import { createRouter } from './router.js';
 import { findApiKey, requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import { authenticateDevice } from '../auth/device-jwt.js';
 import { bearerToken } from '../auth/secrets.js';
@@ -24,7 +24,15 @@ import {
 import { ServerError } from '../errors.js';
 import { decideRange } from '../http-range.js';
 import { selectorMatches } from '../rollout-policy.js';
-import { BlobInfoSchema, BlobPutResponseSchema, errorResponses, Sha256HexParam } from '../schemas.js';
+import {
+  BlobInfoSchema,
+  BlobListItemSchema,
+  BlobListQuerySchema,
+  BlobPutResponseSchema,
+  errorResponses,
+  pageOf,
+  Sha256HexParam,
+} from '../schemas.js';
 import { audit } from './admin/common.js';
 
 /** Counts bytes of a request body and stops at `maxBytes` + 1 so an oversize body is refused early. */
@@ -112,8 +120,9 @@ async function deviceMayFetch(
   return offered.length > 0;
 }
 
-export function registerBlobRoutes(app: App, deps: AppDeps): void {
+export function blobRoutes(deps: AppDeps) {
   const { db, blobs: store, config } = deps;
+  const app = createRouter();
 
   app.openAPIRegistry.registerPath({
     method: 'get',
@@ -194,7 +203,6 @@ export function registerBlobRoutes(app: App, deps: AppDeps): void {
     const read = await store.get(key);
     return c.body(toReadableStream(read.body), 200);
   };
-  app.get('/v1/device/blobs/sha256/:hex', download);
 
   // Hono routes HEAD to GET handlers: answer HEAD here with the blob's size and no body.
   const headBlobInfo: MiddlewareHandler<AppEnv> = async (c, next) => {
@@ -206,31 +214,159 @@ export function registerBlobRoutes(app: App, deps: AppDeps): void {
     return c.body(null, 200);
   };
 
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/blobs/sha256/{hex}',
-      tags: ['admin: releases'],
-      summary:
-        'Is this blob in the store? HEAD answers with Content-Length = its size (resumable pushes skip present blobs)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read), headBlobInfo] as const,
-      request: { params: Sha256HexParam },
-      responses: {
-        200: { description: 'Present', content: { 'application/json': { schema: BlobInfoSchema } } },
-        ...errorResponses,
+  return app
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/blobs/sha256/{hex}',
+        tags: ['admin: releases'],
+        summary:
+          'Is this blob in the store? HEAD answers with Content-Length = its size (resumable pushes skip present blobs)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read), headBlobInfo] as const,
+        request: { params: Sha256HexParam },
+        responses: {
+          200: { description: 'Present', content: { 'application/json': { schema: BlobInfoSchema } } },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const { hex } = c.req.valid('param');
+        const info = await store.head(`sha256/${hex}`);
+        if (info === undefined)
+          throw new ServerError('ERR_NOT_FOUND', `blob sha256:${hex} is not in the blob store`);
+        return c.json({ digest: `sha256:${hex}`, sizeBytes: info.sizeBytes }, 200);
       },
-    }),
-    async (c) => {
-      const { hex } = c.req.valid('param');
-      const info = await store.head(`sha256/${hex}`);
-      if (info === undefined)
-        throw new ServerError('ERR_NOT_FOUND', `blob sha256:${hex} is not in the blob store`);
-      return c.json({ digest: `sha256:${hex}`, sizeBytes: info.sizeBytes }, 200);
-    },
-  );
+    )
+    .openapi(
+      createRoute({
+        method: 'delete',
+        path: '/v1/admin/blobs/sha256/{hex}',
+        tags: ['admin: releases'],
+        summary:
+          'Delete a blob no release references (as an artifact, hash tree or registered delta); 409 ERR_BLOB_IN_USE otherwise',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { params: Sha256HexParam },
+        responses: {
+          200: { description: 'Deleted', content: { 'application/json': { schema: BlobInfoSchema } } },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const { hex } = c.req.valid('param');
+        const digest = `sha256:${hex}`;
+        const key = `sha256/${hex}`;
+        const [asReleaseBlob] = await db
+          .select({ releaseId: releaseBlobs.releaseId, role: releaseBlobs.role })
+          .from(releaseBlobs)
+          .where(eq(releaseBlobs.digest, digest))
+          .limit(1);
+        if (asReleaseBlob !== undefined) {
+          throw new ServerError(
+            'ERR_BLOB_IN_USE',
+            `blob ${digest} is ${asReleaseBlob.role} of release ${asReleaseBlob.releaseId}; releases keep their blobs`,
+          );
+        }
+        const [asDelta] = await db
+          .select({ id: releaseDeltas.id, releaseId: releaseDeltas.releaseId })
+          .from(releaseDeltas)
+          .where(eq(releaseDeltas.digest, digest))
+          .limit(1);
+        if (asDelta !== undefined) {
+          throw new ServerError(
+            'ERR_BLOB_IN_USE',
+            `blob ${digest} is delta ${asDelta.id} of release ${asDelta.releaseId}; DELETE /v1/admin/releases/${asDelta.releaseId}/deltas/${asDelta.id} first`,
+          );
+        }
+        const info = await store.head(key);
+        const deleted = await db.transaction(async (tx) => {
+          // The foreign keys of release_blobs and release_deltas make a reference added since the
+          // checks above fail this delete, so a blob is never removed from under a release.
+          const rows = await tx
+            .delete(blobs)
+            .where(eq(blobs.digest, digest))
+            .returning({ sizeBytes: blobs.sizeBytes })
+            .catch((error: unknown) => {
+              if (!isForeignKeyViolation(error)) throw error;
+              throw new ServerError('ERR_BLOB_IN_USE', `blob ${digest} was just referenced by a release`, {
+                cause: error,
+              });
+            });
+          if (rows.length === 0 && info === undefined) return undefined;
+          await audit(tx, c.get('actor'), 'blob.delete', digest, {
+            sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? null,
+          });
+          if (info !== undefined) await store.delete(key);
+          return { digest, sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? 0 };
+        });
+        if (deleted === undefined)
+          throw new ServerError('ERR_NOT_FOUND', `blob ${digest} is not in the blob store`);
+        return c.json(deleted, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/blobs',
+        tags: ['admin: releases'],
+        summary:
+          'List stored blobs by digest, each with whether a release references it (filters: unreferenced, createdBefore): what a garbage collection may delete',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+        request: { query: BlobListQuerySchema },
+        responses: {
+          200: {
+            description: 'A page of blobs; nextCursor continues',
+            content: { 'application/json': { schema: pageOf(BlobListItemSchema) } },
+          },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const q = c.req.valid('query');
+        // Spelled out: drizzle leaves columns unqualified inside sql``, which would make the
+        // subqueries compare their own column with itself.
+        const referenced = sql<boolean>`(exists (select 1 from "release_blobs" r where r."digest" = "blobs"."digest") or exists (select 1 from "release_deltas" d where d."digest" = "blobs"."digest"))`;
+        const where: SQL[] = [];
+        if (q.cursor !== undefined) where.push(gt(blobs.digest, q.cursor));
+        if (q.unreferenced === 'true') where.push(not(referenced));
+        if (q.unreferenced === 'false') where.push(referenced);
+        if (q.createdBefore !== undefined) where.push(lt(blobs.createdAt, new Date(q.createdBefore)));
+        const rows = await db
+          .select({
+            digest: blobs.digest,
+            sizeBytes: blobs.sizeBytes,
+            createdAt: blobs.createdAt,
+            referenced,
+          })
+          .from(blobs)
+          .where(and(...where))
+          .orderBy(asc(blobs.digest))
+          .limit(q.limit + 1);
+        const items = rows.slice(0, q.limit).map((r) => ({
+          digest: r.digest,
+          sizeBytes: r.sizeBytes,
+          createdAt: r.createdAt.toISOString(),
+          referenced: r.referenced === true,
+        }));
+        const last = items.at(-1);
+        return c.json(
+          { items, nextCursor: rows.length > q.limit && last !== undefined ? last.digest : null },
+          200,
+        );
+      },
+    )
+    .get('/v1/device/blobs/sha256/:hex', download);
+}
 
-  app.openapi(
+/**
+ * PUT of a whole blob, streamed into the store with its own cap (not buffered): app.ts mounts
+ * this sub-app without the JSON body limit.
+ */
+export function blobUploadRoutes(deps: AppDeps) {
+  const { db, blobs: store, config } = deps;
+  return createRouter().openapi(
     createRoute({
       method: 'put',
       path: '/v1/admin/blobs/sha256/{hex}',
@@ -293,73 +429,6 @@ export function registerBlobRoutes(app: App, deps: AppDeps): void {
         { digest, sizeBytes: info.sizeBytes, created: existing === undefined },
         existing === undefined ? 201 : 200,
       );
-    },
-  );
-  app.openapi(
-    createRoute({
-      method: 'delete',
-      path: '/v1/admin/blobs/sha256/{hex}',
-      tags: ['admin: releases'],
-      summary:
-        'Delete a blob no release references (as an artifact, hash tree or registered delta); 409 ERR_BLOB_IN_USE otherwise',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { params: Sha256HexParam },
-      responses: {
-        200: { description: 'Deleted', content: { 'application/json': { schema: BlobInfoSchema } } },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const { hex } = c.req.valid('param');
-      const digest = `sha256:${hex}`;
-      const key = `sha256/${hex}`;
-      const [asReleaseBlob] = await db
-        .select({ releaseId: releaseBlobs.releaseId, role: releaseBlobs.role })
-        .from(releaseBlobs)
-        .where(eq(releaseBlobs.digest, digest))
-        .limit(1);
-      if (asReleaseBlob !== undefined) {
-        throw new ServerError(
-          'ERR_BLOB_IN_USE',
-          `blob ${digest} is ${asReleaseBlob.role} of release ${asReleaseBlob.releaseId}; releases keep their blobs`,
-        );
-      }
-      const [asDelta] = await db
-        .select({ id: releaseDeltas.id, releaseId: releaseDeltas.releaseId })
-        .from(releaseDeltas)
-        .where(eq(releaseDeltas.digest, digest))
-        .limit(1);
-      if (asDelta !== undefined) {
-        throw new ServerError(
-          'ERR_BLOB_IN_USE',
-          `blob ${digest} is delta ${asDelta.id} of release ${asDelta.releaseId}; DELETE /v1/admin/releases/${asDelta.releaseId}/deltas/${asDelta.id} first`,
-        );
-      }
-      const info = await store.head(key);
-      const deleted = await db.transaction(async (tx) => {
-        // The foreign keys of release_blobs and release_deltas make a reference added since the
-        // checks above fail this delete, so a blob is never removed from under a release.
-        const rows = await tx
-          .delete(blobs)
-          .where(eq(blobs.digest, digest))
-          .returning({ sizeBytes: blobs.sizeBytes })
-          .catch((error: unknown) => {
-            if (!isForeignKeyViolation(error)) throw error;
-            throw new ServerError('ERR_BLOB_IN_USE', `blob ${digest} was just referenced by a release`, {
-              cause: error,
-            });
-          });
-        if (rows.length === 0 && info === undefined) return undefined;
-        await audit(tx, c.get('actor'), 'blob.delete', digest, {
-          sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? null,
-        });
-        if (info !== undefined) await store.delete(key);
-        return { digest, sizeBytes: info?.sizeBytes ?? rows[0]?.sizeBytes ?? 0 };
-      });
-      if (deleted === undefined)
-        throw new ServerError('ERR_NOT_FOUND', `blob ${digest} is not in the blob store`);
-      return c.json(deleted, 200);
     },
   );
 }

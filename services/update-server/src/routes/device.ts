@@ -4,7 +4,7 @@ import { createPublicKey } from 'node:crypto';
 import { createRoute } from '@hono/zod-openapi';
 import { and, eq, gt, isNull, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { MiddlewareHandler } from 'hono';
-import type { App } from '../app.js';
+import { createRouter } from './router.js';
 import { authenticateDevice, replayed, verifyDeviceToken } from '../auth/device-jwt.js';
 import { bearerToken, hashSecret } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
@@ -60,7 +60,7 @@ export function requireDevice(deps: AppDeps): MiddlewareHandler<AppEnv> {
 
 const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } });
 
-export function registerDeviceRoutes(app: App, deps: AppDeps): void {
+export function deviceRoutes(deps: AppDeps) {
   const { db, metrics, config } = deps;
   const auth = requireDevice(deps);
   // Offered URLs point at the device blob route, which checks access and then redirects to a
@@ -82,294 +82,303 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
     await next();
   };
 
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/device/register',
-      tags: ['device'],
-      summary: 'Register a device with a provisioning token',
-      request: { body: { required: true, ...json(RegisterRequestSchema) } },
-      responses: { 201: { description: 'Registered', ...json(RegisterResponseSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const body = c.req.valid('json');
-      try {
-        createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: body.publicKeyJwk.x }, format: 'jwk' });
-      } catch {
-        throw new ServerError('ERR_VALIDATION', 'publicKeyJwk.x is not a valid Ed25519 public key');
-      }
-      const now = deps.clock.now();
-      const tokenHash = hashSecret(body.token);
-      const deviceId = await db.transaction(async (tx) => {
-        // One atomic statement consumes a use, so concurrent registrations cannot exceed maxUses.
-        const [token] = await tx
-          .update(provisioningTokens)
-          .set({ uses: sql`${provisioningTokens.uses} + 1` })
-          .where(
-            and(
-              eq(provisioningTokens.tokenHash, tokenHash),
-              eq(provisioningTokens.product, body.product),
-              isNull(provisioningTokens.revokedAt),
-              gt(provisioningTokens.expiresAt, now),
-              or(isNull(provisioningTokens.maxUses), lt(provisioningTokens.uses, provisioningTokens.maxUses)),
-            ),
-          )
-          .returning({ id: provisioningTokens.id });
-        if (token === undefined) {
-          const [found] = await tx
-            .select()
-            .from(provisioningTokens)
-            .where(eq(provisioningTokens.tokenHash, tokenHash))
-            .limit(1);
-          const why =
-            found === undefined
-              ? 'is unknown'
-              : found.product !== body.product
-                ? `is for another product, not "${body.product}"`
-                : found.revokedAt !== null
-                  ? 'was revoked'
-                  : found.expiresAt <= now
-                    ? `expired at ${found.expiresAt.toISOString()}`
-                    : `has been used ${found.uses} of ${found.maxUses} times`;
+  return createRouter()
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/device/register',
+        tags: ['device'],
+        summary: 'Register a device with a provisioning token',
+        request: { body: { required: true, ...json(RegisterRequestSchema) } },
+        responses: { 201: { description: 'Registered', ...json(RegisterResponseSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const body = c.req.valid('json');
+        try {
+          createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: body.publicKeyJwk.x }, format: 'jwk' });
+        } catch {
+          throw new ServerError('ERR_VALIDATION', 'publicKeyJwk.x is not a valid Ed25519 public key');
+        }
+        const now = deps.clock.now();
+        const tokenHash = hashSecret(body.token);
+        const deviceId = await db.transaction(async (tx) => {
+          // One atomic statement consumes a use, so concurrent registrations cannot exceed maxUses.
+          const [token] = await tx
+            .update(provisioningTokens)
+            .set({ uses: sql`${provisioningTokens.uses} + 1` })
+            .where(
+              and(
+                eq(provisioningTokens.tokenHash, tokenHash),
+                eq(provisioningTokens.product, body.product),
+                isNull(provisioningTokens.revokedAt),
+                gt(provisioningTokens.expiresAt, now),
+                or(
+                  isNull(provisioningTokens.maxUses),
+                  lt(provisioningTokens.uses, provisioningTokens.maxUses),
+                ),
+              ),
+            )
+            .returning({ id: provisioningTokens.id });
+          if (token === undefined) {
+            const [found] = await tx
+              .select()
+              .from(provisioningTokens)
+              .where(eq(provisioningTokens.tokenHash, tokenHash))
+              .limit(1);
+            const why =
+              found === undefined
+                ? 'is unknown'
+                : found.product !== body.product
+                  ? `is for another product, not "${body.product}"`
+                  : found.revokedAt !== null
+                    ? 'was revoked'
+                    : found.expiresAt <= now
+                      ? `expired at ${found.expiresAt.toISOString()}`
+                      : `has been used ${found.uses} of ${found.maxUses} times`;
+            throw new ServerError(
+              'ERR_PROVISIONING_TOKEN_INVALID',
+              `provisioning token ${why}; ask an operator for a new one`,
+            );
+          }
+          const [device] = await tx
+            .insert(devices)
+            .values({
+              product: body.product,
+              hardware: body.hardware,
+              publicKeyJwk: { kty: 'OKP', crv: 'Ed25519', x: body.publicKeyJwk.x },
+              attributes: body.attributes ?? {},
+              provisioningTokenId: token.id,
+              registeredAt: now,
+              lastSeenAt: now,
+            })
+            .returning({ id: devices.id });
+          if (device === undefined) throw new ServerError('ERR_INTERNAL', 'device insert returned no row');
+          return device.id;
+        });
+        metrics.registrations.inc();
+        deps.logger.info({ deviceId, product: body.product, hardware: body.hardware }, 'device registered');
+        return c.json({ deviceId }, 201);
+      },
+    )
+
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/device/poll',
+        tags: ['device'],
+        summary: 'Ask for an update; answers no-update or an offer (signed manifest + artifact URLs)',
+        security: [{ deviceJwt: [] }],
+        middleware: [pollAuth] as const,
+        request: { body: { required: true, ...json(PollRequestSchema) } },
+        responses: {
+          200: { description: 'No update, or an offer', ...json(PollResponseSchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const token = c.get('deviceToken');
+        const body = c.req.valid('json');
+        const now = deps.clock.now();
+        const result = await deps.polls.run({
+          rolloutIds: await deps.rollouts.progressRolloutIds(),
+          deviceId: token.deviceId,
+          jtiKey: token.jtiKey,
+          jtiExpiresAt: token.jtiExpiresAt,
+          version: body.version,
+          bootedSlot: body.bootedSlot,
+          installState: body.installState ?? null,
+          hardware: body.hardware ?? null,
+          now,
+        });
+        if (result.kind === 'unknown-device')
+          throw new ServerError('ERR_DEVICE_UNKNOWN', `no device ${token.deviceId} is registered`);
+        if (result.kind === 'decommissioned') {
           throw new ServerError(
-            'ERR_PROVISIONING_TOKEN_INVALID',
-            `provisioning token ${why}; ask an operator for a new one`,
+            'ERR_DEVICE_DECOMMISSIONED',
+            `device ${token.deviceId} was decommissioned; register it again`,
           );
         }
-        const [device] = await tx
-          .insert(devices)
-          .values({
-            product: body.product,
-            hardware: body.hardware,
-            publicKeyJwk: { kty: 'OKP', crv: 'Ed25519', x: body.publicKeyJwk.x },
-            attributes: body.attributes ?? {},
-            provisioningTokenId: token.id,
-            registeredAt: now,
-            lastSeenAt: now,
-          })
-          .returning({ id: devices.id });
-        if (device === undefined) throw new ServerError('ERR_INTERNAL', 'device insert returned no row');
-        return device.id;
-      });
-      metrics.registrations.inc();
-      deps.logger.info({ deviceId, product: body.product, hardware: body.hardware }, 'device registered');
-      return c.json({ deviceId }, 201);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/device/poll',
-      tags: ['device'],
-      summary: 'Ask for an update; answers no-update or an offer (signed manifest + artifact URLs)',
-      security: [{ deviceJwt: [] }],
-      middleware: [pollAuth] as const,
-      request: { body: { required: true, ...json(PollRequestSchema) } },
-      responses: {
-        200: { description: 'No update, or an offer', ...json(PollResponseSchema) },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const token = c.get('deviceToken');
-      const body = c.req.valid('json');
-      const now = deps.clock.now();
-      const result = await deps.polls.run({
-        rolloutIds: await deps.rollouts.progressRolloutIds(),
-        deviceId: token.deviceId,
-        jtiKey: token.jtiKey,
-        jtiExpiresAt: token.jtiExpiresAt,
-        version: body.version,
-        bootedSlot: body.bootedSlot,
-        installState: body.installState ?? null,
-        hardware: body.hardware ?? null,
-        now,
-      });
-      if (result.kind === 'unknown-device')
-        throw new ServerError('ERR_DEVICE_UNKNOWN', `no device ${token.deviceId} is registered`);
-      if (result.kind === 'decommissioned') {
-        throw new ServerError(
-          'ERR_DEVICE_DECOMMISSIONED',
-          `device ${token.deviceId} was decommissioned; register it again`,
-        );
-      }
-      if (result.kind === 'replayed') throw replayed();
-      if (body.product !== undefined && body.product !== result.product) {
-        throw new ServerError(
-          'ERR_CONFLICT',
-          `device is registered for product "${result.product}" but reports "${body.product}"`,
-        );
-      }
-      const pollAfterSeconds = jitteredPollSeconds(config.pollIntervalSeconds, config.pollJitterFraction);
-      // The decision: cached rollouts (src/rollout/engine.ts) + this device's progress rows.
-      const offer = await deps.rollouts.offerFor(
-        {
-          id: token.deviceId,
-          product: result.product,
-          hardware: result.hardware,
-          tags: result.tags,
-          currentVersion: body.version,
-          timeZone: result.timeZone ?? undefined,
-        },
-        result.progress,
-      );
-      const chosen = offer?.candidate;
-      if (chosen === undefined) {
-        metrics.polls.inc({ result: 'no-update' });
-        return c.json({ status: 'no-update' as const, pollAfterSeconds }, 200);
-      }
-      const [blobRows, deltaRows] = await Promise.all([
-        db
-          .select({ digest: releaseBlobs.digest })
-          .from(releaseBlobs)
-          .where(eq(releaseBlobs.releaseId, chosen.releaseId)),
-        // Deltas from exactly the version this poll reported (docs/CONTRACTS.md "Deltas end to
-        // end"); the yank check keeps a release yanked since the rollout cache loaded delta-free.
-        db
-          .select({
-            image: releaseDeltas.image,
-            digest: releaseDeltas.digest,
-            sizeBytes: releaseDeltas.sizeBytes,
-            sourceVersion: releaseDeltas.sourceVersion,
-            sourceRootHash: releaseDeltas.sourceRootHash,
-          })
-          .from(releaseDeltas)
-          .innerJoin(releases, eq(releases.id, releaseDeltas.releaseId))
-          .where(
-            and(
-              eq(releaseDeltas.releaseId, chosen.releaseId),
-              eq(releaseDeltas.sourceVersion, body.version),
-              eq(releases.yanked, false),
-            ),
-          )
-          .orderBy(releaseDeltas.image, releaseDeltas.sourceRootHash),
-        db
-          .insert(rolloutDevices)
-          .values({ rolloutId: chosen.rolloutId, deviceId: token.deviceId, state: 'offered', updatedAt: now })
-          .onConflictDoNothing(),
-      ]);
-      const artifacts: Record<string, string> = {};
-      for (const { digest } of blobRows) artifacts[digest] = blobUrl(digest);
-      const deltas = deltaRows.map((d) => ({
-        image: d.image as 'rootfs' | 'boot',
-        digest: d.digest,
-        sizeBytes: d.sizeBytes,
-        url: blobUrl(d.digest),
-        sourceVersion: d.sourceVersion,
-        sourceRootHash: d.sourceRootHash,
-      }));
-      metrics.polls.inc({ result: 'update' });
-      metrics.offers.inc({ product: result.product });
-      if (deltas.length > 0) metrics.offersWithDelta.inc({ product: result.product });
-      return c.json(
-        {
-          status: 'update' as const,
-          rolloutId: chosen.rolloutId,
-          release: { version: chosen.releaseVersion, manifestJws: chosen.manifestJws },
-          artifacts,
-          ...(deltas.length > 0 ? { deltas } : {}),
-          // The rollout's permission to go back to an older version (every rollback rollout has
-          // it). The device still refuses anything below its securityVersion floor.
-          allowDowngrade: chosen.allowDowngrade,
-          pollAfterSeconds,
-        },
-        200,
-      );
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/device/report',
-      tags: ['device'],
-      summary: 'Report install progress; idempotent per (device, rollout, state)',
-      security: [{ deviceJwt: [] }],
-      middleware: [auth] as const,
-      request: { body: { required: true, ...json(ReportRequestSchema) } },
-      responses: {
-        202: { description: 'Accepted', ...json(ReportResponseSchema) },
-        ...errorResponses,
-        500: { description: 'Server error', ...json(ErrorSchema) },
-      },
-    }),
-    async (c) => {
-      const device = c.get('device');
-      const body = c.req.valid('json');
-      const now = deps.clock.now();
-      const rolloutId = body.rolloutId ?? null;
-      const duplicate = await db.transaction(async (tx) => {
-        if (rolloutId !== null) {
-          const [membership] = await tx
-            .select({ state: rolloutDevices.state })
-            .from(rolloutDevices)
-            .where(and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id)))
-            .limit(1);
-          if (membership === undefined) {
-            throw new ServerError('ERR_NOT_FOUND', `rollout ${rolloutId} was never offered to this device`);
-          }
+        if (result.kind === 'replayed') throw replayed();
+        if (body.product !== undefined && body.product !== result.product) {
+          throw new ServerError(
+            'ERR_CONFLICT',
+            `device is registered for product "${result.product}" but reports "${body.product}"`,
+          );
         }
-        const inserted = await tx
-          .insert(deviceEvents)
-          .values({
-            deviceId: device.id,
-            rolloutId,
-            version: body.version,
-            state: body.state,
-            errorCode: body.errorCode ?? null,
-            message: body.message ?? null,
-            progress: body.progress ?? null,
-            at: now,
-          })
-          .onConflictDoNothing()
-          .returning({ id: deviceEvents.id });
-        const fresh = inserted.length > 0;
-        // A device retrying after a device-side error repeats reports it sent before (downloading,
-        // device-error): duplicates as events, but they still move it out of and back into
-        // device-error. Any other duplicate changes nothing.
-        const retry = fresh ? undefined : retryTransition(body.state);
-        if (!fresh && (rolloutId === null || retry === undefined)) return true;
-        if (rolloutId !== null) {
-          const moved = await tx
-            .update(rolloutDevices)
-            .set({ state: body.state, updatedAt: now })
+        const pollAfterSeconds = jitteredPollSeconds(config.pollIntervalSeconds, config.pollJitterFraction);
+        // The decision: cached rollouts (src/rollout/engine.ts) + this device's progress rows.
+        const offer = await deps.rollouts.offerFor(
+          {
+            id: token.deviceId,
+            product: result.product,
+            hardware: result.hardware,
+            tags: result.tags,
+            currentVersion: body.version,
+            timeZone: result.timeZone ?? undefined,
+          },
+          result.progress,
+        );
+        const chosen = offer?.candidate;
+        if (chosen === undefined) {
+          metrics.polls.inc({ result: 'no-update' });
+          return c.json({ status: 'no-update' as const, pollAfterSeconds }, 200);
+        }
+        const [blobRows, deltaRows] = await Promise.all([
+          db
+            .select({ digest: releaseBlobs.digest })
+            .from(releaseBlobs)
+            .where(eq(releaseBlobs.releaseId, chosen.releaseId)),
+          // Deltas from exactly the version this poll reported (docs/CONTRACTS.md "Deltas end to
+          // end"); the yank check keeps a release yanked since the rollout cache loaded delta-free.
+          db
+            .select({
+              image: releaseDeltas.image,
+              digest: releaseDeltas.digest,
+              sizeBytes: releaseDeltas.sizeBytes,
+              sourceVersion: releaseDeltas.sourceVersion,
+              sourceRootHash: releaseDeltas.sourceRootHash,
+            })
+            .from(releaseDeltas)
+            .innerJoin(releases, eq(releases.id, releaseDeltas.releaseId))
             .where(
-              and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id), retry),
+              and(
+                eq(releaseDeltas.releaseId, chosen.releaseId),
+                eq(releaseDeltas.sourceVersion, body.version),
+                eq(releases.yanked, false),
+              ),
             )
-            .returning({ state: rolloutDevices.state });
-          if (!fresh && moved.length === 0) return true;
-          // The device's event says why it stopped this time (it may be another fault now).
-          if (!fresh && body.state === DEVICE_ERROR_STATE) {
-            await tx
-              .update(deviceEvents)
-              .set({ errorCode: body.errorCode ?? null, message: body.message ?? null, at: now })
-              .where(
-                and(
-                  eq(deviceEvents.deviceId, device.id),
-                  eq(deviceEvents.rolloutId, rolloutId),
-                  eq(deviceEvents.state, DEVICE_ERROR_STATE),
-                ),
-              );
+            .orderBy(releaseDeltas.image, releaseDeltas.sourceRootHash),
+          db
+            .insert(rolloutDevices)
+            .values({
+              rolloutId: chosen.rolloutId,
+              deviceId: token.deviceId,
+              state: 'offered',
+              updatedAt: now,
+            })
+            .onConflictDoNothing(),
+        ]);
+        const artifacts: Record<string, string> = {};
+        for (const { digest } of blobRows) artifacts[digest] = blobUrl(digest);
+        const deltas = deltaRows.map((d) => ({
+          image: d.image as 'rootfs' | 'boot',
+          digest: d.digest,
+          sizeBytes: d.sizeBytes,
+          url: blobUrl(d.digest),
+          sourceVersion: d.sourceVersion,
+          sourceRootHash: d.sourceRootHash,
+        }));
+        metrics.polls.inc({ result: 'update' });
+        metrics.offers.inc({ product: result.product });
+        if (deltas.length > 0) metrics.offersWithDelta.inc({ product: result.product });
+        return c.json(
+          {
+            status: 'update' as const,
+            rolloutId: chosen.rolloutId,
+            release: { version: chosen.releaseVersion, manifestJws: chosen.manifestJws },
+            artifacts,
+            ...(deltas.length > 0 ? { deltas } : {}),
+            // The rollout's permission to go back to an older version (every rollback rollout has
+            // it). The device still refuses anything below its securityVersion floor.
+            allowDowngrade: chosen.allowDowngrade,
+            pollAfterSeconds,
+          },
+          200,
+        );
+      },
+    )
+
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/device/report',
+        tags: ['device'],
+        summary: 'Report install progress; idempotent per (device, rollout, state)',
+        security: [{ deviceJwt: [] }],
+        middleware: [auth] as const,
+        request: { body: { required: true, ...json(ReportRequestSchema) } },
+        responses: {
+          202: { description: 'Accepted', ...json(ReportResponseSchema) },
+          ...errorResponses,
+          500: { description: 'Server error', ...json(ErrorSchema) },
+        },
+      }),
+      async (c) => {
+        const device = c.get('device');
+        const body = c.req.valid('json');
+        const now = deps.clock.now();
+        const rolloutId = body.rolloutId ?? null;
+        const duplicate = await db.transaction(async (tx) => {
+          if (rolloutId !== null) {
+            const [membership] = await tx
+              .select({ state: rolloutDevices.state })
+              .from(rolloutDevices)
+              .where(and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id)))
+              .limit(1);
+            if (membership === undefined) {
+              throw new ServerError('ERR_NOT_FOUND', `rollout ${rolloutId} was never offered to this device`);
+            }
           }
+          const inserted = await tx
+            .insert(deviceEvents)
+            .values({
+              deviceId: device.id,
+              rolloutId,
+              version: body.version,
+              state: body.state,
+              errorCode: body.errorCode ?? null,
+              message: body.message ?? null,
+              progress: body.progress ?? null,
+              at: now,
+            })
+            .onConflictDoNothing()
+            .returning({ id: deviceEvents.id });
+          const fresh = inserted.length > 0;
+          // A device retrying after a device-side error repeats reports it sent before (downloading,
+          // device-error): duplicates as events, but they still move it out of and back into
+          // device-error. Any other duplicate changes nothing.
+          const retry = fresh ? undefined : retryTransition(body.state);
+          if (!fresh && (rolloutId === null || retry === undefined)) return true;
+          if (rolloutId !== null) {
+            const moved = await tx
+              .update(rolloutDevices)
+              .set({ state: body.state, updatedAt: now })
+              .where(
+                and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id), retry),
+              )
+              .returning({ state: rolloutDevices.state });
+            if (!fresh && moved.length === 0) return true;
+            // The device's event says why it stopped this time (it may be another fault now).
+            if (!fresh && body.state === DEVICE_ERROR_STATE) {
+              await tx
+                .update(deviceEvents)
+                .set({ errorCode: body.errorCode ?? null, message: body.message ?? null, at: now })
+                .where(
+                  and(
+                    eq(deviceEvents.deviceId, device.id),
+                    eq(deviceEvents.rolloutId, rolloutId),
+                    eq(deviceEvents.state, DEVICE_ERROR_STATE),
+                  ),
+                );
+            }
+          }
+          await tx
+            .update(devices)
+            .set({
+              installState: body.state,
+              lastSeenAt: now,
+              // What `abota device list` shows must hold from the commit on, not from the next poll.
+              ...(body.state === 'committed' ? { currentVersion: body.version } : {}),
+              ...(body.bootedSlot !== undefined ? { bootedSlot: body.bootedSlot } : {}),
+            })
+            .where(eq(devices.id, device.id));
+          return !fresh;
+        });
+        if (!duplicate) {
+          metrics.reports.inc({ state: body.state });
+          if (rolloutId !== null) deps.rollouts.afterReport(rolloutId, body.state);
         }
-        await tx
-          .update(devices)
-          .set({
-            installState: body.state,
-            lastSeenAt: now,
-            // What `abota device list` shows must hold from the commit on, not from the next poll.
-            ...(body.state === 'committed' ? { currentVersion: body.version } : {}),
-            ...(body.bootedSlot !== undefined ? { bootedSlot: body.bootedSlot } : {}),
-          })
-          .where(eq(devices.id, device.id));
-        return !fresh;
-      });
-      if (!duplicate) {
-        metrics.reports.inc({ state: body.state });
-        if (rolloutId !== null) deps.rollouts.afterReport(rolloutId, body.state);
-      }
-      return c.json({ status: 'accepted' as const, duplicate }, 202);
-    },
-  );
+        return c.json({ status: 'accepted' as const, duplicate }, 202);
+      },
+    );
 }

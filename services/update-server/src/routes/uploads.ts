@@ -5,7 +5,7 @@
 // removes sessions idle for longer than `uploadSessionIdleSeconds`.
 import { digestToKey, type UploadSession } from '@abota/blobstore';
 import { createRoute, z } from '@hono/zod-openapi';
-import type { App } from '../app.js';
+import { createRouter } from './router.js';
 import { requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import type { AppDeps } from '../context.js';
 import { auditLog, blobs } from '../db/schema.js';
@@ -67,7 +67,7 @@ async function* requestBody(
   }
 }
 
-export function registerUploadRoutes(app: App, deps: AppDeps): void {
+export function uploadRoutes(deps: AppDeps) {
   const { db, blobs: store, config, clock } = deps;
 
   const view = (s: UploadSession) => ({
@@ -83,82 +83,150 @@ export function registerUploadRoutes(app: App, deps: AppDeps): void {
     expiresAt: new Date(s.updatedAt.getTime() + config.uploadSessionIdleSeconds * 1000).toISOString(),
   });
 
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/uploads',
-      tags: ['admin: releases'],
-      summary:
-        'Start a resumable upload of one blob in parts (200 with created:false when the blob is already stored)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { body: { required: true, ...json(UploadCreateSchema) } },
-      responses: {
-        200: { description: 'The blob is already stored', ...json(BlobPutResponseSchema) },
-        201: { description: 'Session started', ...json(UploadSchema) },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const body = c.req.valid('json');
-      if (body.sizeBytes > config.maxBlobSizeBytes) {
-        throw new ServerError(
-          'ERR_BODY_TOO_LARGE',
-          `blob of ${body.sizeBytes} bytes exceeds the limit of ${config.maxBlobSizeBytes} bytes`,
-        );
-      }
-      const key = digestToKey(body.digest);
-      const existing = await store.head(key);
-      if (existing !== undefined) {
-        if (existing.sizeBytes !== body.sizeBytes) {
+  return createRouter()
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/uploads',
+        tags: ['admin: releases'],
+        summary:
+          'Start a resumable upload of one blob in parts (200 with created:false when the blob is already stored)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { body: { required: true, ...json(UploadCreateSchema) } },
+        responses: {
+          200: { description: 'The blob is already stored', ...json(BlobPutResponseSchema) },
+          201: { description: 'Session started', ...json(UploadSchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid('json');
+        if (body.sizeBytes > config.maxBlobSizeBytes) {
           throw new ServerError(
-            'ERR_VALIDATION',
-            `${body.digest} is stored with ${existing.sizeBytes} bytes, not ${body.sizeBytes}`,
+            'ERR_BODY_TOO_LARGE',
+            `blob of ${body.sizeBytes} bytes exceeds the limit of ${config.maxBlobSizeBytes} bytes`,
           );
         }
-        return c.json({ digest: body.digest, sizeBytes: existing.sizeBytes, created: false }, 200);
-      }
-      const session = await store.createUpload(key, {
-        sizeBytes: body.sizeBytes,
-        ...(body.partSizeBytes === undefined ? {} : { partSizeBytes: body.partSizeBytes }),
-      });
-      return c.json(view(session), 201);
-    },
-  );
+        const key = digestToKey(body.digest);
+        const existing = await store.head(key);
+        if (existing !== undefined) {
+          if (existing.sizeBytes !== body.sizeBytes) {
+            throw new ServerError(
+              'ERR_VALIDATION',
+              `${body.digest} is stored with ${existing.sizeBytes} bytes, not ${body.sizeBytes}`,
+            );
+          }
+          return c.json({ digest: body.digest, sizeBytes: existing.sizeBytes, created: false }, 200);
+        }
+        const session = await store.createUpload(key, {
+          sizeBytes: body.sizeBytes,
+          ...(body.partSizeBytes === undefined ? {} : { partSizeBytes: body.partSizeBytes }),
+        });
+        return c.json(view(session), 201);
+      },
+    )
 
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/uploads',
-      tags: ['admin: releases'],
-      summary: 'Open upload sessions, oldest first (optionally those of one digest), at most 100',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { query: UploadListQuerySchema },
-      responses: { 200: { description: 'Sessions', ...json(UploadListSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const { digest } = c.req.valid('query');
-      const sessions = await store.listUploads(digest === undefined ? {} : { key: digestToKey(digest) });
-      return c.json({ items: sessions.map(view) }, 200);
-    },
-  );
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/uploads',
+        tags: ['admin: releases'],
+        summary: 'Open upload sessions, oldest first (optionally those of one digest), at most 100',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { query: UploadListQuerySchema },
+        responses: { 200: { description: 'Sessions', ...json(UploadListSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const { digest } = c.req.valid('query');
+        const sessions = await store.listUploads(digest === undefined ? {} : { key: digestToKey(digest) });
+        return c.json({ items: sessions.map(view) }, 200);
+      },
+    )
 
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/uploads/{id}',
-      tags: ['admin: releases'],
-      summary: 'An upload session and the parts received so far (resume: send the others)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { params: UploadIdParam },
-      responses: { 200: { description: 'The session', ...json(UploadSchema) }, ...errorResponses },
-    }),
-    async (c) => c.json(view(await store.getUpload(c.req.valid('param').id)), 200),
-  );
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/uploads/{id}',
+        tags: ['admin: releases'],
+        summary: 'An upload session and the parts received so far (resume: send the others)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { params: UploadIdParam },
+        responses: { 200: { description: 'The session', ...json(UploadSchema) }, ...errorResponses },
+      }),
+      async (c) => c.json(view(await store.getUpload(c.req.valid('param').id)), 200),
+    )
 
-  app.openapi(
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/uploads/{id}/complete',
+        tags: ['admin: releases'],
+        summary:
+          'Assemble the parts, verify digest and size, store the blob (409 ERR_UPLOAD_INCOMPLETE lists missing parts; 422 on a digest mismatch, which ends the session)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { params: UploadIdParam },
+        responses: {
+          200: { description: 'The blob was already stored', ...json(BlobPutResponseSchema) },
+          201: { description: 'Stored', ...json(BlobPutResponseSchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        const session = await store.getUpload(id);
+        const done = await store.completeUpload(id);
+        const digest = `sha256:${done.key.slice('sha256/'.length)}`;
+        await db.transaction(async (tx) => {
+          await tx.insert(blobs).values({ digest, sizeBytes: done.sizeBytes }).onConflictDoNothing();
+          if (done.created) {
+            await tx.insert(auditLog).values({
+              actor: c.get('actor'),
+              action: 'blob.upload',
+              target: digest,
+              details: {
+                sizeBytes: done.sizeBytes,
+                uploadId: id,
+                parts: session.partCount,
+                startedAt: session.createdAt.toISOString(),
+                completedAt: clock.now().toISOString(),
+              },
+            });
+          }
+        });
+        return c.json({ digest, sizeBytes: done.sizeBytes, created: done.created }, done.created ? 201 : 200);
+      },
+    )
+
+    .openapi(
+      createRoute({
+        method: 'delete',
+        path: '/v1/admin/uploads/{id}',
+        tags: ['admin: releases'],
+        summary: 'Abort an upload session and delete its parts (204 also when it does not exist)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { params: UploadIdParam },
+        responses: { 204: { description: 'Gone' }, ...errorResponses },
+      }),
+      async (c) => {
+        await store.abortUpload(c.req.valid('param').id);
+        return c.body(null, 204);
+      },
+    );
+}
+
+/**
+ * PUT of one part, streamed into the store, which reads at most the part's size: app.ts mounts
+ * this sub-app without the JSON body limit.
+ */
+export function uploadPartRoutes(deps: AppDeps) {
+  const { blobs: store } = deps;
+
+  return createRouter().openapi(
     createRoute({
       method: 'put',
       path: '/v1/admin/uploads/{id}/parts/{n}',
@@ -197,65 +265,6 @@ export function registerUploadRoutes(app: App, deps: AppDeps): void {
         ...(sha256 === undefined ? {} : { sha256 }),
       });
       return c.json(part, 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/uploads/{id}/complete',
-      tags: ['admin: releases'],
-      summary:
-        'Assemble the parts, verify digest and size, store the blob (409 ERR_UPLOAD_INCOMPLETE lists missing parts; 422 on a digest mismatch, which ends the session)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { params: UploadIdParam },
-      responses: {
-        200: { description: 'The blob was already stored', ...json(BlobPutResponseSchema) },
-        201: { description: 'Stored', ...json(BlobPutResponseSchema) },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const { id } = c.req.valid('param');
-      const session = await store.getUpload(id);
-      const done = await store.completeUpload(id);
-      const digest = `sha256:${done.key.slice('sha256/'.length)}`;
-      await db.transaction(async (tx) => {
-        await tx.insert(blobs).values({ digest, sizeBytes: done.sizeBytes }).onConflictDoNothing();
-        if (done.created) {
-          await tx.insert(auditLog).values({
-            actor: c.get('actor'),
-            action: 'blob.upload',
-            target: digest,
-            details: {
-              sizeBytes: done.sizeBytes,
-              uploadId: id,
-              parts: session.partCount,
-              startedAt: session.createdAt.toISOString(),
-              completedAt: clock.now().toISOString(),
-            },
-          });
-        }
-      });
-      return c.json({ digest, sizeBytes: done.sizeBytes, created: done.created }, done.created ? 201 : 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'delete',
-      path: '/v1/admin/uploads/{id}',
-      tags: ['admin: releases'],
-      summary: 'Abort an upload session and delete its parts (204 also when it does not exist)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { params: UploadIdParam },
-      responses: { 204: { description: 'Gone' }, ...errorResponses },
-    }),
-    async (c) => {
-      await store.abortUpload(c.req.valid('param').id);
-      return c.body(null, 204);
     },
   );
 }

@@ -1,8 +1,8 @@
 // Credentials admins hand out: provisioning tokens (scoped to a product, expiring, revocable,
 // usage-limited) and API keys (one role each). Both are shown once and stored as SHA-256.
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import { and, asc, eq, isNull } from 'drizzle-orm';
-import type { App } from '../../app.js';
+import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import { generateSecret, hashSecret } from '../../auth/secrets.js';
 import type { ApiKeyRole, AppDeps } from '../../context.js';
@@ -12,6 +12,7 @@ import {
   ApiKeyCreateSchema,
   ApiKeySchema,
   errorResponses,
+  listOf,
   IdParam,
   ProvisioningTokenCreateSchema,
   ProvisioningTokenSchema,
@@ -39,176 +40,177 @@ const keyView = (k: KeyRow) => ({
   revokedAt: iso(k.revokedAt),
 });
 
-export function registerCredentialRoutes(app: App, deps: AppDeps): void {
+export function credentialRoutes(deps: AppDeps) {
   const { db } = deps;
 
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/provisioning-tokens',
-      tags: ['admin: credentials'],
-      summary: 'Create a provisioning token for registering devices of one product (shown once)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
-      request: { body: { required: true, ...json(ProvisioningTokenCreateSchema) } },
-      responses: {
-        201: { description: 'Created; `token` is not shown again', ...json(ProvisioningTokenSchema) },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const body = c.req.valid('json');
-      await loadProduct(deps, body.product);
-      const token = generateSecret('abp');
-      const row = await db.transaction(async (tx) => {
-        const [created] = await tx
-          .insert(provisioningTokens)
-          .values({
-            tokenHash: hashSecret(token),
+  return createRouter()
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/provisioning-tokens',
+        tags: ['admin: credentials'],
+        summary: 'Create a provisioning token for registering devices of one product (shown once)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
+        request: { body: { required: true, ...json(ProvisioningTokenCreateSchema) } },
+        responses: {
+          201: { description: 'Created; `token` is not shown again', ...json(ProvisioningTokenSchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid('json');
+        await loadProduct(deps, body.product);
+        const token = generateSecret('abp');
+        const row = await db.transaction(async (tx) => {
+          const [created] = await tx
+            .insert(provisioningTokens)
+            .values({
+              tokenHash: hashSecret(token),
+              product: body.product,
+              description: body.description ?? '',
+              expiresAt: new Date(deps.clock.now().getTime() + body.expiresInSeconds * 1000),
+              maxUses: body.maxUses ?? null,
+            })
+            .returning();
+          if (created === undefined) throw new ServerError('ERR_INTERNAL', 'token insert returned no row');
+          await audit(tx, c.get('actor'), 'provisioning-token.create', `provisioning-token:${created.id}`, {
             product: body.product,
-            description: body.description ?? '',
-            expiresAt: new Date(deps.clock.now().getTime() + body.expiresInSeconds * 1000),
             maxUses: body.maxUses ?? null,
-          })
-          .returning();
-        if (created === undefined) throw new ServerError('ERR_INTERNAL', 'token insert returned no row');
-        await audit(tx, c.get('actor'), 'provisioning-token.create', `provisioning-token:${created.id}`, {
-          product: body.product,
-          maxUses: body.maxUses ?? null,
+          });
+          return created;
         });
-        return created;
-      });
-      return c.json({ ...tokenView(row), token }, 201);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/provisioning-tokens',
-      tags: ['admin: credentials'],
-      summary: 'List provisioning tokens (never the tokens themselves)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
-      responses: {
-        200: { description: 'Tokens', ...json(z.object({ items: z.array(ProvisioningTokenSchema) })) },
-        ...errorResponses,
+        return c.json({ ...tokenView(row), token }, 201);
       },
-    }),
-    async (c) => {
-      const rows = await db
-        .select()
-        .from(provisioningTokens)
-        .orderBy(asc(provisioningTokens.createdAt))
-        .limit(1000);
-      return c.json({ items: rows.map(tokenView) }, 200);
-    },
-  );
+    )
 
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/provisioning-tokens/{id}/revoke',
-      tags: ['admin: credentials'],
-      summary: 'Revoke a provisioning token',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
-      request: { params: IdParam },
-      responses: { 200: { description: 'Revoked', ...json(ProvisioningTokenSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const { id } = c.req.valid('param');
-      const row = await db.transaction(async (tx) => {
-        const [updated] = await tx
-          .update(provisioningTokens)
-          .set({ revokedAt: deps.clock.now() })
-          .where(and(eq(provisioningTokens.id, id), isNull(provisioningTokens.revokedAt)))
-          .returning();
-        if (updated === undefined)
-          throw new ServerError('ERR_NOT_FOUND', `no unrevoked provisioning token ${id}`);
-        await audit(tx, c.get('actor'), 'provisioning-token.revoke', `provisioning-token:${id}`);
-        return updated;
-      });
-      return c.json(tokenView(row), 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/api-keys',
-      tags: ['admin: credentials'],
-      summary: 'Create an API key with one role (shown once)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
-      request: { body: { required: true, ...json(ApiKeyCreateSchema) } },
-      responses: {
-        201: { description: 'Created; `key` is not shown again', ...json(ApiKeySchema) },
-        ...errorResponses,
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/provisioning-tokens',
+        tags: ['admin: credentials'],
+        summary: 'List provisioning tokens (never the tokens themselves)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
+        responses: {
+          200: { description: 'Tokens', ...json(listOf(ProvisioningTokenSchema)) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const rows = await db
+          .select()
+          .from(provisioningTokens)
+          .orderBy(asc(provisioningTokens.createdAt))
+          .limit(1000);
+        return c.json({ items: rows.map(tokenView) }, 200);
       },
-    }),
-    async (c) => {
-      const body = c.req.valid('json');
-      const key = generateSecret('abk');
-      const row = await db.transaction(async (tx) => {
-        const [created] = await tx
-          .insert(apiKeys)
-          .values({ keyHash: hashSecret(key), name: body.name, role: body.role })
-          .returning();
-        if (created === undefined) throw new ServerError('ERR_INTERNAL', 'api key insert returned no row');
-        await audit(tx, c.get('actor'), 'api-key.create', `api-key:${created.id}`, {
-          name: body.name,
-          role: body.role,
+    )
+
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/provisioning-tokens/{id}/revoke',
+        tags: ['admin: credentials'],
+        summary: 'Revoke a provisioning token',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
+        request: { params: IdParam },
+        responses: { 200: { description: 'Revoked', ...json(ProvisioningTokenSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        const row = await db.transaction(async (tx) => {
+          const [updated] = await tx
+            .update(provisioningTokens)
+            .set({ revokedAt: deps.clock.now() })
+            .where(and(eq(provisioningTokens.id, id), isNull(provisioningTokens.revokedAt)))
+            .returning();
+          if (updated === undefined)
+            throw new ServerError('ERR_NOT_FOUND', `no unrevoked provisioning token ${id}`);
+          await audit(tx, c.get('actor'), 'provisioning-token.revoke', `provisioning-token:${id}`);
+          return updated;
         });
-        return created;
-      });
-      return c.json({ ...keyView(row), key }, 201);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/api-keys',
-      tags: ['admin: credentials'],
-      summary: 'List API keys (never the keys themselves)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
-      responses: {
-        200: { description: 'Keys', ...json(z.object({ items: z.array(ApiKeySchema) })) },
-        ...errorResponses,
+        return c.json(tokenView(row), 200);
       },
-    }),
-    async (c) => {
-      const rows = await db.select().from(apiKeys).orderBy(asc(apiKeys.createdAt)).limit(1000);
-      return c.json({ items: rows.map(keyView) }, 200);
-    },
-  );
+    )
 
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/api-keys/{id}/revoke',
-      tags: ['admin: credentials'],
-      summary: 'Revoke an API key',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
-      request: { params: IdParam },
-      responses: { 200: { description: 'Revoked', ...json(ApiKeySchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const { id } = c.req.valid('param');
-      const row = await db.transaction(async (tx) => {
-        const [updated] = await tx
-          .update(apiKeys)
-          .set({ revokedAt: deps.clock.now() })
-          .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
-          .returning();
-        if (updated === undefined) throw new ServerError('ERR_NOT_FOUND', `no unrevoked API key ${id}`);
-        await audit(tx, c.get('actor'), 'api-key.revoke', `api-key:${id}`);
-        return updated;
-      });
-      return c.json(keyView(row), 200);
-    },
-  );
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/api-keys',
+        tags: ['admin: credentials'],
+        summary: 'Create an API key with one role (shown once)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
+        request: { body: { required: true, ...json(ApiKeyCreateSchema) } },
+        responses: {
+          201: { description: 'Created; `key` is not shown again', ...json(ApiKeySchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid('json');
+        const key = generateSecret('abk');
+        const row = await db.transaction(async (tx) => {
+          const [created] = await tx
+            .insert(apiKeys)
+            .values({ keyHash: hashSecret(key), name: body.name, role: body.role })
+            .returning();
+          if (created === undefined) throw new ServerError('ERR_INTERNAL', 'api key insert returned no row');
+          await audit(tx, c.get('actor'), 'api-key.create', `api-key:${created.id}`, {
+            name: body.name,
+            role: body.role,
+          });
+          return created;
+        });
+        return c.json({ ...keyView(row), key }, 201);
+      },
+    )
+
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/api-keys',
+        tags: ['admin: credentials'],
+        summary: 'List API keys (never the keys themselves)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
+        responses: {
+          200: { description: 'Keys', ...json(listOf(ApiKeySchema)) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const rows = await db.select().from(apiKeys).orderBy(asc(apiKeys.createdAt)).limit(1000);
+        return c.json({ items: rows.map(keyView) }, 200);
+      },
+    )
+
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/api-keys/{id}/revoke',
+        tags: ['admin: credentials'],
+        summary: 'Revoke an API key',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
+        request: { params: IdParam },
+        responses: { 200: { description: 'Revoked', ...json(ApiKeySchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        const row = await db.transaction(async (tx) => {
+          const [updated] = await tx
+            .update(apiKeys)
+            .set({ revokedAt: deps.clock.now() })
+            .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+            .returning();
+          if (updated === undefined) throw new ServerError('ERR_NOT_FOUND', `no unrevoked API key ${id}`);
+          await audit(tx, c.get('actor'), 'api-key.revoke', `api-key:${id}`);
+          return updated;
+        });
+        return c.json(keyView(row), 200);
+      },
+    );
 }

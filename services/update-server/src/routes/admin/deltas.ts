@@ -8,7 +8,7 @@ import { DeltaError, type DeltaHeader, decodeHeader, HEADER_SIZE_BYTES } from '@
 import type { ImageManifest, ReleaseManifest } from '@abota/manifest';
 import { createRoute, type z } from '@hono/zod-openapi';
 import { and, asc, eq } from 'drizzle-orm';
-import type { App } from '../../app.js';
+import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { blobs, releaseDeltas, releases } from '../../db/schema.js';
@@ -96,7 +96,7 @@ function checkHeaderAgainstRelease(
     throw new ServerError('ERR_DELTA_INVALID', `${where}: the delta header ${problems.join('; ')}`);
 }
 
-export function registerDeltaRoutes(app: App, deps: AppDeps): void {
+export function deltaRoutes(deps: AppDeps) {
   const { db, blobs: store } = deps;
 
   const loadRelease = async (id: string) => {
@@ -105,195 +105,196 @@ export function registerDeltaRoutes(app: App, deps: AppDeps): void {
     return row;
   };
 
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/releases/{id}/deltas',
-      tags: ['admin: releases'],
-      summary:
-        'Register a delta (uploaded as a blob first) from another version to this release; its header is checked against the release',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { params: IdParam, body: { required: true, ...json(DeltaRegisterSchema) } },
-      responses: {
-        200: { description: 'This exact delta was already registered', ...json(DeltaSchema) },
-        201: { description: 'Registered', ...json(DeltaSchema) },
-        ...errorResponses,
+  return createRouter()
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/releases/{id}/deltas',
+        tags: ['admin: releases'],
+        summary:
+          'Register a delta (uploaded as a blob first) from another version to this release; its header is checked against the release',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { params: IdParam, body: { required: true, ...json(DeltaRegisterSchema) } },
+        responses: {
+          200: { description: 'This exact delta was already registered', ...json(DeltaSchema) },
+          201: { description: 'Registered', ...json(DeltaSchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        const body = c.req.valid('json');
+        const release = await loadRelease(id);
+        const where = `delta ${body.digest} for ${release.product} ${release.version} ${body.image}`;
+        const findExisting = async () => {
+          const [row] = await db
+            .select()
+            .from(releaseDeltas)
+            .where(
+              and(
+                eq(releaseDeltas.releaseId, id),
+                eq(releaseDeltas.image, body.image),
+                eq(releaseDeltas.sourceRootHash, body.sourceRootHash),
+              ),
+            )
+            .limit(1);
+          return row;
+        };
+        const conflict = (row: DeltaRow) =>
+          new ServerError(
+            'ERR_CONFLICT',
+            `${release.product} ${release.version} already has delta ${row.id} for ${body.image} from source root hash ${body.sourceRootHash} (${row.digest}, ${row.sizeBytes} bytes, from ${row.sourceVersion}); delete it first to replace it`,
+          );
+        const manifest = release.manifest as ReleaseManifest;
+        const image = manifest.images[body.image];
+        if (image === undefined) {
+          throw new ServerError(
+            'ERR_DELTA_INVALID',
+            `${where}: ${release.product} ${release.version} has no ${body.image} image (it has ${Object.keys(manifest.images).join(', ')})`,
+          );
+        }
+        if (body.sourceVersion === release.version)
+          throw new ServerError('ERR_DELTA_INVALID', `${where}: sourceVersion is the release's own version`);
+
+        const key = digestToKey(body.digest);
+        const info = await store.head(key);
+        if (info === undefined) {
+          throw new ServerError(
+            'ERR_BLOB_NOT_FOUND',
+            `${where}: the blob is not uploaded; PUT /v1/admin/blobs/sha256/${body.digest.slice(7)} first`,
+          );
+        }
+        if (info.sizeBytes !== body.sizeBytes) {
+          throw new ServerError(
+            'ERR_DELTA_INVALID',
+            `${where}: the blob is ${info.sizeBytes} bytes in the store, the registration says ${body.sizeBytes}`,
+          );
+        }
+        const header = decodeDeltaHeader(await readHeaderBytes(store, key), body.digest);
+        checkHeaderAgainstRelease(header, body, image, where);
+
+        // When the source version is a release of this product here, the delta must start from it.
+        const [source] = await db
+          .select({ manifest: releases.manifest })
+          .from(releases)
+          .where(and(eq(releases.product, release.product), eq(releases.version, body.sourceVersion)))
+          .limit(1);
+        if (source !== undefined) {
+          const sourceImage = (source.manifest as ReleaseManifest).images[body.image];
+          const mismatch =
+            sourceImage === undefined
+              ? `${release.product} ${body.sourceVersion} has no ${body.image} image`
+              : sourceImage.verity.rootHash !== body.sourceRootHash
+                ? `${release.product} ${body.sourceVersion} ${body.image} has root hash "${sourceImage.verity.rootHash}", not "${body.sourceRootHash}"`
+                : sourceImage.sizeBytes !== header.source.sizeBytes
+                  ? `${release.product} ${body.sourceVersion} ${body.image} is ${sourceImage.sizeBytes} bytes, the delta header says ${header.source.sizeBytes}`
+                  : undefined;
+          if (mismatch !== undefined)
+            throw new ServerError('ERR_DELTA_SOURCE_MISMATCH', `${where}: ${mismatch}`);
+        }
+
+        // Checked after the content, so a repeat still proves the blob is this delta (a 256-byte read).
+        const existing = await findExisting();
+        if (existing !== undefined) {
+          if (sameDelta(existing, body)) return c.json(view(existing), 200);
+          throw conflict(existing);
+        }
+        const created = await db.transaction(async (tx) => {
+          await tx
+            .insert(blobs)
+            .values({ digest: body.digest, sizeBytes: info.sizeBytes })
+            .onConflictDoNothing();
+          const [row] = await tx
+            .insert(releaseDeltas)
+            .values({
+              releaseId: id,
+              image: body.image,
+              sourceVersion: body.sourceVersion,
+              sourceRootHash: body.sourceRootHash,
+              sourceSizeBytes: header.source.sizeBytes,
+              targetRootHash: header.target.rootHash,
+              digest: body.digest,
+              sizeBytes: body.sizeBytes,
+            })
+            .onConflictDoNothing()
+            .returning();
+          if (row !== undefined)
+            await audit(tx, c.get('actor'), 'release.delta.register', `release:${id}`, {
+              deltaId: row.id,
+              image: body.image,
+              sourceVersion: body.sourceVersion,
+              digest: body.digest,
+            });
+          return row;
+        });
+        if (created === undefined) {
+          // Registered concurrently: the same delta is a repeat, another one a conflict.
+          const raced = await findExisting();
+          if (raced === undefined) throw new ServerError('ERR_INTERNAL', 'delta insert returned no row');
+          if (sameDelta(raced, body)) return c.json(view(raced), 200);
+          throw conflict(raced);
+        }
+        deps.logger.info(
+          { releaseId: id, deltaId: created.id, image: body.image, sourceVersion: body.sourceVersion },
+          'delta registered',
+        );
+        return c.json(view(created), 201);
       },
-    }),
-    async (c) => {
-      const { id } = c.req.valid('param');
-      const body = c.req.valid('json');
-      const release = await loadRelease(id);
-      const where = `delta ${body.digest} for ${release.product} ${release.version} ${body.image}`;
-      const findExisting = async () => {
-        const [row] = await db
+    )
+
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/releases/{id}/deltas',
+        tags: ['admin: releases'],
+        summary: 'List the deltas registered for a release',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+        request: { params: IdParam },
+        responses: { 200: { description: 'The deltas', ...json(DeltaListSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        await loadRelease(id);
+        const rows = await db
           .select()
           .from(releaseDeltas)
-          .where(
-            and(
-              eq(releaseDeltas.releaseId, id),
-              eq(releaseDeltas.image, body.image),
-              eq(releaseDeltas.sourceRootHash, body.sourceRootHash),
-            ),
-          )
-          .limit(1);
-        return row;
-      };
-      const conflict = (row: DeltaRow) =>
-        new ServerError(
-          'ERR_CONFLICT',
-          `${release.product} ${release.version} already has delta ${row.id} for ${body.image} from source root hash ${body.sourceRootHash} (${row.digest}, ${row.sizeBytes} bytes, from ${row.sourceVersion}); delete it first to replace it`,
-        );
-      const manifest = release.manifest as ReleaseManifest;
-      const image = manifest.images[body.image];
-      if (image === undefined) {
-        throw new ServerError(
-          'ERR_DELTA_INVALID',
-          `${where}: ${release.product} ${release.version} has no ${body.image} image (it has ${Object.keys(manifest.images).join(', ')})`,
-        );
-      }
-      if (body.sourceVersion === release.version)
-        throw new ServerError('ERR_DELTA_INVALID', `${where}: sourceVersion is the release's own version`);
+          .where(eq(releaseDeltas.releaseId, id))
+          .orderBy(asc(releaseDeltas.image), asc(releaseDeltas.sourceVersion), asc(releaseDeltas.id));
+        return c.json({ items: rows.map(view) }, 200);
+      },
+    )
 
-      const key = digestToKey(body.digest);
-      const info = await store.head(key);
-      if (info === undefined) {
-        throw new ServerError(
-          'ERR_BLOB_NOT_FOUND',
-          `${where}: the blob is not uploaded; PUT /v1/admin/blobs/sha256/${body.digest.slice(7)} first`,
-        );
-      }
-      if (info.sizeBytes !== body.sizeBytes) {
-        throw new ServerError(
-          'ERR_DELTA_INVALID',
-          `${where}: the blob is ${info.sizeBytes} bytes in the store, the registration says ${body.sizeBytes}`,
-        );
-      }
-      const header = decodeDeltaHeader(await readHeaderBytes(store, key), body.digest);
-      checkHeaderAgainstRelease(header, body, image, where);
-
-      // When the source version is a release of this product here, the delta must start from it.
-      const [source] = await db
-        .select({ manifest: releases.manifest })
-        .from(releases)
-        .where(and(eq(releases.product, release.product), eq(releases.version, body.sourceVersion)))
-        .limit(1);
-      if (source !== undefined) {
-        const sourceImage = (source.manifest as ReleaseManifest).images[body.image];
-        const mismatch =
-          sourceImage === undefined
-            ? `${release.product} ${body.sourceVersion} has no ${body.image} image`
-            : sourceImage.verity.rootHash !== body.sourceRootHash
-              ? `${release.product} ${body.sourceVersion} ${body.image} has root hash "${sourceImage.verity.rootHash}", not "${body.sourceRootHash}"`
-              : sourceImage.sizeBytes !== header.source.sizeBytes
-                ? `${release.product} ${body.sourceVersion} ${body.image} is ${sourceImage.sizeBytes} bytes, the delta header says ${header.source.sizeBytes}`
-                : undefined;
-        if (mismatch !== undefined)
-          throw new ServerError('ERR_DELTA_SOURCE_MISMATCH', `${where}: ${mismatch}`);
-      }
-
-      // Checked after the content, so a repeat still proves the blob is this delta (a 256-byte read).
-      const existing = await findExisting();
-      if (existing !== undefined) {
-        if (sameDelta(existing, body)) return c.json(view(existing), 200);
-        throw conflict(existing);
-      }
-      const created = await db.transaction(async (tx) => {
-        await tx
-          .insert(blobs)
-          .values({ digest: body.digest, sizeBytes: info.sizeBytes })
-          .onConflictDoNothing();
-        const [row] = await tx
-          .insert(releaseDeltas)
-          .values({
-            releaseId: id,
-            image: body.image,
-            sourceVersion: body.sourceVersion,
-            sourceRootHash: body.sourceRootHash,
-            sourceSizeBytes: header.source.sizeBytes,
-            targetRootHash: header.target.rootHash,
-            digest: body.digest,
-            sizeBytes: body.sizeBytes,
-          })
-          .onConflictDoNothing()
-          .returning();
-        if (row !== undefined)
-          await audit(tx, c.get('actor'), 'release.delta.register', `release:${id}`, {
-            deltaId: row.id,
-            image: body.image,
-            sourceVersion: body.sourceVersion,
-            digest: body.digest,
+    .openapi(
+      createRoute({
+        method: 'delete',
+        path: '/v1/admin/releases/{id}/deltas/{deltaId}',
+        tags: ['admin: releases'],
+        summary: 'Remove a delta: no longer offered; its blob stays until deleted itself',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
+        request: { params: ReleaseDeltaParam },
+        responses: { 200: { description: 'Removed', ...json(DeltaSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const { id, deltaId } = c.req.valid('param');
+        const removed = await db.transaction(async (tx) => {
+          const [row] = await tx
+            .delete(releaseDeltas)
+            .where(and(eq(releaseDeltas.id, deltaId), eq(releaseDeltas.releaseId, id)))
+            .returning();
+          if (row === undefined)
+            throw new ServerError('ERR_NOT_FOUND', `release ${id} has no delta ${deltaId}`);
+          await audit(tx, c.get('actor'), 'release.delta.delete', `release:${id}`, {
+            deltaId,
+            image: row.image,
+            sourceVersion: row.sourceVersion,
+            digest: row.digest,
           });
-        return row;
-      });
-      if (created === undefined) {
-        // Registered concurrently: the same delta is a repeat, another one a conflict.
-        const raced = await findExisting();
-        if (raced === undefined) throw new ServerError('ERR_INTERNAL', 'delta insert returned no row');
-        if (sameDelta(raced, body)) return c.json(view(raced), 200);
-        throw conflict(raced);
-      }
-      deps.logger.info(
-        { releaseId: id, deltaId: created.id, image: body.image, sourceVersion: body.sourceVersion },
-        'delta registered',
-      );
-      return c.json(view(created), 201);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/releases/{id}/deltas',
-      tags: ['admin: releases'],
-      summary: 'List the deltas registered for a release',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
-      request: { params: IdParam },
-      responses: { 200: { description: 'The deltas', ...json(DeltaListSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const { id } = c.req.valid('param');
-      await loadRelease(id);
-      const rows = await db
-        .select()
-        .from(releaseDeltas)
-        .where(eq(releaseDeltas.releaseId, id))
-        .orderBy(asc(releaseDeltas.image), asc(releaseDeltas.sourceVersion), asc(releaseDeltas.id));
-      return c.json({ items: rows.map(view) }, 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'delete',
-      path: '/v1/admin/releases/{id}/deltas/{deltaId}',
-      tags: ['admin: releases'],
-      summary: 'Remove a delta: no longer offered; its blob stays until deleted itself',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.publish)] as const,
-      request: { params: ReleaseDeltaParam },
-      responses: { 200: { description: 'Removed', ...json(DeltaSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const { id, deltaId } = c.req.valid('param');
-      const removed = await db.transaction(async (tx) => {
-        const [row] = await tx
-          .delete(releaseDeltas)
-          .where(and(eq(releaseDeltas.id, deltaId), eq(releaseDeltas.releaseId, id)))
-          .returning();
-        if (row === undefined)
-          throw new ServerError('ERR_NOT_FOUND', `release ${id} has no delta ${deltaId}`);
-        await audit(tx, c.get('actor'), 'release.delta.delete', `release:${id}`, {
-          deltaId,
-          image: row.image,
-          sourceVersion: row.sourceVersion,
-          digest: row.digest,
+          return row;
         });
-        return row;
-      });
-      return c.json(view(removed), 200);
-    },
-  );
+        return c.json(view(removed), 200);
+      },
+    );
 }

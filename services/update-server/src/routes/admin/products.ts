@@ -1,15 +1,16 @@
 // Products and their trust roots: created with a self-signed root.json, rotated only by a root
 // that verifies against the current one (TUF-style, @abota/manifest verifyRootUpdate).
 import { type SignedRoot, verifyRootUpdate, verifyTrustRoot } from '@abota/manifest';
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import { and, asc, eq } from 'drizzle-orm';
-import type { App } from '../../app.js';
+import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { products } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
 import {
   errorResponses,
+  listOf,
   ProductCreateSchema,
   ProductIdParam,
   ProductSchema,
@@ -42,117 +43,119 @@ function asSignedRoot(value: unknown): SignedRoot | string {
   return value as SignedRoot;
 }
 
-export function registerProductRoutes(app: App, deps: AppDeps): void {
+export function productRoutes(deps: AppDeps) {
   const { db } = deps;
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/products',
-      tags: ['admin: products'],
-      summary: 'Create a product with its trust root (root.json, self-signed)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
-      request: { body: { required: true, ...json(ProductCreateSchema) } },
-      responses: { 201: { description: 'Created', ...json(ProductSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const body = c.req.valid('json');
-      const signed = asSignedRoot(body.trustRoot);
-      const root = await verifyTrustRoot(signed);
-      const stored = typeof signed === 'string' ? (JSON.parse(signed) as unknown) : signed;
-      const row = await db.transaction(async (tx) => {
-        const [created] = await tx
-          .insert(products)
-          .values({
-            id: body.id,
-            description: body.description ?? '',
-            trustRoot: stored,
+  return createRouter()
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/products',
+        tags: ['admin: products'],
+        summary: 'Create a product with its trust root (root.json, self-signed)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
+        request: { body: { required: true, ...json(ProductCreateSchema) } },
+        responses: { 201: { description: 'Created', ...json(ProductSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const body = c.req.valid('json');
+        const signed = asSignedRoot(body.trustRoot);
+        const root = await verifyTrustRoot(signed);
+        const stored = typeof signed === 'string' ? (JSON.parse(signed) as unknown) : signed;
+        const row = await db.transaction(async (tx) => {
+          const [created] = await tx
+            .insert(products)
+            .values({
+              id: body.id,
+              description: body.description ?? '',
+              trustRoot: stored,
+              trustRootVersion: root.version,
+            })
+            .onConflictDoNothing()
+            .returning();
+          if (created === undefined)
+            throw new ServerError(
+              'ERR_CONFLICT',
+              `product "${body.id}" already exists; rotate its root with PUT .../trust-root`,
+            );
+          await audit(tx, c.get('actor'), 'product.create', `product:${body.id}`, {
             trustRootVersion: root.version,
-          })
-          .onConflictDoNothing()
-          .returning();
-        if (created === undefined)
-          throw new ServerError(
-            'ERR_CONFLICT',
-            `product "${body.id}" already exists; rotate its root with PUT .../trust-root`,
-          );
-        await audit(tx, c.get('actor'), 'product.create', `product:${body.id}`, {
-          trustRootVersion: root.version,
+          });
+          return created;
         });
-        return created;
-      });
-      return c.json(view(row), 201);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/products',
-      tags: ['admin: products'],
-      summary: 'List products',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
-      responses: {
-        200: { description: 'Products', ...json(z.object({ items: z.array(ProductSchema) })) },
-        ...errorResponses,
+        return c.json(view(row), 201);
       },
-    }),
-    async (c) => {
-      const rows = await db.select().from(products).orderBy(asc(products.id)).limit(1000);
-      return c.json({ items: rows.map(view) }, 200);
-    },
-  );
+    )
 
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/products/{id}',
-      tags: ['admin: products'],
-      summary: 'Get a product and its current trust root',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
-      request: { params: ProductIdParam },
-      responses: { 200: { description: 'The product', ...json(ProductSchema) }, ...errorResponses },
-    }),
-    async (c) => c.json(view(await loadProduct(deps, c.req.valid('param').id)), 200),
-  );
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/products',
+        tags: ['admin: products'],
+        summary: 'List products',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+        responses: {
+          200: { description: 'Products', ...json(listOf(ProductSchema)) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const rows = await db.select().from(products).orderBy(asc(products.id)).limit(1000);
+        return c.json({ items: rows.map(view) }, 200);
+      },
+    )
 
-  app.openapi(
-    createRoute({
-      method: 'put',
-      path: '/v1/admin/products/{id}/trust-root',
-      tags: ['admin: products'],
-      summary: 'Rotate the trust root: version N+1 signed by thresholds of the current and the new root keys',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
-      request: { params: ProductIdParam, body: { required: true, ...json(TrustRootUpdateSchema) } },
-      responses: { 200: { description: 'Rotated', ...json(ProductSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const { id } = c.req.valid('param');
-      const body = c.req.valid('json');
-      const current = await loadProduct(deps, id);
-      const currentRoot = await verifyTrustRoot(current.trustRoot as SignedRoot);
-      const signed = asSignedRoot(body.trustRoot);
-      const next = await verifyRootUpdate(currentRoot, signed);
-      const stored = typeof signed === 'string' ? (JSON.parse(signed) as unknown) : signed;
-      const row = await db.transaction(async (tx) => {
-        // Compare-and-set on the version: two concurrent rotations cannot both win.
-        const [updated] = await tx
-          .update(products)
-          .set({ trustRoot: stored, trustRootVersion: next.version, updatedAt: deps.clock.now() })
-          .where(and(eq(products.id, id), eq(products.trustRootVersion, currentRoot.version)))
-          .returning();
-        if (updated === undefined)
-          throw new ServerError('ERR_CONFLICT', `trust root of "${id}" changed meanwhile; retry`);
-        await audit(tx, c.get('actor'), 'product.rotate-root', `product:${id}`, {
-          from: currentRoot.version,
-          to: next.version,
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/products/{id}',
+        tags: ['admin: products'],
+        summary: 'Get a product and its current trust root',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+        request: { params: ProductIdParam },
+        responses: { 200: { description: 'The product', ...json(ProductSchema) }, ...errorResponses },
+      }),
+      async (c) => c.json(view(await loadProduct(deps, c.req.valid('param').id)), 200),
+    )
+
+    .openapi(
+      createRoute({
+        method: 'put',
+        path: '/v1/admin/products/{id}/trust-root',
+        tags: ['admin: products'],
+        summary:
+          'Rotate the trust root: version N+1 signed by thresholds of the current and the new root keys',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
+        request: { params: ProductIdParam, body: { required: true, ...json(TrustRootUpdateSchema) } },
+        responses: { 200: { description: 'Rotated', ...json(ProductSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        const body = c.req.valid('json');
+        const current = await loadProduct(deps, id);
+        const currentRoot = await verifyTrustRoot(current.trustRoot as SignedRoot);
+        const signed = asSignedRoot(body.trustRoot);
+        const next = await verifyRootUpdate(currentRoot, signed);
+        const stored = typeof signed === 'string' ? (JSON.parse(signed) as unknown) : signed;
+        const row = await db.transaction(async (tx) => {
+          // Compare-and-set on the version: two concurrent rotations cannot both win.
+          const [updated] = await tx
+            .update(products)
+            .set({ trustRoot: stored, trustRootVersion: next.version, updatedAt: deps.clock.now() })
+            .where(and(eq(products.id, id), eq(products.trustRootVersion, currentRoot.version)))
+            .returning();
+          if (updated === undefined)
+            throw new ServerError('ERR_CONFLICT', `trust root of "${id}" changed meanwhile; retry`);
+          await audit(tx, c.get('actor'), 'product.rotate-root', `product:${id}`, {
+            from: currentRoot.version,
+            to: next.version,
+          });
+          return updated;
         });
-        return updated;
-      });
-      return c.json(view(row), 200);
-    },
-  );
+        return c.json(view(row), 200);
+      },
+    );
 }

@@ -4,7 +4,7 @@
 // advance (only from the stage the operator saw), audited with the operator as actor.
 import { createRoute } from '@hono/zod-openapi';
 import { and, eq } from 'drizzle-orm';
-import type { App } from '../../app.js';
+import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { rollouts } from '../../db/schema.js';
@@ -15,9 +15,9 @@ import { errorResponses, IdParam } from '../../schemas.js';
 import { audit, json } from './common.js';
 import { rolloutView } from './rollouts.js';
 
-export function registerRolloutAdvanceRoute(app: App, deps: AppDeps): void {
+export function rolloutAdvanceRoutes(deps: AppDeps) {
   const { db } = deps;
-  app.openapi(
+  return createRouter().openapi(
     createRoute({
       method: 'post',
       path: '/v1/admin/rollouts/{id}/advance',

@@ -5,7 +5,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { and, asc, count, eq, gt, inArray, type SQL } from 'drizzle-orm';
 import { streamSSE } from 'hono/streaming';
-import type { App } from '../../app.js';
+import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { releases, rolloutDevices, rollouts } from '../../db/schema.js';
@@ -92,156 +92,9 @@ function checkStages(stages: Parameters<typeof validateStages>[0]): void {
   if (problem !== undefined) throw new ServerError('ERR_VALIDATION', `stages: ${problem}`);
 }
 
-export function registerRolloutRoutes(app: App, deps: AppDeps): void {
+export function rolloutRoutes(deps: AppDeps) {
   const { db } = deps;
-
-  app.openapi(
-    createRoute({
-      method: 'post',
-      path: '/v1/admin/rollouts',
-      tags: ['admin: rollouts'],
-      summary:
-        "Create a staged rollout of a release to the devices its selector matches (within the release's product); starts at once unless start is false",
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
-      request: { body: { required: true, ...json(RolloutCreateSchema) } },
-      responses: {
-        201: { description: 'Created (active, or draft)', ...json(RolloutSchema) },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const body = c.req.valid('json');
-      const stages = body.stages ?? [{ percent: 100 }];
-      checkStages(stages);
-      if (body.selector?.currentVersion !== undefined) {
-        const parsed = parseVersionConstraint(body.selector.currentVersion);
-        if (typeof parsed === 'string') throw new ServerError('ERR_VALIDATION', `selector.${parsed}`);
-      }
-      if (body.maintenanceWindow !== undefined) {
-        const problem = validateWindow(body.maintenanceWindow);
-        if (problem !== undefined) throw new ServerError('ERR_VALIDATION', problem);
-      }
-      const [release] = await db.select().from(releases).where(eq(releases.id, body.releaseId)).limit(1);
-      if (release === undefined) throw new ServerError('ERR_NOT_FOUND', `no release ${body.releaseId}`);
-      const now = deps.clock.now();
-      checkReleaseOfferable(release, now);
-      const start = body.start ?? true;
-      const row = await db.transaction(async (tx) => {
-        const [created] = await tx
-          .insert(rollouts)
-          .values({
-            releaseId: release.id,
-            product: release.product,
-            name: body.name ?? `${release.product} ${release.version}`,
-            selector: body.selector ?? {},
-            allowDowngrade: body.allowDowngrade ?? false,
-            stages,
-            state: start ? 'active' : 'draft',
-            kind: 'normal',
-            maintenanceWindow: body.maintenanceWindow ?? null,
-            startedAt: start ? now : null,
-            stageStartedAt: now,
-            createdAt: now,
-            updatedAt: now,
-          })
-          .returning();
-        if (created === undefined) throw new ServerError('ERR_INTERNAL', 'rollout insert returned no row');
-        await audit(tx, c.get('actor'), 'rollout.create', `rollout:${created.id}`, {
-          releaseId: release.id,
-          version: release.version,
-          selector: body.selector ?? {},
-          stages,
-          state: created.state,
-        });
-        return created;
-      });
-      await deps.rollouts.changed(row.id);
-      return c.json(rolloutView(row, release.version), 201);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/rollouts',
-      tags: ['admin: rollouts'],
-      summary: 'List rollouts',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
-      request: { query: RolloutListQuerySchema },
-      responses: {
-        200: { description: 'A page of rollouts', ...json(pageOf(RolloutSchema)) },
-        ...errorResponses,
-      },
-    }),
-    async (c) => {
-      const q = c.req.valid('query');
-      const after = decodeCursor(q.cursor);
-      const where: SQL[] = [];
-      if (q.product !== undefined) where.push(eq(rollouts.product, q.product));
-      if (q.state !== undefined) where.push(eq(rollouts.state, q.state));
-      if (after !== undefined) where.push(gt(rollouts.id, after));
-      const rows = await db
-        .select({ r: rollouts, version: releases.version })
-        .from(rollouts)
-        .innerJoin(releases, eq(releases.id, rollouts.releaseId))
-        .where(and(...where))
-        .orderBy(asc(rollouts.id))
-        .limit(q.limit + 1);
-      return c.json(
-        page(
-          rows.map(({ r, version }) => rolloutView(r, version)),
-          q.limit,
-        ),
-        200,
-      );
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/rollouts/{id}',
-      tags: ['admin: rollouts'],
-      summary: 'Get a rollout with device counts per state',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
-      request: { params: IdParam },
-      responses: { 200: { description: 'The rollout', ...json(RolloutSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const { id } = c.req.valid('param');
-      const loaded = await loadRollout(db, id);
-      if (loaded === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
-      const counts = await db
-        .select({ state: rolloutDevices.state, n: count() })
-        .from(rolloutDevices)
-        .where(eq(rolloutDevices.rolloutId, id))
-        .groupBy(rolloutDevices.state);
-      const deviceCounts: Record<string, number> = {};
-      for (const { state, n } of counts) deviceCounts[state] = Number(n);
-      return c.json({ ...rolloutView(loaded.row, loaded.release.version), deviceCounts }, 200);
-    },
-  );
-
-  app.openapi(
-    createRoute({
-      method: 'get',
-      path: '/v1/admin/rollouts/{id}/status',
-      tags: ['admin: rollouts'],
-      summary:
-        'Rollout status: per-stage and overall device counts by state, failure rate, time in stage and the next automatic action (poll it)',
-      security: [{ apiKey: [] }],
-      middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
-      request: { params: IdParam },
-      responses: { 200: { description: 'The status', ...json(RolloutStatusSchema) }, ...errorResponses },
-    }),
-    async (c) => {
-      const { id } = c.req.valid('param');
-      return c.json(await statusOf(deps, id), 200);
-    },
-  );
+  const app = createRouter();
 
   // Server-sent events: the status document now, then again on every change of the rollout
   // (this replica's or another's, via NOTIFY) and at least every few seconds while devices
@@ -263,199 +116,351 @@ export function registerRolloutRoutes(app: App, deps: AppDeps): void {
       ...errorResponses,
     },
   });
-  app.get('/v1/admin/rollouts/:id/events', requireRole(deps, ROLE_GROUPS.read), async (c) => {
-    const parsed = IdParam.safeParse({ id: c.req.param('id') });
-    if (!parsed.success) throw new ServerError('ERR_VALIDATION', 'id: expected a rollout id (UUID)');
-    const { id } = parsed.data;
-    const first = await statusOf(deps, id); // 404 before the stream starts
-    return streamSSE(c, async (stream) => {
-      let wake: (() => void) | undefined;
-      const unsubscribe = deps.rollouts.onChange((changed) => {
-        if (changed === undefined || changed === id) wake?.();
-      });
-      let closed = false;
-      stream.onAbort(() => {
-        closed = true;
-        wake?.();
-      });
-      const endAt = performance.now() + SSE_MAX_MS;
-      try {
-        let doc = first;
-        for (let n = 0; !closed; n++) {
-          await stream.writeSSE({ event: 'status', id: String(n), data: JSON.stringify(doc) });
-          if (
-            doc.rollout.state === 'completed' ||
-            doc.rollout.state === 'aborted' ||
-            performance.now() > endAt
-          )
-            break;
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, SSE_REFRESH_MS);
-            wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-          wake = undefined;
-          if (!closed) doc = await statusOf(deps, id);
-        }
-      } finally {
-        unsubscribe();
-      }
-    });
-  });
 
-  for (const [action, transition] of Object.entries(TRANSITIONS)) {
-    const { from, to, summary } = transition;
-    app.openapi(
+  return app
+    .openapi(
       createRoute({
         method: 'post',
-        path: `/v1/admin/rollouts/{id}/${action}`,
+        path: '/v1/admin/rollouts',
         tags: ['admin: rollouts'],
-        summary: `${summary} (from ${from.join(' or ')} to ${to})`,
+        summary:
+          "Create a staged rollout of a release to the devices its selector matches (within the release's product); starts at once unless start is false",
         security: [{ apiKey: [] }],
         middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
-        request: { params: IdParam, body: { required: false, ...json(RolloutReasonSchema) } },
-        responses: { 200: { description: `Now ${to}`, ...json(RolloutSchema) }, ...errorResponses },
+        request: { body: { required: true, ...json(RolloutCreateSchema) } },
+        responses: {
+          201: { description: 'Created (active, or draft)', ...json(RolloutSchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid('json');
+        const stages = body.stages ?? [{ percent: 100 }];
+        checkStages(stages);
+        if (body.selector?.currentVersion !== undefined) {
+          const parsed = parseVersionConstraint(body.selector.currentVersion);
+          if (typeof parsed === 'string') throw new ServerError('ERR_VALIDATION', `selector.${parsed}`);
+        }
+        if (body.maintenanceWindow !== undefined) {
+          const problem = validateWindow(body.maintenanceWindow);
+          if (problem !== undefined) throw new ServerError('ERR_VALIDATION', problem);
+        }
+        const [release] = await db.select().from(releases).where(eq(releases.id, body.releaseId)).limit(1);
+        if (release === undefined) throw new ServerError('ERR_NOT_FOUND', `no release ${body.releaseId}`);
+        const now = deps.clock.now();
+        checkReleaseOfferable(release, now);
+        const start = body.start ?? true;
+        const row = await db.transaction(async (tx) => {
+          const [created] = await tx
+            .insert(rollouts)
+            .values({
+              releaseId: release.id,
+              product: release.product,
+              name: body.name ?? `${release.product} ${release.version}`,
+              selector: body.selector ?? {},
+              allowDowngrade: body.allowDowngrade ?? false,
+              stages,
+              state: start ? 'active' : 'draft',
+              kind: 'normal',
+              maintenanceWindow: body.maintenanceWindow ?? null,
+              startedAt: start ? now : null,
+              stageStartedAt: now,
+              createdAt: now,
+              updatedAt: now,
+            })
+            .returning();
+          if (created === undefined) throw new ServerError('ERR_INTERNAL', 'rollout insert returned no row');
+          await audit(tx, c.get('actor'), 'rollout.create', `rollout:${created.id}`, {
+            releaseId: release.id,
+            version: release.version,
+            selector: body.selector ?? {},
+            stages,
+            state: created.state,
+          });
+          return created;
+        });
+        await deps.rollouts.changed(row.id);
+        return c.json(rolloutView(row, release.version), 201);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/rollouts',
+        tags: ['admin: rollouts'],
+        summary: 'List rollouts',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+        request: { query: RolloutListQuerySchema },
+        responses: {
+          200: { description: 'A page of rollouts', ...json(pageOf(RolloutSchema)) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const q = c.req.valid('query');
+        const after = decodeCursor(q.cursor);
+        const where: SQL[] = [];
+        if (q.product !== undefined) where.push(eq(rollouts.product, q.product));
+        if (q.state !== undefined) where.push(eq(rollouts.state, q.state));
+        if (after !== undefined) where.push(gt(rollouts.id, after));
+        const rows = await db
+          .select({ r: rollouts, version: releases.version })
+          .from(rollouts)
+          .innerJoin(releases, eq(releases.id, rollouts.releaseId))
+          .where(and(...where))
+          .orderBy(asc(rollouts.id))
+          .limit(q.limit + 1);
+        return c.json(
+          page(
+            rows.map(({ r, version }) => rolloutView(r, version)),
+            q.limit,
+          ),
+          200,
+        );
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/rollouts/{id}',
+        tags: ['admin: rollouts'],
+        summary: 'Get a rollout with device counts per state',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+        request: { params: IdParam },
+        responses: { 200: { description: 'The rollout', ...json(RolloutSchema) }, ...errorResponses },
       }),
       async (c) => {
         const { id } = c.req.valid('param');
-        const reason = (c.req.valid('json') as { reason?: string } | undefined)?.reason;
-        const now = deps.clock.now();
-        const set: Partial<typeof rollouts.$inferInsert> = { state: to, updatedAt: now };
-        if (action === 'start' || action === 'resume') {
-          set.stateReason = null;
-          // A resumed stage bakes again from now: the pause may have hidden failures.
-          set.stageStartedAt = now;
+        const loaded = await loadRollout(db, id);
+        if (loaded === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
+        const counts = await db
+          .select({ state: rolloutDevices.state, n: count() })
+          .from(rolloutDevices)
+          .where(eq(rolloutDevices.rolloutId, id))
+          .groupBy(rolloutDevices.state);
+        const deviceCounts: Record<string, number> = {};
+        for (const { state, n } of counts) deviceCounts[state] = Number(n);
+        return c.json({ ...rolloutView(loaded.row, loaded.release.version), deviceCounts }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/v1/admin/rollouts/{id}/status',
+        tags: ['admin: rollouts'],
+        summary:
+          'Rollout status: per-stage and overall device counts by state, failure rate, time in stage and the next automatic action (poll it)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.read)] as const,
+        request: { params: IdParam },
+        responses: { 200: { description: 'The status', ...json(RolloutStatusSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        return c.json(await statusOf(deps, id), 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/rollouts/{id}/rollback',
+        tags: ['admin: rollouts'],
+        summary:
+          'Roll back: abort this rollout and start a rollback rollout (downgrade allowed) of an earlier release to the devices it was offered to',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
+        request: { params: IdParam, body: { required: true, ...json(RolloutRollbackSchema) } },
+        responses: {
+          201: { description: 'The rollback rollout (active)', ...json(RolloutSchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        const body = c.req.valid('json');
+        if ((body.releaseId === undefined) === (body.version === undefined))
+          throw new ServerError(
+            'ERR_VALIDATION',
+            'give exactly one of releaseId or version for the release to return to',
+          );
+        const stages = body.stages ?? [{ percent: 100 }];
+        checkStages(stages);
+        const original = await loadRollout(db, id);
+        if (original === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
+        const [target] = await db
+          .select()
+          .from(releases)
+          .where(
+            body.releaseId !== undefined
+              ? eq(releases.id, body.releaseId)
+              : and(eq(releases.product, original.row.product), eq(releases.version, body.version ?? '')),
+          )
+          .limit(1);
+        if (target === undefined || target.product !== original.row.product) {
+          throw new ServerError(
+            'ERR_NOT_FOUND',
+            `no release ${body.releaseId ?? body.version} of product ${original.row.product} to roll back to`,
+          );
         }
-        if (action === 'start') set.startedAt = now;
-        if ('defaultReason' in transition) set.stateReason = reason ?? transition.defaultReason;
+        if (target.id === original.release.id)
+          throw new ServerError('ERR_CONFLICT', 'the rollback release is the release being rolled back');
+        const now = deps.clock.now();
+        checkReleaseOfferable(target, now);
+        // Devices that committed the rolled-back release keep its security version as their floor
+        // (FORMATS.md anti-rollback) and would refuse anything below it: say so now, not per device.
+        if (target.securityVersion < original.release.securityVersion) {
+          throw new ServerError(
+            'ERR_CONFLICT',
+            `release ${target.version} has securityVersion ${target.securityVersion}, below ${original.release.version}'s ${original.release.securityVersion}: devices that committed ${original.release.version} would refuse it; publish a fixed release with securityVersion >= ${original.release.securityVersion} instead`,
+          );
+        }
         const row = await db.transaction(async (tx) => {
-          const [updated] = await tx
+          const aborted = await tx
             .update(rollouts)
-            .set(set)
-            .where(and(eq(rollouts.id, id), inArray(rollouts.state, [...from])))
+            .set({ state: 'aborted', stateReason: `rolled back to ${target.version}`, updatedAt: now })
+            .where(
+              and(eq(rollouts.id, id), inArray(rollouts.state, ['draft', 'active', 'paused', 'completed'])),
+            )
+            .returning({ id: rollouts.id });
+          if (aborted.length === 0 && original.row.state !== 'aborted')
+            throw new ServerError('ERR_ROLLOUT_STATE', `rollout ${id} changed state meanwhile; retry`);
+          const [created] = await tx
+            .insert(rollouts)
+            .values({
+              releaseId: target.id,
+              product: original.row.product,
+              name: body.name ?? `rollback of ${original.row.name} to ${target.version}`,
+              selector: { fromRollout: id },
+              allowDowngrade: true,
+              stages,
+              state: 'active',
+              kind: 'rollback',
+              startedAt: now,
+              stageStartedAt: now,
+              createdAt: now,
+              updatedAt: now,
+            })
             .returning();
-          if (updated === undefined) {
-            const [current] = await tx
-              .select({ state: rollouts.state })
-              .from(rollouts)
-              .where(eq(rollouts.id, id))
-              .limit(1);
-            if (current === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
-            throw new ServerError(
-              'ERR_ROLLOUT_STATE',
-              `cannot ${action} a rollout that is ${current.state} (only from ${from.join(' or ')})`,
-            );
-          }
-          await audit(tx, c.get('actor'), `rollout.${action}`, `rollout:${id}`, {
-            ...(reason === undefined ? {} : { reason }),
-            stage: updated.currentStage,
+          if (created === undefined) throw new ServerError('ERR_INTERNAL', 'rollout insert returned no row');
+          await audit(tx, c.get('actor'), 'rollout.rollback', `rollout:${id}`, {
+            rollbackRolloutId: created.id,
+            toReleaseId: target.id,
+            toVersion: target.version,
+            fromVersion: original.release.version,
           });
-          return updated;
+          return created;
         });
         await deps.rollouts.changed(id);
-        const [rel] = await db
-          .select({ version: releases.version })
-          .from(releases)
-          .where(eq(releases.id, row.releaseId));
-        return c.json(rolloutView(row, rel?.version ?? ''), 200);
+        return c.json(rolloutView(row, target.version), 201);
       },
-    );
-  }
+    )
+    .get('/v1/admin/rollouts/:id/events', requireRole(deps, ROLE_GROUPS.read), async (c) => {
+      const parsed = IdParam.safeParse({ id: c.req.param('id') });
+      if (!parsed.success) throw new ServerError('ERR_VALIDATION', 'id: expected a rollout id (UUID)');
+      const { id } = parsed.data;
+      const first = await statusOf(deps, id); // 404 before the stream starts
+      return streamSSE(c, async (stream) => {
+        let wake: (() => void) | undefined;
+        const unsubscribe = deps.rollouts.onChange((changed) => {
+          if (changed === undefined || changed === id) wake?.();
+        });
+        let closed = false;
+        stream.onAbort(() => {
+          closed = true;
+          wake?.();
+        });
+        const endAt = performance.now() + SSE_MAX_MS;
+        try {
+          let doc = first;
+          for (let n = 0; !closed; n++) {
+            await stream.writeSSE({ event: 'status', id: String(n), data: JSON.stringify(doc) });
+            if (
+              doc.rollout.state === 'completed' ||
+              doc.rollout.state === 'aborted' ||
+              performance.now() > endAt
+            )
+              break;
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, SSE_REFRESH_MS);
+              wake = () => {
+                clearTimeout(timer);
+                resolve();
+              };
+            });
+            wake = undefined;
+            if (!closed) doc = await statusOf(deps, id);
+          }
+        } finally {
+          unsubscribe();
+        }
+      });
+    })
+    .route('/', transitionRoutes(deps, 'start'))
+    .route('/', transitionRoutes(deps, 'pause'))
+    .route('/', transitionRoutes(deps, 'resume'))
+    .route('/', transitionRoutes(deps, 'abort'));
+}
 
-  app.openapi(
+/** One operator state change (TRANSITIONS) as its own sub-app, so its path is a literal type. */
+function transitionRoutes<A extends keyof typeof TRANSITIONS>(deps: AppDeps, action: A) {
+  const { db } = deps;
+  const transition = TRANSITIONS[action];
+  const { from, to, summary } = transition;
+  return createRouter().openapi(
     createRoute({
       method: 'post',
-      path: '/v1/admin/rollouts/{id}/rollback',
+      path: `/v1/admin/rollouts/{id}/${action}`,
       tags: ['admin: rollouts'],
-      summary:
-        'Roll back: abort this rollout and start a rollback rollout (downgrade allowed) of an earlier release to the devices it was offered to',
+      summary: `${summary} (from ${from.join(' or ')} to ${to})`,
       security: [{ apiKey: [] }],
       middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
-      request: { params: IdParam, body: { required: true, ...json(RolloutRollbackSchema) } },
-      responses: {
-        201: { description: 'The rollback rollout (active)', ...json(RolloutSchema) },
-        ...errorResponses,
-      },
+      request: { params: IdParam, body: { required: false, ...json(RolloutReasonSchema) } },
+      responses: { 200: { description: `Now ${to}`, ...json(RolloutSchema) }, ...errorResponses },
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const body = c.req.valid('json');
-      if ((body.releaseId === undefined) === (body.version === undefined))
-        throw new ServerError(
-          'ERR_VALIDATION',
-          'give exactly one of releaseId or version for the release to return to',
-        );
-      const stages = body.stages ?? [{ percent: 100 }];
-      checkStages(stages);
-      const original = await loadRollout(db, id);
-      if (original === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
-      const [target] = await db
-        .select()
-        .from(releases)
-        .where(
-          body.releaseId !== undefined
-            ? eq(releases.id, body.releaseId)
-            : and(eq(releases.product, original.row.product), eq(releases.version, body.version ?? '')),
-        )
-        .limit(1);
-      if (target === undefined || target.product !== original.row.product) {
-        throw new ServerError(
-          'ERR_NOT_FOUND',
-          `no release ${body.releaseId ?? body.version} of product ${original.row.product} to roll back to`,
-        );
-      }
-      if (target.id === original.release.id)
-        throw new ServerError('ERR_CONFLICT', 'the rollback release is the release being rolled back');
+      const reason = (c.req.valid('json') as { reason?: string } | undefined)?.reason;
       const now = deps.clock.now();
-      checkReleaseOfferable(target, now);
-      // Devices that committed the rolled-back release keep its security version as their floor
-      // (FORMATS.md anti-rollback) and would refuse anything below it: say so now, not per device.
-      if (target.securityVersion < original.release.securityVersion) {
-        throw new ServerError(
-          'ERR_CONFLICT',
-          `release ${target.version} has securityVersion ${target.securityVersion}, below ${original.release.version}'s ${original.release.securityVersion}: devices that committed ${original.release.version} would refuse it; publish a fixed release with securityVersion >= ${original.release.securityVersion} instead`,
-        );
+      const set: Partial<typeof rollouts.$inferInsert> = { state: to, updatedAt: now };
+      if (action === 'start' || action === 'resume') {
+        set.stateReason = null;
+        // A resumed stage bakes again from now: the pause may have hidden failures.
+        set.stageStartedAt = now;
       }
+      if (action === 'start') set.startedAt = now;
+      if ('defaultReason' in transition) set.stateReason = reason ?? transition.defaultReason;
       const row = await db.transaction(async (tx) => {
-        const aborted = await tx
+        const [updated] = await tx
           .update(rollouts)
-          .set({ state: 'aborted', stateReason: `rolled back to ${target.version}`, updatedAt: now })
-          .where(
-            and(eq(rollouts.id, id), inArray(rollouts.state, ['draft', 'active', 'paused', 'completed'])),
-          )
-          .returning({ id: rollouts.id });
-        if (aborted.length === 0 && original.row.state !== 'aborted')
-          throw new ServerError('ERR_ROLLOUT_STATE', `rollout ${id} changed state meanwhile; retry`);
-        const [created] = await tx
-          .insert(rollouts)
-          .values({
-            releaseId: target.id,
-            product: original.row.product,
-            name: body.name ?? `rollback of ${original.row.name} to ${target.version}`,
-            selector: { fromRollout: id },
-            allowDowngrade: true,
-            stages,
-            state: 'active',
-            kind: 'rollback',
-            startedAt: now,
-            stageStartedAt: now,
-            createdAt: now,
-            updatedAt: now,
-          })
+          .set(set)
+          .where(and(eq(rollouts.id, id), inArray(rollouts.state, [...from])))
           .returning();
-        if (created === undefined) throw new ServerError('ERR_INTERNAL', 'rollout insert returned no row');
-        await audit(tx, c.get('actor'), 'rollout.rollback', `rollout:${id}`, {
-          rollbackRolloutId: created.id,
-          toReleaseId: target.id,
-          toVersion: target.version,
-          fromVersion: original.release.version,
+        if (updated === undefined) {
+          const [current] = await tx
+            .select({ state: rollouts.state })
+            .from(rollouts)
+            .where(eq(rollouts.id, id))
+            .limit(1);
+          if (current === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
+          throw new ServerError(
+            'ERR_ROLLOUT_STATE',
+            `cannot ${action} a rollout that is ${current.state} (only from ${from.join(' or ')})`,
+          );
+        }
+        await audit(tx, c.get('actor'), `rollout.${action}`, `rollout:${id}`, {
+          ...(reason === undefined ? {} : { reason }),
+          stage: updated.currentStage,
         });
-        return created;
+        return updated;
       });
       await deps.rollouts.changed(id);
-      return c.json(rolloutView(row, target.version), 201);
+      const [rel] = await db
+        .select({ version: releases.version })
+        .from(releases)
+        .where(eq(releases.id, row.releaseId));
+      return c.json(rolloutView(row, rel?.version ?? ''), 200);
     },
   );
 }
