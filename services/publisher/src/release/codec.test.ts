@@ -50,18 +50,18 @@ describe('artifact window', () => {
     });
   });
 
-  it('zstd (the default) declares a 2^22 window, not the image size, even for a large image', async () => {
-    expect(DEFAULT_CODEC).toEqual({ codec: 'zstd', quality: 19, lgwin: 22 });
+  it('zstd (the default) declares a 2^21 window, not the image size, even for a large image', async () => {
+    expect(DEFAULT_CODEC).toEqual({ codec: 'zstd', quality: 19, lgwin: 21 });
     await withTempDir(async (dir) => {
       const src = join(dir, 'img');
       await writeFile(src, Buffer.concat([randomBytes(5 << 20), randomBytes(1 << 20)]));
       await compressFile(src, join(dir, 'img.zst'), DEFAULT_CODEC, { sizeHintBytes: 512 * 1024 * 1024 });
       const header = await readFile(join(dir, 'img.zst'));
       // RFC 8878 §3.1.1: magic, then the frame header descriptor: no single-segment flag (bit 5),
-      // so a window descriptor follows: exponent 22 − 10 = 12, mantissa 0.
+      // so a window descriptor follows: exponent 21 − 10 = 11, mantissa 0.
       expect(header.readUInt32LE(0)).toBe(0xfd2fb528);
       expect(header[4]! & 0x20).toBe(0);
-      expect(header[5]).toBe(12 << 3);
+      expect(header[5]).toBe(11 << 3);
     });
   });
 });
