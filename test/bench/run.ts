@@ -1,5 +1,6 @@
-// Agent install of a 512 MiB rootfs, measured end to end: a real server (PGlite, loopback HTTP),
-// the agent as it ships — `node packages/client/bin/abota-agent.js check` from the build, with
+// Agent install of a 512 MiB rootfs, measured end to end for each artifact codec in the same run
+// (zstd, the default, and brotli, the codec of releases built before): a real server (PGlite,
+// loopback HTTP), the agent as it ships — `node packages/client/bin/abota-agent.js check` from the build, with
 // the Environment= lines of infra/systemd/abota-agent.service (NODE_OPTIONS, MALLOC_ARENA_MAX) —
 // peak RSS from /proc/<pid>/status VmHWM. Floors in the same run: `node -e 0` and the agent's
 // `status` (every module loaded, no install). Reference on the same image: `zstd -d` of a
@@ -7,12 +8,13 @@
 // would do — with their times and peak RSS (GNU time).
 //
 // npx tsx --conditions=@abota/source bench/run.ts   (after `npm run build`; ABOTA_BENCH_MIB=512;
-// ABOTA_BENCH_NODE_OPTIONS replaces the unit's NODE_OPTIONS, ABOTA_BENCH_UNIT_ENV=0 drops the
-// unit's environment: node defaults)
+// ABOTA_BENCH_CODECS=zstd,brotli; ABOTA_BENCH_NODE_OPTIONS replaces the unit's NODE_OPTIONS,
+// ABOTA_BENCH_UNIT_ENV=0 drops the unit's environment: node defaults)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ImageManifest, ReleaseManifest } from '@abota/manifest';
 import { main as abota } from '@abota/publisher';
 import { buildRootfsImage, LabServer, SimulatedVm } from '@abota/simulator';
 import { makeTempDir } from '@abota/testkit';
@@ -20,6 +22,7 @@ import { AGENT_BIN, unitEnvironment } from '../fixtures/agent-unit.js';
 
 const MIB = 1024 * 1024;
 const imageMiB = Number(process.env['ABOTA_BENCH_MIB'] ?? 512);
+const codecs = (process.env['ABOTA_BENCH_CODECS'] ?? 'zstd,brotli').split(',').filter((c) => c !== '');
 const RSS_LIMIT_MIB = 64;
 
 async function quietly<T>(fn: () => Promise<T>): Promise<T> {
@@ -113,42 +116,41 @@ try {
     '--out',
     join(work, 'releases', 'v1'),
   ]);
-  const build = await timed(() =>
-    cli([
-      'release',
-      'build',
-      '--image',
-      big.value.path,
-      '--version',
-      '2.0.0',
-      ...common,
-      '--out',
-      join(work, 'releases', 'v2'),
-    ]),
-  );
-  const manifest = JSON.parse(await readFile(join(work, 'releases', 'v2', 'manifest.json'), 'utf8'));
-  const rootfs = manifest.images.rootfs;
-  log(
-    `release   brotli ${(rootfs.artifact.sizeBytes / MIB).toFixed(1)} MiB, hash tree ${(rootfs.verity.hashTree.sizeBytes / MIB).toFixed(2)} MiB (${(build.ms / 1000).toFixed(1)} s to build)`,
-  );
+  // One release of the same image per codec (versions 2.0.0, 2.0.1, ...).
+  const releases: { codec: string; version: string; dir: string; buildMs: number; rootfs: ImageManifest }[] =
+    [];
+  for (const [i, codec] of codecs.entries()) {
+    const version = `2.0.${i}`;
+    const dir = join(work, 'releases', `v2-${codec}`);
+    const build = await timed(() =>
+      cli([
+        'release',
+        'build',
+        '--image',
+        big.value.path,
+        '--version',
+        version,
+        ...common,
+        '--codec',
+        codec,
+        '--out',
+        dir,
+      ]),
+    );
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as ReleaseManifest;
+    const rootfs = manifest.images.rootfs;
+    releases.push({ codec, version, dir, buildMs: build.ms, rootfs });
+    log(
+      `release   ${codec} ${(rootfs.artifact.sizeBytes / MIB).toFixed(1)} MiB, hash tree ${(rootfs.verity.hashTree.sizeBytes / MIB).toFixed(2)} MiB (${(build.ms / 1000).toFixed(1)} s to build)`,
+    );
+  }
 
   const server = await LabServer.start({ dataDir: join(work, 'server') });
   try {
     await server.createProduct('bench', join(keys, 'root.json'));
     await server.pushRelease(join(work, 'releases', 'v1'));
-    const { id } = await server.pushRelease(join(work, 'releases', 'v2'));
-    const vm = await SimulatedVm.createFromRelease({
-      dir: join(work, 'vm'),
-      trustRootPath: join(keys, 'root.json'),
-      product: 'bench',
-      hardware: 'hw',
-      serverUrl: server.url,
-      releaseDir: join(work, 'releases', 'v1'),
-    });
-    const agent = await vm.openAgent();
-    const deviceId = await agent.register(await server.createProvisioningToken('bench'));
-    await agent.afterBoot();
-    await server.createRollout(id, { deviceIds: [deviceId] });
+    const releaseIds = new Map<string, string>();
+    for (const r of releases) releaseIds.set(r.codec, (await server.pushRelease(r.dir)).id);
 
     // The measured process: the built agent bin, one poll + install, no reboot.
     const unitEnv = process.env['ABOTA_BENCH_UNIT_ENV'] === '0' ? {} : await unitEnvironment();
@@ -168,47 +170,71 @@ try {
             : [],
         )
         .join(' ') || 'node defaults';
-    const t = performance.now();
-    const child = spawn(process.execPath, [AGENT_BIN, 'check', '--json', '--config', vm.paths.agentConfig], {
-      env: agentEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.stdout.resume();
-    const exited = new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code) => resolve(code));
-    });
-    const pid = child.pid!;
-    let peakKiB = 0;
-    let maxThreads = 0;
-    const sampler = setInterval(() => {
-      void procStatus(pid).then((p) => {
-        peakKiB = Math.max(peakKiB, p.peakKiB);
-        maxThreads = Math.max(maxThreads, p.threads);
-      });
-    }, 20);
-    const code = await exited;
-    clearInterval(sampler);
-    const installMs = performance.now() - t;
-    if (code !== 0) throw new Error(`agent check exited ${code}: ${stderr}`);
-    const j = await vm.journal();
-    if (j?.phase !== 'boot-pending') throw new Error(`install ended in ${j?.phase}`);
 
-    // Floors: node itself, and the agent with every module loaded but nothing to do.
+    /** A fresh VM on v1 installs the codec's v2 through the agent bin; the VM is removed after. */
+    const installWith = async (codec: string) => {
+      const vmDir = join(work, `vm-${codec}`);
+      const vm = await SimulatedVm.createFromRelease({
+        dir: vmDir,
+        trustRootPath: join(keys, 'root.json'),
+        product: 'bench',
+        hardware: 'hw',
+        serverUrl: server.url,
+        releaseDir: join(work, 'releases', 'v1'),
+      });
+      const agent = await vm.openAgent();
+      const deviceId = await agent.register(await server.createProvisioningToken('bench'));
+      await agent.afterBoot();
+      await server.createRollout(releaseIds.get(codec)!, { deviceIds: [deviceId] });
+      const t = performance.now();
+      const child = spawn(
+        process.execPath,
+        [AGENT_BIN, 'check', '--json', '--config', vm.paths.agentConfig],
+        {
+          env: agentEnv,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+      });
+      child.stdout.resume();
+      const exited = new Promise<number | null>((resolve, reject) => {
+        child.once('error', reject);
+        child.once('close', (code) => resolve(code));
+      });
+      const pid = child.pid!;
+      let peakKiB = 0;
+      let maxThreads = 0;
+      const sampler = setInterval(() => {
+        void procStatus(pid).then((p) => {
+          peakKiB = Math.max(peakKiB, p.peakKiB);
+          maxThreads = Math.max(maxThreads, p.threads);
+        });
+      }, 20);
+      const code = await exited;
+      clearInterval(sampler);
+      const installMs = performance.now() - t;
+      if (code !== 0) throw new Error(`agent check (${codec}) exited ${code}: ${stderr}`);
+      const j = await vm.journal();
+      if (j?.phase !== 'boot-pending') throw new Error(`install (${codec}) ended in ${j?.phase}`);
+      const slotBytes = (await stat(vm.paths.slots.B.rootfs)).size;
+      const statusArgs = [AGENT_BIN, 'status', '--json', '--config', vm.paths.agentConfig];
+      const idle = measured(process.execPath, statusArgs, agentEnv);
+      await rm(vmDir, { recursive: true, force: true });
+      return { codec, installMs, peakMiB: peakKiB / 1024, maxThreads, slotBytes, idlePeakMiB: idle.peakMiB };
+    };
+    const installs = [];
+    for (const r of releases) installs.push(await installWith(r.codec));
+
+    // Floor: node itself (the agent's idle floor, `status`, is measured on each VM above).
     const bareNode = measured(process.execPath, ['-e', '0'], agentEnv);
-    const idleAgent = measured(
-      process.execPath,
-      [AGENT_BIN, 'status', '--json', '--config', vm.paths.agentConfig],
-      agentEnv,
-    );
 
     // Reference: zstd -3 copy of the image (made here, not timed), `zstd -d` to a file, then
     // veritysetup verify against the release's hash tree and root hash.
-    const blob = (d: string) => join(work, 'releases', 'v2', 'blobs', 'sha256', d.slice(7));
+    const rootfs = releases[0]!.rootfs;
+    const blob = (d: string) => join(releases[0]!.dir, 'blobs', 'sha256', d.slice(7));
     const zst = join(work, 'v2.img.zst');
     spawnSync('zstd', ['-3', '-q', '-f', '-T1', big.value.path, '-o', zst]);
     const zstBytes = (await stat(zst)).size;
@@ -226,30 +252,41 @@ try {
     );
     const refTotal = decompress.ms + verify.ms + sync.ms;
 
-    const peakMiB = peakKiB / 1024;
-    log(
-      `agent     install ${(installMs / 1000).toFixed(2)} s (poll, download over loopback, brotli, per-block verity, write, fsync)`,
-    );
-    log(
-      `          peak RSS ${peakMiB.toFixed(1)} MiB (limit ${RSS_LIMIT_MIB} MiB) ${peakMiB < RSS_LIMIT_MIB ? 'OK' : 'OVER'} with ${how}; up to ${maxThreads} threads`,
-    );
-    log(
-      `floors    node -e 0 ${mib(bareNode.peakMiB)}, agent status (all modules, no install) ${mib(idleAgent.peakMiB)}`,
-    );
+    log(`node      ${process.version} (${process.execPath})`);
+    for (const i of installs) {
+      log(
+        `agent     ${i.codec.padEnd(6)} install ${(i.installMs / 1000).toFixed(2)} s (poll, download over loopback, ${i.codec}, per-block verity, write, fsync), ratio to the reference ${(i.installMs / refTotal).toFixed(2)}`,
+      );
+      log(
+        `          peak RSS ${i.peakMiB.toFixed(1)} MiB (limit ${RSS_LIMIT_MIB} MiB) ${i.peakMiB < RSS_LIMIT_MIB ? 'OK' : 'OVER'}; idle (status) ${mib(i.idlePeakMiB)}; up to ${i.maxThreads} threads`,
+      );
+    }
+    log(`          with ${how}`);
+    log(`floors    node -e 0 ${mib(bareNode.peakMiB)}`);
     log(
       `reference zstd -3 copy ${(zstBytes / MIB).toFixed(1)} MiB: zstd -d → file ${(decompress.ms / 1000).toFixed(2)} s (peak ${mib(decompress.peakMiB)}) + veritysetup verify ${(verify.ms / 1000).toFixed(2)} s (peak ${mib(verify.peakMiB)}) + sync ${(sync.ms / 1000).toFixed(2)} s = ${(refTotal / 1000).toFixed(2)} s`,
     );
-    log(`ratio     agent / reference = ${(installMs / refTotal).toFixed(2)}`);
     const loadavg = (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
     log(
       JSON.stringify({
         imageMiB,
-        artifactBytes: rootfs.artifact.sizeBytes,
-        agentInstallMs: Math.round(installMs),
-        agentPeakRssMiB: Number(peakMiB.toFixed(1)),
-        agentMaxThreads: maxThreads,
+        node: process.version,
         agentEnvironment: how,
-        floorsPeakRssMiB: { bareNode: bareNode.peakMiB, idleAgent: idleAgent.peakMiB },
+        installs: installs.map((i) => {
+          const r = releases.find((x) => x.codec === i.codec)!;
+          return {
+            codec: i.codec,
+            artifactBytes: r.rootfs.artifact.sizeBytes,
+            buildMs: Math.round(r.buildMs),
+            agentInstallMs: Math.round(i.installMs),
+            agentPeakRssMiB: Number(i.peakMiB.toFixed(1)),
+            idlePeakRssMiB: i.idlePeakMiB,
+            agentMaxThreads: i.maxThreads,
+            ratio: Number((i.installMs / refTotal).toFixed(2)),
+            slotBytes: i.slotBytes,
+          };
+        }),
+        floorsPeakRssMiB: { bareNode: bareNode.peakMiB },
         reference: {
           zstdBytes: zstBytes,
           decompressMs: Math.round(decompress.ms),
@@ -258,12 +295,10 @@ try {
           veritysetupPeakRssMiB: verify.peakMiB,
           syncMs: Math.round(sync.ms),
         },
-        ratio: Number((installMs / refTotal).toFixed(2)),
-        slotBytes: (await stat(vm.paths.slots.B.rootfs)).size,
         loadavg,
       }),
     );
-    if (peakMiB >= RSS_LIMIT_MIB) process.exitCode = 1;
+    if (installs.some((i) => i.peakMiB >= RSS_LIMIT_MIB)) process.exitCode = 1;
   } finally {
     await server.close();
   }

@@ -3,6 +3,7 @@
 import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Agent, BootControl } from '@abota/client';
+import type { ReleaseManifest } from '@abota/manifest';
 import type { SimulatedVm } from '@abota/simulator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -35,6 +36,9 @@ beforeAll(async () => {
   // A release after 1.0.0 with the same security version: one a device may be rolled back from.
   await fleet.buildRelease({ version: '1.5.0', securityVersion: 1 });
   await fleet.push('1.5.0');
+  // Built the way releases were before zstd became the default: brotli q6, window 2^22.
+  await fleet.buildRelease({ version: '2.4.0', securityVersion: 2, codec: 'brotli' });
+  await fleet.push('2.4.0');
 }, 180_000);
 
 afterAll(async () => {
@@ -73,6 +77,28 @@ describe('update cycle', () => {
     expect(second.after).toEqual({ action: 'committed', version: '3.0.0', slot: 'A' });
     expect(await vm.slotDigests('B')).toEqual(slotB);
     expect(await (await vm.openAgent()).status()).toMatchObject({ bootedSlot: 'A', version: '3.0.0' });
+  });
+
+  it('installs releases of either codec: zstd (the default) and brotli (releases from before zstd)', async () => {
+    const codecOf = async (version: string) =>
+      (
+        JSON.parse(
+          await readFile(join(fleet.releases.get(version)!, 'manifest.json'), 'utf8'),
+        ) as ReleaseManifest
+      ).images.rootfs.artifact.codec;
+    expect(await codecOf('2.0.0')).toBe('zstd');
+    expect(await codecOf('2.4.0')).toBe('brotli');
+    const { vm, deviceId } = await fleet.newVm('brotli-release');
+    for (const [version, slot] of [
+      ['2.0.0', 'B'],
+      ['2.4.0', 'A'],
+    ] as const) {
+      await fleet.server.createRollout(fleet.releaseIds.get(version)!, { deviceIds: [deviceId] });
+      const r = await updateOnce(vm);
+      expect(r.check).toMatchObject({ status: 'installed', version });
+      expect(r.after).toEqual({ action: 'committed', version, slot });
+      expect((await vm.bootArtifacts())[slot]?.version).toBe(version);
+    }
   });
 
   it('rolls back to slot A and reports failed when v2 fails its health check on slot B', async () => {

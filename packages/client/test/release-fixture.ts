@@ -1,13 +1,13 @@
 // Test support: real signed releases and real slot files. A release directory is built exactly
 // as the publisher lays it out (docs/CONTRACTS.md): an image with a real dm-verity hash file from
-// @abota/verity, its artifact (none or brotli) and hash tree under blobs/sha256/<hex>, a manifest
+// @abota/verity, its artifact (none, brotli or zstd) and hash tree under blobs/sha256/<hex>, a manifest
 // signed with @abota/manifest under a real trust root. Nothing here hard-codes an answer.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { constants, createBrotliCompress } from 'node:zlib';
+import { constants, createBrotliCompress, createZstdCompress } from 'node:zlib';
 import {
   canonicalJson,
   createTrustRoot,
@@ -88,7 +88,7 @@ export interface ReleaseOptions {
   trust: Trust;
   version: string;
   securityVersion?: number;
-  codec?: 'none' | 'brotli';
+  codec?: 'none' | 'brotli' | 'zstd';
   sizeBytes?: number;
   seed?: number;
   product?: string;
@@ -138,7 +138,7 @@ async function buildImage(
   name: string,
   sizeBytes: number,
   seed: number,
-  codec: 'none' | 'brotli',
+  codec: 'none' | 'brotli' | 'zstd',
   fromPath?: string,
 ): Promise<BuiltImage> {
   const imagePath = join(work, `${name}.img`);
@@ -149,13 +149,20 @@ async function buildImage(
   } else await writeImage(imagePath, sizeBytes, seed);
   const f = await formatVerity({ dataPath: imagePath, hashPath });
   let artifactSource = imagePath;
-  if (codec === 'brotli') {
-    artifactSource = join(work, `${name}.img.br`);
-    await pipeline(
-      createReadStream(imagePath),
-      createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 5 } }),
-      createWriteStream(artifactSource),
-    );
+  if (codec !== 'none') {
+    artifactSource = join(work, `${name}.img.${codec}`);
+    // Streamed like the publisher's encoders, with a 2^22 window (low levels: tests stay fast).
+    const encoder =
+      codec === 'brotli'
+        ? createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 5 } })
+        : createZstdCompress({
+            params: {
+              [constants.ZSTD_c_compressionLevel]: 3,
+              [constants.ZSTD_c_windowLog]: 22,
+              [constants.ZSTD_c_checksumFlag]: 1,
+            },
+          });
+    await pipeline(createReadStream(imagePath), encoder, createWriteStream(artifactSource));
   }
   const artifact = await putBlob(releaseDir, artifactSource);
   const tree = await putBlob(releaseDir, hashPath);

@@ -1,11 +1,11 @@
 // Factory imaging: write a release's images into one slot of a fresh VM, the way a factory
-// flashes the first image — streamed (brotli or raw), bounded memory, then checked with
+// flashes the first image — streamed (zstd, brotli or raw), bounded memory, then checked with
 // verifyVerity against the signed root hash before the slot counts as provisioned.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { createBrotliDecompress } from 'node:zlib';
+import { createBrotliDecompress, createZstdDecompress } from 'node:zlib';
 import type { SlotName } from '@abota/client';
 import { type ImageManifest, type TrustRoot, verifyManifest } from '@abota/manifest';
 import { verifyVerity } from '@abota/verity';
@@ -24,6 +24,7 @@ async function writeArtifact(releaseDir: string, img: ImageManifest, dataPath: s
   // r+ keeps the partition's size (the slot file is preallocated, like a partition).
   const dst = createWriteStream(dataPath, { flags: 'r+', start: 0 });
   if (img.artifact.codec === 'none') await pipeline(src, dst);
+  else if (img.artifact.codec === 'zstd') await pipeline(src, createZstdDecompress(), dst);
   else if (img.artifact.codec === 'brotli') await pipeline(src, createBrotliDecompress(), dst);
   else
     throw new SimulatorError(

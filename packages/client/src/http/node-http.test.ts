@@ -1,8 +1,14 @@
 // nodeHttpFetch against a real node:http server on 127.0.0.1, read the way the update-server API
 // client reads responses (bounded-body.ts); httpGet's redirect rules are covered through
 // downloadRange in download.test.ts.
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readBoundedBody, readBoundedJson } from './bounded-body.js';
 import { networkError } from './download.js';
@@ -106,5 +112,58 @@ describe('nodeHttpFetch', () => {
     expect(await res.text()).toBe('blob');
     expect(api.requests[0]!.req.headers.authorization).toBe('Bearer jwt');
     expect(cdn.requests[0]!.req.headers.authorization).toBeUndefined();
+  });
+});
+
+describe('TLS only for https: URLs', () => {
+  it('speaks TLS to an https: URL and checks the server certificate (a self-signed one is refused)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'abota-tls-'));
+    try {
+      const made = spawnSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '1',
+        ].concat(['-subj', '/CN=127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')]),
+        { encoding: 'utf8' },
+      );
+      expect(made.status, made.stderr).toBe(0);
+      const server = createHttpsServer(
+        { key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) },
+        (_req, res) => res.end('{}'),
+      );
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/v1/device/poll`;
+      await expect(nodeHttpFetch(url, { method: 'POST', body: '{}' })).rejects.toMatchObject({
+        code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('loads neither node:tls nor undici for plain http (on Node 24 they cost the agent ~12 MiB)', async () => {
+    const { url } = await serve((_req, res) => res.end('{"ok":true}'));
+    // Asynchronously: the server answering the child runs in this process.
+    const child = await promisify(execFile)(process.execPath, [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `const { nodeHttpFetch } = await import(${JSON.stringify(join(import.meta.dirname, 'node-http.ts'))});
+       const res = await nodeHttpFetch(${JSON.stringify(`${url}/healthz`)}, { method: 'GET' });
+       const loaded = (m) => process.moduleLoadList.includes('NativeModule ' + m);
+       console.log(res.status, loaded('tls'), loaded('internal/deps/undici/undici'));`,
+    ]);
+    expect(child.stderr).toBe('');
+    expect(child.stdout.trim()).toBe('200 false false');
   });
 });

@@ -1,12 +1,25 @@
-// The agent's HTTP client: node:http/https instead of the global fetch. Node 20's fetch is undici,
+// The agent's HTTP client: node:http/https instead of the global fetch. Node's fetch is undici,
 // which compiles its WebAssembly HTTP parser on the first request — a 15–25 MiB RSS spike, and
 // no fetch at all under `--jitless` (no WebAssembly), which the agent's systemd unit sets to stay
 // small (README "Memory"). `httpGet` streams blobs; `nodeHttpFetch` is the subset of fetch the
-// update-server API client uses, so the agent can run without undici.
-import { type IncomingMessage, request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+// update-server API client uses, so the agent can run without undici. node:https is loaded
+// only for an https: URL: on Node 24, loading node:tls starts parsing Node's bundled root
+// certificates at once (+5 MiB RSS), which an agent on plain http (a lab, a proxy) never needs.
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { ClientError } from '../errors.js';
+
+// node:http as its CommonJS object, not an ESM import: on Node 24 the ESM namespace of
+// node:http reads every export, and its lazy WebSocket/CloseEvent/MessageEvent getters load
+// undici, node:tls and node:http2 — +11.7 MiB RSS at start for nothing the agent uses.
+const { request: httpRequest } = process.getBuiltinModule('node:http');
+let httpsRequest: typeof httpRequest | undefined;
+
+function requestFunction(url: URL): typeof httpRequest {
+  if (url.protocol !== 'https:') return httpRequest;
+  httpsRequest ??= process.getBuiltinModule('node:https').request;
+  return httpsRequest;
+}
 
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** Enough for server → presigned URL (one hop) with room for a CDN in between. */
@@ -140,8 +153,9 @@ function requestOnce(
   o: { method: string; headers: Record<string, string>; body?: string | undefined },
   signal: AbortSignal | undefined,
 ): Promise<IncomingMessage> {
+  const request = requestFunction(url);
   return new Promise((resolve, reject) => {
-    const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, {
+    const req = request(url, {
       method: o.method,
       headers:
         o.body === undefined ? o.headers : { ...o.headers, 'content-length': Buffer.byteLength(o.body) },

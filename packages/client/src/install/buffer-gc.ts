@@ -2,13 +2,14 @@
 // is a fresh Buffer whose backing store is native memory (counted only as "external"). V8
 // schedules garbage collection by JS heap allocation, and the agent's heap is tiny, so dead
 // Buffers pile up between collections, and glibc keeps the heap space they took (README
-// "Memory"). The writers report the bytes they move; every MiB a scavenge frees the young dead
-// Buffers, and every 32 MiB a full collection frees the ones a scavenge promoted (a Buffer still
+// "Memory"). The writers report the bytes they move; every 512 KiB a scavenge frees the young
+// dead Buffers, and every 16 MiB a full collection frees the ones a scavenge promoted (a Buffer still
 // in flight during two scavenges moves to the old generation, dies there moments later and
 // would otherwise wait for the full GC V8 starts only after ~64 MiB of external growth).
-// Measured on a 512 MiB install (test/bench/run.ts): scavenges every 4 MiB peaked at
-// 68–71 MiB, every 1 MiB at 63.5–68 MiB, every 256 KiB at 115 MiB (the promoted pile). A
-// scavenge of this heap takes ~0.05 ms, a full GC ~6 ms under --jitless: 16 of them per 512 MiB.
+// Measured on a 512 MiB install (test/bench/run.ts): on Node 20 scavenges every 4 MiB peaked
+// at 68–71 MiB, every 1 MiB at 63.5–68 MiB, every 256 KiB at 115 MiB (the promoted pile); on
+// Node 24 (zstd, 2^21 window) every 1 MiB 64.8 MiB (3 runs), every 512 KiB 63.6–64.8 MiB. A
+// scavenge of this heap takes ~0.05 ms, a full GC ~6 ms under --jitless: 32 of them per 512 MiB.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -41,7 +42,7 @@ export function collectDeadBuffers(full = false): void {
 }
 
 /** Bytes of stream data (input + output) between two scavenges. */
-export const SCAVENGE_EVERY_BYTES = 1024 * 1024;
+export const SCAVENGE_EVERY_BYTES = 512 * 1024;
 /** Scavenges between two full collections. */
 export const SCAVENGES_PER_FULL_GC = 32;
 

@@ -144,15 +144,20 @@ describe('offline install from a release directory', () => {
     expect((await readJournal(config.dataDir))?.phase).toBe('boot-pending');
   });
 
-  it('installs a brotli artifact, decompressing on the fly', async () => {
-    const root = await tmp();
-    const dev = await makeDevice(join(root, 'device'), trust);
-    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', codec: 'brotli' });
-    expect(rel.manifest.images.rootfs.artifact.sizeBytes).toBeLessThan(rel.manifest.images.rootfs.sizeBytes);
-    const before = await snapshot(dev);
-    await installerFor(configOf(dev), dev).install(new DirectoryReleaseSource(rel.dir));
-    await expectInstalled(dev, rel, before);
-  });
+  for (const codec of ['zstd', 'brotli'] as const) {
+    it(`installs a ${codec} artifact, decompressing on the fly`, async () => {
+      const root = await tmp();
+      const dev = await makeDevice(join(root, 'device'), trust);
+      const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', codec });
+      expect(rel.manifest.images.rootfs.artifact).toMatchObject({ codec });
+      expect(rel.manifest.images.rootfs.artifact.sizeBytes).toBeLessThan(
+        rel.manifest.images.rootfs.sizeBytes,
+      );
+      const before = await snapshot(dev);
+      await installerFor(configOf(dev), dev).install(new DirectoryReleaseSource(rel.dir));
+      await expectInstalled(dev, rel, before);
+    });
+  }
 
   it('refuses to write when the booted slot is the target (both slots mapped to one file)', async () => {
     const root = await tmp();
@@ -276,7 +281,7 @@ describe('releases the device must refuse are rejected before any slot write', (
 });
 
 describe('resume after an interruption', () => {
-  for (const codec of ['none', 'brotli'] as const) {
+  for (const codec of ['none', 'zstd', 'brotli'] as const) {
     it(`codec ${codec}: an install cut mid-artifact resumes from its journal and ends byte-identical`, async () => {
       const root = await tmp();
       const dev = await makeDevice(join(root, 'device'), trust);
@@ -306,7 +311,7 @@ describe('resume after an interruption', () => {
       expect(j.installId).toBe(cut!.installId);
       const artifactOpen = second.opens.find((o) => o.digest === digest);
       // none: the download continues at the first block not verified on the slot (block 10);
-      // brotli: the stream restarts at 0 and already-verified blocks are not rewritten.
+      // zstd, brotli: the stream restarts at 0 and already-verified blocks are not rewritten.
       expect(artifactOpen?.startByte).toBe(codec === 'none' ? 10 * 4096 : 0);
       await expectInstalled(dev, rel, before);
     });
@@ -314,31 +319,33 @@ describe('resume after an interruption', () => {
 });
 
 describe('resume with the compressed-artifact spool', () => {
-  it('a resumed brotli install decodes the spooled prefix from disk and downloads only the rest', async () => {
-    const root = await tmp();
-    const dev = await makeDevice(join(root, 'device'), trust);
-    const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', codec: 'brotli' });
-    const config = configOf(dev, { spoolCompressedArtifacts: true });
-    const before = await snapshot(dev);
-    const digest = rel.manifest.images.rootfs.artifact.digest;
-    const abort = new AbortController();
-    const cutAt = Math.floor(rel.manifest.images.rootfs.artifact.sizeBytes * 0.7);
-    await expect(
-      installerFor(config, dev, { signal: abort.signal }).install(
-        new RecordingSource(new DirectoryReleaseSource(rel.dir), { digest, bytes: cutAt, abort }),
-      ),
-    ).rejects.toMatchObject({ code: 'ERR_ABORTED' });
-    const cut = await readJournal(config.dataDir);
-    const spooled = cut!.images['rootfs']!.spooledBytes ?? 0;
-    expect(spooled).toBeGreaterThan(0);
-    expect(spooled).toBeLessThanOrEqual(cutAt);
-    const second = new RecordingSource(new DirectoryReleaseSource(rel.dir));
-    await installerFor(config, dev).install(second);
-    expect(second.opens.find((o) => o.digest === digest)?.startByte).toBe(spooled);
-    await expectInstalled(dev, rel, before);
-    const { readdir } = await import('node:fs/promises');
-    expect((await readdir(config.dataDir)).filter((n) => n.startsWith('spool-'))).toEqual([]);
-  });
+  for (const codec of ['zstd', 'brotli'] as const) {
+    it(`a resumed ${codec} install decodes the spooled prefix from disk and downloads only the rest`, async () => {
+      const root = await tmp();
+      const dev = await makeDevice(join(root, 'device'), trust);
+      const rel = await makeRelease({ dir: join(root, 'rel'), trust, version: '1.1.0', codec });
+      const config = configOf(dev, { spoolCompressedArtifacts: true });
+      const before = await snapshot(dev);
+      const digest = rel.manifest.images.rootfs.artifact.digest;
+      const abort = new AbortController();
+      const cutAt = Math.floor(rel.manifest.images.rootfs.artifact.sizeBytes * 0.7);
+      await expect(
+        installerFor(config, dev, { signal: abort.signal }).install(
+          new RecordingSource(new DirectoryReleaseSource(rel.dir), { digest, bytes: cutAt, abort }),
+        ),
+      ).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+      const cut = await readJournal(config.dataDir);
+      const spooled = cut!.images['rootfs']!.spooledBytes ?? 0;
+      expect(spooled).toBeGreaterThan(0);
+      expect(spooled).toBeLessThanOrEqual(cutAt);
+      const second = new RecordingSource(new DirectoryReleaseSource(rel.dir));
+      await installerFor(config, dev).install(second);
+      expect(second.opens.find((o) => o.digest === digest)?.startByte).toBe(spooled);
+      await expectInstalled(dev, rel, before);
+      const { readdir } = await import('node:fs/promises');
+      expect((await readdir(config.dataDir)).filter((n) => n.startsWith('spool-'))).toEqual([]);
+    });
+  }
 });
 
 describe('slot pairs, layouts and crash points', () => {

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { startProgress, printJson } from '../output.js';
 import { type AddDeltaSummary, addDeltas } from '../release/add-delta.js';
 import { buildRelease, type BuildSummary } from '../release/build.js';
+import { DEFAULT_CODEC, parseCodec } from '../release/codec.js';
 import type { DeltaOutcome } from '../release/deltas-make.js';
 import { ReleaseError } from '../release/errors.js';
 import { formatInspectReport, humanSize, inspectRelease } from '../release/inspect.js';
@@ -31,6 +32,7 @@ interface BuildFlags {
   passphraseEnv?: string;
   deltaFrom: string[];
   deltaQuality?: string;
+  codec?: string;
   json?: boolean;
 }
 
@@ -224,10 +226,15 @@ export function registerReleaseCommands(program: Command): void {
       collect,
     )
     .option('--delta-quality <0-11>', 'brotli quality of delta literal data (default 11)')
+    .option(
+      '--codec <name>',
+      `full-image artifact codec: zstd (level 19), brotli (quality 6, the default before zstd) or none (default ${DEFAULT_CODEC.codec})`,
+    )
     .option('--json', 'print one JSON summary for CI')
     .action(async (flags: BuildFlags) => {
       const json = flags.json === true;
       const deltaQuality = parseDeltaQuality(flags.deltaQuality);
+      const codec = parseCodec(flags.codec);
       const bars = new ProgressBars(json);
       let summary: BuildSummary;
       try {
@@ -247,6 +254,7 @@ export function registerReleaseCommands(program: Command): void {
             passphrase: passphraseFromEnv(flags.passphraseEnv),
             deltaFrom: flags.deltaFrom,
             ...(deltaQuality === undefined ? {} : { deltaQuality }),
+            codec,
             onProgress: (done, total) => bars.update('release build (MiB)', done, total),
             onDeltaProgress: (done, total) => bars.update('release deltas (MiB)', done, total),
           }),

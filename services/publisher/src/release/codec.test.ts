@@ -1,4 +1,4 @@
-// The artifact codec: one brotli stream in, the exact image out; hostile streams (too long,
+// The artifact codecs: one zstd or brotli stream in, the exact image out; hostile streams (too long,
 // truncated, corrupt) end in ERR_RELEASE_ARTIFACT_CORRUPT without unbounded output.
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { withTempDir } from '@abota/testkit';
 import { describe, expect, it } from 'vitest';
 import { parseExpiry, parseSecurityVersion } from './build.js';
-import { blocksOf, compressFile, DEFAULT_CODEC, decompress } from './codec.js';
+import { BROTLI_CODEC, blocksOf, compressFile, DEFAULT_CODEC, decompress, parseCodec } from './codec.js';
 import { ReleaseError } from './errors.js';
 
 async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -38,18 +38,35 @@ describe('blocksOf', () => {
   });
 });
 
-describe('brotli artifact', () => {
-  it('declares the 2^22 window devices accept (client README "Memory"), even with a size hint', async () => {
+describe('artifact window', () => {
+  it('brotli declares the 2^22 window devices accept (client README "Memory"), even with a size hint', async () => {
     await withTempDir(async (dir) => {
       const src = join(dir, 'img');
       await writeFile(src, randomBytes(64 * 1024));
-      await compressFile(src, join(dir, 'img.br'), DEFAULT_CODEC, { sizeHintBytes: 512 * 1024 * 1024 });
+      await compressFile(src, join(dir, 'img.br'), BROTLI_CODEC, { sizeHintBytes: 512 * 1024 * 1024 });
       const first = (await readFile(join(dir, 'img.br')))[0]!;
       // RFC 7932 §9.1 stream header, least significant bit first: 1, then 3 bits 22 − 17 = 0b101.
       expect(first & 0x0f).toBe(0b1011);
     });
   });
 
+  it('zstd (the default) declares a 2^21 window, not the image size, even for a large image', async () => {
+    expect(DEFAULT_CODEC).toEqual({ codec: 'zstd', quality: 19, lgwin: 21 });
+    await withTempDir(async (dir) => {
+      const src = join(dir, 'img');
+      await writeFile(src, Buffer.concat([randomBytes(5 << 20), randomBytes(1 << 20)]));
+      await compressFile(src, join(dir, 'img.zst'), DEFAULT_CODEC, { sizeHintBytes: 512 * 1024 * 1024 });
+      const header = await readFile(join(dir, 'img.zst'));
+      // RFC 8878 §3.1.1: magic, then the frame header descriptor: no single-segment flag (bit 5),
+      // so a window descriptor follows: exponent 21 − 10 = 11, mantissa 0.
+      expect(header.readUInt32LE(0)).toBe(0xfd2fb528);
+      expect(header[4]! & 0x20).toBe(0);
+      expect(header[5]).toBe(11 << 3);
+    });
+  });
+});
+
+describe.each([DEFAULT_CODEC, BROTLI_CODEC])('$codec artifact', (codec) => {
   it('round-trips a file through compressFile/decompress and reports the digest of the output', async () => {
     await withTempDir(async (dir) => {
       const src = join(dir, 'img');
@@ -59,13 +76,13 @@ describe('brotli artifact', () => {
         Buffer.from('x'.repeat(50_000)),
       ]);
       await writeFile(src, data);
-      const result = await compressFile(src, join(dir, 'img.br'), DEFAULT_CODEC);
-      const compressed = await readFile(join(dir, 'img.br'));
+      const result = await compressFile(src, join(dir, 'img.c'), codec);
+      const compressed = await readFile(join(dir, 'img.c'));
       expect(result.sizeBytes).toBe(compressed.length);
       expect(result.sizeBytes).toBeLessThan(data.length / 2);
       const { createHash } = await import('node:crypto');
       expect(result.sha256).toBe(createHash('sha256').update(compressed).digest('hex'));
-      const out = await collect(decompress('brotli', createReadStream(join(dir, 'img.br')), data.length));
+      const out = await collect(decompress(codec.codec, createReadStream(join(dir, 'img.c')), data.length));
       expect(out.equals(data)).toBe(true);
     });
   });
@@ -73,40 +90,39 @@ describe('brotli artifact', () => {
   it('refuses a stream that decompresses to more than the manifest allows (decompression bomb)', async () => {
     await withTempDir(async (dir) => {
       await writeFile(join(dir, 'zeros'), Buffer.alloc(8 << 20));
-      await compressFile(join(dir, 'zeros'), join(dir, 'zeros.br'), DEFAULT_CODEC);
-      const err = await collect(decompress('brotli', createReadStream(join(dir, 'zeros.br')), 1 << 20)).catch(
-        (e: unknown) => e,
-      );
+      await compressFile(join(dir, 'zeros'), join(dir, 'zeros.c'), codec);
+      const err = await collect(
+        decompress(codec.codec, createReadStream(join(dir, 'zeros.c')), 1 << 20),
+      ).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ReleaseError);
       expect((err as ReleaseError).code).toBe('ERR_RELEASE_ARTIFACT_CORRUPT');
     });
   });
 
-  it('refuses a truncated or corrupted brotli stream with ERR_RELEASE_ARTIFACT_CORRUPT', async () => {
+  it('refuses a truncated or corrupted stream with ERR_RELEASE_ARTIFACT_CORRUPT', async () => {
     await withTempDir(async (dir) => {
       await writeFile(join(dir, 'img'), randomBytes(200_000));
-      await compressFile(join(dir, 'img'), join(dir, 'img.br'), DEFAULT_CODEC);
-      const full = await readFile(join(dir, 'img.br'));
+      await compressFile(join(dir, 'img'), join(dir, 'img.c'), codec);
+      const full = await readFile(join(dir, 'img.c'));
       const truncated = full.subarray(0, full.length - 1000);
       const garbage = Buffer.from(full);
       garbage.fill(0xa5, 0, 64);
       for (const bad of [truncated, garbage]) {
-        const err = await collect(decompress('brotli', chunked(bad, [4096]), 200_000)).catch(
+        const err = await collect(decompress(codec.codec, chunked(bad, [4096]), 200_000)).catch(
           (e: unknown) => e,
         );
         expect((err as ReleaseError).code).toBe('ERR_RELEASE_ARTIFACT_CORRUPT');
       }
     });
   });
+});
 
+describe('codec none and unknown codecs', () => {
   it('codec none stores the image verbatim and still enforces the size limit on reading', async () => {
     await withTempDir(async (dir) => {
       const data = randomBytes(100_000);
       await writeFile(join(dir, 'img'), data);
-      const result = await compressFile(join(dir, 'img'), join(dir, 'img.raw'), {
-        ...DEFAULT_CODEC,
-        codec: 'none',
-      });
+      const result = await compressFile(join(dir, 'img'), join(dir, 'img.raw'), parseCodec('none'));
       expect(result.sizeBytes).toBe(data.length);
       expect((await readFile(join(dir, 'img.raw'))).equals(data)).toBe(true);
       const out = await collect(decompress('none', createReadStream(join(dir, 'img.raw')), data.length));
@@ -119,10 +135,21 @@ describe('brotli artifact', () => {
   });
 
   it('refuses codecs it cannot decode by name', async () => {
-    const err = await collect(decompress('zstd', chunked(Buffer.alloc(10), [10]), 10)).catch(
+    const err = await collect(decompress('lz4', chunked(Buffer.alloc(10), [10]), 10)).catch(
       (e: unknown) => e,
     );
     expect((err as ReleaseError).code).toBe('ERR_RELEASE_CODEC_UNSUPPORTED');
+    expect((err as ReleaseError).message).toContain('supported: zstd, brotli, none');
+  });
+
+  it('--codec names zstd (the default), brotli (quality 6, the default before) or none', () => {
+    expect(parseCodec(undefined)).toBe(DEFAULT_CODEC);
+    expect(parseCodec('zstd')).toBe(DEFAULT_CODEC);
+    expect(parseCodec('brotli')).toEqual({ codec: 'brotli', quality: 6, lgwin: 22 });
+    expect(parseCodec('none').codec).toBe('none');
+    for (const bad of ['gzip', 'ZSTD', 'toString', '']) {
+      expect(() => parseCodec(bad)).toThrow(expect.objectContaining({ code: 'ERR_RELEASE_USAGE' }));
+    }
   });
 });
 

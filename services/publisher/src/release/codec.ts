@@ -1,25 +1,37 @@
-// The full-image artifact codec. Chosen by measurement (README "Compression"): brotli from
-// node:zlib — native, streaming, in every Node the device agent runs on (Node 20 has no zstd),
-// decodable with a bounded window (2^lgwin bytes) — at quality 6, window 2^22 (4 MiB: the device
-// agent refuses larger windows, its decoder memory bound; lgwin 24 would save 2.7 % of bytes).
+// The full-image artifact codecs, from node:zlib — native and streaming in the Node 24 the
+// device agent runs on, decodable with a bounded window (2^lgwin bytes: the device agent refuses
+// more than 2^22, its decoder memory bound). zstd is the default, chosen by measurement (README
+// "Compression"): level 19 with a 2^21 window is smaller than brotli q6 and decodes with less
+// CPU, and the 2 MiB window keeps the agent under its 64 MiB on Node 24. brotli (the codec of
+// releases built before zstd) stays buildable and decodable.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
+import type { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { constants, createBrotliCompress, createBrotliDecompress } from 'node:zlib';
+import {
+  constants,
+  createBrotliCompress,
+  createBrotliDecompress,
+  createZstdCompress,
+  createZstdDecompress,
+} from 'node:zlib';
 import { ReleaseError } from './errors.js';
 
-export type ArtifactCodec = 'brotli' | 'none';
+export type ArtifactCodec = 'zstd' | 'brotli' | 'none';
 
 export interface CodecSettings {
   codec: ArtifactCodec;
-  /** brotli quality 0..11. */
+  /** Compression level: zstd 1..19, brotli quality 0..11 (ignored for none). */
   quality: number;
-  /** brotli window: log2 of the decoder's ring buffer, 10..24. */
+  /** Window: log2 of the decoder's window in bytes; devices accept at most 22 (4 MiB). */
   lgwin: number;
 }
 
 /** What `abota release build` uses unless told otherwise (see README for the figures). */
-export const DEFAULT_CODEC: CodecSettings = { codec: 'brotli', quality: 6, lgwin: 22 };
+export const DEFAULT_CODEC: CodecSettings = { codec: 'zstd', quality: 19, lgwin: 21 };
+
+/** brotli q6 — the default before zstd (releases built then carry it; still buildable). */
+export const BROTLI_CODEC: CodecSettings = { codec: 'brotli', quality: 6, lgwin: 22 };
 
 /** Read size for images: large enough for throughput, small enough to keep memory flat. */
 const READ_CHUNK_BYTES = 1 << 20;
@@ -63,22 +75,55 @@ export async function compressFile(
   if (settings.codec === 'none') {
     await pipeline(input, countInput, hashOutput, output);
   } else {
-    const params: Record<number, number> = {
-      [constants.BROTLI_PARAM_QUALITY]: settings.quality,
-      [constants.BROTLI_PARAM_LGWIN]: settings.lgwin,
-    };
-    if (opts.sizeHintBytes !== undefined) {
-      params[constants.BROTLI_PARAM_SIZE_HINT] = Math.min(opts.sizeHintBytes, 2 ** 31 - 1);
-    }
-    await pipeline(input, countInput, createBrotliCompress({ params }), hashOutput, output);
+    await pipeline(input, countInput, compressor(settings, opts.sizeHintBytes), hashOutput, output);
   }
   return { sizeBytes: outBytes, sha256: hash.digest('hex') };
 }
 
+/** The encoder of one artifact stream, its window fixed at `settings.lgwin` whatever the input size. */
+function compressor(settings: CodecSettings, sizeHintBytes: number | undefined): Transform {
+  if (settings.codec === 'zstd') {
+    return createZstdCompress({
+      params: {
+        [constants.ZSTD_c_compressionLevel]: settings.quality,
+        [constants.ZSTD_c_windowLog]: settings.lgwin,
+        [constants.ZSTD_c_checksumFlag]: 1,
+      },
+    });
+  }
+  const params: Record<number, number> = {
+    [constants.BROTLI_PARAM_QUALITY]: settings.quality,
+    [constants.BROTLI_PARAM_LGWIN]: settings.lgwin,
+  };
+  if (sizeHintBytes !== undefined)
+    params[constants.BROTLI_PARAM_SIZE_HINT] = Math.min(sizeHintBytes, 2 ** 31 - 1);
+  return createBrotliCompress({ params });
+}
+
+/** Each codec's settings for `--codec NAME`: the default's, brotli's before it, or none. */
+const CODEC_BY_NAME: Record<ArtifactCodec, CodecSettings> = {
+  zstd: DEFAULT_CODEC.codec === 'zstd' ? DEFAULT_CODEC : { codec: 'zstd', quality: 19, lgwin: 21 },
+  brotli: BROTLI_CODEC,
+  none: { codec: 'none', quality: 0, lgwin: 0 },
+};
+
+/** `--codec zstd|brotli|none` → its settings; undefined → the default. */
+export function parseCodec(name: string | undefined): CodecSettings {
+  if (name === undefined) return DEFAULT_CODEC;
+  if (!Object.hasOwn(CODEC_BY_NAME, name)) {
+    throw new ReleaseError(
+      'ERR_RELEASE_USAGE',
+      `--codec ${JSON.stringify(name)}: expected one of ${Object.keys(CODEC_BY_NAME).join(', ')}`,
+    );
+  }
+  return CODEC_BY_NAME[name as ArtifactCodec];
+}
+
 /**
  * Decode an artifact stream, refusing to produce more than `maxOutputBytes` (a hostile stream
- * must not fill memory or disk). brotli's decoder keeps at most its 2^lgwin window (4 MiB at
- * the default lgwin 22; RFC 7932 allows up to 2^24 − 16) plus one output chunk.
+ * must not fill memory or disk). Each decoder keeps at most its window (4 MiB at the default
+ * lgwin 22; brotli allows up to 2^24 − 16, zstd here up to 2^27, libzstd's default limit) plus
+ * one output chunk.
  */
 export async function* decompress(
   codec: string,
@@ -100,13 +145,13 @@ export async function* decompress(
     for await (const chunk of source) yield limit(Buffer.from(chunk));
     return;
   }
-  if (codec !== 'brotli') {
+  if (codec !== 'brotli' && codec !== 'zstd') {
     throw new ReleaseError(
       'ERR_RELEASE_CODEC_UNSUPPORTED',
-      `artifact codec ${JSON.stringify(codec)} cannot be decoded here (supported: brotli, none)`,
+      `artifact codec ${JSON.stringify(codec)} cannot be decoded here (supported: zstd, brotli, none)`,
     );
   }
-  const decoder = createBrotliDecompress();
+  const decoder = codec === 'zstd' ? createZstdDecompress() : createBrotliDecompress();
   // Feed the decoder from the source without buffering more than the stream's highWaterMark.
   const feeding = pipeline(source, decoder).catch((err: unknown) => {
     decoder.destroy(err instanceof Error ? err : new Error(String(err)));
@@ -117,7 +162,7 @@ export async function* decompress(
     if (err instanceof ReleaseError) throw err;
     throw new ReleaseError(
       'ERR_RELEASE_ARTIFACT_CORRUPT',
-      `the brotli artifact does not decode after ${produced} bytes of output: ${(err as Error).message}`,
+      `the ${codec} artifact does not decode after ${produced} bytes of output: ${(err as Error).message}`,
       { cause: err },
     );
   } finally {
