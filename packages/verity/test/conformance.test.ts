@@ -1,4 +1,4 @@
-// Known-answer vectors from FORMATS.md §1.10 / shared/conformance/verity-vectors.json:
+// Known-answer vectors (test/vectors/verity-vectors.json, kept in this package):
 // root hash and SHA-256 of the whole hash file must match what veritysetup 2.6.1 wrote.
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ interface Vector {
   superblock_hex: string | null;
 }
 
-const VECTORS_PATH = new URL('../../../../shared/conformance/verity-vectors.json', import.meta.url);
+const VECTORS_PATH = new URL('./vectors/verity-vectors.json', import.meta.url);
 const vectors = (JSON.parse(await readFile(VECTORS_PATH, 'utf8')) as { vectors: Vector[] }).vectors;
 const generated = vectors.filter((v) => v.data.pattern !== undefined);
 const rauc = vectors.find((v) => v.data.file !== undefined);
