@@ -1,5 +1,5 @@
 // BlobStore on S3 or any S3-compatible service (MinIO, Ceph RGW, ...), for scale-out servers that
-// share one bucket (DESIGN.md "Embedded default and scale-out"). Objects live at
+// share one bucket (docs/architecture.md "Embedded default and scale-out"). Objects live at
 // `<prefix>sha256/<hex>`. A put streams through a multipart Upload to `<prefix>tmp/<uuid>` while
 // hashing; only when size and digest match is the object copied to its final key, so a blob key
 // never names unverified bytes. CopyObject takes at most 5 GiB, hence the 5 GiB blob limit.

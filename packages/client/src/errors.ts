@@ -7,11 +7,11 @@
  * module that throws them (one line each, alphabetical within a group).
  */
 export type ClientErrorCode =
-  // bootctl/grubenv.ts — FORMATS.md §2
+  // bootctl/grubenv.ts — docs/formats.md §2
   | 'ERR_GRUBENV_INVALID' // missing "# GRUB Environment Block" signature, broken padding, bad line
   | 'ERR_GRUBENV_TOO_SMALL' // "environment block too small": the edit does not fit, nothing written
   | 'ERR_GRUBENV_BAD_VARIABLE' // name empty or with '=', '\\', newline, leading '#'; NUL in a value
-  // bootctl/ubootenv.ts — FORMATS.md §3
+  // bootctl/ubootenv.ts — docs/formats.md §3
   | 'ERR_UBOOTENV_CONFIG' // fw_env.config line that cannot be used
   | 'ERR_UBOOTENV_NO_VALID_COPY' // no copy with a valid CRC (fw_printenv: "Cannot read environment")
   | 'ERR_UBOOTENV_TOO_LARGE' // variables do not fit the configured environment size

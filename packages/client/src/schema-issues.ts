@@ -1,4 +1,4 @@
-// Validation issues as a person reads them: "field.path: what was wrong" (STYLE.md "Errors a
+// Validation issues as a person reads them: "field.path: what was wrong" (docs/style.md "Errors a
 // person can act on"). Every schema of the agent is a valibot schema (README "Memory": zod
 // cost the agent 6.5 MiB of RSS under its unit flags, valibot about 1.3).
 import * as v from 'valibot';

@@ -1,6 +1,6 @@
 // `diff(old, new)`: write an abota delta (FORMAT.md) that turns the source image into the
 // target. Two passes over each image with positional reads, never a whole image in memory:
-//   1. source: per-block digests (block dedup, FORMATS.md §5.4 idea) and the sampled
+//   1. source: per-block digests (block dedup, docs/formats.md §4.3) and the sampled
 //      rolling-hash index (matcher.ts); target: classify each block as zero, a copy of some
 //      source block, or changed;
 //   2. runs of changed blocks become PATCH (or REPLACE) ops, matched against the whole source on

@@ -1,6 +1,6 @@
 // The abota delta payload layout (packages/delta/FORMAT.md): a fixed header, an operation table
 // ordered by target position, a metadata digest, then each op's data in op order. Modelled on
-// Android's payload.bin (FORMATS.md §4.1, §4.5): everything needed to find an op's data is in
+// Android's payload.bin (docs/formats.md §4.2): everything needed to find an op's data is in
 // the metadata, so an applier can stream and resume with an HTTP Range request.
 import { createHash } from 'node:crypto';
 import { DeltaError } from './errors.js';

@@ -1,5 +1,6 @@
-// @abota/manifest must run in any JavaScript runtime (DESIGN.md "Layout"): no Node built-ins
-// in the shipped sources, so the server can move to an edge runtime and browsers can verify.
+// @abota/manifest must run in any JavaScript runtime (docs/architecture.md "Packages and
+// boundaries"): no Node built-ins in the shipped sources, so the server can move to an edge runtime
+// and browsers can verify.
 import { readdir, readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 

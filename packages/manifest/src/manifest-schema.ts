@@ -33,13 +33,13 @@ export const DigestSchema = v.pipe(
 
 export const SizeBytesSchema = intSchema(0, MAX_SIZE_BYTES);
 
-// FORMATS.md §1.1: block sizes are powers of two from 512 B to 512 KiB.
+// docs/formats.md §1.1: block sizes are powers of two from 512 B to 512 KiB.
 const BLOCK_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288] as const;
 
 /** Hex length of a root hash per verity hash algorithm (digest size × 2). */
 export const ROOT_HASH_HEX_LENGTH = { sha1: 40, sha256: 64, sha512: 128 } as const;
 
-/** dm-verity parameters of one image (FORMATS.md §1.1-1.3), enough to rebuild the table line. */
+/** dm-verity parameters of one image (docs/formats.md §1.1-1.3), enough to rebuild the table line. */
 export const VeritySchema = v.pipe(
   v.strictObject({
     hashType: v.picklist([0, 1]),
@@ -47,7 +47,7 @@ export const VeritySchema = v.pipe(
     dataBlockSize: v.picklist(BLOCK_SIZES),
     hashBlockSize: v.picklist(BLOCK_SIZES),
     dataBlocks: intSchema(1, MAX_SIZE_BYTES / 512),
-    // FORMATS.md §1.1: 0 … 256 bytes of salt.
+    // docs/formats.md §1.1: 0 … 256 bytes of salt.
     salt: v.pipe(v.string(), v.regex(/^(?:[0-9a-f]{2}){0,256}$/, 'expected 0-256 bytes as lower-case hex')),
     rootHash: v.pipe(v.string(), v.regex(/^[0-9a-f]+$/, 'expected lower-case hex')),
     superblock: v.boolean(),
@@ -60,7 +60,7 @@ export const VeritySchema = v.pipe(
         ),
       ),
     ),
-    // FORMATS.md §1.1: the hash offset must be a multiple of 512.
+    // docs/formats.md §1.1: the hash offset must be a multiple of 512.
     hashOffset: v.pipe(SizeBytesSchema, v.multipleOf(512)),
     /** The hash file (CONTRACTS.md: the `hashTree` artifact), content-addressed. */
     hashTree: v.strictObject({ digest: DigestSchema, sizeBytes: intSchema(1, MAX_SIZE_BYTES) }),
@@ -105,7 +105,7 @@ export const ImageSchema = v.pipe(
     artifact: ArtifactSchema,
   }),
   // The verity tree must not claim blocks beyond the image (a partial trailing block is allowed
-  // and simply not covered, FORMATS.md §1.1 "data blocks").
+  // and simply not covered, docs/formats.md §1.1 "data blocks").
   v.forward(
     v.check(
       (img) => img.verity.dataBlocks * img.verity.dataBlockSize <= img.sizeBytes,

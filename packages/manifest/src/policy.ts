@@ -1,6 +1,7 @@
-// The device's acceptance decision for an offered release (DESIGN.md "Device checks, in order"):
-// pure over values — the caller passes the manifest JWS, its verified trust root, the facts of
-// the running system and the clock. Nothing may be written to a slot before this returns.
+// The device's acceptance decision for an offered release (docs/trust-model.md "What the device
+// checks, in order"): pure over values — the caller passes the manifest JWS, its verified trust
+// root, the facts of the running system and the clock. Nothing may be written to a slot before this
+// returns.
 import * as v from 'valibot';
 import { ManifestError } from './errors.js';
 import type { GeneralJws } from './jws.js';

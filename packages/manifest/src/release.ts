@@ -52,10 +52,10 @@ export interface VerifiedManifest {
 }
 
 /**
- * Verify a manifest JWS against a trust root, in the order of DESIGN.md "Device checks":
- * JWS shape (ERR_JWS_MALFORMED) → signatures (ERR_SIGNATURE_INVALID) → release threshold
- * (ERR_THRESHOLD_NOT_MET) → schema of the signed payload (ERR_MANIFEST_INVALID) → trust root
- * expiry (ERR_ROOT_EXPIRED) → manifest expiry (ERR_EXPIRED). Device-specific policy is
+ * Verify a manifest JWS against a trust root, in the order of docs/trust-model.md "What the device
+ * checks, in order": JWS shape (ERR_JWS_MALFORMED) → signatures (ERR_SIGNATURE_INVALID) → release
+ * threshold (ERR_THRESHOLD_NOT_MET) → schema of the signed payload (ERR_MANIFEST_INVALID) → trust
+ * root expiry (ERR_ROOT_EXPIRED) → manifest expiry (ERR_EXPIRED). Device-specific policy is
  * checkRelease's job.
  */
 export async function verifyManifest(

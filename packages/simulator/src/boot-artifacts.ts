@@ -1,6 +1,6 @@
 // The root hashes the simulated kernel trusts, per slot. On a real device the dm-verity root hash
 // of a slot reaches the kernel inside the slot's signed boot artifact (UKI / signed kernel +
-// cmdline, FORMATS.md §1.7): firmware checks that signature, so an attacker who can write the
+// cmdline, docs/formats.md §1.7): firmware checks that signature, so an attacker who can write the
 // slot cannot pick the root hash. The simulator has no firmware, so it keeps this record instead
 // and writes an entry ONLY from a release manifest whose signature verified against the VM's
 // baked trust root — at provisioning, or at boot from the manifest the agent journalled for the

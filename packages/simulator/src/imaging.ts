@@ -41,7 +41,7 @@ export async function verifySlotImage(
 ): Promise<void> {
   const r = await verifyVerity({ dataPath, hashPath, rootHash: trusted.rootHash });
   // The superblock on the hash device is not trusted by itself: the kernel gets the parameters
-  // from the signed dm table (FORMATS.md §1.7), so they must match what was signed.
+  // from the signed dm table (docs/formats.md §1.7), so they must match what was signed.
   const p = r.params;
   const salt = Buffer.from(p.salt).toString('hex');
   if (

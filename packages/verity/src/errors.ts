@@ -1,6 +1,6 @@
 // The one error class of @abota/verity: a stable `code`, a message that says what was expected,
 // what was found and where, and the exit status veritysetup uses for the same failure
-// (FORMATS.md §1.6: 1 = bad header / root hash / short device, 2 = data or tree corrupted).
+// (docs/formats.md §1.6: 1 = bad header / root hash / short device, 2 = data or tree corrupted).
 
 export type VerityErrorCode =
   | 'ERR_VERITY_INVALID_PARAMS'

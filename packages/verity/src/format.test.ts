@@ -156,7 +156,7 @@ describe('formatVerity: where the output goes', () => {
       const out = await readFile(join(dir, 'hash'));
       expect(out.length).toBe(64 * 1024);
       expect(out.subarray(0, 8192).every((b) => b === 0x5a)).toBe(true);
-      // veritysetup writes only the 512-byte superblock and the tree (FORMATS.md §1.8 pitfall 6).
+      // veritysetup writes only the 512-byte superblock and the tree (docs/formats.md §1.8 pitfall 6).
       expect(out.subarray(8192 + 512, 12288).every((b) => b === 0x5a)).toBe(true);
       expect(out.subarray(24576).every((b) => b === 0x5a)).toBe(true);
       await verifyVerity({

@@ -1,4 +1,4 @@
-// `veritysetup format` (FORMATS.md §1): stream the data file through the hasher and write the
+// `veritysetup format` (docs/formats.md §1): stream the data file through the hasher and write the
 // hash file — a new file via temp + rename, or in place when the tree goes into an existing
 // file at an offset (data and tree on one device), where only the superblock and tree are written.
 import { randomBytes } from 'node:crypto';
@@ -136,7 +136,7 @@ async function writeTree(
     await out.write(sb, 0, sb.length, params.hashOffset);
   }
   if (geometry.levels === 0) {
-    // One data block: no tree; the root hash is its digest (FORMATS.md §1.5, pitfall 5).
+    // One data block: no tree; the root hash is its digest (docs/formats.md §1.5, §1.8 pitfall 5).
     const block = Buffer.alloc(params.dataBlockSize);
     await readFully(data, block, block.length, 0);
     o.onProgress?.(dataBytes, dataBytes);

@@ -11,7 +11,7 @@ const base = {
   superblock: true,
 };
 
-describe('tree geometry (FORMATS.md §1.4)', () => {
+describe('tree geometry (docs/formats.md §1.4)', () => {
   it.each([
     [1, [], 0, 4096],
     [2, [1], 1, 8192],

@@ -1,5 +1,5 @@
-// Hash tree geometry (FORMATS.md §1.3, §1.4): pure functions of the parameters — where the tree
-// starts, how many levels it has, how big each level is and where it lies in the hash file.
+// Hash tree geometry (docs/formats.md §1.3, §1.4): pure functions of the parameters — where the
+// tree starts, how many levels it has, how big each level is and where it lies in the hash file.
 import type { VerityParams } from './params.js';
 import { digestSizeOf, SUPERBLOCK_SIZE } from './params.js';
 
@@ -69,7 +69,7 @@ export function levelSizes(dataBlocks: number, perBlock: number): number[] {
   return sizes;
 }
 
-/** T (FORMATS.md §1.3): after the 512-byte superblock rounded up, or the offset rounded down. */
+/** T (docs/formats.md §1.3): after the 512-byte superblock rounded up, or the offset rounded down. */
 export function treeStartBlock(hashOffset: number, hashBlockSize: number, superblock: boolean): number {
   if (!superblock) return Math.floor(hashOffset / hashBlockSize);
   return Math.ceil((hashOffset + SUPERBLOCK_SIZE) / hashBlockSize);
@@ -95,7 +95,7 @@ export function treeGeometry(p: GeometryParams): TreeGeometry {
   const perBlock = hashesPerBlock(p.hashBlockSize, digestSizeBytes);
   const sizes = levelSizes(p.dataBlocks, perBlock);
   const start = treeStartBlock(p.hashOffset, p.hashBlockSize, p.superblock);
-  // On disk the top level comes first (FORMATS.md §1.4, pitfall 1).
+  // On disk the top level comes first (docs/formats.md §1.4, §1.8 pitfall 1).
   const levelStartBlocks: number[] = new Array<number>(sizes.length);
   let next = start;
   for (let i = sizes.length - 1; i >= 0; i--) {

@@ -1,4 +1,4 @@
-// Block digests and the streaming level hasher (FORMATS.md §1.5): each source block (a data
+// Block digests and the streaming level hasher (docs/formats.md §1.5): each source block (a data
 // block for level 0, a hash block above) becomes one digest slot in a packed hash block.
 import { hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
@@ -196,7 +196,7 @@ export async function hashRange(o: HashRangeOptions): Promise<void> {
 
 /**
  * Levels 1..L-1 of the tree, each hashed from the level below it as stored in `source`
- * (FORMATS.md §1.5, step 2). `sink(level)` receives the packed blocks of that level: format
+ * (docs/formats.md §1.5, step 2). `sink(level)` receives the packed blocks of that level: format
  * writes them, verify compares them; `afterLevel` runs once a level is complete.
  */
 export async function hashUpperLevels(o: {

@@ -1,4 +1,4 @@
-// @abota/verity: dm-verity hash trees byte-identical to `veritysetup format` (FORMATS.md §1),
+// @abota/verity: dm-verity hash trees byte-identical to `veritysetup format` (docs/formats.md §1),
 // verification like `veritysetup verify`, the superblock, and a per-block verifier.
 export type { FormatOptions, FormatResult } from './format.js';
 export { formatVerity } from './format.js';

@@ -1,4 +1,4 @@
-// dm-verity parameters (FORMATS.md §1.1): their defaults, their limits and how text from a
+// dm-verity parameters (docs/formats.md §1.1): their defaults, their limits and how text from a
 // command line or a superblock becomes a checked `VerityParams`.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { VerityError } from './errors.js';
@@ -89,7 +89,7 @@ export function saltToHex(salt: Uint8Array): string {
 
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
-/** The 16 raw bytes of a UUID in text order (FORMATS.md §1.2, not the mixed-endian GUID order). */
+/** The 16 raw bytes of a UUID in text order (docs/formats.md §1.2, not the mixed-endian GUID order). */
 export function uuidToBytes(uuid: string): Uint8Array {
   if (!UUID_RE.test(uuid)) {
     throw new VerityError(
@@ -112,8 +112,8 @@ function checkCount(what: string, value: number, min: number): void {
 }
 
 /**
- * Complete and check parameters the way `veritysetup format` does: defaults from FORMATS.md §1.1
- * (random 32-byte salt, random v4 UUID), data blocks = floor(data size / block size) unless
+ * Complete and check parameters the way `veritysetup format` does: defaults from docs/formats.md
+ * §1.1 (random 32-byte salt, random v4 UUID), data blocks = floor(data size / block size) unless
  * given. `dataSizeBytes` is the size of the data file or device.
  */
 export function resolveParams(partial: Partial<VerityParams>, dataSizeBytes: number): VerityParams {

@@ -4,7 +4,7 @@ import { VerityError } from './errors.js';
 import type { VerityParams } from './params.js';
 import { parseSuperblock, serializeSuperblock } from './superblock.js';
 
-// FORMATS.md §1.2 worked example: 129 blocks, salt 00..1f, the UUID below, defaults otherwise.
+// docs/formats.md §1.2 worked example: 129 blocks, salt 00..1f, the UUID below, defaults otherwise.
 const S0 = Uint8Array.from({ length: 32 }, (_, i) => i);
 const example: VerityParams = {
   hashType: 1,
@@ -27,7 +27,7 @@ function codeOf(fn: () => unknown): string | undefined {
   }
 }
 
-describe('superblock (FORMATS.md §1.2)', () => {
+describe('superblock (docs/formats.md §1.2)', () => {
   it('serializes the worked example byte for byte', () => {
     const hex = Buffer.from(serializeSuperblock(example)).toString('hex');
     expect(hex.slice(0, 0x80 * 2)).toBe(

@@ -1,4 +1,4 @@
-// The 512-byte dm-verity superblock (FORMATS.md §1.2): written at `hashOffset` on the hash
+// The 512-byte dm-verity superblock (docs/formats.md §1.2): written at `hashOffset` on the hash
 // device; carries the parameters but no checksum and no root hash.
 import { VerityError } from './errors.js';
 import type { VerityParams } from './params.js';

@@ -1,5 +1,5 @@
 // Turning "the bytes on disk differ from what the tree should hold" into the error veritysetup
-// reports (FORMATS.md §1.6): a digest mismatch names the data position (level 0) or the hash
+// reports (docs/formats.md §1.6): a digest mismatch names the data position (level 0) or the hash
 // block below, a non-zero padding byte names the start of that padding run. Also the two checks
 // a tree held by an installer gets (block-verifier.ts): packed digests and leaf padding.
 import { VerityError } from './errors.js';

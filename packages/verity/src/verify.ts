@@ -1,4 +1,4 @@
-// `veritysetup verify` (FORMATS.md §1.6): recompute every level from the leaves up, compare
+// `veritysetup verify` (docs/formats.md §1.6): recompute every level from the leaves up, compare
 // with the hash file byte for byte (digests and zero padding), then the root hash.
 import type { FileHandle } from 'node:fs/promises';
 import { VerityError } from './errors.js';

@@ -1,5 +1,5 @@
-// Usage errors of the `abota` command line: every one exits 2 (STYLE.md "Errors a person can act
-// on") and names everything that is missing at once — commander on its own stops at the first
+// Usage errors of the `abota` command line: every one exits 2 (docs/style.md "Errors a person can
+// act on") and names everything that is missing at once — commander on its own stops at the first
 // missing argument or option and exits 1, so a user fixes the command line one flag at a time.
 import { Command, CommanderError } from 'commander';
 

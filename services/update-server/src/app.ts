@@ -1,6 +1,7 @@
-// createApp: the whole HTTP surface as a Hono app over injected parts (database, blob store,
-// clock, config, logger) — no socket, no globals, so tests and other packages run it in-process
-// and any number of replicas can share one PostgreSQL and one bucket (DESIGN.md "Update server").
+// createApp: the whole HTTP surface as a Hono app over injected parts (database, blob store, clock,
+// config, logger) — no socket, no globals, so tests and other packages run it in-process and any
+// number of replicas can share one PostgreSQL and one bucket (docs/architecture.md "Update
+// server").
 import { BlobStoreError, type BlobStore } from '@abota/blobstore';
 import { isManifestError } from '@abota/manifest';
 import type { MiddlewareHandler } from 'hono';

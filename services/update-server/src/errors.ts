@@ -1,5 +1,5 @@
 // The server's one error class. Each code maps to one HTTP status; responses carry
-// `{ error: { code, message } }` and never a stack trace (STYLE.md "Errors a person can act on").
+// `{ error: { code, message } }` and never a stack trace (docs/style.md "Errors a person can act on").
 
 export type ServerErrorCode =
   | 'ERR_VALIDATION'

@@ -22,7 +22,10 @@ export function selectorMatches(
   return selectorPicks(selector, rolloutProduct, device);
 }
 
-/** Next poll interval with ±jitter so a fleet does not synchronise (DESIGN.md "Network"). */
+/**
+ * Next poll interval with ±jitter so a fleet does not synchronise (docs/architecture.md
+ * "The device side").
+ */
 export function jitteredPollSeconds(
   baseSeconds: number,
   jitterFraction: number,

@@ -1,5 +1,5 @@
 // Crash-safe small-file I/O for boot state (grubenv, the file backend's JSON): a write either
-// leaves the old bytes or the new bytes on disk, never a truncated file (FORMATS.md §2.2:
+// leaves the old bytes or the new bytes on disk, never a truncated file (docs/formats.md §2.2:
 // grub-editenv itself truncates in place, which a power cut can turn into an empty grubenv).
 import { randomBytes } from 'node:crypto';
 import { open, realpath, rename, stat, unlink } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
  * it over the target (following a symlink to its target, as `grub-editenv create` does), then
  * fsync the directory so the rename itself survives a power cut. The file mode of an existing
  * target is kept. Every byte is written explicitly, so the result is never sparse (GRUB's
- * `save_env` refuses sparse files, FORMATS.md §2.2).
+ * `save_env` refuses sparse files, docs/formats.md §2.2).
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const target = await realpath(path).catch((e: unknown) => {

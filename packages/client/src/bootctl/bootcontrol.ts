@@ -1,6 +1,6 @@
-// The seam between the installer/agent and the bootloader: which slot is running, which one
-// boots next, and the try-once / confirm / reject transitions of an A/B update (DESIGN.md
-// "Device side"). One interface; implementations for GRUB, U-Boot and a JSON state file.
+// The seam between the installer/agent and the bootloader: which slot is running, which one boots
+// next, and the try-once / confirm / reject transitions of an A/B update (docs/architecture.md "The
+// device side"). One interface; implementations for GRUB, U-Boot and a JSON state file.
 import { ClientError } from '../errors.js';
 import { readSmallFile } from './atomicfile.js';
 
@@ -59,7 +59,7 @@ const CMDLINE_KEYS = ['abota.slot', 'rauc.slot'] as const;
 
 /**
  * The booted slot named on a kernel command line by `abota.slot=` or `rauc.slot=` (the
- * bootloader scripts of FORMATS.md §2.3 / §3.4 put it there). Undefined when absent;
+ * bootloader scripts of docs/formats.md §2.3 / §3.4 put it there). Undefined when absent;
  * conflicting or unknown values throw.
  */
 export function bootedSlotFromCmdline(cmdline: string, where = 'kernel command line'): SlotName | undefined {

@@ -8,7 +8,7 @@ import { createGrubEnvFile, readGrubEnvFile } from './grubenv.js';
 
 const env = (o: Record<string, string>) => new Map(Object.entries(o));
 
-describe('grubSelectSlot: RAUC grub.cfg selection (FORMATS.md §2.3)', () => {
+describe('grubSelectSlot: RAUC grub.cfg selection (docs/formats.md §2.3)', () => {
   it('picks the first slot in ORDER that is OK and untried, persisting its TRY=1', () => {
     const { slot, newEnv } = grubSelectSlot(
       env({ ORDER: 'B A', A_OK: '1', A_TRY: '0', B_OK: '1', B_TRY: '0' }),

@@ -1,4 +1,4 @@
-// GRUB boot control with RAUC's ORDER / <slot>_OK / <slot>_TRY scheme (FORMATS.md §2.3): the
+// GRUB boot control with RAUC's ORDER / <slot>_OK / <slot>_TRY scheme (docs/formats.md §2.3): the
 // OS side that `rauc status mark-*` implements, and a pure model of the grub.cfg selection
 // script so the simulator can play GRUB's part.
 import {
@@ -12,9 +12,9 @@ import {
 } from './bootcontrol.js';
 import { editGrubEnvFile, type GrubEnvEdit, readGrubEnvFile } from './grubenv.js';
 
-/** RAUC's default location (FORMATS.md §2.3); keep it outside the A/B root filesystems. */
+/** RAUC's default location (docs/formats.md §2.3); keep it outside the A/B root filesystems. */
 export const DEFAULT_GRUBENV_PATH = '/boot/grub/grubenv';
-/** What the grub.cfg script persists with `save_env`, in that order (FORMATS.md §2.3 step 4). */
+/** What the grub.cfg script persists with `save_env`, in that order (docs/formats.md §2.3 step 4). */
 export const GRUB_SAVED_VARIABLES = ['A_TRY', 'A_OK', 'B_TRY', 'B_OK', 'ORDER'] as const;
 
 const DEFAULT_ORDER = 'A B';
@@ -90,7 +90,7 @@ export interface GrubBootControlOptions extends BootedSlotSource {
 }
 
 /**
- * BootControl over a grubenv, writing exactly what RAUC writes (FORMATS.md §2.3). setTryOnce
+ * BootControl over a grubenv, writing exactly what RAUC writes (docs/formats.md §2.3). setTryOnce
  * and setPrimary write the same thing (`X_OK=1 X_TRY=0 ORDER="X …"`): the trial comes from the
  * grub.cfg script, which persists X_TRY=1 before booting X, so an unconfirmed boot falls back.
  * The running slot must be marked good on every healthy boot (the script sets its TRY=1 each time).

@@ -28,7 +28,7 @@ function codeOf(fn: () => unknown): string | undefined {
   return undefined;
 }
 
-describe('grubenv format (FORMATS.md §2.1)', () => {
+describe('grubenv format (docs/formats.md §2.1)', () => {
   it('creates the empty 1024-byte block with the known SHA-256', () => {
     const block = createGrubEnv();
     expect(block.length).toBe(1024);

@@ -25,7 +25,7 @@ function redundant(path: string): UBootEnvConfig {
   };
 }
 
-describe('ubootSelectSlot, bootcount convention (FORMATS.md §3.4)', () => {
+describe('ubootSelectSlot, bootcount convention (docs/formats.md §3.4)', () => {
   const base = { boot_slot: 'B', bootlimit: '1', altbootcmd: 'run fallback' };
 
   it('does not count (or save) boots while upgrade_available is 0', () => {
@@ -68,7 +68,7 @@ describe('ubootSelectSlot, bootcount convention (FORMATS.md §3.4)', () => {
   });
 });
 
-describe('ubootSelectSlot, RAUC convention (FORMATS.md §3.4)', () => {
+describe('ubootSelectSlot, RAUC convention (docs/formats.md §3.4)', () => {
   it('decrements the first slot in BOOT_ORDER with attempts left, in hexadecimal', () => {
     const r = ubootSelectSlot(env({ BOOT_ORDER: 'B A', BOOT_A_LEFT: '3', BOOT_B_LEFT: 'a' }), rauc);
     expect(r.slot).toBe('B');

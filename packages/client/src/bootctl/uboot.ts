@@ -1,4 +1,4 @@
-// U-Boot boot control over the U-Boot environment (FORMATS.md §3.4), in the two conventions
+// U-Boot boot control over the U-Boot environment (docs/formats.md §3.4), in the two conventions
 // devices ship with: bootcount/upgrade_available/bootlimit/altbootcmd with a slot selector
 // variable (SWUpdate/Mender style), or RAUC's BOOT_ORDER/BOOT_<slot>_LEFT boot script.
 // Also a pure model of U-Boot's side of each, for the simulator.
@@ -59,7 +59,7 @@ function ulong10(value: string | undefined): number {
   return m?.[1] === undefined ? 0 : Number.parseInt(m[1], 10);
 }
 
-/** RAUC's counters are hex (`setexpr` output; RAUC writes `%x`), FORMATS.md §3.4. */
+/** RAUC's counters are hex (`setexpr` output; RAUC writes `%x`), docs/formats.md §3.4. */
 function hexCount(value: string | undefined): number {
   const m = /^\s*(?:0x)?([0-9a-f]+)/i.exec(value ?? '');
   return m?.[1] === undefined ? 0 : Number.parseInt(m[1], 16);
@@ -166,7 +166,7 @@ export function ubootInitialEnv(convention: UBootConvention, primary: SlotName =
 export type BootControlAction = 'markGood' | 'markBad' | 'setTryOnce' | 'setPrimary';
 
 /**
- * The variables the OS side writes for one BootControl action (FORMATS.md §3.4), as a pure
+ * The variables the OS side writes for one BootControl action (docs/formats.md §3.4), as a pure
  * function of the current environment. Throws ERR_BOOTCTL_STATE_INVALID when the action
  * cannot be expressed safely in the convention.
  */
@@ -274,7 +274,7 @@ export interface UBootBootControlOptions extends BootedSlotSource {
 
 /**
  * BootControl over a U-Boot environment. Every change is one environment write (one fw_setenv
- * call), following the redundant-copy scheme of FORMATS.md §3.2; a change that alters nothing
+ * call), following the redundant-copy scheme of docs/formats.md §3.2; a change that alters nothing
  * writes nothing, so marking the running slot good on each boot does not wear the flash.
  */
 export class UBootBootControl implements BootControl {
@@ -338,7 +338,7 @@ export class UBootBootControl implements BootControl {
 
   async #apply(action: BootControlAction, slot: SlotName): Promise<void> {
     assertSlotName(slot);
-    // One locked read–modify–write, one environment write (FORMATS.md §3.4: one fw_setenv call).
+    // One locked read–modify–write, one environment write (docs/formats.md §3.4: one fw_setenv call).
     await editUBootEnv(this.#options.env, (env) =>
       ubootTransition(env, this.#options.convention, action, slot),
     );

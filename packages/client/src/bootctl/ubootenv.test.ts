@@ -38,7 +38,7 @@ function redundant(path: string): UBootEnvConfig {
   };
 }
 
-describe('U-Boot env image (FORMATS.md §3.1)', () => {
+describe('U-Boot env image (docs/formats.md §3.1)', () => {
   it('matches the worked example and the three known SHA-256 answers', () => {
     const zero = encodeUBootEnv(EXAMPLE, { sizeBytes: SIZE, redundant: false, padByte: 0 });
     expect(Buffer.from(zero.subarray(0, 4)).toString('hex')).toBe('e503abbd');
@@ -110,7 +110,7 @@ describe('U-Boot env image (FORMATS.md §3.1)', () => {
   });
 });
 
-describe('redundant copy selection (FORMATS.md §3.2)', () => {
+describe('redundant copy selection (docs/formats.md §3.2)', () => {
   const v = (flags: number) => ({ crcValid: true, flags });
   it.each([
     [1, 1, 0],
@@ -130,7 +130,7 @@ describe('redundant copy selection (FORMATS.md §3.2)', () => {
   });
 });
 
-describe('fw_env.config (FORMATS.md §3.3)', () => {
+describe('fw_env.config (docs/formats.md §3.3)', () => {
   it('reads offsets like %lli and sizes as hexadecimal, skipping comments', () => {
     const cfg = parseFwEnvConfig('# env\n/tmp/env.bin 0x0 0x4000\n\n/tmp/env.bin 16384 4000 0x1000 1\n');
     expect(cfg.copies).toEqual([

@@ -1,5 +1,5 @@
 // U-Boot environment images, byte-compatible with mkenvimage and libubootenv's
-// fw_printenv/fw_setenv — FORMATS.md §3.1–3.3. Pure encode/decode/copy selection, plus
+// fw_printenv/fw_setenv — docs/formats.md §3.1–3.3. Pure encode/decode/copy selection, plus
 // positional reads/writes of the copies named by an fw_env.config-style configuration.
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
@@ -14,7 +14,7 @@ export interface UBootEnvLocation {
   sizeBytes: number;
 }
 
-/** One location = single copy; two = redundant copies (FORMATS.md §3.1), like fw_env.config. */
+/** One location = single copy; two = redundant copies (docs/formats.md §3.1), like fw_env.config. */
 export interface UBootEnvConfig {
   copies: readonly [UBootEnvLocation] | readonly [UBootEnvLocation, UBootEnvLocation];
 }
@@ -41,7 +41,7 @@ function headerBytes(redundant: boolean): number {
 
 /**
  * Parse fw_env.config text: `<device or file> <offset> <env size> [<sector size> [<sectors>]]`,
- * `#` comments, one line = single copy, two lines = redundant (FORMATS.md §3.3). As in
+ * `#` comments, one line = single copy, two lines = redundant (docs/formats.md §3.3). As in
  * libubootenv/fw_env.c, the offset is read like C `%lli` (0x… hex, 0… octal, else decimal) and
  * the sizes like `%lx` (always hexadecimal, `0x` optional): "4000" means 0x4000 bytes.
  * Sector fields only matter for flash erase and are ignored.
@@ -108,7 +108,7 @@ export async function readFwEnvConfigFile(
   if (bytes === undefined) {
     throw new ClientError(
       'ERR_UBOOTENV_CONFIG',
-      `${path} does not exist; it names the U-Boot env copies (FORMATS.md §3.3)`,
+      `${path} does not exist; it names the U-Boot env copies (docs/formats.md §3.3)`,
     );
   }
   return parseFwEnvConfig(new TextDecoder().decode(bytes), path);
@@ -169,7 +169,7 @@ function compareBytes(a: string, b: string): number {
 }
 
 /**
- * Build one environment image (FORMATS.md §3.1): CRC-32 LE over the whole data area, flags
+ * Build one environment image (docs/formats.md §3.1): CRC-32 LE over the whole data area, flags
  * byte when redundant (not covered by the CRC), `name=value\0…` sorted by name (byte order,
  * as U-Boot and libubootenv write), the extra `\0`, then `padByte` (U-Boot's saveenv uses 0x00,
  * mkenvimage 0xFF). `sort: false` keeps insertion order, as mkenvimage does.
@@ -238,7 +238,7 @@ export function decodeUBootEnv(image: Uint8Array, redundant: boolean): DecodedUB
 }
 
 /**
- * Which redundant copy U-Boot and libubootenv treat as current (FORMATS.md §3.2): the only one
+ * Which redundant copy U-Boot and libubootenv treat as current (docs/formats.md §3.2): the only one
  * with a valid CRC; if both are valid, copy 1 when its flags are newer (255 → 0 wraps: the 0
  * copy is newer), else copy 0; undefined when neither is valid.
  */
@@ -307,7 +307,7 @@ async function writeCopy(loc: UBootEnvLocation, image: Uint8Array): Promise<void
       );
       written += bytesWritten;
     }
-    // The copy only counts as written once it is on stable storage (FORMATS.md §3.2).
+    // The copy only counts as written once it is on stable storage (docs/formats.md §3.2).
     await fh.sync();
   } finally {
     await fh.close();
@@ -348,7 +348,7 @@ export async function readUBootEnv(config: UBootEnvConfig): Promise<UBootEnvStat
 
 /**
  * Store `vars` as the whole new environment, the way fw_setenv does on files and block devices
- * (FORMATS.md §3.2): single copy → rewritten in place; redundant → written to the non-current
+ * (docs/formats.md §3.2): single copy → rewritten in place; redundant → written to the non-current
  * copy with flags = current + 1 (mod 256), which becomes current only once fully written.
  */
 export async function writeUBootEnv(

@@ -1,6 +1,6 @@
 // Streams one image's full artifact into an (inactive) slot device: decode on the fly, cut into
 // dm-verity data blocks, check each block against the signed tree BEFORE it is written
-// (FORMATS.md §1.5: leaf digest = H(salt ‖ block) for hash type 1), positional writes, and
+// (docs/formats.md §1.5: leaf digest = H(salt ‖ block) for hash type 1), positional writes, and
 // durable checkpoints (fdatasync, then the journal) so a crash resumes where it stopped.
 import { createHash } from 'node:crypto';
 import { type FileHandle, open, rm, stat } from 'node:fs/promises';

@@ -1,9 +1,9 @@
-// The install state machine (DESIGN.md "Device side"): verify the offer's manifest against the
-// trust root and the device's facts → fetch and verify every target hash tree → stream each
-// image into the inactive slot (its full artifact, or a delta against the active slot when one
-// fits: delta-install.ts), each block verified before it is written → write the hash trees →
-// fsync → set the slot "try once". Every step is journalled, so a crash anywhere resumes from
-// the journal; nothing is written to any slot before the manifest check passes.
+// The install state machine (docs/architecture.md "The device side"): verify the offer's manifest
+// against the trust root and the device's facts → fetch and verify every target hash tree → stream
+// each image into the inactive slot (its full artifact, or a delta against the active slot when one
+// fits: delta-install.ts), each block verified before it is written → write the hash trees → fsync
+// → set the slot "try once". Every step is journalled, so a crash anywhere resumes from the
+// journal; nothing is written to any slot before the manifest check passes.
 import { createHash, randomUUID } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import {

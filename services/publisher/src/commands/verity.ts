@@ -1,4 +1,4 @@
-// `abota verity format|verify|dump`: veritysetup-compatible dm-verity commands (FORMATS.md §1).
+// `abota verity format|verify|dump`: veritysetup-compatible dm-verity commands (docs/formats.md §1).
 // Text output mirrors veritysetup's ("Root hash:\t<hex>"); exit statuses too (0 good,
 // 1 bad header / root hash / short device, 2 data or tree corrupted, 4 missing device).
 import { randomBytes } from 'node:crypto';

@@ -42,7 +42,7 @@ import {
   sha256File,
 } from './release-dir.js';
 
-/** dm-verity data and hash block size of every release image (FORMATS.md §1.1 default). */
+/** dm-verity data and hash block size of every release image (docs/formats.md §1.1 default). */
 export const BLOCK_SIZE = 4096;
 /** Slot classes a release may carry (CONTRACTS.md `images`). */
 export type SlotClass = 'rootfs' | 'boot';

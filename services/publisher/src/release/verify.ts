@@ -92,7 +92,7 @@ function verityParamsOf(image: ImageManifest): VerityParams {
 
 /**
  * The superblock is what veritysetup/the kernel read when the slot is activated: it must say
- * exactly what the signed manifest says (FORMATS.md §1.2), or the device would run other params.
+ * exactly what the signed manifest says (docs/formats.md §1.2), or the device would run other params.
  */
 function checkSuperblock(slot: string, tree: Buffer, params: VerityParams): void {
   if (!params.superblock) return;

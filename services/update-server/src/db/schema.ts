@@ -20,7 +20,7 @@ import {
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
-/** A product: a family of devices that share one trust root (DESIGN.md "Release and trust model"). */
+/** A product: a family of devices that share one trust root (docs/trust-model.md). */
 export const products = pgTable('products', {
   id: text('id').primaryKey(),
   description: text('description').notNull().default(''),

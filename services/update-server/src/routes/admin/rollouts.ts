@@ -309,7 +309,8 @@ export function rolloutRoutes(deps: AppDeps) {
         const now = deps.clock.now();
         checkReleaseOfferable(target, now);
         // Devices that committed the rolled-back release keep its security version as their floor
-        // (FORMATS.md anti-rollback) and would refuse anything below it: say so now, not per device.
+        // (docs/trust-model.md "Going back: version versus security version") and would refuse
+        // anything below it: say so now, not per device.
         if (target.securityVersion < original.release.securityVersion) {
           throw new ServerError(
             'ERR_CONFLICT',
