@@ -48,6 +48,12 @@ async function configWith(cmdline: string, factoryRootHashes?: { rootfs?: string
 const empty: DeviceState = { schemaVersion: 1, slots: {}, securityVersionFloor: 1 };
 
 describe('cmdlineRootHash', () => {
+  it("reads abota.roothash= (abota's initramfs) like roothash=, and refuses the two disagreeing", () => {
+    expect(cmdlineRootHash(`console=ttyS0 abota.slot=B abota.roothash=${H1} abota.salt=00`)).toBe(H1);
+    expect(cmdlineRootHash(`roothash=${H1} abota.roothash=${H1}`)).toBe(H1);
+    expect(cmdlineRootHash(`roothash=${H1} abota.roothash=${H2}`)).toBeUndefined();
+  });
+
   it('reads roothash= (systemd-veritysetup convention) among other words', () => {
     expect(cmdlineRootHash(`BOOT_IMAGE=/vmlinuz ro root=/dev/dm-0 roothash=${H1} abota.slot=A`)).toBe(H1);
     expect(cmdlineRootHash(`roothash=${H1.toUpperCase()}`)).toBe(H1);

@@ -81,15 +81,20 @@ export function securityFloor(config: AgentConfig, state: DeviceState): number {
   return Math.max(state.securityVersionFloor, config.factory.securityVersion);
 }
 
+/** Kernel command line keys that carry the booted rootfs' root hash. */
+const ROOT_HASH_KEYS = ['roothash=', 'abota.roothash='] as const;
+
 /**
- * `roothash=<hex>` on the kernel command line (systemd-veritysetup-generator's convention): the
- * root hash the kernel set up dm-verity for the booted rootfs with. Undefined when absent,
- * malformed or given twice with different values — the agent never guesses.
+ * `roothash=<hex>` (systemd-veritysetup-generator's convention) or `abota.roothash=<hex>` (what
+ * abota's initramfs sets dm-verity up from, docs/image.md) on the kernel command line: the root
+ * hash the kernel set up dm-verity for the booted rootfs with. Undefined when absent, malformed
+ * or given twice with different values — the agent never guesses.
  */
 export function cmdlineRootHash(cmdline: string): string | undefined {
   const found = new Set<string>();
   for (const word of cmdline.split(/\s+/)) {
-    if (word.startsWith('roothash=')) found.add(word.slice('roothash='.length).toLowerCase());
+    const key = ROOT_HASH_KEYS.find((k) => word.startsWith(k));
+    if (key !== undefined) found.add(word.slice(key.length).toLowerCase());
   }
   if (found.size !== 1) return undefined;
   const [value] = found;

@@ -1,0 +1,66 @@
+// The agent config baked into the guest's rootfs (/etc/abota/agent.json): slots by partlabel
+// with the hash area after the data, the GRUB backend on the ESP, state on Data, health check
+// and reboot hooks. Validated by the agent's own schema when the tree is built.
+import { type AgentConfigInput, parseAgentConfig } from '@abota/client';
+import { HEALTH_CHECK_PATH } from './init-scripts.js';
+
+/** Where things are on the VM's disk; must match the factory disk and the boot images. */
+export interface GuestDiskLayout {
+  /** Partition label of the ESP (vfat, holds the grubenv). */
+  espPartlabel: string;
+  /** Guest path of the grubenv GRUB's load_env/save_env use (on the mounted ESP). */
+  grubenvPath: string;
+  /** Byte offset of the dm-verity hash area on RootFSA/B (after the data). */
+  rootfsHashOffsetBytes: number;
+  /** Byte offset of the dm-verity hash area on BootA/B. */
+  bootHashOffsetBytes: number;
+}
+
+export const ESP_MOUNT_POINT = '/boot/efi';
+export const TRUST_ROOT_GUEST_PATH = '/usr/share/abota/root.json';
+export const AGENT_CONFIG_GUEST_PATH = '/etc/abota/agent.json';
+
+export interface GuestAgentConfigOptions {
+  layout: GuestDiskLayout;
+  /** The host's abota-server as the guest reaches it (QEMU guestfwd address). */
+  serverUrl: string;
+  product: string;
+  hardware: string;
+  /** The version this rootfs is released as (the factory version until a commit). */
+  version: string;
+  securityVersion?: number;
+  /** Poll interval bounds in seconds (tests poll every few seconds). */
+  pollSeconds?: number;
+}
+
+export function guestAgentConfig(o: GuestAgentConfigOptions): AgentConfigInput {
+  const slot = (s: 'A' | 'B') => ({
+    rootfs: { path: `/dev/disk/by-partlabel/RootFS${s}`, hashOffsetBytes: o.layout.rootfsHashOffsetBytes },
+    boot: { path: `/dev/disk/by-partlabel/Boot${s}`, hashOffsetBytes: o.layout.bootHashOffsetBytes },
+  });
+  const poll = o.pollSeconds ?? 3600;
+  const config: AgentConfigInput = {
+    server: { url: o.serverUrl },
+    deviceKeyPath: '/var/lib/abota/device-key.json',
+    // Under /usr, not /etc: /etc is an overlay on Data, so a root.json there could be replaced.
+    trustRootPath: TRUST_ROOT_GUEST_PATH,
+    product: o.product,
+    hardware: o.hardware,
+    factory: { version: o.version, securityVersion: o.securityVersion ?? 0 },
+    slots: { A: slot('A'), B: slot('B') },
+    bootControl: { backend: 'grub', envPath: o.layout.grubenvPath },
+    dataDir: '/var/lib/abota',
+    poll: {
+      minSeconds: Math.min(poll, 60),
+      defaultSeconds: poll,
+      maxSeconds: Math.max(poll, 86_400),
+      jitterFraction: 0,
+    },
+    healthChecks: [{ command: [HEALTH_CHECK_PATH], timeoutSeconds: 120 }],
+    // busybox init runs rcK (stops the agent, syncs, unmounts) before it reboots.
+    rebootCommand: ['/bin/busybox', 'reboot'],
+    kernelCmdlinePath: '/proc/cmdline',
+  };
+  parseAgentConfig(config, 'the guest agent config');
+  return config;
+}
