@@ -50,7 +50,8 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
 /**
  * Read a whole small file, refusing one larger than `maxSizeBytes` (boot state is tiny; a
  * huge file there is a misconfiguration, not something to load into memory). Returns
- * undefined when the file does not exist.
+ * undefined when the file does not exist. Reads to end of file instead of trusting the stat
+ * size: /proc/cmdline and other pseudo files report size 0.
  */
 export async function readSmallFile(
   path: string,
@@ -67,10 +68,16 @@ export async function readSmallFile(
   try {
     const { size } = await fh.stat();
     if (size > maxSizeBytes) throw onTooLarge(size);
-    const buf = new Uint8Array(size);
+    let buf = new Uint8Array(Math.min(Math.max(size, 4096), maxSizeBytes + 1));
     let filled = 0;
-    while (filled < size) {
-      const { bytesRead } = await fh.read(buf, filled, size - filled, filled);
+    for (;;) {
+      if (filled === buf.length) {
+        if (filled > maxSizeBytes) throw onTooLarge(filled);
+        const bigger = new Uint8Array(Math.min(buf.length * 2, maxSizeBytes + 1));
+        bigger.set(buf);
+        buf = bigger;
+      }
+      const { bytesRead } = await fh.read(buf, filled, buf.length - filled, filled);
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
