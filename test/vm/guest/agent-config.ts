@@ -29,7 +29,7 @@ export interface GuestAgentConfigOptions {
   /** The version this rootfs is released as (the factory version until a commit). */
   version: string;
   securityVersion?: number;
-  /** Poll interval bounds in seconds (tests poll every few seconds). */
+  /** Poll every this many seconds whatever the server says (tests); default: the agent's bounds. */
   pollSeconds?: number;
 }
 
@@ -38,7 +38,6 @@ export function guestAgentConfig(o: GuestAgentConfigOptions): AgentConfigInput {
     rootfs: { path: `/dev/disk/by-partlabel/RootFS${s}`, hashOffsetBytes: o.layout.rootfsHashOffsetBytes },
     boot: { path: `/dev/disk/by-partlabel/Boot${s}`, hashOffsetBytes: o.layout.bootHashOffsetBytes },
   });
-  const poll = o.pollSeconds ?? 3600;
   const config: AgentConfigInput = {
     server: { url: o.serverUrl },
     deviceKeyPath: '/var/lib/abota/device-key.json',
@@ -50,12 +49,17 @@ export function guestAgentConfig(o: GuestAgentConfigOptions): AgentConfigInput {
     slots: { A: slot('A'), B: slot('B') },
     bootControl: { backend: 'grub', envPath: o.layout.grubenvPath },
     dataDir: '/var/lib/abota',
-    poll: {
-      minSeconds: Math.min(poll, 60),
-      defaultSeconds: poll,
-      maxSeconds: Math.max(poll, 86_400),
-      jitterFraction: 0,
-    },
+    // A fixed interval when given (tests: the server's own interval would be clamped into it).
+    ...(o.pollSeconds !== undefined
+      ? {
+          poll: {
+            minSeconds: o.pollSeconds,
+            defaultSeconds: o.pollSeconds,
+            maxSeconds: o.pollSeconds,
+            jitterFraction: 0,
+          },
+        }
+      : {}),
     healthChecks: [{ command: [HEALTH_CHECK_PATH], timeoutSeconds: 120 }],
     // busybox init runs rcK (stops the agent, syncs, unmounts) before it reboots.
     rebootCommand: ['/bin/busybox', 'reboot'],

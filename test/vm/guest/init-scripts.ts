@@ -20,6 +20,9 @@ export const CONSOLE_MARKERS = {
   rcsDone: 'abota-guest: rcS done',
   networkUp: 'abota-guest: network up',
   agentStart: 'abota-guest: agent starting',
+  shutdown: 'abota-guest: shutdown',
+  /** Followed by "VmHWM: <n> kB" of the agent process. */
+  agentPeak: 'abota-guest: agent peak',
 } as const;
 
 export const INITTAB = `# busybox init (PID 1 after switch_root). No getty: the console carries the logs.
@@ -47,9 +50,10 @@ mounted /tmp || mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 # Modules the initramfs did not load (already loaded ones fail harmlessly).
 while read -r module; do insmod "$module" 2>/dev/null; done < /${MODULE_LIST_PATH}
 hostname -F /etc/hostname
-# The grubenv the agent's GRUB backend edits lives on the ESP, outside both slots.
-if mount -t vfat -o rw,noatime,umask=0077 /dev/disk/by-partlabel/${o.espPartlabel} ${o.espMountPoint}; then
-  echo "abota-guest: ESP mounted at ${o.espMountPoint}"
+# The grubenv the agent's GRUB backend edits lives on the ESP, outside both slots (the
+# initramfs normally mounted it already).
+if mounted ${o.espMountPoint} || mount -t vfat -o rw,noatime,umask=0077 /dev/disk/by-partlabel/${o.espPartlabel} ${o.espMountPoint}; then
+  echo "abota-guest: ESP at ${o.espMountPoint}"
 else
   echo "abota-guest: ERROR cannot mount the ESP (/dev/disk/by-partlabel/${o.espPartlabel})"
 fi
@@ -70,13 +74,17 @@ export const RCK = `#!/bin/sh
 # Orderly shutdown (busybox init runs this before it kills every process): stop the agent so
 # it ends at a block boundary, then flush and unmount the writable filesystems.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
-for pid in $(pidof node); do kill -TERM "$pid"; done
+echo "${CONSOLE_MARKERS.shutdown} at $(cut -d' ' -f1 /proc/uptime) s uptime"
+for pid in $(pidof node); do
+  # The agent's peak resident memory of this boot (install included), for the VM tests' report.
+  echo "${CONSOLE_MARKERS.agentPeak} $(grep VmHWM /proc/$pid/status | tr -s ' \t' ' ')"
+  kill -TERM "$pid"
+done
 for i in 1 2 3 4 5 6 7 8 9 10; do pidof node >/dev/null || break; sleep 1; done
 sync
 umount /boot/efi 2>/dev/null
 mount -o remount,ro /logs 2>/dev/null
 mount -o remount,ro /var 2>/dev/null
-echo "abota-guest: shutdown"
 `;
 
 export const UDHCPC_SCRIPT = `#!/bin/sh

@@ -1,0 +1,77 @@
+// Signed releases of the guest: tree (guest-tree.ts) → `abota image rootfs` → `abota release
+// build --kernel` (boot image with this rootfs' root hash), optionally with deltas from earlier
+// releases. Every step is the real CLI, as a publisher runs it.
+import { join } from 'node:path';
+import { runAbotaCli } from './abota-cli.js';
+import { buildGuestTree, type GuestTreeOptions } from './guest/guest-tree.js';
+import type { GuestKernel } from './guest/kernel.js';
+
+export interface VmReleaseOptions extends Omit<GuestTreeOptions, 'dir' | 'kernel' | 'trustRootPath'> {
+  /** Working directory of this release (tree/, rootfs.img, release/ are made in it). */
+  dir: string;
+  kernel: GuestKernel;
+  /** `abota keys init` directory: root.json goes into the tree, the keys sign the release. */
+  keysDir: string;
+  /** Earlier release directories to make deltas from. */
+  deltaFrom?: string[];
+  securityVersion?: number;
+}
+
+export interface VmRelease {
+  version: string;
+  /** The signed release directory (manifest.jws, blobs/, deltas.json). */
+  dir: string;
+  rootfsImage: string;
+  /** Seconds each step took: tree, rootfs, release. */
+  timings: { treeSeconds: number; rootfsSeconds: number; releaseSeconds: number };
+}
+
+const seconds = (start: number): number => Math.round((performance.now() - start) / 100) / 10;
+
+export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
+  const { dir, keysDir, deltaFrom, kernel, ...tree } = o;
+  let t = performance.now();
+  await buildGuestTree({
+    ...tree,
+    dir: join(dir, 'tree'),
+    kernel,
+    trustRootPath: join(keysDir, 'root.json'),
+  });
+  const treeSeconds = seconds(t);
+  t = performance.now();
+  const rootfsImage = join(dir, 'rootfs.img');
+  await runAbotaCli(['image', 'rootfs', '--from', join(dir, 'tree'), '--out', rootfsImage, '--json']);
+  const rootfsSeconds = seconds(t);
+  t = performance.now();
+  const releaseDir = join(dir, 'release');
+  await runAbotaCli([
+    'release',
+    'build',
+    '--image',
+    rootfsImage,
+    '--kernel',
+    kernel.vmlinuz,
+    '--kernel-modules',
+    kernel.modulesDir,
+    '--product',
+    o.product,
+    '--compatible',
+    o.hardware,
+    '--version',
+    o.version,
+    '--security-version',
+    String(o.securityVersion ?? 1),
+    '--keys',
+    keysDir,
+    '--out',
+    releaseDir,
+    ...(deltaFrom ?? []).flatMap((d) => ['--delta-from', d]),
+    '--json',
+  ]);
+  return {
+    version: o.version,
+    dir: releaseDir,
+    rootfsImage,
+    timings: { treeSeconds, rootfsSeconds, releaseSeconds: seconds(t) },
+  };
+}
