@@ -61,6 +61,8 @@ export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
     o.version,
     '--security-version',
     String(o.securityVersion ?? 1),
+    '--expires',
+    '30d',
     '--keys',
     keysDir,
     '--out',

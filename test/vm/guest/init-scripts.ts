@@ -129,14 +129,14 @@ exit 1
 `;
   }
   return `#!/bin/sh
-# Healthy = the SSH server runs and the network has a default route (waits up to 60 s: the
-# agent may start before dropbear and udhcpc are done).
+# Healthy = the SSH server runs and eth0 has its DHCP address (waits up to 60 s: the agent may
+# start before dropbear). QEMU's restricted user network hands out no default route.
 for i in $(seq 1 60); do
-  if pidof dropbear >/dev/null && ip route | grep -q '^default'; then exit 0; fi
+  if pidof dropbear >/dev/null && ip -4 addr show eth0 | grep -q 'inet '; then exit 0; fi
   sleep 1
 done
 pidof dropbear >/dev/null || echo "health check: dropbear is not running"
-ip route | grep -q '^default' || echo "health check: no default route"
+ip -4 addr show eth0 | grep -q 'inet ' || echo "health check: eth0 has no IPv4 address"
 exit 1
 `;
 }
