@@ -47,3 +47,20 @@ export function sshRun(key: SshKey, port: number, command: string, timeoutMs = 6
     );
   });
 }
+
+/** Retry `command` until it exits 0 (dropbear starts after init's rcS); its result. */
+export async function sshWhenUp(
+  key: SshKey,
+  port: number,
+  command: string,
+  timeoutMs = 300_000,
+): Promise<SshResult> {
+  const deadline = performance.now() + timeoutMs;
+  let last: SshResult | undefined;
+  while (performance.now() < deadline) {
+    last = await sshRun(key, port, command, 60_000);
+    if (last.code === 0) return last;
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+  throw new Error(`ssh ${command} did not succeed in ${timeoutMs} ms: ${JSON.stringify(last)}`);
+}

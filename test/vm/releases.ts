@@ -22,6 +22,8 @@ export interface VmRelease {
   /** The signed release directory (manifest.jws, blobs/, deltas.json). */
   dir: string;
   rootfsImage: string;
+  /** dm-verity root hash of the rootfs (the boot image's kernel command line carries it). */
+  rootHash: string;
   /** Seconds each step took: tree, rootfs, release. */
   timings: { treeSeconds: number; rootfsSeconds: number; releaseSeconds: number };
 }
@@ -44,7 +46,7 @@ export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
   const rootfsSeconds = seconds(t);
   t = performance.now();
   const releaseDir = join(dir, 'release');
-  await runAbotaCli([
+  const summary = await runAbotaCli([
     'release',
     'build',
     '--image',
@@ -74,6 +76,7 @@ export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
     version: o.version,
     dir: releaseDir,
     rootfsImage,
+    rootHash: (JSON.parse(summary) as { images: { rootfs: { rootHash: string } } }).images.rootfs.rootHash,
     timings: { treeSeconds, rootfsSeconds, releaseSeconds: seconds(t) },
   };
 }

@@ -1,0 +1,152 @@
+// What the update scenarios and the demo share: a real abota-server on the host, the product's
+// keys, releases of the full guest (guest/), factory disks provisioned with a registration
+// token, rollouts to one device, and waits on what the server reports.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runAbotaCli } from './abota-cli.js';
+import { diskSizeFlags, GUEST_LAYOUT } from './disk-layout.js';
+import { type GuestKernel, guestKernel } from './guest/kernel.js';
+import { PROVISIONING_TOKEN_PATH } from './guest/init-scripts.js';
+import { makeSshKey, type SshKey } from './guest-ssh.js';
+import { type DeviceRow, type HostServer, startHostServer } from './host-server.js';
+import { GUEST_SERVER_ADDRESS } from './qemu.js';
+import { buildVmRelease, type VmRelease } from './releases.js';
+
+export const PRODUCT = 'abota-vm';
+export const HARDWARE = 'qemu-x86_64';
+/** The agent polls this often in the tests and the demo (seconds). */
+export const POLL_SECONDS = 3;
+
+export interface Partition {
+  name: string;
+  offsetBytes: number;
+  sizeBytes: number;
+}
+
+export interface FactoryDisk {
+  path: string;
+  partitions: Partition[];
+}
+
+export interface ReleaseSpec {
+  version: string;
+  /** false: the release's health check fails (rollback scenario). */
+  healthy?: boolean;
+  /** Versions (built before) to make deltas from. */
+  deltaFrom?: string[];
+}
+
+export class UpdateFleet {
+  readonly releases = new Map<string, VmRelease>();
+
+  private constructor(
+    readonly dir: string,
+    readonly server: HostServer,
+    readonly kernel: GuestKernel,
+    readonly keysDir: string,
+    readonly sshKey: SshKey,
+  ) {}
+
+  /** Start the server, make the product's keys and register the product. */
+  static async create(dir: string): Promise<UpdateFleet> {
+    await mkdir(dir, { recursive: true });
+    const server = await startHostServer(dir);
+    const keysDir = join(dir, 'keys');
+    await runAbotaCli(['keys', 'init', keysDir, '--json']);
+    await server.abota(['product', 'create', PRODUCT, '--root', join(keysDir, 'root.json'), '--json']);
+    return new UpdateFleet(dir, server, guestKernel(), keysDir, makeSshKey(dir));
+  }
+
+  /** Build a signed release of the guest (deltas from earlier ones) and push it to the server. */
+  async release(spec: ReleaseSpec): Promise<VmRelease> {
+    const release = await buildVmRelease({
+      dir: join(this.dir, 'releases', spec.version),
+      version: spec.version,
+      kernel: this.kernel,
+      keysDir: this.keysDir,
+      layout: GUEST_LAYOUT,
+      serverUrl: `http://${GUEST_SERVER_ADDRESS.host}:${GUEST_SERVER_ADDRESS.port}`,
+      product: PRODUCT,
+      hardware: HARDWARE,
+      healthy: spec.healthy ?? true,
+      authorizedKeys: [this.sshKey.publicKey],
+      pollSeconds: POLL_SECONDS,
+      extraFiles: { '/usr/share/abota/release-notes': `guest release ${spec.version}\n` },
+      deltaFrom: (spec.deltaFrom ?? []).map((v) => this.releases.get(v)!.dir),
+    });
+    await this.server.abota(['release', 'push', release.dir, '--json']);
+    this.releases.set(spec.version, release);
+    return release;
+  }
+
+  /** The factory disk of one VM: slot A from `version`, a fresh registration token on Data. */
+  async factoryDisk(name: string, version: string): Promise<FactoryDisk> {
+    const token = (
+      JSON.parse(await this.server.abota(['token', 'create', '--product', PRODUCT, '--json'])) as {
+        token: string;
+      }
+    ).token;
+    const data = join(this.dir, 'vms', name, 'data');
+    const tokenFile = join(data, PROVISIONING_TOKEN_PATH.replace(/^\/var\//, ''));
+    await mkdir(join(tokenFile, '..'), { recursive: true });
+    await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
+    const path = join(this.dir, 'vms', name, 'disk.raw');
+    const summary = JSON.parse(
+      await runAbotaCli([
+        'image',
+        'disk',
+        '--release',
+        this.releases.get(version)!.dir,
+        '--out',
+        path,
+        ...diskSizeFlags(),
+        '--data-dir-content',
+        data,
+        '--json',
+      ]),
+    ) as { partitions: Partition[] };
+    return { path, partitions: summary.partitions };
+  }
+
+  /** A rollout of `version` to exactly one device, all of it at once. */
+  async rollout(version: string, deviceId: string): Promise<void> {
+    await this.server.abota([
+      'rollout',
+      'create',
+      '--product',
+      PRODUCT,
+      '--version',
+      version,
+      '--stages',
+      '100',
+      '--device',
+      deviceId,
+      '--name',
+      `${version} to ${deviceId}`,
+      '--json',
+    ]);
+  }
+
+  /** Poll `abota device list` until `accept` holds for the device; the row, or a timeout error. */
+  async waitForDevice(
+    accept: (d: DeviceRow) => boolean,
+    timeoutMs: number,
+    deviceId?: string,
+  ): Promise<DeviceRow> {
+    const deadline = performance.now() + timeoutMs;
+    let last: DeviceRow | undefined;
+    while (performance.now() < deadline) {
+      const rows = await this.server.devices(PRODUCT);
+      last = rows.find((d) => deviceId === undefined || d.id === deviceId);
+      if (last !== undefined && accept(last)) return last;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    throw new Error(
+      `device ${deviceId ?? '(any)'} did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(last)}`,
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.server.close();
+  }
+}
