@@ -8,7 +8,7 @@ import { basename, dirname, join } from 'node:path';
 /**
  * Replace `path` with `bytes`: write a temporary file in the same directory, fsync it, rename
  * it over the target (following a symlink to its target, as `grub-editenv create` does), then
- * fsync the directory so the rename itself survives a power cut. The file mode of an existing
+ * fsync the renamed file and the directory so the rename itself survives a power cut. The file mode of an existing
  * target is kept. Every byte is written explicitly, so the result is never sparse (GRUB's
  * `save_env` refuses sparse files, docs/formats.md §2.2).
  */
@@ -38,6 +38,15 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   } catch (e) {
     await unlink(tmp).catch(() => {});
     throw e;
+  }
+  // FAT (the ESP's grubenv): a rename moves the file's directory entry as inode metadata of the
+  // renamed file, which the directory's fsync does not write; without this fsync a power cut
+  // seconds later brings the old content back (found under QEMU: a markGood lost).
+  const renamed = await open(target, 'r');
+  try {
+    await renamed.sync();
+  } finally {
+    await renamed.close();
   }
   const dirHandle = await open(dir, 'r');
   try {
