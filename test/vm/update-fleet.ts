@@ -127,7 +127,7 @@ export class UpdateFleet {
     ]);
   }
 
-  /** Poll `abota device list` until `accept` holds for the device; the row, or a timeout error. */
+  /** Poll `abota device list` until `accept` holds for the device (or, without an id, any device). */
   async waitForDevice(
     accept: (d: DeviceRow) => boolean,
     timeoutMs: number,
@@ -137,8 +137,10 @@ export class UpdateFleet {
     let last: DeviceRow | undefined;
     while (performance.now() < deadline) {
       const rows = await this.server.devices(PRODUCT);
-      last = rows.find((d) => deviceId === undefined || d.id === deviceId);
-      if (last !== undefined && accept(last)) return last;
+      // Without an id: the first device that satisfies `accept` (a new VM's registration).
+      const row = deviceId === undefined ? rows.find(accept) : rows.find((d) => d.id === deviceId);
+      if (row !== undefined && accept(row)) return row;
+      last = row ?? last;
       await new Promise((r) => setTimeout(r, 2000));
     }
     throw new Error(
