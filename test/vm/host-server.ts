@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { runAbotaCli } from './abota-cli.js';
+import { abota as abotaCli } from './fixture.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SERVER_BIN = join(REPO_ROOT, 'services', 'update-server', 'bin', 'abota-server.js');
@@ -28,8 +28,8 @@ export interface HostServer {
   url: string;
   port: number;
   dataDir: string;
-  /** Run the `abota` CLI against this server; resolves its stdout, rejects with its output. */
-  abota(args: string[]): Promise<string>;
+  /** Run `abota …args --json` against this server; its JSON document. */
+  abota(args: string[]): Promise<Record<string, unknown>>;
   /** `abota device list --json`. */
   devices(product: string): Promise<DeviceRow[]>;
   close(): Promise<void>;
@@ -70,15 +70,15 @@ export async function startHostServer(dir: string): Promise<HostServer> {
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   const url = await waitForListening(child, logPath);
-  const env = { ...process.env, ABOTA_SERVER: url, ABOTA_API_KEY: adminKey };
-  const abota = (args: string[]): Promise<string> => runAbotaCli(args, env);
+  const env = { ABOTA_SERVER: url, ABOTA_API_KEY: adminKey };
+  const abota = (args: string[]): Promise<Record<string, unknown>> => abotaCli(args, env);
   return {
     url,
     port: Number(new URL(url).port),
     dataDir,
     abota,
     async devices(product) {
-      const out = JSON.parse(await abota(['device', 'list', '--product', product, '--json'])) as {
+      const out = (await abota(['device', 'list', '--product', product])) as unknown as {
         items: DeviceRow[];
       };
       return out.items;

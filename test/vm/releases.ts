@@ -2,14 +2,13 @@
 // build --kernel` (boot image with this rootfs' root hash), optionally with deltas from earlier
 // releases. Every step is the real CLI, as a publisher runs it.
 import { join } from 'node:path';
-import { runAbotaCli } from './abota-cli.js';
+import { abota, type Kernel } from './fixture.js';
 import { buildGuestTree, type GuestTreeOptions } from './guest/guest-tree.js';
-import type { GuestKernel } from './guest/kernel.js';
 
 export interface VmReleaseOptions extends Omit<GuestTreeOptions, 'dir' | 'kernel' | 'trustRootPath'> {
   /** Working directory of this release (tree/, rootfs.img, release/ are made in it). */
   dir: string;
-  kernel: GuestKernel;
+  kernel: Kernel;
   /** `abota keys init` directory: root.json goes into the tree, the keys sign the release. */
   keysDir: string;
   /** Earlier release directories to make deltas from. */
@@ -42,11 +41,11 @@ export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
   const treeSeconds = seconds(t);
   t = performance.now();
   const rootfsImage = join(dir, 'rootfs.img');
-  await runAbotaCli(['image', 'rootfs', '--from', join(dir, 'tree'), '--out', rootfsImage, '--json']);
+  await abota(['image', 'rootfs', '--from', join(dir, 'tree'), '--out', rootfsImage]);
   const rootfsSeconds = seconds(t);
   t = performance.now();
   const releaseDir = join(dir, 'release');
-  const summary = await runAbotaCli([
+  const summary = await abota([
     'release',
     'build',
     '--image',
@@ -70,13 +69,12 @@ export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
     '--out',
     releaseDir,
     ...(deltaFrom ?? []).flatMap((d) => ['--delta-from', d]),
-    '--json',
   ]);
   return {
     version: o.version,
     dir: releaseDir,
     rootfsImage,
-    rootHash: (JSON.parse(summary) as { images: { rootfs: { rootHash: string } } }).images.rootfs.rootHash,
+    rootHash: (summary as unknown as { images: { rootfs: { rootHash: string } } }).images.rootfs.rootHash,
     timings: { treeSeconds, rootfsSeconds, releaseSeconds: seconds(t) },
   };
 }

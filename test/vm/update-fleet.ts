@@ -3,9 +3,8 @@
 // token, rollouts to one device, and waits on what the server reports.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runAbotaCli } from './abota-cli.js';
+import { abota, type Kernel, vmKernel } from './fixture.js';
 import { diskSizeFlags, GUEST_LAYOUT } from './disk-layout.js';
-import { type GuestKernel, guestKernel } from './guest/kernel.js';
 import { PROVISIONING_TOKEN_PATH } from './guest/init-scripts.js';
 import { makeSshKey, type SshKey } from './guest-ssh.js';
 import { type DeviceRow, type HostServer, startHostServer } from './host-server.js';
@@ -42,7 +41,7 @@ export class UpdateFleet {
   private constructor(
     readonly dir: string,
     readonly server: HostServer,
-    readonly kernel: GuestKernel,
+    readonly kernel: Kernel,
     readonly keysDir: string,
     readonly sshKey: SshKey,
   ) {}
@@ -52,9 +51,9 @@ export class UpdateFleet {
     await mkdir(dir, { recursive: true });
     const server = await startHostServer(dir);
     const keysDir = join(dir, 'keys');
-    await runAbotaCli(['keys', 'init', keysDir, '--json']);
-    await server.abota(['product', 'create', PRODUCT, '--root', join(keysDir, 'root.json'), '--json']);
-    return new UpdateFleet(dir, server, guestKernel(), keysDir, makeSshKey(dir));
+    await abota(['keys', 'init', keysDir]);
+    await server.abota(['product', 'create', PRODUCT, '--root', join(keysDir, 'root.json')]);
+    return new UpdateFleet(dir, server, await vmKernel(), keysDir, makeSshKey(dir));
   }
 
   /** Build a signed release of the guest (deltas from earlier ones) and push it to the server. */
@@ -74,37 +73,32 @@ export class UpdateFleet {
       extraFiles: { '/usr/share/abota/release-notes': `guest release ${spec.version}\n` },
       deltaFrom: (spec.deltaFrom ?? []).map((v) => this.releases.get(v)!.dir),
     });
-    await this.server.abota(['release', 'push', release.dir, '--json']);
+    await this.server.abota(['release', 'push', release.dir]);
     this.releases.set(spec.version, release);
     return release;
   }
 
   /** The factory disk of one VM: slot A from `version`, a fresh registration token on Data. */
   async factoryDisk(name: string, version: string): Promise<FactoryDisk> {
-    const token = (
-      JSON.parse(await this.server.abota(['token', 'create', '--product', PRODUCT, '--json'])) as {
-        token: string;
-      }
-    ).token;
+    const { token } = (await this.server.abota(['token', 'create', '--product', PRODUCT])) as {
+      token: string;
+    };
     const data = join(this.dir, 'vms', name, 'data');
     const tokenFile = join(data, PROVISIONING_TOKEN_PATH.replace(/^\/var\//, ''));
     await mkdir(join(tokenFile, '..'), { recursive: true });
     await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
     const path = join(this.dir, 'vms', name, 'disk.raw');
-    const summary = JSON.parse(
-      await runAbotaCli([
-        'image',
-        'disk',
-        '--release',
-        this.releases.get(version)!.dir,
-        '--out',
-        path,
-        ...diskSizeFlags(),
-        '--data-dir-content',
-        data,
-        '--json',
-      ]),
-    ) as { partitions: Partition[] };
+    const summary = (await abota([
+      'image',
+      'disk',
+      '--release',
+      this.releases.get(version)!.dir,
+      '--out',
+      path,
+      ...diskSizeFlags(),
+      '--data-dir-content',
+      data,
+    ])) as unknown as { partitions: Partition[] };
     return { path, partitions: summary.partitions };
   }
 
@@ -123,7 +117,6 @@ export class UpdateFleet {
       deviceId,
       '--name',
       `${version} to ${deviceId}`,
-      '--json',
     ]);
   }
 

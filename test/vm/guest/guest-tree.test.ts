@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import { parseAgentConfig } from '@abota/client';
 import { describeWithTool, makeTempDir } from '@abota/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runAbota } from '../../fixtures/fleet.js';
 import { buildGuestTree, type GuestTree } from './guest-tree.js';
-import { guestKernel } from './kernel.js';
+import { abota, vmKernel } from '../fixture.js';
 
 const LAYOUT = {
   espPartlabel: 'ESP',
@@ -35,11 +34,11 @@ describeWithTool('dropbear', 'dropbear-bin', 'guest tree', () => {
 
   beforeAll(async () => {
     work = await makeTempDir('abota-guest-tree-');
-    await runAbota(['keys', 'init', join(work, 'keys'), '--json']);
+    await abota(['keys', 'init', join(work, 'keys')]);
     tree = await buildGuestTree({
       dir: join(work, 'tree'),
       version: '1.0.0',
-      kernel: guestKernel(),
+      kernel: await vmKernel(),
       trustRootPath: join(work, 'keys', 'root.json'),
       serverUrl: 'http://10.0.2.100',
       product: 'abota-vm',
