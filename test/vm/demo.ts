@@ -82,7 +82,11 @@ async function main(): Promise<void> {
       const v = await boot(2, false);
       process.stdout.write(`  GRUB booted slot ${await slotBooted(v)}\n`);
       const row = await fleet.waitForDevice(
-        (d) => d.id === device.id && d.currentVersion === '2.0.0' && d.installState === 'committed',
+        (d) =>
+          d.id === device.id &&
+          d.currentVersion === '2.0.0' &&
+          d.installState === 'committed' &&
+          d.bootedSlot === 'B',
         BOOT_TIMEOUT_MS,
       );
       process.stdout.write(
@@ -95,7 +99,7 @@ async function main(): Promise<void> {
     await fleet.close();
   }
   process.stdout.write(
-    `\nLeft in ${dir}:\n  vms/vm/disk.raw          the VM's disk (now on slot B, 2.0.0)\n  releases/<version>/release  the signed releases\n  vms/vm/boot-*/serial.log the serial console of each boot\n  abota-server.log         the update server's log\nBoot the disk by hand: see README "Boot the demo disk".\n`,
+    `\nLeft in ${dir}:\n  vms/vm/disk.raw          the VM's disk (now on slot B, 2.0.0)\n  releases/<version>/release  the signed releases\n  vms/vm/boot-*/serial.log the serial console of each boot\n  abota-server.log         the update server's log\nBoot the disk by hand: README "The VM demo".\n`,
   );
 }
 
