@@ -39,7 +39,9 @@ export function guestAgentConfig(o: GuestAgentConfigOptions): AgentConfigInput {
     boot: { path: `/dev/disk/by-partlabel/Boot${s}`, hashOffsetBytes: o.layout.bootHashOffsetBytes },
   });
   const config: AgentConfigInput = {
-    server: { url: o.serverUrl },
+    // Plain http is allowed: the guestfwd address ends on the host's loopback (QEMU's user
+    // network), so the bytes never cross a real network.
+    server: { url: o.serverUrl, allowInsecureHttp: true },
     deviceKeyPath: '/var/lib/abota/device-key.json',
     // Under /usr, not /etc: /etc is an overlay on Data, so a root.json there could be replaced.
     trustRootPath: TRUST_ROOT_GUEST_PATH,
