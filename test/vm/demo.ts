@@ -103,7 +103,12 @@ async function main(): Promise<void> {
   );
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`demo:vm failed: ${(e as Error).message}\n`);
-  process.exit(1);
-});
+// Exit explicitly: a finished run was seen to keep the event loop alive (a handle of the tsx
+// loader or the VM console socket), and the demo must end when it says it is done.
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`demo:vm failed: ${(e as Error).message}\n`);
+    process.exit(1);
+  },
+);
