@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run test:vm`: build the CLI, run the real-VM tests (test/vm, QEMU under TCG), then print
+// `npm run test:vm`: build the CLI and the agent package, run the real-VM tests (test/vm, QEMU under TCG), then print
 // one closing line like scripts/test.mjs: "VM tests: N passed, N failed, N skipped" and the wall time.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -15,6 +15,14 @@ const build = spawnSync('npx', ['turbo', 'run', 'build', '--output-logs=errors-o
   stdio: 'inherit',
 });
 let status = build.status ?? 1;
+// The guest installs the agent from its package, as a device would (test/vm/guest/guest-tree.ts).
+if (status === 0) {
+  const pkg = spawnSync('node', ['scripts/package-agent.mjs', '--json'], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  status = pkg.status ?? 1;
+}
 if (status === 0) {
   const vitest = spawnSync(
     'npx',

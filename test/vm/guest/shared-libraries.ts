@@ -30,7 +30,7 @@ export function sharedLibrariesOf(program: string): string[] {
 }
 
 /** Copy a file to the same path under `root` (following symlinks: the guest gets the bytes). */
-async function copyToSamePath(root: string, path: string, mode?: number): Promise<void> {
+export async function copyToSamePath(root: string, path: string, mode?: number): Promise<void> {
   const dest = join(root, path);
   await mkdir(dirname(dest), { recursive: true });
   await copyFile(await realpath(path), dest);
