@@ -39,6 +39,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A kernel log line on the serial console: "[    2.971213] ...". */
+const KERNEL_LOG_LINE = /^\[\s*\d+\.\d+\] .*(?:\n|$)/gm;
+
 export class Vm {
   readonly serialLog: string;
   readonly startedAt = performance.now();
@@ -198,7 +201,10 @@ export class Vm {
       timeoutMs,
       from,
     );
-    return { output: (m[1] ?? '').replace(/\r/g, ''), status: Number(m[2]) };
+    // The console also carries the kernel's own messages (e.g. "IPv6: ADDRCONF ... link becomes
+    // ready" a few seconds into boot), which can land between the markers: drop those lines.
+    const output = (m[1] ?? '').replace(/\r/g, '').replace(KERNEL_LOG_LINE, '');
+    return { output, status: Number(m[2]) };
   }
 
   /** Kill QEMU (SIGKILL if it does not stop within 2 s) and wait for it. */
