@@ -12,7 +12,7 @@ import { open, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger, DEFAULT_APP_CONFIG, generateSecret, startServer } from '@abota/update-server';
-import { initTrustRoot } from '../src/commands/keys.js';
+import { initTrustRoot } from '../src/keys/trust-root.js';
 import { buildRelease } from '../src/release/build.js';
 
 const MiB = 1024 * 1024;

@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findTool } from '@abota/testkit';
-import { initTrustRoot } from '../src/commands/keys.js';
+import { initTrustRoot } from '../src/keys/trust-root.js';
 import { buildRelease } from '../src/release/build.js';
 import { compressFile, DEFAULT_CODEC, decompress } from '../src/release/codec.js';
 import { verifyRelease } from '../src/release/verify.js';

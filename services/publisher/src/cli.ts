@@ -1,19 +1,20 @@
-// The `abota` command line: one subcommand group per concern (verity, keys, release, delta,
-// rollout, demo), each registered from its own module under ./commands.
+// The `abota` command line. This module and ./cli/ are the command table: every group, command,
+// argument and option with its help text, and nothing else — each action is imported when its
+// command runs (./cli/lazy.ts), so `abota --help` and `abota --version` load only commander and
+// the table. The actions live in ./commands/, the work in ./release/, ./keys/, ./image/.
 import { type Command, CommanderError } from 'commander';
-import { registerBlobCommands } from './commands/blob.js';
-import { registerCatalogCommands } from './commands/catalog.js';
-import { registerCredentialCommands } from './commands/credentials.js';
-import { registerDeltaCommands } from './commands/delta.js';
-import { registerDemoCommand } from './commands/demo.js';
-import { registerFleetCommands } from './commands/fleet.js';
-import { registerImageCommands } from './commands/image.js';
-import { registerKeysCommands } from './commands/keys.js';
-import { registerReleaseCommands } from './commands/release.js';
-import { registerRolloutCommands } from './commands/rollout.js';
-import { registerServerCommands } from './commands/server.js';
-import { registerVerityCommands } from './commands/verity.js';
-import { reportFailure } from './output.js';
+import { registerApiKeyCommands } from './cli/apikey.js';
+import { registerBlobCommands } from './cli/blob.js';
+import { registerDeltaCommands } from './cli/delta.js';
+import { registerDemoCommand } from './cli/demo.js';
+import { registerDeviceCommands } from './cli/device.js';
+import { registerImageCommands } from './cli/image.js';
+import { registerKeysCommands } from './cli/keys.js';
+import { registerProductCommands } from './cli/product.js';
+import { registerReleaseCommands } from './cli/release.js';
+import { registerRolloutCommands } from './cli/rollout.js';
+import { registerTokenCommands } from './cli/token.js';
+import { registerVerityCommands } from './cli/verity.js';
 import { AbotaCommand, exitStatusOfCommanderError } from './usage.js';
 
 export function buildProgram(): Command {
@@ -22,14 +23,15 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  // The order of the groups in `abota --help`.
   registerVerityCommands(program);
   registerKeysCommands(program);
   registerReleaseCommands(program);
   registerImageCommands(program);
-  registerServerCommands(program);
-  registerCatalogCommands(program);
-  registerFleetCommands(program);
-  registerCredentialCommands(program);
+  registerProductCommands(program);
+  registerTokenCommands(program);
+  registerDeviceCommands(program);
+  registerApiKeyCommands(program);
   registerBlobCommands(program);
   registerDeltaCommands(program);
   registerRolloutCommands(program);
@@ -47,6 +49,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       // --help and --version land here with exitCode 0; every usage error exits 2.
       return exitStatusOfCommanderError(err);
     }
+    const { reportFailure } = await import('./output.js');
     return reportFailure(err, argv.includes('--json'));
   }
 }

@@ -4,7 +4,6 @@
 // every blob no release references that was stored before a grace period (a push in progress
 // has uploaded blobs that its manifest does not reference yet).
 import type { BlobListItemSchema } from '@abota/update-server/api';
-import type { Command } from 'commander';
 import { printJson } from '../output.js';
 import {
   type AdminConnection,
@@ -15,7 +14,7 @@ import {
 } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';
 import { parseDurationSeconds } from './rollout.js';
-import { commandGroup, formatTable, parsePositiveInt, usage, withServerOptions } from './server-flags.js';
+import { formatTable, parsePositiveInt, usage } from './server-flags.js';
 
 /** "sha256:<hex>" or "<hex>" → the 64 lower-case hex digits the blob routes take. */
 export function blobHex(text: string): string {
@@ -90,91 +89,68 @@ async function collectGarbage(
   return report;
 }
 
-export function registerBlobCommands(program: Command): void {
-  const blob = commandGroup(program, 'blob', "content-addressed blobs in the server's store");
+/** `show` */
+export async function show(digest: string, flags: ServerFlags): Promise<void> {
+  const hex = blobHex(digest);
+  const api = connectFromEnvironment(flags).api();
+  const info = await readJson(
+    await api.v1.admin.blobs.sha256[':hex'].$get({ param: { hex } }),
+    (s) => s.BlobInfoSchema,
+  );
+  if (flags.json === true) return printJson({ ok: true, blob: info });
+  process.stdout.write(`${info.digest} ${info.sizeBytes} bytes\n`);
+}
 
-  withServerOptions(
-    blob
-      .command('show')
-      .description('is this blob in the store, and how large is it')
-      .argument('<digest>', 'sha256:<hex> (as in a manifest or `abota release show`)'),
-  ).action(async (digest: string, flags: ServerFlags) => {
-    const hex = blobHex(digest);
-    const api = connectFromEnvironment(flags).api();
-    const info = await readJson(
-      await api.v1.admin.blobs.sha256[':hex'].$get({ param: { hex } }),
-      (s) => s.BlobInfoSchema,
-    );
-    if (flags.json === true) return printJson({ ok: true, blob: info });
-    process.stdout.write(`${info.digest} ${info.sizeBytes} bytes\n`);
-  });
+/** `delete` */
+export async function deleteBlob(digest: string, flags: ServerFlags): Promise<void> {
+  const hex = blobHex(digest);
+  const api = connectFromEnvironment(flags).api();
+  const info = await readJson(
+    await api.v1.admin.blobs.sha256[':hex'].$delete({ param: { hex } }),
+    (s) => s.BlobInfoSchema,
+  );
+  if (flags.json === true) return printJson({ ok: true, blob: info });
+  process.stdout.write(`deleted ${info.digest} (${info.sizeBytes} bytes)\n`);
+}
 
-  withServerOptions(
-    blob
-      .command('delete')
-      .description('delete a blob no release references (as artifact, hash tree or registered delta)')
-      .argument('<digest>', 'sha256:<hex>'),
-  ).action(async (digest: string, flags: ServerFlags) => {
-    const hex = blobHex(digest);
-    const api = connectFromEnvironment(flags).api();
-    const info = await readJson(
-      await api.v1.admin.blobs.sha256[':hex'].$delete({ param: { hex } }),
-      (s) => s.BlobInfoSchema,
-    );
-    if (flags.json === true) return printJson({ ok: true, blob: info });
-    process.stdout.write(`deleted ${info.digest} (${info.sizeBytes} bytes)\n`);
-  });
+/** `list` */
+export async function list(
+  flags: ServerFlags & { unreferenced?: boolean; limit: string; cursor?: string },
+): Promise<void> {
+  const limit = parsePositiveInt('--limit', flags.limit, 1000) ?? 100;
+  const api = connectFromEnvironment(flags).api();
+  const query = {
+    limit: String(limit),
+    ...(flags.unreferenced === true ? { unreferenced: 'true' as const } : {}),
+    ...(flags.cursor === undefined ? {} : { cursor: flags.cursor }),
+  };
+  const page = await readJson(await api.v1.admin.blobs.$get({ query }), BlobPage);
+  if (flags.json === true) return printJson({ ok: true, ...page });
+  if (page.items.length === 0) return void process.stdout.write('no blobs\n');
+  process.stdout.write(
+    formatTable(
+      ['DIGEST', 'SIZE', 'STORED', 'REFERENCED'],
+      page.items.map((b) => [b.digest, String(b.sizeBytes), b.createdAt, b.referenced ? 'yes' : 'no']),
+    ),
+  );
+  if (page.nextCursor !== null) process.stderr.write(`more: abota blob list --cursor ${page.nextCursor}\n`);
+}
 
-  withServerOptions(
-    blob
-      .command('list')
-      .description('list stored blobs by digest, each with whether a release references it (one page)')
-      .option('--unreferenced', 'only blobs no release references')
-      .option('--limit <n>', 'page size (1..1000)', '100')
-      .option('--cursor <cursor>', 'continue after a previous page'),
-  ).action(async (flags: ServerFlags & { unreferenced?: boolean; limit: string; cursor?: string }) => {
-    const limit = parsePositiveInt('--limit', flags.limit, 1000) ?? 100;
-    const api = connectFromEnvironment(flags).api();
-    const query = {
-      limit: String(limit),
-      ...(flags.unreferenced === true ? { unreferenced: 'true' as const } : {}),
-      ...(flags.cursor === undefined ? {} : { cursor: flags.cursor }),
-    };
-    const page = await readJson(await api.v1.admin.blobs.$get({ query }), BlobPage);
-    if (flags.json === true) return printJson({ ok: true, ...page });
-    if (page.items.length === 0) return void process.stdout.write('no blobs\n');
-    process.stdout.write(
-      formatTable(
-        ['DIGEST', 'SIZE', 'STORED', 'REFERENCED'],
-        page.items.map((b) => [b.digest, String(b.sizeBytes), b.createdAt, b.referenced ? 'yes' : 'no']),
-      ),
-    );
-    if (page.nextCursor !== null) process.stderr.write(`more: abota blob list --cursor ${page.nextCursor}\n`);
-  });
-
-  withServerOptions(
-    blob
-      .command('gc')
-      .description(
-        'delete every blob no release references that was stored before --older-than (a push in progress has unreferenced blobs)',
-      )
-      .option('--older-than <duration>', 'grace period, e.g. 1d, 12h, 90m', '1d')
-      .option('--dry-run', 'only list what would be deleted'),
-  ).action(async (flags: ServerFlags & { olderThan: string; dryRun?: boolean }) => {
-    const graceSeconds = parseDurationSeconds('--older-than', flags.olderThan);
-    const conn = connectFromEnvironment(flags);
-    const report = await collectGarbage(
-      conn,
-      new Date(Date.now() - graceSeconds * 1000),
-      flags.dryRun === true,
-    );
-    if (flags.json === true) return printJson({ ok: true, ...report });
-    const verb = report.dryRun ? 'would delete' : 'deleted';
-    process.stdout.write(
-      `${verb} ${report.deleted.length} blob(s), ${report.deletedBytes} bytes, that no release references and were stored before ${report.createdBefore}\n`,
-    );
-    for (const b of report.deleted) process.stdout.write(`  ${b.digest} ${b.sizeBytes}\n`);
-    if (report.kept.length > 0)
-      process.stdout.write(`kept ${report.kept.length} blob(s) a release referenced meanwhile\n`);
-  });
+/** `gc` */
+export async function gc(flags: ServerFlags & { olderThan: string; dryRun?: boolean }): Promise<void> {
+  const graceSeconds = parseDurationSeconds('--older-than', flags.olderThan);
+  const conn = connectFromEnvironment(flags);
+  const report = await collectGarbage(
+    conn,
+    new Date(Date.now() - graceSeconds * 1000),
+    flags.dryRun === true,
+  );
+  if (flags.json === true) return printJson({ ok: true, ...report });
+  const verb = report.dryRun ? 'would delete' : 'deleted';
+  process.stdout.write(
+    `${verb} ${report.deleted.length} blob(s), ${report.deletedBytes} bytes, that no release references and were stored before ${report.createdBefore}\n`,
+  );
+  for (const b of report.deleted) process.stdout.write(`  ${b.digest} ${b.sizeBytes}\n`);
+  if (report.kept.length > 0)
+    process.stdout.write(`kept ${report.kept.length} blob(s) a release referenced meanwhile\n`);
 }

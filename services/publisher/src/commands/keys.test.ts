@@ -13,7 +13,7 @@ import {
 } from '@abota/manifest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../test-support/run-cli.js';
-import { loadRoleSigningKeys, loadRootChain } from './keys.js';
+import { loadRoleSigningKeys, loadRootChain } from '../keys/trust-root.js';
 
 let dir: string;
 

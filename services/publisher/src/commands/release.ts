@@ -3,17 +3,16 @@
 // this module only maps flags to options and results to output.
 import { ManifestError } from '@abota/manifest';
 import { VerityError } from '@abota/verity';
-import type { Command } from 'commander';
 import { startProgress, printJson } from '../output.js';
 import { type AddDeltaSummary, addDeltas } from '../release/add-delta.js';
 import { buildRelease, type BuildSummary } from '../release/build.js';
-import { DEFAULT_CODEC, parseCodec } from '../release/codec.js';
+import { parseCodec } from '../release/codec.js';
 import type { DeltaOutcome } from '../release/deltas-make.js';
 import { ReleaseError } from '../release/errors.js';
 import { formatInspectReport, humanSize, inspectRelease } from '../release/inspect.js';
 import { verifyRelease, type VerifyReport } from '../release/verify.js';
 import { parseDeltaQuality } from '../release/deltas-make.js';
-import { passphraseFromEnv } from './keys.js';
+import { passphraseFromEnv } from '../keys/store.js';
 
 const MIB = 1024 * 1024;
 
@@ -94,14 +93,6 @@ function bootFromFlags(flags: BuildFlags): { kernel: string; modulesDir: string 
     );
   }
   return { kernel: flags.kernel, modulesDir: flags.kernelModules };
-}
-
-/**
- * Commander collector for repeatable options (`--delta-from A --delta-from B`). No default value:
- * a mandatory one left out (add-delta --from) is then reported as missing.
- */
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
 }
 
 /** Two progress bars never share the terminal: the next one starts when the previous stops. */
@@ -193,164 +184,97 @@ function printVerifyReport(r: VerifyReport): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-export function registerReleaseCommands(program: Command): void {
-  // `release build --version V` must reach the subcommand instead of printing abota's own
-  // version: program options are recognised only before the subcommand name.
-  program.enablePositionalOptions();
-  const release = program.command('release').description('build, verify, inspect and push signed releases');
+/** `build` */
+export async function build(flags: BuildFlags): Promise<void> {
+  const json = flags.json === true;
+  const deltaQuality = parseDeltaQuality(flags.deltaQuality);
+  const codec = parseCodec(flags.codec);
+  const bars = new ProgressBars(json);
+  let summary: BuildSummary;
+  try {
+    // Ctrl-C / SIGTERM: stop at the next chunk and remove the partial directory before exiting.
+    summary = await withInterrupt((signal) =>
+      buildRelease({
+        signal,
+        images: { rootfs: flags.image, boot: flags.boot },
+        bootFrom: bootFromFlags(flags),
+        product: flags.product,
+        compatible: flags.compatible,
+        version: flags.version,
+        securityVersion: flags.securityVersion,
+        expires: flags.expires,
+        keysDir: flags.keys,
+        outDir: flags.out,
+        passphrase: passphraseFromEnv(flags.passphraseEnv),
+        deltaFrom: flags.deltaFrom,
+        ...(deltaQuality === undefined ? {} : { deltaQuality }),
+        codec,
+        onProgress: (done, total) => bars.update('release build (MiB)', done, total),
+        onDeltaProgress: (done, total) => bars.update('release deltas (MiB)', done, total),
+      }),
+    );
+  } finally {
+    bars.stop();
+  }
+  if (json) printJson({ ok: true, ...summary });
+  else printBuildSummary(summary);
+}
 
-  release
-    .command('build')
-    .description('turn rootfs (and boot) images into a signed release directory')
-    .requiredOption('--image <rootfs.img>', 'root filesystem image (a whole number of 4096-byte blocks)')
-    .option('--boot <boot.img>', 'boot image (optional)')
-    .option(
-      '--kernel <vmlinuz>',
-      'make the boot image from this kernel (+ initramfs + boot config; docs/image.md)',
-    )
-    .option(
-      '--kernel-modules <dir>',
-      "the kernel's lib/modules/<version> (or a root holding it); with --kernel",
-    )
-    .requiredOption('--product <id>', 'product id, e.g. eflow-vm')
-    .requiredOption('--compatible <hw...>', 'hardware ids the release may be installed on')
-    .requiredOption('--version <semver>', 'release version (strict semver, e.g. 1.2.0)')
-    .requiredOption('--security-version <n>', 'anti-rollback counter (devices refuse lower)')
-    .requiredOption('--expires <duration|timestamp>', 'e.g. 180d, 26w, or 2027-05-25T12:00:00Z')
-    .requiredOption('--keys <dir>', 'keys directory from `abota keys init` (root.json + keys/)')
-    .requiredOption('--out <dir>', 'release directory to create (must not exist)')
-    .option('--passphrase-env <VAR>', 'environment variable holding the key-file passphrase')
-    .option(
-      '--delta-from <release-dir>',
-      'previous release to make deltas from (repeatable); verified first, same product, older version',
-      collect,
-    )
-    .option('--delta-quality <0-11>', 'brotli quality of delta literal data (default 11)')
-    .option(
-      '--codec <name>',
-      `full-image artifact codec: zstd (level 19), brotli (quality 6, the default before zstd) or none (default ${DEFAULT_CODEC.codec})`,
-    )
-    .option('--json', 'print one JSON summary for CI')
-    .action(async (flags: BuildFlags) => {
-      const json = flags.json === true;
-      const deltaQuality = parseDeltaQuality(flags.deltaQuality);
-      const codec = parseCodec(flags.codec);
-      const bars = new ProgressBars(json);
-      let summary: BuildSummary;
-      try {
-        // Ctrl-C / SIGTERM: stop at the next chunk and remove the partial directory before exiting.
-        summary = await withInterrupt((signal) =>
-          buildRelease({
-            signal,
-            images: { rootfs: flags.image, boot: flags.boot },
-            bootFrom: bootFromFlags(flags),
-            product: flags.product,
-            compatible: flags.compatible,
-            version: flags.version,
-            securityVersion: flags.securityVersion,
-            expires: flags.expires,
-            keysDir: flags.keys,
-            outDir: flags.out,
-            passphrase: passphraseFromEnv(flags.passphraseEnv),
-            deltaFrom: flags.deltaFrom,
-            ...(deltaQuality === undefined ? {} : { deltaQuality }),
-            codec,
-            onProgress: (done, total) => bars.update('release build (MiB)', done, total),
-            onDeltaProgress: (done, total) => bars.update('release deltas (MiB)', done, total),
-          }),
-        );
-      } finally {
-        bars.stop();
-      }
-      if (json) printJson({ ok: true, ...summary });
-      else printBuildSummary(summary);
-    });
+/** `add-delta` */
+export async function addDelta(dir: string, flags: AddDeltaFlags): Promise<void> {
+  const json = flags.json === true;
+  const bars = new ProgressBars(json);
+  let summary: AddDeltaSummary;
+  try {
+    summary = await withInterrupt((signal) =>
+      addDeltas({
+        dir,
+        from: flags.from,
+        rootPath: flags.root,
+        quality: flags.deltaQuality,
+        signal,
+        onProgress: (done, total) => bars.update('release deltas (MiB)', done, total),
+      }),
+    );
+  } catch (err) {
+    // The release's own verification failures exit 3 like `release verify`; a ReleaseError
+    // keeps its status (2 for a wrong --from, 130 for Ctrl-C).
+    throw err instanceof ReleaseError ? err : asVerifyFailure(err);
+  } finally {
+    bars.stop();
+  }
+  if (json) printJson({ ok: true, ...summary });
+  else printAddDeltaSummary(summary);
+}
 
-  release
-    .command('add-delta')
-    .description('make deltas from previous releases for a release that is already built')
-    .argument('<release-dir>', 'the release that receives the deltas (deltas.json, blobs/)')
-    .requiredOption(
-      '--from <release-dir>',
-      'previous release to make deltas from (repeatable); verified first, same product, older version',
-      collect,
-    )
-    .option(
-      '--root <root.json>',
-      "trust root both releases are checked from (default: the release's oldest root, roots/<N>.root.json or root.json)",
-    )
-    .option('--delta-quality <0-11>', 'brotli quality of delta literal data (default 11)')
-    .option('--json', 'print one JSON summary: each delta with its size and ratio to the full artifact')
-    .action(async (dir: string, flags: AddDeltaFlags) => {
-      const json = flags.json === true;
-      const bars = new ProgressBars(json);
-      let summary: AddDeltaSummary;
-      try {
-        summary = await withInterrupt((signal) =>
-          addDeltas({
-            dir,
-            from: flags.from,
-            rootPath: flags.root,
-            quality: flags.deltaQuality,
-            signal,
-            onProgress: (done, total) => bars.update('release deltas (MiB)', done, total),
-          }),
-        );
-      } catch (err) {
-        // The release's own verification failures exit 3 like `release verify`; a ReleaseError
-        // keeps its status (2 for a wrong --from, 130 for Ctrl-C).
-        throw err instanceof ReleaseError ? err : asVerifyFailure(err);
-      } finally {
-        bars.stop();
-      }
-      if (json) printJson({ ok: true, ...summary });
-      else printAddDeltaSummary(summary);
+/** `verify` */
+export async function verify(dir: string, flags: VerifyFlags): Promise<void> {
+  const json = flags.json === true;
+  let bar: ReturnType<typeof startProgress> | undefined;
+  let report: VerifyReport;
+  try {
+    const now = parseNow(flags.now);
+    report = await verifyRelease({
+      dir,
+      rootPath: flags.root,
+      ...(now === undefined ? {} : { now }),
+      onProgress: (done, total) => {
+        bar ??= startProgress('release verify (MiB)', Math.ceil(total / MIB), { json });
+        bar.update(Math.floor(done / MIB));
+      },
     });
+  } catch (err) {
+    throw asVerifyFailure(err);
+  } finally {
+    bar?.stop();
+  }
+  if (json) printJson({ ok: true, ...report });
+  else printVerifyReport(report);
+}
 
-  release
-    .command('verify')
-    .description(
-      'check a release as a device would: root chain, signatures, expiry, blobs, every block; and every delta listed in deltas.json',
-    )
-    .argument('<release-dir>')
-    .requiredOption(
-      '--root <root.json>',
-      'the trust root to verify against (e.g. the one baked into devices)',
-    )
-    .option('--now <iso>', 'check expiry as of this instant instead of now')
-    .option('--json', 'print one JSON report')
-    .action(async (dir: string, flags: VerifyFlags) => {
-      const json = flags.json === true;
-      let bar: ReturnType<typeof startProgress> | undefined;
-      let report: VerifyReport;
-      try {
-        const now = parseNow(flags.now);
-        report = await verifyRelease({
-          dir,
-          rootPath: flags.root,
-          ...(now === undefined ? {} : { now }),
-          onProgress: (done, total) => {
-            bar ??= startProgress('release verify (MiB)', Math.ceil(total / MIB), { json });
-            bar.update(Math.floor(done / MIB));
-          },
-        });
-      } catch (err) {
-        throw asVerifyFailure(err);
-      } finally {
-        bar?.stop();
-      }
-      if (json) printJson({ ok: true, ...report });
-      else printVerifyReport(report);
-    });
-
-  release
-    .command('inspect')
-    .description('print what a release directory says, deltas included (without verifying it)')
-    .argument('<release-dir>')
-    .option('--json', 'print one JSON document')
-    .action(async (dir: string, flags: { json?: boolean }) => {
-      const report = await inspectRelease(dir);
-      if (flags.json === true) printJson({ ok: true, ...report });
-      else process.stdout.write(formatInspectReport(report));
-    });
+/** `inspect` */
+export async function inspect(dir: string, flags: { json?: boolean }): Promise<void> {
+  const report = await inspectRelease(dir);
+  if (flags.json === true) printJson({ ok: true, ...report });
+  else process.stdout.write(formatInspectReport(report));
 }

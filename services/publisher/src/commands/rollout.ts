@@ -1,7 +1,3 @@
-// `abota rollout create|list|status|start|pause|resume|abort|advance|rollback`: canary rollouts through
-// the update server's admin API (services/update-server README "Rollouts"). Human tables on a
-// terminal, one JSON document with --json, and `status --watch` redrawing the live view.
-import type { Command } from 'commander';
 import {
   type AdminConnection,
   type ApiSchemas,
@@ -288,234 +284,130 @@ async function watchStatus(
   }
 }
 
-// ---- commands ----
-
-const collect = (value: string, previous: string[]) => [...previous, value];
-
-function common(cmd: Command): Command {
-  return cmd
-    .option('--server <url>', 'update server base URL (default: $ABOTA_SERVER)')
-    .option('--api-key-env <VAR>', 'environment variable holding the API key (default ABOTA_API_KEY)')
-    .option('--json', 'print one JSON document instead of text');
+/** `create` */
+export async function create(flags: CreateFlags): Promise<void> {
+  let releaseId = flags.release;
+  if ((releaseId === undefined) === (flags.product === undefined || flags.version === undefined))
+    throw usage('give --release <id>, or --product <id> with --version <version>');
+  const api = client(flags);
+  if (releaseId === undefined)
+    releaseId = (await findRelease(api, flags.product ?? '', flags.version ?? '')).id;
+  const selector = {
+    ...(flags.tag.length > 0 ? { tags: flags.tag } : {}),
+    ...(flags.group.length > 0 ? { groups: flags.group } : {}),
+    ...(flags.hardware.length > 0 ? { hardware: flags.hardware } : {}),
+    ...(flags.device.length > 0 ? { deviceIds: flags.device } : {}),
+    ...(flags.currentVersion === undefined ? {} : { currentVersion: flags.currentVersion }),
+  };
+  const json = {
+    releaseId,
+    ...(flags.name === undefined ? {} : { name: flags.name }),
+    selector,
+    stages: buildStages(flags),
+    ...(flags.window === undefined
+      ? {}
+      : { maintenanceWindow: parseWindow(flags.window, flags.windowTz, flags.windowDays) }),
+    ...(flags.allowDowngrade === true ? { allowDowngrade: true } : {}),
+    ...(flags.draft === true ? { start: false } : {}),
+  };
+  const created = await readJson(await api.api().v1.admin.rollouts.$post({ json }), (s) => s.RolloutSchema);
+  if (flags.json === true) printJson(created);
+  else process.stdout.write(`created ${renderOne(created)}\n`);
 }
 
-/** What the defaults of `rollout create` do, for `--help` (server side: README "Rollouts"). */
-const CREATE_DEFAULTS_HELP = `
-How stages work, with the defaults:
-  --stages 1,10,100   three stages: 1 %, then 10 %, then all of the selected devices. Membership
-                      is a stable hash of (rollout, device): raising the percent only adds devices.
-  --min-devices 1     each stage reaches at least this many devices whatever its percent gives,
-                      so in a fleet of 3 the 1 % canary is 1 device, not none (0: percent only).
-  --bake 1h           a stage runs at least this long before it advances by itself.
-  --min-committed     (server default 1) committed devices a stage needs before it advances.
-  --max-failure 5     pause automatically when more than 5 % of outcomes failed or rolled back,
-  --min-sample 5      judged once at least 5 devices have an outcome.
-  A stage advances by itself when it has baked and is healthy; \`abota rollout advance <id>\`
-  moves to the next stage at once (e.g. once you have watched the canary long enough).
-
-Examples:
-  abota rollout create --product eflow-vm --version 1.2.0
-  abota rollout create --release <id> --stages 100 --bake 0    # everyone at once
-  abota rollout create --release <id> --stages 5,100 --min-devices 2 --group lab
-`;
-
-export function registerRolloutCommands(program: Command): void {
-  const rollout = program
-    .command('rollout')
-    .description('canary rollouts on an update server (API key from $ABOTA_API_KEY)');
-
-  common(
-    rollout
-      .command('create')
-      .description('create a staged rollout of a release; it starts at once unless --draft')
-      .option('--release <id>', 'release id')
-      .option('--product <id>', 'product of the release (with --version)')
-      .option('--version <version>', 'release version (with --product)')
-      .option('--name <name>', 'a name for people')
-      .option('--stages <percents>', 'comma-separated stage percentages of the selected devices', '1,10,100')
-      .option('--stages-json <json>', 'stages as JSON, overriding --stages and the thresholds')
-      .option('--bake <duration>', 'minimum time in each stage before advancing (90s, 15m, 2h, 1d)', '1h')
-      .option('--min-committed <n>', 'committed devices a stage needs before advancing')
-      .option('--max-failure <percent>', 'pause when failed + rolled back exceed this share of outcomes', '5')
-      .option('--min-sample <n>', 'outcomes needed before the failure rate is judged', '5')
-      .option('--max-concurrent <n>', 'devices updating at once, at most')
-      .option(
-        '--min-devices <n>',
-        'each stage reaches at least this many devices, whatever its percent (server default 1)',
-      )
-      .option('--tag <tag>', 'device must carry this tag (repeatable: all required)', collect, [])
-      .option(
-        '--group <name>',
-        'device must be in one of these groups (tag group:<name>; repeatable)',
-        collect,
-        [],
-      )
-      .option('--hardware <id>', 'device hardware (repeatable: any)', collect, [])
-      .option('--device <id>', 'explicit device id (repeatable: any)', collect, [])
-      .option('--current-version <constraint>', 'running-version constraint, e.g. ">=1.0.0 <1.2.0"')
-      .option('--window <HH:MM-HH:MM>', 'maintenance window for new installs')
-      .option('--window-tz <tz>', 'utc or device-local (the device timezone attribute)', 'utc')
-      .option('--window-days <days>', 'window days, 0 = Sunday, comma-separated')
-      .option('--allow-downgrade', 'offer the release to devices running a newer version')
-      .option('--draft', 'create it as a draft; `abota rollout start` starts it')
-      .addHelpText('after', CREATE_DEFAULTS_HELP),
-  ).action(async (flags: CreateFlags) => {
-    let releaseId = flags.release;
-    if ((releaseId === undefined) === (flags.product === undefined || flags.version === undefined))
-      throw usage('give --release <id>, or --product <id> with --version <version>');
-    const api = client(flags);
-    if (releaseId === undefined)
-      releaseId = (await findRelease(api, flags.product ?? '', flags.version ?? '')).id;
-    const selector = {
-      ...(flags.tag.length > 0 ? { tags: flags.tag } : {}),
-      ...(flags.group.length > 0 ? { groups: flags.group } : {}),
-      ...(flags.hardware.length > 0 ? { hardware: flags.hardware } : {}),
-      ...(flags.device.length > 0 ? { deviceIds: flags.device } : {}),
-      ...(flags.currentVersion === undefined ? {} : { currentVersion: flags.currentVersion }),
+/** `list` */
+export async function list(flags: CommonFlags & { product?: string; state?: string }): Promise<void> {
+  const { ROLLOUT_LIFECYCLE } = await apiSchemas();
+  const state = flags.state === undefined ? undefined : ROLLOUT_LIFECYCLE.find((st) => st === flags.state);
+  if (flags.state !== undefined && state === undefined)
+    throw usage(`--state "${flags.state}": expected one of ${ROLLOUT_LIFECYCLE.join(', ')}`);
+  const api = client(flags);
+  const items: RolloutView[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < 100; page++) {
+    const query = {
+      limit: '1000',
+      ...(flags.product === undefined ? {} : { product: flags.product }),
+      ...(state === undefined ? {} : { state }),
+      ...(cursor === null ? {} : { cursor }),
     };
-    const json = {
-      releaseId,
-      ...(flags.name === undefined ? {} : { name: flags.name }),
-      selector,
-      stages: buildStages(flags),
-      ...(flags.window === undefined
-        ? {}
-        : { maintenanceWindow: parseWindow(flags.window, flags.windowTz, flags.windowDays) }),
-      ...(flags.allowDowngrade === true ? { allowDowngrade: true } : {}),
-      ...(flags.draft === true ? { start: false } : {}),
-    };
-    const created = await readJson(await api.api().v1.admin.rollouts.$post({ json }), (s) => s.RolloutSchema);
-    if (flags.json === true) printJson(created);
-    else process.stdout.write(`created ${renderOne(created)}\n`);
-  });
-
-  common(
-    rollout
-      .command('list')
-      .description('list rollouts')
-      .option('--product <id>', 'only this product')
-      .option('--state <state>', 'only draft|active|paused|completed|aborted'),
-  ).action(async (flags: CommonFlags & { product?: string; state?: string }) => {
-    const { ROLLOUT_LIFECYCLE } = await apiSchemas();
-    const state = flags.state === undefined ? undefined : ROLLOUT_LIFECYCLE.find((st) => st === flags.state);
-    if (flags.state !== undefined && state === undefined)
-      throw usage(`--state "${flags.state}": expected one of ${ROLLOUT_LIFECYCLE.join(', ')}`);
-    const api = client(flags);
-    const items: RolloutView[] = [];
-    let cursor: string | null = null;
-    for (let page = 0; page < 100; page++) {
-      const query = {
-        limit: '1000',
-        ...(flags.product === undefined ? {} : { product: flags.product }),
-        ...(state === undefined ? {} : { state }),
-        ...(cursor === null ? {} : { cursor }),
-      };
-      const res: RolloutPageView = await readJson(
-        await api.api().v1.admin.rollouts.$get({ query }),
-        RolloutPage,
-      );
-      items.push(...res.items);
-      cursor = res.nextCursor;
-      if (cursor === null) break;
-    }
-    if (flags.json === true) printJson({ items });
-    else process.stdout.write(`${renderList(items)}\n`);
-  });
-
-  common(
-    rollout
-      .command('status')
-      .argument('<id>', 'rollout id')
-      .description('per-stage counts, failure rate, time in stage and the next automatic action')
-      .option('--watch', 'keep refreshing until the rollout completes or is aborted (Ctrl-C stops)')
-      .option('--interval <seconds>', 'refresh interval for --watch', '2')
-      .option('--count <n>', 'with --watch: stop after this many refreshes'),
-  ).action(async (id: string, flags: CommonFlags & { watch?: boolean; interval: string; count?: string }) => {
-    const api = client(flags);
-    if (flags.watch === true) {
-      await watchStatus(api, id, {
-        json: flags.json === true,
-        intervalSeconds: parseNumber('--interval', flags.interval, { min: 0.1, max: 3600 }) ?? 2,
-        count: parseNumber('--count', flags.count, { integer: true, min: 1 }),
-      });
-      return;
-    }
-    const doc = await rolloutStatus(api, id);
-    if (flags.json === true) printJson(doc);
-    else process.stdout.write(`${renderStatus(doc)}\n`);
-  });
-
-  for (const [action, description] of [
-    ['start', 'start a draft rollout at its first stage'],
-    ['pause', 'stop new offers (devices already installing finish)'],
-    ['resume', 'continue a paused rollout at its stage (the bake time starts again)'],
-    ['abort', 'end a rollout for good: nothing more is offered'],
-  ] as const) {
-    const cmd = common(rollout.command(action).argument('<id>', 'rollout id').description(description));
-    if (action === 'pause' || action === 'abort')
-      cmd.option('--reason <text>', 'why, for the audit log and status');
-    cmd.action(async (id: string, flags: CommonFlags & { reason?: string }) => {
-      const api = client(flags);
-      const res = await api.api().v1.admin.rollouts[':id'][action].$post({
-        param: { id },
-        json: flags.reason === undefined ? {} : { reason: flags.reason },
-      });
-      const updated = await readJson(res, (s) => s.RolloutSchema);
-      if (flags.json === true) printJson(updated);
-      else process.stdout.write(`${renderOne(updated)}\n`);
-    });
+    const res: RolloutPageView = await readJson(
+      await api.api().v1.admin.rollouts.$get({ query }),
+      RolloutPage,
+    );
+    items.push(...res.items);
+    cursor = res.nextCursor;
+    if (cursor === null) break;
   }
+  if (flags.json === true) printJson({ items });
+  else process.stdout.write(`${renderList(items)}\n`);
+}
 
-  common(
-    rollout
-      .command('advance')
-      .argument('<id>', 'rollout id')
-      .description(
-        'move a running rollout to its next stage now, without waiting for its bake time and thresholds',
-      )
-      .option('--reason <text>', 'why, for the audit log'),
-  ).action(async (id: string, flags: CommonFlags & { reason?: string }) => {
-    const api = client(flags);
-    const res = await api.api().v1.admin.rollouts[':id'].advance.$post({
-      param: { id },
-      json: flags.reason === undefined ? {} : { reason: flags.reason },
+/** `status` */
+export async function status(
+  id: string,
+  flags: CommonFlags & { watch?: boolean; interval: string; count?: string },
+): Promise<void> {
+  const api = client(flags);
+  if (flags.watch === true) {
+    await watchStatus(api, id, {
+      json: flags.json === true,
+      intervalSeconds: parseNumber('--interval', flags.interval, { min: 0.1, max: 3600 }) ?? 2,
+      count: parseNumber('--count', flags.count, { integer: true, min: 1 }),
     });
-    const updated = await readJson(res, (s) => s.RolloutSchema);
-    if (flags.json === true) printJson(updated);
-    else process.stdout.write(`${renderOne(updated)}\n`);
-  });
+    return;
+  }
+  const doc = await rolloutStatus(api, id);
+  if (flags.json === true) printJson(doc);
+  else process.stdout.write(`${renderStatus(doc)}\n`);
+}
 
-  common(
-    rollout
-      .command('rollback')
-      .argument('<id>', 'the rollout to roll back')
-      .description(
-        'abort the rollout and start a rollback rollout (downgrade allowed) of an earlier release to the devices it reached',
-      )
-      .option('--to-release <id>', 'release id to return to')
-      .option('--to-version <version>', "release version to return to (in the rollout's product)")
-      .option('--stages <percents>', 'stage percentages for the rollback', '100')
-      .option('--bake <duration>', 'minimum time in each rollback stage'),
-  ).action(
-    async (
-      id: string,
-      flags: CommonFlags & { toRelease?: string; toVersion?: string; stages: string; bake?: string },
-    ) => {
-      if ((flags.toRelease === undefined) === (flags.toVersion === undefined))
-        throw usage('give exactly one of --to-release <id> or --to-version <version>');
-      const api = client(flags);
-      const json = {
-        ...(flags.toRelease === undefined ? {} : { releaseId: flags.toRelease }),
-        ...(flags.toVersion === undefined ? {} : { version: flags.toVersion }),
-        stages: buildStages({
-          stages: flags.stages,
-          ...(flags.bake === undefined ? {} : { bake: flags.bake }),
-        }),
-      };
-      const res = await api.api().v1.admin.rollouts[':id'].rollback.$post({ param: { id }, json });
-      const created = await readJson(res, (s) => s.RolloutSchema);
-      if (flags.json === true) printJson(created);
-      else process.stdout.write(`rolling back with ${renderOne(created)}\n`);
-    },
-  );
+/** `start`, `pause`, `resume`, `abort`: one state change of a rollout. */
+export async function transition(
+  action: 'start' | 'pause' | 'resume' | 'abort',
+  id: string,
+  flags: CommonFlags & { reason?: string },
+): Promise<void> {
+  const api = client(flags);
+  const res = await api.api().v1.admin.rollouts[':id'][action].$post({
+    param: { id },
+    json: flags.reason === undefined ? {} : { reason: flags.reason },
+  });
+  const updated = await readJson(res, (s) => s.RolloutSchema);
+  if (flags.json === true) printJson(updated);
+  else process.stdout.write(`${renderOne(updated)}\n`);
+}
+
+/** `advance` */
+export async function advance(id: string, flags: CommonFlags & { reason?: string }): Promise<void> {
+  const api = client(flags);
+  const res = await api.api().v1.admin.rollouts[':id'].advance.$post({
+    param: { id },
+    json: flags.reason === undefined ? {} : { reason: flags.reason },
+  });
+  const updated = await readJson(res, (s) => s.RolloutSchema);
+  if (flags.json === true) printJson(updated);
+  else process.stdout.write(`${renderOne(updated)}\n`);
+}
+
+/** `rollback` */
+export async function rollback(
+  id: string,
+  flags: CommonFlags & { toRelease?: string; toVersion?: string; stages: string; bake?: string },
+): Promise<void> {
+  if ((flags.toRelease === undefined) === (flags.toVersion === undefined))
+    throw usage('give exactly one of --to-release <id> or --to-version <version>');
+  const api = client(flags);
+  const json = {
+    ...(flags.toRelease === undefined ? {} : { releaseId: flags.toRelease }),
+    ...(flags.toVersion === undefined ? {} : { version: flags.toVersion }),
+    stages: buildStages({
+      stages: flags.stages,
+      ...(flags.bake === undefined ? {} : { bake: flags.bake }),
+    }),
+  };
+  const res = await api.api().v1.admin.rollouts[':id'].rollback.$post({ param: { id }, json });
+  const created = await readJson(res, (s) => s.RolloutSchema);
+  if (flags.json === true) printJson(created);
+  else process.stdout.write(`rolling back with ${renderOne(created)}\n`);
 }

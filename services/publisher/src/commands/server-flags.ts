@@ -1,17 +1,10 @@
-// What every command that talks to an update server shares: the --server / --api-key-env / --json
-// flags, usage errors (exit 2), whole-number flags, and the fixed-width tables people read.
-import type { Command } from 'commander';
+// What the actions of the commands that talk to an update server share: usage errors (exit 2),
+// whole-number flags, ids checked before they go into a URL, and the fixed-width tables people
+// read. Their flags (--server, --api-key-env, --json) are in ../cli/server-options.ts.
 import { type ApiSchemas, apiSchemas } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';
 
 export const usage = (message: string): AdminApiError => new AdminApiError('ERR_USAGE', message);
-
-export function withServerOptions(command: Command): Command {
-  return command
-    .option('--server <url>', 'update server base URL (default: $ABOTA_SERVER)')
-    .option('--api-key-env <VAR>', 'environment variable holding the API key (default ABOTA_API_KEY)')
-    .option('--json', 'print one JSON document');
-}
 
 export function parsePositiveInt(flag: string, text: string | undefined, max: number): number | undefined {
   if (text === undefined) return undefined;
@@ -31,11 +24,6 @@ export function formatTable(header: string[], rows: string[][]): string {
       .join('  ')
       .trimEnd();
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
-}
-
-/** The subcommand group `name` of `program`, made when no other module has made it yet. */
-export function commandGroup(program: Command, name: string, description: string): Command {
-  return program.commands.find((c) => c.name() === name) ?? program.command(name).description(description);
 }
 
 /** What checkedId needs of a zod object schema of path parameters (the server's own). */

@@ -1,6 +1,7 @@
 // `abota verity format|verify|dump`: veritysetup-compatible dm-verity commands (docs/formats.md §1).
 // Text output mirrors veritysetup's ("Root hash:\t<hex>"); exit statuses too (0 good,
 // 1 bad header / root hash / short device, 2 data or tree corrupted, 4 missing device).
+import type { TreeOptions } from '../cli/verity.js';
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -14,43 +15,8 @@ import {
   VerityError,
   verifyVerity,
 } from '@abota/verity';
-import type { Command } from 'commander';
 import type { Progress } from '../output.js';
 import { printJson, startProgress } from '../output.js';
-
-interface TreeOptions {
-  salt?: string;
-  uuid?: string;
-  format?: string;
-  hash?: string;
-  dataBlockSize?: string;
-  hashBlockSize?: string;
-  dataBlocks?: string;
-  hashOffset?: string;
-  superblock: boolean;
-  rootHashFile?: string;
-  threads?: string;
-  json?: boolean;
-}
-
-function addTreeOptions(cmd: Command): Command {
-  return cmd
-    .option('--salt <hex>', 'salt as hex, or "-" for none (format default: 32 random bytes)')
-    .option('--uuid <uuid>', 'UUID stored in the superblock (default: random v4)')
-    .option('--format <type>', 'hash type: 1 (default) or 0 (original Chrome OS)')
-    .option('--hash <alg>', 'hash algorithm: sha1, sha224, sha256 (default), sha384, sha512')
-    .option('--data-block-size <bytes>', 'data block size, a power of two 512..524288 (default 4096)')
-    .option('--hash-block-size <bytes>', 'hash block size, a power of two 512..524288 (default 4096)')
-    .option('--data-blocks <n>', 'number of data blocks (default: the whole data file)')
-    .option('--hash-offset <bytes>', 'byte offset of the superblock/tree in the hash file, a multiple of 512')
-    .option('--no-superblock', 'do not write (format) or read (verify) a superblock')
-    .option('--root-hash-file <file>', 'write (format) or read (verify) the root hash as hex in this file')
-    .option(
-      '--threads <n>',
-      'hashing threads (default 1; 2 is faster on two cores but needs ~12 MiB more memory)',
-    )
-    .option('--json', 'print one JSON document instead of text');
-}
 
 function threadsFrom(o: TreeOptions): { threads?: number } {
   const threads = integer('threads', o.threads);
@@ -184,129 +150,104 @@ function progressReporter(
   };
 }
 
-export function registerVerityCommands(program: Command): void {
-  const verity = program.command('verity').description('dm-verity hash trees, compatible with veritysetup');
+/** `format` */
+export async function format(dataPath: string, hashPath: string, o: TreeOptions): Promise<void> {
+  const json = o.json === true;
+  const progress = progressReporter('Hashing', json);
+  let result: Awaited<ReturnType<typeof formatVerity>>;
+  try {
+    result = await formatVerity({
+      dataPath,
+      hashPath,
+      params: paramsFromOptions(o),
+      ...threadsFrom(o),
+      onProgress: progress.onProgress,
+    });
+  } finally {
+    progress.stop();
+  }
+  if (o.rootHashFile !== undefined) await writeTextAtomic(o.rootHashFile, result.rootHash);
+  if (json) {
+    printJson({
+      ok: true,
+      hashFile: hashPath,
+      rootHash: result.rootHash,
+      inPlace: result.inPlace,
+      ...paramsJson(result.params, result.geometry),
+    });
+  } else {
+    process.stdout.write(headerText(hashPath, result.params, result.geometry, result.rootHash));
+  }
+}
 
-  addTreeOptions(
-    verity
-      .command('format')
-      .description(
-        'build the hash tree of DATA into HASHFILE (like veritysetup format) and print the root hash',
-      )
-      .argument('<data>', 'data image file or block device')
-      .argument(
-        '<hashfile>',
-        'hash file to write (replaced atomically; written in place at --hash-offset when it exists)',
-      ),
-  ).action(async (dataPath: string, hashPath: string, o: TreeOptions) => {
-    const json = o.json === true;
-    const progress = progressReporter('Hashing', json);
-    let result: Awaited<ReturnType<typeof formatVerity>>;
-    try {
-      result = await formatVerity({
-        dataPath,
-        hashPath,
-        params: paramsFromOptions(o),
-        ...threadsFrom(o),
-        onProgress: progress.onProgress,
-      });
-    } finally {
-      progress.stop();
-    }
-    if (o.rootHashFile !== undefined) await writeTextAtomic(o.rootHashFile, result.rootHash);
-    if (json) {
-      printJson({
-        ok: true,
-        hashFile: hashPath,
-        rootHash: result.rootHash,
-        inPlace: result.inPlace,
-        ...paramsJson(result.params, result.geometry),
-      });
-    } else {
-      process.stdout.write(headerText(hashPath, result.params, result.geometry, result.rootHash));
-    }
-  });
-
-  addTreeOptions(
-    verity
-      .command('verify')
-      .description(
-        'check DATA against HASHFILE and ROOTHASH (like veritysetup verify); exit 0 good, 1 bad header or root hash, 2 corrupted',
-      )
-      .argument('<data>', 'data image file or block device')
-      .argument('<hashfile>', 'hash file')
-      .argument('[roothash]', 'trusted root hash in hex (or --root-hash-file)'),
-  ).action(async (dataPath: string, hashPath: string, rootHashArg: string | undefined, o: TreeOptions) => {
-    const json = o.json === true;
-    let rootHash = rootHashArg;
-    if (rootHash === undefined) {
-      if (o.rootHashFile === undefined) {
-        throw new VerityError(
-          'ERR_VERITY_INVALID_ROOT_HASH',
-          'give the root hash as ROOTHASH or with --root-hash-file',
-        );
-      }
-      rootHash = await readRootHashFile(o.rootHashFile);
-    }
-    const progress = progressReporter('Verifying', json);
-    let result: Awaited<ReturnType<typeof verifyVerity>>;
-    try {
-      result = await verifyVerity({
-        dataPath,
-        hashPath,
-        rootHash,
-        params: paramsFromOptions(o),
-        ...threadsFrom(o),
-        onProgress: progress.onProgress,
-      });
-    } finally {
-      progress.stop();
-    }
-    if (json) {
-      printJson({
-        ok: true,
-        verified: true,
-        rootHash: rootHash.toLowerCase(),
-        ...paramsJson(result.params, result.geometry),
-      });
-    } else {
-      process.stdout.write(
-        `Verification succeeded: data, hash tree and root hash ${rootHash.toLowerCase()} match.\n`,
+/** `verify` */
+export async function verify(
+  dataPath: string,
+  hashPath: string,
+  rootHashArg: string | undefined,
+  o: TreeOptions,
+): Promise<void> {
+  const json = o.json === true;
+  let rootHash = rootHashArg;
+  if (rootHash === undefined) {
+    if (o.rootHashFile === undefined) {
+      throw new VerityError(
+        'ERR_VERITY_INVALID_ROOT_HASH',
+        'give the root hash as ROOTHASH or with --root-hash-file',
       );
     }
-  });
-
-  verity
-    .command('dump')
-    .description('print the VERITY superblock of HASHFILE (like veritysetup dump)')
-    .argument('<hashfile>', 'hash file or device with a superblock')
-    .option('--hash-offset <bytes>', 'byte offset of the superblock, a multiple of 512')
-    .option('--json', 'print one JSON document instead of text')
-    .action(async (hashPath: string, o: { hashOffset?: string; json?: boolean }) => {
-      const hashOffset = integer('hash-offset', o.hashOffset) ?? 0;
-      if (hashOffset % 512 !== 0) {
-        throw new VerityError(
-          'ERR_VERITY_INVALID_HASH_OFFSET',
-          `hash offset ${hashOffset} is not a multiple of 512 bytes`,
-        );
-      }
-      let fh: Awaited<ReturnType<typeof open>>;
-      try {
-        fh = await open(hashPath, 'r');
-      } catch (err) {
-        throw new VerityError(
-          'ERR_VERITY_FILE_NOT_FOUND',
-          `hash file ${hashPath}: ${(err as Error).message}`,
-        );
-      }
-      let params: VerityParams;
-      try {
-        params = await readParamsFromHashFile(fh, hashPath, hashOffset);
-      } finally {
-        await fh.close();
-      }
-      const geometry = treeGeometry(params);
-      if (o.json === true) printJson({ ok: true, hashFile: hashPath, ...paramsJson(params, geometry) });
-      else process.stdout.write(headerText(hashPath, params, geometry));
+    rootHash = await readRootHashFile(o.rootHashFile);
+  }
+  const progress = progressReporter('Verifying', json);
+  let result: Awaited<ReturnType<typeof verifyVerity>>;
+  try {
+    result = await verifyVerity({
+      dataPath,
+      hashPath,
+      rootHash,
+      params: paramsFromOptions(o),
+      ...threadsFrom(o),
+      onProgress: progress.onProgress,
     });
+  } finally {
+    progress.stop();
+  }
+  if (json) {
+    printJson({
+      ok: true,
+      verified: true,
+      rootHash: rootHash.toLowerCase(),
+      ...paramsJson(result.params, result.geometry),
+    });
+  } else {
+    process.stdout.write(
+      `Verification succeeded: data, hash tree and root hash ${rootHash.toLowerCase()} match.\n`,
+    );
+  }
+}
+
+/** `dump` */
+export async function dump(hashPath: string, o: { hashOffset?: string; json?: boolean }): Promise<void> {
+  const hashOffset = integer('hash-offset', o.hashOffset) ?? 0;
+  if (hashOffset % 512 !== 0) {
+    throw new VerityError(
+      'ERR_VERITY_INVALID_HASH_OFFSET',
+      `hash offset ${hashOffset} is not a multiple of 512 bytes`,
+    );
+  }
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(hashPath, 'r');
+  } catch (err) {
+    throw new VerityError('ERR_VERITY_FILE_NOT_FOUND', `hash file ${hashPath}: ${(err as Error).message}`);
+  }
+  let params: VerityParams;
+  try {
+    params = await readParamsFromHashFile(fh, hashPath, hashOffset);
+  } finally {
+    await fh.close();
+  }
+  const geometry = treeGeometry(params);
+  if (o.json === true) printJson({ ok: true, hashFile: hashPath, ...paramsJson(params, geometry) });
+  else process.stdout.write(headerText(hashPath, params, geometry));
 }

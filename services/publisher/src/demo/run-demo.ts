@@ -14,7 +14,7 @@ import {
   type RootfsImage,
   SimulatedVm,
 } from '@abota/simulator';
-import { initTrustRoot } from '../commands/keys.js';
+import { initTrustRoot } from '../keys/trust-root.js';
 import { type BuildSummary, buildRelease } from '../release/build.js';
 
 export const DEMO_PRODUCT = 'eflow-vm';

@@ -16,7 +16,7 @@ import {
   type TrustRoot,
 } from '@abota/manifest';
 import { formatVerity, saltToHex } from '@abota/verity';
-import { loadRoleSigningKeys } from '../commands/keys.js';
+import { loadRoleSigningKeys } from '../keys/trust-root.js';
 import { type CodecSettings, compressFile, DEFAULT_CODEC } from './codec.js';
 import { DELTAS_JSON, serializeDeltasFile } from './deltas-json.js';
 import {

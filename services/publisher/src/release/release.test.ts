@@ -12,7 +12,7 @@ import { describeWithTool, findTool } from '@abota/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../test-support/run-cli.js';
 import { mkfsExt4, writeSyntheticTree } from '../../bench/ext4-image.js';
-import { loadRoleSigningKeys } from '../commands/keys.js';
+import { loadRoleSigningKeys } from '../keys/trust-root.js';
 import { buildRelease } from './build.js';
 
 const abota = runCli;

@@ -3,11 +3,11 @@
 // them like the manifest's blobs and, once the release is registered, registers each with
 // `POST /v1/admin/releases/{id}/deltas`. The file is parsed strictly by release/deltas-json.ts;
 // `abota release verify` checks the payloads themselves (the server re-checks their headers).
-import type { SlotClass } from '../release/build.js';
+import type { SlotClass } from './build.js';
 import type { AdminConnection } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';
 import { registerDelta } from './push-calls.js';
-import { readDeltasFile } from '../release/deltas-json.js';
+import { readDeltasFile } from './deltas-json.js';
 
 export interface ReleaseDelta {
   image: SlotClass;

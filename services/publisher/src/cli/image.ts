@@ -1,0 +1,46 @@
+// `abota image rootfs|disk`: root filesystem images and bootable A/B disks (../image/).
+// The command table only: the actions (../commands/image.ts) load when one runs.
+import type { Command } from 'commander';
+import { lazyAction } from './lazy.js';
+
+const actions = () => import('../commands/image.js');
+
+export function registerImageCommands(program: Command): void {
+  const image = program.command('image').description('build root filesystem images and bootable A/B disks');
+
+  image
+    .command('rootfs')
+    .description('a reproducible read-only root filesystem image from a directory or tarball')
+    .requiredOption('--from <dir|tarball>', 'the root filesystem tree')
+    .option('--fs <type>', 'erofs, squashfs or ext4', 'erofs')
+    .option('--size <bytes>', 'image size (multiple of 4096); default: sized to the content')
+    .requiredOption('--out <file>', 'image to create (must not exist)')
+    .option('--init <path>', 'the init the tree must contain', '/sbin/init')
+    .option('--json', 'print one JSON summary')
+    .action(lazyAction(actions, 'rootfs'));
+
+  image
+    .command('disk')
+    .description(
+      'the factory GPT disk: ESP with GRUB, slot A from a release (B empty or a second release), Data, Log',
+    )
+    .requiredOption('--release <dir>', 'release for slot A (must carry a boot image: release build --kernel)')
+    .option('--release-b <dir>', 'release for slot B (default: B empty)')
+    .requiredOption('--out <file>', 'disk image to create (must not exist)')
+    .option('--format <raw|qcow2|vhdx>', 'output format', 'raw')
+    .option('--size <size>', 'whole disk size (default: the partitions + GPT)')
+    .option('--size-esp <size>', 'ESP (default 64M)')
+    .option('--size-boot-efi <size>', 'BootEFIA/B each (default 8M)')
+    .option('--size-boot <size>', 'BootA/B each (default 192M)')
+    .option('--size-rootfs <size>', 'RootFSA/B each (default 4G)')
+    .option('--size-unused <size>', 'Unused (default 4G)')
+    .option('--size-log <size>', 'Log (default 1G)')
+    .option('--size-data <size>', 'Data (default 2G)')
+    .option(
+      '--data-dir-content <dir>',
+      'files for the Data partition (mounted at /var): agent config, token...',
+    )
+    .option('--console <args>', 'kernel console arguments', 'console=ttyS0,115200')
+    .option('--json', 'print one JSON summary with the partition table')
+    .action(lazyAction(actions, 'disk'));
+}
