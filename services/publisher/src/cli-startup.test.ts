@@ -34,7 +34,8 @@ async function modulesLoadedBy(argv: string[]): Promise<string[]> {
   return loaded.filter((url) => !url.startsWith('node:'));
 }
 
-const TABLE = /\/services\/publisher\/src\/(cli\.ts|cli\/[a-z-]+\.ts|usage\.ts|release\/(codec|errors)\.ts)$|\/node_modules\/commander\//;
+const TABLE =
+  /\/services\/publisher\/src\/(cli\.ts|cli\/[a-z-]+\.ts|usage\.ts|release\/(codec|errors)\.ts)$|\/node_modules\/commander\//;
 
 describe('abota start-up', () => {
   for (const argv of [['--help'], ['--version'], ['release', '--help']]) {
