@@ -1,7 +1,7 @@
 // Ed25519 (RFC 8032) through WebCrypto, which every runtime we target has (Node ≥ 20, Deno,
 // Bun, workers, current browsers): key import from JWK (RFC 8037 §2), sign, verify, key
-// generation and the SHA-256 of RFC 7638 thumbprints. No JOSE library: the device loads only
-// what it needs to verify (packages/client README "Memory").
+// generation and the SHA-256 of RFC 7638 thumbprints. No JOSE library here: the device loads
+// only what it needs to verify (./jws.ts webCryptoEngine has the measurement).
 import type { PrivateJwk, PublicJwk } from './keys.js';
 
 const ED25519 = { name: 'Ed25519' } as const;

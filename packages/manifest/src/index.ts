@@ -4,14 +4,18 @@ export { canonicalJson, canonicalJsonBytes } from './canonical-json.js';
 export { isManifestError, ManifestError, type ManifestErrorCode } from './errors.js';
 export {
   addSignatures,
+  type FlattenedJws,
   type GeneralJws,
   GeneralJwsSchema,
   JWS_TYPE_RELEASE,
   JWS_TYPE_ROOT,
+  type JwsEngine,
+  type JwsOptions,
   type JwsType,
   MAX_JWS_BYTES,
   MAX_SIGNATURES,
   parseGeneralJws,
+  webCryptoEngine,
 } from './jws.js';
 export {
   exportPrivateJwk,

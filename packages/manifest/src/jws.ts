@@ -1,13 +1,15 @@
 // General JWS JSON serialization (RFC 7515 §7.2.1) with EdDSA signatures, and the threshold rule
 // of our trust model (TUF-style): a document is accepted for a role when at least `threshold`
 // DISTINCT keys of that role produced a valid signature over the same payload.
-// Signatures are made and checked with WebCrypto Ed25519 (ed25519.ts) over the JWS Signing
-// Input ASCII(BASE64URL(protected) || '.' || BASE64URL(payload)) (RFC 7515 §5.1-5.2); the
-// protected header is exactly { alg: EdDSA, kid, typ }, so no `crit` or `b64` extension
-// (RFC 7515 §4.1.11, RFC 7797) can ever change what is signed.
+// The rules live here whoever computes the signatures: limits, the protected header being exactly
+// { alg: EdDSA, kid, typ } (so no `crit` or `b64` extension, RFC 7515 §4.1.11 / RFC 7797, can
+// ever change what is signed), typ, kids and thresholds. The Ed25519 operations over the JWS
+// Signing Input ASCII(BASE64URL(protected) || '.' || BASE64URL(payload)) (RFC 7515 §5.1-5.2) are
+// a JwsEngine's: jose (./jose-engine.ts, `@abota/manifest/jose`) for the publisher and the
+// server, the hand-written WebCrypto one below (webCryptoEngine) on the device.
 import * as v from 'valibot';
 import { base64urlDecode, base64urlEncode } from './base64url.js';
-import { type CryptoKey, importPrivateKey, importPublicKey, signEd25519, verifyEd25519 } from './ed25519.js';
+import { importPrivateKey, importPublicKey, signEd25519, verifyEd25519 } from './ed25519.js';
 import { ManifestError } from './errors.js';
 import type { PublicJwk, SigningKey } from './keys.js';
 import { describeIssues } from './manifest-schema.js';
@@ -54,6 +56,71 @@ export interface RoleVerification {
   /** Kids of signatures that were ignored because the key is not in the role. */
   unknownKids: string[];
 }
+
+/** One signature of a General JWS with its payload: a flattened JWS (RFC 7515 §7.2.2). */
+export interface FlattenedJws {
+  payload: string;
+  protected: string;
+  signature: string;
+}
+
+/**
+ * Who makes and checks the Ed25519 signatures of our General JWS documents. Both engines must
+ * produce the same bytes for the same keys (Ed25519 is deterministic) and accept and refuse the
+ * same documents (jose-engine.test.ts).
+ */
+export interface JwsEngine {
+  /** True when `jws.signature` verifies with `jwk`; false, never a throw, on any malformed input. */
+  verify(jws: FlattenedJws, jwk: PublicJwk): Promise<boolean>;
+  /** `payload` signed once per key, protected header { alg: EdDSA, kid, typ } in that member order. */
+  sign(payload: Uint8Array, keys: readonly SigningKey[], typ: JwsType): Promise<GeneralJws>;
+}
+
+/** Which engine signs or verifies; WebCrypto (webCryptoEngine) unless one is given. */
+export interface JwsOptions {
+  engine?: JwsEngine;
+}
+
+/**
+ * The hand-written engine over WebCrypto Ed25519 (./ed25519.ts), kept for the device, where
+ * memory is the constraint. Measured with bench/engine-rss.ts (a fresh Node 24 process loads the
+ * agent's library, @abota/client, then verifies a manifest 50 times; median of 7, 2-core machine):
+ * this engine adds 4.35 MiB of resident memory to the 67.55 MiB of the loaded agent library,
+ * jose adds 8.34 MiB — jose would cost the agent 4.0 MiB more for the same checks. The
+ * publisher and the server sign and verify with jose (./jose-engine.ts).
+ */
+export const webCryptoEngine: JwsEngine = {
+  async verify(jws, jwk) {
+    const encoder = new TextEncoder();
+    try {
+      // The payload must decode too (as jose's flattenedVerify requires), even though only
+      // its encoded form is signed.
+      base64urlDecode(jws.payload, 'payload');
+      return await verifyEd25519(
+        await importPublicKey(jwk),
+        base64urlDecode(jws.signature, 'signature'),
+        encoder.encode(`${jws.protected}.${jws.payload}`),
+      );
+    } catch {
+      return false;
+    }
+  },
+  async sign(payload, keys, typ) {
+    const encodedPayload = base64urlEncode(payload);
+    const encoder = new TextEncoder();
+    const signatures: GeneralJws['signatures'] = [];
+    for (const key of keys) {
+      // Member order alg, kid, typ: the same bytes jose's GeneralSign produces for this header.
+      const header = base64urlEncode(encoder.encode(JSON.stringify({ alg: 'EdDSA', kid: key.kid, typ })));
+      const signature = await signEd25519(
+        await importPrivateKey(key.privateJwk),
+        encoder.encode(`${header}.${encodedPayload}`),
+      );
+      signatures.push({ protected: header, signature: base64urlEncode(signature) });
+    }
+    return { payload: encodedPayload, signatures };
+  },
+};
 
 /**
  * Parse a General JWS from text, bytes or an already-parsed object. The byte limit applies
@@ -154,6 +221,7 @@ export async function verifyRoleSignatures(
   jws: GeneralJws,
   typ: JwsType,
   role: RoleKeys,
+  engine: JwsEngine = webCryptoEngine,
 ): Promise<RoleVerification> {
   // A threshold below 1 would accept a document nobody signed: never, whatever the caller built.
   if (!Number.isInteger(role.threshold) || role.threshold < 1) {
@@ -164,8 +232,6 @@ export async function verifyRoleSignatures(
   }
   const signedBy: string[] = [];
   const unknownKids: string[] = [];
-  const imported = new Map<string, CryptoKey>();
-  const encoder = new TextEncoder();
   for (const [index, sig] of jws.signatures.entries()) {
     const where = `signature #${index}`;
     const { kid } = decodeProtectedHeader(sig.protected, typ, where);
@@ -174,30 +240,11 @@ export async function verifyRoleSignatures(
       if (!unknownKids.includes(kid)) unknownKids.push(kid);
       continue;
     }
-    let key = imported.get(kid);
-    let valid = false;
-    let cause: unknown;
-    try {
-      if (key === undefined) {
-        key = await importPublicKey(jwk);
-        imported.set(kid, key);
-      }
-      // The payload must decode too (as jose's flattenedVerify requires), even though only
-      // its encoded form is signed.
-      base64urlDecode(jws.payload, 'payload');
-      valid = await verifyEd25519(
-        key,
-        base64urlDecode(sig.signature, 'signature'),
-        encoder.encode(`${sig.protected}.${jws.payload}`),
-      );
-    } catch (err) {
-      cause = err;
-    }
+    const valid = await engine.verify({ payload: jws.payload, ...sig }, jwk);
     if (!valid) {
       throw new ManifestError(
         'ERR_SIGNATURE_INVALID',
         `${where} by key ${kid} of the ${role.label} does not verify: the document was altered after signing or the signature is corrupt`,
-        cause === undefined ? undefined : { cause },
       );
     }
     if (!signedBy.includes(kid)) signedBy.push(kid);
@@ -218,26 +265,13 @@ export async function signGeneralJws(
   payload: Uint8Array,
   keys: readonly SigningKey[],
   typ: JwsType,
+  engine: JwsEngine = webCryptoEngine,
 ): Promise<GeneralJws> {
   if (keys.length === 0) {
     throw new ManifestError('ERR_INVALID_ARGUMENT', 'signing needs at least one key');
   }
-  const encodedPayload = base64urlEncode(payload);
-  const encoder = new TextEncoder();
-  const signatures: GeneralJws['signatures'] = [];
-  const seen = new Set<string>();
-  for (const key of keys) {
-    if (seen.has(key.kid)) continue;
-    seen.add(key.kid);
-    // Member order alg, kid, typ: the same bytes jose's GeneralSign produces for this header.
-    const header = base64urlEncode(encoder.encode(JSON.stringify({ alg: 'EdDSA', kid: key.kid, typ })));
-    const signature = await signEd25519(
-      await importPrivateKey(key.privateJwk),
-      encoder.encode(`${header}.${encodedPayload}`),
-    );
-    signatures.push({ protected: header, signature: base64urlEncode(signature) });
-  }
-  return { payload: encodedPayload, signatures };
+  const distinct = keys.filter((key, index) => keys.findIndex((k) => k.kid === key.kid) === index);
+  return engine.sign(payload, distinct, typ);
 }
 
 /** Append signatures by more keys to an existing document (offline multi-party signing). */
@@ -245,8 +279,9 @@ export async function addSignatures(
   jws: GeneralJws,
   keys: readonly SigningKey[],
   typ: JwsType,
+  engine: JwsEngine = webCryptoEngine,
 ): Promise<GeneralJws> {
-  const extra = await signGeneralJws(base64urlDecode(jws.payload, 'payload'), keys, typ);
+  const extra = await signGeneralJws(base64urlDecode(jws.payload, 'payload'), keys, typ, engine);
   return { payload: jws.payload, signatures: [...jws.signatures, ...extra.signatures] };
 }
 

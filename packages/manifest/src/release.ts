@@ -6,6 +6,7 @@ import {
   decodeCanonicalPayload,
   type GeneralJws,
   JWS_TYPE_RELEASE,
+  type JwsOptions,
   parseGeneralJws,
   signGeneralJws,
   verifyRoleSignatures,
@@ -32,10 +33,12 @@ export async function signManifest(
   manifest: ReleaseManifest,
   keys: readonly SigningKey[],
   root?: TrustRoot,
+  { engine }: JwsOptions = {},
 ): Promise<GeneralJws> {
   const valid = parseManifest(manifest);
-  const jws = await signGeneralJws(canonicalJsonBytes(valid), keys, JWS_TYPE_RELEASE);
-  if (root !== undefined) await verifyRoleSignatures(jws, JWS_TYPE_RELEASE, roleKeys(root, 'release'));
+  const jws = await signGeneralJws(canonicalJsonBytes(valid), keys, JWS_TYPE_RELEASE, engine);
+  if (root !== undefined)
+    await verifyRoleSignatures(jws, JWS_TYPE_RELEASE, roleKeys(root, 'release'), engine);
   return jws;
 }
 
@@ -62,6 +65,7 @@ export async function verifyManifest(
   manifestJws: string | Uint8Array | GeneralJws,
   trustRoot: TrustRoot,
   now: Date,
+  { engine }: JwsOptions = {},
 ): Promise<VerifiedManifest> {
   assertValidNow(now);
   // The caller should pass a root from verifyRootChain; re-check its shape so a hand-built
@@ -77,6 +81,7 @@ export async function verifyManifest(
     jws,
     JWS_TYPE_RELEASE,
     roleKeys(trustRoot, 'release'),
+    engine,
   );
   const decoded = decodeCanonicalPayload(payload, canonicalJson);
   if (!decoded.ok) throw new ManifestError('ERR_MANIFEST_INVALID', `release manifest: ${decoded.reason}`);

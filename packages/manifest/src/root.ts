@@ -12,6 +12,7 @@ import {
   decodeCanonicalPayload,
   type GeneralJws,
   JWS_TYPE_ROOT,
+  type JwsOptions,
   parseGeneralJws,
   type RoleKeys,
   signGeneralJws,
@@ -157,6 +158,7 @@ export async function signTrustRoot(
   root: TrustRoot,
   keys: readonly SigningKey[],
   previous?: TrustRoot,
+  { engine }: JwsOptions = {},
 ): Promise<SignedRoot> {
   const valid = await parseTrustRoot(root);
   if (previous !== undefined && valid.version !== previous.version + 1) {
@@ -165,9 +167,10 @@ export async function signTrustRoot(
       `a rotation of root v${previous.version} must be version ${previous.version + 1}, not ${valid.version}`,
     );
   }
-  const signed = await signGeneralJws(canonicalJsonBytes(valid), keys, JWS_TYPE_ROOT);
-  await verifyRoleSignatures(signed, JWS_TYPE_ROOT, roleKeys(valid, 'root'));
-  if (previous !== undefined) await verifyRoleSignatures(signed, JWS_TYPE_ROOT, roleKeys(previous, 'root'));
+  const signed = await signGeneralJws(canonicalJsonBytes(valid), keys, JWS_TYPE_ROOT, engine);
+  await verifyRoleSignatures(signed, JWS_TYPE_ROOT, roleKeys(valid, 'root'), engine);
+  if (previous !== undefined)
+    await verifyRoleSignatures(signed, JWS_TYPE_ROOT, roleKeys(previous, 'root'), engine);
   return signed;
 }
 
@@ -192,7 +195,10 @@ function decodeRootPayload(payload: Uint8Array, where: string): unknown {
  * own root.json): its payload must be a valid root signed by a threshold of its own root keys.
  * Expiry is not checked here (see verifyRootChain / checkRelease).
  */
-export async function verifyTrustRoot(signed: SignedRoot | string | Uint8Array): Promise<TrustRoot> {
+export async function verifyTrustRoot(
+  signed: SignedRoot | string | Uint8Array,
+  { engine }: JwsOptions = {},
+): Promise<TrustRoot> {
   const jws = parseGeneralJws(signed, 'root.json');
   checkProtectedHeaders(jws, JWS_TYPE_ROOT);
   // Out-of-band trust: the candidate keys come from the payload itself, then must sign it.
@@ -200,7 +206,7 @@ export async function verifyTrustRoot(signed: SignedRoot | string | Uint8Array):
     decodeRootPayload(base64urlDecode(jws.payload, 'root.json payload'), 'root.json'),
     'root.json',
   );
-  const { payload } = await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(candidate, 'root'));
+  const { payload } = await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(candidate, 'root'), engine);
   return parseTrustRoot(decodeRootPayload(payload, 'root.json'), 'root.json');
 }
 
@@ -211,6 +217,7 @@ export async function verifyTrustRoot(signed: SignedRoot | string | Uint8Array):
 export async function verifyRootUpdate(
   current: TrustRoot,
   next: SignedRoot | string | Uint8Array,
+  { engine }: JwsOptions = {},
 ): Promise<TrustRoot> {
   const expected = current.version + 1;
   const where = `root v${expected}`;
@@ -224,7 +231,7 @@ export async function verifyRootUpdate(
       `root chain after v${current.version} continues with v${claimed}; expected v${expected} (roots may not be skipped)`,
     );
   }
-  const byOld = await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(current, 'root'));
+  const byOld = await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(current, 'root'), engine);
   const candidate = await parseTrustRoot(decodeRootPayload(byOld.payload, where), where);
   if (candidate.version !== expected) {
     throw new ManifestError(
@@ -232,7 +239,7 @@ export async function verifyRootUpdate(
       `root chain after v${current.version} continues with v${candidate.version}; expected v${expected}`,
     );
   }
-  await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(candidate, 'root'));
+  await verifyRoleSignatures(jws, JWS_TYPE_ROOT, roleKeys(candidate, 'root'), engine);
   return candidate;
 }
 
@@ -259,14 +266,16 @@ export async function verifyRootChain(
   trusted: SignedRoot | TrustRoot,
   chain: readonly SignedRoot[],
   now: Date,
+  options: JwsOptions = {},
 ): Promise<TrustRoot> {
   assertValidNow(now);
-  let current = 'payload' in trusted ? await verifyTrustRoot(trusted) : await parseTrustRoot(trusted);
+  let current =
+    'payload' in trusted ? await verifyTrustRoot(trusted, options) : await parseTrustRoot(trusted);
   for (const next of chain) {
     const jws = parseGeneralJws(next, `root after v${current.version}`);
     const claimed = peekVersion(jws);
     if (claimed !== undefined && claimed <= current.version) continue;
-    current = await verifyRootUpdate(current, jws);
+    current = await verifyRootUpdate(current, jws, options);
   }
   assertRootUnexpired(current, now);
   return current;

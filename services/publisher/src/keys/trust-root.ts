@@ -3,7 +3,8 @@
 //   DIR/roots/<N>.root.json       every earlier root, so devices can walk N → N+1 → …
 //   DIR/keys/<role>-<n>.jwk.json  the private keys (./store.ts)
 // Read and verify root.json and its history, the signing keys of a role, and the operations
-// behind `abota keys init|rotate|show`; root.json is replaced atomically.
+// behind `abota keys init|rotate|show`; root.json is replaced atomically. Roots are signed with
+// jose (@abota/manifest/jose), as releases are (../release/build.ts).
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -16,6 +17,7 @@ import {
   type TrustRoot,
   verifyTrustRoot,
 } from '@abota/manifest';
+import { joseEngine } from '@abota/manifest/jose';
 import { KeysError, keysDirError } from './errors.js';
 import {
   exists,
@@ -174,6 +176,8 @@ export async function initTrustRoot(dir: string, opts: KeysInitOptions): Promise
   const signed = await signTrustRoot(
     root,
     rootKeys.map((k) => k.key),
+    undefined,
+    { engine: joseEngine },
   );
   await writeAtomically(rootPath, serialiseRoot(signed), { replace: false });
   return summarise(
@@ -230,7 +234,9 @@ export async function rotateTrustRoot(dir: string, opts: KeysRotateOptions): Pro
     // Same root keys, maybe a higher threshold: the new root needs its own threshold of them.
     newRootSigners = await selectRoleKeys(next, 'root', available, dir, opts);
   }
-  const signed = await signTrustRoot(next, [...oldRootKeys, ...newRootSigners], previous);
+  const signed = await signTrustRoot(next, [...oldRootKeys, ...newRootSigners], previous, {
+    engine: joseEngine,
+  });
 
   await mkdir(join(dir, ROOTS_DIR), { recursive: true });
   const historyPath = join(dir, ROOTS_DIR, `${previous.version}.root.json`);

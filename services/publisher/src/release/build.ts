@@ -1,5 +1,5 @@
 // `abota release build`: images → dm-verity trees (@abota/verity) + compressed artifacts
-// (./codec.ts) → a signed manifest (@abota/manifest) → deltas from previous releases
+// (./codec.ts) → a manifest signed with jose (@abota/manifest/jose) → deltas from previous releases
 // (./deltas-make.ts) → a release directory (./release-dir.ts).
 // Every input is checked before any heavy work; any failure removes the partial output.
 import { createHash, randomBytes } from 'node:crypto';
@@ -15,6 +15,7 @@ import {
   signManifest,
   type TrustRoot,
 } from '@abota/manifest';
+import { joseEngine } from '@abota/manifest/jose';
 import { formatVerity, saltToHex } from '@abota/verity';
 import { loadRoleSigningKeys } from '../keys/trust-root.js';
 import { type CodecSettings, compressFile, DEFAULT_CODEC } from './codec.js';
@@ -426,7 +427,7 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
     };
     const signStarted = performance.now();
     // signManifest validates the manifest and checks the keys meet the release threshold.
-    const jws = await signManifest(manifest, signing.keys, signing.root);
+    const jws = await signManifest(manifest, signing.keys, signing.root, { engine: joseEngine });
     const signMs = performance.now() - signStarted;
     const payloadText = canonicalJson(manifest);
     await writer.writeFile(MANIFEST_JSON, payloadText);

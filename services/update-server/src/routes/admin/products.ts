@@ -1,12 +1,13 @@
 // Products and their trust roots: created with a self-signed root.json, rotated only by a root
 // that verifies against the current one (TUF-style, @abota/manifest verifyRootUpdate).
-import { type SignedRoot, verifyRootUpdate, verifyTrustRoot } from '@abota/manifest';
+import type { SignedRoot } from '@abota/manifest';
 import { createRoute } from '@hono/zod-openapi';
 import { and, asc, eq } from 'drizzle-orm';
 import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { products } from '../../db/schema.js';
+import { checkRootUpdate, checkTrustRoot } from '../../manifest-check.js';
 import { ServerError } from '../../errors.js';
 import {
   errorResponses,
@@ -60,7 +61,7 @@ export function productRoutes(deps: AppDeps) {
       async (c) => {
         const body = c.req.valid('json');
         const signed = asSignedRoot(body.trustRoot);
-        const root = await verifyTrustRoot(signed);
+        const root = await checkTrustRoot(signed);
         const stored = typeof signed === 'string' ? (JSON.parse(signed) as unknown) : signed;
         const row = await db.transaction(async (tx) => {
           const [created] = await tx
@@ -136,9 +137,9 @@ export function productRoutes(deps: AppDeps) {
         const { id } = c.req.valid('param');
         const body = c.req.valid('json');
         const current = await loadProduct(deps, id);
-        const currentRoot = await verifyTrustRoot(current.trustRoot as SignedRoot);
+        const currentRoot = await checkTrustRoot(current.trustRoot as SignedRoot);
         const signed = asSignedRoot(body.trustRoot);
-        const next = await verifyRootUpdate(currentRoot, signed);
+        const next = await checkRootUpdate(currentRoot, signed);
         const stored = typeof signed === 'string' ? (JSON.parse(signed) as unknown) : signed;
         const row = await db.transaction(async (tx) => {
           // Compare-and-set on the version: two concurrent rotations cannot both win.

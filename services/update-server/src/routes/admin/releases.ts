@@ -2,14 +2,7 @@
 // blob present in the store with the declared size), list, get, yank. The JWS is stored verbatim:
 // devices verify it themselves, the server's parsed columns are for queries only.
 import { digestToKey } from '@abota/blobstore';
-import {
-  ManifestError,
-  parseGeneralJws,
-  type ReleaseManifest,
-  type SignedRoot,
-  verifyManifest,
-  verifyTrustRoot,
-} from '@abota/manifest';
+import { ManifestError, parseGeneralJws, type ReleaseManifest, type SignedRoot } from '@abota/manifest';
 import { createRoute } from '@hono/zod-openapi';
 import { and, asc, eq, gt, type SQL } from 'drizzle-orm';
 import { createRouter } from '../router.js';
@@ -17,6 +10,7 @@ import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { blobs, releaseBlobs, releases, rollouts } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
+import { checkManifest, checkTrustRoot } from '../../manifest-check.js';
 import {
   errorResponses,
   IdParam,
@@ -102,8 +96,8 @@ export function releaseRoutes(deps: AppDeps) {
       async (c) => {
         const { manifestJws } = c.req.valid('json');
         const product = await loadProduct(deps, claimedProduct(manifestJws));
-        const root = await verifyTrustRoot(product.trustRoot as SignedRoot);
-        const { manifest } = await verifyManifest(manifestJws, root, deps.clock.now());
+        const root = await checkTrustRoot(product.trustRoot as SignedRoot);
+        const { manifest } = await checkManifest(manifestJws, root, deps.clock.now());
         const referenced = referencedBlobs(manifest);
         for (const blob of referenced) {
           const info = await store.head(digestToKey(blob.digest));
