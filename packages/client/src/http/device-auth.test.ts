@@ -1,7 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  DEVICE_ID,
+  DEVICE_KEY_JWK,
+  deviceClaims,
+  JOSE_OPTIONS,
+  NOW as VECTORS_NOW,
+  POLICY as VECTORS_POLICY,
+  signDeviceToken,
+} from '@abota/testkit/device-jwt';
 import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import type { KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,5 +100,28 @@ describe('DeviceKey.signJwt', () => {
         policy,
       ),
     ).rejects.toMatchObject({ code: 'ERR_DEVICE_TOKEN_INVALID' });
+  });
+
+  it('signs what the shared device JWT vectors call a good token (@abota/testkit/device-jwt)', async () => {
+    const path = join(dir, 'vector-key.json');
+    await writeFile(path, JSON.stringify(DEVICE_KEY_JWK), { mode: 0o600 });
+    const vectorKey = await DeviceKey.load(path);
+    const token = await vectorKey.signJwt({
+      deviceId: DEVICE_ID,
+      audience: VECTORS_POLICY.audience,
+      lifetimeSeconds: 120,
+      now: VECTORS_NOW,
+    });
+    const { payload, protectedHeader } = await jwtVerify(
+      token,
+      await importJWK({ ...vectorKey.publicJwk }, 'EdDSA'),
+      { ...JOSE_OPTIONS, currentDate: VECTORS_NOW },
+    );
+    expect(protectedHeader).toEqual({ alg: 'EdDSA', typ: 'JWT' });
+    // The same claims as the vectors' good token, but its own random jti: the signature differs.
+    expect({ ...payload, jti: 'x' }).toEqual({ ...deviceClaims(), jti: 'x' });
+    expect(payload.jti).toMatch(/^[0-9a-f-]{36}$/);
+    const sameJti = signDeviceToken({ ...payload }, { alg: 'EdDSA', typ: 'JWT' });
+    expect(token).toBe(sameJti);
   });
 });

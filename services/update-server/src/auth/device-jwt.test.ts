@@ -3,6 +3,12 @@
 // verifier they replace), and the database side (key cache, unknown and decommissioned
 // devices, replay) on a real in-memory PGlite.
 import { createHmac, generateKeyPairSync, type KeyObject, randomUUID, sign as cryptoSign } from 'node:crypto';
+import {
+  DEVICE_JWT_VECTORS,
+  DEVICE_KEY_JWK,
+  NOW as VECTORS_NOW,
+  POLICY as VECTORS_POLICY,
+} from '@abota/testkit/device-jwt';
 import { eq } from 'drizzle-orm';
 import { exportJWK, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -265,6 +271,27 @@ describe('parseDeviceToken + verifyParsedDeviceToken (compact JWS, node:crypto)'
     const fits = compact({ alg: 'EdDSA' }, claimsFor(d.id, { pad: 'p'.repeat(2600) }), d.privateKey);
     expect(fits.length).toBeLessThanOrEqual(MAX_JWT_LENGTH);
     expect((await verifyWith(d, fits)).deviceId).toBe(d.id);
+  });
+});
+
+describe('the shared device JWT vectors (@abota/testkit/device-jwt)', () => {
+  it('are accepted and refused as they say, for the rule they name', async () => {
+    const key = devicePublicKey(DEVICE_KEY_JWK.x);
+    const clock: Clock = { now: () => VECTORS_NOW };
+    for (const vector of DEVICE_JWT_VECTORS) {
+      const outcome = await Promise.resolve()
+        .then(() => verifyParsedDeviceToken(parseDeviceToken(vector.token), key, clock, VECTORS_POLICY))
+        .then(
+          () => 'accepted',
+          (error: unknown) => {
+            if (!(error instanceof ServerError)) throw error;
+            expect(error.code, vector.name).toBe('ERR_DEVICE_TOKEN_INVALID');
+            return error.message;
+          },
+        );
+      if (vector.verdict === 'accepted') expect(outcome, vector.name).toBe('accepted');
+      else expect(outcome, vector.name).toMatch(vector.verdict);
+    }
   });
 });
 
