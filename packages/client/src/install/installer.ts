@@ -1,11 +1,13 @@
-// The install state machine (docs/architecture.md "The device side"): verify the offer's manifest
-// against the trust root and the device's facts → fetch and verify every target hash tree → stream
-// each image into the inactive slot (its full artifact, or a delta against the active slot when one
-// fits: delta-install.ts), each block verified before it is written → write the hash trees → fsync
-// → set the slot "try once". Every step is journalled, so a crash anywhere resumes from the
-// journal; nothing is written to any slot before the manifest check passes.
-import { createHash, randomUUID } from 'node:crypto';
-import { type FileHandle, open, rm } from 'node:fs/promises';
+// The install state machine (docs/architecture.md "The device side"), planned then executed:
+// verify the offer's manifest against the trust root and the device's facts → fetch and verify
+// every target hash tree (verified-tree.ts) → mark the inactive slot bad → plan each image
+// (plan.ts: target device, hash area, full or delta, resume point) → write each image with its
+// writer (slot-writers.ts), each block verified before it is written, falling back from a
+// failed delta to the full artifact → write the hash areas → fsync → set the slot "try once".
+// Every step is journalled by the journal's one owner (journal-writer.ts), so a crash anywhere
+// resumes from the journal; nothing is written to any slot before the manifest check passes.
+import { randomUUID } from 'node:crypto';
+import { type FileHandle, rm } from 'node:fs/promises';
 import {
   checkRelease,
   type DeviceFacts,
@@ -13,32 +15,31 @@ import {
   type ReleaseManifest,
   type TrustRoot,
 } from '@abota/manifest';
-import { BlockVerifier, type VerityParams } from '@abota/verity';
 import * as v from 'valibot';
 import type { BootControl } from '../bootctl/bootcontrol.js';
-import { type AgentConfig, type ImageRootHashes, type ImageTarget, rootHashSchema } from '../config.js';
+import { type AgentConfig, type ImageRootHashes, rootHashSchema } from '../config.js';
 import { ClientError, isClientError } from '../errors.js';
 import { abortError } from '../http/backoff.js';
-import { chooseDelta, DeltaUnusable, writeImageFromDelta } from './delta-install.js';
-import { type BlockCheck, reverifyWrittenBlocks, writeImage } from './image-writer.js';
+import { DeltaUnusable } from './delta-install.js';
 import {
   deltaMetadataPath,
   type ImageProgress,
   type InstallJournal,
-  isInProgress,
   readJournal,
   spoolPath,
   treePath,
-  writeJournal,
 } from './journal.js';
+import { JournalWriter } from './journal-writer.js';
+import { type ImageName, type ImagePlan, imagesOf, planInstall, resumesJournal, targetsOf } from './plan.js';
 import type { DeltaCandidate, ReleaseSource } from './release-source.js';
-import { deviceInfo, openSlotForWrite, otherSlot, type SlotName, writeFully } from './slot-io.js';
+import { deltaWriter, fullWriter, type ImageWrite } from './slot-writers.js';
+import { deviceInfo, openSlotForWrite, otherSlot, type SlotName } from './slot-io.js';
+import { VerifiedTree } from './verified-tree.js';
+
+export { MAX_HASH_TREE_BYTES } from './verified-tree.js';
 
 /** What the installer needs from a boot-control backend (src/bootctl). */
 export type SlotBootControl = Pick<BootControl, 'getBootedSlot' | 'getSlotState' | 'markBad' | 'setTryOnce'>;
-
-/** Hash files larger than this are refused before download (a 4 GiB image needs ~33 MiB). */
-export const MAX_HASH_TREE_BYTES = 512 * 1024 * 1024;
 
 /**
  * Durable checkpoint interval. Each checkpoint is an fdatasync of the slot plus a journal write;
@@ -47,18 +48,12 @@ export const MAX_HASH_TREE_BYTES = 512 * 1024 * 1024;
  */
 export const DEFAULT_CHECKPOINT_BYTES = 64 * 1024 * 1024;
 
-/** How often the journal's progress is refreshed between checkpoints. */
-const PROGRESS_SAVE_INTERVAL_MS = 5000;
-
 /** Failures after which the same install resumes from its journal instead of starting over. */
 export const RESUMABLE_CODES: ReadonlySet<string> = new Set([
   'ERR_ABORTED',
   'ERR_HTTP_NETWORK',
   'ERR_HTTP_UNAVAILABLE',
 ]);
-
-export const IMAGE_ORDER = ['rootfs', 'boot'] as const;
-export type ImageName = (typeof IMAGE_ORDER)[number];
 
 export interface InstallerOptions {
   config: AgentConfig;
@@ -101,52 +96,16 @@ export interface InstallRequest {
   allowDowngrade?: boolean;
 }
 
-/** dm-verity parameters of a manifest image in @abota/verity's shape. */
-export function verityParamsOf(image: ImageManifest): VerityParams {
-  const v = image.verity;
-  return {
-    hashType: v.hashType,
-    algorithm: v.algorithm,
-    dataBlockSize: v.dataBlockSize,
-    hashBlockSize: v.hashBlockSize,
-    dataBlocks: v.dataBlocks,
-    salt: Uint8Array.from(Buffer.from(v.salt, 'hex')),
-    hashOffset: v.hashOffset,
-    superblock: v.superblock,
-    ...(v.uuid !== undefined ? { uuid: v.uuid } : {}),
-  };
-}
-
-/**
- * A target hash tree checked up to its signed root hash, and the per-block checks built from it.
- * The tree stays in its scratch file (treePath); memory holds only the levels above the leaves.
- */
-interface VerifiedTree extends BlockCheck {
-  /** Throws (VerityError ERR_VERITY_DATA_CORRUPT) when the block does not hash into the tree. */
-  assertBlock(blockIndex: number, data: Uint8Array): void;
-  /** Size of the hash file (the signed hashTree.sizeBytes). */
-  sizeBytes: number;
-  /** Write the hash file at `offset` of `fh`, re-checked as it is copied (1 MiB at a time). */
-  copyTo(fh: FileHandle, offset: number, where: string): Promise<void>;
-  /** Close the scratch file (idempotent); the verifier must not be used afterwards. */
-  close(): Promise<void>;
-}
-
-export function imagesOf(m: ReleaseManifest): [ImageName, ImageManifest][] {
-  const out: [ImageName, ImageManifest][] = [];
-  for (const name of IMAGE_ORDER) {
-    const img = m.images[name];
-    if (img !== undefined) out.push([name, img]);
-  }
-  return out;
+/** What an attempt works on once the manifest is trusted. */
+interface Release {
+  manifest: ReleaseManifest;
+  manifestJws: string;
+  images: [ImageName, ImageManifest][];
+  booted: SlotName;
+  target: SlotName;
 }
 
 export class Installer {
-  private journal: InstallJournal | undefined;
-  private lastProgressSaveMs = performance.now();
-  /** Bytes fetched per image in this run on top of the journal's count (merged in save()). */
-  private readonly downloaded = new Map<string, number>();
-
   constructor(private readonly o: InstallerOptions) {}
 
   /**
@@ -154,14 +113,34 @@ export class Installer {
    * Returns the journal in phase `boot-pending`; the caller reports and runs the reboot hook.
    */
   async install(source: ReleaseSource, req: InstallRequest = {}): Promise<InstallJournal> {
-    const { config } = this.o;
     const manifestJws = await source.readManifestJws();
     const booted = await this.o.bootControl.getBootedSlot();
     const target = otherSlot(booted);
-    const previous = await readJournal(config.dataDir);
+    const previous = await readJournal(this.o.config.dataDir);
+    await this.refuseOverUnconfirmed(previous, booted, target);
 
-    // 0. Never overwrite the fallback: while the running slot is an unconfirmed trial, the
-    //    other slot is the only one known to boot.
+    // 1. The trust decision. Nothing below runs unless it passes.
+    const facts = await this.o.deviceFacts(booted);
+    const { manifest } = await checkRelease(
+      manifestJws,
+      this.o.trustRoot,
+      { ...facts, ...(req.allowDowngrade ? { allowDowngrade: true } : {}) },
+      this.o.clock(),
+    );
+    const release: Release = { manifest, manifestJws, images: imagesOf(manifest), booted, target };
+    const journal = await this.openJournal(release, previous, source, req, facts.currentVersion);
+    return new InstallAttempt(this.o, source, journal, release).run();
+  }
+
+  /**
+   * 0. Never overwrite the fallback: while the running slot is an unconfirmed trial, the other
+   *    slot is the only one known to boot.
+   */
+  private async refuseOverUnconfirmed(
+    previous: InstallJournal | undefined,
+    booted: SlotName,
+    target: SlotName,
+  ): Promise<void> {
     if (previous?.phase === 'boot-pending' && previous.targetSlot === booted) {
       throw new ClientError(
         'ERR_INSTALL_TRIAL_PENDING',
@@ -177,381 +156,232 @@ export class Installer {
           'so it is not overwritten — confirm the running slot first (abota-agent mark-good, or the health checks of abota-agent run)',
       );
     }
+  }
 
-    // 1. The trust decision. Nothing below runs unless it passes.
-    const facts = await this.o.deviceFacts(booted);
-    const { manifest } = await checkRelease(
-      manifestJws,
-      this.o.trustRoot,
-      { ...facts, ...(req.allowDowngrade ? { allowDowngrade: true } : {}) },
-      this.o.clock(),
-    );
-
-    // An install interrupted while arming its trial (boot-pending, still the same boot) resumes
-    // too: only the arming is repeated.
-    const resuming =
-      (isInProgress(previous) ||
-        (previous?.phase === 'boot-pending' && previous.bootId === (await this.o.bootId()))) &&
-      previous!.manifestJws === manifestJws &&
-      previous!.targetSlot === target &&
-      previous!.bootedSlot === booted;
-    const images = imagesOf(manifest);
-    const targets = new Map<ImageName, ImageTarget>();
-    for (const [name] of images) {
-      const t = config.slots[target][name];
-      if (t === undefined) {
-        throw new ClientError(
-          'ERR_INSTALL_SLOT_LAYOUT',
-          `release ${manifest.version} carries a ${name} image but slot ${target} has no ${name} device configured`,
-        );
-      }
-      targets.set(name, t);
-    }
+  /**
+   * The journal of this attempt: the interrupted one continued (an install interrupted while
+   * arming its trial, still in the same boot, resumes too: only the arming is repeated), or a new
+   * one. A superseded install's scratch files are removed.
+   */
+  private async openJournal(
+    r: Release,
+    previous: InstallJournal | undefined,
+    source: ReleaseSource,
+    req: InstallRequest,
+    previousVersion: string,
+  ): Promise<JournalWriter> {
+    const { config } = this.o;
+    const resuming = resumesJournal(previous, {
+      manifestJws: r.manifestJws,
+      bootedSlot: r.booted,
+      targetSlot: r.target,
+      ...(previous?.phase === 'boot-pending' ? { currentBootId: await this.o.bootId() } : {}),
+    });
+    targetsOf(r.images, config.slots, r.target, r.manifest.version);
     if (!resuming && previous !== undefined) {
       // A superseded install's spool and delta metadata are of no further use.
       for (const name of Object.keys(previous.images))
         await removeScratch(config.dataDir, previous.installId, name);
     }
-    const now = this.o.clock().toISOString();
-    this.journal = resuming
-      ? {
-          ...withoutError(previous!),
-          ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
-          source: source.journalSource,
-        }
-      : {
-          schemaVersion: 1,
-          installId: randomUUID(),
-          phase: 'verified',
-          ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
-          version: manifest.version,
-          securityVersion: manifest.securityVersion,
-          manifestJws,
-          source: source.journalSource,
-          bootedSlot: booted,
-          targetSlot: target,
-          previousVersion: facts.currentVersion,
-          rootHashes: rootHashesOf(images),
-          images: Object.fromEntries(
-            images.map(([name, img]) => [
-              name,
-              {
-                blocksWritten: 0,
-                totalBlocks: img.verity.dataBlocks,
-                hashTreeWritten: false,
-                artifactSizeBytes: img.artifact.sizeBytes,
-              } satisfies ImageProgress,
-            ]),
-          ),
-          progress: { bytesDone: 0, bytesTotal: images.reduce((s, [, img]) => s + img.sizeBytes, 0) },
-          startedAt: now,
-          updatedAt: now,
-        };
-    await this.save({});
+    const rollout = req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {};
+    const journal = resuming
+      ? { ...withoutError(previous!), ...rollout, source: source.journalSource }
+      : newJournal(r, { ...rollout, source: source.journalSource, previousVersion, now: this.o.clock() });
+    const writer = new JournalWriter(journal, {
+      dataDir: config.dataDir,
+      clock: this.o.clock,
+      images: r.images,
+      ...(this.o.onProgress ? { onProgress: this.o.onProgress } : {}),
+    });
+    await writer.save();
+    return writer;
+  }
+}
 
-    const verifiers = new Map<ImageName, VerifiedTree>();
+/** One run of an install: executes the steps the journal has not recorded as done yet. */
+class InstallAttempt {
+  private readonly trees = new Map<ImageName, VerifiedTree>();
+
+  constructor(
+    private readonly o: InstallerOptions,
+    private readonly source: ReleaseSource,
+    private readonly journal: JournalWriter,
+    private readonly r: Release,
+  ) {}
+
+  async run(): Promise<InstallJournal> {
+    const { bootControl } = this.o;
     try {
       // 2. Every hash tree, checked against its signed digest and root hash, before any write.
-      for (const [name, img] of images) verifiers.set(name, await this.fetchVerifier(source, name, img));
-
+      for (const [name, image] of this.r.images) {
+        const path = treePath(this.o.config.dataDir, this.journal.current.installId, name);
+        const signal = this.o.signal ? { signal: this.o.signal } : {};
+        this.trees.set(name, await VerifiedTree.fetch({ source: this.source, imageName: name, image, path, ...signal }));
+      }
       // 3. The slot stops being bootable before its first byte changes.
-      if (this.journal.phase === 'verified') {
-        await this.o.bootControl.markBad(target);
-        await this.o.onTargetInvalidated?.(target);
-        await this.save({ phase: 'writing' });
+      if (this.journal.current.phase === 'verified') {
+        await bootControl.markBad(this.r.target);
+        await this.o.onTargetInvalidated?.(this.r.target);
+        await this.journal.save({ phase: 'writing' });
       }
-
       // 4. Artifacts (or deltas), block by verified block; then the hash trees.
-      if (this.journal.phase === 'writing') {
-        const deltas = await this.deltasFor(source, images, booted);
-        for (const [name, img] of images) {
-          await this.writeOneImage(
-            source,
-            name,
-            img,
-            targets.get(name)!,
-            verifiers.get(name)!,
-            booted,
-            target,
-            images,
-            deltas,
-          );
-        }
-        await this.save({ phase: 'written' });
+      if (this.journal.current.phase === 'writing') {
+        for (const plan of await this.plan()) await this.writeImage(plan);
+        await this.journal.save({ phase: 'written' });
       }
-
-      // 5. Boot the new slot once; the post-boot check commits or the bootloader falls back.
-      //    The intent is journalled BEFORE the boot control is touched, so that no crash can
-      //    leave an armed trial behind a journal that does not know about it; `armed` is
-      //    journalled after setTryOnce returned. Agent.afterBoot() decides from (journal,
-      //    booted slot, boot id): booted the target → the trial; same boot, or the old slot
-      //    without `armed` → arm again (setTryOnce is idempotent) and reboot; the old slot after
-      //    an armed trial → rolled back.
-      if (this.journal.phase !== 'boot-pending')
-        await this.save({ phase: 'boot-pending', bootId: await this.o.bootId(), armed: false });
-      try {
-        await this.o.bootControl.setTryOnce(target);
-      } catch (e) {
-        // A ClientError is the backend's definite refusal (a failed edit writes nothing): the
-        // install failed (below). Anything else (an I/O error in the middle of the write) may or
-        // may not have armed the trial; the journal stays boot-pending and after-boot decides.
-        if (!(e instanceof ClientError)) {
-          const code = (e as { code?: unknown }).code;
-          await this.save({
-            error: {
-              code: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED',
-              message: (e as Error).message,
-            },
-          });
-          throw new ArmingInterrupted(e);
-        }
-        throw e;
-      }
-      await this.save({ armed: true });
-      return this.journal;
+      await this.armTrial();
+      return this.journal.current;
     } catch (caught) {
-      if (caught instanceof ArmingInterrupted)
-        throw this.o.signal?.aborted ? abortError(this.o.signal) : caught.cause;
-      const e =
-        this.o.signal?.aborted && !isClientError(caught, 'ERR_ABORTED') ? abortError(this.o.signal) : caught;
-      // Interruptions (shutdown, the network gone after all retries) leave the journal
-      // resumable; verification and slot failures end this install.
-      const code = (e as { code?: unknown }).code;
-      const error = {
-        code: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED',
-        message: (e as Error).message,
-      };
-      if (RESUMABLE_CODES.has(error.code)) await this.save({ error });
-      else {
-        await this.save({ phase: 'failed', error });
-        for (const [name] of images) await removeScratch(config.dataDir, this.journal.installId, name);
-      }
-      throw e;
+      throw await this.failed(caught);
     } finally {
       // The trees are fetched and checked again by every attempt: their scratch files end here,
       // whatever the outcome (no descriptor outlives the attempt).
-      for (const [name, tree] of verifiers) {
+      for (const [name, tree] of this.trees) {
         await tree.close();
-        await rm(treePath(config.dataDir, this.journal.installId, name), { force: true });
+        await rm(treePath(this.o.config.dataDir, this.journal.current.installId, name), { force: true });
       }
     }
   }
 
-  private async save(patch: Partial<InstallJournal>): Promise<void> {
-    if (this.journal === undefined) return;
-    this.journal = { ...this.journal, ...patch, updatedAt: this.o.clock().toISOString() };
-    for (const [name, bytes] of this.downloaded) {
-      const p = this.journal.images[name];
-      if (p !== undefined)
-        this.journal.images[name] = { ...p, downloadedBytes: (p.downloadedBytes ?? 0) + bytes };
-    }
-    this.downloaded.clear();
-    await writeJournal(this.o.config.dataDir, this.journal);
-    this.o.onProgress?.(this.journal);
+  /** The plan of every image, from the journal and the deltas offered now. */
+  private async plan(): Promise<ImagePlan[]> {
+    const { images, booted, target, manifest } = this.r;
+    return planInstall({
+      version: manifest.version,
+      images,
+      bootedSlot: booted,
+      targetSlot: target,
+      slots: this.o.config.slots,
+      progress: this.journal.current.images,
+      deltas: await this.deltasOffered(),
+    });
   }
 
-  private async fetchVerifier(
-    source: ReleaseSource,
-    name: ImageName,
-    img: ImageManifest,
-  ): Promise<VerifiedTree> {
-    const { digest, sizeBytes } = img.verity.hashTree;
-    if (sizeBytes > MAX_HASH_TREE_BYTES) {
-      throw new ClientError(
-        'ERR_INSTALL_HASH_TREE_INVALID',
-        `image ${name}: hash tree of ${sizeBytes} bytes exceeds the ${MAX_HASH_TREE_BYTES}-byte limit`,
-      );
-    }
-    // The tree goes to a scratch file on the data partition, not into memory (4 MiB for a
-    // 512 MiB image): each chunk is written before the next is taken, nothing accumulates.
-    const path = treePath(this.o.config.dataDir, this.journal!.installId, name);
-    const where = `image ${name} hash tree scratch file ${path}`;
-    const fh = await open(path, 'w+', 0o600);
+  /**
+   * 5. Boot the new slot once; the post-boot check commits or the bootloader falls back. The
+   *    intent is journalled BEFORE the boot control is touched, so that no crash can leave an
+   *    armed trial behind a journal that does not know about it; `armed` is journalled after
+   *    setTryOnce returned. Agent.afterBoot() decides from (journal, booted slot, boot id):
+   *    booted the target → the trial; same boot, or the old slot without `armed` → arm again
+   *    (setTryOnce is idempotent) and reboot; the old slot after an armed trial → rolled back.
+   */
+  private async armTrial(): Promise<void> {
+    if (this.journal.current.phase !== 'boot-pending')
+      await this.journal.save({ phase: 'boot-pending', bootId: await this.o.bootId(), armed: false });
     try {
-      const hash = createHash('sha256');
-      let filled = 0;
-      for await (const chunk of source.openBlob(digest, sizeBytes, 0, this.o.signal)) {
-        if (filled + chunk.byteLength > sizeBytes) {
-          throw new ClientError(
-            'ERR_INSTALL_HASH_TREE_INVALID',
-            `image ${name}: hash tree is longer than the signed ${sizeBytes} bytes`,
-          );
-        }
-        await writeFully(fh, chunk, filled, where);
-        hash.update(chunk);
-        filled += chunk.byteLength;
-      }
-      const actual = `sha256:${hash.digest('hex')}`;
-      if (filled !== sizeBytes || actual !== digest) {
-        throw new ClientError(
-          'ERR_INSTALL_HASH_TREE_INVALID',
-          `image ${name}: hash tree is ${filled} bytes with digest ${actual}; the signed manifest says ${sizeBytes} bytes, ${digest}`,
-        );
-      }
-      let verifier: BlockVerifier;
-      try {
-        verifier = await BlockVerifier.fromHashFileHandle(fh, verityParamsOf(img), img.verity.rootHash);
-      } catch (e) {
-        const code = (e as { code?: unknown }).code;
-        throw new ClientError(
-          code === 'ERR_VERITY_IO' ? 'ERR_INSTALL_SLOT_IO' : 'ERR_INSTALL_HASH_TREE_INVALID',
-          code === 'ERR_VERITY_IO'
-            ? `${where}: ${(e as Error).message}`
-            : `image ${name}: hash tree does not lead to the signed root hash ${img.verity.rootHash} (${String(code)}: ${(e as Error).message})`,
-          { cause: e },
-        );
-      }
-      let closed = false;
-      return {
-        verifyBlock: (i, data) => verifier.verifyBlock(i, data),
-        assertBlock: (i, data) => verifier.assertBlock(i, data),
-        sizeBytes,
-        copyTo: async (out, offset, to) => {
-          // Tree blocks come from memory or are re-checked against it (VerityError otherwise);
-          // the digest covers the rest: the hash area gets exactly the signed, verified bytes.
-          const copied = createHash('sha256');
-          let at = 0;
-          try {
-            for await (const piece of verifier.hashFile()) {
-              copied.update(piece);
-              await writeFully(out, piece, offset + at, to);
-              at += piece.byteLength;
-            }
-          } catch (e) {
-            if (isClientError(e)) throw e;
-            throw new ClientError(
-              'ERR_INSTALL_HASH_TREE_INVALID',
-              `${where} changed after it was verified (${String((e as { code?: unknown }).code)}: ${(e as Error).message})`,
-              { cause: e },
-            );
-          }
-          const now = `sha256:${copied.digest('hex')}`;
-          if (at !== sizeBytes || now !== digest) {
-            throw new ClientError(
-              'ERR_INSTALL_HASH_TREE_INVALID',
-              `${where} changed after it was verified: copied ${at} bytes with digest ${now}, the signed manifest says ${sizeBytes} bytes, ${digest}`,
-            );
-          }
-        },
-        close: async () => {
-          if (closed) return;
-          closed = true;
-          await fh.close();
-        },
-      };
+      await this.o.bootControl.setTryOnce(this.r.target);
     } catch (e) {
-      await fh.close();
-      await rm(path, { force: true });
-      throw e;
+      // A ClientError is the backend's definite refusal (a failed edit writes nothing): the
+      // install failed. Anything else (an I/O error in the middle of the write) may or may not
+      // have armed the trial; the journal stays boot-pending and after-boot decides.
+      if (e instanceof ClientError) throw e;
+      await this.journal.save({ error: errorOf(e) });
+      throw new ArmingInterrupted(e);
     }
+    await this.journal.save({ armed: true });
   }
 
-  private async notice(n: InstallNotice): Promise<void> {
+  /**
+   * The error this attempt ends with. Interruptions (shutdown, the network gone after all
+   * retries) leave the journal resumable; verification and slot failures end this install.
+   */
+  private async failed(caught: unknown): Promise<unknown> {
+    const { signal } = this.o;
+    if (caught instanceof ArmingInterrupted) return signal?.aborted ? abortError(signal) : caught.cause;
+    const e = signal?.aborted && !isClientError(caught, 'ERR_ABORTED') ? abortError(signal) : caught;
+    const error = errorOf(e);
+    if (RESUMABLE_CODES.has(error.code)) await this.journal.save({ error });
+    else {
+      await this.journal.save({ phase: 'failed', error });
+      for (const [name] of this.r.images)
+        await removeScratch(this.o.config.dataDir, this.journal.current.installId, name);
+    }
+    return e;
+  }
+
+  /** One image: its data area (full or delta), then its hash area, each durable before it is journalled. */
+  private async writeImage(plan: ImagePlan): Promise<void> {
+    const { config } = this.o;
+    const { booted, target } = this.r;
+    const dataFh = await openSlotForWrite(plan.dataPath, target, booted, config.slots[booted]);
     try {
-      const version = this.journal?.version;
-      await this.o.onNotice?.(version !== undefined ? { ...n, version } : n);
-    } catch {
-      // a log or report hook never fails the install
+      const info = await deviceInfo(dataFh);
+      if (info.isBlockDevice && info.sizeBytes < plan.requiredDeviceBytes) {
+        throw new ClientError(
+          'ERR_INSTALL_SLOT_LAYOUT',
+          `slot ${target} ${plan.name}: ${plan.dataPath} has ${info.sizeBytes} bytes, ${plan.requiredDeviceBytes} are needed`,
+        );
+      }
+      const size = plan.dataFileSizeBytes;
+      if (!info.isBlockDevice && size !== undefined && info.sizeBytes !== size) await dataFh.truncate(size);
+      await this.writeData(plan, dataFh);
+      await this.writeHashArea(plan, dataFh);
+      await this.journal.hashAreaWritten(plan.name);
+    } finally {
+      await dataFh.close();
     }
   }
 
   /**
-   * The deltas offered for this release and the active slot's known root hashes; an empty list
-   * when the caller gave no root hashes (then there is nothing a delta could be checked against).
+   * The data area by the plan's method. The fallback policy: a delta that cannot produce the
+   * image (DeltaUnusable) is journalled as given up and the full artifact is written from block 0;
+   * an interruption is not a delta failure and resumes the delta later.
    */
-  private async deltasFor(
-    source: ReleaseSource,
-    images: [ImageName, ImageManifest][],
-    booted: SlotName,
-  ): Promise<{ candidates: DeltaCandidate[]; active: ImageRootHashes }> {
-    if (this.o.activeRootHashes === undefined) return { candidates: [], active: {} };
-    const warnings: string[] = [];
-    const candidates = (await source.readDeltas?.((m) => warnings.push(m))) ?? [];
-    for (const message of warnings) await this.notice({ level: 'warn', kind: 'delta-ignored', message });
-    const wanted = new Set(images.map(([name]) => name as string));
-    return {
-      candidates: candidates.filter((d) => wanted.has(d.image)),
-      active: await this.o.activeRootHashes(booted),
+  private async writeData(plan: ImagePlan, dataFh: FileHandle): Promise<void> {
+    const { name, write } = plan;
+    if (write.method === 'none') return;
+    const { config } = this.o;
+    const installId = this.journal.current.installId;
+    const w: ImageWrite = {
+      plan,
+      tree: this.trees.get(name)!,
+      dataFh,
+      source: countingSource(this.source, (n) => this.journal.countDownloaded(name, n)),
+      journal: this.journal,
+      checkpointBytes: this.o.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES,
+      ...(config.spoolCompressedArtifacts ? { spoolPath: spoolPath(config.dataDir, installId, name) } : {}),
+      deltaMetadataPath: deltaMetadataPath(config.dataDir, installId, name),
+      ...(this.o.signal ? { signal: this.o.signal } : {}),
     };
-  }
-
-  /** Count the bytes an image's blobs deliver (status: "delta 3.1 MiB of 40 MiB full"). */
-  private counting(source: ReleaseSource, name: ImageName): ReleaseSource {
-    const count = (n: number): void => {
-      this.downloaded.set(name, (this.downloaded.get(name) ?? 0) + n);
-    };
-    return {
-      journalSource: source.journalSource,
-      readManifestJws: () => source.readManifestJws(),
-      readRootChain: () => source.readRootChain(),
-      readDeltas: async (warn) => (await source.readDeltas?.(warn)) ?? [],
-      async *openBlob(digest, sizeBytes, startByte, signal) {
-        for await (const chunk of source.openBlob(digest, sizeBytes, startByte, signal)) {
-          count(chunk.byteLength);
-          yield chunk;
-        }
-      },
-    };
-  }
-
-  /**
-   * Decide how a not yet started image is written (journalled before its first byte): a delta
-   * when chooseDelta() accepts one, else the full artifact. An image the journal already has
-   * blocks of keeps its method (journals from before deltas: full).
-   */
-  private async chooseMethod(
-    name: ImageName,
-    img: ImageManifest,
-    deltas: { candidates: DeltaCandidate[]; active: ImageRootHashes },
-    booted: SlotName,
-  ): Promise<'delta' | 'full'> {
-    const progress = this.journal!.images[name]!;
-    if (progress.method !== undefined) return progress.method;
-    if (progress.blocksWritten > 0) return 'full';
-    const choice = chooseDelta(name, img, deltas.candidates, deltas.active[name]);
-    if (choice.use === undefined) {
-      if (choice.reason !== undefined)
-        await this.notice({
-          level: 'info',
-          kind: 'delta-skipped',
-          image: name,
-          message: `image ${name}: delta not used, installing the full artifact: ${choice.reason}`,
-        });
-      this.journal!.images[name] = { ...progress, method: 'full' };
-      await this.save({});
-      return 'full';
+    if (write.method === 'full') {
+      if (write.record) await this.recordFull(name, write.skipped);
+      await fullWriter.write(w, plan.resume);
+      return;
     }
-    const d = choice.use;
-    this.journal!.images[name] = {
-      ...progress,
-      method: 'delta',
-      delta: { digest: d.digest, sizeBytes: d.sizeBytes, sourceRootHash: d.sourceRootHash },
-    };
-    await this.save({});
+    if (write.record) await this.recordDelta(plan, write.delta);
+    try {
+      if (write.unusable !== undefined) throw new DeltaUnusable(write.unusable.code, write.unusable.message);
+      await deltaWriter.write(w, plan.resume);
+      return;
+    } catch (e) {
+      if (!(e instanceof DeltaUnusable)) throw e;
+      await this.fallBackToFull(name, e, w.deltaMetadataPath);
+    }
+    await fullWriter.write(w, { ...plan.resume, blocksDone: 0, deltaApplied: false });
+  }
+
+  private async recordFull(name: ImageName, skipped: string | undefined): Promise<void> {
+    if (skipped !== undefined) {
+      const message = `image ${name}: delta not used, installing the full artifact: ${skipped}`;
+      await this.notice({ level: 'info', kind: 'delta-skipped', image: name, message });
+    }
+    await this.journal.methodChosen(name, { method: 'full' });
+  }
+
+  private async recordDelta(plan: ImagePlan, delta: NonNullable<ImageProgress['delta']>): Promise<void> {
+    await this.journal.methodChosen(plan.name, { method: 'delta', delta });
     await this.notice({
       level: 'info',
       kind: 'delta-used',
-      image: name,
-      message: `image ${name}: applying delta ${d.digest} (${d.sizeBytes} bytes instead of the ${img.artifact.sizeBytes}-byte artifact) against slot ${booted}`,
+      image: plan.name,
+      message: `image ${plan.name}: applying delta ${delta.digest} (${delta.sizeBytes} bytes instead of the ${plan.image.artifact.sizeBytes}-byte artifact) against slot ${this.r.booted}`,
     });
-    return 'delta';
   }
 
   /** A delta failed for good: journal `full` from block 0 first, then report it. */
-  private async fallBackToFull(name: ImageName, e: DeltaUnusable, allImages: [ImageName, ImageManifest][]) {
-    const { delta, ...rest } = this.journal!.images[name]!;
-    const { checkpoint: _dropped, ...deltaWithoutCheckpoint } = delta ?? { checkpoint: undefined };
-    this.journal!.images[name] = {
-      ...rest,
-      method: 'full',
-      blocksWritten: 0,
-      ...(delta !== undefined ? { delta: deltaWithoutCheckpoint as typeof delta } : {}),
-      deltaFallback: { code: e.code, message: e.message.slice(0, 2000) },
-    };
-    await this.save({
-      progress: { bytesDone: this.bytesDone(allImages), bytesTotal: this.journal!.progress.bytesTotal },
-    });
-    await rm(deltaMetadataPath(this.o.config.dataDir, this.journal!.installId, name), { force: true });
+  private async fallBackToFull(name: ImageName, e: DeltaUnusable, metadataPath: string): Promise<void> {
+    await this.journal.fellBackToFull(name, e);
+    await rm(metadataPath, { force: true });
     await this.notice({
       level: 'warn',
       kind: 'delta-fallback',
@@ -561,238 +391,97 @@ export class Installer {
     });
   }
 
-  private async writeOneImage(
-    source: ReleaseSource,
-    name: ImageName,
-    img: ImageManifest,
-    t: ImageTarget,
-    verifier: VerifiedTree,
-    booted: SlotName,
-    target: SlotName,
-    allImages: [ImageName, ImageManifest][],
-    deltas: { candidates: DeltaCandidate[]; active: ImageRootHashes },
-  ): Promise<void> {
-    const { config } = this.o;
-    const progress = this.journal!.images[name]!;
-    const counted = this.counting(source, name);
-    const sameDevice = t.hashPath === undefined;
-    const hashOffset = t.hashOffsetBytes ?? 0;
-    const treeBytes = verifier.sizeBytes;
-    if (sameDevice && hashOffset < img.sizeBytes) {
-      throw new ClientError(
-        'ERR_INSTALL_SLOT_LAYOUT',
-        `slot ${target} ${name}: hash area at byte ${hashOffset} overlaps the ${img.sizeBytes}-byte image on ${t.path}`,
-      );
-    }
-    const dataFh = await openSlotForWrite(t.path, target, booted, config.slots[booted]);
-    try {
-      const info = await deviceInfo(dataFh);
-      const needed = sameDevice ? hashOffset + treeBytes : img.sizeBytes;
-      if (info.isBlockDevice && info.sizeBytes < needed) {
-        throw new ClientError(
-          'ERR_INSTALL_SLOT_LAYOUT',
-          `slot ${target} ${name}: ${t.path} has ${info.sizeBytes} bytes, ${needed} are needed`,
-        );
-      }
-      // A slot file is made exactly the image's size, so it is byte-identical to the image.
-      if (!info.isBlockDevice && !sameDevice && info.sizeBytes !== img.sizeBytes)
-        await dataFh.truncate(img.sizeBytes);
-
-      if (!progress.hashTreeWritten && (await this.chooseMethod(name, img, deltas, booted)) === 'delta') {
-        try {
-          await this.writeFromDelta(
-            counted,
-            name,
-            img,
-            dataFh,
-            verifier,
-            booted,
-            allImages,
-            deltas.candidates,
-          );
-        } catch (e) {
-          if (!(e instanceof DeltaUnusable)) throw e;
-          await this.fallBackToFull(name, e, allImages);
-        }
-      }
-      if (!progress.hashTreeWritten && this.journal!.images[name]!.method !== 'delta') {
-        await writeImage({
-          imageName: name,
-          image: img,
-          verifier,
-          dataFh,
-          source: counted,
-          blocksDone: this.journal!.images[name]!.blocksWritten,
-          checkpointBytes: this.o.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES,
-          onBytes: async (bytesInImage) => {
-            // Progress for `status` and the server between checkpoints (written, maybe not yet durable).
-            const now = performance.now();
-            if (now - this.lastProgressSaveMs < PROGRESS_SAVE_INTERVAL_MS) return;
-            this.lastProgressSaveMs = now;
-            const others =
-              this.bytesDone(allImages) -
-              this.journal!.images[name]!.blocksWritten * img.verity.dataBlockSize;
-            await this.save({
-              progress: { bytesDone: others + bytesInImage, bytesTotal: this.journal!.progress.bytesTotal },
-            });
-          },
-          ...(config.spoolCompressedArtifacts
-            ? {
-                spool: {
-                  path: spoolPath(config.dataDir, this.journal!.installId, name),
-                  durableBytes: progress.spooledBytes ?? 0,
-                },
-              }
-            : {}),
-          onCheckpoint: async (blocksWritten, spooledBytes) => {
-            this.journal!.images[name] = {
-              ...this.journal!.images[name]!,
-              blocksWritten,
-              ...(spooledBytes > 0 ? { spooledBytes } : {}),
-            };
-            await this.save({
-              progress: {
-                bytesDone: this.bytesDone(allImages),
-                bytesTotal: this.journal!.progress.bytesTotal,
-              },
-            });
-          },
-          ...(this.o.signal ? { signal: this.o.signal } : {}),
-        });
-      }
-      await this.writeHashArea(sameDevice ? dataFh : undefined, t, verifier, booted, target, name);
-      this.journal!.images[name] = { ...this.journal!.images[name]!, hashTreeWritten: true };
-      await this.save({});
-    } finally {
-      await dataFh.close();
-    }
-  }
-
-  /**
-   * Write image `name` from the journalled delta (resuming its checkpoint). Throws DeltaUnusable
-   * when the delta cannot produce the image (the caller falls back to the full artifact).
-   */
-  private async writeFromDelta(
-    source: ReleaseSource,
-    name: ImageName,
-    img: ImageManifest,
-    dataFh: FileHandle,
-    verifier: VerifiedTree,
-    booted: SlotName,
-    allImages: [ImageName, ImageManifest][],
-    candidates: DeltaCandidate[],
-  ): Promise<void> {
-    const { config } = this.o;
-    const progress = this.journal!.images[name]!;
-    const delta = progress.delta!;
-    if (!candidates.some((d) => d.digest === delta.digest && d.image === name)) {
-      throw new DeltaUnusable(
-        'ERR_INSTALL_DELTA_WITHDRAWN',
-        `delta ${delta.digest} is no longer offered for this release`,
-      );
-    }
-    const active = config.slots[booted][name];
-    if (active === undefined) {
-      throw new DeltaUnusable(
-        'ERR_INSTALL_SLOT_LAYOUT',
-        `the active slot ${booted} has no ${name} device configured`,
-      );
-    }
-    const bs = img.verity.dataBlockSize;
-    const total = img.verity.dataBlocks;
-    if (progress.blocksWritten === total && delta.checkpoint === undefined) {
-      // Applied completely before an interruption (e.g. while writing the hash area): nothing to
-      // download if every block still verifies on the slot; otherwise apply it again from op 0.
-      if ((await reverifyWrittenBlocks(dataFh, verifier, bs, total)) === total) return;
-      this.journal!.images[name] = { ...progress, blocksWritten: 0 };
-    }
-    await writeImageFromDelta({
-      imageName: name,
-      image: img,
-      delta,
-      metadataPath: deltaMetadataPath(config.dataDir, this.journal!.installId, name),
-      verifier,
-      dataFh,
-      sourcePath: active.path,
-      ...(active.hashPath === undefined && active.hashOffsetBytes !== undefined
-        ? { sourceLimitBytes: active.hashOffsetBytes }
-        : {}),
-      source,
-      blocksDone: this.journal!.images[name]!.blocksWritten,
-      checkpointBytes: this.o.checkpointBytes ?? DEFAULT_CHECKPOINT_BYTES,
-      onCheckpoint: async (checkpoint, blocksWritten) => {
-        const current = this.journal!.images[name]!;
-        this.journal!.images[name] = { ...current, blocksWritten, delta: { ...current.delta!, checkpoint } };
-        await this.save({
-          progress: { bytesDone: this.bytesDone(allImages), bytesTotal: this.journal!.progress.bytesTotal },
-        });
-      },
-      onBytes: async (bytesWritten) => {
-        const now = performance.now();
-        if (now - this.lastProgressSaveMs < PROGRESS_SAVE_INTERVAL_MS) return;
-        this.lastProgressSaveMs = now;
-        const others = this.bytesDone(allImages) - this.journal!.images[name]!.blocksWritten * bs;
-        await this.save({
-          progress: { bytesDone: others + bytesWritten, bytesTotal: this.journal!.progress.bytesTotal },
-        });
-      },
-      ...(this.o.signal ? { signal: this.o.signal } : {}),
-    });
-    // Every block is written, verified and fdatasynced; the checkpoint has served its purpose.
-    const { checkpoint: _done, ...finished } = this.journal!.images[name]!.delta!;
-    this.journal!.images[name] = {
-      ...this.journal!.images[name]!,
-      blocksWritten: img.verity.dataBlocks,
-      delta: finished,
-    };
-    await this.save({
-      progress: { bytesDone: this.bytesDone(allImages), bytesTotal: this.journal!.progress.bytesTotal },
-    });
-  }
-
-  /** Bytes of verified data durably on the slot, over all images (journal progress). */
-  private bytesDone(images: [ImageName, ImageManifest][]): number {
-    let sum = 0;
-    for (const [name, img] of images) {
-      const p = this.journal!.images[name];
-      if (p !== undefined) sum += p.blocksWritten * img.verity.dataBlockSize;
-    }
-    return sum;
-  }
-
-  private async writeHashArea(
-    sameDeviceFh: FileHandle | undefined,
-    t: ImageTarget,
-    tree: VerifiedTree,
-    booted: SlotName,
-    target: SlotName,
-    name: ImageName,
-  ): Promise<void> {
-    const offset = t.hashOffsetBytes ?? 0;
-    const where = `slot ${target} ${name} hash area`;
-    if (sameDeviceFh !== undefined) {
-      await tree.copyTo(sameDeviceFh, offset, where);
-      await sameDeviceFh.datasync();
+  private async writeHashArea(plan: ImagePlan, dataFh: FileHandle): Promise<void> {
+    const { booted, target } = this.r;
+    const tree = this.trees.get(plan.name)!;
+    const { hashArea } = plan;
+    const where = `slot ${target} ${plan.name} hash area`;
+    if (hashArea.kind === 'after-data') {
+      await tree.copyTo(dataFh, hashArea.offsetBytes, where);
+      await dataFh.datasync();
       return;
     }
-    const path = t.hashPath!;
-    const fh = await openSlotForWrite(path, target, booted, this.o.config.slots[booted]);
+    const fh = await openSlotForWrite(hashArea.path, target, booted, this.o.config.slots[booted]);
     try {
       // A separate hash file holds exactly what veritysetup would write into a new file.
-      if ((await fh.stat()).isFile()) await fh.truncate(offset + tree.sizeBytes);
-      await tree.copyTo(fh, offset, where);
+      if ((await fh.stat()).isFile()) await fh.truncate(hashArea.offsetBytes + tree.sizeBytes);
+      await tree.copyTo(fh, hashArea.offsetBytes, where);
       await fh.datasync();
     } finally {
       await fh.close();
     }
   }
+
+  /**
+   * The deltas offered for this release and the active slot's known root hashes; an empty list
+   * when the caller gave no root hashes (then there is nothing a delta could be checked against).
+   */
+  private async deltasOffered(): Promise<{ candidates: DeltaCandidate[]; active: ImageRootHashes }> {
+    if (this.o.activeRootHashes === undefined) return { candidates: [], active: {} };
+    const warnings: string[] = [];
+    const candidates = (await this.source.readDeltas?.((m) => warnings.push(m))) ?? [];
+    for (const message of warnings) await this.notice({ level: 'warn', kind: 'delta-ignored', message });
+    const wanted = new Set(this.r.images.map(([name]) => name as string));
+    return {
+      candidates: candidates.filter((d) => wanted.has(d.image)),
+      active: await this.o.activeRootHashes(this.r.booted),
+    };
+  }
+
+  private async notice(n: InstallNotice): Promise<void> {
+    try {
+      const { version } = this.journal.current;
+      await this.o.onNotice?.({ ...n, version });
+    } catch {
+      // a log or report hook never fails the install
+    }
+  }
 }
 
-/** setTryOnce failed in a way that may or may not have armed the trial (see step 5). */
+/** setTryOnce failed in a way that may or may not have armed the trial (see armTrial). */
 class ArmingInterrupted extends Error {
   constructor(override readonly cause: unknown) {
     super('arming the trial boot was interrupted');
   }
+}
+
+/** The journal's record of an error: its code (ERR_INSTALL_FAILED when it has none) and message. */
+function errorOf(e: unknown): { code: string; message: string } {
+  const code = (e as { code?: unknown }).code;
+  return { code: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED', message: (e as Error).message };
+}
+
+/** A new install's journal: nothing written yet, phase `verified`. */
+function newJournal(
+  r: Release,
+  o: Pick<InstallJournal, 'rolloutId' | 'source' | 'previousVersion'> & { now: Date },
+): InstallJournal {
+  const { manifest, images } = r;
+  const now = o.now.toISOString();
+  const progress = (img: ImageManifest): ImageProgress => ({
+    blocksWritten: 0,
+    totalBlocks: img.verity.dataBlocks,
+    hashTreeWritten: false,
+    artifactSizeBytes: img.artifact.sizeBytes,
+  });
+  return {
+    schemaVersion: 1,
+    installId: randomUUID(),
+    phase: 'verified',
+    ...(o.rolloutId !== undefined ? { rolloutId: o.rolloutId } : {}),
+    version: manifest.version,
+    securityVersion: manifest.securityVersion,
+    manifestJws: r.manifestJws,
+    source: o.source,
+    bootedSlot: r.booted,
+    targetSlot: r.target,
+    previousVersion: o.previousVersion,
+    rootHashes: rootHashesOf(images),
+    images: Object.fromEntries(images.map(([name, img]) => [name, progress(img)])),
+    progress: { bytesDone: 0, bytesTotal: images.reduce((s, [, img]) => s + img.sizeBytes, 0) },
+    startedAt: now,
+    updatedAt: now,
+  };
 }
 
 /** The release's image root hashes in state.json's shape (each already checked by the manifest schema). */
@@ -802,6 +491,22 @@ function rootHashesOf(images: [ImageName, ImageManifest][]): ImageRootHashes {
     if (v.is(rootHashSchema, img.verity.rootHash)) out[name] = img.verity.rootHash;
   }
   return out;
+}
+
+/** Count the bytes an image's blobs deliver (status: "delta 3.1 MiB of 40 MiB full"). */
+function countingSource(source: ReleaseSource, count: (bytes: number) => void): ReleaseSource {
+  return {
+    journalSource: source.journalSource,
+    readManifestJws: () => source.readManifestJws(),
+    readRootChain: () => source.readRootChain(),
+    readDeltas: async (warn) => (await source.readDeltas?.(warn)) ?? [],
+    async *openBlob(digest, sizeBytes, startByte, signal) {
+      for await (const chunk of source.openBlob(digest, sizeBytes, startByte, signal)) {
+        count(chunk.byteLength);
+        yield chunk;
+      }
+    },
+  };
 }
 
 /** An install's per-image scratch files in the data directory (spool, delta metadata, hash tree). */
