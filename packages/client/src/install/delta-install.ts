@@ -135,87 +135,160 @@ export interface DeltaImageResult {
  * journal's own I/O error (the install fails as it would on the full path).
  */
 export async function writeImageFromDelta(o: DeltaImageOptions): Promise<DeltaImageResult> {
-  const { image, delta, dataFh } = o;
-  const bs = image.verity.dataBlockSize;
-  const where = `image ${o.imageName} delta ${delta.digest}`;
+  const run = new DeltaApply(o);
+  await run.loadResumePoint();
+  try {
+    return await run.apply();
+  } catch (e) {
+    throw classify(e, run.seen, run.where, o.signal);
+  } finally {
+    await run.close();
+  }
+}
 
-  // Resume only from a checkpoint whose metadata is on disk intact and whose blocks still verify
-  // on the slot (a device that lies about fsync); otherwise the delta starts again at op 0.
-  let resume: { checkpoint: DeltaCheckpoint; metadata: Uint8Array; header: DeltaHeader } | undefined;
-  let blocksDone = 0;
-  if (delta.checkpoint !== undefined) {
-    resume = await loadResumePoint(o.metadataPath, delta.checkpoint, o.blocksDone);
-    if (resume !== undefined) {
-      const intact = await reverifyWrittenBlocks(dataFh, o.verifier, bs, o.blocksDone);
-      if (intact === o.blocksDone) blocksDone = o.blocksDone;
-      else resume = undefined;
-    }
+interface ResumeState {
+  checkpoint: DeltaCheckpoint;
+  metadata: Uint8Array;
+  header: DeltaHeader;
+}
+
+/** One delta application: its payload stream, the active slot as source, the target writes and checkpoints. */
+class DeltaApply {
+  readonly where: string;
+  /** Who failed decides what happens next (applyDelta wraps every error in a DeltaError). */
+  readonly seen: { payloadError: unknown; localError: unknown; sourceError: unknown } = {
+    payloadError: undefined,
+    localError: undefined,
+    sourceError: undefined,
+  };
+  private readonly bs: number;
+  private readonly collect = bufferCollector();
+  private resume: ResumeState | undefined;
+  private blocksDone = 0;
+  private payloadHash: ReturnType<typeof createHash> | undefined;
+  private payloadSeen = 0;
+  private payloadIt: AsyncIterator<Uint8Array> | undefined;
+  /** Payload chunks read to decode the header, replayed into applyDelta. */
+  private readonly prefix: Uint8Array[] = [];
+  private srcFh: FileHandle | undefined;
+  private metadata: Uint8Array | undefined;
+  private metadataFill = 0;
+  private metadataSaved = false;
+  private writtenEnd = 0;
+  private bytesSinceCheckpoint = 0;
+
+  constructor(private readonly o: DeltaImageOptions) {
+    this.bs = o.image.verity.dataBlockSize;
+    this.where = `image ${o.imageName} delta ${o.delta.digest}`;
   }
 
-  // Who failed decides what happens next (applyDelta wraps every error in a DeltaError).
-  let payloadError: unknown;
-  let localError: unknown;
-  let sourceError: unknown;
-  const startByte = resume?.checkpoint.payloadOffset ?? 0;
-  const collect = bufferCollector();
-  const payloadHash = startByte === 0 ? createHash('sha256') : undefined;
-  let payloadSeen = startByte;
-  const tracked = async function* (): AsyncGenerator<Uint8Array> {
+  /**
+   * Resume only from a checkpoint whose metadata is on disk intact and whose blocks still verify
+   * on the slot (a device that lies about fsync); otherwise the delta starts again at op 0. Then
+   * the payload is opened where the resume point says.
+   */
+  async loadResumePoint(): Promise<void> {
+    const { o } = this;
+    if (o.delta.checkpoint !== undefined) {
+      this.resume = await loadResumePoint(o.metadataPath, o.delta.checkpoint, o.blocksDone);
+      if (this.resume !== undefined) {
+        const intact = await reverifyWrittenBlocks(o.dataFh, o.verifier, this.bs, o.blocksDone);
+        if (intact === o.blocksDone) this.blocksDone = o.blocksDone;
+        else this.resume = undefined;
+      }
+    }
+    const startByte = this.resume?.checkpoint.payloadOffset ?? 0;
+    this.payloadHash = startByte === 0 ? createHash('sha256') : undefined;
+    this.payloadSeen = startByte;
+    this.payloadIt = this.download(startByte)[Symbol.asyncIterator]();
+    this.writtenEnd = this.blocksDone * this.bs;
+    this.metadataSaved = this.resume !== undefined;
+  }
+
+  async apply(): Promise<DeltaImageResult> {
+    const { o, resume } = this;
+    const { header, metadataSizeBytes } = await this.readHeader();
+    const source = await this.openSource(header);
+    // Capture the metadata (the payload's first bytes) as it streams by, for resuming later.
+    this.metadata = resume === undefined ? new Uint8Array(metadataSizeBytes) : undefined;
+    const result = await applyDelta({
+      payload: this.payload(),
+      source,
+      target: this.target(),
+      verifier: o.verifier,
+      expectedTargetRootHash: o.image.verity.rootHash,
+      expectedSourceRootHash: o.delta.sourceRootHash,
+      expectedTargetSizeBytes: o.image.sizeBytes,
+      ...(resume !== undefined ? { resume: { checkpoint: resume.checkpoint, metadata: resume.metadata } } : {}),
+      onCheckpoint: (checkpoint) => this.checkpoint(checkpoint),
+    });
+    this.checkPayloadDigest();
+    await o.dataFh.datasync();
+    await rm(o.metadataPath, { force: true });
+    return { result, resumed: resume !== undefined, payloadDigestChecked: this.payloadHash !== undefined };
+  }
+
+  async close(): Promise<void> {
+    await this.payloadIt?.return?.(undefined).catch(() => {});
+    await this.srcFh?.close();
+  }
+
+  /** The payload from `startByte`, bounded by the offered size, hashed, its failures remembered. */
+  private async *download(startByte: number): AsyncGenerator<Uint8Array> {
+    const { o } = this;
     try {
-      for await (const chunk of o.source.openBlob(delta.digest, delta.sizeBytes, startByte, o.signal)) {
+      for await (const chunk of o.source.openBlob(o.delta.digest, o.delta.sizeBytes, startByte, o.signal)) {
         if (o.signal?.aborted) throw abortError(o.signal);
-        payloadSeen += chunk.byteLength;
-        if (payloadSeen > delta.sizeBytes) {
+        this.payloadSeen += chunk.byteLength;
+        if (this.payloadSeen > o.delta.sizeBytes) {
           throw new ClientError(
             'ERR_HTTP_TOO_LARGE',
-            `${where}: longer than the offered ${delta.sizeBytes} bytes`,
+            `${this.where}: longer than the offered ${o.delta.sizeBytes} bytes`,
           );
         }
-        payloadHash?.update(chunk);
+        this.payloadHash?.update(chunk);
         o.onDownloaded?.(chunk.byteLength);
-        collect(chunk.byteLength);
+        this.collect(chunk.byteLength);
         yield chunk;
       }
     } catch (e) {
-      payloadError ??= e;
+      this.seen.payloadError ??= e;
       throw e;
     }
-  };
-  const payloadIt = tracked()[Symbol.asyncIterator]();
+  }
 
-  let srcFh: FileHandle | undefined;
-  try {
-    // The header says how large a source the delta reads: the source reader is sized by it (never
-    // beyond the active slot's data area) and the metadata is kept for a later resume.
-    let header: DeltaHeader;
-    let metadataSizeBytes: number;
-    const prefix: Uint8Array[] = [];
-    if (resume !== undefined) {
-      header = resume.header;
-      metadataSizeBytes = resume.checkpoint.metadataSizeBytes;
-    } else {
-      const head = await readPrefix(payloadIt, HEADER_SIZE_BYTES, prefix);
-      ({ header, metadataSizeBytes } = decodeHeader(head));
-    }
-    if (header.blockSize !== bs) {
+  /** The delta's header: from the resume point, or decoded from the payload's first bytes. */
+  private async readHeader(): Promise<{ header: DeltaHeader; metadataSizeBytes: number }> {
+    const decoded =
+      this.resume !== undefined
+        ? { header: this.resume.header, metadataSizeBytes: this.resume.checkpoint.metadataSizeBytes }
+        : decodeHeader(await readPrefix(this.payloadIt!, HEADER_SIZE_BYTES, this.prefix));
+    if (decoded.header.blockSize !== this.bs) {
       throw new DeltaUnusable(
         'ERR_DELTA_WRONG_TARGET',
-        `${where}: ${header.blockSize}-byte blocks; the image's dm-verity data block size is ${bs}`,
+        `${this.where}: ${decoded.header.blockSize}-byte blocks; the image's dm-verity data block size is ${this.bs}`,
       );
     }
+    return decoded;
+  }
 
+  /**
+   * The active slot's image, read-only, as the delta's source: sized by the header, never
+   * beyond the active slot's data area.
+   */
+  private async openSource(header: DeltaHeader): Promise<SourceReader> {
+    const { o, where, seen } = this;
+    let fh: FileHandle;
     try {
-      srcFh = await open(o.sourcePath, 'r');
+      fh = this.srcFh = await open(o.sourcePath, 'r');
     } catch (e) {
       throw new DeltaUnusable(
         'ERR_DELTA_IO',
         `${where}: cannot open the active slot's ${o.sourcePath} for reading: ${(e as Error).message}`,
-        {
-          cause: e,
-        },
+        { cause: e },
       );
     }
-    const deviceBytes = (await deviceInfo(srcFh)).sizeBytes;
+    const deviceBytes = (await deviceInfo(fh)).sizeBytes;
     const dataAreaBytes = Math.min(deviceBytes, o.sourceLimitBytes ?? Number.POSITIVE_INFINITY);
     if (header.source.sizeBytes > dataAreaBytes) {
       throw new DeltaUnusable(
@@ -223,115 +296,102 @@ export async function writeImageFromDelta(o: DeltaImageOptions): Promise<DeltaIm
         `${where}: made from a ${header.source.sizeBytes}-byte source; the active slot's ${o.imageName} data area on ${o.sourcePath} has ${dataAreaBytes} bytes`,
       );
     }
-    const sourceFh = srcFh;
-    const sourceReader: SourceReader = {
+    return {
       sizeBytes: header.source.sizeBytes,
       async read(offset, into) {
         try {
-          const n = await readAt(sourceFh, into, into.byteLength, offset);
+          const n = await readAt(fh, into, into.byteLength, offset);
           if (n !== into.byteLength)
             throw new Error(`end of device after ${n} of ${into.byteLength} bytes at byte ${offset}`);
         } catch (e) {
-          sourceError ??= e;
+          seen.sourceError ??= e;
           throw e;
         }
       },
     };
+  }
 
-    // Capture the metadata (the payload's first bytes) as it streams by, for resuming later.
-    const metadata = resume === undefined ? new Uint8Array(metadataSizeBytes) : undefined;
-    let metadataFill = 0;
-    let metadataSaved = resume !== undefined;
-    const payload = async function* (): AsyncGenerator<Uint8Array> {
-      const capture = (chunk: Uint8Array): void => {
-        if (metadata === undefined || metadataFill >= metadata.byteLength) return;
-        const n = Math.min(chunk.byteLength, metadata.byteLength - metadataFill);
-        metadata.set(chunk.subarray(0, n), metadataFill);
-        metadataFill += n;
-      };
-      try {
-        for (const chunk of prefix) {
-          capture(chunk);
-          yield chunk;
-        }
-        for (;;) {
-          const next = await payloadIt.next();
-          if (next.done) return;
-          capture(next.value);
-          yield next.value;
-        }
-      } finally {
-        await payloadIt.return?.(undefined);
+  /** The whole payload for applyDelta: the header prefix replayed, then the rest, the metadata captured. */
+  private async *payload(): AsyncGenerator<Uint8Array> {
+    const it = this.payloadIt!;
+    try {
+      for (const chunk of this.prefix) {
+        this.captureMetadata(chunk);
+        yield chunk;
       }
-    };
+      for (;;) {
+        const next = await it.next();
+        if (next.done) return;
+        this.captureMetadata(next.value);
+        yield next.value;
+      }
+    } finally {
+      await it.return?.(undefined);
+    }
+  }
 
-    let writtenEnd = blocksDone * bs;
-    let bytesSinceCheckpoint = 0;
-    const target: TargetWriter = {
-      async write(offset, data) {
+  private captureMetadata(chunk: Uint8Array): void {
+    const { metadata } = this;
+    if (metadata === undefined || this.metadataFill >= metadata.byteLength) return;
+    const n = Math.min(chunk.byteLength, metadata.byteLength - this.metadataFill);
+    metadata.set(chunk.subarray(0, n), this.metadataFill);
+    this.metadataFill += n;
+  }
+
+  private target(): TargetWriter {
+    return {
+      write: async (offset, data) => {
         try {
-          await writeFully(dataFh, data, offset, `slot ${where} block ${offset / bs}`);
+          await writeFully(this.o.dataFh, data, offset, `slot ${this.where} block ${offset / this.bs}`);
         } catch (e) {
-          localError ??= e;
+          this.seen.localError ??= e;
           throw e;
         }
-        bytesSinceCheckpoint += data.byteLength;
-        writtenEnd = Math.max(writtenEnd, offset + data.byteLength);
+        this.bytesSinceCheckpoint += data.byteLength;
+        this.writtenEnd = Math.max(this.writtenEnd, offset + data.byteLength);
         // applyDelta's brotli output and op-data reads are fresh Buffers: collect them as the
         // full path does per decoded byte (buffer-gc.ts), or they pile up as external memory.
-        collect(data.byteLength);
+        this.collect(data.byteLength);
       },
     };
-    const durable = async (checkpoint: DeltaCheckpoint): Promise<void> => {
-      await dataFh.datasync();
-      if (!metadataSaved && metadata !== undefined && metadataFill === metadata.byteLength) {
-        await writeFileAtomic(o.metadataPath, metadata);
-        metadataSaved = true;
-      }
-      // Ops tile the target in order, so everything below the end of the last op is written.
-      if (metadataSaved) await o.onCheckpoint(checkpoint, writtenEnd / bs);
-      bytesSinceCheckpoint = 0;
-    };
+  }
 
-    const result = await applyDelta({
-      payload: payload(),
-      source: sourceReader,
-      target,
-      verifier: o.verifier,
-      expectedTargetRootHash: image.verity.rootHash,
-      expectedSourceRootHash: delta.sourceRootHash,
-      expectedTargetSizeBytes: image.sizeBytes,
-      ...(resume !== undefined
-        ? { resume: { checkpoint: resume.checkpoint, metadata: resume.metadata } }
-        : {}),
-      onCheckpoint: async (checkpoint) => {
-        try {
-          if (o.signal?.aborted) throw abortError(o.signal);
-          if (bytesSinceCheckpoint >= o.checkpointBytes) await durable(checkpoint);
-          await o.onBytes?.(writtenEnd);
-        } catch (e) {
-          localError ??= e;
-          throw e;
-        }
-      },
-    });
-    if (payloadHash !== undefined) {
-      const actual = `sha256:${payloadHash.digest('hex')}`;
-      if (payloadSeen !== delta.sizeBytes || actual !== delta.digest) {
-        throw new DeltaUnusable(
-          'ERR_INSTALL_DELTA_DIGEST_MISMATCH',
-          `${where}: the payload is ${payloadSeen} bytes with digest ${actual}; the offer says ${delta.sizeBytes} bytes, ${delta.digest}`,
-        );
-      }
+  /** After every op: a durable checkpoint every checkpointBytes, and progress. */
+  private async checkpoint(checkpoint: DeltaCheckpoint): Promise<void> {
+    try {
+      if (this.o.signal?.aborted) throw abortError(this.o.signal);
+      if (this.bytesSinceCheckpoint >= this.o.checkpointBytes) await this.durable(checkpoint);
+      await this.o.onBytes?.(this.writtenEnd);
+    } catch (e) {
+      this.seen.localError ??= e;
+      throw e;
     }
-    await dataFh.datasync();
-    await rm(o.metadataPath, { force: true });
-    return { result, resumed: resume !== undefined, payloadDigestChecked: payloadHash !== undefined };
-  } catch (e) {
-    throw classify(e, { payloadError, localError, sourceError }, where, o.signal);
-  } finally {
-    await payloadIt.return?.(undefined).catch(() => {});
-    await srcFh?.close();
+  }
+
+  /** fdatasync the slot, keep the metadata (once, when complete), then journal the checkpoint. */
+  private async durable(checkpoint: DeltaCheckpoint): Promise<void> {
+    const { metadata } = this;
+    await this.o.dataFh.datasync();
+    if (!this.metadataSaved && metadata !== undefined && this.metadataFill === metadata.byteLength) {
+      await writeFileAtomic(this.o.metadataPath, metadata);
+      this.metadataSaved = true;
+    }
+    // Ops tile the target in order, so everything below the end of the last op is written.
+    if (this.metadataSaved) await this.o.onCheckpoint(checkpoint, this.writtenEnd / this.bs);
+    this.bytesSinceCheckpoint = 0;
+  }
+
+  /** An uninterrupted run saw the whole payload: its size and sha256 must be the offered ones. */
+  private checkPayloadDigest(): void {
+    if (this.payloadHash === undefined) return;
+    const { delta } = this.o;
+    const actual = `sha256:${this.payloadHash.digest('hex')}`;
+    if (this.payloadSeen !== delta.sizeBytes || actual !== delta.digest) {
+      throw new DeltaUnusable(
+        'ERR_INSTALL_DELTA_DIGEST_MISMATCH',
+        `${this.where}: the payload is ${this.payloadSeen} bytes with digest ${actual}; the offer says ${delta.sizeBytes} bytes, ${delta.digest}`,
+      );
+    }
   }
 }
 
