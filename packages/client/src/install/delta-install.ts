@@ -219,7 +219,9 @@ class DeltaApply {
       expectedTargetRootHash: o.image.verity.rootHash,
       expectedSourceRootHash: o.delta.sourceRootHash,
       expectedTargetSizeBytes: o.image.sizeBytes,
-      ...(resume !== undefined ? { resume: { checkpoint: resume.checkpoint, metadata: resume.metadata } } : {}),
+      ...(resume !== undefined
+        ? { resume: { checkpoint: resume.checkpoint, metadata: resume.metadata } }
+        : {}),
       onCheckpoint: (checkpoint) => this.checkpoint(checkpoint),
     });
     this.checkPayloadDigest();

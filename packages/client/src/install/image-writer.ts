@@ -138,7 +138,13 @@ class ArtifactWrite {
     const resumable = canResumeMidStream(this.codec);
     if (this.blocksDone > 0) {
       const hash = resumable ? this.artifactHash : undefined;
-      this.blocksDone = await reverifyWrittenBlocks(this.o.dataFh, this.o.verifier, this.bs, this.blocksDone, hash);
+      this.blocksDone = await reverifyWrittenBlocks(
+        this.o.dataFh,
+        this.o.verifier,
+        this.bs,
+        this.blocksDone,
+        hash,
+      );
       // codec none: continue the download at the first missing byte. Compressed codecs restart
       // the stream and skip writing the blocks already verified on the slot (see codec.ts).
       if (resumable) this.compressedStart = this.blocksDone * this.bs;
@@ -230,7 +236,8 @@ class ArtifactWrite {
         this.batchFill += n;
         pos += n;
         this.outputOffset += n;
-        if (this.batchFill === batch.byteLength || this.outputOffset === coveredBytes) await this.flushBatch();
+        if (this.batchFill === batch.byteLength || this.outputOffset === coveredBytes)
+          await this.flushBatch();
       }
     }
   }
@@ -266,7 +273,12 @@ class ArtifactWrite {
     }
     if (skip < blocks) {
       const from = (first + skip) * bs;
-      await writeFully(this.o.dataFh, batch.subarray(skip * bs, this.batchFill), from, `${where} block ${first + skip}`);
+      await writeFully(
+        this.o.dataFh,
+        batch.subarray(skip * bs, this.batchFill),
+        from,
+        `${where} block ${first + skip}`,
+      );
       this.bytesSinceCheckpoint += this.batchFill - skip * bs;
       this.blocksDone = first + blocks;
       await this.o.onBytes?.(this.blocksDone * bs);

@@ -6,7 +6,6 @@
 // failed delta to the full artifact → write the hash areas → fsync → set the slot "try once".
 // Every step is journalled by the journal's one owner (journal-writer.ts), so a crash anywhere
 // resumes from the journal; nothing is written to any slot before the manifest check passes.
-import { randomUUID } from 'node:crypto';
 import { type FileHandle, rm } from 'node:fs/promises';
 import {
   checkRelease,
@@ -15,9 +14,8 @@ import {
   type ReleaseManifest,
   type TrustRoot,
 } from '@abota/manifest';
-import * as v from 'valibot';
 import type { BootControl } from '../bootctl/bootcontrol.js';
-import { type AgentConfig, type ImageRootHashes, rootHashSchema } from '../config.js';
+import type { AgentConfig, ImageRootHashes } from '../config.js';
 import { ClientError, isClientError } from '../errors.js';
 import { abortError } from '../http/backoff.js';
 import { DeltaUnusable } from './delta-install.js';
@@ -29,7 +27,7 @@ import {
   spoolPath,
   treePath,
 } from './journal.js';
-import { JournalWriter } from './journal-writer.js';
+import { JournalWriter, newJournal, removeScratch } from './journal-writer.js';
 import { type ImageName, type ImagePlan, imagesOf, planInstall, resumesJournal, targetsOf } from './plan.js';
 import type { DeltaCandidate, ReleaseSource } from './release-source.js';
 import { deltaWriter, fullWriter, type ImageWrite } from './slot-writers.js';
@@ -186,7 +184,17 @@ export class Installer {
     const rollout = req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {};
     const journal = resuming
       ? { ...withoutError(previous!), ...rollout, source: source.journalSource }
-      : newJournal(r, { ...rollout, source: source.journalSource, previousVersion, now: this.o.clock() });
+      : newJournal({
+          manifest: r.manifest,
+          manifestJws: r.manifestJws,
+          images: r.images,
+          ...rollout,
+          bootedSlot: r.booted,
+          targetSlot: r.target,
+          source: source.journalSource,
+          previousVersion,
+          now: this.o.clock(),
+        });
     const writer = new JournalWriter(journal, {
       dataDir: config.dataDir,
       clock: this.o.clock,
@@ -216,7 +224,10 @@ class InstallAttempt {
       for (const [name, image] of this.r.images) {
         const path = treePath(this.o.config.dataDir, this.journal.current.installId, name);
         const signal = this.o.signal ? { signal: this.o.signal } : {};
-        this.trees.set(name, await VerifiedTree.fetch({ source: this.source, imageName: name, image, path, ...signal }));
+        this.trees.set(
+          name,
+          await VerifiedTree.fetch({ source: this.source, imageName: name, image, path, ...signal }),
+        );
       }
       // 3. The slot stops being bootable before its first byte changes.
       if (this.journal.current.phase === 'verified') {
@@ -451,48 +462,6 @@ function errorOf(e: unknown): { code: string; message: string } {
   return { code: typeof code === 'string' ? code : 'ERR_INSTALL_FAILED', message: (e as Error).message };
 }
 
-/** A new install's journal: nothing written yet, phase `verified`. */
-function newJournal(
-  r: Release,
-  o: Pick<InstallJournal, 'rolloutId' | 'source' | 'previousVersion'> & { now: Date },
-): InstallJournal {
-  const { manifest, images } = r;
-  const now = o.now.toISOString();
-  const progress = (img: ImageManifest): ImageProgress => ({
-    blocksWritten: 0,
-    totalBlocks: img.verity.dataBlocks,
-    hashTreeWritten: false,
-    artifactSizeBytes: img.artifact.sizeBytes,
-  });
-  return {
-    schemaVersion: 1,
-    installId: randomUUID(),
-    phase: 'verified',
-    ...(o.rolloutId !== undefined ? { rolloutId: o.rolloutId } : {}),
-    version: manifest.version,
-    securityVersion: manifest.securityVersion,
-    manifestJws: r.manifestJws,
-    source: o.source,
-    bootedSlot: r.booted,
-    targetSlot: r.target,
-    previousVersion: o.previousVersion,
-    rootHashes: rootHashesOf(images),
-    images: Object.fromEntries(images.map(([name, img]) => [name, progress(img)])),
-    progress: { bytesDone: 0, bytesTotal: images.reduce((s, [, img]) => s + img.sizeBytes, 0) },
-    startedAt: now,
-    updatedAt: now,
-  };
-}
-
-/** The release's image root hashes in state.json's shape (each already checked by the manifest schema). */
-function rootHashesOf(images: [ImageName, ImageManifest][]): ImageRootHashes {
-  const out: ImageRootHashes = {};
-  for (const [name, img] of images) {
-    if (v.is(rootHashSchema, img.verity.rootHash)) out[name] = img.verity.rootHash;
-  }
-  return out;
-}
-
 /** Count the bytes an image's blobs deliver (status: "delta 3.1 MiB of 40 MiB full"). */
 function countingSource(source: ReleaseSource, count: (bytes: number) => void): ReleaseSource {
   return {
@@ -507,13 +476,6 @@ function countingSource(source: ReleaseSource, count: (bytes: number) => void): 
       }
     },
   };
-}
-
-/** An install's per-image scratch files in the data directory (spool, delta metadata, hash tree). */
-async function removeScratch(dataDir: string, installId: string, image: string): Promise<void> {
-  await rm(spoolPath(dataDir, installId, image), { force: true });
-  await rm(deltaMetadataPath(dataDir, installId, image), { force: true });
-  await rm(treePath(dataDir, installId, image), { force: true });
 }
 
 function withoutError(j: InstallJournal): InstallJournal {

@@ -3,11 +3,25 @@
 // given up — and this class decides how the journal records it, writes it atomically and hands
 // it to onProgress. Progress between checkpoints is throttled here, and the bytes fetched per
 // image are merged into each write. Checkpoint entries are written only after the writer has
-// fdatasynced the slot, so the journal never claims more than the device holds.
+// fdatasynced the slot, so the journal never claims more than the device holds. A new install's
+// journal and the removal of an install's scratch files live here too.
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import type { DeltaCheckpoint } from '@abota/delta';
-import type { ImageManifest } from '@abota/manifest';
+import type { ImageManifest, ReleaseManifest } from '@abota/manifest';
+import * as v from 'valibot';
+import { type ImageRootHashes, rootHashSchema } from '../config.js';
+import {
+  deltaMetadataPath,
+  type ImageProgress,
+  type InstallJournal,
+  type JournalSource,
+  spoolPath,
+  treePath,
+  writeJournal,
+} from './journal.js';
 import type { ImageName } from './plan.js';
-import { type ImageProgress, type InstallJournal, writeJournal } from './journal.js';
+import type { SlotName } from './slot-io.js';
 
 /** How often the journal's progress is refreshed between checkpoints. */
 const PROGRESS_SAVE_INTERVAL_MS = 5000;
@@ -66,7 +80,9 @@ export class JournalWriter {
     if (now - this.lastProgressSaveMs < PROGRESS_SAVE_INTERVAL_MS) return;
     this.lastProgressSaveMs = now;
     const others = this.bytesDone() - this.image(name).blocksWritten * dataBlockSize;
-    await this.save({ progress: { bytesDone: others + bytesInImage, bytesTotal: this.journal.progress.bytesTotal } });
+    await this.save({
+      progress: { bytesDone: others + bytesInImage, bytesTotal: this.journal.progress.bytesTotal },
+    });
   }
 
   /** The method an image is written with, journalled before its first byte. */
@@ -128,7 +144,9 @@ export class JournalWriter {
   }
 
   private async saveProgress(): Promise<void> {
-    await this.save({ progress: { bytesDone: this.bytesDone(), bytesTotal: this.journal.progress.bytesTotal } });
+    await this.save({
+      progress: { bytesDone: this.bytesDone(), bytesTotal: this.journal.progress.bytesTotal },
+    });
   }
 
   /** Bytes of verified data durably on the slot, over all images. */
@@ -140,4 +158,63 @@ export class JournalWriter {
     }
     return sum;
   }
+}
+
+export interface NewJournal {
+  manifest: ReleaseManifest;
+  manifestJws: string;
+  images: [ImageName, ImageManifest][];
+  bootedSlot: SlotName;
+  targetSlot: SlotName;
+  source: JournalSource;
+  /** Version running when the install starts. */
+  previousVersion: string;
+  rolloutId?: string;
+  now: Date;
+}
+
+/** A new install's journal: nothing written yet, phase `verified`. */
+export function newJournal(o: NewJournal): InstallJournal {
+  const { manifest, images } = o;
+  const now = o.now.toISOString();
+  const progress = (img: ImageManifest): ImageProgress => ({
+    blocksWritten: 0,
+    totalBlocks: img.verity.dataBlocks,
+    hashTreeWritten: false,
+    artifactSizeBytes: img.artifact.sizeBytes,
+  });
+  return {
+    schemaVersion: 1,
+    installId: randomUUID(),
+    phase: 'verified',
+    ...(o.rolloutId !== undefined ? { rolloutId: o.rolloutId } : {}),
+    version: manifest.version,
+    securityVersion: manifest.securityVersion,
+    manifestJws: o.manifestJws,
+    source: o.source,
+    bootedSlot: o.bootedSlot,
+    targetSlot: o.targetSlot,
+    previousVersion: o.previousVersion,
+    rootHashes: rootHashesOf(images),
+    images: Object.fromEntries(images.map(([name, img]) => [name, progress(img)])),
+    progress: { bytesDone: 0, bytesTotal: images.reduce((s, [, img]) => s + img.sizeBytes, 0) },
+    startedAt: now,
+    updatedAt: now,
+  };
+}
+
+/** The release's image root hashes in state.json's shape (each already checked by the manifest schema). */
+function rootHashesOf(images: [ImageName, ImageManifest][]): ImageRootHashes {
+  const out: ImageRootHashes = {};
+  for (const [name, img] of images) {
+    if (v.is(rootHashSchema, img.verity.rootHash)) out[name] = img.verity.rootHash;
+  }
+  return out;
+}
+
+/** An install's per-image scratch files in the data directory (spool, delta metadata, hash tree). */
+export async function removeScratch(dataDir: string, installId: string, image: string): Promise<void> {
+  await rm(spoolPath(dataDir, installId, image), { force: true });
+  await rm(deltaMetadataPath(dataDir, installId, image), { force: true });
+  await rm(treePath(dataDir, installId, image), { force: true });
 }

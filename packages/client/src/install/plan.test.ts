@@ -39,7 +39,10 @@ const rootfs = image(8 * MiB);
 const boot = image(2 * MiB + 100); // ends in a partial verity block
 
 const slots: AgentConfig['slots'] = {
-  A: { rootfs: { path: '/dev/A-root', hashOffsetBytes: 16 * MiB }, boot: { path: '/dev/A-boot', hashPath: '/dev/A-boot-hash' } },
+  A: {
+    rootfs: { path: '/dev/A-root', hashOffsetBytes: 16 * MiB },
+    boot: { path: '/dev/A-boot', hashPath: '/dev/A-boot-hash' },
+  },
   B: {
     rootfs: { path: '/dev/B-root', hashOffsetBytes: 16 * MiB },
     boot: { path: '/dev/B-boot', hashPath: '/dev/B-boot-hash', hashOffsetBytes: 4096 },
@@ -96,13 +99,22 @@ describe('planInstall: where each image and its hash area go', () => {
   });
 
   it('a hash area that overlaps the image, or a missing device, is ERR_INSTALL_SLOT_LAYOUT', () => {
-    const overlapping = { ...slots, B: { ...slots.B, rootfs: { path: '/dev/B-root', hashOffsetBytes: 4 * MiB } } };
+    const overlapping = {
+      ...slots,
+      B: { ...slots.B, rootfs: { path: '/dev/B-root', hashOffsetBytes: 4 * MiB } },
+    };
     expect(() => planInstall(input({ slots: overlapping }))).toThrow(
-      expect.objectContaining({ code: 'ERR_INSTALL_SLOT_LAYOUT', message: expect.stringContaining('overlaps') }),
+      expect.objectContaining({
+        code: 'ERR_INSTALL_SLOT_LAYOUT',
+        message: expect.stringContaining('overlaps'),
+      }),
     );
     const noBoot = { ...slots, B: { rootfs: slots.B.rootfs } };
     expect(() => targetsOf(input().images, noBoot, 'B', '2.0.0')).toThrow(
-      expect.objectContaining({ code: 'ERR_INSTALL_SLOT_LAYOUT', message: expect.stringContaining('no boot device') }),
+      expect.objectContaining({
+        code: 'ERR_INSTALL_SLOT_LAYOUT',
+        message: expect.stringContaining('no boot device'),
+      }),
     );
   });
 });
@@ -122,7 +134,11 @@ describe('planInstall: full or delta', () => {
 
   it('an offered delta that does not fit is skipped with its reason', () => {
     const [r] = planInstall(input({ deltas: { candidates: [delta], active: {} } }));
-    expect(r!.write).toMatchObject({ method: 'full', record: true, skipped: expect.stringContaining('not known') });
+    expect(r!.write).toMatchObject({
+      method: 'full',
+      record: true,
+      skipped: expect.stringContaining('not known'),
+    });
   });
 
   it('the journal keeps its method: full stays full, a started image from before deltas is full', () => {
@@ -133,7 +149,9 @@ describe('planInstall: full or delta', () => {
   });
 
   it('a journalled delta no longer offered, or without an active device, is unusable (the executor falls back)', () => {
-    const progress = { rootfs: started({ method: 'delta', delta: { ...delta, digest: `sha256:${'9'.repeat(64)}` } }) };
+    const progress = {
+      rootfs: started({ method: 'delta', delta: { ...delta, digest: `sha256:${'9'.repeat(64)}` } }),
+    };
     expect(planInstall(input({ progress }))[0]!.write).toMatchObject({
       method: 'delta',
       record: false,
@@ -148,8 +166,13 @@ describe('planInstall: full or delta', () => {
   });
 
   it('an active slot with a separate hash device gives the delta its whole data device', () => {
-    const separate = { ...slots, A: { ...slots.A, rootfs: { path: '/dev/A-root', hashPath: '/dev/A-hash' } } };
-    expect(planInstall(input({ slots: separate }))[0]!.write).toMatchObject({ source: { path: '/dev/A-root' } });
+    const separate = {
+      ...slots,
+      A: { ...slots.A, rootfs: { path: '/dev/A-root', hashPath: '/dev/A-hash' } },
+    };
+    expect(planInstall(input({ slots: separate }))[0]!.write).toMatchObject({
+      source: { path: '/dev/A-root' },
+    });
     expect(planInstall(input({ slots: separate }))[0]!.write).not.toHaveProperty('source.limitBytes');
   });
 
@@ -173,7 +196,12 @@ describe('planInstall: the resume point', () => {
   it('a delta applied completely (no checkpoint left) is re-verified instead of downloaded', () => {
     const applied = started({ method: 'delta', delta, blocksWritten: 2048 });
     expect(planInstall(input({ progress: { rootfs: applied } }))[0]!.resume.deltaApplied).toBe(true);
-    const checkpoint = { nextOp: 3, payloadOffset: 100, metadataSizeBytes: 50, metadataSha256: 'c'.repeat(64) };
+    const checkpoint = {
+      nextOp: 3,
+      payloadOffset: 100,
+      metadataSizeBytes: 50,
+      metadataSha256: 'c'.repeat(64),
+    };
     const midway = started({ method: 'delta', delta: { ...delta, checkpoint }, blocksWritten: 1000 });
     expect(planInstall(input({ progress: { rootfs: midway } }))[0]!.resume.deltaApplied).toBe(false);
   });

@@ -183,7 +183,11 @@ function decideWrite(
   if (progress.blocksWritten > 0) return { method: 'full', record: false };
   const choice = chooseDelta(name, image, input.deltas.candidates, input.deltas.active[name]);
   if (choice.use === undefined) {
-    return { method: 'full', record: true, ...(choice.reason !== undefined ? { skipped: choice.reason } : {}) };
+    return {
+      method: 'full',
+      record: true,
+      ...(choice.reason !== undefined ? { skipped: choice.reason } : {}),
+    };
   }
   const { digest, sizeBytes, sourceRootHash } = choice.use;
   return deltaDecision(name, { digest, sizeBytes, sourceRootHash }, true, input);
@@ -222,7 +226,8 @@ export function resumesJournal(
 ): boolean {
   if (previous === undefined) return false;
   const unfinished =
-    isInProgress(previous) || (previous.phase === 'boot-pending' &&
+    isInProgress(previous) ||
+    (previous.phase === 'boot-pending' &&
       now.currentBootId !== undefined &&
       previous.bootId === now.currentBootId);
   return (

@@ -53,7 +53,8 @@ export const fullWriter: ImageWriter = {
       ...(w.spoolPath !== undefined
         ? { spool: { path: w.spoolPath, durableBytes: resume.spooledBytes } }
         : {}),
-      onCheckpoint: (blocksWritten, spooledBytes) => w.journal.fullCheckpoint(name, blocksWritten, spooledBytes),
+      onCheckpoint: (blocksWritten, spooledBytes) =>
+        w.journal.fullCheckpoint(name, blocksWritten, spooledBytes),
       ...(w.signal ? { signal: w.signal } : {}),
     });
   },
