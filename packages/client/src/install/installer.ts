@@ -28,7 +28,16 @@ import {
   treePath,
 } from './journal.js';
 import { JournalWriter, newJournal, removeScratch } from './journal-writer.js';
-import { type ImageName, type ImagePlan, imagesOf, planInstall, resumesJournal, targetsOf } from './plan.js';
+import {
+  type DeltaProblem,
+  type ImageName,
+  type ImagePlan,
+  imagesOf,
+  planInstall,
+  type ResumePoint,
+  resumesJournal,
+  targetsOf,
+} from './plan.js';
 import type { DeltaCandidate, ReleaseSource } from './release-source.js';
 import { deltaWriter, fullWriter, type ImageWrite } from './slot-writers.js';
 import { deviceInfo, openSlotForWrite, otherSlot, type SlotName } from './slot-io.js';
@@ -360,15 +369,21 @@ class InstallAttempt {
       return;
     }
     if (write.record) await this.recordDelta(plan, write.delta);
-    try {
-      if (write.unusable !== undefined) throw new DeltaUnusable(write.unusable.code, write.unusable.message);
-      await deltaWriter.write(w, plan.resume);
-      return;
-    } catch (e) {
-      if (!(e instanceof DeltaUnusable)) throw e;
-      await this.fallBackToFull(name, e, w.deltaMetadataPath);
-    }
+    const failure = write.unusable ?? (await this.tryDelta(w, plan.resume));
+    if (failure === undefined) return;
+    await this.fallBackToFull(name, failure, w.deltaMetadataPath);
     await fullWriter.write(w, { ...plan.resume, blocksDone: 0, deltaApplied: false });
+  }
+
+  /** The delta writer; its DeltaUnusable is returned (fall back), anything else is thrown. */
+  private async tryDelta(w: ImageWrite, resume: ResumePoint): Promise<DeltaUnusable | undefined> {
+    try {
+      await deltaWriter.write(w, resume);
+      return undefined;
+    } catch (e) {
+      if (e instanceof DeltaUnusable) return e;
+      throw e;
+    }
   }
 
   private async recordFull(name: ImageName, skipped: string | undefined): Promise<void> {
@@ -390,7 +405,7 @@ class InstallAttempt {
   }
 
   /** A delta failed for good: journal `full` from block 0 first, then report it. */
-  private async fallBackToFull(name: ImageName, e: DeltaUnusable, metadataPath: string): Promise<void> {
+  private async fallBackToFull(name: ImageName, e: DeltaProblem, metadataPath: string): Promise<void> {
     await this.journal.fellBackToFull(name, e);
     await rm(metadataPath, { force: true });
     await this.notice({
