@@ -472,6 +472,46 @@ describe('delta install over HTTP', () => {
     await expect(stat(metaPath)).rejects.toThrow();
   });
 
+  it('a resume whose delta is no longer offered falls back to the full artifact from block 0, and the delta is not fetched again', async () => {
+    const root = await tmp();
+    const server = await serveBlobs(rel.dir);
+    const h = await device(root);
+    const abort = new AbortController();
+    const first = installerFor(
+      h,
+      { rootfs: v1RootHash },
+      {
+        signal: abort.signal,
+        onProgress: (j) => {
+          if (rootfsOf(j)?.delta?.checkpoint !== undefined) abort.abort(new Error('power cut'));
+        },
+      },
+    );
+    await expect(first.install(await serverSource(server, root, [offerOf()]))).rejects.toMatchObject({
+      code: 'ERR_ABORTED',
+    });
+    const cut = await readJournal(h.config.dataDir);
+    expect(rootfsOf(cut)!.blocksWritten).toBeGreaterThan(0);
+    const requestsBefore = server.requests.length;
+    const j = await installerFor(h, { rootfs: v1RootHash }).install(await serverSource(server, root, []));
+    await expectInstalled(h);
+    expect(j.installId).toBe(cut!.installId);
+    expect(rootfsOf(j)).toMatchObject({
+      method: 'full',
+      delta: { digest: delta.digest },
+      deltaFallback: { code: 'ERR_INSTALL_DELTA_WITHDRAWN' },
+    });
+    expect(rootfsOf(j)!.delta!.checkpoint).toBeUndefined();
+    expect(h.notices.filter((n) => n.kind === 'delta-fallback').map((n) => n.code)).toEqual([
+      'ERR_INSTALL_DELTA_WITHDRAWN',
+    ]);
+    const resumed = server.requests.slice(requestsBefore);
+    expect(resumed.filter((r) => r.hex === hexOf(delta.digest))).toEqual([]);
+    const artifact = resumed.filter((r) => r.hex === hexOf(rel.manifest.images.rootfs.artifact.digest));
+    expect(artifact.map((r) => r.start)).toEqual([0]);
+    expect(await readdir(h.config.dataDir)).not.toContain(`delta-${j.installId}-rootfs.meta`);
+  });
+
   it('a resume whose metadata file is gone starts the delta again at op 0 instead of falling back', async () => {
     const root = await tmp();
     const server = await serveBlobs(rel.dir);
