@@ -270,6 +270,29 @@ function rootfsOf(j: InstallJournal | undefined) {
   return j?.images['rootfs'];
 }
 
+/** Install with the delta and cut the power once its first checkpoint is journalled; the journal left behind. */
+async function cutAtFirstDeltaCheckpoint(
+  h: Harness,
+  server: BlobServer,
+  root: string,
+): Promise<InstallJournal | undefined> {
+  const abort = new AbortController();
+  const first = installerFor(
+    h,
+    { rootfs: v1RootHash },
+    {
+      signal: abort.signal,
+      onProgress: (j) => {
+        if (rootfsOf(j)?.delta?.checkpoint !== undefined) abort.abort(new Error('power cut'));
+      },
+    },
+  );
+  await expect(first.install(await serverSource(server, root, [offerOf()]))).rejects.toMatchObject({
+    code: 'ERR_ABORTED',
+  });
+  return readJournal(h.config.dataDir);
+}
+
 // ---- tests -------------------------------------------------------------------------------
 
 describe('delta install over HTTP', () => {
@@ -476,21 +499,7 @@ describe('delta install over HTTP', () => {
     const root = await tmp();
     const server = await serveBlobs(rel.dir);
     const h = await device(root);
-    const abort = new AbortController();
-    const first = installerFor(
-      h,
-      { rootfs: v1RootHash },
-      {
-        signal: abort.signal,
-        onProgress: (j) => {
-          if (rootfsOf(j)?.delta?.checkpoint !== undefined) abort.abort(new Error('power cut'));
-        },
-      },
-    );
-    await expect(first.install(await serverSource(server, root, [offerOf()]))).rejects.toMatchObject({
-      code: 'ERR_ABORTED',
-    });
-    const cut = await readJournal(h.config.dataDir);
+    const cut = await cutAtFirstDeltaCheckpoint(h, server, root);
     expect(rootfsOf(cut)!.blocksWritten).toBeGreaterThan(0);
     const requestsBefore = server.requests.length;
     const j = await installerFor(h, { rootfs: v1RootHash }).install(await serverSource(server, root, []));
@@ -516,21 +525,7 @@ describe('delta install over HTTP', () => {
     const root = await tmp();
     const server = await serveBlobs(rel.dir);
     const h = await device(root);
-    const abort = new AbortController();
-    const first = installerFor(
-      h,
-      { rootfs: v1RootHash },
-      {
-        signal: abort.signal,
-        onProgress: (j) => {
-          if (rootfsOf(j)?.delta?.checkpoint !== undefined) abort.abort(new Error('power cut'));
-        },
-      },
-    );
-    await expect(first.install(await serverSource(server, root, [offerOf()]))).rejects.toMatchObject({
-      code: 'ERR_ABORTED',
-    });
-    const cut = await readJournal(h.config.dataDir);
+    const cut = await cutAtFirstDeltaCheckpoint(h, server, root);
     await rm(deltaMetadataPath(h.config.dataDir, cut!.installId, 'rootfs'));
     const requestsBefore = server.requests.length;
     const j = await installerFor(h, { rootfs: v1RootHash }).install(
