@@ -68,6 +68,7 @@ describe.skip('indefinite freeze: an expired trust root is replaced by the newer
       }),
     );
     const withheld = await attackOnce(fleet, target, proxy, { clock });
+    expect(withheld.tamperedRequests).toBe(1);
     expect(withheld.code, withheld.message).toBe('ERR_ROOT_EXPIRED');
     expect(withheld.after).toEqual(withheld.before);
     expect(withheld.serverErrorCodes).toContain('ERR_ROOT_EXPIRED');

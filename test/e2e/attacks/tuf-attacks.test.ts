@@ -12,6 +12,7 @@ import {
   type AttackOutcome,
   attackOnce,
   blobsOf,
+  deviceBytes,
   imagesOf,
   manifestJwsOf,
   manifestOf,
@@ -82,6 +83,7 @@ async function expectRefused(
   code: string,
   o: { reported?: boolean } = {},
 ) {
+  expect(r.tamperedRequests).toBeGreaterThan(0);
   expect(r.code, r.message).toBe(code);
   expect(r.after).toEqual(r.before);
   expect(r.rebootRequested).toBe(false);
@@ -206,6 +208,10 @@ describe('fast-forward: a far-future version signed by a key the root does not t
     await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [target.deviceId] });
     const next = await updateOnce(target.vm, { agent: (vm) => vm.openAgent({ serverUrl: proxy.url }) });
     expect(next.after).toEqual({ action: 'committed', version: '2.0.0', slot: 'B' });
+    // The hashes do see an install: another booted slot, another boot env.
+    const installed = await deviceBytes(target.vm);
+    expect(installed.bootedSlot).toBe('B');
+    expect(installed.bootEnv).not.toBe(r.before.bootEnv);
   });
 });
 
