@@ -2,23 +2,10 @@
 // complete and assert the behaviour the fixes promise, through the same tampering proxy and
 // device checks as tuf-attacks.test.ts. Each describe is skipped until its fix is merged; drop
 // the `.skip` then (docs/attacks.md lists them as pending).
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { attackOnce, deviceBytes } from '../../fixtures/attack-target.js';
-import {
-  createFleet,
-  type Fleet,
-  type FleetVm,
-  PRODUCT,
-  runAbota,
-  updateOnce,
-} from '../../fixtures/fleet.js';
-import {
-  isPoll,
-  neverAnswer,
-  rewriteOffer,
-  TamperingProxy,
-  trickleBlob,
-} from '../../fixtures/tampering-proxy.js';
+import { describe, expect, it } from 'vitest';
+import { attackOnce, deviceBytes, useAttackLab } from '../../fixtures/attack-target.js';
+import { type FleetVm, PRODUCT, runAbota, updateOnce } from '../../fixtures/fleet.js';
+import { isPoll, neverAnswer, rewriteOffer, trickleBlob } from '../../fixtures/tampering-proxy.js';
 
 const DAY_MS = 86_400_000;
 
@@ -30,24 +17,14 @@ const QUICK_BACKOFF = { baseDelayMs: 10, maxDelayMs: 10, maxAttempts: 2 };
 // rotation never reaches devices). Today the first refusal is ERR_TRUST_ROOT ("trust root ...
 // does not verify (ERR_ROOT_EXPIRED ...)"), before the chain is even looked at.
 describe.skip('indefinite freeze: an expired trust root is replaced by the newer root the server serves (issue 16 defects 1+2)', () => {
-  let fleet: Fleet;
-  let proxy: TamperingProxy;
-  beforeAll(async () => {
-    // Root v1 lives 2 days; the VMs bake it.
-    fleet = await createFleet({ keysInit: ['--expires', '2d'] });
-    await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
-    proxy = await TamperingProxy.start(fleet.server.url);
-  }, 120_000);
-  afterAll(async () => {
-    await proxy?.close();
-    await fleet?.close();
-  });
-  beforeEach(() => {
-    proxy.reset();
-    fleet.clock.offsetMs = 0;
+  // Root v1 lives 2 days; the VMs bake it.
+  const lab = useAttackLab({
+    keysInit: ['--expires', '2d'],
+    setup: (fleet) => fleet.buildRelease({ version: '1.0.0', securityVersion: 1 }).then(() => {}),
   });
 
   it('a device whose baked root expired installs a release signed under root v2 by walking v1 → v2, and refuses while an attacker withholds v2 (ERR_ROOT_EXPIRED)', async () => {
+    const { fleet, proxy } = lab;
     const target: FleetVm = await fleet.newVm('expired-root');
     // Rotation with a fresh release key: a release signed after it is valid only under v2.
     await runAbota(['keys', 'rotate', fleet.keysDir, '--release-keys', '1', '--expires', '365d', '--json']);
@@ -89,24 +66,18 @@ describe.skip('slow retrieval: a hung poll and a trickled download are abandoned
   /** The longest the agent may take to give up on either; the request deadline and the
    * download's minimum-rate window are well below it. */
   const GIVE_UP_WITHIN_MS = 150_000;
-  let fleet: Fleet;
-  let proxy: TamperingProxy;
-  beforeAll(async () => {
-    fleet = await createFleet();
-    await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
-    await fleet.buildRelease({ version: '2.0.0', securityVersion: 2 });
-    await fleet.push('2.0.0');
-    proxy = await TamperingProxy.start(fleet.server.url);
-  }, 120_000);
-  afterAll(async () => {
-    await proxy?.close();
-    await fleet?.close();
+  const lab = useAttackLab({
+    setup: async (fleet) => {
+      await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
+      await fleet.buildRelease({ version: '2.0.0', securityVersion: 2 });
+      await fleet.push('2.0.0');
+    },
   });
-  beforeEach(() => proxy.reset());
 
   it(
     'gives up on a poll the server takes and never answers, with a timeout error and the device untouched',
     async () => {
+      const { fleet, proxy } = lab;
       const target = await fleet.newVm('hung-poll');
       proxy.use(neverAnswer(isPoll));
       const started = performance.now();
@@ -124,6 +95,7 @@ describe.skip('slow retrieval: a hung poll and a trickled download are abandoned
   it(
     'abandons a blob trickled at 64 bytes every 2 s (below any minimum rate), with the active slot and boot env untouched',
     async () => {
+      const { fleet, proxy } = lab;
       const target = await fleet.newVm('trickle');
       await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [target.deviceId] });
       proxy.use(trickleBlob({ bytesPerTick: 64, tickMs: 2000 }));

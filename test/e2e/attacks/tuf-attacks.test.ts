@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateSigningKey, MAX_SECURITY_VERSION, type ReleaseManifest } from '@abota/manifest';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type AttackOutcome,
   attackOnce,
@@ -16,19 +16,13 @@ import {
   imagesOf,
   manifestJwsOf,
   manifestOf,
-  offerInstead,
+  offerThrough,
   releaseKeys,
   signedBy,
+  useAttackLab,
 } from '../../fixtures/attack-target.js';
-import { createFleet, type Fleet, type FleetVm, PRODUCT, updateOnce } from '../../fixtures/fleet.js';
-import {
-  endlessAnswer,
-  isBlob,
-  isPoll,
-  replaceBlob,
-  rewriteOffer,
-  TamperingProxy,
-} from '../../fixtures/tampering-proxy.js';
+import { type FleetVm, PRODUCT, updateOnce } from '../../fixtures/fleet.js';
+import { endlessAnswer, isBlob, isPoll, replaceBlob, rewriteOffer } from '../../fixtures/tampering-proxy.js';
 
 const DAY_MS = 86_400_000;
 /** Loose bound on what loopback socket buffers take before the reader stops (measured ~4 MiB). */
@@ -36,39 +30,36 @@ const SOCKET_BUFFERS_BYTES = 8 * 1024 * 1024;
 /** The agent's bound on a JSON answer (MAX_JSON_BYTES, packages/client/src/http/bounded-body.ts). */
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 
-let fleet: Fleet;
-let proxy: TamperingProxy;
-
-beforeAll(async () => {
-  fleet = await createFleet();
-  // Every VM starts on 1.0.0 (securityVersion 1) unless it says otherwise.
-  await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
-  await fleet.buildRelease({ version: '1.5.0', securityVersion: 1 });
-  // Uncompressed: 2.0.0's and 3.0.0's blobs have equal sizes and different bytes, so a swap of
-  // one for the other gets past every size check and meets the digest checks (mix-and-match).
-  await fleet.buildRelease({ version: '2.0.0', securityVersion: 2, codec: 'none' });
-  await fleet.buildRelease({ version: '3.0.0', securityVersion: 2, codec: 'none' });
-  // Validly signed, but for other hardware / already stale (never pushed: the attacker has them).
-  await fleet.buildRelease({ version: '2.3.0', securityVersion: 2, compatible: ['other-hw'] });
-  await fleet.buildRelease({ version: '2.5.0', securityVersion: 2, expires: '1d', imageVersion: '2.0.0' });
-  for (const version of ['1.0.0', '1.5.0', '2.0.0', '3.0.0']) await fleet.push(version);
-  proxy = await TamperingProxy.start(fleet.server.url);
-}, 180_000);
-
-afterAll(async () => {
-  await proxy?.close();
-  await fleet?.close();
+const lab = useAttackLab({
+  setup: async (fleet) => {
+    // Every VM starts on 1.0.0 (securityVersion 1) unless it says otherwise.
+    await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
+    await fleet.buildRelease({ version: '1.5.0', securityVersion: 1 });
+    // Uncompressed: 2.0.0's and 3.0.0's blobs have equal sizes and different bytes, so a swap of
+    // one for the other gets past every size check and meets the digest checks (mix-and-match).
+    await fleet.buildRelease({ version: '2.0.0', securityVersion: 2, codec: 'none' });
+    await fleet.buildRelease({ version: '3.0.0', securityVersion: 2, codec: 'none' });
+    // Validly signed, but for other hardware / already stale (never pushed: the attacker has them).
+    await fleet.buildRelease({ version: '2.3.0', securityVersion: 2, compatible: ['other-hw'] });
+    await fleet.buildRelease({ version: '2.5.0', securityVersion: 2, expires: '1d', imageVersion: '2.0.0' });
+    for (const version of ['1.0.0', '1.5.0', '2.0.0', '3.0.0']) await fleet.push(version);
+  },
 });
 
-beforeEach(() => {
-  proxy.reset();
-  fleet.clock.offsetMs = 0;
-});
+/** The proxy offers the fleet's release `version` (validly signed) in place of every offer. */
+async function replay(version: string, edit?: (offer: Record<string, unknown>) => void): Promise<void> {
+  offerThrough(
+    lab.proxy,
+    await manifestJwsOf(lab.fleet, version),
+    await manifestOf(lab.fleet, version),
+    edit,
+  );
+}
 
 /** A VM (on `onVersion`, default 1.0.0) that the server offers `version` to. */
 async function offeredTo(name: string, version: string, onVersion?: string): Promise<FleetVm> {
-  const target = await fleet.newVm(name, onVersion === undefined ? {} : { onVersion });
-  await fleet.server.createRollout(fleet.releaseIds.get(version)!, { deviceIds: [target.deviceId] });
+  const target = await lab.fleet.newVm(name, onVersion === undefined ? {} : { onVersion });
+  await lab.fleet.server.createRollout(lab.fleet.releaseIds.get(version)!, { deviceIds: [target.deviceId] });
   return target;
 }
 
@@ -125,7 +116,7 @@ describe('arbitrary installation: the attacker’s own bytes', () => {
 
   it.each(forgeries)('refuses a manifest forged in transit: $name ($code)', async ({ code, forge }) => {
     const target = await offeredTo(`forged-${forgeries.findIndex((f) => f.forge === forge)}`, '2.0.0');
-    proxy.use(
+    lab.proxy.use(
       rewriteOffer((offer) => {
         const release = offer['release'] as { manifestJws: string };
         const jws = JSON.parse(release.manifestJws) as Record<string, unknown>;
@@ -133,62 +124,53 @@ describe('arbitrary installation: the attacker’s own bytes', () => {
         release.manifestJws = JSON.stringify(jws);
       }),
     );
-    await expectRefused(target, await attackOnce(fleet, target, proxy), code);
+    await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), code);
     // Nothing was downloaded: the manifest is refused before any blob is asked for.
-    expect(proxy.log.filter((e) => isBlobPath(e.path))).toEqual([]);
+    expect(lab.proxy.log.filter((e) => isBlobPath(e.path))).toEqual([]);
   });
 
   it('refuses an artifact altered in transit under its genuine manifest, before the boot env changes', async () => {
     const target = await offeredTo('forged-artifact', '2.0.0');
-    const [rootfs] = blobsOf(await manifestOf(fleet, '2.0.0'));
-    proxy.use(
+    const [rootfs] = blobsOf(await manifestOf(lab.fleet, '2.0.0'));
+    lab.proxy.use(
       replaceBlob(rootfs!.artifact, (original) => {
         const forged = Buffer.from(original);
         forged[forged.length >> 1]! ^= 0x01;
         return forged;
       }),
     );
-    await expectRefused(target, await attackOnce(fleet, target, proxy), 'ERR_INSTALL_BLOCK_CORRUPT');
+    await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), 'ERR_INSTALL_BLOCK_CORRUPT');
   });
 });
 
 describe('rollback: validly signed but older releases', () => {
   it('refuses an older release replayed in place of the offer (ERR_DOWNGRADE_NOT_ALLOWED)', async () => {
     const target = await offeredTo('rollback-replay', '2.0.0', '1.5.0');
-    const older = await manifestJwsOf(fleet, '1.0.0');
-    const manifest = await manifestOf(fleet, '1.0.0');
-    proxy.use(rewriteOffer((offer) => offerInstead(offer, older, manifest)));
-    await expectRefused(target, await attackOnce(fleet, target, proxy), 'ERR_DOWNGRADE_NOT_ALLOWED');
+    await replay('1.0.0');
+    await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), 'ERR_DOWNGRADE_NOT_ALLOWED');
   });
 
   it('refuses a release below its securityVersion floor even when the attacker says the rollout allows downgrades (ERR_SECURITY_VERSION_TOO_LOW)', async () => {
     const target = await offeredTo('rollback-forged-permission', '3.0.0', '2.0.0');
-    const older = await manifestJwsOf(fleet, '1.5.0');
-    const manifest = await manifestOf(fleet, '1.5.0');
-    proxy.use(
-      rewriteOffer((offer) => {
-        offerInstead(offer, older, manifest);
-        offer['allowDowngrade'] = true;
-      }),
-    );
-    const r = await attackOnce(fleet, target, proxy);
+    await replay('1.5.0', (offer) => {
+      offer['allowDowngrade'] = true;
+    });
+    const r = await attackOnce(lab.fleet, target, lab.proxy);
     await expectRefused(target, r, 'ERR_SECURITY_VERSION_TOO_LOW');
     expect(r.securityVersionFloor).toBe(2);
   });
 
   it('refuses the release it already runs, replayed as an update (ERR_SAME_VERSION)', async () => {
     const target = await offeredTo('rollback-same', '2.0.0', '1.5.0');
-    const running = await manifestJwsOf(fleet, '1.5.0');
-    const manifest = await manifestOf(fleet, '1.5.0');
-    proxy.use(rewriteOffer((offer) => offerInstead(offer, running, manifest)));
-    await expectRefused(target, await attackOnce(fleet, target, proxy), 'ERR_SAME_VERSION');
+    await replay('1.5.0');
+    await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), 'ERR_SAME_VERSION');
   });
 });
 
 describe('fast-forward: a far-future version signed by a key the root does not trust', () => {
   it('refuses version 999999.0.0 at the highest securityVersion, keeps its floor, and still installs the genuine next release', async () => {
     const target = await offeredTo('fast-forward', '2.0.0');
-    const genuine = await manifestOf(fleet, '2.0.0');
+    const genuine = await manifestOf(lab.fleet, '2.0.0');
     const future: ReleaseManifest = {
       ...genuine,
       version: '999999.0.0',
@@ -196,17 +178,19 @@ describe('fast-forward: a far-future version signed by a key the root does not t
     };
     const attackerKey = await generateSigningKey();
     const forged = await signedBy(future, [attackerKey]);
-    proxy.use(rewriteOffer((offer) => offerInstead(offer, forged, future)));
-    const r = await attackOnce(fleet, target, proxy);
+    offerThrough(lab.proxy, forged, future);
+    const r = await attackOnce(lab.fleet, target, lab.proxy);
     await expectRefused(target, r, 'ERR_THRESHOLD_NOT_MET');
     // The floor did not move: had it, 2.0.0 would now be "too low" for ever.
     expect(r.securityVersionFloor).toBe(1);
 
     // The refusal was reported against the rollout, which the server then stops offering; the
     // operator's next rollout of the same release reaches the device through the same path.
-    proxy.reset();
-    await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [target.deviceId] });
-    const next = await updateOnce(target.vm, { agent: (vm) => vm.openAgent({ serverUrl: proxy.url }) });
+    lab.proxy.reset();
+    await lab.fleet.server.createRollout(lab.fleet.releaseIds.get('2.0.0')!, {
+      deviceIds: [target.deviceId],
+    });
+    const next = await updateOnce(target.vm, { agent: (vm) => vm.openAgent({ serverUrl: lab.proxy.url }) });
     expect(next.after).toEqual({ action: 'committed', version: '2.0.0', slot: 'B' });
     // The hashes do see an install: another booted slot, another boot env.
     const installed = await deviceBytes(target.vm);
@@ -225,12 +209,12 @@ describe('mix-and-match: another release’s validly signed blobs under this man
     'refuses 2.0.0 served with 3.0.0’s $blob (same size, signed in 3.0.0) ($code)',
     async ({ blob, code }) => {
       const target = await offeredTo(`mix-${blob}`, '2.0.0');
-      const [wanted] = blobsOf(await manifestOf(fleet, '2.0.0'));
-      const [other] = blobsOf(await manifestOf(fleet, '3.0.0'));
+      const [wanted] = blobsOf(await manifestOf(lab.fleet, '2.0.0'));
+      const [other] = blobsOf(await manifestOf(lab.fleet, '3.0.0'));
       const otherBytes = await readStoredBlob(other![blob]);
       expect(otherBytes.byteLength).toBe((await readStoredBlob(wanted![blob])).byteLength);
-      proxy.use(replaceBlob(wanted![blob], () => otherBytes));
-      await expectRefused(target, await attackOnce(fleet, target, proxy), code);
+      lab.proxy.use(replaceBlob(wanted![blob], () => otherBytes));
+      await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), code);
     },
   );
 });
@@ -275,22 +259,24 @@ describe('endless data: answers larger than the signed sizes', () => {
     'abandons a blob answered with $name ($code), having read at most the signed size',
     async ({ name, code, answer }) => {
       const target = await offeredTo(`endless-${endless.findIndex((e) => e.name === name)}`, '2.0.0');
-      proxy.use(endlessAnswer(isBlob, answer));
-      await expectRefused(target, await attackOnce(fleet, target, proxy), code);
+      lab.proxy.use(endlessAnswer(isBlob, answer));
+      await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), code);
       // The device hung up: what the proxy got into the socket is at most the largest signed blob
       // plus what the loopback socket buffers hold (about 4 MiB here), not an endless stream.
-      const sent = proxy.log.filter((e) => isBlobPath(e.path)).reduce((n, e) => n + e.bytesSent, 0);
+      const sent = lab.proxy.log.filter((e) => isBlobPath(e.path)).reduce((n, e) => n + e.bytesSent, 0);
       expect(sent).toBeLessThan((await largestBlobBytes('2.0.0')) + SOCKET_BUFFERS_BYTES);
     },
   );
 
   it('abandons a poll answer that never ends (ERR_HTTP_TOO_LARGE), before installing anything', async () => {
     const target = await offeredTo('endless-poll', '2.0.0');
-    proxy.use(endlessAnswer(isPoll, { status: 200 }, 0x20));
-    const r = await attackOnce(fleet, target, proxy);
+    lab.proxy.use(endlessAnswer(isPoll, { status: 200 }, 0x20));
+    const r = await attackOnce(lab.fleet, target, lab.proxy);
     // Nothing was offered, so there is nothing to refuse or report: the poll itself failed.
     await expectRefused(target, r, 'ERR_HTTP_TOO_LARGE', { reported: false });
-    const sent = proxy.log.filter((e) => e.path === '/v1/device/poll').reduce((n, e) => n + e.bytesSent, 0);
+    const sent = lab.proxy.log
+      .filter((e) => e.path === '/v1/device/poll')
+      .reduce((n, e) => n + e.bytesSent, 0);
     expect(sent).toBeLessThan(MAX_RESPONSE_BYTES + SOCKET_BUFFERS_BYTES);
   });
 });
@@ -298,52 +284,44 @@ describe('endless data: answers larger than the signed sizes', () => {
 describe('wrong software: validly signed releases for another device', () => {
   it('refuses a release for other hardware offered in place of its own (ERR_INCOMPATIBLE_HARDWARE)', async () => {
     const target = await offeredTo('wrong-hardware', '2.0.0');
-    const other = await manifestJwsOf(fleet, '2.3.0');
-    const manifest = await manifestOf(fleet, '2.3.0');
-    proxy.use(rewriteOffer((offer) => offerInstead(offer, other, manifest)));
-    await expectRefused(target, await attackOnce(fleet, target, proxy), 'ERR_INCOMPATIBLE_HARDWARE');
+    await replay('2.3.0');
+    await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), 'ERR_INCOMPATIBLE_HARDWARE');
   });
 
   it('refuses a release of another product signed by the same release key (ERR_WRONG_PRODUCT)', async () => {
     const target = await offeredTo('wrong-product', '2.0.0');
     const otherProduct: ReleaseManifest = {
-      ...(await manifestOf(fleet, '2.0.0')),
+      ...(await manifestOf(lab.fleet, '2.0.0')),
       product: `${PRODUCT}-pro`,
     };
-    const signed = await signedBy(otherProduct, await releaseKeys(fleet));
-    proxy.use(rewriteOffer((offer) => offerInstead(offer, signed, otherProduct)));
-    await expectRefused(target, await attackOnce(fleet, target, proxy), 'ERR_WRONG_PRODUCT');
+    const signed = await signedBy(otherProduct, await releaseKeys(lab.fleet));
+    offerThrough(lab.proxy, signed, otherProduct);
+    await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), 'ERR_WRONG_PRODUCT');
   });
 });
 
 describe('indefinite freeze: stale metadata replayed for ever', () => {
   it('refuses a validly signed release replayed after its expiry (device and server clocks 2 days on) (ERR_EXPIRED)', async () => {
     const target = await offeredTo('freeze-expired', '2.0.0');
-    const stale = await manifestJwsOf(fleet, '2.5.0');
-    const manifest = await manifestOf(fleet, '2.5.0');
-    proxy.use(rewriteOffer((offer) => offerInstead(offer, stale, manifest)));
-    fleet.clock.offsetMs = 2 * DAY_MS;
-    const r = await attackOnce(fleet, target, proxy, { clock: () => fleet.clock.now() });
+    await replay('2.5.0');
+    lab.fleet.clock.offsetMs = 2 * DAY_MS;
+    const r = await attackOnce(lab.fleet, target, lab.proxy, { clock: () => lab.fleet.clock.now() });
     await expectRefused(target, r, 'ERR_EXPIRED');
   });
 });
 
 describe('key compromise below the threshold: 2-of-2 release keys, one stolen', () => {
-  let twoKeys: Fleet;
-  let twoKeysProxy: TamperingProxy;
-  beforeAll(async () => {
-    twoKeys = await createFleet({ keysInit: ['--release-keys', '2', '--release-threshold', '2'] });
-    await twoKeys.buildRelease({ version: '1.0.0', securityVersion: 1 });
-    await twoKeys.buildRelease({ version: '2.0.0', securityVersion: 2 });
-    await twoKeys.push('2.0.0');
-    twoKeysProxy = await TamperingProxy.start(twoKeys.server.url);
-  }, 120_000);
-  afterAll(async () => {
-    await twoKeysProxy?.close();
-    await twoKeys?.close();
+  const twoOfTwo = useAttackLab({
+    keysInit: ['--release-keys', '2', '--release-threshold', '2'],
+    setup: async (fleet) => {
+      await fleet.buildRelease({ version: '1.0.0', securityVersion: 1 });
+      await fleet.buildRelease({ version: '2.0.0', securityVersion: 2 });
+      await fleet.push('2.0.0');
+    },
   });
 
   it('refuses a release signed by the stolen key alone, or by it twice, then installs the genuine 2-of-2 release (ERR_THRESHOLD_NOT_MET)', async () => {
+    const { fleet: twoKeys, proxy: twoKeysProxy } = twoOfTwo;
     const target = await twoKeys.newVm('compromised-key');
     const keys = await releaseKeys(twoKeys);
     expect(keys).toHaveLength(2);
@@ -359,7 +337,7 @@ describe('key compromise below the threshold: 2-of-2 release keys, one stolen', 
     for (const forged of [await signedBy(evil, [stolen]), await signedBy(evil, [stolen, stolen])]) {
       await rollout();
       twoKeysProxy.reset();
-      twoKeysProxy.use(rewriteOffer((offer) => offerInstead(offer, forged, evil)));
+      offerThrough(twoKeysProxy, forged, evil);
       const r = await attackOnce(twoKeys, target, twoKeysProxy);
       await expectRefused(target, r, 'ERR_THRESHOLD_NOT_MET');
       expect(r.securityVersionFloor).toBe(1);
@@ -383,10 +361,10 @@ function firstByte(range: string | undefined): bigint {
 }
 
 function readStoredBlob(hex: string): Promise<Buffer> {
-  return readFile(join(fleet.server.blobsDir, 'sha256', hex));
+  return readFile(join(lab.fleet.server.blobsDir, 'sha256', hex));
 }
 
 async function largestBlobBytes(version: string): Promise<number> {
-  const m = await manifestOf(fleet, version);
+  const m = await manifestOf(lab.fleet, version);
   return Math.max(...imagesOf(m).flatMap((i) => [i.artifact.sizeBytes, i.verity.hashTree.sizeBytes]));
 }
