@@ -86,6 +86,16 @@ async function expectRefused(
   expect(boot).toMatchObject({ slot: r.before.bootedSlot, failedBoots: [] });
 }
 
+/** The proxy edits the offered manifest's JWS object with `forge`. */
+function forgedInTransit(forge: (jws: Record<string, unknown>) => void) {
+  return rewriteOffer((offer) => {
+    const release = offer['release'] as { manifestJws: string };
+    const jws = JSON.parse(release.manifestJws) as Record<string, unknown>;
+    forge(jws);
+    release.manifestJws = JSON.stringify(jws);
+  });
+}
+
 describe('arbitrary installation: the attacker’s own bytes', () => {
   const forgeries: { name: string; code: string; forge: (jws: Record<string, unknown>) => void }[] = [
     {
@@ -116,17 +126,23 @@ describe('arbitrary installation: the attacker’s own bytes', () => {
 
   it.each(forgeries)('refuses a manifest forged in transit: $name ($code)', async ({ code, forge }) => {
     const target = await offeredTo(`forged-${forgeries.findIndex((f) => f.forge === forge)}`, '2.0.0');
-    lab.proxy.use(
-      rewriteOffer((offer) => {
-        const release = offer['release'] as { manifestJws: string };
-        const jws = JSON.parse(release.manifestJws) as Record<string, unknown>;
-        forge(jws);
-        release.manifestJws = JSON.stringify(jws);
-      }),
-    );
+    lab.proxy.use(forgedInTransit(forge));
     await expectRefused(target, await attackOnce(lab.fleet, target, lab.proxy), code);
     // Nothing was downloaded: the manifest is refused before any blob is asked for.
     expect(lab.proxy.log.filter((e) => isBlobPath(e.path))).toEqual([]);
+  });
+
+  it('the agent process (`abota-agent check`) refuses a payload forged in transit too: exit 3, ERR_SIGNATURE_INVALID, bytes unchanged', async () => {
+    const target = await offeredTo('forged-process', '2.0.0');
+    await (await target.vm.openAgent()).afterBoot({ reboot: true });
+    lab.proxy.use(forgedInTransit(forgeries[0]!.forge));
+    const before = await deviceBytes(target.vm);
+    const agent = target.vm.spawnAgent(['check'], { env: { ABOTA_SERVER_URL: lab.proxy.url } });
+    const exit = await agent.exited;
+    expect(exit.code, agent.stderr).toBe(3);
+    expect(agent.stderr).toContain('ERR_SIGNATURE_INVALID');
+    expect(await deviceBytes(target.vm)).toEqual(before);
+    expect(lab.proxy.log.some((e) => e.tampered)).toBe(true);
   });
 
   it('refuses an artifact altered in transit under its genuine manifest, before the boot env changes', async () => {
