@@ -1,17 +1,22 @@
 // The device agent: polls the update server (outbound only), installs offers and offline release
-// directories through the Installer, reboots through the configured hook, and after the reboot
-// runs the health checks and commits (mark good, report) or rejects the new slot. Clock, fetch,
-// boot identity, command runner and boot control are injectable so tests wire real parts.
+// directories through the Installer and reboots through the configured hook. Its other concerns
+// live beside it: the trust root and its rotations (agent-trust-roots.ts), reports and their
+// outbox (agent-reports.ts), the post-boot commit/reject (agent-after-boot.ts), status
+// (agent-status.ts) and the daemon loop (agent-loop.ts). Clock, fetch, boot identity, command
+// runner and boot control are injectable so tests wire real parts.
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { type DeviceFacts, type TrustRoot, verifyRootChain, verifyTrustRoot } from '@abota/manifest';
-import { readJsonFile, writeFileAtomic } from './atomic-file.js';
+import type { DeviceFacts, TrustRoot } from '@abota/manifest';
+import { type AfterBootResult, TrialSettler } from './agent-after-boot.js';
+import type { AgentLogEvent } from './agent-log.js';
+import { type CheckResult, pollDelayMs, runLoop } from './agent-loop.js';
+import { DeviceReporter, rollout } from './agent-reports.js';
+import { type AgentStatus, agentStatus } from './agent-status.js';
+import { TrustRootStore } from './agent-trust-roots.js';
 import { createBootControl } from './boot-control-config.js';
 import type { BootControl, SlotName } from './bootctl/index.js';
 import type { AgentConfig } from './config.js';
 import {
   bootedRootHashes,
-  type DeviceState,
   readDeviceState,
   runningVersion,
   securityFloor,
@@ -22,26 +27,15 @@ import { ClientError } from './errors.js';
 import { type CommandRunner, describeResult, runCommand } from './hooks.js';
 import { type BackoffOptions, DEFAULT_BACKOFF, sleep as defaultSleep } from './http/backoff.js';
 import { DeviceKey } from './http/device-auth.js';
-import { type DeviceReport, type ReportState, UpdateServerClient } from './http/server-api.js';
+import { type ReportState, UpdateServerClient } from './http/server-api.js';
 import { TokenBucket } from './http/token-bucket.js';
 import { type InstallNotice, Installer } from './install/installer.js';
-import { type InstallJournal, isInProgress, readJournal, writeJournal } from './install/journal.js';
-import {
-  claimedVersion,
-  clearLastRefusal,
-  type LastRefusal,
-  readLastRefusal,
-  writeLastRefusal,
-} from './last-refusal.js';
+import { type InstallJournal, readJournal } from './install/journal.js';
 import { DirectoryReleaseSource, type ReleaseSource, ServerReleaseSource } from './install/release-source.js';
-import { ReportOutbox } from './report-outbox.js';
+import { claimedVersion, clearLastRefusal, writeLastRefusal } from './last-refusal.js';
 import { assertServerTransport } from './server-url.js';
 
-export interface AgentLogEvent {
-  level: 'info' | 'warn' | 'error';
-  message: string;
-  code?: string;
-}
+export type { AfterBootResult, AgentLogEvent, AgentStatus, CheckResult, ReportState };
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -63,57 +57,6 @@ export interface AgentOptions {
   log?: (e: AgentLogEvent) => void;
 }
 
-export interface AgentStatus {
-  deviceId: string | undefined;
-  bootedSlot: SlotName;
-  primarySlot: SlotName | undefined;
-  version: string;
-  /** The booted slot is the trial boot of an install, not committed yet. */
-  trial?: boolean;
-  securityVersionFloor: number;
-  slots: DeviceState['slots'];
-  install:
-    | {
-        phase: InstallJournal['phase'];
-        version: string;
-        targetSlot: SlotName;
-        progressPercent: number;
-        bytesDone: number;
-        bytesTotal: number;
-        updatedAt: string;
-        error?: { code: string; message: string };
-        /** Per image: how it is written and what it cost to download. */
-        images: Record<
-          string,
-          {
-            method: 'delta' | 'full' | undefined;
-            downloadedBytes: number;
-            artifactSizeBytes?: number;
-            deltaSizeBytes?: number;
-            deltaFallback?: { code: string; message: string };
-          }
-        >;
-      }
-    | undefined;
-  /** The last release refused or failed (until an install succeeds): which, why and when. */
-  lastRefusal: LastRefusal | undefined;
-}
-
-export type CheckResult =
-  | { status: 'no-update'; pollAfterSeconds?: number }
-  | { status: 'reboot-pending'; version: string }
-  | { status: 'trial-pending'; version: string }
-  | { status: 'installed'; version: string; rebooted: boolean; pollAfterSeconds?: number };
-
-export type AfterBootResult =
-  | { action: 'none' }
-  | { action: 'reboot-pending'; version: string }
-  | { action: 'committed'; version: string; slot: SlotName }
-  | { action: 'rejected'; version: string; slot: SlotName; reason: string }
-  | { action: 'rolled-back'; version: string; slot: SlotName };
-
-const TRUST_CHAIN_FILE = 'trust-roots.json';
-
 async function readBootId(path: string): Promise<string> {
   try {
     return (await readFile(path, 'utf8')).trim();
@@ -131,9 +74,10 @@ export class Agent {
   private readonly run_: CommandRunner;
   private readonly bootId: () => Promise<string>;
   private readonly log: (e: AgentLogEvent) => void;
-  private lastProgressReportMs = Number.NEGATIVE_INFINITY;
   private client: UpdateServerClient | undefined;
-  private readonly outbox: ReportOutbox;
+  private readonly trustRoots: TrustRootStore;
+  private readonly reporter: DeviceReporter;
+  private readonly trial: TrialSettler;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -147,7 +91,28 @@ export class Agent {
     this.run_ = o.runCommand ?? runCommand;
     this.bootId = o.bootId ?? (() => readBootId(o.config.bootIdPath));
     this.log = o.log ?? (() => {});
-    this.outbox = new ReportOutbox(o.config.dataDir);
+    this.trustRoots = new TrustRootStore({
+      trustRootPath: o.config.trustRootPath,
+      dataDir: o.config.dataDir,
+      clock: this.clock,
+      log: this.log,
+    });
+    this.reporter = new DeviceReporter({
+      dataDir: o.config.dataDir,
+      hasServer: this.hasServer(),
+      client: () => this.serverClient(),
+      log: this.log,
+      ...(o.reportIntervalMs !== undefined ? { reportIntervalMs: o.reportIntervalMs } : {}),
+    });
+    this.trial = new TrialSettler({
+      config: o.config,
+      bootControl,
+      clock: this.clock,
+      run: this.run_,
+      bootId: this.bootId,
+      reporter: this.reporter,
+      log: this.log,
+    });
   }
 
   static async open(o: AgentOptions): Promise<Agent> {
@@ -155,67 +120,9 @@ export class Agent {
     return new Agent(o, o.bootControl ?? (await createBootControl(o.config)));
   }
 
-  // ---- trust root ------------------------------------------------------------------------
-
   /** The baked-in root (config.trustRootPath) walked forward through adopted rotations. */
-  async trustRoot(): Promise<TrustRoot> {
-    let baked: string;
-    try {
-      baked = await readFile(this.config.trustRootPath, 'utf8');
-    } catch (e) {
-      throw new ClientError(
-        'ERR_TRUST_ROOT',
-        `trust root ${this.config.trustRootPath} cannot be read: ${(e as Error).message}`,
-      );
-    }
-    const chain = ((await readJsonFile(join(this.config.dataDir, TRUST_CHAIN_FILE)).catch(() => undefined)) ??
-      []) as string[];
-    try {
-      return await verifyRootChain(
-        await verifyTrustRoot(baked),
-        chain.map((c) => JSON.parse(c)),
-        this.clock(),
-      );
-    } catch (e) {
-      const code = (e as { code?: unknown }).code;
-      throw new ClientError(
-        'ERR_TRUST_ROOT',
-        `trust root ${this.config.trustRootPath} does not verify (${String(code)}: ${(e as Error).message})`,
-        {
-          cause: e,
-        },
-      );
-    }
-  }
-
-  /**
-   * A release may ship the roots of a rotation (TUF §5.3): adopt the newest one only if the
-   * chain verifies from the device's current root; otherwise keep the current root (the
-   * release then has to verify under it).
-   */
-  private async adoptTrustRoot(source: ReleaseSource, current: TrustRoot): Promise<TrustRoot> {
-    const texts = await source.readRootChain();
-    if (texts.length === 0) return current;
-    try {
-      const next = await verifyRootChain(
-        current,
-        texts.map((t) => JSON.parse(t)),
-        this.clock(),
-      );
-      if (next.version > current.version) {
-        const path = join(this.config.dataDir, TRUST_CHAIN_FILE);
-        const chain = ((await readJsonFile(path).catch(() => undefined)) ?? []) as string[];
-        await writeFileAtomic(path, JSON.stringify([...chain, ...texts.filter((t) => !chain.includes(t))]));
-        this.log({ level: 'info', message: `adopted trust root v${next.version}` });
-      }
-      return next;
-    } catch (e) {
-      this.log({
-        level: 'warn',
-        message: `trust roots shipped with the release not adopted: ${(e as Error).message}`,
-      });
-      return current;
-    }
+  trustRoot(): Promise<TrustRoot> {
+    return this.trustRoots.current();
   }
 
   // ---- server ----------------------------------------------------------------------------
@@ -288,57 +195,9 @@ export class Agent {
     return deviceId;
   }
 
-  /**
-   * Best effort: a report that fails is logged, never fails the install. With `key` it is kept
-   * in the outbox (report-outbox.ts) until the server accepts it, across restarts.
-   */
-  private async report(r: DeviceReport, key?: string): Promise<void> {
-    if (!this.hasServer()) return;
-    if (key === undefined) {
-      await this.send(r);
-      return;
-    }
-    // Through the outbox, after anything older still in it: the server sees the steps in order.
-    await this.outbox.put(key, r);
-    await this.flushOutbox();
-  }
-
-  private async send(r: DeviceReport): Promise<boolean> {
-    try {
-      const client = await this.serverClient();
-      if (client.deviceId === undefined) return false;
-      await client.report(r);
-      return true;
-    } catch (e) {
-      this.log({
-        level: 'warn',
-        message: `report ${r.state} failed: ${(e as Error).message}`,
-        code: (e as ClientError).code,
-      });
-      return false;
-    }
-  }
-
   /** Send the reports a previous run could not deliver, oldest first; stop at the first failure. */
-  async flushOutbox(): Promise<void> {
-    if (!this.hasServer()) return;
-    for (const e of await this.outbox.list()) {
-      if (!(await this.send(e.report))) return;
-      await this.outbox.remove(e.key);
-    }
-  }
-
-  private progressReporter(j: InstallJournal): void {
-    if (j.phase !== 'writing') return;
-    const now = performance.now();
-    if (now - this.lastProgressReportMs < (this.o.reportIntervalMs ?? 15_000)) return;
-    this.lastProgressReportMs = now;
-    void this.report({
-      ...(j.rolloutId !== undefined ? { rolloutId: j.rolloutId } : {}),
-      version: j.version,
-      state: 'downloading',
-      progress: percent(j),
-    });
+  flushOutbox(): Promise<void> {
+    return this.reporter.flush();
   }
 
   // ---- facts and status ------------------------------------------------------------------
@@ -358,47 +217,8 @@ export class Agent {
     return runningVersion(this.config, state, await this.bootControl.getBootedSlot()).version;
   }
 
-  async status(): Promise<AgentStatus> {
-    const state = await readDeviceState(this.config);
-    const booted = await this.bootControl.getBootedSlot();
-    const j = await readJournal(this.config.dataDir);
-    // Booted into an install's trial: the slot runs that release, which no state records yet.
-    const trial = j?.phase === 'boot-pending' && j.targetSlot === booted;
-    return {
-      lastRefusal: await readLastRefusal(this.config.dataDir),
-      deviceId: this.config.deviceId ?? state.deviceId,
-      bootedSlot: booted,
-      primarySlot: await this.bootControl.getPrimarySlot().catch(() => undefined),
-      version: trial ? j.version : runningVersion(this.config, state, booted).version,
-      ...(trial ? { trial: true } : {}),
-      securityVersionFloor: securityFloor(this.config, state),
-      slots: state.slots,
-      install:
-        j === undefined
-          ? undefined
-          : {
-              phase: j.phase,
-              version: j.version,
-              targetSlot: j.targetSlot,
-              progressPercent: percent(j),
-              bytesDone: j.progress.bytesDone,
-              bytesTotal: j.progress.bytesTotal,
-              updatedAt: j.updatedAt,
-              ...(j.error ? { error: j.error } : {}),
-              images: Object.fromEntries(
-                Object.entries(j.images).map(([name, p]) => [
-                  name,
-                  {
-                    method: p.method,
-                    downloadedBytes: p.downloadedBytes ?? 0,
-                    ...(p.artifactSizeBytes !== undefined ? { artifactSizeBytes: p.artifactSizeBytes } : {}),
-                    ...(p.delta !== undefined ? { deltaSizeBytes: p.delta.sizeBytes } : {}),
-                    ...(p.deltaFallback !== undefined ? { deltaFallback: p.deltaFallback } : {}),
-                  },
-                ]),
-              ),
-            },
-    };
+  status(): Promise<AgentStatus> {
+    return agentStatus(this.config, this.bootControl);
   }
 
   // ---- install ---------------------------------------------------------------------------
@@ -417,7 +237,7 @@ export class Agent {
     try {
       const j = await this.installWith(source, req, signal);
       await clearLastRefusal(this.config.dataDir);
-      await this.report(
+      await this.reporter.report(
         { ...rollout(j), version: j.version, state: 'installed', progress: 100 },
         `${j.installId}:installed`,
       );
@@ -442,7 +262,7 @@ export class Agent {
         }).catch(() => {});
       }
       if (failed && version !== undefined) {
-        await this.report({
+        await this.reporter.report({
           ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
           version,
           // The device's own fault (error-class.ts) is no verdict on the release.
@@ -460,7 +280,10 @@ export class Agent {
     req: { rolloutId?: string; allowDowngrade?: boolean },
     signal?: AbortSignal,
   ): Promise<InstallJournal> {
-    const trustRoot = await this.adoptTrustRoot(source, await this.trustRoot());
+    const trustRoot = await this.trustRoots.adopt(
+      await source.readRootChain(),
+      await this.trustRoots.current(),
+    );
     const installer = new Installer({
       config: this.config,
       bootControl: this.bootControl,
@@ -469,7 +292,7 @@ export class Agent {
       deviceFacts: (booted) => this.deviceFacts(booted),
       bootId: this.bootId,
       ...(this.o.checkpointBytes !== undefined ? { checkpointBytes: this.o.checkpointBytes } : {}),
-      onProgress: (j) => this.progressReporter(j),
+      onProgress: (j) => this.reporter.progress(j),
       onTargetInvalidated: async (slot) => {
         const state = await readDeviceState(this.config);
         const { [slot]: _gone, ...rest } = state.slots;
@@ -491,7 +314,7 @@ export class Agent {
   private async installNotice(n: InstallNotice, rolloutId: string | undefined): Promise<void> {
     this.log({ level: n.level, message: n.message, ...(n.code !== undefined ? { code: n.code } : {}) });
     if (n.kind !== 'delta-fallback' || n.version === undefined) return;
-    await this.report({
+    await this.reporter.report({
       ...(rolloutId !== undefined ? { rolloutId } : {}),
       version: n.version,
       state: 'installing',
@@ -560,7 +383,7 @@ export class Agent {
       backoff: this.backoffWithLog(),
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
     });
-    await this.report({
+    await this.reporter.report({
       ...(offer.rolloutId !== undefined ? { rolloutId: offer.rolloutId } : {}),
       version: offer.release.version,
       state: 'downloading',
@@ -586,8 +409,9 @@ export class Agent {
     };
   }
 
-  private async reboot(j: InstallJournal): Promise<void> {
-    await this.report({ ...rollout(j), version: j.version, state: 'rebooting' });
+  /** Report `rebooting` and run the reboot hook. */
+  async reboot(j: InstallJournal): Promise<void> {
+    await this.reporter.report({ ...rollout(j), version: j.version, state: 'rebooting' });
     const argv = this.config.rebootCommand;
     const r = await this.run_(argv, 120_000);
     if (r.exitCode !== 0) {
@@ -595,267 +419,37 @@ export class Agent {
     }
   }
 
-  // ---- after boot ------------------------------------------------------------------------
+  // ---- after boot (agent-after-boot.ts) and the daemon (agent-loop.ts) ------------------
 
-  private async healthy(): Promise<{ ok: true } | { ok: false; reason: string }> {
-    for (const check of this.config.healthChecks) {
-      const r = await this.run_(check.command, check.timeoutSeconds * 1000);
-      if (r.exitCode !== 0 || r.timedOut)
-        return { ok: false, reason: `health check ${describeResult(check.command, r)}` };
-    }
-    return { ok: true };
-  }
-
-  /**
-   * Run once per boot, before polling: settle an install waiting for its trial boot.
-   * Booted into the new slot → health checks → commit or reject (and reboot back when `reboot`).
-   * Booted into the old slot after a reboot → the bootloader fell back: rolled back.
-   * Without a pending install, a healthy boot confirms the running slot (GRUB/RAUC scheme).
-   */
-  async afterBoot(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
-    const read = await readJournal(this.config.dataDir);
-    const booted = await this.bootControl.getBootedSlot();
-    const j = trialOf(read, booted);
-    if (j === undefined) {
-      const h = await this.healthy();
-      if (h.ok) await this.bootControl.markGood(booted);
-      else this.log({ level: 'warn', message: `running slot ${booted} not confirmed: ${h.reason}` });
-      await this.flushOutbox();
-      return { action: 'none' };
-    }
-    const sameBoot = j.bootId !== undefined && j.bootId === (await this.bootId());
-    if (sameBoot || (booted !== j.targetSlot && j.armed === false)) {
-      // No reboot since the trial was journalled, or the old slot came back from a trial that
-      // was journalled but maybe never armed (a cut before setTryOnce returned): arm it
-      // (idempotent) — the reboot that follows must find it armed. A trial that did fail in
-      // that window gets one more try; `armed` makes it the last.
-      await this.bootControl.setTryOnce(j.targetSlot);
-      if (!sameBoot || j.armed !== true)
-        await writeJournal(this.config.dataDir, {
-          ...j,
-          armed: true,
-          bootId: await this.bootId(),
-          updatedAt: this.clock().toISOString(),
-        });
-      return { action: 'reboot-pending', version: j.version };
-    }
-    if (booted !== j.targetSlot) {
-      await this.bootControl.markBad(j.targetSlot);
-      const message = `booted slot ${booted} again after trying ${j.version} on slot ${j.targetSlot}: the trial boot did not come up`;
-      const report: DeviceReport = {
-        ...rollout(j),
-        version: j.previousVersion,
-        state: 'rolled-back',
-        bootedSlot: booted,
-        errorCode: 'ERR_ROLLED_BACK',
-        message,
-      };
-      if (this.hasServer()) await this.outbox.put(`${j.installId}:rolled-back`, report);
-      await this.settle(j, 'rolled-back', { code: 'ERR_ROLLED_BACK', message });
-      await this.report(report, `${j.installId}:rolled-back`);
-      const h = await this.healthy();
-      if (h.ok) await this.bootControl.markGood(booted);
-      return { action: 'rolled-back', version: j.version, slot: booted };
-    }
-    const h = await this.healthy();
-    if (h.ok) {
-      await this.commit(j);
-      return { action: 'committed', version: j.version, slot: booted };
-    }
-    await this.reject(j, h.reason, o.reboot === true);
-    return { action: 'rejected', version: j.version, slot: booted, reason: h.reason };
-  }
-
-  private async commit(j: InstallJournal): Promise<void> {
-    await this.bootControl.markGood(j.targetSlot);
-    await this.bootControl.setPrimary(j.targetSlot);
-    const state = await readDeviceState(this.config);
-    await writeDeviceState(this.config, {
-      ...state,
-      slots: {
-        ...state.slots,
-        [j.targetSlot]: {
-          version: j.version,
-          securityVersion: j.securityVersion,
-          // What a delta to the next release is checked against (journals from before: unknown).
-          ...(j.rootHashes !== undefined ? { rootHashes: j.rootHashes } : {}),
-        },
-      },
-      // Anti-rollback: once this release runs, nothing below its securityVersion is accepted.
-      securityVersionFloor: Math.max(state.securityVersionFloor, j.securityVersion),
-    });
-    // The report is saved before the journal says committed: a cut between the two must not lose it.
-    const report: DeviceReport = {
-      ...rollout(j),
-      version: j.version,
-      state: 'committed',
-      bootedSlot: j.targetSlot,
-      progress: 100,
-    };
-    if (this.hasServer()) await this.outbox.put(`${j.installId}:committed`, report);
-    await this.settle(j, 'committed');
-    await this.report(report, `${j.installId}:committed`);
-    this.log({ level: 'info', message: `committed ${j.version} on slot ${j.targetSlot}` });
-  }
-
-  private async reject(j: InstallJournal, reason: string, reboot: boolean): Promise<void> {
-    await this.bootControl.markBad(j.targetSlot);
-    const report: DeviceReport = {
-      ...rollout(j),
-      version: j.version,
-      state: 'failed',
-      errorCode: 'ERR_HEALTH_CHECK_FAILED',
-      message: reason,
-    };
-    if (this.hasServer()) await this.outbox.put(`${j.installId}:failed`, report);
-    await this.settle(j, 'failed', { code: 'ERR_HEALTH_CHECK_FAILED', message: reason });
-    await this.report(report, `${j.installId}:failed`);
-    this.log({ level: 'error', message: `rejected ${j.version} on slot ${j.targetSlot}: ${reason}` });
-    if (reboot) {
-      const r = await this.run_(this.config.rebootCommand, 120_000);
-      if (r.exitCode !== 0)
-        throw new ClientError(
-          'ERR_REBOOT_FAILED',
-          `reboot command ${describeResult(this.config.rebootCommand, r)}`,
-        );
-    }
-  }
-
-  private async settle(
-    j: InstallJournal,
-    phase: 'committed' | 'failed' | 'rolled-back',
-    error?: { code: string; message: string },
-  ): Promise<void> {
-    await writeJournal(this.config.dataDir, {
-      ...j,
-      phase,
-      updatedAt: this.clock().toISOString(),
-      ...(error ? { error } : {}),
-    });
+  /** Run once per boot, before polling: settle an install waiting for its trial boot. */
+  afterBoot(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
+    return this.trial.afterBoot(o);
   }
 
   /** Operator confirmation: commit the pending trial now (skipping the health checks), or confirm the running slot. */
-  async markGood(): Promise<AfterBootResult> {
-    const booted = await this.bootControl.getBootedSlot();
-    const j = trialOf(await readJournal(this.config.dataDir), booted);
-    if (j !== undefined && booted === j.targetSlot) {
-      await this.commit(j);
-      return { action: 'committed', version: j.version, slot: booted };
-    }
-    await this.bootControl.markGood(booted);
-    return { action: 'none' };
+  markGood(): Promise<AfterBootResult> {
+    return this.trial.markGood();
   }
 
   /** Operator rejection of the trial boot of the pending install (booted in the new slot). */
-  async markBad(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
-    const read = await readJournal(this.config.dataDir);
-    const booted = await this.bootControl.getBootedSlot();
-    const j = trialOf(read, booted);
-    if (j === undefined || booted !== j.targetSlot) {
-      throw new ClientError(
-        'ERR_INSTALL_NOTHING_PENDING',
-        `no trial boot to reject: slot ${booted} is running${read ? ` and the last install is ${read.phase}` : ''}; ` +
-          'the running confirmed slot is never marked bad by hand',
-      );
-    }
-    const reason = 'marked bad by the operator';
-    await this.reject(j, reason, o.reboot === true);
-    return { action: 'rejected', version: j.version, slot: booted, reason };
+  markBad(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
+    return this.trial.markBad(o);
   }
-
-  // ---- daemon ----------------------------------------------------------------------------
 
   /** Poll delay: the server's hint (else the default), clamped to the config bounds, ± jitter. */
   pollDelayMs(hintSeconds: number | undefined): number {
-    const p = this.config.poll;
-    const base = Math.min(p.maxSeconds, Math.max(p.minSeconds, hintSeconds ?? p.defaultSeconds));
-    const factor = 1 + p.jitterFraction * (2 * this.random() - 1);
-    return Math.round(base * factor * 1000);
+    return pollDelayMs(this.config.poll, hintSeconds, this.random);
   }
 
   /** The daemon: settle the last boot, resume an interrupted offline install, then poll forever. */
-  async run(signal: AbortSignal): Promise<void> {
-    try {
-      const r = await this.afterBoot({ reboot: true });
-      if (r.action !== 'none')
-        this.log({ level: 'info', message: `after boot: ${r.action} ${'version' in r ? r.version : ''}` });
-      if (r.action === 'reboot-pending') {
-        const j = await readJournal(this.config.dataDir);
-        if (j !== undefined) await this.reboot(j);
-      }
-    } catch (e) {
-      this.log({
-        level: 'error',
-        message: `after-boot step failed: ${(e as Error).message}`,
-        code: (e as ClientError).code,
-      });
-    }
-    const pending = await readJournal(this.config.dataDir).catch(() => undefined);
-    if (isInProgress(pending) && pending!.source.kind === 'directory') {
-      try {
-        await this.installFromDirectory(pending!.source.path, { reboot: true, signal });
-      } catch (e) {
-        this.log({
-          level: 'error',
-          message: `resuming offline install failed: ${(e as Error).message}`,
-          code: (e as ClientError).code,
-        });
-      }
-    }
-    let failures = 0;
-    while (!signal.aborted) {
-      let delayMs: number;
-      try {
-        const r = await this.checkOnce({ reboot: true, signal });
-        failures = 0;
-        delayMs = this.pollDelayMs('pollAfterSeconds' in r ? r.pollAfterSeconds : undefined);
-      } catch (e) {
-        if (signal.aborted) break;
-        failures++;
-        this.log({ level: 'error', message: (e as Error).message, code: (e as ClientError).code });
-        // Back off from a failing server up to the normal poll interval, with jitter.
-        const p = this.config.poll;
-        delayMs = this.pollDelayMs(
-          Math.min(p.defaultSeconds, p.minSeconds * 2 ** Math.min(failures - 1, 16)),
-        );
-      }
-      try {
-        await this.sleep(delayMs, signal);
-      } catch {
-        break;
-      }
-    }
+  run(signal: AbortSignal): Promise<void> {
+    return runLoop(
+      { config: this.config, steps: this, sleep: this.sleep, random: this.random, log: this.log },
+      signal,
+    );
   }
-}
-
-/**
- * The install whose trial boot is to be settled now, if any. `boot-pending` is journalled
- * before the trial is armed, so it covers every cut around setTryOnce. A journal still at
- * `written` whose target is the running slot was left by an agent that armed the trial before
- * journalling it (before this order was fixed): the target was marked bad when its writing
- * began, so booting it means the trial was armed — it is settled like `boot-pending`.
- */
-function trialOf(j: InstallJournal | undefined, booted: SlotName): InstallJournal | undefined {
-  if (j === undefined) return undefined;
-  if (j.phase === 'boot-pending') return j;
-  if (j.phase === 'written' && j.targetSlot === booted && j.bootedSlot !== booted) {
-    const { bootId: _unknown, ...rest } = j;
-    return { ...rest, phase: 'boot-pending' };
-  }
-  return undefined;
-}
-
-function percent(j: InstallJournal): number {
-  if (j.phase === 'boot-pending' || j.phase === 'committed' || j.phase === 'written') return 100;
-  return j.progress.bytesTotal === 0 ? 0 : Math.floor((100 * j.progress.bytesDone) / j.progress.bytesTotal);
-}
-
-function rollout(j: InstallJournal): { rolloutId?: string } {
-  return j.rolloutId !== undefined ? { rolloutId: j.rolloutId } : {};
 }
 
 function pollAfter(s: number | undefined): { pollAfterSeconds?: number } {
   return s !== undefined ? { pollAfterSeconds: s } : {};
 }
-
-export type { ReportState };

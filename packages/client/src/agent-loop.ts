@@ -1,0 +1,96 @@
+// The daemon loop: settle the last boot, resume an interrupted offline install, then poll
+// forever at the server's pace (clamped to the config, with jitter), backing off from failures.
+import type { AfterBootResult } from './agent-after-boot.js';
+import type { AgentLog } from './agent-log.js';
+import type { AgentConfig } from './config.js';
+import type { ClientError } from './errors.js';
+import { type InstallJournal, isInProgress, readJournal } from './install/journal.js';
+
+export type CheckResult =
+  | { status: 'no-update'; pollAfterSeconds?: number }
+  | { status: 'reboot-pending'; version: string }
+  | { status: 'trial-pending'; version: string }
+  | { status: 'installed'; version: string; rebooted: boolean; pollAfterSeconds?: number };
+
+/** The steps of the loop (the Agent's). */
+export interface LoopSteps {
+  afterBoot(o: { reboot?: boolean }): Promise<AfterBootResult>;
+  reboot(j: InstallJournal): Promise<void>;
+  installFromDirectory(dir: string, o: { reboot?: boolean; signal?: AbortSignal }): Promise<unknown>;
+  checkOnce(o: { reboot?: boolean; signal?: AbortSignal }): Promise<CheckResult>;
+}
+
+export interface LoopOptions {
+  config: AgentConfig;
+  steps: LoopSteps;
+  sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  random: () => number;
+  log: AgentLog;
+}
+
+/** Poll delay: the server's hint (else the default), clamped to the config bounds, ± jitter. */
+export function pollDelayMs(
+  p: AgentConfig['poll'],
+  hintSeconds: number | undefined,
+  random: () => number,
+): number {
+  const base = Math.min(p.maxSeconds, Math.max(p.minSeconds, hintSeconds ?? p.defaultSeconds));
+  const factor = 1 + p.jitterFraction * (2 * random() - 1);
+  return Math.round(base * factor * 1000);
+}
+
+export async function runLoop(o: LoopOptions, signal: AbortSignal): Promise<void> {
+  const { config, steps, log } = o;
+  try {
+    const r = await steps.afterBoot({ reboot: true });
+    if (r.action !== 'none')
+      log({ level: 'info', message: `after boot: ${r.action} ${'version' in r ? r.version : ''}` });
+    if (r.action === 'reboot-pending') {
+      const j = await readJournal(config.dataDir);
+      if (j !== undefined) await steps.reboot(j);
+    }
+  } catch (e) {
+    log({
+      level: 'error',
+      message: `after-boot step failed: ${(e as Error).message}`,
+      code: (e as ClientError).code,
+    });
+  }
+  const pending = await readJournal(config.dataDir).catch(() => undefined);
+  if (isInProgress(pending) && pending!.source.kind === 'directory') {
+    try {
+      await steps.installFromDirectory(pending!.source.path, { reboot: true, signal });
+    } catch (e) {
+      log({
+        level: 'error',
+        message: `resuming offline install failed: ${(e as Error).message}`,
+        code: (e as ClientError).code,
+      });
+    }
+  }
+  let failures = 0;
+  while (!signal.aborted) {
+    let delayMs: number;
+    try {
+      const r = await steps.checkOnce({ reboot: true, signal });
+      failures = 0;
+      delayMs = pollDelayMs(config.poll, 'pollAfterSeconds' in r ? r.pollAfterSeconds : undefined, o.random);
+    } catch (e) {
+      if (signal.aborted) break;
+      failures++;
+      log({ level: 'error', message: (e as Error).message, code: (e as ClientError).code });
+      // Back off from a failing server up to the normal poll interval, with jitter.
+      const p = config.poll;
+      delayMs = pollDelayMs(
+        p,
+        Math.min(p.defaultSeconds, p.minSeconds * 2 ** Math.min(failures - 1, 16)),
+        o.random,
+      );
+    }
+    try {
+      await o.sleep(delayMs, signal);
+    } catch {
+      break;
+    }
+  }
+}
