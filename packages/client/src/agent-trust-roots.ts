@@ -1,9 +1,11 @@
 // The device's trust root: the baked-in root (config.trustRootPath) walked forward through the
 // rotations adopted so far (trust-roots.json in the data directory), and the adoption of the
-// roots a release ships (TUF §5.3, docs/trust-model.md).
+// roots a release ships (TUF §5.3, docs/trust-model.md). Expiry is not checked here: the
+// newest root, after the release's roots are walked, is checked by verifyManifest (TUF §5.3.10),
+// so a device whose root expired can still take the rotation that root signed.
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { type TrustRoot, verifyRootChain, verifyTrustRoot } from '@abota/manifest';
+import { type TrustRoot, verifyTrustRoot, walkRootChain } from '@abota/manifest';
 import type { AgentLog } from './agent-log.js';
 import { readJsonFile, writeFileAtomic } from './atomic-file.js';
 import { ClientError } from './errors.js';
@@ -11,9 +13,7 @@ import { ClientError } from './errors.js';
 export const TRUST_CHAIN_FILE = 'trust-roots.json';
 
 export class TrustRootStore {
-  constructor(
-    private readonly o: { trustRootPath: string; dataDir: string; clock: () => Date; log: AgentLog },
-  ) {}
+  constructor(private readonly o: { trustRootPath: string; dataDir: string; log: AgentLog }) {}
 
   private get chainPath(): string {
     return join(this.o.dataDir, TRUST_CHAIN_FILE);
@@ -23,7 +23,7 @@ export class TrustRootStore {
     return ((await readJsonFile(this.chainPath).catch(() => undefined)) ?? []) as string[];
   }
 
-  /** The baked-in root walked forward through adopted rotations. */
+  /** The baked-in root walked forward through adopted rotations (expired or not). */
   async current(): Promise<TrustRoot> {
     let baked: string;
     try {
@@ -36,10 +36,9 @@ export class TrustRootStore {
     }
     const chain = await this.adoptedChain();
     try {
-      return await verifyRootChain(
+      return await walkRootChain(
         await verifyTrustRoot(baked),
         chain.map((c) => JSON.parse(c)),
-        this.o.clock(),
       );
     } catch (e) {
       const code = (e as { code?: unknown }).code;
@@ -56,15 +55,15 @@ export class TrustRootStore {
   /**
    * A release may ship the roots of a rotation (TUF §5.3): adopt the newest one only if the
    * chain verifies from the device's current root; otherwise keep the current root (the
-   * release then has to verify under it).
+   * release then has to verify under it). Every root of a verified chain is kept, even if the
+   * newest has expired (TUF §5.3.8): the release is then refused by its expiry check.
    */
   async adopt(texts: readonly string[], current: TrustRoot): Promise<TrustRoot> {
     if (texts.length === 0) return current;
     try {
-      const next = await verifyRootChain(
+      const next = await walkRootChain(
         current,
         texts.map((t) => JSON.parse(t)),
-        this.o.clock(),
       );
       if (next.version > current.version) {
         const chain = await this.adoptedChain();

@@ -363,6 +363,51 @@ describe('trust root rotation shipped with a release', () => {
   });
 });
 
+describe('an expired device root (TUF client workflow: expiry is checked after the chain)', () => {
+  /** A device whose baked root v1 expired yesterday, and a root v2 (unexpired) signed by v1 and itself. */
+  async function expiredDevice(): Promise<{ r: Rig; v1: Trust; v2: Trust }> {
+    const { createTrustRoot, generateSigningKey, signTrustRoot } = await import('@abota/manifest');
+    /** Root `version` with a fresh root key, signed by it and by `previous` (the rotation step). */
+    const rootVersion = async (version: number, expiresInDays: number, previous?: Trust): Promise<Trust> => {
+      const rootKey = await generateSigningKey();
+      const root = await createTrustRoot({
+        version,
+        expires: new Date(Date.now() + expiresInDays * 86_400_000),
+        rootKeys: [rootKey],
+        rootThreshold: 1,
+        releaseKeys: [trust.releaseKey],
+        releaseThreshold: 1,
+      });
+      const signed = previous
+        ? await signTrustRoot(root, [previous.rootKey, rootKey], previous.root)
+        : await signTrustRoot(root, [rootKey]);
+      return { rootKey, releaseKey: trust.releaseKey, root, signedRootText: JSON.stringify(signed) };
+    };
+    const v1 = await rootVersion(1, -1);
+    const v2 = await rootVersion(2, 100, v1);
+    const root = await tmp();
+    const dev = await makeDevice(join(root, 'device'), v1);
+    const open = () =>
+      Agent.open({ config: configOf(dev), bootId: async () => 'boot-1', checkpointBytes: 1024 * 1024 });
+    return { r: { dev, agent: await open(), bootId: { value: 'boot-1' }, open }, v1, v2 };
+  }
+
+  it('installs a release that carries an unexpired root v2 signed by the expired root v1, and adopts v2', async () => {
+    const { r, v2 } = await expiredDevice();
+    const rel = await makeRelease({ dir: join(r.dev.root, '..', 'rel'), trust: v2, version: '1.1.0' });
+    expect((await r.agent.installFromDirectory(rel.dir)).phase).toBe('boot-pending');
+    expect((await (await r.open()).trustRoot()).version).toBe(2);
+  });
+
+  it('refuses a release that carries no newer root (ERR_ROOT_EXPIRED) before any slot write', async () => {
+    const { r, v1 } = await expiredDevice();
+    const rel = await makeRelease({ dir: join(r.dev.root, '..', 'rel'), trust: v1, version: '1.1.0' });
+    const before = await sha256File(r.dev.slotFiles.B);
+    await expect(r.agent.installFromDirectory(rel.dir)).rejects.toMatchObject({ code: 'ERR_ROOT_EXPIRED' });
+    expect(await sha256File(r.dev.slotFiles.B)).toBe(before);
+  });
+});
+
 describe('abota-agent run (daemon loop)', () => {
   it('installs an offer, runs the reboot hook once, waits for the reboot, then commits on the new slot', async () => {
     const server = await startServer();

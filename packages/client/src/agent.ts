@@ -94,7 +94,6 @@ export class Agent {
     this.trustRoots = new TrustRootStore({
       trustRootPath: o.config.trustRootPath,
       dataDir: o.config.dataDir,
-      clock: this.clock,
       log: this.log,
     });
     this.reporter = new DeviceReporter({

@@ -67,5 +67,6 @@ export {
   verifyRootChain,
   verifyRootUpdate,
   verifyTrustRoot,
+  walkRootChain,
 } from './root.js';
 export { compareSemver, isSemver, parseSemver, type SemVer } from './semver.js';

@@ -269,6 +269,22 @@ export async function verifyRootChain(
   options: JwsOptions = {},
 ): Promise<TrustRoot> {
   assertValidNow(now);
+  const current = await walkRootChain(trusted, chain, options);
+  assertRootUnexpired(current, now);
+  return current;
+}
+
+/**
+ * verifyRootChain without the expiry check (TUF §5.3.4-5.3.9): the newest root the signatures
+ * lead to, expired or not. For a client that walks the roots it holds and then the roots a
+ * release ships, and checks the expiry of the newest once at the end (TUF §5.3.10) — so an
+ * expired root can still be replaced by the rotation it signed.
+ */
+export async function walkRootChain(
+  trusted: SignedRoot | TrustRoot,
+  chain: readonly SignedRoot[],
+  options: JwsOptions = {},
+): Promise<TrustRoot> {
   let current =
     'payload' in trusted ? await verifyTrustRoot(trusted, options) : await parseTrustRoot(trusted);
   for (const next of chain) {
@@ -277,7 +293,6 @@ export async function verifyRootChain(
     if (claimed !== undefined && claimed <= current.version) continue;
     current = await verifyRootUpdate(current, jws, options);
   }
-  assertRootUnexpired(current, now);
   return current;
 }
 
