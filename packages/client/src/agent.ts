@@ -359,8 +359,12 @@ export class Agent {
       // Rebooted, but the trial is not settled yet (afterBoot decides; `run` does it first).
       return { status: 'trial-pending', version: j.version };
     }
+    // The server sends the rotations after this root with an offer; a root that does not
+    // verify is reported when an install needs it, not here.
+    const rootVersion = (await this.trustRoots.current().catch(() => undefined))?.version;
     const offer = await client.poll({
       version: runningVersion(this.config, state, booted).version,
+      ...(rootVersion !== undefined ? { trustRootVersion: rootVersion } : {}),
       bootedSlot: booted,
       ...(j !== undefined ? { installState: j.phase } : {}),
       product: this.config.product,
@@ -377,6 +381,7 @@ export class Agent {
       manifestJws: offer.release.manifestJws,
       artifacts: offer.artifacts,
       deltas: offer.deltas,
+      ...(offer.roots !== undefined ? { roots: offer.roots } : {}),
       client,
       ...(bucket ? { bucket } : {}),
       backoff: this.backoffWithLog(),

@@ -22,6 +22,7 @@ export {
   type AgentStatus,
   type CheckResult,
 } from './agent.js';
+export { TRUST_CHAIN_FILE } from './agent-trust-roots.js';
 export { exitStatusFor, runAgentCli, type CliIo } from './agent-commands.js';
 export { type DeviceState, readDeviceState } from './device-state.js';
 export { type CommandResult, type CommandRunner, runCommand } from './hooks.js';

@@ -3,13 +3,21 @@
 // cmdline, docs/formats.md §1.7): firmware checks that signature, so an attacker who can write the
 // slot cannot pick the root hash. The simulator has no firmware, so it keeps this record instead
 // and writes an entry ONLY from a release manifest whose signature verified against the VM's
-// baked trust root — at provisioning, or at boot from the manifest the agent journalled for the
+// baked trust root (walked through the rotations the agent adopted) — at provisioning, or at boot from the manifest the agent journalled for the
 // slot it installed. Anything else (no entry, a manifest that does not verify) = no bootable
 // kernel for that slot.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { readJournal, type SlotName } from '@abota/client';
-import { type ReleaseManifest, type TrustRoot, verifyManifest, verifyTrustRoot } from '@abota/manifest';
+import { join } from 'node:path';
+import { readJournal, type SlotName, TRUST_CHAIN_FILE } from '@abota/client';
+import {
+  type ReleaseManifest,
+  type SignedRoot,
+  type TrustRoot,
+  verifyManifest,
+  verifyTrustRoot,
+  walkRootChain,
+} from '@abota/manifest';
 import { writeJsonAtomic } from './files.js';
 import type { VmPaths } from './layout.js';
 
@@ -44,8 +52,19 @@ export async function readBootArtifacts(paths: VmPaths): Promise<BootArtifacts> 
   }
 }
 
-export async function loadBakedTrustRoot(paths: VmPaths): Promise<TrustRoot> {
-  return verifyTrustRoot(await readFile(paths.trustRoot, 'utf8'));
+/**
+ * The root the simulated firmware trusts: the baked one walked forward through the rotations the
+ * agent adopted (its TRUST_CHAIN_FILE). Each step is verified from the baked root, so the file
+ * cannot add trust; without it a device could never boot a release signed after a rotation (on a
+ * real device the boot artifact's signer is the firmware's own concern).
+ */
+export async function loadDeviceTrustRoot(paths: VmPaths): Promise<TrustRoot> {
+  const baked = await verifyTrustRoot(await readFile(paths.trustRoot, 'utf8'));
+  const adopted = await readFile(join(paths.dataDir, TRUST_CHAIN_FILE), 'utf8').then(
+    (t) => (JSON.parse(t) as string[]).map((r) => JSON.parse(r) as SignedRoot),
+    () => [] as SignedRoot[],
+  );
+  return walkRootChain(baked, adopted).catch(() => baked);
 }
 
 function trustedImage(m: ReleaseManifest['images']['rootfs']): TrustedImage {
@@ -119,7 +138,7 @@ export async function syncBootArtifactsFromJournal(paths: VmPaths): Promise<Slot
   try {
     artifact = await bootArtifactFromSignedManifest(
       j.manifestJws,
-      await loadBakedTrustRoot(paths),
+      await loadDeviceTrustRoot(paths),
       new Date(j.startedAt),
       'agent',
     );

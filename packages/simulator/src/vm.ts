@@ -24,7 +24,7 @@ import { verifyTrustRoot } from '@abota/manifest';
 import { AgentProcess, type AgentProcessOptions } from './agent-process-handle.js';
 import {
   type BootArtifacts,
-  loadBakedTrustRoot,
+  loadDeviceTrustRoot,
   readBootArtifacts,
   setBootArtifact,
   syncBootArtifactsFromJournal,
@@ -192,7 +192,7 @@ export class SimulatedVm {
       this.paths,
       slot,
       releaseDir,
-      await loadBakedTrustRoot(this.paths),
+      await loadDeviceTrustRoot(this.paths),
       now,
     );
     await setBootArtifact(this.paths, slot, artifact);

@@ -86,6 +86,10 @@ export const PollRequestSchema = z
     installState: z.string().max(64).optional(),
     hardware: Id.optional(),
     product: Id.optional(),
+    trustRootVersion: z.int().min(1).max(2_147_483_647).optional().openapi({
+      description:
+        "The version of the device's current trust root: an offer then carries the product's later roots (`roots`)",
+    }),
   })
   .openapi('PollRequest');
 
@@ -116,6 +120,10 @@ export const PollResponseSchema = z
       rolloutId: Uuid,
       release: z.object({ version: z.string(), manifestJws: z.string() }),
       artifacts: z.record(z.string(), z.string()),
+      roots: z.array(z.string()).optional().openapi({
+        description:
+          "The product's signed roots (root.json texts) after the poll's `trustRootVersion`, oldest first, at most 16: the device walks them (TUF §5.3) before verifying the manifest (absent when the device is current)",
+      }),
       deltas: z.array(DeltaOfferSchema).optional().openapi({
         description:
           'Deltas to the offered release from the version this poll reported (absent when there are none)',

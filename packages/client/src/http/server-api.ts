@@ -20,6 +20,9 @@ const pollAfterSecondsSchema = v.optional(v.pipe(v.number(), v.minValue(0)));
 /** At most this many delta offers are considered; a longer list is ignored (full artifacts). */
 export const MAX_DELTA_OFFERS = 16;
 
+/** At most this many roots in one offer (the server sends at most 16). */
+export const MAX_ROOTS_PER_OFFER = 64;
+
 const pollResponseSchema = v.variant('status', [
   v.object({ status: v.literal('no-update'), pollAfterSeconds: pollAfterSecondsSchema }),
   v.object({
@@ -30,6 +33,14 @@ const pollResponseSchema = v.variant('status', [
       manifestJws: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_MANIFEST_JWS_BYTES)),
     }),
     artifacts: v.record(digestSchema, nonEmpty),
+    // The product's roots after the device's (PollRequest.trustRootVersion), oldest first; the
+    // agent walks them before verifying the manifest (TUF §5.3), so they need no trust here.
+    roots: v.optional(
+      v.pipe(
+        v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_MANIFEST_JWS_BYTES))),
+        v.maxLength(MAX_ROOTS_PER_OFFER),
+      ),
+    ),
     // Each entry is checked on its own (parseDeltaOffers): a bad delta never fails the poll.
     deltas: v.optional(v.unknown()),
     // The rollout's permission to install an older version; never below the securityVersion
@@ -137,6 +148,8 @@ export interface PollRequest {
   installState?: string;
   hardware?: string;
   product?: string;
+  /** The version of the device's current trust root: an offer then carries the later roots. */
+  trustRootVersion?: number;
 }
 
 export interface UpdateServerClientOptions {

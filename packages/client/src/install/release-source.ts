@@ -192,6 +192,8 @@ export class ServerReleaseSource implements ReleaseSource {
       artifacts: Record<string, string>;
       /** The offer's deltas, already checked by UpdateServerClient.poll. */
       deltas?: DeltaOffer[];
+      /** The offer's roots (poll `roots`), walked by the agent before the manifest is verified. */
+      roots?: string[];
       client: UpdateServerClient;
       bucket?: TokenBucket;
       backoff?: BackoffOptions;
@@ -206,7 +208,7 @@ export class ServerReleaseSource implements ReleaseSource {
   }
 
   async readRootChain(): Promise<string[]> {
-    return [];
+    return this.o.roots ?? [];
   }
 
   async readDeltas(): Promise<DeltaCandidate[]> {

@@ -31,6 +31,25 @@ export const products = pgTable('products', {
   updatedAt: ts('updated_at').notNull().defaultNow(),
 });
 
+/**
+ * Every trust root a product has had (root N, N+1, …), so a device still on root N can be
+ * served the rotations it needs to reach the current one (TUF §5.3; docs/trust-model.md). Roots
+ * rotated before this table existed are not recorded (only the then-current one is).
+ */
+export const productTrustRoots = pgTable(
+  'product_trust_roots',
+  {
+    product: text('product')
+      .notNull()
+      .references(() => products.id, { onDelete: 'cascade' }),
+    version: integer('version').notNull(),
+    /** The signed root.json (General JWS) exactly as accepted. */
+    trustRoot: jsonb('trust_root').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.product, t.version] })],
+);
+
 /** Content-addressed blobs known to be in the blob store (recorded when an upload completes). */
 export const blobs = pgTable('blobs', {
   digest: text('digest').primaryKey(), // "sha256:<hex>"

@@ -11,6 +11,7 @@ import type { AppDeps, AppEnv } from '../context.js';
 import {
   deviceEvents,
   devices,
+  productTrustRoots,
   provisioningTokens,
   releaseBlobs,
   releaseDeltas,
@@ -30,6 +31,10 @@ import {
   ReportRequestSchema,
   ReportResponseSchema,
 } from '../schemas.js';
+
+/** Bounds of the root chain one poll answer carries (a device's poll response limit is 1 MiB). */
+const MAX_ROOTS_PER_POLL = 16;
+const MAX_ROOTS_BYTES = 256 * 1024;
 
 /**
  * For a duplicate report: the condition on the device's current rollout state under which it
@@ -67,6 +72,27 @@ export function deviceRoutes(deps: AppDeps) {
   // presigned URL or streams (routes/blobs.ts); absolute when ABOTA_PUBLIC_URL is set.
   const blobBase = `${config.publicUrl ?? ''}/v1/device/blobs/sha256/`;
   const blobUrl = (digest: string) => `${blobBase}${digest.slice('sha256:'.length)}`;
+  // The rotations a device on root `after` needs (TUF §5.3), oldest first: at most
+  // MAX_ROOTS_PER_POLL roots and MAX_ROOTS_BYTES of them; a device further behind walks as far
+  // as it gets and is served the rest on its next poll.
+  const rootsAfter = async (product: string, after: number | undefined): Promise<string[]> => {
+    if (after === undefined) return [];
+    const rows = await db
+      .select({ trustRoot: productTrustRoots.trustRoot })
+      .from(productTrustRoots)
+      .where(and(eq(productTrustRoots.product, product), gt(productTrustRoots.version, after)))
+      .orderBy(productTrustRoots.version)
+      .limit(MAX_ROOTS_PER_POLL);
+    const out: string[] = [];
+    let bytes = 0;
+    for (const r of rows) {
+      const text = JSON.stringify(r.trustRoot);
+      bytes += text.length;
+      if (out.length > 0 && bytes > MAX_ROOTS_BYTES) break;
+      out.push(text);
+    }
+    return out;
+  };
   // Poll verifies signature and claims here; the jti is consumed by the poll statement itself.
   const pollAuth: MiddlewareHandler<AppEnv> = async (c, next) => {
     const token = bearerToken(c.req.header('authorization'));
@@ -223,7 +249,7 @@ export function deviceRoutes(deps: AppDeps) {
           metrics.polls.inc({ result: 'no-update' });
           return c.json({ status: 'no-update' as const, pollAfterSeconds }, 200);
         }
-        const [blobRows, deltaRows] = await Promise.all([
+        const [blobRows, deltaRows, , roots] = await Promise.all([
           db
             .select({ digest: releaseBlobs.digest })
             .from(releaseBlobs)
@@ -257,6 +283,7 @@ export function deviceRoutes(deps: AppDeps) {
               updatedAt: now,
             })
             .onConflictDoNothing(),
+          rootsAfter(result.product, body.trustRootVersion),
         ]);
         const artifacts: Record<string, string> = {};
         for (const { digest } of blobRows) artifacts[digest] = blobUrl(digest);
@@ -277,6 +304,7 @@ export function deviceRoutes(deps: AppDeps) {
             rolloutId: chosen.rolloutId,
             release: { version: chosen.releaseVersion, manifestJws: chosen.manifestJws },
             artifacts,
+            ...(roots.length > 0 ? { roots } : {}),
             ...(deltas.length > 0 ? { deltas } : {}),
             // The rollout's permission to go back to an older version (every rollback rollout has
             // it). The device still refuses anything below its securityVersion floor.

@@ -6,7 +6,7 @@ import { and, asc, eq } from 'drizzle-orm';
 import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
-import { products } from '../../db/schema.js';
+import { products, productTrustRoots } from '../../db/schema.js';
 import { checkRootUpdate, checkTrustRoot } from '../../manifest-check.js';
 import { ServerError } from '../../errors.js';
 import {
@@ -79,6 +79,9 @@ export function productRoutes(deps: AppDeps) {
               'ERR_CONFLICT',
               `product "${body.id}" already exists; rotate its root with PUT .../trust-root`,
             );
+          await tx
+            .insert(productTrustRoots)
+            .values({ product: body.id, version: root.version, trustRoot: stored });
           await audit(tx, c.get('actor'), 'product.create', `product:${body.id}`, {
             trustRootVersion: root.version,
           });
@@ -150,6 +153,10 @@ export function productRoutes(deps: AppDeps) {
             .returning();
           if (updated === undefined)
             throw new ServerError('ERR_CONFLICT', `trust root of "${id}" changed meanwhile; retry`);
+          // Kept for devices still on an older root: the poll serves them the chain (device.ts).
+          await tx
+            .insert(productTrustRoots)
+            .values({ product: id, version: next.version, trustRoot: stored });
           await audit(tx, c.get('actor'), 'product.rotate-root', `product:${id}`, {
             from: currentRoot.version,
             to: next.version,
