@@ -50,6 +50,10 @@ interface FakeServer {
   blobRequests: { path: string; range: string | undefined }[];
   /** Drop the connection after this many bytes on the first artifact request. */
   dropFirstArtifactAfter?: number;
+  /** Never answer a poll (slow retrieval: a hung server). */
+  hangPolls?: boolean;
+  /** Send blobs one byte every this many ms (slow retrieval: a trickle). */
+  trickleBlobsEveryMs?: number;
 }
 
 async function readBody(req: IncomingMessage): Promise<unknown> {
@@ -103,6 +107,7 @@ async function startServer(): Promise<FakeServer> {
         await auth(req);
         if (req.url === '/v1/device/poll') {
           state.polls.push((await readBody(req)) as Record<string, unknown>);
+          if (state.hangPolls === true) return;
           const rel = state.offer;
           if (rel === undefined) {
             res.writeHead(200).end(JSON.stringify({ status: 'no-update', pollAfterSeconds: 600 }));
@@ -146,6 +151,15 @@ async function startServer(): Promise<FakeServer> {
             ...(r ? { 'content-range': `bytes ${start}-${end}/${blob.length}` } : {}),
           });
           const body = blob.subarray(start, end + 1);
+          if (state.trickleBlobsEveryMs !== undefined) {
+            let i = 0;
+            const t = setInterval(() => {
+              if (res.destroyed || i >= body.length) return clearInterval(t);
+              res.write(body.subarray(i, ++i));
+            }, state.trickleBlobsEveryMs);
+            res.on('close', () => clearInterval(t));
+            return;
+          }
           const isArtifact = `sha256:${m[1]}` === state.offer.manifest.images.rootfs.artifact.digest;
           if (isArtifact && ++artifactRequests === 1 && state.dropFirstArtifactAfter !== undefined) {
             res.write(body.subarray(0, state.dropFirstArtifactAfter), () =>
@@ -405,6 +419,52 @@ describe('an expired device root (TUF client workflow: expiry is checked after t
     const before = await sha256File(r.dev.slotFiles.B);
     await expect(r.agent.installFromDirectory(rel.dir)).rejects.toMatchObject({ code: 'ERR_ROOT_EXPIRED' });
     expect(await sha256File(r.dev.slotFiles.B)).toBe(before);
+  });
+});
+
+describe('slow retrieval (a hung poll, a trickling blob): the agent gives up in time, slots untouched', () => {
+  const limits = {
+    requestTimeoutSeconds: 0.3,
+    minDownloadBytesPerSecond: 1000,
+    slowDownloadWindowSeconds: 0.3,
+  };
+
+  async function slowRig(server: FakeServer): Promise<Rig> {
+    const r = await rig(undefined, { server: { url: server.url, ...limits } });
+    await r.agent.register('prov-token');
+    return r;
+  }
+
+  it('abandons a poll the server never answers with ERR_HTTP_TIMEOUT within the request deadline', async () => {
+    const server = await startServer();
+    const r = await slowRig(server);
+    server.hangPolls = true;
+    const before = { A: await sha256File(r.dev.slotFiles.A), B: await sha256File(r.dev.slotFiles.B) };
+    const started = performance.now();
+    await expect(r.agent.checkOnce()).rejects.toMatchObject({ code: 'ERR_HTTP_TIMEOUT' });
+    // 5 tries (the rig's backoff) × 0.3 s, plus at most 5 ms between tries.
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(server.polls.length).toBe(5);
+    expect({ A: await sha256File(r.dev.slotFiles.A), B: await sha256File(r.dev.slotFiles.B) }).toEqual(
+      before,
+    );
+  });
+
+  it('abandons a blob that trickles one byte every 50 ms with ERR_HTTP_TOO_SLOW, the active slot untouched', async () => {
+    const server = await startServer();
+    const r = await slowRig(server);
+    server.offer = await makeRelease({ dir: join(r.dev.root, '..', 'rel'), trust, version: '1.1.0' });
+    server.trickleBlobsEveryMs = 50;
+    const activeBefore = await sha256File(r.dev.slotFiles.A);
+    const started = performance.now();
+    await expect(r.agent.checkOnce()).rejects.toMatchObject({ code: 'ERR_HTTP_TOO_SLOW' });
+    expect(performance.now() - started).toBeLessThan(5000);
+    expect(await sha256File(r.dev.slotFiles.A)).toBe(activeBefore);
+    expect(await readBootStateFile(r.dev.bootStatePath)).toMatchObject({
+      order: ['A', 'B'],
+      slots: { A: { status: 'good' } },
+    });
+    expect(server.reports.at(-1)).toMatchObject({ state: 'failed', errorCode: 'ERR_HTTP_TOO_SLOW' });
   });
 });
 

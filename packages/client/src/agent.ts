@@ -148,6 +148,9 @@ export class Agent {
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
       clock: this.clock,
       backoff: this.backoffWithLog(),
+      ...(this.config.server?.requestTimeoutSeconds !== undefined
+        ? { requestTimeoutMs: this.config.server.requestTimeoutSeconds * 1000 }
+        : {}),
       warn: (message) => this.log({ level: 'warn', message }),
     });
     return this.client;
@@ -386,6 +389,7 @@ export class Agent {
       ...(bucket ? { bucket } : {}),
       backoff: this.backoffWithLog(),
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
+      minRate: this.minDownloadRate(),
     });
     await this.reporter.report({
       ...(offer.rolloutId !== undefined ? { rolloutId: offer.rolloutId } : {}),
@@ -410,6 +414,20 @@ export class Agent {
       version: done.version,
       rebooted: o.reboot === true,
       ...pollAfter(offer.pollAfterSeconds),
+    };
+  }
+
+  /**
+   * Slow-retrieval limits of blob downloads (config server.minDownloadBytesPerSecond and
+   * slowDownloadWindowSeconds). A bandwidth limit below the minimum would trip it, so the
+   * minimum is then half the limit.
+   */
+  private minDownloadRate(): { bytesPerSecond: number; windowMs: number } {
+    const s = this.config.server;
+    const limit = this.config.bandwidthLimitBytesPerSecond ?? Number.POSITIVE_INFINITY;
+    return {
+      bytesPerSecond: Math.max(1, Math.min(s?.minDownloadBytesPerSecond ?? 1024, Math.floor(limit / 2))),
+      windowMs: (s?.slowDownloadWindowSeconds ?? 60) * 1000,
     };
   }
 

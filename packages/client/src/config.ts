@@ -87,6 +87,15 @@ export const agentConfigSchema = v.strictObject({
       tokenLifetimeSeconds: v.optional(v.pipe(int, v.minValue(60), v.maxValue(300)), 180),
       /** Plain http to a server that is not on this machine (a trusted lab network only). */
       allowInsecureHttp: v.optional(v.boolean()),
+      /** Deadline of each API request, answer included (default 30 s; ERR_HTTP_TIMEOUT). */
+      requestTimeoutSeconds: v.optional(v.pipe(v.number(), v.gtValue(0), v.maxValue(3600))),
+      /**
+       * Slow retrieval: a download below this average rate over `slowDownloadWindowSeconds` is
+       * abandoned and resumed, and a blob's download must end within its budget (window + twice
+       * its size at this rate); ERR_HTTP_TOO_SLOW. Defaults 1024 bytes/s over 60 s.
+       */
+      minDownloadBytesPerSecond: v.optional(v.pipe(int, v.minValue(1))),
+      slowDownloadWindowSeconds: v.optional(v.pipe(v.number(), v.gtValue(0), v.maxValue(3600))),
     }),
   ),
   deviceKeyPath: nonEmpty,

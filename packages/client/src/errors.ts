@@ -41,6 +41,8 @@ export type ClientErrorCode =
   | 'ERR_HTTP_STATUS' // final non-2xx status (4xx other than 408/429)
   | 'ERR_HTTP_TOO_LARGE' // response larger than its limit (1 MiB JSON/JWS, signed blob size)
   | 'ERR_HTTP_UNAVAILABLE' // 5xx / 408 / 429 (after retries)
+  | 'ERR_HTTP_TIMEOUT' // an API request got no complete answer within its deadline (after retries)
+  | 'ERR_HTTP_TOO_SLOW' // a download stayed below the minimum rate or over its time budget
   | 'ERR_NOT_REGISTERED' // no device id yet: `abota-agent register --token T`
   // install/ — the installer state machine
   | 'ERR_INSTALL_ACTIVE_SLOT' // the write target is (a device of) the booted slot

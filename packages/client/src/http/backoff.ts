@@ -57,7 +57,13 @@ export function abortError(signal?: AbortSignal): ClientError {
  * host name (ERR_HTTP_NAME_NOT_FOUND), a bad certificate (ERR_HTTP_TLS) or another 4xx.
  */
 export function isTransient(e: unknown): boolean {
-  if (e instanceof ClientError) return e.code === 'ERR_HTTP_NETWORK' || e.code === 'ERR_HTTP_UNAVAILABLE';
+  if (e instanceof ClientError)
+    return (
+      e.code === 'ERR_HTTP_NETWORK' ||
+      e.code === 'ERR_HTTP_UNAVAILABLE' ||
+      e.code === 'ERR_HTTP_TIMEOUT' ||
+      e.code === 'ERR_HTTP_TOO_SLOW'
+    );
   return false;
 }
 

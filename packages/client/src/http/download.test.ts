@@ -292,6 +292,59 @@ describe.each([
     await new Promise((r) => setTimeout(r, 50));
     expect(closed).toBe(true);
   });
+
+  it('abandons a blob that trickles one byte every 50 ms (below the minimum rate) with ERR_HTTP_TOO_SLOW', async () => {
+    const blob = randomBytes(4096);
+    const { url, requests } = await serve((req, res) => {
+      const { body } = rangeResponse(blob, req, res);
+      let i = 0;
+      const t = setInterval(() => {
+        if (res.destroyed || i >= body.length) return clearInterval(t);
+        res.write(body.subarray(i, i + 1));
+        i++;
+      }, 50);
+      res.on('close', () => clearInterval(t));
+    });
+    const started = performance.now();
+    await expect(
+      collect(
+        downloadRange({
+          url,
+          startByte: 0,
+          totalBytes: blob.length,
+          backoff: { ...noWait, maxAttempts: 3 },
+          minRate: { bytesPerSecond: 100, windowMs: 300 },
+        }),
+      ),
+    ).rejects.toMatchObject({
+      code: 'ERR_HTTP_TOO_SLOW',
+      message: expect.stringMatching(/below the minimum of 100 bytes\/s/),
+    });
+    // Three tries of one 300 ms window each (the idle timer alone would never fire).
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(requests.length).toBe(3);
+  });
+
+  it('stops a download that keeps resuming after drops once its size-derived budget is spent', async () => {
+    const blob = randomBytes(64 * 1024);
+    const { url, requests } = await serve((req, res) => {
+      const { body } = rangeResponse(blob, req, res);
+      // 1 KiB then a cut: progress every time, so the failure count never grows.
+      res.write(body.subarray(0, 1024), () => setTimeout(() => res.socket?.destroy(), 10));
+    });
+    const err = await collect(
+      downloadRange({
+        url,
+        startByte: 0,
+        totalBytes: blob.length,
+        backoff: { baseDelayMs: 100, maxDelayMs: 100, maxAttempts: 5, random: () => 1 },
+        // Budget: 200 ms + 2 × 64 KiB at 200 KiB/s = 840 ms.
+        minRate: { bytesPerSecond: 200 * 1024, windowMs: 200 },
+      }),
+    ).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_HTTP_TOO_SLOW', message: expect.stringMatching(/budget/) });
+    expect(requests.length).toBeLessThan(64);
+  });
 });
 
 describe('downloadRange over node:http: redirects', () => {

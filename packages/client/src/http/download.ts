@@ -29,6 +29,13 @@ export interface DownloadOptions {
   backoff?: BackoffOptions;
   /** A response that delivers nothing for this long is abandoned and resumed. */
   idleTimeoutMs?: number;
+  /**
+   * Slow retrieval (like curl --speed-limit/--speed-time): an attempt that delivers fewer than
+   * `minBytesPerSecond` on average over any `windowMs` is abandoned (ERR_HTTP_TOO_SLOW, retried
+   * from where it stopped, counted as a failed try even though bytes arrived), and the whole
+   * download must end within its budget: windowMs + 2 × the remaining bytes at the minimum rate.
+   */
+  minRate?: { bytesPerSecond: number; windowMs: number };
   signal?: AbortSignal;
   /** Told before each retry's delay (default: the backoff options' onRetry). */
   onRetry?: (e: unknown, failedTry: number, delayMs: number) => void;
@@ -94,6 +101,16 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
   const what = `download ${redactUrl(o.url)}`;
   let offset = o.startByte;
   let failures = 0;
+  const budgetMs =
+    o.minRate === undefined
+      ? undefined
+      : o.minRate.windowMs + (2000 * (o.totalBytes - o.startByte)) / o.minRate.bytesPerSecond;
+  const deadline = budgetMs === undefined ? undefined : performance.now() + budgetMs;
+  const overBudget = (): ClientError =>
+    new ClientError(
+      'ERR_HTTP_TOO_SLOW',
+      `${what}: ${offset} of ${o.totalBytes} bytes after ${Math.round(budgetMs! / 1000)} s, the budget for this size at ${o.minRate!.bytesPerSecond} bytes/s`,
+    );
   while (offset < o.totalBytes) {
     if (o.signal?.aborted) throw abortError(o.signal);
     const attemptAbort = new AbortController();
@@ -109,6 +126,27 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
       );
     };
     const progressBefore = offset;
+    // Minimum average rate per window, and the whole download's budget.
+    let windowStart = offset;
+    const rateTimer =
+      o.minRate === undefined
+        ? undefined
+        : setInterval(() => {
+            const got = offset - windowStart;
+            windowStart = offset;
+            const min = (o.minRate!.bytesPerSecond * o.minRate!.windowMs) / 1000;
+            if (got < min)
+              attemptAbort.abort(
+                new ClientError(
+                  'ERR_HTTP_TOO_SLOW',
+                  `${what}: ${got} bytes in ${o.minRate!.windowMs} ms, below the minimum of ${o.minRate!.bytesPerSecond} bytes/s`,
+                ),
+              );
+          }, o.minRate.windowMs);
+    const budgetTimer =
+      deadline === undefined
+        ? undefined
+        : setTimeout(() => attemptAbort.abort(overBudget()), Math.max(0, deadline - performance.now()));
     try {
       armIdle();
       let res: BlobResponse;
@@ -188,14 +226,19 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
     } catch (e) {
       if (o.signal?.aborted) throw abortError(o.signal);
       if (!isTransient(e)) throw e;
-      // Progress resets the budget: a slow, flaky link that keeps delivering is not a failure.
-      failures = offset > progressBefore ? 1 : failures + 1;
+      if (deadline !== undefined && performance.now() >= deadline) throw overBudget();
+      // Progress resets the count: a flaky link that keeps delivering is not a failure — unless
+      // it delivers too slowly (slow retrieval), which counts whatever arrived.
+      const tooSlow = (e as { code?: unknown }).code === 'ERR_HTTP_TOO_SLOW';
+      failures = offset > progressBefore && !tooSlow ? 1 : failures + 1;
       if (failures >= backoff.maxAttempts) throw e;
       const delayMs = backoffDelayMs(failures - 1, backoff, backoff.random);
       (o.onRetry ?? backoff.onRetry)?.(e, failures, delayMs);
       await wait(delayMs, o.signal);
     } finally {
       clearTimeout(idle);
+      clearInterval(rateTimer);
+      clearTimeout(budgetTimer);
       o.signal?.removeEventListener('abort', onOuterAbort);
     }
   }

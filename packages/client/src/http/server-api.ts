@@ -162,9 +162,17 @@ export interface UpdateServerClientOptions {
   clock?: () => Date;
   backoff?: BackoffOptions;
   signal?: AbortSignal;
+  /**
+   * Deadline of each request attempt, from sending it to the last byte of the answer
+   * (ERR_HTTP_TIMEOUT, retried with backoff). Default DEFAULT_REQUEST_TIMEOUT_MS.
+   */
+  requestTimeoutMs?: number;
   /** Problems that do not fail a call (an unusable delta offer). */
   warn?: (message: string) => void;
 }
+
+/** A poll, report or registration that has not fully answered after this long is abandoned. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 export class UpdateServerClient {
   private deviceIdValue: string | undefined;
@@ -250,39 +258,82 @@ export class UpdateServerClient {
   private async postJson(path: string, body: unknown, auth: boolean, okStatuses: number[]): Promise<unknown> {
     const url = this.resolveUrl(path);
     const what = `POST ${redactUrl(url)}`;
+    const timeoutMs = this.o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     return withRetry(
-      async () => {
-        let res: Response;
-        try {
-          res = await this.doFetch(url, {
-            method: 'POST',
-            headers: {
-              'content-type': 'application/json',
-              ...(auth ? { authorization: `Bearer ${await this.jwt()}` } : {}),
-            },
-            body: JSON.stringify(body),
-            redirect: 'error',
-            ...(this.o.signal ? { signal: this.o.signal } : {}),
-          });
-        } catch (e) {
-          throw networkError(e, what);
-        }
-        if (!okStatuses.includes(res.status)) {
-          let detail = '';
-          try {
-            const j = (await readBoundedJson(res, what)) as { error?: { code?: unknown; message?: unknown } };
-            if (j?.error) detail = `: ${String(j.error.code)} ${String(j.error.message)}`;
-          } catch {
-            // the status alone is the message
-          }
-          const err = statusError(res.status, what);
-          throw new ClientError(err.code, `${err.message}${detail}`);
-        }
-        if (res.status === 204) return {};
-        return readBoundedJson(res, what);
-      },
+      () =>
+        withDeadline(timeoutMs, what, this.o.signal, (signal) =>
+          this.attempt(url, what, body, auth, okStatuses, signal),
+        ),
       this.backoff,
       this.o.signal,
     );
+  }
+
+  private async attempt(
+    url: string,
+    what: string,
+    body: unknown,
+    auth: boolean,
+    okStatuses: number[],
+    signal: AbortSignal,
+  ): Promise<unknown> {
+    let res: Response;
+    try {
+      res = await this.doFetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          ...(auth ? { authorization: `Bearer ${await this.jwt()}` } : {}),
+        },
+        body: JSON.stringify(body),
+        redirect: 'error',
+        signal,
+      });
+    } catch (e) {
+      throw networkError(e, what);
+    }
+    if (!okStatuses.includes(res.status)) {
+      let detail = '';
+      try {
+        const j = (await readBoundedJson(res, what)) as { error?: { code?: unknown; message?: unknown } };
+        if (j?.error) detail = `: ${String(j.error.code)} ${String(j.error.message)}`;
+      } catch {
+        // the status alone is the message
+      }
+      const err = statusError(res.status, what);
+      throw new ClientError(err.code, `${err.message}${detail}`);
+    }
+    if (res.status === 204) return {};
+    return readBoundedJson(res, what);
+  }
+}
+
+/**
+ * Run one request attempt under a deadline: its signal aborts the transfer, and the attempt
+ * fails with ERR_HTTP_TIMEOUT when the deadline passes first, whatever the transport does with
+ * the signal (an answer that never comes, or a body that trickles).
+ */
+export async function withDeadline<T>(
+  timeoutMs: number,
+  what: string,
+  outer: AbortSignal | undefined,
+  run: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const deadline = new AbortController();
+  const timeout = new ClientError('ERR_HTTP_TIMEOUT', `${what}: no complete answer within ${timeoutMs} ms`);
+  const timer = setTimeout(() => deadline.abort(timeout), timeoutMs);
+  const signal = outer === undefined ? deadline.signal : AbortSignal.any([outer, deadline.signal]);
+  const expired = new Promise<never>((_, reject) => {
+    deadline.signal.addEventListener('abort', () => reject(timeout), { once: true });
+  });
+  try {
+    return await Promise.race([
+      run(signal).catch((e: unknown) => {
+        throw deadline.signal.aborted && outer?.aborted !== true ? timeout : e;
+      }),
+      expired,
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

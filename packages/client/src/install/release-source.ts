@@ -10,7 +10,7 @@ import { ClientError } from '../errors.js';
 import { describeIssue, describeIssues } from '../schema-issues.js';
 import type { BackoffOptions } from '../http/backoff.js';
 import { MAX_MANIFEST_JWS_BYTES } from '../http/bounded-body.js';
-import { downloadRange } from '../http/download.js';
+import { type DownloadOptions, downloadRange } from '../http/download.js';
 import type { DeltaOffer, UpdateServerClient } from '../http/server-api.js';
 import type { TokenBucket } from '../http/token-bucket.js';
 import type { JournalSource } from './journal.js';
@@ -198,6 +198,8 @@ export class ServerReleaseSource implements ReleaseSource {
       bucket?: TokenBucket;
       backoff?: BackoffOptions;
       fetch?: typeof fetch;
+      /** Slow-retrieval limits of every blob download (downloadRange `minRate`). */
+      minRate?: DownloadOptions['minRate'];
     },
   ) {
     this.journalSource = { kind: 'server', artifacts: o.artifacts };
@@ -234,6 +236,7 @@ export class ServerReleaseSource implements ReleaseSource {
       ...(this.o.bucket ? { bucket: this.o.bucket } : {}),
       ...(this.o.backoff ? { backoff: this.o.backoff } : {}),
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
+      ...(this.o.minRate ? { minRate: this.o.minRate } : {}),
       ...(signal ? { signal } : {}),
     });
   }
