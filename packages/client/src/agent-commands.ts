@@ -8,6 +8,7 @@ import { Agent, type AgentLogEvent, type AgentOptions, type AgentStatus } from '
 import { buildInfo } from './build-info.js';
 import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
 import { isDeviceSideError } from './error-class.js';
+import { Watchdog } from './watchdog.js';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -212,7 +213,7 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
     return d;
   };
 
-  const open = async (values: Values): Promise<Agent> => {
+  const open = async (values: Values, daemon = false): Promise<Agent> => {
     const config = await loadAgentConfig(String(values['config']), io.env);
     const json = values['json'] === true;
     const log = (e: AgentLogEvent): void => {
@@ -222,7 +223,13 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
           : `${e.level}: ${e.code ? `${e.code}: ` : ''}${e.message}\n`,
       );
     };
-    return Agent.open({ config, log, ...io.agentOptions });
+    // Under systemd with WatchdogSec= (infra/systemd/abota-agent.service): the daemon feeds it.
+    const watchdog = daemon
+      ? Watchdog.fromEnv(io.env, {
+          onError: (e) => log({ level: 'warn', message: `watchdog: ${e.message}` }),
+        })
+      : undefined;
+    return Agent.open({ config, log, ...(watchdog ? { watchdog } : {}), ...io.agentOptions });
   };
   const print = (values: Values, value: unknown, text: string): void => {
     io.stdout(values['json'] === true ? `${JSON.stringify(value)}\n` : text);
@@ -388,7 +395,7 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
       description: 'daemon: settle the last boot, then poll, install and reboot; stops on SIGTERM',
       options: common,
       async run(values) {
-        const agent = await open(values);
+        const agent = await open(values, true);
         let signal = io.signal;
         if (signal === undefined) {
           const ac = new AbortController();

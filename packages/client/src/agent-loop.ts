@@ -26,6 +26,8 @@ export interface LoopOptions {
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   random: () => number;
   log: AgentLog;
+  /** Told the loop is alive (watchdog.ts): each poll and each slice of the sleep between polls. */
+  watchdog?: { beat(): void; readonly beatEveryMs: number };
 }
 
 /** Poll delay: the server's hint (else the default), clamped to the config bounds, ± jitter. */
@@ -70,6 +72,7 @@ export async function runLoop(o: LoopOptions, signal: AbortSignal): Promise<void
   }
   let failures = 0;
   while (!signal.aborted) {
+    o.watchdog?.beat();
     let delayMs: number;
     try {
       const r = await steps.checkOnce({ reboot: true, signal });
@@ -88,9 +91,18 @@ export async function runLoop(o: LoopOptions, signal: AbortSignal): Promise<void
       );
     }
     try {
-      await o.sleep(delayMs, signal);
+      await sleepBeating(o, delayMs, signal);
     } catch {
       break;
     }
+  }
+}
+
+/** Sleep `ms`, in slices short enough for the watchdog to hear from the loop in between. */
+async function sleepBeating(o: LoopOptions, ms: number, signal: AbortSignal): Promise<void> {
+  if (o.watchdog === undefined) return o.sleep(ms, signal);
+  for (let left = ms; left > 0; left -= o.watchdog.beatEveryMs) {
+    o.watchdog.beat();
+    await o.sleep(Math.min(left, o.watchdog.beatEveryMs), signal);
   }
 }

@@ -34,6 +34,7 @@ import { type InstallJournal, readJournal } from './install/journal.js';
 import { DirectoryReleaseSource, type ReleaseSource, ServerReleaseSource } from './install/release-source.js';
 import { claimedVersion, clearLastRefusal, writeLastRefusal } from './last-refusal.js';
 import { assertServerTransport } from './server-url.js';
+import type { Watchdog } from './watchdog.js';
 
 export type { AfterBootResult, AgentLogEvent, AgentStatus, CheckResult, ReportState };
 
@@ -55,6 +56,8 @@ export interface AgentOptions {
   reportIntervalMs?: number;
   backoff?: BackoffOptions;
   log?: (e: AgentLogEvent) => void;
+  /** The systemd watchdog (`run` under WatchdogSec=): started by run(), fed by its progress. */
+  watchdog?: Watchdog;
 }
 
 async function readBootId(path: string): Promise<string> {
@@ -164,6 +167,8 @@ export class Agent {
       sleep: this.sleep,
       random: this.random,
       onRetry: (e, failedTry, delayMs) => {
+        // A retry is progress of a kind: the request ended (within its deadline) and is tried again.
+        this.o.watchdog?.beat();
         const code = (e as { code?: unknown }).code;
         this.log({
           level: 'warn',
@@ -390,6 +395,7 @@ export class Agent {
       backoff: this.backoffWithLog(),
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
       minRate: this.minDownloadRate(),
+      ...(this.o.watchdog ? { onChunk: () => this.o.watchdog?.beat() } : {}),
     });
     await this.reporter.report({
       ...(offer.rolloutId !== undefined ? { rolloutId: offer.rolloutId } : {}),
@@ -464,11 +470,24 @@ export class Agent {
   }
 
   /** The daemon: settle the last boot, resume an interrupted offline install, then poll forever. */
-  run(signal: AbortSignal): Promise<void> {
-    return runLoop(
-      { config: this.config, steps: this, sleep: this.sleep, random: this.random, log: this.log },
-      signal,
-    );
+  async run(signal: AbortSignal): Promise<void> {
+    const watchdog = this.o.watchdog;
+    watchdog?.start();
+    try {
+      await runLoop(
+        {
+          config: this.config,
+          steps: this,
+          sleep: this.sleep,
+          random: this.random,
+          log: this.log,
+          ...(watchdog ? { watchdog } : {}),
+        },
+        signal,
+      );
+    } finally {
+      watchdog?.stop();
+    }
   }
 }
 

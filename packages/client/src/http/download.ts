@@ -36,6 +36,8 @@ export interface DownloadOptions {
    * download must end within its budget: windowMs + 2 × the remaining bytes at the minimum rate.
    */
   minRate?: { bytesPerSecond: number; windowMs: number };
+  /** Told of every chunk received. */
+  onChunk?: () => void;
   signal?: AbortSignal;
   /** Told before each retry's delay (default: the backoff options' onRetry). */
   onRetry?: (e: unknown, failedTry: number, delayMs: number) => void;
@@ -194,6 +196,7 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
           }
           if (r.done) break;
           armIdle();
+          o.onChunk?.();
           let chunk = r.value;
           if (skip > 0) {
             const n = Math.min(skip, chunk.byteLength);

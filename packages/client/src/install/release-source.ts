@@ -200,6 +200,8 @@ export class ServerReleaseSource implements ReleaseSource {
       fetch?: typeof fetch;
       /** Slow-retrieval limits of every blob download (downloadRange `minRate`). */
       minRate?: DownloadOptions['minRate'];
+      /** Told of every chunk received (the daemon's watchdog: a download in progress is alive). */
+      onChunk?: () => void;
     },
   ) {
     this.journalSource = { kind: 'server', artifacts: o.artifacts };
@@ -237,6 +239,7 @@ export class ServerReleaseSource implements ReleaseSource {
       ...(this.o.backoff ? { backoff: this.o.backoff } : {}),
       ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
       ...(this.o.minRate ? { minRate: this.o.minRate } : {}),
+      ...(this.o.onChunk ? { onChunk: this.o.onChunk } : {}),
       ...(signal ? { signal } : {}),
     });
   }
