@@ -60,6 +60,10 @@ export const RESUMABLE_CODES: ReadonlySet<string> = new Set([
   'ERR_ABORTED',
   'ERR_HTTP_NETWORK',
   'ERR_HTTP_UNAVAILABLE',
+  // The server stopped answering or sent too slowly after every retry: the bytes already
+  // written and checkpointed are good, so the next attempt continues from the journal.
+  'ERR_HTTP_TIMEOUT',
+  'ERR_HTTP_TOO_SLOW',
 ]);
 
 export interface InstallerOptions {

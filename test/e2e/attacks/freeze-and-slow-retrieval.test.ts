@@ -1,7 +1,6 @@
-// TUF attacks whose defences are still being built (issue 16, defects 1–3): the tests are
-// complete and assert the behaviour the fixes promise, through the same tampering proxy and
-// device checks as tuf-attacks.test.ts. Each describe is skipped until its fix is merged; drop
-// the `.skip` then (docs/attacks.md lists them as pending).
+// TUF attacks whose defences came with issue 16, defects 1–3 (an expired root replaced by the
+// chain the server serves; request deadlines and a minimum download rate), through the same
+// tampering proxy and device checks as tuf-attacks.test.ts.
 import { readFile, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { attackOnce, useAttackLab } from '../../fixtures/attack-target.js';
@@ -13,11 +12,11 @@ const DAY_MS = 86_400_000;
 /** Agent retries kept short: these tests time the agent's own deadlines, not its backoff. */
 const QUICK_BACKOFF = { baseDelayMs: 10, maxDelayMs: 10, maxAttempts: 2 };
 
-// Defects 1 and 2 of issue 16: the agent checks its own root's expiry before walking the chain
-// (an expired baked root can never be replaced), and the poll answer carries no roots (online
-// rotation never reaches devices). Today the first refusal is ERR_TRUST_ROOT ("trust root ...
-// does not verify (ERR_ROOT_EXPIRED ...)"), before the chain is even looked at.
-describe.skip('indefinite freeze: an expired trust root is replaced by the newer root the server serves (issue 16 defects 1+2)', () => {
+// Defects 1 and 2 of issue 16: the agent checked its own root's expiry before walking the chain
+// (an expired baked root could never be replaced), and the poll answer carried no roots (online
+// rotation never reached devices). Before the fix the first refusal was ERR_TRUST_ROOT, before
+// the chain was even looked at.
+describe('indefinite freeze: an expired trust root is replaced by the newer root the server serves (issue 16 defects 1+2)', () => {
   // Root v1 lives 2 days; the VMs bake it.
   const lab = useAttackLab({
     keysInit: ['--expires', '2d'],
@@ -61,11 +60,9 @@ describe.skip('indefinite freeze: an expired trust root is replaced by the newer
   });
 });
 
-// Defect 3 of issue 16: API calls have no deadline and the agent passes no abort signal; a blob
-// that trickles is never abandoned (the idle timer resets on any byte). Today both tests fail at
-// once: the agent config has no deadline settings yet (ERR_CONFIG_INVALID); without them they
-// would hang until vitest's timeout.
-describe.skip('slow retrieval: a hung poll and a trickled download are abandoned (issue 16 defect 3)', () => {
+// Defect 3 of issue 16: API calls had no deadline and a blob that trickled was never abandoned
+// (the idle timer reset on any byte); before the fix both tests hung until vitest's timeout.
+describe('slow retrieval: a hung poll and a trickled download are abandoned (issue 16 defect 3)', () => {
   /** The agent's deadlines, short for the test (defaults: 30 s per request, 1024 B/s over 60 s). */
   const DEADLINES = {
     requestTimeoutSeconds: 1,
