@@ -58,6 +58,9 @@ function formatStatus(s: AgentStatus): string {
   }
   const r = s.lastRefusal;
   if (r !== undefined) lines.push(`refused:   ${r.version} at ${r.at}: ${r.code}: ${r.message}`);
+  const o = s.offers.lastValidOffer;
+  if (o !== undefined) lines.push(`offers:    last valid ${o.version} at ${o.at}`);
+  if (s.offers.warning !== undefined) lines.push(`warning:   ${s.offers.warning.message}`);
   return `${lines.join('\n')}\n`;
 }
 

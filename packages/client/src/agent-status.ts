@@ -6,6 +6,12 @@ import type { AgentConfig } from './config.js';
 import { type DeviceState, readDeviceState, runningVersion, securityFloor } from './device-state.js';
 import { type InstallJournal, readJournal } from './install/journal.js';
 import { type LastRefusal, readLastRefusal } from './last-refusal.js';
+import {
+  type FreezeWarning,
+  freezeWarning,
+  type OfferFreshness,
+  readOfferFreshness,
+} from './offer-freshness.js';
 
 export interface AgentStatus {
   deviceId: string | undefined;
@@ -41,9 +47,19 @@ export interface AgentStatus {
     | undefined;
   /** The last release refused or failed (until an install succeeds): which, why and when. */
   lastRefusal: LastRefusal | undefined;
+  /** How long since a release last passed the trust decision (offer-freshness.ts). */
+  offers: {
+    since: string | undefined;
+    lastValidOffer: OfferFreshness['lastValidOffer'];
+    warning: FreezeWarning | undefined;
+  };
 }
 
-export async function agentStatus(config: AgentConfig, bootControl: BootControl): Promise<AgentStatus> {
+export async function agentStatus(
+  config: AgentConfig,
+  bootControl: BootControl,
+  now: Date,
+): Promise<AgentStatus> {
   const state = await readDeviceState(config);
   const booted = await bootControl.getBootedSlot();
   const j = await readJournal(config.dataDir);
@@ -51,6 +67,7 @@ export async function agentStatus(config: AgentConfig, bootControl: BootControl)
   const trial = j?.phase === 'boot-pending' && j.targetSlot === booted;
   return {
     lastRefusal: await readLastRefusal(config.dataDir),
+    offers: offersOf(await readOfferFreshness(config.dataDir), now, config.freezeWarningDays),
     deviceId: config.deviceId ?? state.deviceId,
     bootedSlot: booted,
     primarySlot: await bootControl.getPrimarySlot().catch(() => undefined),
@@ -83,5 +100,13 @@ export async function agentStatus(config: AgentConfig, bootControl: BootControl)
               ]),
             ),
           },
+  };
+}
+
+function offersOf(f: OfferFreshness | undefined, now: Date, warnAfterDays: number): AgentStatus['offers'] {
+  return {
+    since: f?.since,
+    lastValidOffer: f?.lastValidOffer,
+    warning: freezeWarning(f, now, warnAfterDays),
   };
 }

@@ -19,7 +19,7 @@ import {
   sha256File,
   type Trust,
 } from '../test/release-fixture.js';
-import { Agent } from './agent.js';
+import { Agent, type AgentOptions } from './agent.js';
 import { type BootControl, emulateFileBoot, FileBootControl, readBootStateFile } from './bootctl/index.js';
 import type { AgentConfigInput } from './config.js';
 import { readDeviceState } from './device-state.js';
@@ -191,20 +191,21 @@ interface Rig {
   dev: Device;
   agent: Agent;
   bootId: { value: string };
-  open: (patch?: Partial<AgentConfigInput>) => Promise<Agent>;
+  open: (patch?: Partial<AgentConfigInput>, options?: Partial<AgentOptions>) => Promise<Agent>;
 }
 
 async function rig(serverUrl?: string, patch: Partial<AgentConfigInput> = {}): Promise<Rig> {
   const root = await tmp();
   const dev = await makeDevice(join(root, 'device'), trust);
   const bootId = { value: 'boot-1' };
-  const open = (more: Partial<AgentConfigInput> = {}) =>
+  const open = (more: Partial<AgentConfigInput> = {}, options: Partial<AgentOptions> = {}) =>
     Agent.open({
       config: configOf(dev, { ...patch, ...more, ...(serverUrl ? { server: { url: serverUrl } } : {}) }),
       bootId: async () => bootId.value,
       checkpointBytes: 1024 * 1024,
       reportIntervalMs: 0,
       backoff: { baseDelayMs: 1, maxDelayMs: 5, maxAttempts: 5 },
+      ...options,
     });
   return { dev, agent: await open(), bootId, open };
 }
@@ -218,6 +219,43 @@ async function reboot(r: Rig): Promise<string> {
 }
 
 describe('agent with the update server API', () => {
+  it('withheld updates: warns "no valid offer for N days" after freezeWarningDays of no-update answers, until a release verifies', async () => {
+    const server = await startServer();
+    const logs: { level: string; message: string; code?: string }[] = [];
+    const r = await rig(server.url, { freezeWarningDays: 30 });
+    const agent = await r.open({}, { log: (e) => logs.push(e) });
+    expect(await agent.register('prov-token')).toBe('dev-1');
+    const before = Date.now();
+    expect(await agent.checkOnce()).toMatchObject({ status: 'no-update' });
+    const first = await agent.status();
+    expect(Date.parse(first.offers.since!)).toBeGreaterThanOrEqual(before - 1000);
+    expect(first.offers.lastValidOffer).toBeUndefined();
+    expect(first.offers.warning).toBeUndefined();
+    expect(logs.filter((e) => e.code === 'WARN_NO_VALID_OFFER')).toEqual([]);
+
+    // 31 days of "no update" answers since the agent first ran (the device clock moves on, the
+    // device JWTs need the real one: the record is dated back instead).
+    const since = new Date(Date.now() - 31 * 86_400_000 - 60_000).toISOString();
+    await writeFile(join(agent.config.dataDir, 'offer-freshness.json'), JSON.stringify({ since }));
+    expect(await agent.checkOnce()).toMatchObject({ status: 'no-update' });
+    await agent.checkOnce();
+    const warned = logs.filter((e) => e.code === 'WARN_NO_VALID_OFFER');
+    expect(warned).toHaveLength(1); // once a day, not once a poll
+    expect(warned[0]!.message).toMatch(/^no valid offer for 31 days \(none since the agent first ran on /);
+    expect((await agent.status()).offers.warning?.days).toBe(31);
+
+    server.offer = await makeRelease({
+      dir: join(r.dev.root, '..', 'rel'),
+      trust,
+      version: '1.1.0',
+      securityVersion: 3,
+    });
+    expect(await agent.checkOnce()).toMatchObject({ status: 'installed', version: '1.1.0' });
+    const st = await agent.status();
+    expect(st.offers.lastValidOffer?.version).toBe('1.1.0');
+    expect(st.offers.warning).toBeUndefined();
+  });
+
   it('registers, polls with device JWTs, installs the offer with a resumed download, reports, and commits after reboot', async () => {
     const server = await startServer();
     const r = await rig(server.url);

@@ -33,6 +33,7 @@ import { type InstallNotice, Installer } from './install/installer.js';
 import { type InstallJournal, readJournal } from './install/journal.js';
 import { DirectoryReleaseSource, type ReleaseSource, ServerReleaseSource } from './install/release-source.js';
 import { claimedVersion, clearLastRefusal, writeLastRefusal } from './last-refusal.js';
+import { freezeWarning, noteValidOffer, startOfferClock } from './offer-freshness.js';
 import { assertServerTransport } from './server-url.js';
 import type { Watchdog } from './watchdog.js';
 
@@ -225,7 +226,20 @@ export class Agent {
   }
 
   status(): Promise<AgentStatus> {
-    return agentStatus(this.config, this.bootControl);
+    return agentStatus(this.config, this.bootControl, this.clock());
+  }
+
+  /** The day of the last "no valid offer" warning logged: once a day is enough. */
+  private freezeWarnedDay: number | undefined;
+
+  /** After a "no update" answer: log the freeze warning once a day while it holds. */
+  private async warnIfFrozen(): Promise<void> {
+    const now = this.clock();
+    const f = await startOfferClock(this.config.dataDir, now);
+    const w = freezeWarning(f, now, this.config.freezeWarningDays);
+    if (w === undefined || this.freezeWarnedDay === w.days) return;
+    this.freezeWarnedDay = w.days;
+    this.log({ level: 'warn', message: w.message, code: 'WARN_NO_VALID_OFFER' });
   }
 
   // ---- install ---------------------------------------------------------------------------
@@ -298,6 +312,7 @@ export class Agent {
       clock: this.clock,
       deviceFacts: (booted) => this.deviceFacts(booted),
       bootId: this.bootId,
+      onReleaseVerified: (version) => noteValidOffer(this.config.dataDir, version, this.clock()),
       ...(this.o.checkpointBytes !== undefined ? { checkpointBytes: this.o.checkpointBytes } : {}),
       onProgress: (j) => this.reporter.progress(j),
       onTargetInvalidated: async (slot) => {
@@ -379,6 +394,7 @@ export class Agent {
       hardware: this.config.hardware,
     });
     if (offer.status === 'no-update') {
+      await this.warnIfFrozen();
       return { status: 'no-update', ...pollAfter(offer.pollAfterSeconds) };
     }
     const bucket =

@@ -5,6 +5,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import * as v from 'valibot';
 import { ClientError } from './errors.js';
 import { describeIssues } from './schema-issues.js';
+import { DEFAULT_FREEZE_WARNING_DAYS } from './offer-freshness.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/abota/agent.json';
 export const DEFAULT_BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id';
@@ -146,6 +147,12 @@ export const agentConfigSchema = v.strictObject({
    * a resumed brotli install does not download the prefix again (costs its size on disk).
    */
   spoolCompressedArtifacts: v.optional(v.boolean(), false),
+  /**
+   * Warn ("no valid offer for N days") when no release has passed the trust decision for this
+   * many days: updates withheld on the way look the same as none published (offer-freshness.ts).
+   * 0 = never warn.
+   */
+  freezeWarningDays: v.optional(v.pipe(int, v.minValue(0), v.maxValue(3650)), DEFAULT_FREEZE_WARNING_DAYS),
   /** Download limit in bytes per second (token bucket); absent = unlimited. */
   bandwidthLimitBytesPerSecond: v.optional(v.pipe(int, v.minValue(1))),
   healthChecks: v.optional(

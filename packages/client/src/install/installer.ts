@@ -75,6 +75,8 @@ export interface InstallerOptions {
   deviceFacts: (booted: SlotName) => Promise<DeviceFacts>;
   /** Identity of the current boot, recorded when the slot is set "try once" (post-boot logic). */
   bootId: () => Promise<string>;
+  /** A release passed the trust decision (before anything is written): offer-freshness.ts. */
+  onReleaseVerified?: (version: string) => Promise<void>;
   /** Default DEFAULT_CHECKPOINT_BYTES. */
   checkpointBytes?: number;
   onProgress?: (j: InstallJournal) => void;
@@ -138,6 +140,7 @@ export class Installer {
       { ...facts, ...(req.allowDowngrade ? { allowDowngrade: true } : {}) },
       this.o.clock(),
     );
+    await this.o.onReleaseVerified?.(manifest.version);
     const release: Release = { manifest, manifestJws, images: imagesOf(manifest), booted, target };
     const journal = await this.openJournal(release, previous, source, req, facts.currentVersion);
     return new InstallAttempt(this.o, source, journal, release).run();
