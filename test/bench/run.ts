@@ -1,6 +1,7 @@
 // Agent install of a 512 MiB rootfs, measured end to end for each artifact codec in the same run
 // (zstd, the default, and brotli, the codec of releases built before): a real server (PGlite,
-// loopback HTTP), the agent as it ships — `node packages/client/bin/abota-agent.js check` from the build, with
+// loopback HTTP), the agent as it ships — `node packages/client/dist/abota-agent.cjs check` from the
+// build (the bundle the agent package's bin runs), with
 // the Environment= lines of infra/systemd/abota-agent.service (NODE_OPTIONS, MALLOC_ARENA_MAX) —
 // peak RSS from /proc/<pid>/status VmHWM. Floors in the same run: `node -e 0` and the agent's
 // `status` (every module loaded, no install). Reference on the same image: `zstd -d` of a
@@ -9,7 +10,10 @@
 //
 // npx tsx --conditions=@abota/source bench/run.ts   (after `npm run build`; ABOTA_BENCH_MIB=512;
 // ABOTA_BENCH_CODECS=zstd,brotli; ABOTA_BENCH_NODE_OPTIONS replaces the unit's NODE_OPTIONS,
-// ABOTA_BENCH_UNIT_ENV=0 drops the unit's environment: node defaults)
+// ABOTA_BENCH_NODE_ARGS adds node command-line flags (V8 flags NODE_OPTIONS refuses),
+// ABOTA_BENCH_UNIT_ENV=0 drops the unit's environment: node defaults; ABOTA_BENCH_RUNS=N installs
+// each codec N times, interleaved; ABOTA_BENCH_WORK=DIR keeps the keys, image and releases in DIR
+// and reuses them on the next run — a 512 MiB zstd 19 build takes minutes)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
@@ -18,11 +22,14 @@ import type { ImageManifest, ReleaseManifest } from '@abota/manifest';
 import { main as abota } from '@abota/publisher';
 import { buildRootfsImage, LabServer, SimulatedVm } from '@abota/simulator';
 import { makeTempDir } from '@abota/testkit';
-import { AGENT_BIN, unitEnvironment } from '../fixtures/agent-unit.js';
+import { AGENT_BUNDLE, unitEnvironment } from '../fixtures/agent-unit.js';
 
 const MIB = 1024 * 1024;
 const imageMiB = Number(process.env['ABOTA_BENCH_MIB'] ?? 512);
 const codecs = (process.env['ABOTA_BENCH_CODECS'] ?? 'zstd,brotli').split(',').filter((c) => c !== '');
+const runs = Math.max(1, Number(process.env['ABOTA_BENCH_RUNS'] ?? 1));
+const keptWork = process.env['ABOTA_BENCH_WORK'];
+const nodeArgs = (process.env['ABOTA_BENCH_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 const RSS_LIMIT_MIB = 64;
 
 async function quietly<T>(fn: () => Promise<T>): Promise<T> {
@@ -76,23 +83,29 @@ async function procStatus(pid: number): Promise<{ peakKiB: number; threads: numb
   return { peakKiB: hwm ? Number(hwm[1]) : 0, threads: threads ? Number(threads[1]) : 0 };
 }
 
-const work = await makeTempDir('abota-bench-install-');
+const work = keptWork ?? (await makeTempDir('abota-bench-install-'));
+/** Reuse what an earlier run with the same ABOTA_BENCH_WORK made; `make` it otherwise. */
+async function kept<T>(path: string, make: () => Promise<T>): Promise<T | undefined> {
+  if (keptWork !== undefined && existsSync(path)) return undefined;
+  return make();
+}
 const log = (s: string) => process.stdout.write(`${s}\n`);
 try {
   log(`abota install bench: ${imageMiB} MiB rootfs, work dir ${work}`);
   const keys = join(work, 'keys');
-  await cli(['keys', 'init', keys]);
-  await mkdir(join(work, 'releases'));
-  const small = await buildRootfsImage({ path: join(work, 'v1.img'), version: '1.0.0', sizeBytes: 4 * MIB });
+  await kept(join(keys, 'root.json'), () => cli(['keys', 'init', keys]));
+  await mkdir(join(work, 'releases'), { recursive: true });
+  const bigPath = join(work, 'v2.img');
   const big = await timed(() =>
-    buildRootfsImage({
-      path: join(work, 'v2.img'),
-      version: '2.0.0',
-      sizeBytes: imageMiB * MIB,
-      fillFraction: 0.3,
-    }),
+    kept(bigPath, () =>
+      buildRootfsImage({ path: bigPath, version: '2.0.0', sizeBytes: imageMiB * MIB, fillFraction: 0.3 }),
+    ),
   );
-  log(`image     ${imageMiB} MiB ${big.value.kind}, 30 % filled (${(big.ms / 1000).toFixed(1)} s to make)`);
+  log(
+    big.value === undefined
+      ? `image     ${imageMiB} MiB, reused from ${bigPath}`
+      : `image     ${imageMiB} MiB ${big.value.kind}, 30 % filled (${(big.ms / 1000).toFixed(1)} s to make)`,
+  );
   const common = [
     '--product',
     'bench',
@@ -105,17 +118,15 @@ try {
     '--keys',
     keys,
   ];
-  await cli([
-    'release',
-    'build',
-    '--image',
-    small.path,
-    '--version',
-    '1.0.0',
-    ...common,
-    '--out',
-    join(work, 'releases', 'v1'),
-  ]);
+  const v1 = join(work, 'releases', 'v1');
+  await kept(join(v1, 'manifest.json'), async () => {
+    const small = await buildRootfsImage({
+      path: join(work, 'v1.img'),
+      version: '1.0.0',
+      sizeBytes: 4 * MIB,
+    });
+    await cli(['release', 'build', '--image', small.path, '--version', '1.0.0', ...common, '--out', v1]);
+  });
   // One release of the same image per codec (versions 2.0.0, 2.0.1, ...).
   const releases: { codec: string; version: string; dir: string; buildMs: number; rootfs: ImageManifest }[] =
     [];
@@ -123,28 +134,31 @@ try {
     const version = `2.0.${i}`;
     const dir = join(work, 'releases', `v2-${codec}`);
     const build = await timed(() =>
-      cli([
-        'release',
-        'build',
-        '--image',
-        big.value.path,
-        '--version',
-        version,
-        ...common,
-        '--codec',
-        codec,
-        '--out',
-        dir,
-      ]),
+      kept(join(dir, 'manifest.json'), () =>
+        cli([
+          'release',
+          'build',
+          '--image',
+          bigPath,
+          '--version',
+          version,
+          ...common,
+          '--codec',
+          codec,
+          '--out',
+          dir,
+        ]),
+      ),
     );
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as ReleaseManifest;
     const rootfs = manifest.images.rootfs;
     releases.push({ codec, version, dir, buildMs: build.ms, rootfs });
     log(
-      `release   ${codec} ${(rootfs.artifact.sizeBytes / MIB).toFixed(1)} MiB, hash tree ${(rootfs.verity.hashTree.sizeBytes / MIB).toFixed(2)} MiB (${(build.ms / 1000).toFixed(1)} s to build)`,
+      `release   ${codec} ${(rootfs.artifact.sizeBytes / MIB).toFixed(1)} MiB, hash tree ${(rootfs.verity.hashTree.sizeBytes / MIB).toFixed(2)} MiB (${build.value === undefined ? 'reused' : `${(build.ms / 1000).toFixed(1)} s to build`})`,
     );
   }
 
+  await rm(join(work, 'server'), { recursive: true, force: true });
   const server = await LabServer.start({ dataDir: join(work, 'server') });
   try {
     await server.createProduct('bench', join(keys, 'root.json'));
@@ -189,7 +203,7 @@ try {
       const t = performance.now();
       const child = spawn(
         process.execPath,
-        [AGENT_BIN, 'check', '--json', '--config', vm.paths.agentConfig],
+        [...nodeArgs, AGENT_BUNDLE, 'check', '--json', '--config', vm.paths.agentConfig],
         {
           env: agentEnv,
           stdio: ['ignore', 'pipe', 'pipe'],
@@ -220,23 +234,23 @@ try {
       const j = await vm.journal();
       if (j?.phase !== 'boot-pending') throw new Error(`install (${codec}) ended in ${j?.phase}`);
       const slotBytes = (await stat(vm.paths.slots.B.rootfs)).size;
-      const statusArgs = [AGENT_BIN, 'status', '--json', '--config', vm.paths.agentConfig];
+      const statusArgs = [...nodeArgs, AGENT_BUNDLE, 'status', '--json', '--config', vm.paths.agentConfig];
       const idle = measured(process.execPath, statusArgs, agentEnv);
       await rm(vmDir, { recursive: true, force: true });
       return { codec, installMs, peakMiB: peakKiB / 1024, maxThreads, slotBytes, idlePeakMiB: idle.peakMiB };
     };
     const installs = [];
-    for (const r of releases) installs.push(await installWith(r.codec));
+    for (let run = 0; run < runs; run++) for (const r of releases) installs.push(await installWith(r.codec));
 
     // Floor: node itself (the agent's idle floor, `status`, is measured on each VM above).
-    const bareNode = measured(process.execPath, ['-e', '0'], agentEnv);
+    const bareNode = measured(process.execPath, [...nodeArgs, '-e', '0'], agentEnv);
 
     // Reference: zstd -3 copy of the image (made here, not timed), `zstd -d` to a file, then
     // veritysetup verify against the release's hash tree and root hash.
     const rootfs = releases[0]!.rootfs;
     const blob = (d: string) => join(releases[0]!.dir, 'blobs', 'sha256', d.slice(7));
     const zst = join(work, 'v2.img.zst');
-    spawnSync('zstd', ['-3', '-q', '-f', '-T1', big.value.path, '-o', zst]);
+    spawnSync('zstd', ['-3', '-q', '-f', '-T1', bigPath, '-o', zst]);
     const zstBytes = (await stat(zst)).size;
     const out = join(work, 'ref.img');
     const decompress = measured('zstd', ['-d', '-q', '-f', zst, '-o', out]);
@@ -261,7 +275,7 @@ try {
         `          peak RSS ${i.peakMiB.toFixed(1)} MiB (limit ${RSS_LIMIT_MIB} MiB) ${i.peakMiB < RSS_LIMIT_MIB ? 'OK' : 'OVER'}; idle (status) ${mib(i.idlePeakMiB)}; up to ${i.maxThreads} threads`,
       );
     }
-    log(`          with ${how}`);
+    log(`          with ${how}${nodeArgs.length > 0 ? ` and node ${nodeArgs.join(' ')}` : ''}`);
     log(`floors    node -e 0 ${mib(bareNode.peakMiB)}`);
     log(
       `reference zstd -3 copy ${(zstBytes / MIB).toFixed(1)} MiB: zstd -d → file ${(decompress.ms / 1000).toFixed(2)} s (peak ${mib(decompress.peakMiB)}) + veritysetup verify ${(verify.ms / 1000).toFixed(2)} s (peak ${mib(verify.peakMiB)}) + sync ${(sync.ms / 1000).toFixed(2)} s = ${(refTotal / 1000).toFixed(2)} s`,
@@ -303,5 +317,6 @@ try {
     await server.close();
   }
 } finally {
-  await rm(work, { recursive: true, force: true });
+  if (keptWork === undefined) await rm(work, { recursive: true, force: true });
+  else await rm(join(work, 'server'), { recursive: true, force: true });
 }

@@ -1,4 +1,4 @@
-// The agent exactly as the systemd unit runs it — the built bin and esbuild bundle, the unit's
+// The agent exactly as the systemd unit runs it — the esbuild bundle the agent package's bin runs, the unit's
 // ExecStart arguments (the `run` daemon) and Environment= lines (NODE_OPTIONS=--jitless …) —
 // through a real install on a simulated VM against a real server on loopback. The unit tests
 // run the TypeScript sources; only this test finds a bundle that breaks (a dynamic import
@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_BIN, AGENT_BUNDLE, unitEnvironment, unitExecArgs } from '../fixtures/agent-unit.js';
+import { AGENT_BUNDLE, unitEnvironment, unitExecArgs } from '../fixtures/agent-unit.js';
 import { createFleetWithReleases, deviceListRow, eventually, type Fleet } from '../fixtures/fleet.js';
 
 let fleet: Fleet;
@@ -27,10 +27,10 @@ interface Run {
   exited: Promise<number | null>;
 }
 
-/** The bin under the unit's environment, with `args`. */
+/** The bundle (what the agent package's bin runs) under the unit's environment, with `args`. */
 async function agentAsTheUnitRunsIt(args: string[]): Promise<Run> {
   const env = { ...process.env, ...(await unitEnvironment()) };
-  const child = spawn(process.execPath, [AGENT_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [AGENT_BUNDLE, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let stdout = '';
   child.stdout.setEncoding('utf8').on('data', (t: string) => {
@@ -48,7 +48,7 @@ async function agentAsTheUnitRunsIt(args: string[]): Promise<Run> {
 }
 
 describe('the agent bundle under the systemd unit', () => {
-  it('runs `abota-agent run` from dist/abota-agent.mjs with the unit flags: installs 1.1.0, asks for the reboot, stops on SIGTERM; the next boot commits it', async () => {
+  it('runs `abota-agent run` from dist/abota-agent.cjs with the unit flags: installs 1.1.0, asks for the reboot, stops on SIGTERM; the next boot commits it', async () => {
     expect(existsSync(AGENT_BUNDLE), `${AGENT_BUNDLE} is missing: npm run build`).toBe(true);
     const env = await unitEnvironment();
     expect(env['NODE_OPTIONS']).toMatch(/--jitless/);

@@ -1,6 +1,7 @@
 // Running the operator's hook commands (health checks, reboot) as argv arrays without a shell,
 // with a timeout and a bounded capture of their output for the report message.
-import { spawn } from 'node:child_process';
+// node:child_process is loaded at the first hook, not at start: it brings net, dgram and 26
+// other modules the install path never uses (README "Memory").
 
 export interface CommandResult {
   exitCode: number | null;
@@ -19,6 +20,7 @@ export const runCommand: CommandRunner = (argv, timeoutMs) =>
     const [cmd, ...args] = argv;
     let tail = '';
     let timedOut = false;
+    const { spawn } = process.getBuiltinModule('node:child_process');
     const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (d: Buffer): void => {
       tail = (tail + d.toString('utf8')).slice(-OUTPUT_TAIL_BYTES);

@@ -10,8 +10,7 @@
 // at 68–71 MiB, every 1 MiB at 63.5–68 MiB, every 256 KiB at 115 MiB (the promoted pile); on
 // Node 24 (zstd, 2^21 window) every 1 MiB 64.8 MiB (3 runs), every 512 KiB 63.6–64.8 MiB. A
 // scavenge of this heap takes ~0.05 ms, a full GC ~6 ms under --jitless: 32 of them per 512 MiB.
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+// node:v8 and node:vm are loaded only when no global gc exists (the unit passes --expose-gc).
 
 type Gc = (options?: { type?: 'minor' | 'major' }) => void;
 let gc: Gc | null | undefined;
@@ -22,8 +21,8 @@ function obtainGc(): Gc | null {
   try {
     // --expose-gc takes effect for contexts created afterwards; the function then works
     // everywhere (it is the isolate's collector). The global context is left untouched.
-    setFlagsFromString('--expose-gc');
-    const f = runInNewContext('gc') as unknown;
+    process.getBuiltinModule('node:v8').setFlagsFromString('--expose-gc');
+    const f = process.getBuiltinModule('node:vm').runInNewContext('gc') as unknown;
     return typeof f === 'function' ? (f as Gc) : null;
   } catch {
     return null;

@@ -7,6 +7,7 @@ import { type FileHandle, open, rm } from 'node:fs/promises';
 import type { ImageManifest } from '@abota/manifest';
 import { BlockVerifier, type VerityParams } from '@abota/verity';
 import { ClientError, isClientError } from '../errors.js';
+import { bufferCollector } from './buffer-gc.js';
 import type { BlockCheck } from './image-writer.js';
 import type { ReleaseSource } from './release-source.js';
 import { writeFully } from './slot-io.js';
@@ -129,6 +130,9 @@ async function download(o: FetchTreeOptions, fh: FileHandle, where: string): Pro
   const { digest, sizeBytes } = o.image.verity.hashTree;
   const hash = createHash('sha256');
   let filled = 0;
+  // The network Buffers die as fast as they come (4 MiB of them for a 512 MiB image); without
+  // collecting them like the artifact's, they set the install's peak RSS (README "Memory").
+  const collect = bufferCollector();
   for await (const chunk of o.source.openBlob(digest, sizeBytes, 0, o.signal)) {
     if (filled + chunk.byteLength > sizeBytes) {
       throw new ClientError(
@@ -139,6 +143,7 @@ async function download(o: FetchTreeOptions, fh: FileHandle, where: string): Pro
     await writeFully(fh, chunk, filled, where);
     hash.update(chunk);
     filled += chunk.byteLength;
+    collect(chunk.byteLength);
   }
   const actual = `sha256:${hash.digest('hex')}`;
   if (filled !== sizeBytes || actual !== digest) {
