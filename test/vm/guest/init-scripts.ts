@@ -105,7 +105,7 @@ export const AGENT_SERVICE = `#!/bin/sh
 # put on Data, then run the agent daemon. Memory flags as infra/systemd/abota-agent.service.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export NODE_ENV=production MALLOC_ARENA_MAX=1
-export NODE_OPTIONS="--max-semi-space-size=1 --jitless"
+export NODE_OPTIONS="--max-semi-space-size=1 --jitless --expose-gc"
 umask 077
 echo "${CONSOLE_MARKERS.agentStart} at $(cut -d' ' -f1 /proc/uptime) s uptime"
 token=${PROVISIONING_TOKEN_PATH}
