@@ -31,11 +31,41 @@ export const errorResponses = {
   },
 } as const;
 
+/**
+ * A string the database can store: PostgreSQL `text` and `jsonb` cannot hold U+0000, so a NUL is
+ * refused here with 400 ERR_VALIDATION instead of failing the statement (a 500).
+ */
+export const text = (max: number, min = 0) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .refine((s) => !s.includes('\u0000'), 'must not contain a NUL character (U+0000)');
+
+/**
+ * Any JSON value nested at most `maxDepth` arrays/objects deep, measured without recursion: a
+ * 200k-deep array parses fine but overflows the stack of everything that walks it afterwards
+ * (JSON.stringify for the database, the JWS parser).
+ */
+export const boundedJson = (maxDepth: number) =>
+  z.unknown().superRefine((value, ctx) => {
+    const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 0 }];
+    while (stack.length > 0) {
+      const { v, depth } = stack.pop() as { v: unknown; depth: number };
+      if (v === null || typeof v !== 'object') continue;
+      if (depth >= maxDepth) {
+        ctx.addIssue({ code: 'custom', message: `nested more than ${maxDepth} levels deep` });
+        return;
+      }
+      for (const child of Object.values(v)) stack.push({ v: child, depth: depth + 1 });
+    }
+  });
+
 const Id = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'expected 1..63 of a-z 0-9 . _ - starting with a letter or digit');
 const Uuid = z.uuid();
-const Version = z.string().min(1).max(128);
+const Version = text(128, 1);
 const Tag = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:=/-]{0,127}$/, 'tags are 1..128 of A-Z a-z 0-9 . _ : = / -');
@@ -66,12 +96,12 @@ export const DevicePublicJwkSchema = z
 
 export const RegisterRequestSchema = z
   .strictObject({
-    token: z.string().min(1).max(200),
+    token: text(200, 1),
     publicKeyJwk: DevicePublicJwkSchema,
     product: Id,
     hardware: Id,
     attributes: z
-      .record(z.string().max(64), z.string().max(256))
+      .record(text(64), text(256))
       .refine((r) => Object.keys(r).length <= 32, 'at most 32 attributes')
       .optional(),
   })
@@ -83,7 +113,7 @@ export const PollRequestSchema = z
   .strictObject({
     version: Version,
     bootedSlot: SlotSchema,
-    installState: z.string().max(64).optional(),
+    installState: text(64).optional(),
     hardware: Id.optional(),
     product: Id.optional(),
     trustRootVersion: z.int().min(1).max(2_147_483_647).optional().openapi({
@@ -158,8 +188,8 @@ export const ReportRequestSchema = z
     bootedSlot: SlotSchema.optional().openapi({
       description: 'The slot the device runs now (with `committed`: the slot it committed)',
     }),
-    errorCode: z.string().max(64).optional(),
-    message: z.string().max(2048).optional(),
+    errorCode: text(64).optional(),
+    message: text(2048).optional(),
     progress: z.int().min(0).max(100).optional(),
   })
   .openapi('ReportRequest');
@@ -171,7 +201,7 @@ export const ReportResponseSchema = z
 
 export const ListQuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z.string().max(200).optional(),
+  cursor: text(200).optional(),
 });
 export const pageOf = <T extends z.ZodType>(item: T) =>
   z.object({ items: z.array(item), nextCursor: z.string().nullable() });
@@ -200,11 +230,13 @@ export const BlobPutResponseSchema = z
   .object({ digest: z.string(), sizeBytes: z.int(), created: z.boolean() })
   .openapi('BlobPutResponse');
 
+/** root.json is a General JWS: an object a few levels deep. */
+const TRUST_ROOT_MAX_DEPTH = 16;
 export const ProductCreateSchema = z
   .strictObject({
     id: Id,
-    description: z.string().max(1024).optional(),
-    trustRoot: z.unknown().openapi({
+    description: text(1024).optional(),
+    trustRoot: boundedJson(TRUST_ROOT_MAX_DEPTH).openapi({
       description:
         'root.json: the General JWS (JSON serialization) of the trust root, self-signed by its root role',
     }),
@@ -212,7 +244,7 @@ export const ProductCreateSchema = z
   .openapi('ProductCreate');
 export const TrustRootUpdateSchema = z
   .strictObject({
-    trustRoot: z.unknown().openapi({
+    trustRoot: boundedJson(TRUST_ROOT_MAX_DEPTH).openapi({
       description: 'root.json of version N+1, signed by a threshold of the current and of its own root keys',
     }),
   })
@@ -254,7 +286,7 @@ export const ReleaseSchema = z
   })
   .openapi('Release');
 export const ReleaseListQuerySchema = ListQuerySchema.extend({ product: Id.optional() });
-export const YankSchema = z.strictObject({ reason: z.string().min(1).max(1024) }).openapi('Yank');
+export const YankSchema = z.strictObject({ reason: text(1024, 1) }).openapi('Yank');
 
 export const DeviceSchema = z
   .object({
@@ -290,7 +322,7 @@ export const DeviceListQuerySchema = ListQuerySchema.extend({
   hardware: Id.optional(),
   tag: Tag.optional(),
   version: Version.optional(),
-  installState: z.string().max(64).optional(),
+  installState: text(64).optional(),
   includeDecommissioned: z.enum(['true', 'false']).optional(),
 });
 export const DeviceTagsSchema = z.strictObject({ tags: z.array(Tag).max(64) }).openapi('DeviceTags');
@@ -298,7 +330,7 @@ export const DeviceTagsSchema = z.strictObject({ tags: z.array(Tag).max(64) }).o
 export const ProvisioningTokenCreateSchema = z
   .strictObject({
     product: Id,
-    description: z.string().max(1024).optional(),
+    description: text(1024).optional(),
     expiresInSeconds: z
       .int()
       .min(60)
@@ -324,7 +356,7 @@ export const ProvisioningTokenSchema = z
   .openapi('ProvisioningToken');
 
 export const ApiKeyCreateSchema = z
-  .strictObject({ name: z.string().min(1).max(128), role: z.enum(API_KEY_ROLES) })
+  .strictObject({ name: text(128, 1), role: z.enum(API_KEY_ROLES) })
   .openapi('ApiKeyCreate');
 export const ApiKeySchema = z
   .object({

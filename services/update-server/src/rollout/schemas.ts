@@ -1,6 +1,7 @@
 // Request and response schemas of the rollout admin API (the single source for validation,
 // types and the OpenAPI document, like src/schemas.ts, which holds the rest of the API).
 import { z } from '@hono/zod-openapi';
+import { text } from '../schemas.js';
 import { DEVICE_STATES, ROLLOUT_KINDS, ROLLOUT_LIFECYCLE } from './model.js';
 
 const Uuid = z.uuid();
@@ -25,7 +26,7 @@ export const RolloutSelectorSchema = z
       .optional()
       .openapi({ description: 'The device is in at least one group (carries the tag "group:<name>")' }),
     deviceIds: z.array(Uuid).max(10_000).optional(),
-    currentVersion: z.string().max(200).optional().openapi({
+    currentVersion: text(200).optional().openapi({
       description: 'Running-version constraint: space-separated clauses such as ">=1.0.0 <1.2.0"',
     }),
   })
@@ -66,7 +67,7 @@ export const MaintenanceWindowSchema = z
 export const RolloutCreateSchema = z
   .strictObject({
     releaseId: Uuid,
-    name: z.string().max(256).optional(),
+    name: text(256).optional(),
     selector: RolloutSelectorSchema.optional(),
     allowDowngrade: z.boolean().optional(),
     stages: z
@@ -81,19 +82,14 @@ export const RolloutCreateSchema = z
   .openapi('RolloutCreate');
 
 export const RolloutReasonSchema = z
-  .strictObject({ reason: z.string().min(1).max(1024).optional() })
+  .strictObject({ reason: text(1024, 1).optional() })
   .openapi('RolloutReason');
 
 export const RolloutRollbackSchema = z
   .strictObject({
     releaseId: Uuid.optional(),
-    version: z
-      .string()
-      .min(1)
-      .max(128)
-      .optional()
-      .openapi({ description: "A release of the rollout's product" }),
-    name: z.string().max(256).optional(),
+    version: text(128, 1).optional().openapi({ description: "A release of the rollout's product" }),
+    name: text(256).optional(),
     stages: z.array(RolloutStageSchema).min(1).max(20).optional(),
   })
   .openapi('RolloutRollback');
@@ -125,7 +121,7 @@ export const RolloutSchema = z
 
 export const RolloutListQuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z.string().max(200).optional(),
+  cursor: text(200).optional(),
   product: Id.optional(),
   state: z.enum(ROLLOUT_LIFECYCLE).optional(),
 });

@@ -9,7 +9,8 @@ export const json = <T>(schema: T) => ({ content: { 'application/json': { schema
 export function decodeCursor(cursor: string | undefined): string | undefined {
   if (cursor === undefined) return undefined;
   const id = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!/^[0-9a-f-]{36}$/.test(id))
+  // Exactly a UUID (what page() encodes): anything else would reach a uuid column and fail there.
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id))
     throw new ServerError('ERR_VALIDATION', 'cursor is not one this server returned');
   return id;
 }
