@@ -193,6 +193,13 @@ export function blobRoutes(deps: AppDeps) {
       );
     }
     if (decision.kind === 'partial') {
+      // HEAD: the headers only. Opening the blob here would leak its file handle: hono drops a
+      // HEAD answer's body without cancelling it (issue #16 defect 6, test/blob-head-fd.test.ts).
+      if (c.req.method === 'HEAD') {
+        c.header('content-range', `bytes ${decision.start}-${decision.end}/${total}`);
+        c.header('content-length', String(decision.end - decision.start + 1));
+        return c.body(null, 206);
+      }
       const read = await store.get(key, { start: decision.start, end: decision.end });
       c.header('content-range', `bytes ${read.start}-${read.end}/${read.totalSizeBytes}`);
       c.header('content-length', String(read.end - read.start + 1));
