@@ -231,6 +231,7 @@ export async function verifyRoleSignatures(
     );
   }
   const signedBy: string[] = [];
+  const signedKeys = new Set<string>();
   const unknownKids: string[] = [];
   for (const [index, sig] of jws.signatures.entries()) {
     const where = `signature #${index}`;
@@ -248,13 +249,16 @@ export async function verifyRoleSignatures(
       );
     }
     if (!signedBy.includes(kid)) signedBy.push(kid);
+    // Distinct keys, not distinct kids: one key listed under two kids (or two spellings of its
+    // x: atob ignores the unused bits a non-canonical spelling sets) counts once.
+    signedKeys.add(atob(jwk.x.replace(/-/g, '+').replace(/_/g, '/')));
   }
-  if (signedBy.length < role.threshold) {
+  if (signedKeys.size < role.threshold) {
     const unknown =
       unknownKids.length > 0 ? `; ignored signatures by keys not in the role: ${unknownKids.join(', ')}` : '';
     throw new ManifestError(
       'ERR_THRESHOLD_NOT_MET',
-      `${role.label}: ${signedBy.length} of ${role.threshold} required distinct valid signatures (role keys: ${role.keyIds.join(', ')})${unknown}`,
+      `${role.label}: ${signedKeys.size} of ${role.threshold} required valid signatures by distinct keys (role keys: ${role.keyIds.join(', ')})${unknown}`,
     );
   }
   return { payload: base64urlDecode(jws.payload, 'payload'), signedBy, unknownKids };

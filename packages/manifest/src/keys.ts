@@ -13,15 +13,25 @@ import {
 import { ManifestError } from './errors.js';
 import { describeIssues } from './manifest-schema.js';
 
-const B64URL_32_BYTES = /^[A-Za-z0-9_-]{43}$/;
+/**
+ * 32 bytes in canonical base64url: 43 characters, the last one carrying 4 bits and 2 unused zero
+ * bits. A non-canonical spelling decodes to the same key under another thumbprint (issue #16).
+ */
+const B64URL_32_BYTES = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 
 /** A key id: base64url SHA-256 JWK thumbprint (RFC 7638), 43 characters. */
 export const KidSchema = v.pipe(
   v.string(),
-  v.regex(B64URL_32_BYTES, 'expected an RFC 7638 SHA-256 thumbprint (43 base64url characters)'),
+  v.regex(B64URL_32_BYTES, 'expected an RFC 7638 SHA-256 thumbprint (43 canonical base64url characters)'),
 );
 
-const Key32Schema = v.pipe(v.string(), v.regex(B64URL_32_BYTES, 'expected 32 bytes base64url'));
+const Key32Schema = v.pipe(
+  v.string(),
+  v.regex(
+    B64URL_32_BYTES,
+    "expected 32 bytes in canonical base64url (43 characters, the last one's 2 unused bits zero)",
+  ),
+);
 
 /** An Ed25519 public key as it appears in a trust root: exactly the RFC 7638 required members. */
 export const PublicJwkSchema = v.strictObject({

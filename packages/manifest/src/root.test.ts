@@ -266,3 +266,76 @@ function sortDeep(value: unknown): unknown {
   }
   return value;
 }
+
+// Issue #16 defect 7: base64url's last character of a 32-byte value carries 2 unused bits, so
+// four spellings of `x` decode to the same key, each with its own thumbprint (kid). A root that
+// lists one key under two kids must not let one private key meet a threshold of 2.
+describe('one key under two kids', () => {
+  const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  /** The same 32 bytes, spelled with non-zero unused bits in the last character. */
+  const respell = (x: string) => `${x.slice(0, 42)}${ALPHABET[ALPHABET.indexOf(x.slice(42)) | 1]}`;
+
+  it('refuses a root whose second key is a non-canonical spelling of the first', async () => {
+    const { jwkThumbprint } = await import('./keys.js');
+    const [k] = await keys(1);
+    if (k === undefined) throw new Error('no key');
+    const x2 = respell(k.publicJwk.x);
+    expect(base64url.decode(x2)).toEqual(base64url.decode(k.publicJwk.x)); // the same key
+    const twin: SigningKey = {
+      kid: await jwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: x2 }),
+      privateJwk: k.privateJwk,
+      publicJwk: { kty: 'OKP', crv: 'Ed25519', x: x2 },
+    };
+    expect(twin.kid).not.toBe(k.kid);
+    // Built by hand as an attacker would: createTrustRoot/signTrustRoot refuse it now.
+    const root = {
+      schemaVersion: 1,
+      version: 1,
+      expires: LATER,
+      keys: {
+        [k.kid]: k.publicJwk,
+        [twin.kid]: twin.publicJwk,
+      },
+      roles: {
+        root: { threshold: 2, keyIds: [k.kid, twin.kid] },
+        release: { threshold: 2, keyIds: [k.kid, twin.kid] },
+      },
+    };
+    const { signGeneralJws, JWS_TYPE_ROOT } = await import('./jws.js');
+    const { canonicalJsonBytes } = await import('./canonical-json.js');
+    const signed = await signGeneralJws(canonicalJsonBytes(root), [k, twin], JWS_TYPE_ROOT);
+    const err = await expectCode(verifyTrustRoot(signed as SignedRoot), 'ERR_ROOT_INVALID');
+    expect(err.message).toMatch(/canonical/);
+  });
+
+  it('counts distinct keys by their bytes when the role lists a twin (defence in depth)', async () => {
+    const { verifyRoleSignatures, signGeneralJws, JWS_TYPE_ROOT } = await import('./jws.js');
+    const [k] = await keys(1);
+    if (k === undefined) throw new Error('no key');
+    const x2 = respell(k.publicJwk.x);
+    const twin: SigningKey = {
+      kid: 'twin-kid',
+      privateJwk: k.privateJwk,
+      publicJwk: { ...k.publicJwk, x: x2 },
+    };
+    const signed = await signGeneralJws(new TextEncoder().encode('{}'), [k, twin], JWS_TYPE_ROOT);
+    await expectCode(
+      verifyRoleSignatures(signed, JWS_TYPE_ROOT, {
+        label: 'root role',
+        threshold: 2,
+        keyIds: [k.kid, twin.kid],
+        keys: { [k.kid]: k.publicJwk, [twin.kid]: twin.publicJwk },
+      }),
+      'ERR_THRESHOLD_NOT_MET',
+    );
+  });
+
+  it('refuses base64url whose last character has unused bits set', async () => {
+    const { base64urlDecode } = await import('./base64url.js');
+    expect(base64urlDecode('AQ')).toEqual(new Uint8Array([1]));
+    expect(() => base64urlDecode('AR')).toThrow(/canonical/);
+    expect(() => base64urlDecode('AQB')).toThrow(/canonical/);
+    expect(base64urlDecode('AQE')).toEqual(new Uint8Array([1, 1]));
+    expect(base64urlDecode('AQA')).toEqual(new Uint8Array([1, 0]));
+  });
+});
