@@ -182,6 +182,7 @@ beforeAll(async () => {
   const tokenRes = await adminJson('POST', '/v1/admin/provisioning-tokens', {
     product: PRODUCT,
     expiresInSeconds: 600,
+    maxUses: 4,
   });
   const { token } = (await tokenRes.json()) as { token: string };
   devices = [];

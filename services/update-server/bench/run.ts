@@ -376,7 +376,7 @@ async function main(): Promise<void> {
     const body = JSON.stringify({ version: '1.0.0', bootedSlot: 'A' });
     // Polls per database statement (group commit, src/db/poll-statement.ts), from /metrics.
     const batching = async () => {
-      const text = await (await fetch(`${base}/metrics`)).text();
+      const text = await (await fetch(`${base}/bench/metrics`)).text();
       const read = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
       return {
         statements: read('abota_poll_statements_total'),

@@ -8,10 +8,12 @@ import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { devicePublicKey, verifyDeviceToken } from '../src/auth/device-jwt.js';
 import { bearerToken } from '../src/auth/secrets.js';
+import { RATE_LIMITS_OFF } from '../src/rate-limit.js';
 import {
   createApp,
   createLogger,
   DEFAULT_APP_CONFIG,
+  Metrics,
   openDatabase,
   schema,
   systemClock,
@@ -24,12 +26,16 @@ const database = await openDatabase({
   url,
   poolSize: Number(process.env['BENCH_POOL_SIZE'] ?? 16),
 });
+const metrics = new Metrics();
 const app = createApp({
+  metrics,
   db: database.db,
   blobs: new FsBlobStore(process.env['BENCH_BLOB_DIR'] ?? '/tmp/abota-bench-blobs'),
   logger: createLogger({ level: 'warn' }),
   config: {
     pollIntervalSeconds: 3600,
+    // The load generator replays a sample of devices far faster than any device polls.
+    rateLimits: RATE_LIMITS_OFF,
     pollStatementsInFlight: Number(
       process.env['BENCH_POLL_STATEMENTS_IN_FLIGHT'] ?? DEFAULT_APP_CONFIG.pollStatementsInFlight,
     ),
@@ -55,6 +61,8 @@ trivial.post('/bench/verify-only', async (c) => {
   await verifyDeviceToken(verifyDeps, bearerToken(c.req.header('authorization')) ?? '');
   return c.json({ status: 'no-update', pollAfterSeconds: 3600 });
 });
+// /metrics needs an API key on the app's listener; the bench reads the same counters here.
+trivial.get('/bench/metrics', (c) => c.text(metrics.render()));
 app.route('/', trivial);
 
 const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 });

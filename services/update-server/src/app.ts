@@ -18,6 +18,7 @@ import { Metrics } from './metrics.js';
 import { RolloutEngine } from './rollout/engine.js';
 import { adminRoutes } from './routes/admin.js';
 import { blobRoutes, blobUploadRoutes } from './routes/blobs.js';
+import { rateLimited, sourceAddress, TokenBuckets } from './rate-limit.js';
 import { deviceRoutes } from './routes/device.js';
 import { DOCUMENT_CONFIG, docsRoutes } from './routes/docs.js';
 import { opsRoutes } from './routes/ops.js';
@@ -86,6 +87,11 @@ export function createApp(options: CreateAppOptions) {
     rollouts:
       options.rollouts ??
       new RolloutEngine({ db: options.db, clock: options.clock ?? systemClock, logger: options.logger }),
+    limits: {
+      register: new TokenBuckets(config.rateLimits.registerPerSource),
+      source: new TokenBuckets(config.rateLimits.devicePerSource),
+      device: new TokenBuckets(config.rateLimits.perDevice),
+    },
   };
   const { logger } = deps;
 
@@ -107,6 +113,26 @@ export function createApp(options: CreateAppOptions) {
     );
   });
 
+  // Device routes, per source address, before any signature is checked (rate-limit.ts).
+  app.use('/v1/device/*', async (c, next) => {
+    const source = sourceAddress(c);
+    if (source !== undefined) {
+      if (c.req.method === 'POST' && c.req.path === '/v1/device/register') {
+        const wait = deps.limits.register.take(source);
+        if (wait > 0) {
+          metrics.rateLimited.inc({ limit: 'register' });
+          throw rateLimited('registering from this address', wait);
+        }
+      }
+      const wait = deps.limits.source.take(source);
+      if (wait > 0) {
+        metrics.rateLimited.inc({ limit: 'source' });
+        throw rateLimited('from this address', wait);
+      }
+    }
+    await next();
+  });
+
   // Every sub-app but the two that stream bytes into the blob store (the PUT of a blob, the PUT
   // of an upload part, each with its own cap: routes/blobs.ts, routes/uploads.ts) takes JSON
   // bodies, and those are bounded.
@@ -122,6 +148,7 @@ export function createApp(options: CreateAppOptions) {
 
   app.onError((err, c) => {
     if (err instanceof ServerError) {
+      if (err.retryAfterSeconds !== undefined) c.header('retry-after', String(err.retryAfterSeconds));
       return c.json(errorBody(err.code, err.message), err.status as 400);
     }
     if (isManifestError(err)) {

@@ -44,4 +44,25 @@ describe('loadConfig', () => {
     expect(message).toMatch(/ABOTA_ADMIN_KEY/);
     expect(message).not.toContain('tooshort-secret');
   });
+  it('reads rate limits and the metrics listener (issue #16)', () => {
+    const c = loadConfig({ ABOTA_RATE_REGISTER: '5/60', ABOTA_RATE_DEVICE: '0' }, [
+      '--metrics-listen',
+      '127.0.0.1:9464',
+    ]);
+    expect(c.rateLimits).toEqual({
+      registerPerSource: { burst: 5, periodSeconds: 60 },
+      devicePerSource: { burst: 1200, periodSeconds: 60 },
+      perDevice: { burst: 0, periodSeconds: 60 },
+    });
+    expect(c.metricsListen).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(loadConfig({ ABOTA_METRICS_LISTEN: '[::1]:9464' }).metricsListen).toEqual({
+      host: '::1',
+      port: 9464,
+    });
+    expect(loadConfig({}).metricsListen).toBeUndefined();
+    expect(() => loadConfig({ ABOTA_RATE_DEVICE: 'lots' })).toThrow(
+      /ABOTA_RATE_DEVICE: expected "<requests>/,
+    );
+    expect(() => loadConfig({ ABOTA_METRICS_LISTEN: '9464' })).toThrow(/ABOTA_METRICS_LISTEN/);
+  });
 });

@@ -3,6 +3,7 @@
 // environment variables and command-line flags. Secrets (the bootstrap admin key) come from the
 // environment only, never from flags (they would show in `ps`).
 import { ServerError } from './errors.js';
+import { parseRateSpec, type RateLimitConfig, type RateSpec } from './rate-limit.js';
 import { SETTINGS } from './usage.js';
 
 export interface AppConfig {
@@ -31,6 +32,8 @@ export interface AppConfig {
    * starts only when 16 polls are waiting. Keep it below the database pool size.
    */
   pollStatementsInFlight: number;
+  /** Token buckets on the device routes, per source address and per device (rate-limit.ts). */
+  rateLimits: RateLimitConfig;
 }
 
 export interface ServerConfig extends AppConfig {
@@ -53,6 +56,8 @@ export interface ServerConfig extends AppConfig {
   adminKey: string | undefined;
   logLevel: string;
   shutdownTimeoutMs: number;
+  /** A second listener serving GET /metrics without credentials (e.g. 127.0.0.1:9464); unset: none. */
+  metricsListen: { host: string; port: number } | undefined;
 }
 
 export const DEFAULT_APP_CONFIG: AppConfig = {
@@ -68,6 +73,11 @@ export const DEFAULT_APP_CONFIG: AppConfig = {
   maxTokenLifetimeSeconds: 300,
   clockToleranceSeconds: 30,
   pollStatementsInFlight: 4,
+  rateLimits: {
+    registerPerSource: { burst: 20, periodSeconds: 60 },
+    devicePerSource: { burst: 1200, periodSeconds: 60 },
+    perDevice: { burst: 300, periodSeconds: 60 },
+  },
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -104,6 +114,23 @@ function flag(values: Env, name: string): boolean {
   if (['1', 'true', 'yes'].includes(raw.toLowerCase())) return true;
   if (['0', 'false', 'no'].includes(raw.toLowerCase())) return false;
   throw invalid(name, 'true or false', raw);
+}
+
+function rate(values: Env, name: string, fallback: RateSpec): RateSpec {
+  const raw = values[name];
+  if (raw === undefined || raw === '') return fallback;
+  const spec = parseRateSpec(raw);
+  if (spec === undefined) throw invalid(name, '"<requests>/<seconds>" such as "20/60", or 0 (off)', raw);
+  return spec;
+}
+
+function hostPort(values: Env, name: string): { host: string; port: number } | undefined {
+  const raw = values[name];
+  if (raw === undefined || raw === '') return undefined;
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(raw);
+  const port = Number(m?.[3]);
+  if (m === null || port > 65535) throw invalid(name, '"<host>:<port>" such as 127.0.0.1:9464', raw);
+  return { host: m[1] ?? m[2] ?? '', port };
 }
 
 function text(values: Env, name: string): string | undefined {
@@ -210,6 +237,16 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = [])
       1,
       64,
     ),
+    rateLimits: {
+      registerPerSource: rate(values, 'ABOTA_RATE_REGISTER', DEFAULT_APP_CONFIG.rateLimits.registerPerSource),
+      devicePerSource: rate(
+        values,
+        'ABOTA_RATE_DEVICE_SOURCE',
+        DEFAULT_APP_CONFIG.rateLimits.devicePerSource,
+      ),
+      perDevice: rate(values, 'ABOTA_RATE_DEVICE', DEFAULT_APP_CONFIG.rateLimits.perDevice),
+    },
+    metricsListen: hostPort(values, 'ABOTA_METRICS_LISTEN'),
     host: text(values, 'ABOTA_HOST') ?? '127.0.0.1',
     port: integer(values, 'ABOTA_PORT', 8080, 0, 65535),
     dataDir: text(values, 'ABOTA_DATA_DIR') ?? './data',

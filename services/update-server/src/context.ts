@@ -9,6 +9,7 @@ import type { Db } from './db/database.js';
 import type { Logger } from './logger.js';
 import type { PollBatcher } from './db/poll-statement.js';
 import type { Metrics } from './metrics.js';
+import type { TokenBuckets } from './rate-limit.js';
 import type { RolloutEngine } from './rollout/engine.js';
 
 export interface Clock {
@@ -52,6 +53,8 @@ export interface AppDeps {
   polls: PollBatcher;
   /** Rollout offers (cached), automatic stage transitions, cross-replica invalidation. */
   rollouts: RolloutEngine;
+  /** Per-process token buckets of the device routes (rate-limit.ts). */
+  limits: { register: TokenBuckets; source: TokenBuckets; device: TokenBuckets };
 }
 
 export interface AppEnv {

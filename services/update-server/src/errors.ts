@@ -24,6 +24,7 @@ export type ServerErrorCode =
   | 'ERR_DELTA_SOURCE_MISMATCH'
   | 'ERR_RANGE_NOT_SATISFIABLE'
   | 'ERR_ROLLOUT_STATE'
+  | 'ERR_RATE_LIMITED'
   | 'ERR_INTERNAL'
   | 'ERR_UNAVAILABLE'
   // Start-up only: another abota-server holds the data directory (data-dir-lock.ts).
@@ -52,6 +53,7 @@ const STATUS: Record<ServerErrorCode, number> = {
   ERR_DELTA_SOURCE_MISMATCH: 409,
   ERR_RANGE_NOT_SATISFIABLE: 416,
   ERR_ROLLOUT_STATE: 409,
+  ERR_RATE_LIMITED: 429,
   ERR_INTERNAL: 500,
   ERR_UNAVAILABLE: 503,
   ERR_DATA_DIR_LOCKED: 503,
@@ -61,10 +63,17 @@ export class ServerError extends Error {
   override readonly name = 'ServerError';
   readonly code: ServerErrorCode;
   readonly status: number;
-  constructor(code: ServerErrorCode, message: string, options?: { cause?: unknown }) {
+  /** Sent as Retry-After (429 rate limited, 503 shedding load). */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(
+    code: ServerErrorCode,
+    message: string,
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
     super(message, options);
     this.code = code;
     this.status = STATUS[code];
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 

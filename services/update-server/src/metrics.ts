@@ -95,7 +95,12 @@ export class Metrics {
     'Polls carried by those statements.',
   );
 
+  readonly rateLimited = new Counter(
+    'abota_rate_limited_total',
+    'Device API requests answered 429, by limit (register | source | device).',
+  );
+
   render(): string {
-    return `${[this.requests, this.latency, this.polls, this.offers, this.offersWithDelta, this.reports, this.registrations, this.pollStatements, this.pollStatementPolls].map((m) => m.render()).join('\n')}\n`;
+    return `${[this.rateLimited, this.requests, this.latency, this.polls, this.offers, this.offersWithDelta, this.reports, this.registrations, this.pollStatements, this.pollStatementPolls].map((m) => m.render()).join('\n')}\n`;
   }
 }

@@ -335,7 +335,12 @@ export const ProvisioningTokenCreateSchema = z
       .int()
       .min(60)
       .max(365 * 86400),
-    maxUses: z.int().min(1).max(10_000_000).optional(),
+    maxUses: z
+      .int()
+      .min(1)
+      .max(10_000_000)
+      .optional()
+      .openapi({ description: 'Devices that may register with it; default 1' }),
   })
   .openapi('ProvisioningTokenCreate');
 export const ProvisioningTokenSchema = z

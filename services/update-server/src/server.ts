@@ -15,6 +15,8 @@ import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { type Database, openDatabase } from './db/database.js';
 import type { Logger } from './logger.js';
 import { gcUploadSessions, pruneUsedJwtIds } from './maintenance.js';
+import { Metrics } from './metrics.js';
+import { metricsApp } from './routes/ops.js';
 import { RolloutEngine } from './rollout/engine.js';
 
 export interface RunningServer {
@@ -23,6 +25,8 @@ export interface RunningServer {
   blobs: BlobStore;
   /** The bound address, e.g. http://127.0.0.1:8080 */
   url: string;
+  /** The metrics listener's address when ABOTA_METRICS_LISTEN is set. */
+  metricsUrl: string | undefined;
   /** Rollout runtime: evaluates stages on a timer, listens for other replicas' changes. */
   rollouts: RolloutEngine;
   /** A generated bootstrap admin key (only on the very first start without ABOTA_ADMIN_KEY). */
@@ -35,6 +39,15 @@ const PRUNE_INTERVAL_MS = 60_000;
 const UPLOAD_GC_INTERVAL_MS = 10 * 60_000;
 /** How often every replica evaluates running rollouts (transitions are race-safe, store.ts). */
 const ROLLOUT_EVALUATION_INTERVAL_MS = 5_000;
+
+async function listening(server: ReturnType<typeof serve>): Promise<string> {
+  await new Promise<void>((ok, fail) => {
+    server.once('listening', ok);
+    server.once('error', fail);
+  });
+  const address = server.address() as AddressInfo;
+  return `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+}
 
 export async function startServer(options: {
   config: ServerConfig;
@@ -79,6 +92,7 @@ export async function startServer(options: {
     }
     const generatedAdminKey = await bootstrapAdminKey({ db: database.db }, config.adminKey);
     await rollouts.start({ intervalMs: ROLLOUT_EVALUATION_INTERVAL_MS });
+    const metrics = new Metrics();
     const app = createApp({
       db: database.db,
       blobs,
@@ -86,15 +100,26 @@ export async function startServer(options: {
       config,
       logger,
       rollouts,
+      metrics,
       pingDatabase: () => database.ping(),
     });
     const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port });
-    await new Promise<void>((ok, fail) => {
-      server.once('listening', ok);
-      server.once('error', fail);
-    });
-    const address = server.address() as AddressInfo;
-    const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+    const url = await listening(server);
+    let metricsServer: typeof server | undefined;
+    let metricsUrl: string | undefined;
+    if (config.metricsListen !== undefined) {
+      metricsServer = serve({
+        fetch: metricsApp(metrics).fetch,
+        hostname: config.metricsListen.host,
+        port: config.metricsListen.port,
+      });
+      try {
+        metricsUrl = await listening(metricsServer);
+      } catch (error) {
+        server.close();
+        throw error;
+      }
+    }
     const pruner = setInterval(() => {
       pruneUsedJwtIds(database.db, clock.now()).catch((error: unknown) => {
         logger.warn(
@@ -120,6 +145,7 @@ export async function startServer(options: {
     logger.info(
       {
         url,
+        metricsUrl,
         database: database.kind,
         blobStore: config.s3 !== undefined ? 's3' : 'fs',
         dataDir: config.databaseUrl === undefined || config.s3 === undefined ? dataDir : undefined,
@@ -132,6 +158,7 @@ export async function startServer(options: {
       database,
       blobs,
       url,
+      metricsUrl,
       rollouts,
       generatedAdminKey,
       close: () => {
@@ -139,6 +166,10 @@ export async function startServer(options: {
           clearInterval(pruner);
           clearInterval(uploadGc);
           await rollouts.stop();
+          if (metricsServer !== undefined) {
+            const m = metricsServer;
+            await new Promise<void>((ok) => m.close(() => ok()));
+          }
           await new Promise<void>((ok) => {
             const timer = setTimeout(() => {
               // Drain deadline passed: cut keep-alive and in-flight connections.

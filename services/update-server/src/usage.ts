@@ -68,6 +68,28 @@ export const SETTINGS: readonly Setting[] = [
     description: 'idle upload sessions are removed after this long',
   },
   { env: 'ABOTA_MAX_JSON_BYTES', defaultValue: '1 MiB', description: 'largest JSON request body' },
+  {
+    env: 'ABOTA_RATE_REGISTER',
+    defaultValue: '20/60',
+    description: 'registrations per source address: <requests>/<seconds>, 0 = off',
+  },
+  {
+    env: 'ABOTA_RATE_DEVICE_SOURCE',
+    defaultValue: '1200/60',
+    description: 'device API requests per source address (loopback exempt), 0 = off',
+  },
+  {
+    env: 'ABOTA_RATE_DEVICE',
+    defaultValue: '300/60',
+    description: 'device API requests per device, 0 = off',
+  },
+  {
+    env: 'ABOTA_METRICS_LISTEN',
+    flag: '--metrics-listen',
+    defaultValue: 'unset',
+    description:
+      'host:port of a second listener serving GET /metrics without credentials (on the main one it needs an API key)',
+  },
   { env: 'ABOTA_LOG_LEVEL', flag: '--log-level', defaultValue: 'info', description: 'pino log level' },
   { env: 'ABOTA_SHUTDOWN_TIMEOUT_MS', defaultValue: '10000', description: 'drain deadline on SIGTERM' },
 ];

@@ -247,7 +247,7 @@ describe.each(MATRIX)('deltas on %s with the %s blob store', (dbBackend, blobBac
     return (await res.json()) as PollBody;
   };
   const offersWithDelta = async () => {
-    const text = await (await h.request('/metrics')).text();
+    const text = await (await h.request('/metrics', { key: h.adminKey })).text();
     const line = text
       .split('\n')
       .find((l) => l.startsWith('abota_offers_with_delta_total{product="eflow-vm"}'));

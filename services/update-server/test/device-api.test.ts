@@ -286,7 +286,7 @@ describe.each(DB_BACKENDS)('device API on %s', (backend) => {
     });
     expect(impersonation.status).toBe(401);
 
-    const metrics = await (await h.request('/metrics')).text();
+    const metrics = await (await h.request('/metrics', { key: h.adminKey })).text();
     expect(metrics).toMatch(/abota_device_reports_total\{state="downloading"\} 1\n/);
     expect(metrics).toMatch(/abota_device_polls_total\{result="update"\} \d+/);
     expect(metrics).toMatch(/abota_offers_total\{product="report-product"\} 1\n/);

@@ -317,7 +317,8 @@ export async function createProvisioningToken(
   const res = await h.request('/v1/admin/provisioning-tokens', {
     method: 'POST',
     key: h.adminKey,
-    json: { product, expiresInSeconds: 3600, ...extra },
+    // Tests register several devices with one token; the server's default is one use.
+    json: { product, expiresInSeconds: 3600, maxUses: 1000, ...extra },
   });
   if (res.status !== 201) throw new Error(`token create: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { token: string }).token;

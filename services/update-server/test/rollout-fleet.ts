@@ -20,6 +20,7 @@ export interface PollAnswer {
   status: 'update' | 'no-update';
   rolloutId?: string;
   release?: { version: string };
+  artifacts?: Record<string, string>;
   allowDowngrade?: boolean;
 }
 
@@ -146,6 +147,15 @@ export async function pollRound(
     const target = answer.release.version;
     const fails = healthCheckFails(device, target);
     if (fails) {
+      // It downloaded and booted the release before its health check failed: the server counts
+      // a failure only from a device that fetched the release's blobs (issue #16).
+      const [artifact] = Object.values(answer.artifacts ?? {});
+      if (artifact === undefined) throw new Error('offer without artifacts');
+      const blob = await fetch(`${url}${artifact}`, {
+        headers: { authorization: `Bearer ${await device.sign()}`, range: 'bytes=0-0' },
+      });
+      if (blob.status !== 206) throw new Error(`blob: ${blob.status} ${await blob.text()}`);
+      await blob.arrayBuffer();
       await report(url, device, {
         rolloutId,
         version: target,

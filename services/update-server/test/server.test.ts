@@ -29,7 +29,13 @@ describe('abota-server with the embedded default', () => {
       database: 'ok',
       blobStore: 'ok',
     });
-    const metrics = await (await fetch(`${running.url}/metrics`)).text();
+    // /metrics names products and routes: an API key of any role on this listener.
+    expect((await fetch(`${running.url}/metrics`)).status).toBe(401);
+    const metrics = await (
+      await fetch(`${running.url}/metrics`, {
+        headers: { authorization: `Bearer ${running.generatedAdminKey}` },
+      })
+    ).text();
     expect(metrics).toContain('abota_http_requests_total{method="GET",route="/healthz",status="200"} 1');
     expect(metrics).toContain('# TYPE abota_http_request_duration_seconds histogram');
     const doc = (await (await fetch(`${running.url}/openapi.json`)).json()) as {

@@ -254,6 +254,11 @@ export const rolloutDevices = pgTable(
     /** offered | downloading | installing | installed | rebooting | committed | failed | rolled-back */
     state: text('state').notNull(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
+    /**
+     * First download of one of the release's blobs through the device route after the offer. A
+     * failure report from a device that never downloaded is not a release failure (issue #16).
+     */
+    blobsFetchedAt: ts('blobs_fetched_at'),
   },
   (t) => [
     primaryKey({ columns: [t.rolloutId, t.deviceId] }),

@@ -28,6 +28,11 @@ export interface StageProgress {
   outcomes: number;
   /** Offered but no outcome yet. */
   inFlight: number;
+  /**
+   * Failed or rolled back without ever downloading the release's blobs (in `counts`, but neither
+   * failures nor outcomes: a device that never downloaded cannot fail the release; issue #16).
+   */
+  unfetchedFailures: number;
   /** Targeted but never offered (not polled yet, outside the window, or capped). */
   notOffered: number;
 }
@@ -56,6 +61,8 @@ export function measureProgress(
   devices: Iterable<SelectableDevice>,
   members: ReadonlyMap<string, string>,
   awaiting: ReadonlySet<string> = new Set(),
+  /** Members that downloaded the release's blobs; undefined: count every failure. */
+  fetched?: ReadonlySet<string>,
 ): StageProgress[] {
   // Selected devices not offered yet: the rollout picks them and they still need the release.
   const candidates: string[] = [];
@@ -78,6 +85,7 @@ export function measureProgress(
     failures: 0,
     outcomes: 0,
     inFlight: 0,
+    unfetchedFailures: 0,
     notOffered: 0,
   }));
   const lastLimit = limits.at(-1) ?? 0;
@@ -91,6 +99,10 @@ export function measureProgress(
     }
     if (isDeviceState(state)) s.counts[state] = (s.counts[state] ?? 0) + 1;
     if (state === 'committed') s.committed++;
+    if (FAILURE_STATES.has(state) && fetched !== undefined && !fetched.has(deviceId)) {
+      s.unfetchedFailures++;
+      return;
+    }
     if (FAILURE_STATES.has(state)) s.failures++;
     if (OUTCOME_STATES.has(state)) s.outcomes++;
     else s.inFlight++;
@@ -111,6 +123,7 @@ export function totalProgress(stages: readonly StageProgress[], throughStage = N
   let failures = 0;
   let outcomes = 0;
   let inFlight = 0;
+  let unfetchedFailures = 0;
   let notOffered = 0;
   for (const s of stages) {
     if (s.stage > throughStage) break;
@@ -119,11 +132,12 @@ export function totalProgress(stages: readonly StageProgress[], throughStage = N
     failures += s.failures;
     outcomes += s.outcomes;
     inFlight += s.inFlight;
+    unfetchedFailures += s.unfetchedFailures;
     notOffered += s.notOffered;
     for (const [k, v] of Object.entries(s.counts) as [DeviceState, number][])
       counts[k] = (counts[k] ?? 0) + v;
   }
-  return { targeted, counts, committed, failures, outcomes, inFlight, notOffered };
+  return { targeted, counts, committed, failures, outcomes, inFlight, unfetchedFailures, notOffered };
 }
 
 /** Failure rate in percent with one decimal, 0 when nothing has finished. */

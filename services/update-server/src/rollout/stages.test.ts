@@ -27,6 +27,7 @@ function cohort(
     outcomes: committed + failures,
     inFlight,
     notOffered: o.targeted - committed - failures - inFlight,
+    unfetchedFailures: 0,
   };
 }
 

@@ -46,11 +46,21 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
   if (spec === undefined) throw new RangeError(`stage ${k} does not exist (rollout has ${stages.length})`);
   const stage = resolveStage(spec);
   const total = totalProgress(input.progress);
-  const cohort = input.progress[k] ?? { targeted: 0, committed: 0, failures: 0, inFlight: 0, outcomes: 0 };
+  const cohort = input.progress[k] ?? {
+    targeted: 0,
+    committed: 0,
+    failures: 0,
+    inFlight: 0,
+    outcomes: 0,
+    unfetchedFailures: 0,
+  };
   const bakedSeconds = Math.max(0, Math.floor((now.getTime() - input.stageStartedAt.getTime()) / 1000));
   // A stage that targets fewer devices than minCommitted cannot wait for more than it has; its
   // failed devices cannot commit either.
-  const requiredCommitted = Math.min(stage.minCommitted, Math.max(0, cohort.targeted - cohort.failures));
+  const requiredCommitted = Math.min(
+    stage.minCommitted,
+    Math.max(0, cohort.targeted - cohort.failures - cohort.unfetchedFailures),
+  );
   const numbers: DecisionNumbers = {
     stage: k,
     percent: stage.percent,
@@ -91,7 +101,7 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
       numbers,
     };
   }
-  const requiredSample = Math.min(stage.minSample, total.targeted);
+  const requiredSample = Math.min(stage.minSample, total.targeted - total.unfetchedFailures);
   if (total.outcomes < requiredSample) {
     return {
       action: 'wait',
@@ -108,7 +118,8 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
       numbers,
     };
   }
-  const outstanding = totalProgress(input.progress).targeted - total.outcomes;
+  // Failure reports from devices that never downloaded are finished too, just not outcomes.
+  const outstanding = total.targeted - total.outcomes - total.unfetchedFailures;
   if (outstanding > 0) {
     return {
       action: 'wait',
@@ -127,7 +138,7 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
   }
   return {
     action: 'complete',
-    reason: `every targeted device finished: ${total.committed} committed`,
+    reason: `every targeted device finished: ${total.committed} committed${total.unfetchedFailures > 0 ? `, ${total.unfetchedFailures} reported a failure without downloading the release (not counted as failures)` : ''}`,
     numbers,
   };
 }

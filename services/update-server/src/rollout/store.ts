@@ -1,7 +1,7 @@
 // The database side of rollouts: loading the offerable rollouts (for the poll cache), a
 // device's progress in them, a rollout's measured progress, and applying one stage transition
 // with a conditional UPDATE so that exactly one replica wins it (and audits it).
-import { and, count, eq, inArray, isNull, notInArray, sql } from 'drizzle-orm';
+import { and, count, eq, inArray, isNotNull, isNull, notInArray, sql } from 'drizzle-orm';
 import type { Db } from '../db/database.js';
 import { auditLog, devices, releases, rolloutDevices, rollouts } from '../db/schema.js';
 import {
@@ -101,7 +101,11 @@ export async function loadProgress(
   const from = rollout.selector.fromRollout;
   const [members, fleet, fromMembers] = await Promise.all([
     db
-      .select({ deviceId: rolloutDevices.deviceId, state: rolloutDevices.state })
+      .select({
+        deviceId: rolloutDevices.deviceId,
+        state: rolloutDevices.state,
+        fetched: isNotNull(rolloutDevices.blobsFetchedAt),
+      })
       .from(rolloutDevices)
       .where(eq(rolloutDevices.rolloutId, rollout.rolloutId)),
     db
@@ -135,7 +139,14 @@ export async function loadProgress(
   // rollout open (its outcome, if it had one, still counts).
   const live = new Set(fleet.map((d) => d.id));
   const counted = members.filter((m) => live.has(m.deviceId) || OUTCOME_STATES.has(m.state));
-  return measureProgress(rollout, selectable, new Map(counted.map((m) => [m.deviceId, m.state])), armed);
+  const fetched = new Set(counted.filter((m) => m.fetched).map((m) => m.deviceId));
+  return measureProgress(
+    rollout,
+    selectable,
+    new Map(counted.map((m) => [m.deviceId, m.state])),
+    armed,
+    fetched,
+  );
 }
 
 export const ENGINE_ACTOR = 'system:rollout-engine';

@@ -5,11 +5,12 @@
 // the release's own blobs and the deltas registered for it.
 import { keyToSha256Hex } from '@abota/blobstore';
 import { createRoute, z } from '@hono/zod-openapi';
-import { and, asc, eq, gt, inArray, lt, not, type SQL, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNull, lt, not, type SQL, sql } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
 import { createRouter } from './router.js';
 import { findApiKey, requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import { authenticateDevice } from '../auth/device-jwt.js';
+import { limitDevice } from '../rate-limit.js';
 import { bearerToken } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
 import {
@@ -83,12 +84,15 @@ const releaseHolds = (digest: string) =>
   sql`${releases.id} IN (SELECT ${releaseBlobs.releaseId} FROM ${releaseBlobs} WHERE ${releaseBlobs.digest} = ${digest}
     UNION ALL SELECT ${releaseDeltas.releaseId} FROM ${releaseDeltas} WHERE ${releaseDeltas.digest} = ${digest})`;
 
-/** May this device fetch `digest`? Only if a live rollout it matches targets a release with it. */
+/**
+ * May this device fetch `digest`? Only if a live rollout it matches targets a release with it.
+ * Returns those rollouts' ids (empty: refused).
+ */
 async function deviceMayFetch(
   deps: AppDeps,
   device: { id: string; product: string; hardware: string; tags: string[]; currentVersion: string | null },
   digest: string,
-): Promise<boolean> {
+): Promise<string[]> {
   const rows = await deps.db
     .select({ id: rollouts.id, product: rollouts.product, selector: rollouts.selector })
     .from(releases)
@@ -101,8 +105,8 @@ async function deviceMayFetch(
         inArray(rollouts.state, ['active', 'paused', 'completed']),
       ),
     );
-  if (rows.some((r) => selectorMatches(r.selector, r.product, device))) return true;
-  if (rows.length === 0) return false;
+  if (rows.some((r) => selectorMatches(r.selector, r.product, device))) return rows.map((r) => r.id);
+  if (rows.length === 0) return [];
   // Selectors that depend on history (a rollback's `fromRollout`) are settled by the offer itself.
   const offered = await deps.db
     .select({ rolloutId: rolloutDevices.rolloutId })
@@ -117,7 +121,25 @@ async function deviceMayFetch(
       ),
     )
     .limit(1);
-  return offered.length > 0;
+  return offered.length > 0 ? rows.map((r) => r.id) : [];
+}
+
+/**
+ * Marks the device's offers of these rollouts as downloaded (first time only): from then on a
+ * failure it reports counts against the rollout (progress.ts). One indexed UPDATE per download
+ * request; no row when the device was not offered any of them.
+ */
+async function recordBlobFetch(deps: AppDeps, deviceId: string, rolloutIds: string[]): Promise<void> {
+  await deps.db
+    .update(rolloutDevices)
+    .set({ blobsFetchedAt: deps.clock.now() })
+    .where(
+      and(
+        eq(rolloutDevices.deviceId, deviceId),
+        inArray(rolloutDevices.rolloutId, rolloutIds),
+        isNull(rolloutDevices.blobsFetchedAt),
+      ),
+    );
 }
 
 export function blobRoutes(deps: AppDeps) {
@@ -156,13 +178,25 @@ export function blobRoutes(deps: AppDeps) {
     if (token === undefined)
       throw new ServerError('ERR_UNAUTHENTICATED', 'blob downloads need a device JWT or an admin API key');
     if (token.startsWith('abk_')) {
-      if ((await findApiKey(deps, token)) === undefined)
+      const key = await findApiKey(deps, token);
+      if (key === undefined)
         throw new ServerError('ERR_UNAUTHENTICATED', 'the API key is unknown or revoked');
+      // Blob contents are the product's images: read by those who publish them, not by every
+      // read-only key (README "Security"). Presence and size stay readable: GET /v1/admin/blobs.
+      if (!(ROLE_GROUPS.publish as readonly string[]).includes(key.role)) {
+        throw new ServerError(
+          'ERR_FORBIDDEN',
+          `a ${key.role} key cannot download blob contents; use a publisher or admin key`,
+        );
+      }
     } else {
       const device = await authenticateDevice(deps, token);
+      limitDevice(deps, device.id);
       // Same answer for "exists but not yours" and "does not exist": no probing of other releases.
-      if (!(await deviceMayFetch(deps, device, digest)))
+      const rolloutIds = await deviceMayFetch(deps, device, digest);
+      if (rolloutIds.length === 0)
         throw new ServerError('ERR_NOT_FOUND', `no blob ${digest} in any release offered to this device`);
+      if (c.req.method !== 'HEAD') await recordBlobFetch(deps, device.id, rolloutIds);
     }
     if (config.blobDelivery === 'redirect') {
       const url = await store.presignGet(key, { expiresInSeconds: config.presignExpiresSeconds });

@@ -19,6 +19,7 @@ import {
   rolloutDevices,
 } from '../db/schema.js';
 import { ServerError } from '../errors.js';
+import { limitDevice } from '../rate-limit.js';
 import { jitteredPollSeconds } from '../rollout-policy.js';
 import { DEVICE_ERROR_STATE, INSTALLING_STATES, OUTCOME_STATES } from '../rollout/model.js';
 import {
@@ -57,6 +58,7 @@ export function requireDevice(deps: AppDeps): MiddlewareHandler<AppEnv> {
       );
     }
     const device = await authenticateDevice(deps, token);
+    limitDevice(deps, device.id);
     c.set('device', device);
     c.set('actor', `device:${device.id}`);
     await next();
@@ -103,6 +105,7 @@ export function deviceRoutes(deps: AppDeps) {
       );
     }
     const verified = await verifyDeviceToken(deps, token);
+    limitDevice(deps, verified.deviceId);
     c.set('deviceToken', verified);
     c.set('actor', `device:${verified.deviceId}`);
     await next();

@@ -20,6 +20,13 @@ import {
 import { loadProduct } from './products.js';
 import { audit, iso, json } from './common.js';
 
+/**
+ * Uses of a provisioning token created without `maxUses`: one device. A leaked token then
+ * registers at most one device (issue #16: ten fakes from one token poisoned a canary);
+ * `abota token create --max-uses N` raises it for a batch.
+ */
+export const DEFAULT_TOKEN_MAX_USES = 1;
+
 type TokenRow = typeof provisioningTokens.$inferSelect;
 const tokenView = (t: TokenRow) => ({
   id: t.id,
@@ -70,13 +77,13 @@ export function credentialRoutes(deps: AppDeps) {
               product: body.product,
               description: body.description ?? '',
               expiresAt: new Date(deps.clock.now().getTime() + body.expiresInSeconds * 1000),
-              maxUses: body.maxUses ?? null,
+              maxUses: body.maxUses ?? DEFAULT_TOKEN_MAX_USES,
             })
             .returning();
           if (created === undefined) throw new ServerError('ERR_INTERNAL', 'token insert returned no row');
           await audit(tx, c.get('actor'), 'provisioning-token.create', `provisioning-token:${created.id}`, {
             product: body.product,
-            maxUses: body.maxUses ?? null,
+            maxUses: created.maxUses,
           });
           return created;
         });

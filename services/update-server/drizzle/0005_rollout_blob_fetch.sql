@@ -1,0 +1,1 @@
+ALTER TABLE "rollout_devices" ADD COLUMN "blobs_fetched_at" timestamp with time zone;
