@@ -113,6 +113,29 @@ export function createApp(options: CreateAppOptions) {
     );
   });
 
+  // Load shedding: past maxRequestsInFlight requests in progress, answer 503 at once — cheap, and
+  // what is admitted keeps its latency — rather than queueing everything behind a saturated
+  // database. The operational routes stay out of it (a probe must not fail because of load).
+  let inFlight = 0;
+  const shedFrom = config.maxRequestsInFlight > 0 ? config.maxRequestsInFlight : Number.POSITIVE_INFINITY;
+  app.use('/v1/*', async (c, next) => {
+    if (inFlight >= shedFrom) {
+      metrics.shed.inc();
+      throw new ServerError(
+        'ERR_UNAVAILABLE',
+        `server busy (${inFlight} requests in progress); retry after the Retry-After seconds`,
+        // Spread the retries: 1-5 s.
+        { retryAfterSeconds: 1 + Math.floor(Math.random() * 5) },
+      );
+    }
+    inFlight++;
+    try {
+      await next();
+    } finally {
+      inFlight--;
+    }
+  });
+
   // Device routes, per source address, before any signature is checked (rate-limit.ts).
   app.use('/v1/device/*', async (c, next) => {
     const source = sourceAddress(c);

@@ -34,6 +34,11 @@ export interface AppConfig {
   pollStatementsInFlight: number;
   /** Token buckets on the device routes, per source address and per device (rate-limit.ts). */
   rateLimits: RateLimitConfig;
+  /**
+   * Requests in progress at once in this process, at most; beyond it the device and admin APIs
+   * answer 503 + Retry-After at once instead of queueing (load shedding). 0 = unbounded.
+   */
+  maxRequestsInFlight: number;
 }
 
 export interface ServerConfig extends AppConfig {
@@ -78,6 +83,7 @@ export const DEFAULT_APP_CONFIG: AppConfig = {
     devicePerSource: { burst: 1200, periodSeconds: 60 },
     perDevice: { burst: 300, periodSeconds: 60 },
   },
+  maxRequestsInFlight: 256,
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -246,6 +252,13 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = [])
       ),
       perDevice: rate(values, 'ABOTA_RATE_DEVICE', DEFAULT_APP_CONFIG.rateLimits.perDevice),
     },
+    maxRequestsInFlight: integer(
+      values,
+      'ABOTA_MAX_IN_FLIGHT',
+      DEFAULT_APP_CONFIG.maxRequestsInFlight,
+      0,
+      1_000_000,
+    ),
     metricsListen: hostPort(values, 'ABOTA_METRICS_LISTEN'),
     host: text(values, 'ABOTA_HOST') ?? '127.0.0.1',
     port: integer(values, 'ABOTA_PORT', 8080, 0, 65535),

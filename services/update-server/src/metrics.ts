@@ -100,7 +100,12 @@ export class Metrics {
     'Device API requests answered 429, by limit (register | source | device).',
   );
 
+  readonly shed = new Counter(
+    'abota_requests_shed_total',
+    'Requests answered 503 because ABOTA_MAX_IN_FLIGHT requests were already in progress.',
+  );
+
   render(): string {
-    return `${[this.rateLimited, this.requests, this.latency, this.polls, this.offers, this.offersWithDelta, this.reports, this.registrations, this.pollStatements, this.pollStatementPolls].map((m) => m.render()).join('\n')}\n`;
+    return `${[this.shed, this.rateLimited, this.requests, this.latency, this.polls, this.offers, this.offersWithDelta, this.reports, this.registrations, this.pollStatements, this.pollStatementPolls].map((m) => m.render()).join('\n')}\n`;
   }
 }

@@ -84,6 +84,11 @@ export const SETTINGS: readonly Setting[] = [
     description: 'device API requests per device, 0 = off',
   },
   {
+    env: 'ABOTA_MAX_IN_FLIGHT',
+    defaultValue: '256',
+    description: 'requests in progress per process; beyond it 503 + Retry-After (0 = unbounded)',
+  },
+  {
     env: 'ABOTA_METRICS_LISTEN',
     flag: '--metrics-listen',
     defaultValue: 'unset',
