@@ -118,7 +118,7 @@ export function createApp(options: CreateAppOptions) {
   // database. The operational routes stay out of it (a probe must not fail because of load).
   let inFlight = 0;
   const shedFrom = config.maxRequestsInFlight > 0 ? config.maxRequestsInFlight : Number.POSITIVE_INFINITY;
-  app.use('/v1/*', async (c, next) => {
+  app.use('/v1/*', async (_c, next) => {
     if (inFlight >= shedFrom) {
       metrics.shed.inc();
       throw new ServerError(

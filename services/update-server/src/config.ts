@@ -62,7 +62,7 @@ export interface ServerConfig extends AppConfig {
   logLevel: string;
   shutdownTimeoutMs: number;
   /** A second listener serving GET /metrics without credentials (e.g. 127.0.0.1:9464); unset: none. */
-  metricsListen: { host: string; port: number } | undefined;
+  metricsListen?: { host: string; port: number } | undefined;
 }
 
 export const DEFAULT_APP_CONFIG: AppConfig = {

@@ -16,10 +16,7 @@ export function registerTokenCommands(program: Command): void {
       )
       .requiredOption('--product <id>', 'product the registering devices belong to')
       .option('--expires <duration>', 'lifetime, e.g. 7d, 12h, 2w (1m..365d)', '7d')
-      .option(
-        '--max-uses <n>',
-        'number of devices that may register with it (default: 1)',
-      )
+      .option('--max-uses <n>', 'number of devices that may register with it (default: 1)')
       .option('--description <text>', 'free text shown in listings'),
   ).action(lazyAction(actions, 'create'));
 
