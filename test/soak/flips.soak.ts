@@ -7,7 +7,7 @@
 // and the device boots it. The few flips that cannot change what is accepted (a refused delta the
 // agent replaces by the full artifact, a bit base64url ignores) must install exactly the bytes of
 // the intact release, verified at boot.
-import { cp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { cp, open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AgentLogEvent } from '@abota/client';
 import { SimulatedVm } from '@abota/simulator';
