@@ -84,7 +84,9 @@ describe('disk full during an install', () => {
       log.push(`first attempt: ${String(code)} ${message}`);
     }
     const stopped = await vm.journal();
-    log.push(`journal: ${stopped?.phase} ${stopped?.progress.bytesDone}/${stopped?.progress.bytesTotal}`);
+    log.push(
+      `journal: ${stopped?.phase} ${stopped?.progress.bytesDone}/${stopped?.progress.bytesTotal}, rootfs ${JSON.stringify(stopped?.images['rootfs'])}`,
+    );
     expect(code, `the install did not fail on a full disk\n${replay(log)}`).toBeDefined();
     // A clear code of its own (not the bare system error), and a device-side one: a full disk is
     // no verdict on the release, so it must not count against the rollout (error-class.ts).
@@ -127,6 +129,11 @@ describe('disk full during an install', () => {
     log.push(
       `second attempt: ${JSON.stringify(r)}, rootfs ${JSON.stringify((await vm.journal())?.images['rootfs'])}`,
     );
+    // The same install went on from its journal (blocks written before the disk filled up are
+    // not written again), it did not start over.
+    const resumed = await vm.journal();
+    expect(resumed?.installId, replay(log)).toBe(stopped?.installId);
+    expect(stopped?.images['rootfs']?.blocksWritten ?? 0, replay(log)).toBeGreaterThan(0);
     expect(await vm.boot(), replay(log)).toMatchObject({ slot: 'B', failedBoots: [] });
     expect(await (await vm.openAgent()).afterBoot(), replay(log)).toMatchObject({ action: 'committed' });
     expect(await vm.slotDigests('A'), replay(log)).toEqual(slotA);
