@@ -52,6 +52,7 @@ export type ClientErrorCode =
   | 'ERR_INSTALL_ARTIFACT_SIZE' // artifact or its decoded output has a size other than the signed one
   | 'ERR_INSTALL_BLOCK_CORRUPT' // a data block does not match the signed dm-verity tree (message: block index)
   | 'ERR_INSTALL_HASH_TREE_INVALID' // hash tree digest/size/tree does not lead to the signed root hash
+  | 'ERR_INSTALL_NO_SPACE' // ENOSPC/EDQUOT on the data partition or a slot file: device-side, resumable
   | 'ERR_INSTALL_NOTHING_PENDING' // mark-good/mark-bad/commit with no install waiting for it
   | 'ERR_INSTALL_RELEASE_DIR' // path is not a release directory (no manifest.jws, too large)
   | 'ERR_INSTALL_SLOT_IO' // the slot device cannot be opened or written

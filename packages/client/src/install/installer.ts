@@ -64,6 +64,8 @@ export const RESUMABLE_CODES: ReadonlySet<string> = new Set([
   // written and checkpointed are good, so the next attempt continues from the journal.
   'ERR_HTTP_TIMEOUT',
   'ERR_HTTP_TOO_SLOW',
+  // A full disk: what was written up to the last checkpoint is good; free space and it resumes.
+  'ERR_INSTALL_NO_SPACE',
 ]);
 
 export interface InstallerOptions {
@@ -315,9 +317,13 @@ class InstallAttempt {
   private async failed(caught: unknown): Promise<unknown> {
     const { signal } = this.o;
     if (caught instanceof ArmingInterrupted) return signal?.aborted ? abortError(signal) : caught.cause;
-    const e = signal?.aborted && !isClientError(caught, 'ERR_ABORTED') ? abortError(signal) : caught;
+    const e =
+      signal?.aborted && !isClientError(caught, 'ERR_ABORTED') ? abortError(signal) : noSpaceError(caught);
     const error = errorOf(e);
-    if (RESUMABLE_CODES.has(error.code)) await this.journal.save({ error });
+    // On a full disk the journal itself may not be writable: the one on disk is at the last
+    // checkpoint, which is where the install resumes.
+    if (error.code === 'ERR_INSTALL_NO_SPACE') await this.journal.save({ error }).catch(() => {});
+    else if (RESUMABLE_CODES.has(error.code)) await this.journal.save({ error });
     else {
       await this.journal.save({ phase: 'failed', error });
       for (const [name] of this.r.images)
@@ -476,6 +482,22 @@ class ArmingInterrupted extends Error {
   constructor(override readonly cause: unknown) {
     super('arming the trial boot was interrupted');
   }
+}
+
+/** ENOSPC / EDQUOT as the agent's own code: a full disk is the device's problem, not the release's. */
+function noSpaceError(e: unknown): unknown {
+  // The system error itself, or wrapped (a slot write is ERR_INSTALL_SLOT_IO with it as cause).
+  const sys = [e, (e as { cause?: unknown } | undefined)?.cause].find((x) =>
+    ['ENOSPC', 'EDQUOT'].includes((x as { code?: unknown } | undefined)?.code as string),
+  ) as { code: string; path?: unknown } | undefined;
+  if (sys === undefined) return e;
+  const { code, path } = sys;
+  return new ClientError(
+    'ERR_INSTALL_NO_SPACE',
+    `no space left${typeof path === 'string' ? ` writing ${path}` : ''} (${code}): free space on the data ` +
+      'partition; the install resumes from its last checkpoint',
+    { cause: e },
+  );
 }
 
 /** The journal's record of an error: its code (ERR_INSTALL_FAILED when it has none) and message. */
