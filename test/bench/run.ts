@@ -20,7 +20,8 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ImageManifest, ReleaseManifest } from '@abota/manifest';
 import { main as abota } from '@abota/publisher';
-import { buildRootfsImage, LabServer, SimulatedVm } from '@abota/simulator';
+import { buildRootfsImage, SimulatedVm } from '@abota/simulator';
+import { LabServer } from '@abota/update-server/lab';
 import { makeTempDir } from '@abota/testkit';
 import { AGENT_BUNDLE, unitEnvironment } from '../fixtures/agent-unit.js';
 

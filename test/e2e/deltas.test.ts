@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstallJournal } from '@abota/client';
 import { SimulatedVm } from '@abota/simulator';
+import { labJson } from '@abota/update-server/lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
@@ -39,9 +40,8 @@ beforeAll(async () => {
   await fleet.push('1.0.0');
   // Uploads every blob of the directory, delta payloads included, then registers deltas.json.
   const id = await fleet.push('2.0.0');
-  const registered = await fleet.server.admin<{ items: { digest: string }[] }>(
-    'GET',
-    `/v1/admin/releases/${id}/deltas`,
+  const registered = await labJson<{ items: { digest: string }[] }>(
+    await fleet.server.api.v1.admin.releases[':id'].deltas.$get({ param: { id } }),
   );
   expect(registered.items.map((d) => d.digest).sort()).toEqual(deltas.map((d) => d.digest).sort());
 }, 300_000);

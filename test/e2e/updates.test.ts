@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Agent, BootControl } from '@abota/client';
 import type { ReleaseManifest } from '@abota/manifest';
 import type { SimulatedVm } from '@abota/simulator';
+import { labJson } from '@abota/update-server/lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
@@ -431,10 +432,9 @@ describe('releases the device refuses before writing a slot', () => {
     expect(r.after).toEqual(r.before);
     expect(r.events.find((e) => e.state === 'failed')?.errorCode).toBe('ERR_SECURITY_VERSION_TOO_LOW');
     const rollout = await eventually(
-      () =>
-        fleet.server.admin<{ state: string; stateReason: string | null }>(
-          'GET',
-          `/v1/admin/rollouts/${rolloutId}`,
+      async () =>
+        labJson<{ state: string; stateReason: string | null }>(
+          await fleet.server.api.v1.admin.rollouts[':id'].$get({ param: { id: rolloutId } }),
         ),
       (x) => x.state !== 'active',
     );

@@ -19,4 +19,3 @@ export {
   SimulatedVm,
 } from './vm.js';
 export { buildBootImage, buildRootfsImage, pseudoRandomBytes, type RootfsImage } from './images.js';
-export { type DeviceEvent, LabServer, type LabServerOptions } from './lab.js';

@@ -6,14 +6,8 @@
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import {
-  buildBootImage,
-  buildRootfsImage,
-  type DeviceEvent,
-  LabServer,
-  type RootfsImage,
-  SimulatedVm,
-} from '@abota/simulator';
+import { buildBootImage, buildRootfsImage, type RootfsImage, SimulatedVm } from '@abota/simulator';
+import { type DeviceEvent, LabServer } from '@abota/update-server/lab';
 import { initTrustRoot } from '../keys/trust-root.js';
 import { type BuildSummary, buildRelease } from '../release/build.js';
 

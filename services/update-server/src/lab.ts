@@ -1,21 +1,19 @@
-// The update server side of a simulation: a real `abota-server` started in-process (startServer
-// → createApp, PGlite + filesystem blobs in a directory, listening on 127.0.0.1) and the admin
-// API calls an operator makes — product, release push (blobs first, then the manifest),
-// provisioning token, rollout — over real HTTP.
+// @abota/update-server/lab: a real `abota-server` started in-process for the demo, the fleet tests
+// and the benches (startServer → createApp, PGlite + filesystem blobs in a directory, listening on
+// 127.0.0.1), and the admin calls an operator makes — product, release push (blobs first, then the
+// manifest), provisioning token, rollout — over real HTTP through hono/client `hc`, typed by the
+// server's own routes. Simulated VMs are @abota/simulator's; this module composes nothing else.
+import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { createReadStream } from 'node:fs';
-import {
-  type Clock,
-  createLogger,
-  DEFAULT_APP_CONFIG,
-  generateSecret,
-  type RunningServer,
-  type ServerConfig,
-  startServer,
-} from '@abota/update-server';
-import { SimulatorError } from './errors.js';
+import { hc } from 'hono/client';
+import type { App } from './app.js';
+import { generateSecret } from './auth/secrets.js';
+import { DEFAULT_APP_CONFIG, type ServerConfig } from './config.js';
+import type { Clock } from './context.js';
+import { createLogger } from './logger.js';
+import { type RunningServer, startServer } from './server.js';
 
 export interface LabServerOptions {
   /** PGlite database (dataDir/db) and blobs (dataDir/blobs) live here. */
@@ -36,12 +34,41 @@ export interface DeviceEvent {
   at: string;
 }
 
+/** An admin call the lab made was answered with another status than it expects. */
+export class LabError extends Error {
+  readonly code = 'ERR_LAB_ADMIN';
+  constructor(message: string) {
+    super(message);
+    this.name = 'LabError';
+  }
+}
+
+/** The admin client of a lab: `hc` typed by the server's routes, the lab's admin key sent. */
+export type LabApi = ReturnType<typeof hc<App>>;
+
+/** The answer's JSON, or a LabError naming the call unless its status is one of `ok`. */
+export async function labJson<T>(
+  res: { status: number; url: string; text(): Promise<string> },
+  ok: number[] = [200, 201],
+): Promise<T> {
+  const text = await res.text();
+  if (!ok.includes(res.status)) {
+    throw new LabError(`${new URL(res.url).pathname}: HTTP ${res.status} ${text.slice(0, 500)}`);
+  }
+  return (text === '' ? undefined : JSON.parse(text)) as T;
+}
+
 export class LabServer {
+  /** The typed admin client (hono/client) with this lab's admin key. */
+  readonly api: LabApi;
+
   private constructor(
     readonly running: RunningServer,
     readonly adminKey: string,
     readonly dataDir: string,
-  ) {}
+  ) {
+    this.api = hc<App>(running.url, { headers: { authorization: `Bearer ${adminKey}` } });
+  }
 
   static async start(o: LabServerOptions): Promise<LabServer> {
     const adminKey = generateSecret('abk');
@@ -81,29 +108,9 @@ export class LabServer {
     await this.running.close();
   }
 
-  /** An admin API call; throws SimulatorError unless the status is one of `ok`. */
-  async admin<T>(method: string, path: string, body?: unknown, ok: number[] = [200, 201]): Promise<T> {
-    const res = await fetch(`${this.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${this.adminKey}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    if (!ok.includes(res.status)) {
-      throw new SimulatorError(
-        'ERR_SIM_RELEASE',
-        `${method} ${path}: HTTP ${res.status} ${text.slice(0, 500)}`,
-      );
-    }
-    return (text === '' ? undefined : JSON.parse(text)) as T;
-  }
-
   async createProduct(id: string, trustRootPath: string): Promise<void> {
-    const trustRoot = JSON.parse(await readFile(trustRootPath, 'utf8')) as unknown;
-    await this.admin('POST', '/v1/admin/products', { id, trustRoot });
+    const trustRoot = JSON.parse(await readFile(trustRootPath, 'utf8')) as never; // the server checks it
+    await labJson(await this.api.v1.admin.products.$post({ json: { id, trustRoot } }));
   }
 
   /**
@@ -114,16 +121,18 @@ export class LabServer {
     releaseDir: string,
   ): Promise<{ id: string; version: string; uploadedBytes: number; deltas: number }> {
     const dir = join(releaseDir, 'blobs', 'sha256');
+    const blob = this.api.v1.admin.blobs.sha256[':hex'];
     let uploadedBytes = 0;
     for (const hex of await readdir(dir)) {
       const path = join(dir, hex);
-      const head = await fetch(`${this.url}/v1/admin/blobs/sha256/${hex}`, {
+      const head = await fetch(blob.$url({ param: { hex } }), {
         method: 'HEAD',
         headers: { authorization: `Bearer ${this.adminKey}` },
       });
       if (head.status === 200) continue;
       const { size } = await stat(path);
-      const res = await fetch(`${this.url}/v1/admin/blobs/sha256/${hex}`, {
+      // A streamed body: hc builds the URL, the request is sent as is (hc would buffer a body).
+      const res = await fetch(blob.$url({ param: { hex } }), {
         method: 'PUT',
         headers: {
           authorization: `Bearer ${this.adminKey}`,
@@ -134,17 +143,14 @@ export class LabServer {
         duplex: 'half',
       } as RequestInit);
       if (res.status !== 200 && res.status !== 201) {
-        throw new SimulatorError(
-          'ERR_SIM_RELEASE',
-          `PUT blob ${hex}: HTTP ${res.status} ${await res.text()}`,
-        );
+        throw new LabError(`PUT blob ${hex}: HTTP ${res.status} ${await res.text()}`);
       }
       uploadedBytes += size;
     }
     const manifestJws = await readFile(join(releaseDir, 'manifest.jws'), 'utf8');
-    const r = await this.admin<{ id: string; version: string }>('POST', '/v1/admin/releases', {
-      manifestJws,
-    });
+    const r = await labJson<{ id: string; version: string }>(
+      await this.api.v1.admin.releases.$post({ json: { manifestJws } }),
+    );
     // Deltas made with the release (`abota release build --delta-from`, `release add-delta`):
     // their payloads were uploaded above with the other blobs; register them as `abota release
     // push` does, so polls from their source versions are offered them.
@@ -156,7 +162,7 @@ export class LabServer {
     if (deltasJson !== undefined) {
       const file = JSON.parse(deltasJson) as {
         deltas: {
-          image: string;
+          image: 'boot' | 'rootfs';
           sourceVersion: string;
           sourceRootHash: string;
           digest: string;
@@ -164,13 +170,12 @@ export class LabServer {
         }[];
       };
       for (const { image, sourceVersion, sourceRootHash, digest, sizeBytes } of file.deltas) {
-        await this.admin('POST', `/v1/admin/releases/${r.id}/deltas`, {
-          image,
-          sourceVersion,
-          sourceRootHash,
-          digest,
-          sizeBytes,
-        });
+        await labJson(
+          await this.api.v1.admin.releases[':id'].deltas.$post({
+            param: { id: r.id },
+            json: { image, sourceVersion, sourceRootHash, digest, sizeBytes },
+          }),
+        );
         deltas++;
       }
     }
@@ -178,10 +183,9 @@ export class LabServer {
   }
 
   async createProvisioningToken(product: string): Promise<string> {
-    const r = await this.admin<{ token: string }>('POST', '/v1/admin/provisioning-tokens', {
-      product,
-      expiresInSeconds: 3600,
-    });
+    const r = await labJson<{ token: string }>(
+      await this.api.v1.admin['provisioning-tokens'].$post({ json: { product, expiresInSeconds: 3600 } }),
+    );
     return r.token;
   }
 
@@ -189,17 +193,21 @@ export class LabServer {
     releaseId: string,
     o: { deviceIds?: string[]; name?: string; allowDowngrade?: boolean } = {},
   ): Promise<string> {
-    const r = await this.admin<{ id: string }>('POST', '/v1/admin/rollouts', {
-      releaseId,
-      ...(o.name ? { name: o.name } : {}),
-      ...(o.deviceIds ? { selector: { deviceIds: o.deviceIds } } : {}),
-      ...(o.allowDowngrade ? { allowDowngrade: true } : {}),
-    });
+    const r = await labJson<{ id: string }>(
+      await this.api.v1.admin.rollouts.$post({
+        json: {
+          releaseId,
+          ...(o.name ? { name: o.name } : {}),
+          ...(o.deviceIds ? { selector: { deviceIds: o.deviceIds } } : {}),
+          ...(o.allowDowngrade ? { allowDowngrade: true } : {}),
+        },
+      }),
+    );
     return r.id;
   }
 
   /** What the server knows about a device, with its reported events (newest first). */
   async device(id: string): Promise<{ id: string; events: DeviceEvent[] } & Record<string, unknown>> {
-    return this.admin('GET', `/v1/admin/devices/${id}`);
+    return labJson(await this.api.v1.admin.devices[':id'].$get({ param: { id } }));
   }
 }
