@@ -2,6 +2,7 @@
 // logger) plus the per-process metrics and device key cache, and the Hono context variables
 // the auth middlewares set.
 import type { KeyObject } from 'node:crypto';
+import type { ApiKeyRole } from '@abota/api';
 import type { BlobStore } from '@abota/blobstore';
 import type { VerifiedDeviceToken } from './auth/device-jwt.js';
 import type { AppConfig } from './config.js';
@@ -18,8 +19,7 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => new Date() };
 
-export type ApiKeyRole = 'admin' | 'publisher' | 'operator' | 'viewer';
-export const API_KEY_ROLES = ['admin', 'publisher', 'operator', 'viewer'] as const;
+export { API_KEY_ROLES, type ApiKeyRole } from '@abota/api';
 
 export interface AuthedApiKey {
   id: string;

@@ -1,5 +1,5 @@
-// @abota/update-server/api is what a client (the `abota` CLI) loads from the server at run time:
-// the schemas of the HTTP API. Loading it must not load the server itself — no database driver,
+// @abota/update-server/api is what a client of the server loads from it: the route types and, from
+// @abota/api, the schemas of the HTTP API. Loading it must not load the server itself — no database driver,
 // query builder, logger or blob store — so the CLI does not start any of them. Checked on the
 // built entry (dist/api.js) in a fresh Node process that records every module it resolves.
 import { execFile } from 'node:child_process';
@@ -54,13 +54,17 @@ describe('@abota/update-server/api', () => {
     const own = loaded
       .filter((url) => url.includes('/update-server/dist/'))
       .map((url) => url.replace(/.*\/dist\//, ''));
-    expect([...new Set(own)].sort()).toEqual([
-      'api.js',
-      'context.js',
-      'rollout/model.js',
-      'rollout/schemas.js',
+    expect([...new Set(own)].sort()).toEqual(['api.js']);
+    // The schemas' one home, @abota/api (what the `abota` CLI installs instead of the server).
+    const api = loaded
+      .filter((url) => url.includes('/packages/api/dist/'))
+      .map((url) => url.replace(/.*\/dist\//, ''));
+    expect([...new Set(api)].sort()).toEqual([
+      'index.js',
+      'rollout.js',
       'schemas.js',
-      'upload-schemas.js',
+      'uploads.js',
+      'values.js',
     ]);
   });
 

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { lazyAction } from './lazy.js';
 import { withServerOptions } from './server-options.js';
-import type { ApiKeyRole } from '@abota/update-server/api';
+import type { ApiKeyRole } from '@abota/api';
 
 /** The server's roles (API_KEY_ROLES), here for --help without loading the schemas. */
 export const ROLES = ['admin', 'publisher', 'operator', 'viewer'] as const satisfies readonly ApiKeyRole[];

@@ -1,6 +1,6 @@
 // `abota apikey create|list|revoke`: admin API keys, one role each. The key is printed once, at
 // creation, alone on stdout so a script can capture it; the server stores only its hash.
-import type { ApiKeyRole } from '@abota/update-server/api';
+import type { ApiKeyRole } from '@abota/api';
 import { printJson } from '../output.js';
 import { type ApiSchemas, connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';

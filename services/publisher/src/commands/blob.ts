@@ -3,7 +3,7 @@
 // references it; the server refuses otherwise with ERR_BLOB_IN_USE) and `blob gc`, which deletes
 // every blob no release references that was stored before a grace period (a push in progress
 // has uploaded blobs that its manifest does not reference yet).
-import type { BlobListItemSchema } from '@abota/update-server/api';
+import type { BlobListItemSchema } from '@abota/api';
 import { printJson } from '../output.js';
 import {
   type AdminConnection,

@@ -1,5 +1,5 @@
 // `abota device list|show|tags|decommission`: the fleet as the update server sees it.
-import type { DeviceSchema } from '@abota/update-server/api';
+import type { DeviceSchema } from '@abota/api';
 import { printJson } from '../output.js';
 import { type ApiSchemas, connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
 import { checkedId, formatTable, parsePositiveInt, usage } from './server-flags.js';

@@ -1,6 +1,6 @@
 // The rollout documents `abota rollout` reads, as the server's own schemas define them
-// (@abota/update-server/api, from its src/rollout/schemas.ts): no shape is written twice.
-import type { ReleaseSchema, RolloutSchema, RolloutStatusSchema } from '@abota/update-server/api';
+// (@abota/api, src/rollout.ts): no shape is written twice.
+import type { ReleaseSchema, RolloutSchema, RolloutStatusSchema } from '@abota/api';
 
 export type RolloutView = ReturnType<typeof RolloutSchema.parse>;
 export type RolloutStatusDocument = ReturnType<typeof RolloutStatusSchema.parse>;

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildBootImage, buildRootfsImage, type RootfsImage, SimulatedVm } from '@abota/simulator';
-import { type DeviceEvent, LabServer } from '@abota/update-server/lab';
+import type { DeviceEvent, LabServer } from '@abota/update-server/lab';
 import { initTrustRoot } from '../keys/trust-root.js';
 import { type BuildSummary, buildRelease } from '../release/build.js';
 
@@ -56,6 +56,24 @@ export interface DemoResult {
 const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 const short = (hex: string) => `${hex.slice(0, 12)}…`;
 
+/**
+ * The demo runs an update server in this process: @abota/update-server, an optional peer
+ * dependency, so that installing the CLI does not install the server and its database drivers.
+ */
+async function loadLab(): Promise<typeof import('@abota/update-server/lab')> {
+  try {
+    return await import('@abota/update-server/lab');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw error;
+    throw Object.assign(
+      new Error(
+        'abota demo runs an update server in this process: install @abota/update-server beside the CLI',
+      ),
+      { code: 'ERR_DEMO_SERVER_MISSING', exitCode: 2 },
+    );
+  }
+}
+
 export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
   const say = o.say ?? (() => {});
   const t0 = performance.now();
@@ -76,9 +94,10 @@ export async function runDemo(o: DemoOptions = {}): Promise<DemoResult> {
       exitCode: 2,
     });
   }
+  const lab = await loadLab();
   say(`abota demo: a simulated VM updated from 1.0.0 to 2.0.0 (work dir ${work})`);
   // The server's embedded database takes a while to start: start it while the releases build.
-  const serverStarting = LabServer.start({ dataDir: join(work, 'server') });
+  const serverStarting = lab.LabServer.start({ dataDir: join(work, 'server') });
   serverStarting.catch(() => {});
   let server: LabServer | undefined;
   try {

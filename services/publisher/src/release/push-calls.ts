@@ -4,7 +4,7 @@
 // Retry policy per call is stated here; the transport applies it.
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import type { ReleaseSchema, UploadPartSchema, UploadSchema } from '@abota/update-server/api';
+import type { ReleaseSchema, UploadPartSchema, UploadSchema } from '@abota/api';
 import { type AdminConnection, readJson } from '../server-api/client.js';
 import { AdminApiError, isNotFound } from '../server-api/error.js';
 

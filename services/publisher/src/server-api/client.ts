@@ -1,8 +1,9 @@
 // The typed admin client: hono/client (`hc`) typed by the server's own routes (a type-only import
 // of @abota/update-server/api), over the transport that adds the key, retries, deadlines, size caps
-// and upload bodies. Answers are checked at this trust boundary with the server's own zod schemas
-// (`readJson`), so no request or response shape is written twice: a route change that breaks a
-// caller fails `npm run typecheck`.
+// and upload bodies. Answers are checked at this trust boundary with the zod schemas the server
+// validates with (`readJson`; their home is @abota/api, so the CLI does not install the server),
+// so no request or response shape is written twice: a route change that breaks a caller fails
+// `npm run typecheck`.
 import type { ServerRoutes } from '@abota/update-server/api';
 import { hc } from 'hono/client';
 import { AdminApiError } from './error.js';
@@ -61,19 +62,19 @@ export class AdminConnection {
   }
 }
 
-/** The server's API schemas (@abota/update-server/api, zod): loaded on the first call that needs them. */
-export type ApiSchemas = typeof import('@abota/update-server/api');
+/** The server's API schemas (@abota/api, zod): loaded on the first call that needs them. */
+export type ApiSchemas = typeof import('@abota/api');
 let schemas: Promise<ApiSchemas> | undefined;
 /**
  * Loaded lazily: zod and the schemas cost ~20 MB and a few hundred ms at start-up, which
  * `abota --help` and the commands that never talk to a server should not pay.
  */
 export const apiSchemas = (): Promise<ApiSchemas> => {
-  schemas ??= import('@abota/update-server/api');
+  schemas ??= import('@abota/api');
   return schemas;
 };
 
-/** What readJson needs of a zod schema (the server's, from @abota/update-server/api). */
+/** What readJson needs of a zod schema (the server's, from @abota/api). */
 export interface ResponseSchema<T> {
   safeParse(
     value: unknown,

@@ -2,13 +2,16 @@
 // maintenance window and the device states a rollout counts. Everything in src/rollout/ that is
 // pure (bucketing, selection, precedence, stage decisions, status) works on these types only.
 
-/** Rollout lifecycle. `active` is "running at stage currentStage" (kept for API compatibility). */
-export const ROLLOUT_LIFECYCLE = ['draft', 'active', 'paused', 'completed', 'aborted'] as const;
-export type RolloutLifecycle = (typeof ROLLOUT_LIFECYCLE)[number];
+import type { DeviceState } from '@abota/api';
 
-/** `rollback` rollouts return devices to an earlier release and win over normal ones. */
-export const ROLLOUT_KINDS = ['normal', 'rollback'] as const;
-export type RolloutKind = (typeof ROLLOUT_KINDS)[number];
+export {
+  DEVICE_STATES,
+  type DeviceState,
+  ROLLOUT_KINDS,
+  ROLLOUT_LIFECYCLE,
+  type RolloutKind,
+  type RolloutLifecycle,
+} from '@abota/api';
 
 /** One step of a rollout, as stored (optional fields take STAGE_DEFAULTS). */
 export interface StageSpec {
@@ -89,20 +92,6 @@ export interface MaintenanceWindow {
   /** Days of the week the window opens on (0 = Sunday), in the window's time zone; all when unset. */
   days?: number[] | undefined;
 }
-
-/** Device states inside a rollout (rollout_devices.state). */
-export const DEVICE_STATES = [
-  'offered',
-  'downloading',
-  'installing',
-  'installed',
-  'rebooting',
-  'committed',
-  'failed',
-  'rolled-back',
-  'device-error',
-] as const;
-export type DeviceState = (typeof DEVICE_STATES)[number];
 
 /**
  * The device could not install because of a fault of its own (configuration, boot-control

@@ -33,7 +33,7 @@ import {
   errorResponses,
   pageOf,
   Sha256HexParam,
-} from '../schemas.js';
+} from '@abota/api';
 import { audit } from './admin/common.js';
 
 /** Counts bytes of a request body and stops at `maxBytes` + 1 so an oversize body is refused early. */

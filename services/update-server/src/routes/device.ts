@@ -31,7 +31,7 @@ import {
   RegisterResponseSchema,
   ReportRequestSchema,
   ReportResponseSchema,
-} from '../schemas.js';
+} from '@abota/api';
 
 /** Bounds of the root chain one poll answer carries (a device's poll response limit is 1 MiB). */
 const MAX_ROOTS_PER_POLL = 16;

@@ -10,7 +10,7 @@ import { requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import type { AppDeps } from '../context.js';
 import { auditLog, blobs } from '../db/schema.js';
 import { ServerError } from '../errors.js';
-import { BlobPutResponseSchema, errorResponses } from '../schemas.js';
+import { BlobPutResponseSchema, errorResponses } from '@abota/api';
 import {
   UploadCreateSchema,
   UploadIdParam,
@@ -19,7 +19,7 @@ import {
   UploadPartParam,
   UploadPartSchema,
   UploadSchema,
-} from '../upload-schemas.js';
+} from '@abota/api';
 
 const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } });
 

@@ -16,7 +16,7 @@ import {
   IdParam,
   ProvisioningTokenCreateSchema,
   ProvisioningTokenSchema,
-} from '../../schemas.js';
+} from '@abota/api';
 import { loadProduct } from './products.js';
 import { audit, iso, json } from './common.js';
 

@@ -20,7 +20,7 @@ import {
   errorResponses,
   IdParam,
   ReleaseDeltaParam,
-} from '../../schemas.js';
+} from '@abota/api';
 import { audit, json } from './common.js';
 
 type DeltaRow = typeof releaseDeltas.$inferSelect;

@@ -15,7 +15,7 @@ import {
   errorResponses,
   IdParam,
   pageOf,
-} from '../../schemas.js';
+} from '@abota/api';
 import { audit, decodeCursor, iso, json, page } from './common.js';
 
 type DeviceRow = typeof devices.$inferSelect;

@@ -16,7 +16,7 @@ import {
   ProductIdParam,
   ProductSchema,
   TrustRootUpdateSchema,
-} from '../../schemas.js';
+} from '@abota/api';
 import { audit, json } from './common.js';
 
 type ProductRow = typeof products.$inferSelect;

@@ -19,7 +19,7 @@ import {
   ReleasePushSchema,
   ReleaseSchema,
   YankSchema,
-} from '../../schemas.js';
+} from '@abota/api';
 import { loadProduct } from './products.js';
 import { audit, decodeCursor, json, page } from './common.js';
 

@@ -9,9 +9,9 @@ import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { rollouts } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
-import { RolloutReasonSchema, RolloutSchema } from '../../rollout/schemas.js';
+import { RolloutReasonSchema, RolloutSchema } from '@abota/api';
 import { loadRollout } from '../../rollout/store.js';
-import { errorResponses, IdParam } from '../../schemas.js';
+import { errorResponses, IdParam } from '@abota/api';
 import { audit, json } from './common.js';
 import { rolloutView } from './rollouts.js';
 

@@ -18,12 +18,12 @@ import {
   RolloutRollbackSchema,
   RolloutSchema,
   RolloutStatusSchema,
-} from '../../rollout/schemas.js';
+} from '@abota/api';
 import { parseVersionConstraint } from '../../rollout/selector.js';
 import { rolloutStatus } from '../../rollout/status.js';
 import { loadProgress, loadRollout, type RolloutRow } from '../../rollout/store.js';
 import { validateWindow } from '../../rollout/window.js';
-import { errorResponses, IdParam, pageOf } from '../../schemas.js';
+import { errorResponses, IdParam, pageOf } from '@abota/api';
 import { audit, decodeCursor, json, page } from './common.js';
 
 type ReleaseRow = typeof releases.$inferSelect;

@@ -1,8 +1,8 @@
 // Request and response schemas of the rollout admin API (the single source for validation,
-// types and the OpenAPI document, like src/schemas.ts, which holds the rest of the API).
+// types and the OpenAPI document, like schemas.ts, which holds the rest of the API).
 import { z } from '@hono/zod-openapi';
-import { text } from '../schemas.js';
-import { DEVICE_STATES, ROLLOUT_KINDS, ROLLOUT_LIFECYCLE } from './model.js';
+import { text } from './schemas.js';
+import { DEVICE_STATES, ROLLOUT_KINDS, ROLLOUT_LIFECYCLE } from './values.js';
 
 const Uuid = z.uuid();
 const Id = z

@@ -1,7 +1,8 @@
 // Request and response schemas of the HTTP API: the single source of runtime validation,
-// TypeScript types and the OpenAPI document (@hono/zod-openapi).
+// TypeScript types and the OpenAPI document (@hono/zod-openapi). Rollouts: rollout.ts; resumable
+// uploads: uploads.ts.
 import { z } from '@hono/zod-openapi';
-import { API_KEY_ROLES } from './context.js';
+import { API_KEY_ROLES } from './values.js';
 
 export const ErrorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string() }) })

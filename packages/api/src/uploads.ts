@@ -1,5 +1,5 @@
-// Schemas of the resumable upload API (routes/uploads.ts): validation, types and OpenAPI in one
-// place, like src/schemas.ts for the rest of the admin API.
+// Schemas of the resumable upload API (the server's routes/uploads.ts): validation, types and
+// OpenAPI in one place, like schemas.ts for the rest of the admin API.
 import { z } from '@hono/zod-openapi';
 
 const Digest = z

@@ -1,0 +1,3 @@
+import { abotaTestConfig } from '../../vitest.shared.ts';
+
+export default abotaTestConfig;
