@@ -2,7 +2,6 @@
 // Bun, workers, current browsers): key import from JWK (RFC 8037 §2), sign, verify, key
 // generation and the SHA-256 of RFC 7638 thumbprints. No JOSE library here: the device loads
 // only what it needs to verify (./jws.ts webCryptoEngine has the measurement).
-import type { PrivateJwk, PublicJwk } from './keys.js';
 
 const ED25519 = { name: 'Ed25519' } as const;
 
@@ -14,8 +13,16 @@ function subtle(): Subtle {
   return globalThis.crypto.subtle;
 }
 
-/** A public key for verification; only the RFC 8037 members are passed on. */
-export function importPublicKey(jwk: PublicJwk): Promise<CryptoKey> {
+/** The private key itself: exactly the members needed to sign. */
+export interface PrivateJwk {
+  kty: 'OKP';
+  crv: 'Ed25519';
+  x: string;
+  d: string;
+}
+
+/** A public key for verification (a trust root's PublicJwk, keys.ts); only `x` is passed on. */
+export function importPublicKey(jwk: { readonly x: string }): Promise<CryptoKey> {
   return subtle().importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, ED25519, false, ['verify']);
 }
 

@@ -4,6 +4,7 @@ import * as v from 'valibot';
 import { base64urlEncode } from './base64url.js';
 import {
   generateEd25519,
+  type PrivateJwk,
   importPrivateKey,
   importPublicKey,
   sha256,
@@ -53,13 +54,7 @@ export const PrivateJwkSchema = v.strictObject({
 });
 /** What a key file may hold (PrivateJwkSchema). */
 export type PrivateJwkFile = v.InferOutput<typeof PrivateJwkSchema>;
-/** The private key itself: exactly the members needed to sign. */
-export interface PrivateJwk {
-  kty: 'OKP';
-  crv: 'Ed25519';
-  x: string;
-  d: string;
-}
+export type { PrivateJwk };
 
 export interface SigningKey {
   kid: string;

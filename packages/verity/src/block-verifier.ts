@@ -5,20 +5,13 @@
 import type { FileHandle } from 'node:fs/promises';
 import { VerityError } from './errors.js';
 import { checkedFileLeafLevel } from './file-leaf-level.js';
+import type { LeafLevel } from './leaf-level.js';
 import type { TreeGeometry } from './geometry.js';
 import { treeGeometry } from './geometry.js';
 import { BlockHasher } from './hashing.js';
 import type { VerityParams } from './params.js';
 import { checkTop, firstDifference, leafPaddingError, mismatchError, packDigests } from './tree-check.js';
 import { parseRootHash } from './verify.js';
-
-/** Where a verified tree's leaf level lives. */
-export interface LeafLevel {
-  /** Leaf hash block `blockInLevel` as verified, or the error saying why it cannot be trusted now. */
-  block(blockInLevel: number): Buffer | VerityError;
-  /** The whole hash file the verifier was made from, from byte 0, in pieces (see BlockVerifier.hashFile). */
-  hashFile(): AsyncGenerator<Uint8Array>;
-}
 
 /** Pieces the in-memory hash file is handed out in. */
 const HASH_FILE_PIECE_BYTES = 1024 * 1024;

@@ -5,11 +5,11 @@
 // lies outside this process and may change after the first pass.
 import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { LeafLevel } from './block-verifier.js';
 import { VerityError } from './errors.js';
 import type { TreeGeometry } from './geometry.js';
 import { BlockHasher } from './hashing.js';
 import { readFully } from './io.js';
+import type { LeafLevel } from './leaf-level.js';
 import type { VerityParams } from './params.js';
 import { checkTop, firstDifference, leafPaddingError, mismatchError, packDigests } from './tree-check.js';
 

@@ -2,9 +2,27 @@
 // and posts them to the parent (see parallel.ts). Reads the data with its own file handle.
 import { open } from 'node:fs/promises';
 import { parentPort, workerData } from 'node:worker_threads';
-import { VerityError } from './errors.js';
+import { VerityError, type VerityErrorCode } from './errors.js';
 import { BlockHasher, hashRange } from './hashing.js';
-import type { WorkerJob, WorkerMessage } from './parallel.js';
+import type { LevelLayout } from './hashing.js';
+
+// What parallel.ts sends a worker and hears back (defined here: the worker does not import parallel.ts).
+export interface WorkerJob {
+  dataPath: string;
+  dataBlockSize: number;
+  firstBlock: number;
+  blockCount: number;
+  algorithm: string;
+  hashType: 0 | 1;
+  salt: Uint8Array;
+  layout: LevelLayout;
+  chunkBytes: number;
+}
+
+export type WorkerMessage =
+  | { kind: 'blocks'; firstHashBlock: number; bytes: Uint8Array; sourceBlocksDone: number }
+  | { kind: 'done' }
+  | { kind: 'error'; code: VerityErrorCode; message: string };
 
 const job = workerData as WorkerJob;
 const port = parentPort!;

@@ -6,29 +6,12 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { VerityErrorCode } from './errors.js';
 import { VerityError } from './errors.js';
 import type { TreeGeometry } from './geometry.js';
 import type { BlockHasher, LevelLayout } from './hashing.js';
 import { DEFAULT_CHUNK_BYTES, hashRange } from './hashing.js';
+import type { WorkerJob, WorkerMessage } from './level-worker.js';
 import type { VerityParams } from './params.js';
-
-export interface WorkerJob {
-  dataPath: string;
-  dataBlockSize: number;
-  firstBlock: number;
-  blockCount: number;
-  algorithm: string;
-  hashType: 0 | 1;
-  salt: Uint8Array;
-  layout: LevelLayout;
-  chunkBytes: number;
-}
-
-export type WorkerMessage =
-  | { kind: 'blocks'; firstHashBlock: number; bytes: Uint8Array; sourceBlocksDone: number }
-  | { kind: 'done' }
-  | { kind: 'error'; code: VerityErrorCode; message: string };
 
 /** Below this much data, level 0 is hashed on the calling thread. */
 export const PARALLEL_MIN_BYTES = 32 * 1024 * 1024;

@@ -4,7 +4,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { ApiKeyRole } from '@abota/api';
 import type { BlobStore } from '@abota/blobstore';
-import type { VerifiedDeviceToken } from './auth/device-jwt.js';
+import type { Clock } from './clock.js';
 import type { AppConfig } from './config.js';
 import type { Db } from './db/database.js';
 import type { Logger } from './logger.js';
@@ -13,11 +13,7 @@ import type { Metrics } from './metrics.js';
 import type { TokenBuckets } from './rate-limit.js';
 import type { RolloutEngine } from './rollout/engine.js';
 
-export interface Clock {
-  now(): Date;
-}
-
-export const systemClock: Clock = { now: () => new Date() };
+export { type Clock, systemClock } from './clock.js';
 
 export { API_KEY_ROLES, type ApiKeyRole } from '@abota/api';
 
@@ -25,6 +21,15 @@ export interface AuthedApiKey {
   id: string;
   name: string;
   role: ApiKeyRole;
+}
+
+/** A token whose signature and claims verified; its jti is not consumed yet. */
+export interface VerifiedDeviceToken {
+  deviceId: string;
+  /** Primary key in used_jwt_ids: "<deviceId>:<jti>" (jti values are only unique per device). */
+  jtiKey: string;
+  /** Until when the jti must be remembered: exp + clock tolerance. */
+  jtiExpiresAt: Date;
 }
 
 export interface AuthedDevice {

@@ -24,7 +24,7 @@
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { AppConfig } from '../config.js';
-import type { AppDeps, AuthedDevice, Clock } from '../context.js';
+import type { AppDeps, AuthedDevice, Clock, VerifiedDeviceToken } from '../context.js';
 import { devices, usedJwtIds } from '../db/schema.js';
 import { ServerError } from '../errors.js';
 
@@ -40,15 +40,6 @@ const SIGNATURE_LAST_CHARS = 'AQgw';
 const JTI_MIN_CHARS = 8;
 const JTI_MAX_CHARS = 128;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** A token whose signature and claims verified; its jti is not consumed yet. */
-export interface VerifiedDeviceToken {
-  deviceId: string;
-  /** Primary key in used_jwt_ids: "<deviceId>:<jti>" (jti values are only unique per device). */
-  jtiKey: string;
-  /** Until when the jti must be remembered: exp + clock tolerance. */
-  jtiExpiresAt: Date;
-}
 
 /** A structurally valid compact JWS, not yet verified. */
 export interface ParsedDeviceToken {

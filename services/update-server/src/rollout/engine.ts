@@ -2,7 +2,7 @@
 // cache, evaluates running rollouts on a timer and shortly after device outcomes, applies the
 // engine's transitions (one replica wins each, store.ts), and keeps every replica's cache fresh
 // through PostgreSQL LISTEN/NOTIFY.
-import type { Clock } from '../context.js';
+import type { Clock } from '../clock.js';
 import type { Database, Db } from '../db/database.js';
 import type { Logger } from '../logger.js';
 import { RolloutCache } from './cache.js';

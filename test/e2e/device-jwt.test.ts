@@ -14,12 +14,13 @@ import {
 import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import type { KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceKey } from './device-auth.js';
+import { DeviceKey } from '@abota/client';
 
 // The update server's own verifier, read from its source: the device JWT is a contract between
-// the two, so the client's hand-built token is checked by the code that will receive it. (A
-// computed specifier keeps the server's sources out of this package's typecheck.)
-const SERVER_VERIFIER = new URL('../../../../services/update-server/src/auth/device-jwt.ts', import.meta.url);
+// the agent (@abota/client) and the server, so the client's hand-built token is checked by the
+// code that will receive it. Here in test/, where composition belongs: a package never imports a
+// service. (A computed specifier keeps the server's sources out of this workspace's typecheck.)
+const SERVER_VERIFIER = new URL('../../services/update-server/src/auth/device-jwt.ts', import.meta.url);
 const { devicePublicKey, parseDeviceToken, verifyParsedDeviceToken } = (await import(
   SERVER_VERIFIER.href
 )) as {
