@@ -2,7 +2,7 @@
 // next, and the try-once / confirm / reject transitions of an A/B update (docs/architecture.md "The
 // device side"). One interface; implementations for GRUB, U-Boot and a JSON state file.
 import { ClientError } from '../errors.js';
-import { readSmallFile } from './atomicfile.js';
+import { readSmallFile } from '../atomic-file.js';
 
 export type SlotName = 'A' | 'B';
 export const SLOT_NAMES: readonly SlotName[] = ['A', 'B'];

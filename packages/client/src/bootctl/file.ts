@@ -3,7 +3,7 @@
 // good, bad) without a bootloader. `fileSelectSlot` plays the bootloader's part.
 import * as v from 'valibot';
 import { ClientError } from '../errors.js';
-import { readSmallFile, writeFileAtomic } from './atomicfile.js';
+import { BOOT_STATE_WRITE, readSmallFile, writeFileAtomic } from '../atomic-file.js';
 import { withPathLock } from './pathlock.js';
 import {
   type BootControl,
@@ -116,6 +116,7 @@ export async function writeBootStateFile(path: string, state: BootState): Promis
   await writeFileAtomic(
     path,
     new TextEncoder().encode(`${JSON.stringify(v.parse(bootStateSchema, state), null, 2)}\n`),
+    BOOT_STATE_WRITE,
   );
 }
 

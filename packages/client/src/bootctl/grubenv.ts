@@ -2,7 +2,7 @@
 // Pure parse/edit functions over the block's bytes, plus file helpers that write atomically
 // (temp + fsync + rename + fsync dir) and keep the block's size, as GRUB's save_env needs.
 import { ClientError } from '../errors.js';
-import { readSmallFile, writeFileAtomic } from './atomicfile.js';
+import { BOOT_STATE_WRITE, readSmallFile, writeFileAtomic } from '../atomic-file.js';
 import { withPathLock } from './pathlock.js';
 
 /** The only bytes GRUB checks (docs/formats.md §2.1); the WARNING line after it is a comment. */
@@ -248,7 +248,7 @@ export async function readGrubEnvFile(
 
 /** `grub-editenv FILE create`, atomically: a fresh block of `sizeBytes` replaces FILE. */
 export async function createGrubEnvFile(path: string, sizeBytes = GRUBENV_DEFAULT_SIZE_BYTES): Promise<void> {
-  await writeFileAtomic(path, createGrubEnv(sizeBytes));
+  await writeFileAtomic(path, createGrubEnv(sizeBytes), BOOT_STATE_WRITE);
 }
 
 /**
@@ -265,7 +265,7 @@ export async function editGrubEnvFile(
   return withPathLock(path, async () => {
     const { block, vars } = await readGrubEnvFile(path);
     const next = editGrubEnv(block, typeof edits === 'function' ? edits(vars) : edits, path);
-    if (!next.every((b, i) => block[i] === b)) await writeFileAtomic(path, next);
+    if (!next.every((b, i) => block[i] === b)) await writeFileAtomic(path, next, BOOT_STATE_WRITE);
     return parseGrubEnv(next, path);
   });
 }

@@ -71,4 +71,4 @@ export {
   readBootStateFile,
   writeBootStateFile,
 } from './file.js';
-export { writeFileAtomic } from './atomicfile.js';
+export { BOOT_STATE_WRITE, type WriteFileAtomicOptions, writeFileAtomic } from '../atomic-file.js';

@@ -4,7 +4,7 @@
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { ClientError } from '../errors.js';
-import { isNotFound, readSmallFile } from './atomicfile.js';
+import { isNotFound, readSmallFile } from '../atomic-file.js';
 import { withPathLock } from './pathlock.js';
 
 /** One environment copy: where it lives and how large it is (`CONFIG_ENV_SIZE`). */

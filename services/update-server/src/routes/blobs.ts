@@ -24,7 +24,7 @@ import {
 } from '../db/schema.js';
 import { ServerError } from '../errors.js';
 import { decideRange } from '../http-range.js';
-import { selectorMatches } from '../rollout-policy.js';
+import { selectorMatches } from '../rollout/policy.js';
 import {
   BlobInfoSchema,
   BlobListItemSchema,

@@ -4,7 +4,7 @@ import { createPublicKey } from 'node:crypto';
 import { createRoute } from '@hono/zod-openapi';
 import { and, eq, gt, isNull, lt, notInArray, or, type SQL, sql } from 'drizzle-orm';
 import type { MiddlewareHandler } from 'hono';
-import { createRouter } from './router.js';
+import { createRouter, json } from './router.js';
 import { authenticateDevice, replayed, verifyDeviceToken } from '../auth/device-jwt.js';
 import { bearerToken, hashSecret } from '../auth/secrets.js';
 import type { AppDeps, AppEnv } from '../context.js';
@@ -20,7 +20,7 @@ import {
 } from '../db/schema.js';
 import { ServerError } from '../errors.js';
 import { limitDevice } from '../rate-limit.js';
-import { jitteredPollSeconds } from '../rollout-policy.js';
+import { jitteredPollSeconds } from '../rollout/policy.js';
 import { DEVICE_ERROR_STATE, INSTALLING_STATES, OUTCOME_STATES } from '../rollout/model.js';
 import {
   ErrorSchema,
@@ -65,7 +65,6 @@ export function requireDevice(deps: AppDeps): MiddlewareHandler<AppEnv> {
   };
 }
 
-const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } });
 
 export function deviceRoutes(deps: AppDeps) {
   const { db, metrics, config } = deps;

@@ -20,3 +20,6 @@ export function createRouter(): OpenAPIHono<AppEnv> {
     },
   });
 }
+
+/** A JSON body (request or response) of a route definition: `...json(Schema)`. */
+export const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } });

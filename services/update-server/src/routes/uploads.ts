@@ -5,7 +5,7 @@
 // removes sessions idle for longer than `uploadSessionIdleSeconds`.
 import { digestToKey, type UploadSession } from '@abota/blobstore';
 import { createRoute, z } from '@hono/zod-openapi';
-import { createRouter } from './router.js';
+import { createRouter, json } from './router.js';
 import { requireRole, ROLE_GROUPS } from '../auth/api-keys.js';
 import type { AppDeps } from '../context.js';
 import { auditLog, blobs } from '../db/schema.js';
@@ -21,7 +21,6 @@ import {
   UploadSchema,
 } from '@abota/api';
 
-const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } });
 
 /** `Content-Digest: sha-256=:<base64>:` (RFC 9530) → hex; undefined when absent. */
 export function partDigestFromHeader(header: string | undefined): string | undefined {

@@ -1,9 +1,10 @@
-// Shared bits of the admin routes: JSON content helpers, cursor pagination, audit records.
+// Shared bits of the admin routes: the JSON content helper (router.ts), cursor pagination,
+// audit records.
 import type { Db } from '../../db/database.js';
 import { auditLog } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
 
-export const json = <T>(schema: T) => ({ content: { 'application/json': { schema } } });
+export { json } from '../router.js';
 
 /** Opaque cursor = base64url of the last id of the previous page (lists are ordered by id). */
 export function decodeCursor(cursor: string | undefined): string | undefined {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { readSmallFile } from './atomicfile.js';
+import { readSmallFile } from './atomic-file.js';
 
 const tooLarge = (size: number) => new Error(`too large: ${size}`);
 

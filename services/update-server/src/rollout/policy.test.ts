@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareVersions, jitteredPollSeconds, selectorMatches } from './rollout-policy.js';
+import { compareVersions, jitteredPollSeconds, selectorMatches } from './policy.js';
 
 const device = { id: 'd1', product: 'p', hardware: 'hw', tags: ['canary', 'eu'], currentVersion: '1.0.0' };
 describe('selectorMatches', () => {

@@ -1,10 +1,10 @@
 // Small rollout rules outside the staged model: does a selector match a device (blob access
 // checks), the poll interval with jitter, and version order. Which rollout a device is offered
-// is decided by ./rollout/offer.ts (README "Rollouts").
-import type { RolloutSelector } from './db/schema.js';
-import { selectorPicks } from './rollout/selector.js';
+// is decided by offer.ts (README "Rollouts").
+import type { RolloutSelector } from '../db/schema.js';
+import { selectorPicks } from './selector.js';
 
-export { compareVersions } from './rollout/version.js';
+export { compareVersions } from './version.js';
 
 export interface DeviceFacts {
   id: string;
