@@ -2,7 +2,6 @@
 // as the publisher lays it out (docs/CONTRACTS.md): an image with a real dm-verity hash file from
 // @abota/verity, its artifact (none, brotli or zstd) and hash tree under blobs/sha256/<hex>, a manifest
 // signed with @abota/manifest under a real trust root. Nothing here hard-codes an answer.
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import {
   signTrustRoot,
   type TrustRoot,
 } from '@abota/manifest';
+import { sha256File } from '@abota/testkit';
 import { formatVerity } from '@abota/verity';
 import type { AgentConfigInput } from '../src/config.js';
 import { parseAgentConfig } from '../src/config.js';
@@ -77,11 +77,7 @@ export async function writeImage(path: string, sizeBytes: number, seed: number):
   await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
 }
 
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
-  return h.digest('hex');
-}
+export { sha256File };
 
 export interface ReleaseOptions {
   dir: string;

@@ -4,6 +4,8 @@
 // Tests that need a tool FAIL when ABOTA_REQUIRE_TOOLS=1 (CI) and the tool is missing; on a
 // developer machine without the tool they are skipped with a message naming the Debian package.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,3 +74,10 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix = '
 }
 export { type ProcessResult, type RunningProcess, type RunOptions, runNode, startNode } from './process.js';
 export { type ReleaseBuildArgs, releaseBuildArgs } from './cli-args.js';
+
+/** sha256 (hex) of a whole file, read as a stream: the one file-digest helper of the tests. */
+export async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}

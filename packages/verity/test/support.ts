@@ -1,8 +1,7 @@
 // Shared helpers for the verity tests: data patterns of the known-answer vectors, veritysetup
 // argument lists turned into VerityParams, and running the real veritysetup.
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { VerityParams } from '../src/index.js';
 import { parseSaltHex } from '../src/index.js';
 
@@ -62,11 +61,7 @@ export function paramsFromArgs(args: readonly string[]): Partial<VerityParams> {
   return p;
 }
 
-export async function sha256File(path: string): Promise<string> {
-  return createHash('sha256')
-    .update(await readFile(path))
-    .digest('hex');
-}
+export { sha256File } from '@abota/testkit';
 
 export interface ToolRun {
   status: number;

@@ -1,6 +1,7 @@
 // Retries with exponential backoff and full jitter (AWS architecture blog "Exponential Backoff
 // and Jitter"): attempt n waits a uniform random time in [0, min(max, base * 2^n)], so a fleet
 // that lost its server at the same moment does not come back in lock-step.
+import { setTimeout as delay } from 'node:timers/promises';
 import { ClientError } from '../errors.js';
 
 export interface BackoffOptions {
@@ -25,22 +26,14 @@ export function backoffDelayMs(
   return Math.floor(random() * cap);
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(abortError(signal));
-      return;
-    }
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(abortError(signal));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+/** Wait `ms`; an abort rejects with ERR_ABORTED at once (Node's abortable timer underneath). */
+export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await delay(ms, undefined, signal === undefined ? undefined : { signal });
+  } catch (error) {
+    if (signal?.aborted) throw abortError(signal);
+    throw error;
+  }
 }
 
 export function abortError(signal?: AbortSignal): ClientError {

@@ -13,7 +13,7 @@ import {
   type ServerFlags,
 } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';
-import { parseDurationSeconds } from './rollout.js';
+import { parseDurationSeconds } from '../duration.js';
 import { formatTable, parsePositiveInt, usage } from './server-flags.js';
 
 /** "sha256:<hex>" or "<hex>" → the 64 lower-case hex digits the blob routes take. */

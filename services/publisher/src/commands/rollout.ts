@@ -16,6 +16,10 @@ import type {
   RolloutView,
   StageView,
 } from './rollout-client.js';
+import { parseDurationSeconds } from '../duration.js';
+import { formatTable } from './server-flags.js';
+
+export { parseDurationSeconds };
 
 type CommonFlags = ServerFlags;
 
@@ -35,14 +39,6 @@ const rolloutStatus = async (api: AdminConnection, id: string): Promise<RolloutS
   );
 
 const usage = (message: string) => new AdminApiError('ERR_USAGE', message);
-
-/** "90", "90s", "15m", "2h", "1d" → seconds. */
-export function parseDurationSeconds(flag: string, text: string): number {
-  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
-  if (m === null) throw usage(`${flag} "${text}" is not a duration such as 90s, 15m, 2h or 1d`);
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
-}
 
 function parseNumber(
   flag: string,
@@ -175,15 +171,8 @@ async function findRelease(api: AdminConnection, product: string, version: strin
 
 // ---- rendering ----
 
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)].join('\n');
-}
+/** formatTable's columns without its final newline (these tables are embedded in a report). */
+const table = (head: string[], rows: string[][]): string => formatTable(head, rows).slice(0, -1);
 
 const pct = (n: number) => `${Number.isInteger(n) ? n : Number(n.toFixed(2))}%`;
 

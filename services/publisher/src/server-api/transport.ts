@@ -4,6 +4,7 @@
 // non-2xx answer becomes an AdminApiError carrying the server's `{ error: { code, message } }`;
 // network failures, 5xx, 408 and 429 are retried with backoff on idempotent calls (each retry
 // told on stderr with its delay); other 4xx, an unknown host name and a bad certificate never are.
+import { setTimeout as delay } from 'node:timers/promises';
 import { AdminApiError } from './error.js';
 
 /** JSON answers of the admin API are small; anything larger is not one (size limit on network input). */
@@ -87,18 +88,10 @@ const PERMANENT_NETWORK_CAUSES = new Set([
 const interrupted = (): AdminApiError =>
   new AdminApiError('ERR_INTERRUPTED', 'interrupted; nothing more was sent');
 
+/** Wait `ms`; an abort rejects with ERR_INTERRUPTED at once (Node's abortable timer underneath). */
 const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(interrupted());
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(interrupted());
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
+  delay(ms, undefined, signal === undefined ? undefined : { signal }).catch((error: unknown) => {
+    throw signal?.aborted ? interrupted() : error;
   });
 
 /** The body of an answer, failing once it passes `maxBytes` (so no caller reads an unbounded answer). */

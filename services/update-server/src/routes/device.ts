@@ -65,7 +65,6 @@ export function requireDevice(deps: AppDeps): MiddlewareHandler<AppEnv> {
   };
 }
 
-
 export function deviceRoutes(deps: AppDeps) {
   const { db, metrics, config } = deps;
   const auth = requireDevice(deps);

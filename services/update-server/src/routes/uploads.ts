@@ -21,7 +21,6 @@ import {
   UploadSchema,
 } from '@abota/api';
 
-
 /** `Content-Digest: sha-256=:<base64>:` (RFC 9530) → hex; undefined when absent. */
 export function partDigestFromHeader(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
