@@ -2,7 +2,7 @@
 // TypeScript types and the OpenAPI document (@hono/zod-openapi). Rollouts: rollout.ts; resumable
 // uploads: uploads.ts.
 import { z } from '@hono/zod-openapi';
-import { API_KEY_ROLES } from './values.js';
+import { API_KEY_ROLES, REPORT_STATES } from './values.js';
 
 export const ErrorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string() }) })
@@ -168,16 +168,6 @@ export const PollResponseSchema = z
   ])
   .openapi('PollResponse');
 
-export const REPORT_STATES = [
-  'downloading',
-  'installing',
-  'installed',
-  'rebooting',
-  'committed',
-  'failed',
-  'rolled-back',
-  'device-error',
-] as const;
 export const ReportRequestSchema = z
   .strictObject({
     rolloutId: Uuid.optional(),

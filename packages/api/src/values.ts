@@ -13,9 +13,8 @@ export type RolloutLifecycle = (typeof ROLLOUT_LIFECYCLE)[number];
 export const ROLLOUT_KINDS = ['normal', 'rollback'] as const;
 export type RolloutKind = (typeof ROLLOUT_KINDS)[number];
 
-/** Device states inside a rollout (rollout_devices.state). */
-export const DEVICE_STATES = [
-  'offered',
+/** What a device reports of an update (POST /v1/device/report `state`). */
+export const REPORT_STATES = [
   'downloading',
   'installing',
   'installed',
@@ -25,4 +24,7 @@ export const DEVICE_STATES = [
   'rolled-back',
   'device-error',
 ] as const;
+
+/** Device states inside a rollout (rollout_devices.state): offered by the server, then reported. */
+export const DEVICE_STATES = ['offered', ...REPORT_STATES] as const;
 export type DeviceState = (typeof DEVICE_STATES)[number];
