@@ -96,6 +96,17 @@ export const RolloutRollbackSchema = z
 
 const Counts = z.partialRecord(z.enum(DEVICE_STATES), z.int());
 
+/** How the devices of a stage, or of the whole rollout, stand. */
+const Tally = {
+  targeted: z.int(),
+  counts: Counts,
+  committed: z.int(),
+  failures: z.int(),
+  inFlight: z.int(),
+  notOffered: z.int(),
+  failurePercent: z.number(),
+};
+
 export const RolloutSchema = z
   .object({
     id: Uuid,
@@ -135,13 +146,7 @@ const StageStatusSchema = z.object({
   minSample: z.int(),
   maxConcurrent: z.int().nullable(),
   phase: z.enum(['done', 'current', 'pending']),
-  targeted: z.int(),
-  counts: Counts,
-  committed: z.int(),
-  failures: z.int(),
-  inFlight: z.int(),
-  notOffered: z.int(),
-  failurePercent: z.number(),
+  ...Tally,
 });
 
 export const RolloutStatusSchema = z
@@ -153,15 +158,7 @@ export const RolloutStatusSchema = z
       currentStage: z.int(),
       stageCount: z.int(),
       timeInStageSeconds: z.int().nullable(),
-      overall: z.object({
-        targeted: z.int(),
-        counts: Counts,
-        committed: z.int(),
-        failures: z.int(),
-        inFlight: z.int(),
-        notOffered: z.int(),
-        failurePercent: z.number(),
-      }),
+      overall: z.object(Tally),
       stages: z.array(StageStatusSchema),
       next: z.object({
         action: z.enum(['advance', 'pause', 'complete', 'wait', 'none']),

@@ -318,6 +318,12 @@ export const DeviceListQuerySchema = ListQuerySchema.extend({
 });
 export const DeviceTagsSchema = z.strictObject({ tags: z.array(Tag).max(64) }).openapi('DeviceTags');
 
+/** A secret in the creation response only: shown once, stored hashed. */
+const ShownOnce = z
+  .string()
+  .optional()
+  .openapi({ description: 'Only in the creation response: shown once, stored hashed' });
+
 export const ProvisioningTokenCreateSchema = z
   .strictObject({
     product: Id,
@@ -344,10 +350,7 @@ export const ProvisioningTokenSchema = z
     maxUses: z.int().nullable(),
     uses: z.int(),
     createdAt: z.string(),
-    token: z
-      .string()
-      .optional()
-      .openapi({ description: 'Only in the creation response: shown once, stored hashed' }),
+    token: ShownOnce,
   })
   .openapi('ProvisioningToken');
 
@@ -361,14 +364,11 @@ export const ApiKeySchema = z
     role: z.enum(API_KEY_ROLES),
     createdAt: z.string(),
     revokedAt: z.string().nullable(),
-    key: z
-      .string()
-      .optional()
-      .openapi({ description: 'Only in the creation response: shown once, stored hashed' }),
+    key: ShownOnce,
   })
   .openapi('ApiKey');
 
-// Rollout schemas: src/rollout/schemas.ts.
+// Rollout schemas: rollout.ts.
 
 // ---- deltas of a release (docs/CONTRACTS.md "Deltas end to end") ----
 
