@@ -23,6 +23,8 @@ import {
   type RunningServer,
   startServer,
 } from '@abota/update-server';
+import type { ServerRoutes } from '@abota/update-server/api';
+import { hc } from 'hono/client';
 import { createServer, type AddressInfo } from 'node:net';
 import type { SimulatedVm } from '@abota/simulator';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -61,28 +63,32 @@ async function abota(...argv: string[]): Promise<{ code: number; stdout: string;
   }
 }
 
-async function admin(method: string, path: string, body?: unknown): Promise<Response> {
-  return fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/octet-stream' },
-    ...(body === undefined ? {} : { body: body instanceof Uint8Array ? body : JSON.stringify(body) }),
-  }).then(async (res) => {
-    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-    return res;
-  });
+/** The admin API through hono/client `hc`, typed by the server's routes, with the admin key. */
+const api = () => hc<ServerRoutes>(server.url, { headers: { authorization: `Bearer ${adminKey}` } });
+
+/** The answer's JSON, or an error naming the call unless its status is `status`. */
+async function expectJson<T>(res: Response, status: number, what: string): Promise<T> {
+  if (res.status !== status) throw new Error(`${what}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
 }
-const adminJson = (method: string, path: string, body: unknown) =>
-  fetch(`${server.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
 
 async function pushRelease(version: string): Promise<string> {
   const artifact = new Uint8Array(randomBytes(4096));
   const tree = new Uint8Array(randomBytes(4096));
   const digest = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-  for (const b of [artifact, tree]) await admin('PUT', `/v1/admin/blobs/sha256/${digest(b).slice(7)}`, b);
+  for (const b of [artifact, tree]) {
+    const res = await api().v1.admin.blobs.sha256[':hex'].$put(
+      { param: { hex: digest(b).slice(7) } },
+      // The raw bytes as the body (init replaces the client's headers: the key is sent again).
+      {
+        init: {
+          body: b,
+          headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/octet-stream' },
+        },
+      },
+    );
+    if (res.status >= 300) throw new Error(`PUT blob: ${res.status} ${await res.text()}`);
+  }
   const manifest: ReleaseManifest = {
     schemaVersion: 1,
     product: PRODUCT,
@@ -117,9 +123,8 @@ async function pushRelease(version: string): Promise<string> {
     },
   };
   const jws = await signManifest(manifest, [releaseKey], root);
-  const res = await adminJson('POST', '/v1/admin/releases', { manifestJws: JSON.stringify(jws) });
-  if (res.status !== 201) throw new Error(`release: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { id: string }).id;
+  const res = await api().v1.admin.releases.$post({ json: { manifestJws: JSON.stringify(jws) } });
+  return (await expectJson<{ id: string }>(res, 201, 'release')).id;
 }
 
 interface Device {
@@ -172,17 +177,14 @@ beforeAll(async () => {
     releaseKeys: [releaseKey],
     releaseThreshold: 1,
   });
-  const product = await adminJson('POST', '/v1/admin/products', {
-    id: PRODUCT,
-    trustRoot: await signTrustRoot(root, [rootKey]),
+  const product = await api().v1.admin.products.$post({
+    json: { id: PRODUCT, trustRoot: await signTrustRoot(root, [rootKey]) },
   });
-  if (product.status !== 201) throw new Error(`product: ${product.status} ${await product.text()}`);
+  await expectJson(product, 201, 'product');
   await pushRelease('1.0.0');
   await pushRelease('1.1.0');
-  const tokenRes = await adminJson('POST', '/v1/admin/provisioning-tokens', {
-    product: PRODUCT,
-    expiresInSeconds: 600,
-    maxUses: 4,
+  const tokenRes = await api().v1.admin['provisioning-tokens'].$post({
+    json: { product: PRODUCT, expiresInSeconds: 600, maxUses: 4 },
   });
   const { token } = (await tokenRes.json()) as { token: string };
   devices = [];
@@ -540,8 +542,8 @@ describe('abota rollout rollback with a real device', () => {
 });
 
 async function releaseIdOf(version: string): Promise<string> {
-  const res = await admin('GET', `/v1/admin/releases?product=${PRODUCT}`);
-  const { items } = (await res.json()) as { items: { id: string; version: string }[] };
+  const res = await api().v1.admin.releases.$get({ query: { product: PRODUCT } });
+  const { items } = await expectJson<{ items: { id: string; version: string }[] }>(res, 200, 'releases');
   const found = items.find((r) => r.version === version);
   if (found === undefined) throw new Error(`no release ${version}`);
   return found.id;
