@@ -1,15 +1,9 @@
 // `abota apikey create|list|revoke`: admin API keys, each with one role.
 // The command table only: the actions (../commands/apikey.ts) load when one runs.
 import type { Command } from 'commander';
+import { ROLES } from './flags.js';
 import { lazyAction } from './lazy.js';
 import { withServerOptions } from './server-options.js';
-import type { ApiKeyRole } from '@abota/api';
-
-/** The server's roles (API_KEY_ROLES), here for --help without loading the schemas. */
-export const ROLES = ['admin', 'publisher', 'operator', 'viewer'] as const satisfies readonly ApiKeyRole[];
-/** Fails the typecheck when the server has a role ROLES does not list. */
-const everyRoleListed: [Exclude<ApiKeyRole, (typeof ROLES)[number]>] extends [never] ? true : never = true;
-void everyRoleListed;
 
 const actions = () => import('../commands/apikey.js');
 

@@ -1,23 +1,13 @@
 // `abota keys init|rotate|show`: the trust root (root.json) and the private keys behind it
 // (../keys/). The command table only: the actions (../commands/keys.ts) load when one runs.
 import type { Command } from 'commander';
+import type { RoleFlags } from './flags.js';
 import { lazyAction } from './lazy.js';
 
 const actions = () => import('../commands/keys.js');
 
 /** The default of --passphrase-env (../keys/store.ts PASSPHRASE_ENV). */
 const PASSPHRASE_ENV = 'ABOTA_KEY_PASSPHRASE';
-
-export interface RoleFlags {
-  rootKeys?: string;
-  rootThreshold?: string;
-  releaseKeys?: string;
-  releaseThreshold?: string;
-  expires?: string;
-  passphraseEnv?: string;
-  rootKeysDir?: string;
-  json?: boolean;
-}
 
 const ROOT_KEYS_DIR_HELP =
   'directory for the root private keys instead of DIR/keys: keep it offline (removable media) and attach it only to init or rotate';

@@ -1,6 +1,7 @@
 // `abota verity format|verify|dump`: dm-verity hash trees, compatible with veritysetup.
 // The command table only: the actions (../commands/verity.ts) load when one runs.
 import type { Command } from 'commander';
+import type { TreeOptions } from './flags.js';
 import { lazyAction } from './lazy.js';
 
 const actions = () => import('../commands/verity.js');
@@ -39,21 +40,6 @@ export function registerVerityCommands(program: Command): void {
     .option('--hash-offset <bytes>', 'byte offset of the superblock, a multiple of 512')
     .option('--json', 'print one JSON document instead of text')
     .action(lazyAction(actions, 'dump'));
-}
-
-export interface TreeOptions {
-  salt?: string;
-  uuid?: string;
-  format?: string;
-  hash?: string;
-  dataBlockSize?: string;
-  hashBlockSize?: string;
-  dataBlocks?: string;
-  hashOffset?: string;
-  superblock: boolean;
-  rootHashFile?: string;
-  threads?: string;
-  json?: boolean;
 }
 
 function addTreeOptions(cmd: Command): Command {

@@ -4,7 +4,7 @@ import type { ApiKeyRole } from '@abota/api';
 import { printJson } from '../output.js';
 import { type ApiSchemas, connectFromEnvironment, readJson, type ServerFlags } from '../server-api/client.js';
 import { AdminApiError } from '../server-api/error.js';
-import { ROLES } from '../cli/apikey.js';
+import { ROLES } from '../cli/flags.js';
 import { checkedId, formatTable, usage } from './server-flags.js';
 
 const KeyList = (s: ApiSchemas) => s.listOf(s.ApiKeySchema);

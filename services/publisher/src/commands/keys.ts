@@ -1,7 +1,7 @@
 // The actions of `abota keys init|rotate|show` (their table is ../cli/keys.ts): flags to
 // options of ../keys/trust-root.ts, summaries to output.
 import { ROLE_NAMES, type RoleName } from '@abota/manifest';
-import type { RoleFlags } from '../cli/keys.js';
+import type { RoleFlags } from '../cli/flags.js';
 import { KeysError } from '../keys/errors.js';
 import { PASSPHRASE_ENV, passphraseFromEnv } from '../keys/store.js';
 import {

@@ -1,7 +1,7 @@
 // `abota verity format|verify|dump`: veritysetup-compatible dm-verity commands (docs/formats.md §1).
 // Text output mirrors veritysetup's ("Root hash:\t<hex>"); exit statuses too (0 good,
 // 1 bad header / root hash / short device, 2 data or tree corrupted, 4 missing device).
-import type { TreeOptions } from '../cli/verity.js';
+import type { TreeOptions } from '../cli/flags.js';
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
