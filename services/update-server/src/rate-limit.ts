@@ -7,8 +7,8 @@
 // are fixed-window counters with pluggable stores; what is needed here is ~40 lines of token
 // bucket with a bounded key set.
 import type { Context } from 'hono';
-import type { AppDeps } from './context.js';
 import { ServerError } from './errors.js';
+import type { Metrics } from './metrics.js';
 
 /** `burst` requests at once, refilled at `burst` per `periodSeconds`; burst 0 = no limit. */
 export interface RateSpec {
@@ -112,7 +112,11 @@ export function sourceAddress(c: Context): string | undefined {
 }
 
 /** The per-device bucket, taken once the device's JWT verified (a forged one cannot drain it). */
-export function limitDevice(deps: Pick<AppDeps, 'limits' | 'metrics'>, deviceId: string): void {
+export function limitDevice(
+  // What it needs of AppDeps (context.ts), named here: context.ts → config.ts → this module.
+  deps: { limits: { device: TokenBuckets }; metrics: Pick<Metrics, 'rateLimited'> },
+  deviceId: string,
+): void {
   const wait = deps.limits.device.take(deviceId);
   if (wait > 0) {
     deps.metrics.rateLimited.inc({ limit: 'device' });
