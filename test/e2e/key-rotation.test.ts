@@ -16,6 +16,7 @@ import {
   verifyTrustRoot,
 } from '@abota/manifest';
 import { SimulatedVm } from '@abota/simulator';
+import { labJson } from '@abota/update-server/lab';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createFleet,
@@ -182,7 +183,12 @@ describe('online trust root rotation', () => {
     );
     // The server refuses it as a rotation of the current root.
     await expect(
-      fleet.server.admin('PUT', `/v1/admin/products/${PRODUCT}/trust-root`, { trustRoot: signedForged }),
+      labJson(
+        await fleet.server.api.v1.admin.products[':id']['trust-root'].$put({
+          param: { id: PRODUCT },
+          json: { trustRoot: signedForged },
+        }),
+      ),
     ).rejects.toThrow();
     const r = await attack(
       'forged-root',
