@@ -1,7 +1,6 @@
 // `abota keys init|rotate|show`: the trust root (root.json) and the private keys behind it
 // (../keys/). The command table only: the actions (../commands/keys.ts) load when one runs.
 import type { Command } from 'commander';
-import type { RoleFlags } from './flags.js';
 import { lazyAction } from './lazy.js';
 
 const actions = () => import('../commands/keys.js');

@@ -1,7 +1,6 @@
 // `abota verity format|verify|dump`: dm-verity hash trees, compatible with veritysetup.
 // The command table only: the actions (../commands/verity.ts) load when one runs.
 import type { Command } from 'commander';
-import type { TreeOptions } from './flags.js';
 import { lazyAction } from './lazy.js';
 
 const actions = () => import('../commands/verity.js');
