@@ -12,26 +12,18 @@ import {
   type TrustRootSummary,
 } from '../keys/trust-root.js';
 import { printJson } from '../output.js';
+import { parseDurationText } from '../duration.js';
 
-const DURATION_UNITS_MS: Record<string, number> = {
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 7 * 86_400_000,
-};
-
-/** "365d", "12h", "2w" → milliseconds (1 second … 100 years). */
+/** "365d", "12h", "2w" → milliseconds (1 second … 100 years); the one parser is ../duration.ts. */
 export function parseDuration(text: string): number {
-  const m = /^(\d{1,6})([smhdw])$/.exec(text);
-  const ms = m === null ? Number.NaN : Number(m[1]) * DURATION_UNITS_MS[m[2]!]!;
-  if (!(ms >= 1000 && ms <= 100 * 365 * 86_400_000)) {
+  const seconds = /^\d{1,6}[smhdw]$/.test(text) ? parseDurationText(text) : undefined;
+  if (seconds === undefined || !(seconds >= 1 && seconds <= 100 * 365 * 86_400)) {
     throw new KeysError(
       'ERR_USAGE',
       `--expires ${JSON.stringify(text)}: expected a duration like 365d, 12h, 2w, 90m`,
     );
   }
-  return ms;
+  return seconds * 1000;
 }
 
 function parseCount(flag: string, text: string | undefined): number | undefined {
