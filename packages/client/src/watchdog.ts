@@ -10,8 +10,8 @@
 // runs at most every WatchdogSec/2 (minutes), so a short process costs nothing. systemd-notify
 // waits until the manager has read the message (sd_notify_barrier, systemd ≥ 246), so the
 // sender is still in the service's cgroup when it is attributed; the unit sets NotifyAccess=all
-// because the sender is a child, not the main process.
-import { spawn } from 'node:child_process';
+// because the sender is a child, not the main process. node:child_process is loaded at the
+// first ping, not at start (the agent's RSS: hooks.ts).
 
 export interface WatchdogOptions {
   /** WATCHDOG_USEC / 1000: systemd restarts the service after this long without a ping. */
@@ -80,6 +80,7 @@ export class Watchdog {
 export function systemdNotify(): Promise<void> {
   return new Promise((resolve, reject) => {
     // No --pid: that would send MAINPID= too, and the main process is already this one.
+    const { spawn } = process.getBuiltinModule('node:child_process');
     const child = spawn('systemd-notify', ['WATCHDOG=1'], { stdio: 'ignore' });
     child.once('error', reject);
     child.once('exit', (code) =>

@@ -86,29 +86,50 @@ describe.each(DB_BACKENDS)('rollout poisoning on %s', (backend) => {
   it('ten devices that never fetched the release cannot fail it; one that did can', async () => {
     const release: TestRelease = await makeRelease(keys, '1.0.0');
     const releaseId = await pushRelease(h, release);
-    const token = await createProvisioningToken(h, keys.product, { maxUses: 11 });
+    const token = await createProvisioningToken(h, keys.product, { maxUses: 12 });
     const fakes: TestDevice[] = [];
     for (let i = 0; i < 10; i++) fakes.push(await registerDevice(h, keys.product, token));
+    // The canary: the ten fakes and one real device that downloads the release and commits it.
+    const canary = await registerDevice(h, keys.product, token);
     const rolloutId = await startRollout(
       h,
       releaseId,
-      { deviceIds: fakes.map((d) => d.id) },
+      { deviceIds: [...fakes, canary].map((d) => d.id) },
       {
-        stages: [{ percent: 100, maxFailurePercent: 20, minSample: 3 }],
+        stages: [{ percent: 100, maxFailurePercent: 20, minSample: 1 }],
       },
     );
-    for (const d of fakes) expect((await poll(d)).rolloutId).toBe(rolloutId);
+    for (const d of [...fakes, canary]) expect((await poll(d)).rolloutId).toBe(rolloutId);
     for (const d of fakes) await report(d, rolloutId, 'failed');
+    const fetched = await h.request(`/v1/device/blobs/sha256/${release.artifactDigest.slice(7)}`, {
+      token: await canary.token(),
+    });
+    expect(fetched.status).toBe(200);
+    await fetched.arrayBuffer();
+    await report(canary, rolloutId, 'committed');
     await engine.evaluateAll();
-    // Every targeted device has finished: the rollout completes (it read "paused: 100 % (10 of
-    // 10) failed" before), its reason naming the reports it did not count.
-    expect(await rolloutState(rolloutId)).not.toBe('paused');
+    // Every targeted device has finished: the rollout completes (it read "paused: 91 % (10 of
+    // 11) failed" before), its reason naming the reports it did not count.
+    expect(await rolloutState(rolloutId)).toBe('completed');
     const status = await h.request(`/v1/admin/rollouts/${rolloutId}/status`, { key: h.adminKey });
     const body = (await status.json()) as {
       status: { overall: { failures: number; counts: Record<string, number> } };
     };
     expect(body.status.overall.failures).toBe(0);
     expect(body.status.overall.counts.failed).toBe(10); // still shown: an operator sees the reports
+
+    // Fakes alone (or a release every device refuses before downloading it: a bad signature)
+    // cannot make a rollout read "completed" either: it stops, saying why.
+    const onlyFakes = await startRollout(
+      h,
+      releaseId,
+      { deviceIds: fakes.map((d) => d.id) },
+      { stages: [{ percent: 100, maxFailurePercent: 20, minSample: 3 }] },
+    );
+    for (const d of fakes) expect((await poll(d)).rolloutId).toBe(onlyFakes);
+    for (const d of fakes) await report(d, onlyFakes, 'failed');
+    await engine.evaluateAll();
+    expect(await rolloutState(onlyFakes)).toBe('paused');
 
     // A device that downloaded the artifact and then failed is a real failure.
     const real = await registerDevice(h, keys.product, token);

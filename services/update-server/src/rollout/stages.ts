@@ -86,6 +86,24 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
       numbers,
     };
   }
+  // Reports from devices that never downloaded do not count in the failure rate (a device that
+  // did not fetch the release cannot fail it), but a stage none of whose devices committed, all
+  // of them done and some refusing the release before download (a bad signature, a securityVersion
+  // below the floor), has not done its job: it stops for an operator instead of advancing or
+  // reading "completed". A stage with one committed device goes on whatever the others claim.
+  const cohortNotOffered = input.progress[k]?.notOffered ?? 0;
+  if (
+    cohort.committed === 0 &&
+    cohort.unfetchedFailures > 0 &&
+    cohort.inFlight === 0 &&
+    cohortNotOffered === 0
+  ) {
+    return {
+      action: 'pause',
+      reason: `${where}: no device committed: ${cohort.unfetchedFailures} of ${cohort.targeted} failed before downloading the release (refused it; not counted in the failure rate): see the devices' events, then fix the release or abort`,
+      numbers,
+    };
+  }
   if (bakedSeconds < stage.minBakeSeconds) {
     return {
       action: 'wait',
