@@ -76,6 +76,7 @@ describe.each(DB_BACKENDS)('poll batching on %s', (backend) => {
     bootedSlot: 'A',
     installState: null,
     hardware: null,
+    product: null,
     now: new Date(),
     rolloutIds: [rolloutId, otherRolloutId],
     ...o,

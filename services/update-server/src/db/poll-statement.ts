@@ -27,6 +27,11 @@ export interface PollStatementInput {
   bootedSlot: string;
   installState: string | null;
   hardware: string | null;
+  /**
+   * The product the device reports, if any. The device row is only updated when it matches the
+   * registered one: a poll refused for a product mismatch (ERR_CONFLICT) must change nothing.
+   */
+  product: string | null;
   now: Date;
   /** Rollouts whose progress the offer decision needs (the cached offerable ones). */
   rolloutIds: readonly string[];
@@ -61,15 +66,18 @@ interface Row extends Record<string, unknown> {
 
 // Parameters are parallel arrays, one element per poll ($1 device ids, $2 jti keys, $3 jti
 // expiries, $4 versions, $5 booted slots, $6 install states, $7 hardware), then $8 the rollout
-// ids whose progress is wanted. `ord` (1-based position) maps result rows back to polls. A
-// device's row is updated with its own poll's values and its own `now` ($9 array), as if alone.
+// ids whose progress is wanted, $9 each poll's `now` and $10 the products reported (null: none). `ord` (1-based position) maps result rows back to polls. A
+// device's row is updated with its own poll's values and its own `now` ($9 array), as if alone,
+// and not at all when the poll reports another product than the registered one (the route
+// refuses that poll with ERR_CONFLICT; its jti stays spent, like any verified token's).
 // Progress is read per device through the (rollout_id, device_id) primary key (LATERAL), never
 // by scanning a rollout's rows: a generic plan must not grow with the fleet.
 const POLL_SQL = `
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],
-                       $7::text[], $9::timestamptz[])
-    WITH ORDINALITY AS i(device_id, jti, jti_expires_at, version, booted_slot, install_state, hardware, now, ord)
+                       $7::text[], $9::timestamptz[], $10::text[])
+    WITH ORDINALITY AS i(device_id, jti, jti_expires_at, version, booted_slot, install_state, hardware, now,
+                         product, ord)
 ), dev AS (
   SELECT i.ord, d.id, d.product, d.hardware, d.tags, d.attributes, d.decommissioned_at
   FROM input i JOIN devices d ON d.id = i.device_id
@@ -84,7 +92,7 @@ WITH input AS (
   SET current_version = i.version, booted_slot = i.booted_slot, install_state = i.install_state,
       hardware = coalesce(i.hardware, devices.hardware), last_seen_at = i.now
   FROM input i JOIN jti ON jti.jti = i.jti
-  WHERE devices.id = i.device_id
+  WHERE devices.id = i.device_id AND (i.product IS NULL OR i.product = devices.product)
   RETURNING 1
 )
 SELECT i.ord, dev.product, coalesce(i.hardware, dev.hardware) AS hardware, dev.tags,
@@ -131,11 +139,12 @@ export async function runPollStatements(
     polls.map((p) => p.hardware),
     [...rolloutIds],
     polls.map((p) => p.now.toISOString()),
+    polls.map((p) => p.product),
   ];
   // node-postgres pools (they count clients) take a statement name and prepare it once per connection.
   const result =
     'totalCount' in client
-      ? await client.query({ name: 'abota_poll_v3', text: POLL_SQL, values })
+      ? await client.query({ name: 'abota_poll_v4', text: POLL_SQL, values })
       : await client.query(POLL_SQL, values);
   const results: PollStatementResult[] = polls.map(() => ({ kind: 'unknown-device' }));
   for (const r of result.rows) {

@@ -215,6 +215,7 @@ export function deviceRoutes(deps: AppDeps) {
           bootedSlot: body.bootedSlot,
           installState: body.installState ?? null,
           hardware: body.hardware ?? null,
+          product: body.product ?? null,
           now,
         });
         if (result.kind === 'unknown-device')
