@@ -56,6 +56,14 @@ const SEED =
       ? Math.floor(Math.random() * 2 ** 31)
       : Number.parseInt(SEED_ENV, 10);
 const RUNS = Number.parseInt(process.env['ABOTA_FUZZ_RUNS'] ?? '25', 10);
+/**
+ * Requests whose JSON form matches this regular expression are skipped: to look past a known
+ * defect class for the next one (e.g. ABOTA_FUZZ_EXCLUDE='\\u0000|%00' while NULs give 500s).
+ */
+const EXCLUDE =
+  process.env['ABOTA_FUZZ_EXCLUDE'] === undefined || process.env['ABOTA_FUZZ_EXCLUDE'] === ''
+    ? undefined
+    : new RegExp(process.env['ABOTA_FUZZ_EXCLUDE']);
 /** Tables whose rows a refusal may add, with the reason (see the header). */
 const EXCLUDED_TABLES = new Set(['used_jwt_ids']);
 
@@ -157,6 +165,8 @@ async function check(req: FuzzRequest): Promise<string | undefined> {
   const before = baseline;
   baseline = after;
   if (res.status >= 500) return `answered ${res.status}: ${text.slice(0, 300)}`;
+  if (req.mustRefuse === true && res.status !== 401 && res.status !== 403)
+    return `wrong credentials answered ${res.status} (want 401 or 403): ${text.slice(0, 200)}`;
   if (res.status < 400) return undefined;
   let code: unknown;
   try {
@@ -215,6 +225,13 @@ beforeAll(async () => {
     tokenId,
     spareApiKeyId: ((await spareKey.json()) as { id: string }).id,
   };
+  // The jti the 'replayed' credentials reuse is spent here, so every fuzz use of it is a replay.
+  const spent = await h.request('/v1/device/poll', {
+    method: 'POST',
+    token: await device.token({ jti: 'fuzz-replayed-jti' }),
+    json: { version: '1.0.0', bootedSlot: 'A' },
+  });
+  if (spent.status !== 200) throw new Error(`poll to spend a jti: ${spent.status} ${await spent.text()}`);
   const doc = (await (await h.app.request('/openapi.json')).json()) as OpenApiDocument;
   operations = operationsFromDocument(doc).filter((op) => op.path.startsWith('/v1/'));
   baseline = await snapshot(h.db);
@@ -241,6 +258,7 @@ describe('OpenAPI fuzz: device and admin routes', () => {
       const seed = SEED + index;
       const result = await fc.check(
         fc.asyncProperty(requestsFor(op, fleet, API_KEY_ROLES, DEFAULT_APP_CONFIG.maxJsonBodyBytes), async (req) => {
+          if (EXCLUDE !== undefined) fc.pre(!EXCLUDE.test(JSON.stringify(req)));
           const violation = await check(req);
           if (violation !== undefined) throw new Error(`${req.mutation}: ${violation}`);
         }),

@@ -68,6 +68,8 @@ export interface FuzzRequest {
   body?: string;
   /** What was broken, for the failure message. */
   mutation: string;
+  /** The credentials are wrong for this route: anything but a 401/403 is a defect. */
+  mustRefuse?: true;
 }
 
 export type AuthChoice =
@@ -568,7 +570,12 @@ export function requestsFor(op: Operation, fleet: Fleet, roles: readonly string[
         : op.security === 'deviceOrApiKey'
           ? fc.oneof(hostileAuth, badDevice)
           : fc.oneof(hostileAuth, fc.constant<AuthChoice>({ kind: 'device' }));
-    mutations.push(fc.tuple(validParts, wrongAuth).map(([parts, auth]) => build(op, parts, auth, `credentials ${JSON.stringify(auth).slice(0, 80)}`)));
+    mutations.push(
+      fc.tuple(validParts, wrongAuth).map(([parts, auth]) => ({
+        ...build(op, parts, auth, `credentials ${JSON.stringify(auth).slice(0, 80)}`),
+        mustRefuse: true as const,
+      })),
+    );
   }
   return fc.oneof(...mutations);
 }
