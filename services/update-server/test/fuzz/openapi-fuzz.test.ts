@@ -235,7 +235,9 @@ beforeAll(async () => {
   const doc = (await (await h.app.request('/openapi.json')).json()) as OpenApiDocument;
   operations = operationsFromDocument(doc).filter((op) => op.path.startsWith('/v1/'));
   baseline = await snapshot(h.db);
-  console.log(`openapi fuzz: ABOTA_FUZZ_SEED=${SEED} ABOTA_FUZZ_RUNS=${RUNS}, ${operations.length} operations`);
+  console.log(
+    `openapi fuzz: ABOTA_FUZZ_SEED=${SEED} ABOTA_FUZZ_RUNS=${RUNS}, ${operations.length} operations`,
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -257,11 +259,14 @@ describe('OpenAPI fuzz: device and admin routes', () => {
       const route = `${op.method} ${op.path}`;
       const seed = SEED + index;
       const result = await fc.check(
-        fc.asyncProperty(requestsFor(op, fleet, API_KEY_ROLES, DEFAULT_APP_CONFIG.maxJsonBodyBytes), async (req) => {
-          if (EXCLUDE !== undefined) fc.pre(!EXCLUDE.test(JSON.stringify(req)));
-          const violation = await check(req);
-          if (violation !== undefined) throw new Error(`${req.mutation}: ${violation}`);
-        }),
+        fc.asyncProperty(
+          requestsFor(op, fleet, API_KEY_ROLES, DEFAULT_APP_CONFIG.maxJsonBodyBytes),
+          async (req) => {
+            if (EXCLUDE !== undefined) fc.pre(!EXCLUDE.test(JSON.stringify(req)));
+            const violation = await check(req);
+            if (violation !== undefined) throw new Error(`${req.mutation}: ${violation}`);
+          },
+        ),
         { seed, numRuns: RUNS, endOnFailure: false, interruptAfterTimeLimit: 20_000 },
       );
       if (result.failed) {
@@ -270,7 +275,11 @@ describe('OpenAPI fuzz: device and admin routes', () => {
           [
             `${route} (ABOTA_FUZZ_SEED=${SEED}, route seed ${seed}, path ${result.counterexamplePath}, ${result.numShrinks} shrinks)`,
             `  request: ${JSON.stringify(example, (_k, v: unknown) => (typeof v === 'string' && v.length > 200 ? `${v.slice(0, 200)}…(${v.length} chars)` : v))}`,
-            `  ${String(result.errorInstance instanceof Error ? result.errorInstance.message : result.errorInstance).split('\n').join('\n  ')}`,
+            `  ${String(
+              result.errorInstance instanceof Error ? result.errorInstance.message : result.errorInstance,
+            )
+              .split('\n')
+              .join('\n  ')}`,
           ].join('\n'),
         );
       }

@@ -77,7 +77,10 @@ export type AuthChoice =
   | { kind: 'role'; role: string }
   | { kind: 'device' }
   /** A device JWT that must be refused: expired, other audience, wrong key, unknown device, replayed jti. */
-  | { kind: 'deviceBad'; variant: 'expired' | 'audience' | 'foreignKey' | 'unknownDevice' | 'replayed' | 'longLived' }
+  | {
+      kind: 'deviceBad';
+      variant: 'expired' | 'audience' | 'foreignKey' | 'unknownDevice' | 'replayed' | 'longLived';
+    }
   | { kind: 'none' }
   | { kind: 'raw'; header: string };
 
@@ -173,9 +176,12 @@ function stringFor(schema: JsonSchema): fc.Arbitrary<string> {
   if (schema.format === 'date-time') return fc.date({ noInvalidDate: true }).map((d) => d.toISOString());
   if (schema.pattern !== undefined) {
     // The server's patterns are simple; a few are recognised, the rest fall back to matching text.
-    if (/\[0-9a-f\]\{64\}/.test(schema.pattern)) return hexString(64).map((h) => (schema.pattern?.includes('sha256:') ? `sha256:${h}` : h));
+    if (/\[0-9a-f\]\{64\}/.test(schema.pattern))
+      return hexString(64).map((h) => (schema.pattern?.includes('sha256:') ? `sha256:${h}` : h));
     try {
-      return fc.stringMatching(new RegExp(schema.pattern)).filter((s) => s.length <= (schema.maxLength ?? 256));
+      return fc
+        .stringMatching(new RegExp(schema.pattern))
+        .filter((s) => s.length <= (schema.maxLength ?? 256));
     } catch {
       return fc.constant('a');
     }
@@ -201,7 +207,10 @@ export function validValue(schema: JsonSchema, depth = 0): fc.Arbitrary<unknown>
     case 'integer':
       return fc.integer({
         min: schema.minimum ?? (schema.exclusiveMinimum !== undefined ? schema.exclusiveMinimum + 1 : 0),
-        max: Math.min(schema.maximum ?? 1000, schema.exclusiveMaximum !== undefined ? schema.exclusiveMaximum - 1 : 1000),
+        max: Math.min(
+          schema.maximum ?? 1000,
+          schema.exclusiveMaximum !== undefined ? schema.exclusiveMaximum - 1 : 1000,
+        ),
       });
     case 'number':
       return fc.double({ min: schema.minimum ?? 0, max: schema.maximum ?? 1000, noNaN: true });
@@ -268,16 +277,20 @@ export function hostileValue(maxBodyBytes: number): fc.Arbitrary<Hostile> {
       h('date out of range', '+275760-09-13T00:00:00.001Z'),
     ),
     fc.string({ unit: 'binary', maxLength: 40 }).map((s) => h('random unicode', s)),
-    fc.string({ unit: fc.constantFrom('\u0000', 'a', '\u00e9', '\ufffd', '\ud83d'), maxLength: 30 }).map((s) =>
-      h('NUL/unicode mix', s),
-    ),
-    fc.constantFrom(1000, 65_536, Math.floor(maxBodyBytes * 0.9)).map((n) => h(`string of ${n} chars`, 'x'.repeat(n))),
-    fc.constantFrom(64, 1000, 20_000).chain((d) =>
-      fc.constantFrom(
-        h(`${d}-deep arrays`, `${RAW}${deep(d, '[', ']')}`),
-        h(`${d}-deep objects`, `${RAW}${deep(d, '{"a":', '}')}`),
+    fc
+      .string({ unit: fc.constantFrom('\u0000', 'a', '\u00e9', '\ufffd', '\ud83d'), maxLength: 30 })
+      .map((s) => h('NUL/unicode mix', s)),
+    fc
+      .constantFrom(1000, 65_536, Math.floor(maxBodyBytes * 0.9))
+      .map((n) => h(`string of ${n} chars`, 'x'.repeat(n))),
+    fc
+      .constantFrom(64, 1000, 20_000)
+      .chain((d) =>
+        fc.constantFrom(
+          h(`${d}-deep arrays`, `${RAW}${deep(d, '[', ']')}`),
+          h(`${d}-deep objects`, `${RAW}${deep(d, '{"a":', '}')}`),
+        ),
       ),
-    ),
     fc.array(fc.integer(), { minLength: 10_000, maxLength: 10_000 }).map((a) => h('10k-element array', a)),
   );
 }
@@ -388,7 +401,9 @@ const hostileAuth: fc.Arbitrary<AuthChoice> = fc.oneof(
     { kind: 'raw', header: `Bearer ${'x'.repeat(8000)}` },
     { kind: 'raw', header: 'Bearer abk_\u00e9\u00e9' },
   ),
-  fc.string({ unit: 'grapheme-ascii', maxLength: 80 }).map((s): AuthChoice => ({ kind: 'raw', header: `Bearer ${s}` })),
+  fc
+    .string({ unit: 'grapheme-ascii', maxLength: 80 })
+    .map((s): AuthChoice => ({ kind: 'raw', header: `Bearer ${s}` })),
 );
 
 const WRONG_CONTENT_TYPES = [
@@ -433,7 +448,14 @@ interface Parts {
   body: unknown;
 }
 
-function build(op: Operation, parts: Parts, auth: AuthChoice, mutation: string, rawBody?: string, contentType?: string | null): FuzzRequest {
+function build(
+  op: Operation,
+  parts: Parts,
+  auth: AuthChoice,
+  mutation: string,
+  rawBody?: string,
+  contentType?: string | null,
+): FuzzRequest {
   const path = op.path.replace(/\{(\w+)\}/g, (_m, name: string) => parts.pathValues[name] ?? 'x');
   const qs = parts.query.map(([k, v]) => `${encodeURIComponent(k)}=${v}`).join('&');
   const headers = { ...parts.headers };
@@ -457,18 +479,32 @@ function build(op: Operation, parts: Parts, auth: AuthChoice, mutation: string, 
  * Requests for one operation that each break one thing. `roles` are the API key roles the fleet
  * has a key for; each generated request may be sent with any of them (a refusal by role is one).
  */
-export function requestsFor(op: Operation, fleet: Fleet, roles: readonly string[], maxBodyBytes: number): fc.Arbitrary<FuzzRequest> {
+export function requestsFor(
+  op: Operation,
+  fleet: Fleet,
+  roles: readonly string[],
+  maxBodyBytes: number,
+): fc.Arbitrary<FuzzRequest> {
   const pathParams = op.params.filter((p) => p.in === 'path');
   const queryParams = op.params.filter((p) => p.in === 'query');
   const headerParams = op.params.filter((p) => p.in === 'header');
   const validParts: fc.Arbitrary<Parts> = fc.record({
-    pathValues: fc.constant(Object.fromEntries(pathParams.map((p) => [p.name, fleetValue(op, p.name, fleet)]))),
+    pathValues: fc.constant(
+      Object.fromEntries(pathParams.map((p) => [p.name, fleetValue(op, p.name, fleet)])),
+    ),
     query: fc
       .subarray(queryParams)
       .chain((ps) =>
         ps.length === 0
           ? fc.constant([] as [string, string][])
-          : fc.tuple(...ps.map((p) => validValue(p.schema ?? {}).map((v): [string, string] => [p.name, encodeURIComponent(String(v))]))),
+          : fc.tuple(
+              ...ps.map((p) =>
+                validValue(p.schema ?? {}).map((v): [string, string] => [
+                  p.name,
+                  encodeURIComponent(String(v)),
+                ]),
+              ),
+            ),
       ),
     headers: fc.constant({} as Record<string, string>),
     body: op.body?.contentType === 'application/json' ? validValue(op.body.schema) : fc.constant(undefined),
@@ -493,7 +529,12 @@ export function requestsFor(op: Operation, fleet: Fleet, roles: readonly string[
       fc.tuple(validParts, validAuth, hostile, fc.nat()).map(([parts, auth, bad, pick]) => {
         const paths = leafPaths(parts.body);
         const at = paths[pick % paths.length] ?? [];
-        return build(op, { ...parts, body: setAt(parts.body, at, bad.value) }, auth, `body${at.map((k) => `.${k}`).join('')} := ${bad.label}`);
+        return build(
+          op,
+          { ...parts, body: setAt(parts.body, at, bad.value) },
+          auth,
+          `body${at.map((k) => `.${k}`).join('')} := ${bad.label}`,
+        );
       }),
     );
     // A field removed (a required one when the schema has one).
@@ -507,57 +548,128 @@ export function requestsFor(op: Operation, fleet: Fleet, roles: readonly string[
     );
     // Not JSON, or JSON under the wrong content type, or no content type.
     mutations.push(
-      fc.tuple(
-        validParts,
-        validAuth,
-        fc.oneof(
-          fc.constantFrom('', '{', '{"a":1,}', 'null', '[]', '"x"', '\u0000', '{"a":"\u0000"}', '\ufeff{}', 'NaN', '1e99999'),
-          fc.string({ unit: 'binary', maxLength: 60 }),
+      fc
+        .tuple(
+          validParts,
+          validAuth,
+          fc.oneof(
+            fc.constantFrom(
+              '',
+              '{',
+              '{"a":1,}',
+              'null',
+              '[]',
+              '"x"',
+              '\u0000',
+              '{"a":"\u0000"}',
+              '\ufeff{}',
+              'NaN',
+              '1e99999',
+            ),
+            fc.string({ unit: 'binary', maxLength: 60 }),
+          ),
+        )
+        .map(([parts, auth, text]) =>
+          build(op, parts, auth, `body text ${JSON.stringify(text.slice(0, 40))}`, text),
         ),
-      ).map(([parts, auth, text]) => build(op, parts, auth, `body text ${JSON.stringify(text.slice(0, 40))}`, text)),
-      fc.tuple(validParts, validAuth, fc.constantFrom<string | null>(null, ...WRONG_CONTENT_TYPES)).map(([parts, auth, type]) =>
-        build(op, parts, auth, `content-type ${type ?? '(none)'}`, undefined, type),
-      ),
+      fc
+        .tuple(validParts, validAuth, fc.constantFrom<string | null>(null, ...WRONG_CONTENT_TYPES))
+        .map(([parts, auth, type]) =>
+          build(op, parts, auth, `content-type ${type ?? '(none)'}`, undefined, type),
+        ),
     );
   } else if (op.method === 'POST' || op.method === 'PUT') {
     // Bodyless POSTs and the byte-streaming PUTs: a surprise JSON body, or bytes with a wrong type.
     mutations.push(
-      fc.tuple(validParts, validAuth, hostile, fc.constantFrom('application/json', 'text/plain', null)).map(([parts, auth, bad, type]) =>
-        build(op, parts, auth, `unexpected body ${bad.label} as ${type ?? '(none)'}`, serialise(bad.value), type),
-      ),
+      fc
+        .tuple(validParts, validAuth, hostile, fc.constantFrom('application/json', 'text/plain', null))
+        .map(([parts, auth, bad, type]) =>
+          build(
+            op,
+            parts,
+            auth,
+            `unexpected body ${bad.label} as ${type ?? '(none)'}`,
+            serialise(bad.value),
+            type,
+          ),
+        ),
     );
   }
 
   if (pathParams.length > 0) {
     mutations.push(
-      fc.tuple(validParts, validAuth, fc.constantFrom(...pathParams.map((p) => p.name)), hostileSegment).map(([parts, auth, name, value]) =>
-        build(op, { ...parts, pathValues: { ...parts.pathValues, [name]: value } }, auth, `path ${name} := ${value.slice(0, 60)}`),
-      ),
+      fc
+        .tuple(validParts, validAuth, fc.constantFrom(...pathParams.map((p) => p.name)), hostileSegment)
+        .map(([parts, auth, name, value]) =>
+          build(
+            op,
+            { ...parts, pathValues: { ...parts.pathValues, [name]: value } },
+            auth,
+            `path ${name} := ${value.slice(0, 60)}`,
+          ),
+        ),
     );
   }
   if (queryParams.length > 0) {
     mutations.push(
       fc
-        .tuple(validParts, validAuth, fc.constantFrom(...queryParams.map((p) => p.name)), hostileQueryValue, fc.boolean())
+        .tuple(
+          validParts,
+          validAuth,
+          fc.constantFrom(...queryParams.map((p) => p.name)),
+          hostileQueryValue,
+          fc.boolean(),
+        )
         .map(([parts, auth, name, value, duplicate]) => {
           const query = parts.query.filter(([k]) => k !== name || duplicate);
           query.push([name, value]);
-          return build(op, { ...parts, query }, auth, `query ${name} := ${value.slice(0, 60)}${duplicate ? ' (duplicated)' : ''}`);
+          return build(
+            op,
+            { ...parts, query },
+            auth,
+            `query ${name} := ${value.slice(0, 60)}${duplicate ? ' (duplicated)' : ''}`,
+          );
         }),
-      fc.tuple(validParts, validAuth, fc.constantFrom('cursor', 'limit'), hostileCursor).map(([parts, auth, name, value]) =>
-        build(op, { ...parts, query: [...parts.query, [name, encodeURIComponent(value)]] }, auth, `query ${name} := cursor-like ${value.slice(0, 60)}`),
-      ),
+      fc
+        .tuple(validParts, validAuth, fc.constantFrom('cursor', 'limit'), hostileCursor)
+        .map(([parts, auth, name, value]) =>
+          build(
+            op,
+            { ...parts, query: [...parts.query, [name, encodeURIComponent(value)]] },
+            auth,
+            `query ${name} := cursor-like ${value.slice(0, 60)}`,
+          ),
+        ),
     );
   }
   if (headerParams.length > 0) {
     const headerValue = fc.oneof(
-      fc.constantFrom('bytes=', 'bytes=-0', 'bytes=5-1', 'bytes=0-99999999999999999999', 'bytes=-1,-1,-1', 'bytes=a-b', 'sha-256=:!!:', 'sha-256=', 'sha-256=:AAAA:', 'x'.repeat(8000), 'bytes=0-0,' + '1-1,'.repeat(500) + '2-2'),
+      fc.constantFrom(
+        'bytes=',
+        'bytes=-0',
+        'bytes=5-1',
+        'bytes=0-99999999999999999999',
+        'bytes=-1,-1,-1',
+        'bytes=a-b',
+        'sha-256=:!!:',
+        'sha-256=',
+        'sha-256=:AAAA:',
+        'x'.repeat(8000),
+        'bytes=0-0,' + '1-1,'.repeat(500) + '2-2',
+      ),
       fc.string({ unit: 'grapheme-ascii', maxLength: 40 }),
     );
     mutations.push(
-      fc.tuple(validParts, validAuth, fc.constantFrom(...headerParams.map((p) => p.name)), headerValue).map(([parts, auth, name, value]) =>
-        build(op, { ...parts, headers: { ...parts.headers, [name]: value } }, auth, `header ${name} := ${value.slice(0, 60)}`),
-      ),
+      fc
+        .tuple(validParts, validAuth, fc.constantFrom(...headerParams.map((p) => p.name)), headerValue)
+        .map(([parts, auth, name, value]) =>
+          build(
+            op,
+            { ...parts, headers: { ...parts.headers, [name]: value } },
+            auth,
+            `header ${name} := ${value.slice(0, 60)}`,
+          ),
+        ),
     );
   }
   if (op.security !== 'none') {
