@@ -379,6 +379,13 @@ const hostileCursor = fc.oneof(
     base64url('x'.repeat(300)),
   ),
   fc.string({ unit: 'binary', maxLength: 60 }).map(base64url),
+  // Shaped like the ids cursors carry (36 of [0-9a-f-]) without being UUIDs.
+  fc
+    .oneof(
+      fc.constantFrom('-'.repeat(36), '0'.repeat(36), 'ffffffff-ffff-ffff-ffff-fffffffffff-'),
+      fc.string({ unit: fc.constantFrom(...'0123456789abcdef-'), minLength: 36, maxLength: 36 }),
+    )
+    .map(base64url),
   fc.uint8Array({ maxLength: 48 }).map((b) => Buffer.from(b).toString('base64url')),
 );
 
