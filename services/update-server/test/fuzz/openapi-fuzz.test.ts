@@ -155,6 +155,7 @@ async function check(req: FuzzRequest): Promise<string | undefined> {
   const auth = await authorization(req.auth);
   if (auth !== undefined) headers.set('authorization', auth);
   if (req.body !== undefined) headers.set('content-length', String(Buffer.byteLength(req.body)));
+  const logsBefore = h.logs.length;
   const res = await h.app.request(req.url, {
     method: req.method,
     headers,
@@ -164,7 +165,11 @@ async function check(req: FuzzRequest): Promise<string | undefined> {
   const after = await snapshot(h.db);
   const before = baseline;
   baseline = after;
-  if (res.status >= 500) return `answered ${res.status}: ${text.slice(0, 300)}`;
+  if (res.status >= 500) {
+    // The client learns nothing about a 500; the server log has the cause.
+    const logged = h.logs.slice(logsBefore).find((l) => l.includes('unhandled error'));
+    return `answered ${res.status}: ${text.slice(0, 300)}${logged === undefined ? '' : `\n  server log: ${logged.slice(0, 400)}`}`;
+  }
   if (req.mustRefuse === true && res.status !== 401 && res.status !== 403)
     return `wrong credentials answered ${res.status} (want 401 or 403): ${text.slice(0, 200)}`;
   if (res.status < 400) return undefined;
