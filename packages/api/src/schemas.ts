@@ -33,15 +33,19 @@ export const errorResponses = {
 } as const;
 
 /**
- * A string the database can store: PostgreSQL `text` and `jsonb` cannot hold U+0000, so a NUL is
- * refused here with 400 ERR_VALIDATION instead of failing the statement (a 500).
+ * A string the database can store: PostgreSQL `text` and `jsonb` cannot hold U+0000, and `jsonb`
+ * refuses a lone UTF-16 surrogate (JSON `"\ud83d"`, which JSON.parse accepts and JSON.stringify
+ * writes back as that escape; `text` would silently store U+FFFD), so both are refused here with
+ * 400 ERR_VALIDATION instead of failing the statement (a 500).
  */
 export const text = (max: number, min = 0) =>
   z
     .string()
     .min(min)
     .max(max)
-    .refine((s) => !s.includes('\u0000'), 'must not contain a NUL character (U+0000)');
+    .refine((s) => !s.includes('\u0000'), 'must not contain a NUL character (U+0000)')
+    // With the u flag a surrogate pair is one code point, so \p{Cs} matches only lone halves.
+    .refine((s) => !/\p{Cs}/u.test(s), 'must be well-formed Unicode (no lone UTF-16 surrogate)');
 
 /**
  * Any JSON value nested at most `maxDepth` arrays/objects deep, measured without recursion: a
