@@ -189,18 +189,26 @@ export function blobRoutes(deps: AppDeps) {
           `a ${key.role} key cannot download blob contents; use a publisher or admin key`,
         );
       }
-    } else {
+    }
+    // Set for a device: the rollouts whose offer this download counts for (recordBlobFetch), once
+    // the answer is known to carry bytes — a refused request (404, 416) records nothing.
+    let fetchedFor: { deviceId: string; rolloutIds: string[] } | undefined;
+    if (!token.startsWith('abk_')) {
       const device = await authenticateDevice(deps, token);
       limitDevice(deps, device.id);
       // Same answer for "exists but not yours" and "does not exist": no probing of other releases.
       const rolloutIds = await deviceMayFetch(deps, device, digest);
       if (rolloutIds.length === 0)
         throw new ServerError('ERR_NOT_FOUND', `no blob ${digest} in any release offered to this device`);
-      if (c.req.method !== 'HEAD') await recordBlobFetch(deps, device.id, rolloutIds);
+      if (c.req.method !== 'HEAD') fetchedFor = { deviceId: device.id, rolloutIds };
     }
+    const recordFetch = async () => {
+      if (fetchedFor !== undefined) await recordBlobFetch(deps, fetchedFor.deviceId, fetchedFor.rolloutIds);
+    };
     if (config.blobDelivery === 'redirect') {
       const url = await store.presignGet(key, { expiresInSeconds: config.presignExpiresSeconds });
       if (url !== undefined) {
+        await recordFetch();
         c.header('cache-control', 'no-store');
         return c.redirect(url, 302);
       }
@@ -234,6 +242,7 @@ export function blobRoutes(deps: AppDeps) {
         c.header('content-length', String(decision.end - decision.start + 1));
         return c.body(null, 206);
       }
+      await recordFetch();
       const read = await store.get(key, { start: decision.start, end: decision.end });
       c.header('content-range', `bytes ${read.start}-${read.end}/${read.totalSizeBytes}`);
       c.header('content-length', String(read.end - read.start + 1));
@@ -241,6 +250,7 @@ export function blobRoutes(deps: AppDeps) {
     }
     c.header('content-length', String(total));
     if (c.req.method === 'HEAD') return c.body(null, 200);
+    await recordFetch();
     const read = await store.get(key);
     return c.body(toReadableStream(read.body), 200);
   };
