@@ -119,7 +119,7 @@ describe('disk full during an install', () => {
       .soft(r, `not offered again once space is back\n${replay(log)}`)
       .toMatchObject({ status: 'installed' });
     if (r.status === 'no-update') {
-      // Today it is not: an operator has to roll it out to the device again. The agent's own
+      // (Before ERR_INSTALL_NO_SPACE it was not: an operator had to roll it out again.) The agent's own
       // part, resuming from the journalled checkpoint, is still checked.
       log.push('not offered again: a new rollout to the device');
       await fleet.server.createRollout(fleet.releaseIds.get('2.0.0')!, { deviceIds: [deviceId] });
