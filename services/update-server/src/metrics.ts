@@ -77,7 +77,7 @@ export class Metrics {
   );
   readonly polls = new Counter(
     'abota_device_polls_total',
-    'Device polls answered, by result (no-update | update).',
+    'Device polls answered, by result (no-update | update | not-modified: a 304 to If-None-Match).',
   );
   readonly offers = new Counter('abota_offers_total', 'Update offers made, by product.');
   readonly offersWithDelta = new Counter(

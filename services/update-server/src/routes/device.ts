@@ -21,6 +21,7 @@ import {
 import { ServerError } from '../errors.js';
 import { limitDevice } from '../rate-limit.js';
 import { jitteredPollSeconds } from '../rollout/policy.js';
+import { ifNoneMatchHits, noUpdateEtag, offerEtag, POLL_AFTER_HEADER } from './poll-etag.js';
 import { DEVICE_ERROR_STATE, INSTALLING_STATES, OUTCOME_STATES } from '../rollout/model.js';
 import {
   ErrorSchema,
@@ -75,14 +76,26 @@ export function deviceRoutes(deps: AppDeps) {
   // The rotations a device on root `after` needs (TUF §5.3), oldest first: at most
   // MAX_ROOTS_PER_POLL roots and MAX_ROOTS_BYTES of them; a device further behind walks as far
   // as it gets and is served the rest on its next poll.
-  const rootsAfter = async (product: string, after: number | undefined): Promise<string[]> => {
+  const pollPolicy = {
+    pollIntervalSeconds: config.pollIntervalSeconds,
+    pollJitterFraction: config.pollJitterFraction,
+  };
+  const noUpdateTag = noUpdateEtag(pollPolicy);
+  const rootsAfter = async (
+    product: string,
+    after: number | undefined,
+  ): Promise<{ version: number; trustRoot: unknown }[]> => {
     if (after === undefined) return [];
     const rows = await db
-      .select({ trustRoot: productTrustRoots.trustRoot })
+      .select({ version: productTrustRoots.version, trustRoot: productTrustRoots.trustRoot })
       .from(productTrustRoots)
       .where(and(eq(productTrustRoots.product, product), gt(productTrustRoots.version, after)))
       .orderBy(productTrustRoots.version)
       .limit(MAX_ROOTS_PER_POLL);
+    return rows;
+  };
+  /** The roots as served: JSON text each, cut at MAX_ROOTS_BYTES (always at least one). */
+  const rootTexts = (rows: { trustRoot: unknown }[]): string[] => {
     const out: string[] = [];
     let bytes = 0;
     for (const r of rows) {
@@ -199,6 +212,11 @@ export function deviceRoutes(deps: AppDeps) {
         request: { body: { required: true, ...json(PollRequestSchema) } },
         responses: {
           200: { description: 'No update, or an offer', ...json(PollResponseSchema) },
+          304: {
+            description:
+              'Unchanged since the If-None-Match ETag: no body; the device state is recorded as for a 200, ' +
+              'and the Abota-Poll-After-Seconds header carries the next poll delay',
+          },
           ...errorResponses,
         },
       }),
@@ -247,11 +265,18 @@ export function deviceRoutes(deps: AppDeps) {
           result.progress,
         );
         const chosen = offer?.candidate;
+        const ifNoneMatch = c.req.header('if-none-match');
         if (chosen === undefined) {
+          c.header('etag', noUpdateTag);
+          if (ifNoneMatchHits(ifNoneMatch, noUpdateTag)) {
+            metrics.polls.inc({ result: 'not-modified' });
+            c.header(POLL_AFTER_HEADER, String(pollAfterSeconds));
+            return c.body(null, 304);
+          }
           metrics.polls.inc({ result: 'no-update' });
           return c.json({ status: 'no-update' as const, pollAfterSeconds }, 200);
         }
-        const [blobRows, deltaRows, , roots] = await Promise.all([
+        const [blobRows, deltaRows, , rootRows] = await Promise.all([
           db
             .select({ digest: releaseBlobs.digest })
             .from(releaseBlobs)
@@ -287,6 +312,20 @@ export function deviceRoutes(deps: AppDeps) {
             .onConflictDoNothing(),
           rootsAfter(result.product, body.trustRootVersion),
         ]);
+        const roots = rootTexts(rootRows);
+        const etag = offerEtag(pollPolicy, {
+          rolloutId: chosen.rolloutId,
+          releaseId: chosen.releaseId,
+          rootVersions: rootRows.slice(0, roots.length).map((r) => r.version),
+          deltaDigests: deltaRows.map((d) => d.digest),
+          allowDowngrade: chosen.allowDowngrade,
+        });
+        c.header('etag', etag);
+        if (ifNoneMatchHits(ifNoneMatch, etag)) {
+          metrics.polls.inc({ result: 'not-modified' });
+          c.header(POLL_AFTER_HEADER, String(pollAfterSeconds));
+          return c.body(null, 304);
+        }
         const artifacts: Record<string, string> = {};
         for (const { digest } of blobRows) artifacts[digest] = blobUrl(digest);
         const deltas = deltaRows.map((d) => ({
