@@ -50,6 +50,8 @@ interface FakeServer {
   blobRequests: { path: string; range: string | undefined }[];
   /** Drop the connection after this many bytes on the first artifact request. */
   dropFirstArtifactAfter?: number;
+  /** The If-None-Match header of each poll (conditional polls). */
+  pollEtags: (string | undefined)[];
   /** Never answer a poll (slow retrieval: a hung server). */
   hangPolls?: boolean;
   /** Send blobs one byte every this many ms (slow retrieval: a trickle). */
@@ -67,6 +69,7 @@ async function startServer(): Promise<FakeServer> {
     url: '',
     reports: [],
     polls: [],
+    pollEtags: [],
     jtis: new Set(),
     offer: undefined,
     blobRequests: [],
@@ -107,10 +110,18 @@ async function startServer(): Promise<FakeServer> {
         await auth(req);
         if (req.url === '/v1/device/poll') {
           state.polls.push((await readBody(req)) as Record<string, unknown>);
+          state.pollEtags.push(req.headers['if-none-match']);
           if (state.hangPolls === true) return;
           const rel = state.offer;
           if (rel === undefined) {
-            res.writeHead(200).end(JSON.stringify({ status: 'no-update', pollAfterSeconds: 600 }));
+            // Like the update server: the no-update answer's ETag; 304 when the device names it.
+            if (req.headers['if-none-match'] === '"nu-1"') {
+              res.writeHead(304, { etag: '"nu-1"', 'abota-poll-after-seconds': '555' }).end();
+              return;
+            }
+            res
+              .writeHead(200, { etag: '"nu-1"' })
+              .end(JSON.stringify({ status: 'no-update', pollAfterSeconds: 600 }));
             return;
           }
           const img = rel.manifest.images.rootfs;
@@ -120,7 +131,7 @@ async function startServer(): Promise<FakeServer> {
               `/v1/device/blobs/sha256/${d.slice(7)}`,
             ]),
           );
-          res.writeHead(200).end(
+          res.writeHead(200, { etag: '"up-1"' }).end(
             JSON.stringify({
               status: 'update',
               rolloutId: 'ro-1',
@@ -310,6 +321,30 @@ describe('agent with the update server API', () => {
     server.offer = undefined;
     await (await r.open()).checkOnce();
     expect(server.polls.at(-1)).toMatchObject({ version: '1.1.0', bootedSlot: 'B' });
+  });
+
+  it('conditional polls: If-None-Match after a no-update answer, 304 taken as no-update, unconditional after an offer', async () => {
+    const server = await startServer();
+    const r = await rig(server.url);
+    await r.agent.register('prov-token');
+    expect(await r.agent.checkOnce()).toEqual({ status: 'no-update', pollAfterSeconds: 600 });
+    // Unchanged: a 304 with no body is no-update, with the delay the 304 carries.
+    expect(await r.agent.checkOnce()).toEqual({ status: 'no-update', pollAfterSeconds: 555 });
+    expect(await r.agent.checkOnce()).toEqual({ status: 'no-update', pollAfterSeconds: 555 });
+    expect(server.pollEtags).toEqual([undefined, '"nu-1"', '"nu-1"']);
+    // Changed: the conditional poll gets the offer (refused here: other hardware) ...
+    server.offer = await makeRelease({
+      dir: join(r.dev.root, '..', 'rel'),
+      trust,
+      version: '1.1.0',
+      compatible: ['rpi4'],
+    });
+    await expect(r.agent.checkOnce()).rejects.toMatchObject({ code: 'ERR_INCOMPATIBLE_HARDWARE' });
+    // ... and after an offer the next poll is unconditional (a 304 never stands for an offer).
+    server.offer = undefined;
+    expect(await r.agent.checkOnce()).toEqual({ status: 'no-update', pollAfterSeconds: 600 });
+    expect(await r.agent.checkOnce()).toEqual({ status: 'no-update', pollAfterSeconds: 555 });
+    expect(server.pollEtags).toEqual([undefined, '"nu-1"', '"nu-1"', '"nu-1"', undefined, '"nu-1"']);
   });
 
   it('an offer the device refuses is reported as failed with the policy error code, slots untouched', async () => {

@@ -179,6 +179,13 @@ export class UpdateServerClient {
   private readonly doFetch: typeof fetch;
   private readonly clock: () => Date;
   private readonly backoff: BackoffOptions;
+  /**
+   * Conditional polls: the ETag of the last answer, kept only while that answer was no-update.
+   * A 304 then means "no update" again; after an offer the next poll is unconditional, so a
+   * 304 never has to stand for an offer this client may not hold any more.
+   */
+  private noUpdateEtag: string | undefined;
+  private noUpdatePollAfter: number | undefined;
 
   constructor(private readonly o: UpdateServerClientOptions) {
     this.deviceIdValue = o.deviceId;
@@ -238,15 +245,34 @@ export class UpdateServerClient {
   }
 
   async poll(req: PollRequest): Promise<PollResponse> {
-    const json = await this.postJson('/v1/device/poll', req, true, [200]);
-    const r = v.safeParse(pollResponseSchema, json);
+    const sent = this.noUpdateEtag;
+    const res = await this.post(
+      '/v1/device/poll',
+      req,
+      true,
+      sent !== undefined ? [200, 304] : [200],
+      sent !== undefined ? { 'if-none-match': sent } : {},
+    );
+    if (res.status === 304) {
+      // Unchanged since the last answer, which was no-update. The server's fresh (jittered)
+      // delay when it sends one, else the last answer's.
+      const after = pollAfterHeader(res.headers.get(POLL_AFTER_HEADER)) ?? this.noUpdatePollAfter;
+      return { status: 'no-update', ...(after !== undefined ? { pollAfterSeconds: after } : {}) };
+    }
+    const r = v.safeParse(pollResponseSchema, res.json);
     if (!r.success) {
       throw new ClientError(
         'ERR_HTTP_BAD_RESPONSE',
         `poll: unexpected response (${describeIssue(r.issues[0])})`,
       );
     }
-    if (r.output.status === 'no-update') return r.output;
+    if (r.output.status === 'no-update') {
+      this.noUpdateEtag = validEtag(res.headers.get('etag'));
+      this.noUpdatePollAfter = r.output.pollAfterSeconds;
+      return r.output;
+    }
+    this.noUpdateEtag = undefined;
+    this.noUpdatePollAfter = undefined;
     const { deltas, ...offer } = r.output;
     return { ...offer, deltas: parseDeltaOffers(deltas, this.o.baseUrl, this.o.warn ?? (() => {})) };
   }
@@ -256,13 +282,23 @@ export class UpdateServerClient {
   }
 
   private async postJson(path: string, body: unknown, auth: boolean, okStatuses: number[]): Promise<unknown> {
+    return (await this.post(path, body, auth, okStatuses, {})).json;
+  }
+
+  private async post(
+    path: string,
+    body: unknown,
+    auth: boolean,
+    okStatuses: number[],
+    headers: Record<string, string>,
+  ): Promise<Answer> {
     const url = this.resolveUrl(path);
     const what = `POST ${redactUrl(url)}`;
     const timeoutMs = this.o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     return withRetry(
       () =>
         withDeadline(timeoutMs, what, this.o.signal, (signal) =>
-          this.attempt(url, what, body, auth, okStatuses, signal),
+          this.attempt(url, what, body, auth, okStatuses, headers, signal),
         ),
       this.backoff,
       this.o.signal,
@@ -275,13 +311,15 @@ export class UpdateServerClient {
     body: unknown,
     auth: boolean,
     okStatuses: number[],
+    extraHeaders: Record<string, string>,
     signal: AbortSignal,
-  ): Promise<unknown> {
+  ): Promise<Answer> {
     let res: Response;
     try {
       res = await this.doFetch(url, {
         method: 'POST',
         headers: {
+          ...extraHeaders,
           'content-type': 'application/json',
           ...(auth ? { authorization: `Bearer ${await this.jwt()}` } : {}),
         },
@@ -303,9 +341,31 @@ export class UpdateServerClient {
       const err = statusError(res.status, what);
       throw new ClientError(err.code, `${err.message}${detail}`);
     }
-    if (res.status === 204) return {};
-    return readBoundedJson(res, what);
+    if (res.status === 204 || res.status === 304) {
+      await res.body?.cancel().catch(() => {});
+      return { status: res.status, headers: res.headers, json: {} };
+    }
+    return { status: res.status, headers: res.headers, json: await readBoundedJson(res, what) };
   }
+}
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  json: unknown;
+}
+
+/** The header a 304 poll answer carries the next poll delay in (the body it replaces had it). */
+export const POLL_AFTER_HEADER = 'abota-poll-after-seconds';
+
+/** An entity tag worth sending back: quoted, bounded, printable (RFC 9110 §8.8.3). */
+function validEtag(raw: string | null): string | undefined {
+  return raw !== null && /^(W\/)?"[\x21\x23-\x7e]{1,128}"$/.test(raw) ? raw : undefined;
+}
+
+function pollAfterHeader(raw: string | null): number | undefined {
+  if (raw === null || !/^\d{1,9}$/.test(raw)) return undefined;
+  return Number(raw);
 }
 
 /**
