@@ -9,77 +9,30 @@
 //   BENCH_CONNECTIONS (16), BENCH_ROUNDS (3: ceiling and steady-state poll alternated, so load from
 //   other jobs hits both alike), BENCH_POLL_STATEMENTS_IN_FLIGHT (the server default), ABOTA_TEST_DATABASE_URL,
 //   BENCH_PROFILE=1 (CPU profile of the server)
-import { spawn } from 'node:child_process';
-import { generateKeyPairSync, type KeyObject, randomBytes, randomUUID, sign, verify } from 'node:crypto';
+import { type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes, randomUUID, sign, verify } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { createTrustRoot, generateSigningKey, signManifest, signTrustRoot } from '@abota/manifest';
 import autocannon from 'autocannon';
-import pg from 'pg';
-import { openDatabase, schema } from '../src/index.js';
+import { openDatabase } from '../src/index.js';
+import {
+  ADMIN_URL,
+  cpuMs,
+  cpuMsByPid,
+  deviceJwt,
+  insertDevices,
+  seedCanaryRelease,
+  startBenchServer,
+  withAdmin,
+} from './common.js';
 
-const ADMIN_URL = process.env['ABOTA_TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 100_000);
 const REQUESTS = Number(process.env['BENCH_REQUESTS'] ?? 20_000);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 16);
 const SAMPLE = Number(process.env['BENCH_SAMPLE'] ?? 10_000);
 const ROUNDS = Math.max(1, Number(process.env['BENCH_ROUNDS'] ?? 3));
-const PRODUCT = 'eflow-vm';
-const b64url = (s: string | Buffer) => Buffer.from(s).toString('base64url');
-
-async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: ADMIN_URL });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
-
-/** A compact JWS (EdDSA) signed with node:crypto directly: the pool is large, jose's per-call overhead is not needed. */
-function deviceJwt(deviceId: string, key: KeyObject, nowSeconds: number): string {
-  const header = b64url('{"alg":"EdDSA"}');
-  const payload = b64url(
-    JSON.stringify({
-      iss: deviceId,
-      sub: deviceId,
-      aud: 'abota',
-      iat: nowSeconds,
-      exp: nowSeconds + 300,
-      jti: randomUUID(),
-    }),
-  );
-  return `${header}.${payload}.${sign(null, Buffer.from(`${header}.${payload}`), key).toString('base64url')}`;
-}
-
-/** CPU time (ms) used so far by each of the given processes, from /proc (Linux): where a request's cost goes. */
-async function cpuMsByPid(
-  pids: number[],
-  statPath = (pid: number) => `/proc/${pid}/stat`,
-): Promise<Map<number, number>> {
-  const out = new Map<number, number>();
-  for (const pid of pids) {
-    try {
-      const stat = await readFile(statPath(pid), 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(pid, (Number(fields[11]) + Number(fields[12])) * 10); // utime + stime, USER_HZ = 100
-    } catch {
-      // the process ended (e.g. a PostgreSQL backend closed)
-    }
-  }
-  return out;
-}
-
-async function cpuMs(pids: number[], statPath?: (pid: number) => string): Promise<number> {
-  let ms = 0;
-  for (const v of (await cpuMsByPid(pids, statPath)).values()) ms += v;
-  return ms;
-}
 
 /**
  * CPU used between two samples by the processes alive at the second one (an autovacuum worker
@@ -213,107 +166,18 @@ async function main(): Promise<void> {
   dbUrl.pathname = `/${dbName}`;
   const blobDir = await mkdtemp(join(tmpdir(), 'abota-bench-'));
   await withAdmin((c) => c.query(`CREATE DATABASE ${dbName}`));
-  let child: ReturnType<typeof spawn> | undefined;
+  let child: ChildProcess | undefined;
   try {
     const database = await openDatabase({ kind: 'postgres', url: dbUrl.toString(), poolSize: 4 });
     const { db } = database;
 
     // Product, a signed release and an active rollout to a 1 % canary tag: every poll runs the
     // full offer query; canary devices get an offer, the rest no-update.
-    const rootKey = await generateSigningKey();
-    const releaseKey = await generateSigningKey();
-    const root = await createTrustRoot({
-      version: 1,
-      expires: new Date(Date.now() + 86400_000 * 365),
-      rootKeys: [rootKey],
-      rootThreshold: 1,
-      releaseKeys: [releaseKey],
-      releaseThreshold: 1,
-    });
-    await db
-      .insert(schema.products)
-      .values({ id: PRODUCT, trustRoot: await signTrustRoot(root, [rootKey]), trustRootVersion: 1 });
-    const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
-    const manifest = {
-      schemaVersion: 1 as const,
-      product: PRODUCT,
-      compatible: ['hyperv-x64'],
-      version: '2.0.0',
-      securityVersion: 1,
-      created: '2026-11-25T12:00:00Z',
-      expires: '2027-11-25T12:00:00Z',
-      images: {
-        rootfs: {
-          sizeBytes: 8192,
-          verity: {
-            hashType: 1 as const,
-            algorithm: 'sha256' as const,
-            dataBlockSize: 4096 as const,
-            hashBlockSize: 4096 as const,
-            dataBlocks: 2,
-            salt: '00',
-            rootHash: 'ab'.repeat(32),
-            superblock: true,
-            hashOffset: 0,
-            hashTree: { digest: digest(2), sizeBytes: 4096 },
-          },
-          artifact: {
-            digest: digest(1),
-            sizeBytes: 8192,
-            codec: 'none' as const,
-            uncompressedSizeBytes: 8192,
-          },
-        },
-      },
-    };
-    const jws = JSON.stringify(await signManifest(manifest, [releaseKey], root));
-    await db.insert(schema.blobs).values([
-      { digest: digest(1), sizeBytes: 8192 },
-      { digest: digest(2), sizeBytes: 4096 },
-    ]);
-    const [release] = await db
-      .insert(schema.releases)
-      .values({
-        product: PRODUCT,
-        version: '2.0.0',
-        securityVersion: 1,
-        compatible: ['hyperv-x64'],
-        expires: new Date(manifest.expires),
-        manifestJws: jws,
-        manifest,
-      })
-      .returning();
-    if (release === undefined) throw new Error('release insert failed');
-    await db.insert(schema.releaseBlobs).values([
-      { releaseId: release.id, digest: digest(1), role: 'images.rootfs.artifact' },
-      { releaseId: release.id, digest: digest(2), role: 'images.rootfs.verity.hashTree' },
-    ]);
-    await db
-      .insert(schema.rollouts)
-      .values({ releaseId: release.id, product: PRODUCT, selector: { tags: ['canary'] } });
+    await seedCanaryRelease(db);
 
     // 100k devices, each with its own Ed25519 key, inserted in batches.
     const started = performance.now();
-    const keys: { id: string; key: KeyObject }[] = [];
-    const BATCH = 2000;
-    for (let i = 0; i < DEVICES; i += BATCH) {
-      const rows = [];
-      for (let j = i; j < Math.min(DEVICES, i + BATCH); j++) {
-        const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-        const id = randomUUID();
-        keys.push({ id, key: privateKey });
-        const x = (publicKey.export({ format: 'jwk' }) as { x: string }).x;
-        rows.push({
-          id,
-          product: PRODUCT,
-          hardware: 'hyperv-x64',
-          publicKeyJwk: { kty: 'OKP' as const, crv: 'Ed25519' as const, x },
-          tags: j % 100 === 0 ? ['canary'] : [],
-          currentVersion: '1.0.0',
-        });
-      }
-      await db.insert(schema.devices).values(rows);
-    }
+    const keys = await insertDevices(db, DEVICES, (j) => j % 100 === 0);
     await database.db.execute('ANALYZE');
     if (process.env['BENCH_ASYNC_COMMIT'] === '1')
       await withAdmin((c) => c.query(`ALTER DATABASE ${dbName} SET synchronous_commit = off`));
@@ -322,29 +186,9 @@ async function main(): Promise<void> {
       `setup: ${DEVICES} devices with their own Ed25519 keys inserted in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
 
-    child = spawn(
-      process.execPath,
-      [
-        ...(process.env['BENCH_PROFILE'] === '1' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/abota-prof'] : []),
-        '--conditions=@abota/source',
-        '--import',
-        'tsx',
-        fileURLToPath(new URL('./server.ts', import.meta.url)),
-      ],
-      {
-        env: { ...process.env, DATABASE_URL: dbUrl.toString(), BENCH_BLOB_DIR: blobDir },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    const childOut = child.stdout;
-    if (childOut === null) throw new Error('no stdout from the server process');
-    const port = await new Promise<number>((ok, fail) => {
-      createInterface({ input: childOut }).once('line', (line) =>
-        ok((JSON.parse(line) as { port: number }).port),
-      );
-      child?.once('exit', (code) => fail(new Error(`server exited with ${code}`)));
-    });
-    const base = `http://127.0.0.1:${port}`;
+    const launched = await startBenchServer(dbUrl.toString(), blobDir);
+    child = launched.child;
+    const base = launched.base;
     serverPid = child.pid ?? 0;
 
     // Pre-signed pools: one JWT per request (distinct jti), over a random sample of the fleet.
