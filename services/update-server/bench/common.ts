@@ -199,6 +199,5 @@ export async function startBenchServer(
     );
     child.once('exit', (code) => fail(new Error(`server exited with ${code}`)));
   });
-  const base = `http://127.0.0.1:${port}`;
   return { child, base: `http://127.0.0.1:${port}` };
 }

@@ -153,7 +153,11 @@ async function main(): Promise<void> {
     for (const c of cases) {
       const rs = results.get(c.name) ?? [];
       console.log(
-        `  ${c.name.padEnd(16)} ${median(rs.map((r) => r.rps)).toFixed(0).padStart(5)} polls/s  server CPU ${median(rs.map((r) => r.serverUs)).toFixed(0)} µs/poll (event loop ${median(rs.map((r) => r.eventLoopUs)).toFixed(0)})`,
+        `  ${c.name.padEnd(16)} ${median(rs.map((r) => r.rps))
+          .toFixed(0)
+          .padStart(
+            5,
+          )} polls/s  server CPU ${median(rs.map((r) => r.serverUs)).toFixed(0)} µs/poll (event loop ${median(rs.map((r) => r.eventLoopUs)).toFixed(0)})`,
       );
     }
   } finally {

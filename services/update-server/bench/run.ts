@@ -9,7 +9,7 @@
 //   BENCH_CONNECTIONS (16), BENCH_ROUNDS (3: ceiling and steady-state poll alternated, so load from
 //   other jobs hits both alike), BENCH_POLL_STATEMENTS_IN_FLIGHT (the server default), ABOTA_TEST_DATABASE_URL,
 //   BENCH_PROFILE=1 (CPU profile of the server)
-import { type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, randomUUID, sign, verify } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
