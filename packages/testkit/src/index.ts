@@ -74,6 +74,7 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>, prefix = '
 }
 export { type ProcessResult, type RunningProcess, type RunOptions, runNode, startNode } from './process.js';
 export { type ReleaseBuildArgs, releaseBuildArgs } from './cli-args.js';
+export { TcpOutageProxy } from './tcp-outage.js';
 
 /** sha256 (hex) of a whole file, read as a stream: the one file-digest helper of the tests. */
 export async function sha256File(path: string): Promise<string> {

@@ -24,6 +24,7 @@ import { DOCUMENT_CONFIG, docsRoutes } from './routes/docs.js';
 import { opsRoutes } from './routes/ops.js';
 import { createRouter } from './routes/router.js';
 import { uploadPartRoutes, uploadRoutes } from './routes/uploads.js';
+import { backendUnavailable, outageRetryAfterSeconds } from './unavailable.js';
 
 export interface CreateAppOptions {
   db: Db;
@@ -180,11 +181,25 @@ export function createApp(options: CreateAppOptions) {
     }
     if (err instanceof BlobStoreError) {
       const mapped = BLOB_ERROR_STATUS[err.code];
-      if (mapped !== undefined) {
-        if (mapped.status >= 500)
-          logger.warn({ code: err.code, message: err.message }, 'blob store unavailable');
+      if (mapped !== undefined && mapped.status < 500)
         return c.json(errorBody(mapped.code, err.message), mapped.status as 400);
-      }
+    }
+    // A backend outage (PostgreSQL restarting, the S3 endpoint down): 503 + Retry-After, so
+    // agents back off and retry (their outbox keeps reports), not a 500 for a defect.
+    const reason =
+      err instanceof BlobStoreError && err.code === 'ERR_BLOB_STORE_UNAVAILABLE'
+        ? err.code
+        : backendUnavailable(err);
+    if (reason !== undefined) {
+      logger.warn({ reason, message: err.message, route: routePath(c, -1) }, 'backend unavailable');
+      c.header('retry-after', String(outageRetryAfterSeconds()));
+      return c.json(
+        errorBody(
+          'ERR_UNAVAILABLE',
+          'a backend (database or blob store) is unreachable; retry after the Retry-After seconds',
+        ),
+        503,
+      );
     }
     if (err instanceof HTTPException && err.status < 500) {
       const code = HTTP_STATUS_CODES[err.status] ?? 'ERR_VALIDATION';

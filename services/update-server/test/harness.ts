@@ -37,6 +37,8 @@ export const DB_BACKENDS: DbBackend[] = ['pglite', 'postgres'];
 
 export interface TestDatabase {
   database: Database;
+  /** The connection URL (postgres). */
+  url?: string;
   /** Closes the connection and drops the database (postgres). */
   dispose(): Promise<void>;
 }
@@ -57,6 +59,7 @@ export async function openTestDatabase(backend: DbBackend): Promise<TestDatabase
   const database = await openDatabase({ kind: 'postgres', url: url.toString(), poolSize: 4 });
   return {
     database,
+    url: url.toString(),
     dispose: async () => {
       await database.close();
       const c = new pg.Client({ connectionString: POSTGRES_ADMIN_URL });

@@ -1,0 +1,80 @@
+// Issue #16 "outage": while PostgreSQL or the S3 endpoint cannot be reached the server answers
+// 503 + Retry-After (ERR_UNAVAILABLE), not 500, and answers normally again once it is back. The
+// database is reached through a loopback relay that is cut (the shared PostgreSQL keeps running).
+import { S3Client } from '@aws-sdk/client-s3';
+import { FsBlobStore, S3BlobStore } from '@abota/blobstore';
+import { makeTempDir, TcpOutageProxy } from '@abota/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Database, openDatabase } from '../src/db/database.js';
+import { backendUnavailable } from '../src/unavailable.js';
+import { createHarness, openTestDatabase, type TestDatabase } from './harness.js';
+
+async function expectOutage(res: Response): Promise<void> {
+  expect(res.status).toBe(503);
+  const retryAfter = Number(res.headers.get('retry-after'));
+  expect(retryAfter).toBeGreaterThanOrEqual(1);
+  expect(retryAfter).toBeLessThanOrEqual(5);
+  const text = await res.text(); // empty for HEAD
+  if (text !== '')
+    expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe('ERR_UNAVAILABLE');
+}
+
+describe('backend outage', () => {
+  let tdb: TestDatabase;
+  let proxy: TcpOutageProxy;
+  let proxied: Database;
+
+  beforeAll(async () => {
+    tdb = await openTestDatabase('postgres');
+    const url = new URL(tdb.url ?? '');
+    proxy = await TcpOutageProxy.start({ host: url.hostname, port: Number(url.port || 5432) });
+    url.host = `127.0.0.1:${proxy.port}`;
+    proxied = await openDatabase({ kind: 'postgres', url: url.toString(), poolSize: 2 });
+  });
+  afterAll(async () => {
+    await proxy?.restore();
+    await proxied?.close();
+    await proxy?.close();
+    await tdb?.dispose();
+  });
+
+  it('answers 503 + Retry-After while PostgreSQL is unreachable, and 200 once it is back', async () => {
+    const h = await createHarness(proxied, new FsBlobStore(await makeTempDir('abota-outage-')));
+    const list = () => h.request('/v1/admin/products', { key: h.adminKey });
+    expect((await list()).status).toBe(200);
+    await proxy.cut();
+    for (let i = 0; i < 3; i++) await expectOutage(await list());
+    expect(h.logs.some((l) => l.includes('backend unavailable'))).toBe(true);
+    await proxy.restore();
+    expect((await list()).status).toBe(200);
+  });
+
+  it('answers 503 + Retry-After while the S3 endpoint is unreachable', async () => {
+    const down = await TcpOutageProxy.start({ host: '127.0.0.1', port: 9 });
+    await down.cut();
+    const client = new S3Client({
+      endpoint: `http://127.0.0.1:${down.port}`,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      maxAttempts: 1,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    });
+    const h = await createHarness(proxied, new S3BlobStore({ client, bucket: 'abota', prefix: 'blobs/' }));
+    const hex = 'ab'.repeat(32);
+    await expectOutage(await h.request(`/v1/admin/blobs/sha256/${hex}`, { method: 'HEAD', key: h.adminKey }));
+    client.destroy();
+  });
+
+  it('tells outages (socket and PostgreSQL connection codes, wrapped) from defects', () => {
+    const pg = Object.assign(new Error('terminating connection due to administrator command'), {
+      code: '57P01',
+    });
+    expect(backendUnavailable(new Error('Failed query', { cause: pg }))).toBe('57P01');
+    expect(
+      backendUnavailable(new AggregateError([Object.assign(new Error('x'), { code: 'ECONNREFUSED' })])),
+    ).toBe('ECONNREFUSED');
+    expect(backendUnavailable(new Error('Connection terminated unexpectedly'))).toBeDefined();
+    expect(backendUnavailable(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBeUndefined();
+    expect(backendUnavailable(new TypeError('x is undefined'))).toBeUndefined();
+  });
+});
