@@ -22,6 +22,10 @@ export interface LabServerOptions {
   pollIntervalSeconds?: number;
   clock?: Clock;
   logLevel?: string;
+  /** The production path: PostgreSQL at this URL instead of PGlite (pool of 4). */
+  databaseUrl?: string;
+  /** The production path: blobs in S3 as `abota-server` reads it from ABOTA_S3_* (credentials from the AWS chain). */
+  s3Env?: Readonly<Record<string, string>>;
 }
 
 export interface DeviceEvent {
@@ -80,9 +84,18 @@ export class LabServer {
       host: '127.0.0.1',
       port: 0,
       dataDir: o.dataDir,
-      databaseUrl: undefined,
-      databasePoolSize: 1,
-      s3: undefined,
+      databaseUrl: o.databaseUrl,
+      databasePoolSize: o.databaseUrl === undefined ? 1 : 4,
+      s3:
+        o.s3Env?.['ABOTA_S3_BUCKET'] === undefined
+          ? undefined
+          : {
+              bucket: o.s3Env['ABOTA_S3_BUCKET'],
+              prefix: o.s3Env['ABOTA_S3_PREFIX'],
+              endpoint: o.s3Env['ABOTA_S3_ENDPOINT'],
+              region: o.s3Env['ABOTA_S3_REGION'] ?? 'us-east-1',
+              forcePathStyle: o.s3Env['ABOTA_S3_FORCE_PATH_STYLE'] === 'true',
+            },
       adminKey,
       logLevel: o.logLevel ?? 'warn',
       shutdownTimeoutMs: 2000,
@@ -91,6 +104,7 @@ export class LabServer {
       config,
       logger: createLogger({ level: config.logLevel }),
       ...(o.clock ? { clock: o.clock } : {}),
+      ...(o.s3Env ? { env: { ...process.env, ...o.s3Env } } : {}),
     });
     return new LabServer(running, adminKey, o.dataDir);
   }
