@@ -22,7 +22,7 @@ import {
   securityFloor,
   writeDeviceState,
 } from './device-state.js';
-import { isDeviceSideError } from './error-class.js';
+import { isNoVerdictOnRelease } from './error-class.js';
 import { ClientError } from './errors.js';
 import { type CommandRunner, describeResult, runCommand } from './hooks.js';
 import { type BackoffOptions, DEFAULT_BACKOFF, sleep as defaultSleep } from './http/backoff.js';
@@ -286,8 +286,10 @@ export class Agent {
         await this.reporter.report({
           ...(req.rolloutId !== undefined ? { rolloutId: req.rolloutId } : {}),
           version,
-          // The device's own fault (error-class.ts) is no verdict on the release.
-          state: isDeviceSideError(typeof code === 'string' ? code : undefined) ? 'device-error' : 'failed',
+          // The device's own fault or a failed transport (error-class.ts) is no verdict on the release.
+          state: isNoVerdictOnRelease(typeof code === 'string' ? code : undefined)
+            ? 'device-error'
+            : 'failed',
           errorCode: typeof code === 'string' ? code.slice(0, 64) : 'ERR_INSTALL_FAILED',
           message: (e as Error).message.slice(0, 1000),
         });

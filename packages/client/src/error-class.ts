@@ -9,3 +9,17 @@ const DEVICE_SIDE =
 export function isDeviceSideError(code: string | undefined): boolean {
   return code !== undefined && DEVICE_SIDE.test(code);
 }
+
+// The way to the server failed after every retry (an outage of the server, its database or its
+// blob store, a network that dropped or trickled): the install is interrupted and resumes from
+// its journal, and it says nothing about the release either.
+const TRANSPORT = /^ERR_HTTP_(NETWORK|UNAVAILABLE|TIMEOUT|TOO_SLOW)$/;
+
+/**
+ * No verdict on the release: device-side errors and transport failures. The agent reports these
+ * as `device-error` (the server neither counts them against the rollout nor stops offering the
+ * release); only the release's own faults (trust, verification, health) are `failed`.
+ */
+export function isNoVerdictOnRelease(code: string | undefined): boolean {
+  return isDeviceSideError(code) || (code !== undefined && TRANSPORT.test(code));
+}
