@@ -23,6 +23,7 @@ export {
   type CheckResult,
 } from './agent.js';
 export { TRUST_CHAIN_FILE } from './agent-trust-roots.js';
+export { type LoopSteps, pollDelayMs, runLoop } from './agent-loop.js';
 export { exitStatusFor, runAgentCli, type CliIo } from './agent-commands.js';
 export { type DeviceState, readDeviceState } from './device-state.js';
 export { type CommandResult, type CommandRunner, runCommand } from './hooks.js';
