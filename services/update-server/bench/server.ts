@@ -36,6 +36,8 @@ const app = createApp({
     pollIntervalSeconds: 3600,
     // The load generator replays a sample of devices far faster than any device polls.
     rateLimits: RATE_LIMITS_OFF,
+    // The load-shedding limit (bench/shedding.ts varies it), as the server's ABOTA_MAX_IN_FLIGHT.
+    maxRequestsInFlight: Number(process.env['ABOTA_MAX_IN_FLIGHT'] ?? DEFAULT_APP_CONFIG.maxRequestsInFlight),
     pollStatementsInFlight: Number(
       process.env['BENCH_POLL_STATEMENTS_IN_FLIGHT'] ?? DEFAULT_APP_CONFIG.pollStatementsInFlight,
     ),
