@@ -1,10 +1,13 @@
-// Shared by the poll benches (run.ts, conditional-poll.ts): the PostgreSQL admin connection,
-// pre-signed device JWTs, per-process CPU from /proc, a product with a signed release and an
+// Shared by the poll benches (run.ts, conditional-poll.ts, shedding.ts): the PostgreSQL admin
+// connection, a scratch database and blob directory per run, pre-signed device JWTs, per-process CPU from /proc, a product with a signed release and an
 // active rollout to the `canary` tag, a fleet of devices with their own keys, and the server
 // process (server.ts).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject, randomUUID, sign } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createTrustRoot, generateSigningKey, signManifest, signTrustRoot } from '@abota/manifest';
@@ -23,6 +26,33 @@ export async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T>
   } finally {
     await c.end();
   }
+}
+
+/** A run's own database (on the admin URL's server) and blob directory; `drop()` removes both. */
+export async function benchScratch(): Promise<{
+  dbName: string;
+  dbUrl: string;
+  blobDir: string;
+  drop: () => Promise<void>;
+}> {
+  const dbName = `abota_bench_${randomBytes(4).toString('hex')}`;
+  const dbUrl = new URL(ADMIN_URL);
+  dbUrl.pathname = `/${dbName}`;
+  const blobDir = await mkdtemp(join(tmpdir(), 'abota-bench-'));
+  await withAdmin((c) => c.query(`CREATE DATABASE ${dbName}`));
+  const drop = async () => {
+    await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`));
+    await rm(blobDir, { recursive: true, force: true });
+  };
+  return { dbName, dbUrl: dbUrl.toString(), blobDir, drop };
+}
+
+/** SIGTERM a bench server started by startBenchServer and wait for it to exit (no-op if gone). */
+export async function stopBenchServer(child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null) return;
+  const exited = new Promise((ok) => child.once('exit', ok));
+  child.kill('SIGTERM');
+  await exited;
 }
 
 /** A compact JWS (EdDSA) signed with node:crypto directly: the pool is large, jose's per-call overhead is not needed. */

@@ -6,20 +6,16 @@
 //   env: BENCH_DEVICES (4000: half canary), BENCH_REQUESTS (10000 per run), BENCH_CONNECTIONS (16),
 //   BENCH_ROUNDS (3), ABOTA_TEST_DATABASE_URL
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { openDatabase } from '../src/index.js';
 import {
-  ADMIN_URL,
   cpuMs,
   deviceJwt,
   insertDevices,
   seedCanaryRelease,
   startBenchServer,
-  withAdmin,
+  benchScratch,
+  stopBenchServer,
 } from './common.js';
 
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 4000);
@@ -37,19 +33,15 @@ interface Run {
 }
 
 async function main(): Promise<void> {
-  const dbName = `abota_bench_${randomBytes(4).toString('hex')}`;
-  const dbUrl = new URL(ADMIN_URL);
-  dbUrl.pathname = `/${dbName}`;
-  const blobDir = await mkdtemp(join(tmpdir(), 'abota-bench-'));
-  await withAdmin((c) => c.query(`CREATE DATABASE ${dbName}`));
+  const { dbUrl, blobDir, drop } = await benchScratch();
   let child: ChildProcess | undefined;
   try {
-    const database = await openDatabase({ kind: 'postgres', url: dbUrl.toString(), poolSize: 4 });
+    const database = await openDatabase({ kind: 'postgres', url: dbUrl, poolSize: 4 });
     await seedCanaryRelease(database.db);
     const devices = await insertDevices(database.db, DEVICES, (j) => j % 2 === 0);
     await database.db.execute('ANALYZE');
     await database.close();
-    const launched = await startBenchServer(dbUrl.toString(), blobDir);
+    const launched = await startBenchServer(dbUrl, blobDir);
     child = launched.child;
     const { base } = launched;
     const pid = child.pid ?? 0;
@@ -161,13 +153,8 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    if (child !== undefined && child.exitCode === null) {
-      const exited = new Promise((ok) => child?.once('exit', ok));
-      child.kill('SIGTERM');
-      await exited;
-    }
-    await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`));
-    await rm(blobDir, { recursive: true, force: true });
+    await stopBenchServer(child);
+    await drop();
   }
 }
 

@@ -10,15 +10,12 @@
 //   other jobs hits both alike), BENCH_POLL_STATEMENTS_IN_FLIGHT (the server default), ABOTA_TEST_DATABASE_URL,
 //   BENCH_PROFILE=1 (CPU profile of the server)
 import type { ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes, randomUUID, sign, verify } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, sign, verify } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
 import autocannon from 'autocannon';
 import { openDatabase } from '../src/index.js';
 import {
-  ADMIN_URL,
   cpuMs,
   cpuMsByPid,
   deviceJwt,
@@ -26,6 +23,8 @@ import {
   seedCanaryRelease,
   startBenchServer,
   withAdmin,
+  benchScratch,
+  stopBenchServer,
 } from './common.js';
 
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 100_000);
@@ -161,14 +160,10 @@ function cpuBudget(
 }
 
 async function main(): Promise<void> {
-  const dbName = `abota_bench_${randomBytes(4).toString('hex')}`;
-  const dbUrl = new URL(ADMIN_URL);
-  dbUrl.pathname = `/${dbName}`;
-  const blobDir = await mkdtemp(join(tmpdir(), 'abota-bench-'));
-  await withAdmin((c) => c.query(`CREATE DATABASE ${dbName}`));
+  const { dbName, dbUrl, blobDir, drop } = await benchScratch();
   let child: ChildProcess | undefined;
   try {
-    const database = await openDatabase({ kind: 'postgres', url: dbUrl.toString(), poolSize: 4 });
+    const database = await openDatabase({ kind: 'postgres', url: dbUrl, poolSize: 4 });
     const { db } = database;
 
     // Product, a signed release and an active rollout to a 1 % canary tag: every poll runs the
@@ -186,7 +181,7 @@ async function main(): Promise<void> {
       `setup: ${DEVICES} devices with their own Ed25519 keys inserted in ${((performance.now() - started) / 1000).toFixed(1)} s`,
     );
 
-    const launched = await startBenchServer(dbUrl.toString(), blobDir);
+    const launched = await startBenchServer(dbUrl, blobDir);
     child = launched.child;
     const base = launched.base;
     serverPid = child.pid ?? 0;
@@ -309,13 +304,8 @@ async function main(): Promise<void> {
     );
     if (bad > 0) console.log(`warning: ${bad} poll responses were not 2xx`);
   } finally {
-    if (child !== undefined && child.exitCode === null) {
-      const exited = new Promise((ok) => child?.once('exit', ok));
-      child.kill('SIGTERM');
-      await exited;
-    }
-    await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`));
-    await rm(blobDir, { recursive: true, force: true });
+    await stopBenchServer(child);
+    await drop();
   }
 }
 

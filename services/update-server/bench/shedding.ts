@@ -10,11 +10,8 @@
 //   BENCH_CAPACITY_CONNECTIONS (128),
 //   ABOTA_TEST_DATABASE_URL
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { Agent, request } from 'node:http';
-import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { openDatabase } from '../src/index.js';
 import {
@@ -23,7 +20,8 @@ import {
   insertDevices,
   seedCanaryRelease,
   startBenchServer,
-  withAdmin,
+  benchScratch,
+  stopBenchServer,
 } from './common.js';
 
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
@@ -176,21 +174,10 @@ async function offer(base: string, pool: string[], rate: number, seconds: number
 }
 
 async function main(): Promise<void> {
-  const dbName = `abota_bench_${randomBytes(4).toString('hex')}`;
-  const dbUrl = new URL(ADMIN_URL);
-  dbUrl.pathname = `/${dbName}`;
-  const blobDir = await mkdtemp(join(tmpdir(), 'abota-bench-'));
-  await withAdmin((c) => c.query(`CREATE DATABASE ${dbName}`));
+  const { dbUrl, blobDir, drop } = await benchScratch();
   let child: ChildProcess | undefined;
-  const stop = async () => {
-    if (child !== undefined && child.exitCode === null) {
-      const exited = new Promise((ok) => child?.once('exit', ok));
-      child.kill('SIGTERM');
-      await exited;
-    }
-  };
   try {
-    const database = await openDatabase({ kind: 'postgres', url: dbUrl.toString(), poolSize: 4 });
+    const database = await openDatabase({ kind: 'postgres', url: dbUrl, poolSize: 4 });
     await seedCanaryRelease(database.db);
     const keys = await insertDevices(database.db, DEVICES, (j) => j % 100 === 0);
     await database.db.execute('ANALYZE');
@@ -202,7 +189,7 @@ async function main(): Promise<void> {
     let cap = 0;
     for (const limit of LIMITS) {
       process.env['ABOTA_MAX_IN_FLIGHT'] = String(limit);
-      const launched = await startBenchServer(dbUrl.toString(), blobDir);
+      const launched = await startBenchServer(dbUrl, blobDir);
       child = launched.child;
       await capacity(launched.base, keys, 2000); // warm-up (JIT, pools, key cache)
       if (cap === 0) cap = await capacity(launched.base, keys, 10_000);
@@ -222,13 +209,12 @@ async function main(): Promise<void> {
           1,
         )} ms); other ${[...o.other].map(([k, v]) => `${k}: ${v}`).join(', ') || 0}; p99 <= 20 ms: ${p99 <= 20 ? 'yes' : 'NO'} — load average ${before} before, ${load()} after`,
       );
-      await stop();
+      await stopBenchServer(child);
       if (p99 <= 20) break;
     }
   } finally {
-    await stop();
-    await withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`));
-    await rm(blobDir, { recursive: true, force: true });
+    await stopBenchServer(child);
+    await drop();
   }
 }
 
