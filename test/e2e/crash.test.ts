@@ -1,13 +1,16 @@
-// Power cuts during installs: the agent runs as its own process (`abota-agent run` through the
-// simulator's entry, real HTTP to the real server) and is SIGKILLed at seeded random moments
-// while it installs; every kill is followed by a simulated reboot. After each one the VM must
-// boot a verified slot with the committed slot untouched, and the install must resume and
-// complete. The download is throttled and checkpoints are small so kills spread over the install.
-import { stat } from 'node:fs/promises';
-import type { InstallJournal, SlotName } from '@abota/client';
-import type { AgentProcess, SimulatedVm } from '@abota/simulator';
+import type { SlotName } from '@abota/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFleet, type Fleet } from '../fixtures/fleet.js';
+import {
+  committedOnDevice,
+  installing,
+  mtimeMs,
+  reached,
+  seeded,
+  sleep,
+  stationsOf,
+  waitFor,
+} from '../fixtures/power-cut.js';
 
 const KILLS_DURING_INSTALL = 20;
 const CHECKPOINT_BYTES = 256 * 1024;
@@ -28,81 +31,10 @@ afterAll(async () => {
   await fleet?.close();
 });
 
-/** mulberry32: the kill schedule is reproducible from the seed printed on failure. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function mtimeMs(path: string): Promise<number> {
-  return stat(path).then(
-    (s) => s.mtimeMs,
-    () => 0,
-  );
-}
-
-/** Wait until `cond` holds, polling; fails with `what` after `timeoutMs`. */
-async function waitFor(cond: () => Promise<boolean>, what: string, proc: AgentProcess, timeoutMs = 30_000) {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > timeoutMs) {
-      throw new Error(`timed out waiting for ${what}\nagent stderr:\n${proc.stderr.slice(-3000)}`);
-    }
-    if (!proc.running)
-      throw new Error(`agent exited while waiting for ${what}:\n${proc.stderr.slice(-3000)}`);
-    await sleep(5);
-  }
-}
-
-type Station = { kind: 'verified' } | { kind: 'writing'; fraction: number } | { kind: 'boot-pending' };
-
-/** Whether the install of `version` got to `station` (progress is journalled at checkpoints). */
-function reached(
-  j: InstallJournal | undefined,
-  version: string,
-  station: Station,
-  touchedByThisRun: boolean,
-): boolean {
-  if (j === undefined || j.version !== version) return false;
-  const past = (phases: string[]) => phases.includes(j.phase);
-  switch (station.kind) {
-    case 'verified':
-      return touchedByThisRun;
-    case 'writing':
-      return (
-        touchedByThisRun &&
-        ((j.phase === 'writing' && j.progress.bytesDone >= station.fraction * j.progress.bytesTotal) ||
-          past(['written', 'boot-pending']))
-      );
-    case 'boot-pending':
-      // Only the run that set it: after the reboot the trial boot's own run must reach its
-      // commit (a cut there is an unconfirmed trial, and GRUB rightly falls back).
-      return touchedByThisRun && j.phase === 'boot-pending';
-  }
-}
-
-async function committedOnDevice(vm: SimulatedVm, version: string): Promise<boolean> {
-  const j = await vm.journal().catch(() => undefined);
-  return j?.phase === 'committed' && j.version === version;
-}
-
 async function serverHas(deviceId: string, version: string, state: string): Promise<boolean> {
   const events = (await fleet.server.device(deviceId)).events;
   return events.some((e) => e.version === version && e.state === state);
 }
-
-const installing = (j: InstallJournal | undefined, version: string) =>
-  j !== undefined &&
-  j.version === version &&
-  ['verified', 'writing', 'written', 'boot-pending'].includes(j.phase);
 
 describe('agent killed during installs', () => {
   it(`boots a verified slot after each of ${KILLS_DURING_INSTALL}+ SIGKILLs during installs, and every install resumes and commits`, async () => {
@@ -136,12 +68,7 @@ describe('agent killed during installs', () => {
         // Ten power cuts per release at seeded stations spread over the install: right after
         // the manifest was accepted, at eight random points of the block stream, and after the
         // slot was set "try once" (before the reboot).
-        const fractions = Array.from({ length: 8 }, () => random()).sort((a, b) => a - b);
-        const stations: Station[] = [
-          { kind: 'verified' },
-          ...fractions.map((f): Station => ({ kind: 'writing', fraction: f })),
-          { kind: 'boot-pending' },
-        ];
+        const stations = stationsOf(random, 8);
         for (const [cut, station] of stations.entries()) {
           const spawnedAt = Date.now();
           const proc = powerOn();
@@ -207,7 +134,7 @@ describe('agent killed during installs', () => {
               },
               `${version} to finish`,
               proc,
-              60_000,
+              { timeoutMs: 60_000 },
             );
           } finally {
             await proc.killAndWait('SIGKILL');

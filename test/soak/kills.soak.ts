@@ -1,15 +1,15 @@
-// 100 seeded random power cuts (SIGKILL of the agent process) across full and delta installs
-// (issue 16, "at scale"; test/e2e/crash.test.ts does 20+ with the same schedule and checks). The
-// agent runs as its own process (`abota-agent run`, real HTTP to the real server) on a chain of
-// releases 2.0.0, 3.0.0, …: every odd one also ships a rootfs delta from the one before (a delta
-// install), every even one none (a full install). After each cut the VM reboots and must boot a
-// verified slot — the committed one byte-identical while the install is unfinished, the new one
-// only once it was completely written — and in the end every release resumes and commits.
-import { stat } from 'node:fs/promises';
-import type { InstallJournal, SlotName } from '@abota/client';
-import type { AgentProcess, SimulatedVm } from '@abota/simulator';
+import type { SlotName } from '@abota/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFleet, type Fleet, runAbota } from '../fixtures/fleet.js';
+import {
+  committedOnDevice,
+  installing,
+  mtimeMs,
+  reached,
+  sleep,
+  stationsOf,
+  waitFor,
+} from '../fixtures/power-cut.js';
 import { formatTally, printSummary, replay, soakCount, soakRandom, tally } from './soak.js';
 
 const KILLS = soakCount('ABOTA_SOAK_KILLS', 100);
@@ -29,8 +29,6 @@ afterAll(async () => {
   await fleet?.close();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Release `n`.0.0, with a rootfs delta from the one before when `n` is odd; pushed. */
 async function publish(n: number): Promise<{ version: string; method: 'delta' | 'full' }> {
   const version = `${n}.0.0`;
@@ -41,54 +39,6 @@ async function publish(n: number): Promise<{ version: string; method: 'delta' | 
   await fleet.push(version);
   return { version, method };
 }
-
-async function mtimeMs(path: string): Promise<number> {
-  return stat(path).then(
-    (s) => s.mtimeMs,
-    () => 0,
-  );
-}
-
-async function waitFor(cond: () => Promise<boolean>, what: string, proc: AgentProcess, timeoutMs = 30_000) {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > timeoutMs)
-      throw new Error(
-        `timed out waiting for ${what}\nagent stderr:\n${proc.stderr.slice(-3000)}\n${replay()}`,
-      );
-    if (!proc.running)
-      throw new Error(`agent exited while waiting for ${what}:\n${proc.stderr.slice(-3000)}`);
-    await sleep(5);
-  }
-}
-
-type Station = { kind: 'verified' } | { kind: 'writing'; fraction: number } | { kind: 'boot-pending' };
-
-/** Whether this run of the agent took the install of `version` to `station` (journalled progress). */
-function reached(
-  j: InstallJournal | undefined,
-  version: string,
-  station: Station,
-  touched: boolean,
-): boolean {
-  if (j === undefined || j.version !== version || !touched) return false;
-  switch (station.kind) {
-    case 'verified':
-      return true;
-    case 'writing':
-      return (
-        (j.phase === 'writing' && j.progress.bytesDone >= station.fraction * j.progress.bytesTotal) ||
-        ['written', 'boot-pending'].includes(j.phase)
-      );
-    case 'boot-pending':
-      return j.phase === 'boot-pending';
-  }
-}
-
-const installing = (j: InstallJournal | undefined, version: string) =>
-  j !== undefined &&
-  j.version === version &&
-  ['verified', 'writing', 'written', 'boot-pending'].includes(j.phase);
 
 describe('agent killed during full and delta installs', () => {
   it(`boots a verified slot after each of ${KILLS} seeded SIGKILLs during full and delta installs; every install resumes and commits`, async () => {
@@ -106,10 +56,6 @@ describe('agent killed during full and delta installs', () => {
     let committedSlot: SlotName = 'A';
     const serverHas = async (version: string, state: string) =>
       (await fleet.server.device(deviceId)).events.some((e) => e.version === version && e.state === state);
-    const committedOnDevice = async (v: SimulatedVm, version: string) => {
-      const j = await v.journal().catch(() => undefined);
-      return j?.phase === 'committed' && j.version === version;
-    };
     // The next boot's agent process, already loaded and waiting (see agent-process.ts).
     const prestart = () =>
       vm.spawnAgent(['run', '--json'], { checkpointBytes: CHECKPOINT_BYTES, waitForStart: true });
@@ -127,12 +73,7 @@ describe('agent killed during full and delta installs', () => {
         const committedBefore = await vm.slotDigests(committedSlot);
         await fleet.server.createRollout(fleet.releaseIds.get(version)!, { deviceIds: [deviceId] });
         const target: SlotName = committedSlot === 'A' ? 'B' : 'A';
-        const fractions = Array.from({ length: WRITING_CUTS }, () => random()).sort((a, b) => a - b);
-        const stations: Station[] = [
-          { kind: 'verified' },
-          ...fractions.map((f): Station => ({ kind: 'writing', fraction: f })),
-          { kind: 'boot-pending' },
-        ];
+        const stations = stationsOf(random, WRITING_CUTS);
         for (const [cut, station] of stations.entries()) {
           if (kills >= KILLS) break;
           const spawnedAt = Date.now();
@@ -149,10 +90,13 @@ describe('agent killed during full and delta installs', () => {
               },
               `${version} to reach ${JSON.stringify(station)}`,
               proc,
+              { context: () => replay(log) },
             );
             // A commit is not a station: its report reaches the server before the next cut.
             if (await committedOnDevice(vm, version))
-              await waitFor(() => serverHas(version, 'committed'), `${version} committed report`, proc);
+              await waitFor(() => serverHas(version, 'committed'), `${version} committed report`, proc, {
+                context: () => replay(log),
+              });
             else await sleep(Math.floor(random() * 40));
           } finally {
             await proc.killAndWait('SIGKILL');
@@ -187,7 +131,7 @@ describe('agent killed during full and delta installs', () => {
               async () => (await vm.rebootRequested()) || (await serverHas(version, 'committed')),
               `${version} to finish`,
               proc,
-              60_000,
+              { timeoutMs: 60_000, context: () => replay(log) },
             );
           } finally {
             await proc.killAndWait('SIGKILL');
