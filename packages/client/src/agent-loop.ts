@@ -4,6 +4,7 @@ import type { AfterBootResult } from './agent-after-boot.js';
 import type { AgentLog } from './agent-log.js';
 import type { AgentConfig } from './config.js';
 import type { ClientError } from './errors.js';
+import { retryDelayMs } from './http/backoff.js';
 import { type InstallJournal, isInProgress, readJournal } from './install/journal.js';
 
 export type CheckResult =
@@ -82,11 +83,13 @@ export async function runLoop(o: LoopOptions, signal: AbortSignal): Promise<void
       if (signal.aborted) break;
       failures++;
       log({ level: 'error', message: (e as Error).message, code: (e as ClientError).code });
-      // Back off from a failing server up to the normal poll interval, with jitter.
+      // Back off from a failing server up to the normal poll interval, with jitter — or, when it
+      // said how long (Retry-After on a 429/503), at least that, up to the longest poll interval.
       const p = config.poll;
-      delayMs = pollDelayMs(
-        p,
-        Math.min(p.defaultSeconds, p.minSeconds * 2 ** Math.min(failures - 1, 16)),
+      delayMs = retryDelayMs(
+        e,
+        pollDelayMs(p, Math.min(p.defaultSeconds, p.minSeconds * 2 ** Math.min(failures - 1, 16)), o.random),
+        p.maxSeconds * 1000,
         o.random,
       );
     }

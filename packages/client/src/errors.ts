@@ -68,10 +68,16 @@ export type ClientErrorCode =
 export class ClientError extends Error {
   override readonly name = 'ClientError';
   readonly code: ClientErrorCode;
+  /**
+   * How long the server asked us to wait (its Retry-After on a 429 or 503, bounded by
+   * http/backoff.ts parseRetryAfter): the retry and the daemon loop wait at least this long.
+   */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: ClientErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ClientErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

@@ -17,6 +17,41 @@ export interface BackoffOptions {
 
 export const DEFAULT_BACKOFF: BackoffOptions = { baseDelayMs: 500, maxDelayMs: 60_000, maxAttempts: 8 };
 
+/** The longest Retry-After we honour: a server (or a proxy) asking for more is not obeyed beyond it. */
+export const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/**
+ * Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, in milliseconds from `nowMs`,
+ * bounded to [0, MAX_RETRY_AFTER_MS]; undefined when absent or unreadable (then our own backoff
+ * applies). Untrusted input: a huge or malformed value never freezes the device.
+ */
+export function parseRetryAfter(value: string | undefined, nowMs = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  let ms: number;
+  if (/^\d{1,10}$/.test(text)) ms = Number(text) * 1000;
+  else if (text.length <= 64 && /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(text)) {
+    const at = Date.parse(text);
+    if (Number.isNaN(at)) return undefined;
+    ms = at - nowMs;
+  } else return undefined;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+}
+
+/**
+ * The wait before retrying after `e`: our backoff delay, or — when the server said how long with
+ * Retry-After — at least that, spread over up to half again so the devices it turned away
+ * together do not return together; never more than `capMs`.
+ */
+export function retryDelayMs(e: unknown, backoffMs: number, capMs: number, random = Math.random): number {
+  const asked = e instanceof ClientError ? e.retryAfterMs : undefined;
+  if (asked === undefined) return backoffMs;
+  return Math.min(capMs, Math.max(backoffMs, Math.round(asked * (1 + 0.5 * random()))));
+}
+
+/** The longest a single retry inside one operation waits for a Retry-After (the loop may wait longer). */
+export const MAX_IN_OPERATION_RETRY_AFTER_MS = 600_000;
+
 export function backoffDelayMs(
   attempt: number,
   o: Pick<BackoffOptions, 'baseDelayMs' | 'maxDelayMs'>,
@@ -76,7 +111,12 @@ export async function withRetry<T>(
       return await fn(attempt);
     } catch (e) {
       if (!isTransient(e) || attempt + 1 >= o.maxAttempts || signal?.aborted) throw e;
-      const delayMs = backoffDelayMs(attempt, o, o.random);
+      const delayMs = retryDelayMs(
+        e,
+        backoffDelayMs(attempt, o, o.random),
+        MAX_IN_OPERATION_RETRY_AFTER_MS,
+        o.random,
+      );
       onRetry?.(e, attempt + 1, delayMs);
       await wait(delayMs, signal);
     }

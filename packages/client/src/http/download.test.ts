@@ -202,6 +202,31 @@ describe.each([
     expect(requests.length).toBe(noWait.maxAttempts);
   });
 
+  it('waits at least the Retry-After of a 503 or 429 before retrying (spread, bounded)', async () => {
+    const blob = randomBytes(1000);
+    const { url, requests } = await serve((req, res, n) => {
+      if (n === 1) res.writeHead(503, { 'retry-after': '7' }).end();
+      else if (n === 2) res.writeHead(429, { 'retry-after': '999999999' }).end();
+      else {
+        const { start, body } = rangeResponse(blob, req, res);
+        res.end(body.subarray(0, blob.length - start));
+      }
+    });
+    const waits: number[] = [];
+    const got = await collect(
+      downloadRange({
+        url,
+        startByte: 0,
+        totalBytes: blob.length,
+        backoff: { ...noWait, random: () => 0.5, sleep: async (ms) => void waits.push(ms) },
+      }),
+    );
+    expect(got.equals(blob)).toBe(true);
+    expect(requests.length).toBe(3);
+    // 7 s asked, spread by up to half again (random 0.5 → +25 %); a day-long ask is capped at 10 min.
+    expect(waits).toEqual([8750, 600_000]);
+  });
+
   it('does not retry a final status such as 404', async () => {
     const { url, requests } = await serve((_req, res) => {
       res.writeHead(404).end();

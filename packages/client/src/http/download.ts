@@ -10,6 +10,9 @@ import {
   abortError,
   backoffDelayMs,
   isTransient,
+  MAX_IN_OPERATION_RETRY_AFTER_MS,
+  parseRetryAfter,
+  retryDelayMs,
   sleep,
 } from './backoff.js';
 import { httpGet, nodeHttpFetch } from './node-http.js';
@@ -43,10 +46,24 @@ export interface DownloadOptions {
   onRetry?: (e: unknown, failedTry: number, delayMs: number) => void;
 }
 
-/** Classify a non-2xx status: 408/429/5xx are worth retrying, the rest are final. */
-export function statusError(status: number, what: string): ClientError {
+/**
+ * Classify a non-2xx status: 408/429/5xx are worth retrying, the rest are final. A 429 or 503
+ * carries the server's Retry-After (bounded), which the retry and the daemon loop honour.
+ */
+export function statusError(
+  status: number,
+  what: string,
+  retryAfter?: string | null,
+  detail = '',
+): ClientError {
   const transient = status === 408 || status === 429 || status >= 500;
-  return new ClientError(transient ? 'ERR_HTTP_UNAVAILABLE' : 'ERR_HTTP_STATUS', `${what}: HTTP ${status}`);
+  const retryAfterMs =
+    status === 429 || status === 503 ? parseRetryAfter(retryAfter ?? undefined) : undefined;
+  return new ClientError(
+    transient ? 'ERR_HTTP_UNAVAILABLE' : 'ERR_HTTP_STATUS',
+    `${what}: HTTP ${status}${detail}${retryAfterMs === undefined ? '' : ` (retry after ${Math.ceil(retryAfterMs / 1000)} s)`}`,
+    retryAfterMs === undefined ? undefined : { retryAfterMs },
+  );
 }
 
 /** Socket and TLS failures that a retry cannot fix (the name does not exist, the certificate is not valid). */
@@ -184,7 +201,7 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
             );
           }
         } else {
-          throw statusError(res.status, what);
+          throw statusError(res.status, what, res.header('retry-after'));
         }
         const chunks = res.body[Symbol.asyncIterator]();
         for (;;) {
@@ -235,7 +252,12 @@ export async function* downloadRange(o: DownloadOptions): AsyncGenerator<Uint8Ar
       const tooSlow = (e as { code?: unknown }).code === 'ERR_HTTP_TOO_SLOW';
       failures = offset > progressBefore && !tooSlow ? 1 : failures + 1;
       if (failures >= backoff.maxAttempts) throw e;
-      const delayMs = backoffDelayMs(failures - 1, backoff, backoff.random);
+      const delayMs = retryDelayMs(
+        e,
+        backoffDelayMs(failures - 1, backoff, backoff.random),
+        MAX_IN_OPERATION_RETRY_AFTER_MS,
+        backoff.random,
+      );
       (o.onRetry ?? backoff.onRetry)?.(e, failures, delayMs);
       await wait(delayMs, o.signal);
     } finally {

@@ -338,8 +338,7 @@ export class UpdateServerClient {
       } catch {
         // the status alone is the message
       }
-      const err = statusError(res.status, what);
-      throw new ClientError(err.code, `${err.message}${detail}`);
+      throw statusError(res.status, what, res.headers.get('retry-after'), detail);
     }
     if (res.status === 204 || res.status === 304) {
       await res.body?.cancel().catch(() => {});
