@@ -1,11 +1,16 @@
 // A loopback TCP relay to simulate a backend outage without touching the backend (the machine's
 // PostgreSQL is shared): `cut()` drops every relayed connection and stops listening, so new
 // connections are refused as by a restarting server; `restore()` listens on the same port again.
+// `silence()` is the nastier fault, a network that drops packets without a word: connections stay
+// open and new ones are accepted, but nothing reaches the other side until `heal()` (then what
+// was held back is delivered late, as TCP's retransmissions would).
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 export class TcpOutageProxy {
   #server: Server | undefined;
   readonly #sockets = new Set<Socket>();
+  readonly #pairs = new Set<[Socket, Socket]>();
+  #silent = false;
   private constructor(
     readonly port: number,
     readonly target: { host: string; port: number },
@@ -42,13 +47,36 @@ export class TcpOutageProxy {
           upstream.destroy();
         });
       }
-      client.pipe(upstream).pipe(client);
+      const pair: [Socket, Socket] = [client, upstream];
+      this.#pairs.add(pair);
+      client.on('close', () => this.#pairs.delete(pair));
+      if (this.#silent) {
+        client.pause();
+        upstream.pause();
+      } else client.pipe(upstream).pipe(client);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.port, '127.0.0.1', () => resolve());
     });
     this.#server = server;
+  }
+
+  /** Packets dropped silently: nothing is relayed either way (connections stay open) until heal(). */
+  silence(): void {
+    this.#silent = true;
+    for (const [client, upstream] of this.#pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
+  }
+
+  /** The network works again: what was held back is delivered, relaying goes on. */
+  heal(): void {
+    this.#silent = false;
+    for (const [client, upstream] of this.#pairs) client.pipe(upstream).pipe(client);
   }
 
   /** The outage: every open connection reset, new ones refused until restore(). */

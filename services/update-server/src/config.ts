@@ -48,6 +48,13 @@ export interface ServerConfig extends AppConfig {
   dataDir: string;
   databaseUrl: string | undefined;
   databasePoolSize: number;
+  /**
+   * PostgreSQL deadlines (db/database.ts): a connection attempt and a query that get no answer
+   * within them fail (503 + Retry-After) and the connection is dropped, so a network that
+   * silently drops packets cannot hold requests forever. Defaults 5 s and 30 s.
+   */
+  databaseConnectTimeoutMs?: number;
+  databaseQueryTimeoutMs?: number;
   s3:
     | {
         bucket: string;
@@ -265,6 +272,8 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = [])
     dataDir: text(values, 'ABOTA_DATA_DIR') ?? './data',
     databaseUrl: text(values, 'DATABASE_URL'),
     databasePoolSize: integer(values, 'ABOTA_DB_POOL_SIZE', 10, 1, 1000),
+    databaseConnectTimeoutMs: integer(values, 'ABOTA_DB_CONNECT_TIMEOUT_SECONDS', 5, 1, 3600) * 1000,
+    databaseQueryTimeoutMs: integer(values, 'ABOTA_DB_QUERY_TIMEOUT_SECONDS', 30, 1, 86_400) * 1000,
     s3:
       bucket === undefined
         ? undefined

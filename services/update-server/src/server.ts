@@ -69,7 +69,17 @@ export async function startServer(options: {
   try {
     database =
       config.databaseUrl !== undefined
-        ? await openDatabase({ kind: 'postgres', url: config.databaseUrl, poolSize: config.databasePoolSize })
+        ? await openDatabase({
+            kind: 'postgres',
+            url: config.databaseUrl,
+            poolSize: config.databasePoolSize,
+            ...(config.databaseConnectTimeoutMs === undefined
+              ? {}
+              : { connectTimeoutMs: config.databaseConnectTimeoutMs }),
+            ...(config.databaseQueryTimeoutMs === undefined
+              ? {}
+              : { queryTimeoutMs: config.databaseQueryTimeoutMs }),
+          })
         : await (async () => {
             await mkdir(join(dataDir, 'db'), { recursive: true });
             return openDatabase({ kind: 'pglite', dataDir: join(dataDir, 'db') });

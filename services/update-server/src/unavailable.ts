@@ -23,7 +23,7 @@ const PG_UNAVAILABLE = /^(08...|57P0[123]|53300)$/;
 
 /** node-postgres' own messages for a lost or never-made connection (these carry no code). */
 const PG_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|connection error and is not queryable|Client was closed and is not queryable/;
+  /Connection terminated|PostgreSQL query deadline exceeded|timeout exceeded when trying to connect|connection error and is not queryable|Client was closed and is not queryable/;
 
 /** A short reason when `err` (or anything in its cause chain) is a backend outage, else undefined. */
 export function backendUnavailable(err: unknown): string | undefined {

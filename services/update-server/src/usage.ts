@@ -20,6 +20,16 @@ export const SETTINGS: readonly Setting[] = [
   },
   { env: 'DATABASE_URL', defaultValue: 'unset', description: 'PostgreSQL instead of PGlite' },
   { env: 'ABOTA_DB_POOL_SIZE', defaultValue: '10', description: 'PostgreSQL connections per process' },
+  {
+    env: 'ABOTA_DB_CONNECT_TIMEOUT_SECONDS',
+    defaultValue: '5',
+    description: 'PostgreSQL connection deadline (then 503 + Retry-After)',
+  },
+  {
+    env: 'ABOTA_DB_QUERY_TIMEOUT_SECONDS',
+    defaultValue: '30',
+    description: 'PostgreSQL query deadline; the connection is dropped (then 503 + Retry-After)',
+  },
   { env: 'ABOTA_S3_BUCKET', defaultValue: 'unset', description: 'S3 blob store instead of the filesystem' },
   { env: 'ABOTA_S3_ENDPOINT', defaultValue: 'AWS', description: 'S3-compatible endpoint URL' },
   { env: 'ABOTA_S3_REGION', defaultValue: 'us-east-1', description: 'S3 region' },

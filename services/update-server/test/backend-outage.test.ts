@@ -49,6 +49,43 @@ describe('backend outage', () => {
     expect((await list()).status).toBe(200);
   });
 
+  it('answers 503 + Retry-After within its deadlines when the network to PostgreSQL drops packets silently, and recovers', async () => {
+    // Short deadlines for the test (defaults: connect 5 s, query 30 s).
+    const silentProxy = await TcpOutageProxy.start(proxy.target);
+    const url = new URL(tdb.url ?? '');
+    url.host = `127.0.0.1:${silentProxy.port}`;
+    const db = await openDatabase({
+      kind: 'postgres',
+      url: url.toString(),
+      poolSize: 2,
+      connectTimeoutMs: 1000,
+      queryTimeoutMs: 1500,
+    });
+    try {
+      const h = await createHarness(db, new FsBlobStore(await makeTempDir('abota-silent-')));
+      const list = () => h.request('/v1/admin/products', { key: h.adminKey });
+      expect((await list()).status).toBe(200);
+      silentProxy.silence();
+      // Open connections go silent (query deadline) and new ones get no answer (connect deadline):
+      // each request is answered 503 + Retry-After in seconds, none hangs.
+      const started = performance.now();
+      const answers = await Promise.all([list(), list(), list(), list()]);
+      for (const res of answers) await expectOutage(res);
+      expect(performance.now() - started).toBeLessThan(10_000);
+      silentProxy.heal();
+      let status = 0;
+      for (let i = 0; i < 20 && status !== 200; i++) {
+        status = (await list()).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(status).toBe(200);
+    } finally {
+      silentProxy.heal();
+      await db.close();
+      await silentProxy.close();
+    }
+  });
+
   it('answers 503 + Retry-After while the S3 endpoint is unreachable', async () => {
     const down = await TcpOutageProxy.start({ host: '127.0.0.1', port: 9 });
     await down.cut();

@@ -34,7 +34,51 @@ export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../drizzle', import.m
 
 export type DatabaseOptions =
   | { kind: 'pglite'; dataDir?: string /* undefined = in memory */ }
-  | { kind: 'postgres'; url: string; poolSize?: number };
+  | {
+      kind: 'postgres';
+      url: string;
+      poolSize?: number;
+      /** A connection attempt with no answer within this fails (default 5 s). */
+      connectTimeoutMs?: number;
+      /** A query with no answer within this fails and its connection is dropped (default 30 s). */
+      queryTimeoutMs?: number;
+    };
+
+/** The error a query past its deadline fails with (unavailable.ts answers it 503 + Retry-After). */
+export const QUERY_DEADLINE_MESSAGE = 'PostgreSQL query deadline exceeded: connection dropped';
+
+/**
+ * A pg.Client whose queries have a deadline. node-postgres' own query_timeout rejects the query
+ * but keeps the connection, so a pool could hand a connection whose peer went silent to the next
+ * request; here the deadline destroys the socket instead: every query on it fails at once, and
+ * the pool discards the client (not queryable) and opens a fresh one for the next request.
+ */
+function deadlineClient(timeoutMs: number): typeof pg.Client {
+  return class DeadlineClient extends pg.Client {
+    // biome-ignore lint/suspicious/noExplicitAny: pg.Client.query's overloads (promise, callback, submittable)
+    override query(...args: any[]): any {
+      const timer = setTimeout(() => {
+        const stream = (this as unknown as { connection: { stream: { destroy(e: Error): void } } }).connection
+          .stream;
+        stream.destroy(new Error(QUERY_DEADLINE_MESSAGE));
+      }, timeoutMs);
+      timer.unref();
+      const last = args.length - 1;
+      if (typeof args[last] === 'function') {
+        const callback = args[last] as (...r: unknown[]) => void;
+        args[last] = (...r: unknown[]) => {
+          clearTimeout(timer);
+          callback(...r);
+        };
+        return (super.query as (...a: unknown[]) => unknown)(...args);
+      }
+      const result = (super.query as (...a: unknown[]) => unknown)(...args);
+      if (result instanceof Promise) return result.finally(() => clearTimeout(timer));
+      // A submittable (cursor, stream): it ends on its own events; the deadline still guards it.
+      return result;
+    }
+  } as unknown as typeof pg.Client;
+}
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.kind === 'pglite') {
@@ -57,16 +101,26 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       close: () => client.close(),
     };
   }
-  const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+  const connectionTimeoutMillis = options.connectTimeoutMs ?? 5000;
+  // Migrations run on their own connection without a query deadline (an ALTER on a big table
+  // may take long); the pool that serves requests has one.
+  const migrator = new pg.Client({ connectionString: options.url, connectionTimeoutMillis });
+  await migrator.connect();
+  try {
+    await migratePg(drizzlePg(migrator, { schema }), { migrationsFolder: MIGRATIONS_FOLDER });
+  } finally {
+    await migrator.end().catch(() => {});
+  }
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis,
+    keepAlive: true,
+    Client: deadlineClient(options.queryTimeoutMs ?? 30_000),
+  });
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   const db = drizzlePg(pool, { schema });
-  try {
-    await migratePg(db, { migrationsFolder: MIGRATIONS_FOLDER });
-  } catch (error) {
-    await pool.end();
-    throw error;
-  }
   return {
     db: db as unknown as Db,
     kind: 'postgres',
