@@ -14,6 +14,7 @@ import type { Db } from './db/database.js';
 import { PollBatcher } from './db/poll-statement.js';
 import { errorBody, ServerError } from './errors.js';
 import type { Logger } from './logger.js';
+import { LoadGate, shedRetryAfterSeconds } from './load-gate.js';
 import { Metrics } from './metrics.js';
 import { RolloutEngine } from './rollout/engine.js';
 import { adminRoutes } from './routes/admin.js';
@@ -40,6 +41,8 @@ export interface CreateAppOptions {
    * its timer and cross-replica LISTEN (startServer does), or to drive evaluations in tests.
    */
   rollouts?: RolloutEngine;
+  /** The in-flight count shedding reads (load-gate.ts); startServer shares it with its pre-parse check. */
+  loadGate?: LoadGate;
 }
 
 /** The whole HTTP surface; `typeof` it (and of each sub-app) is what hono/client `hc` is typed by. */
@@ -117,23 +120,19 @@ export function createApp(options: CreateAppOptions) {
   // Load shedding: past maxRequestsInFlight requests in progress, answer 503 at once — cheap, and
   // what is admitted keeps its latency — rather than queueing everything behind a saturated
   // database. The operational routes stay out of it (a probe must not fail because of load).
-  let inFlight = 0;
-  const shedFrom = config.maxRequestsInFlight > 0 ? config.maxRequestsInFlight : Number.POSITIVE_INFINITY;
+  const gate = options.loadGate ?? new LoadGate(config.maxRequestsInFlight);
   app.use('/v1/*', async (_c, next) => {
-    if (inFlight >= shedFrom) {
+    if (gate.full) {
       metrics.shed.inc();
-      throw new ServerError(
-        'ERR_UNAVAILABLE',
-        `server busy (${inFlight} requests in progress); retry after the Retry-After seconds`,
-        // Spread the retries: 1-5 s.
-        { retryAfterSeconds: 1 + Math.floor(Math.random() * 5) },
-      );
+      throw new ServerError('ERR_UNAVAILABLE', gate.busyMessage(), {
+        retryAfterSeconds: shedRetryAfterSeconds(),
+      });
     }
-    inFlight++;
+    gate.inFlight++;
     try {
       await next();
     } finally {
-      inFlight--;
+      gate.inFlight--;
     }
   });
 

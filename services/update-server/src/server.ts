@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { type BlobStore, FsBlobStore, S3BlobStore } from '@abota/blobstore';
+import { createServer, type RequestListener, type ServerOptions } from 'node:http';
 import { serve } from '@hono/node-server';
 import { type App, createApp } from './app.js';
 import { bootstrapAdminKey } from './auth/api-keys.js';
@@ -15,6 +16,7 @@ import { type DataDirLock, lockDataDir } from './data-dir-lock.js';
 import { type Database, openDatabase } from './db/database.js';
 import type { Logger } from './logger.js';
 import { gcUploadSessions, pruneUsedJwtIds } from './maintenance.js';
+import { LoadGate, preParse } from './load-gate.js';
 import { Metrics } from './metrics.js';
 import { metricsApp } from './routes/ops.js';
 import { RolloutEngine } from './rollout/engine.js';
@@ -103,7 +105,9 @@ export async function startServer(options: {
     const generatedAdminKey = await bootstrapAdminKey({ db: database.db }, config.adminKey);
     await rollouts.start({ intervalMs: ROLLOUT_EVALUATION_INTERVAL_MS });
     const metrics = new Metrics();
+    const loadGate = new LoadGate(config.maxRequestsInFlight);
     const app = createApp({
+      loadGate,
       db: database.db,
       blobs,
       clock,
@@ -113,7 +117,17 @@ export async function startServer(options: {
       metrics,
       pingDatabase: () => database.ping(),
     });
-    const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port });
+    const server = serve({
+      fetch: app.fetch,
+      hostname: config.host,
+      port: config.port,
+      // Shed before node's request becomes a fetch Request (load-gate.ts).
+      createServer: ((serverOptions: ServerOptions, listener: RequestListener) =>
+        createServer(
+          serverOptions,
+          preParse(loadGate, () => metrics.shed.inc(), listener),
+        )) as typeof createServer,
+    });
     const url = await listening(server);
     let metricsServer: typeof server | undefined;
     let metricsUrl: string | undefined;
