@@ -56,6 +56,8 @@ export async function startServer(options: {
   logger: Logger;
   env?: Readonly<Record<string, string | undefined>>;
   clock?: Clock;
+  /** Shed in node's request listener, before parsing (default); false leaves it to the app (bench/shed-cost.ts compares). */
+  preParseShedding?: boolean;
 }): Promise<RunningServer> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
@@ -125,7 +127,9 @@ export async function startServer(options: {
       createServer: ((serverOptions: ServerOptions, listener: RequestListener) =>
         createServer(
           serverOptions,
-          preParse(loadGate, () => metrics.shed.inc(), listener),
+          options.preParseShedding === false
+            ? listener
+            : preParse(loadGate, () => metrics.shed.inc(), listener),
         )) as typeof createServer,
     });
     const url = await listening(server);
