@@ -55,7 +55,9 @@ describe('disk full during an install', () => {
     if (!mounted) {
       // CI runs as root and sets ABOTA_REQUIRE_TOOLS=1: there a missing tmpfs is a failure.
       if (process.env['ABOTA_REQUIRE_TOOLS'] === '1')
-        throw new Error('disk full: cannot mount a tmpfs (needs root with CAP_SYS_ADMIN) and ABOTA_REQUIRE_TOOLS=1');
+        throw new Error(
+          'disk full: cannot mount a tmpfs (needs root with CAP_SYS_ADMIN) and ABOTA_REQUIRE_TOOLS=1',
+        );
       ctx.skip();
     }
     const started = performance.now();

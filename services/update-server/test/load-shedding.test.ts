@@ -106,7 +106,9 @@ describe('load shedding in abota-server, before the request is parsed into the a
       const retryAfter = Number(refused?.headers.get('retry-after'));
       expect(retryAfter).toBeGreaterThanOrEqual(1);
       expect(retryAfter).toBeLessThanOrEqual(5);
-      expect(((await refused?.json()) as { error: { code: string } }).error.code).toBe('ERR_UNAVAILABLE');
+      expect(((await (refused as Response).json()) as { error: { code: string } }).error.code).toBe(
+        'ERR_UNAVAILABLE',
+      );
       expect((await fetch(`${running.url}/healthz`)).status).toBe(200);
       // The uploads end (with a body that is not the named blob: refused 422, but answered) and free their places.
       for (const u of uploads) u.req.end();
