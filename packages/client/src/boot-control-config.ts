@@ -6,6 +6,7 @@ import {
   GrubBootControl,
   parseFwEnvConfig,
   UBootBootControl,
+  UefiBootControl,
 } from './bootctl/index.js';
 import type { UBootConvention } from './bootctl/uboot.js';
 import type { AgentConfig } from './config.js';
@@ -22,6 +23,16 @@ export async function createBootControl(config: AgentConfig): Promise<BootContro
       return new FileBootControl({
         ...source,
         statePath: bc.statePath,
+        ...(bc.tryBoots ? { tryBoots: bc.tryBoots } : {}),
+      });
+    case 'uefi':
+      return new UefiBootControl({
+        ...source,
+        mode: bc.mode,
+        efivars: bc.efivarsPath,
+        espPath: bc.espPath,
+        ...(bc.bootEntries ? { bootEntries: bc.bootEntries } : {}),
+        ...(bc.ukiNames ? { ukiNames: bc.ukiNames } : {}),
         ...(bc.tryBoots ? { tryBoots: bc.tryBoots } : {}),
       });
     case 'grub':

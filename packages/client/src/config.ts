@@ -65,6 +65,27 @@ const bootControlSchema = v.variant('backend', [
     bootedSlot: v.optional(slotNameSchema),
   }),
   v.strictObject({
+    backend: v.literal('uefi'),
+    /** systemd-boot: BLS type #2 UKIs with boot counting; firmware: one Boot#### per slot + BootNext. */
+    mode: v.picklist(['systemd-boot', 'firmware']),
+    /** efivarfs mount, or a directory standing in for it (simulator, tests). */
+    efivarsPath: v.optional(nonEmpty, '/sys/firmware/efi/efivars'),
+    /** Where the ESP is mounted; systemd-boot mode keeps the UKIs in its EFI/Linux. */
+    espPath: v.optional(nonEmpty, '/boot/efi'),
+    /** firmware mode: the description of each slot's Boot#### entry (default "abota A" / "abota B"). */
+    bootEntries: v.optional(v.strictObject({ A: nonEmpty, B: nonEmpty })),
+    /** systemd-boot mode: each slot's UKI name in EFI/Linux, without counter and .efi (default abota-a / abota-b). */
+    ukiNames: v.optional(
+      v.strictObject({
+        A: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]+$/, 'a UKI name: letters, digits, _ . - (no +)')),
+        B: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]+$/, 'a UKI name: letters, digits, _ . - (no +)')),
+      }),
+    ),
+    /** Boots a trial gets before it is abandoned; default 1. */
+    tryBoots: v.optional(v.pipe(int, v.minValue(1), v.maxValue(255))),
+    bootedSlot: v.optional(slotNameSchema),
+  }),
+  v.strictObject({
     backend: v.literal('file'),
     statePath: nonEmpty,
     tryBoots: v.optional(v.pipe(int, v.minValue(1), v.maxValue(255))),
@@ -275,7 +296,9 @@ function resolveConfigPaths(c: AgentConfig, base: string): AgentConfig {
       ? { ...bc, statePath: abs(bc.statePath) }
       : bc.backend === 'grub'
         ? { ...bc, envPath: abs(bc.envPath) }
-        : { ...bc, fwEnvConfigPath: abs(bc.fwEnvConfigPath) };
+        : bc.backend === 'uefi'
+          ? { ...bc, efivarsPath: abs(bc.efivarsPath), espPath: abs(bc.espPath) }
+          : { ...bc, fwEnvConfigPath: abs(bc.fwEnvConfigPath) };
   return {
     ...c,
     bootControl,

@@ -17,12 +17,17 @@ export type ClientErrorCode =
   | 'ERR_UBOOTENV_TOO_LARGE' // variables do not fit the configured environment size
   | 'ERR_UBOOTENV_BAD_VARIABLE' // name/value that cannot be stored (NUL, '=' in name, ...)
   | 'ERR_UBOOTENV_IO' // short read/write on the env device or file
+  // bootctl/efivarfs.ts, bootctl/efivar-formats.ts — UEFI variables
+  | 'ERR_EFIVAR_INVALID' // a variable's bytes are not the format it must have (load option, UINT16, CHAR16)
+  | 'ERR_EFIVARS_IO' // efivarfs read/write/delete failed, or chattr (e2fsprogs) missing or failing
   // bootctl (boot control backends)
   | 'ERR_BOOTCTL_UNKNOWN_SLOT' // a slot name other than "A" / "B"
   | 'ERR_BOOTCTL_BOOTED_SLOT_UNKNOWN' // no abota.slot= / rauc.slot= on the cmdline and none configured
   | 'ERR_BOOTCTL_STATE_INVALID' // boot state file / env holds values we cannot interpret or act on
   | 'ERR_BOOTCTL_STATE_EXISTS' // init: the file backend's boot state exists (--force replaces it)
   | 'ERR_BOOTCTL_STATE_MISSING' // grubenv / U-Boot env / state file not provisioned yet
+  | 'ERR_BOOTCTL_ENTRY_MISSING' // uefi: no Boot#### / no UKI on the ESP for a slot
+  | 'ERR_BOOTCTL_ESP_DUPLICATE' // uefi systemd-boot: two names for one slot's UKI that may share clusters
   // config.ts, device-state.ts, install/journal.ts — the agent's own files
   | 'ERR_CONFIG_INVALID' // agent config (file or ABOTA_* override) fails the schema
   | 'ERR_CONFIG_NOT_SIMULATED' // simulate-reboot on a device with a real bootloader or /proc files

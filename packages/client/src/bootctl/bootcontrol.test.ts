@@ -10,6 +10,9 @@ import { emulateGrubBoot, GrubBootControl } from './grub.js';
 import { createGrubEnvFile } from './grubenv.js';
 import { emulateUBootBoot, UBootBootControl, type UBootConvention, ubootInitialEnv } from './uboot.js';
 import { formatUBootEnv, type UBootEnvConfig } from './ubootenv.js';
+import { provisionFirmwareEfivars, provisionSystemdBootEsp, unlockTree } from '../../test/uefi-fixtures.js';
+import { EfiVarStore } from './efivarfs.js';
+import { emulateFirmwareBoot, emulateSystemdBootSlot, UefiBootControl } from './uefi.js';
 
 interface Device {
   control: BootControl;
@@ -63,7 +66,23 @@ const file: Provision = async (dir, cmdlinePath) => {
   return { control, boot: () => withCmdline(cmdlinePath, () => emulateFileBoot(statePath)) };
 };
 
+const uefiFirmware: Provision = async (dir, cmdlinePath) => {
+  const efivars = await provisionFirmwareEfivars(join(dir, 'efivars'));
+  const control = new UefiBootControl({ mode: 'firmware', efivars, cmdlinePath });
+  const store = new EfiVarStore({ root: efivars });
+  return { control, boot: () => withCmdline(cmdlinePath, () => emulateFirmwareBoot(store)) };
+};
+
+const uefiSystemdBoot: Provision = async (dir, cmdlinePath) => {
+  const { efivars, esp } = await provisionSystemdBootEsp(dir);
+  const control = new UefiBootControl({ mode: 'systemd-boot', efivars, espPath: esp, cmdlinePath });
+  const store = new EfiVarStore({ root: efivars });
+  return { control, boot: () => withCmdline(cmdlinePath, () => emulateSystemdBootSlot(store, esp)) };
+};
+
 const backends: [string, Provision][] = [
+  ['UEFI firmware (Boot####, BootNext, AbotaTrial)', uefiFirmware],
+  ['UEFI systemd-boot (BLS type #2, +N counters, LoaderEntryOneShot)', uefiSystemdBoot],
   ['GRUB (RAUC ORDER/OK/TRY)', grub],
   ['U-Boot bootcount, redundant env', uboot({ kind: 'bootcount' }, true)],
   [
@@ -80,11 +99,15 @@ const backends: [string, Provision][] = [
 describe.each(backends)('%s', (_name, provision) => {
   async function running(fn: (d: Device) => Promise<void>): Promise<void> {
     await withTempDir(async (dir) => {
-      const device = await provision(dir, join(dir, 'cmdline'));
-      // Fresh device: boots A, the agent confirms it.
-      expect(await device.boot()).toBe('A');
-      await device.control.markGood('A');
-      await fn(device);
+      try {
+        const device = await provision(dir, join(dir, 'cmdline'));
+        // Fresh device: boots A, the agent confirms it.
+        expect(await device.boot()).toBe('A');
+        await device.control.markGood('A');
+        await fn(device);
+      } finally {
+        await unlockTree(dir); // the uefi fixtures' immutable variables
+      }
     });
   }
 

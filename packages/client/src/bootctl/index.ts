@@ -71,4 +71,31 @@ export {
   readBootStateFile,
   writeBootStateFile,
 } from './file.js';
+export {
+  ABOTA_VENDOR_GUID,
+  EFI_GLOBAL_GUID,
+  EFI_VARIABLE_NV_BS_RT,
+  LOAD_OPTION_ACTIVE,
+  SYSTEMD_LOADER_GUID,
+  type DevicePathNode,
+  type LoadOption,
+  bootVariableName,
+  decodeLoadOption,
+  decodeUint16Array,
+  devicePathText,
+  encodeLoadOption,
+  encodeUint16Array,
+} from './efivar-formats.js';
+export { DEFAULT_EFIVARS_PATH, EfiVarStore, type EfiVarStoreOptions } from './efivarfs.js';
+export { emulateSystemdBoot, formatBlsName, nextBlsName, parseBlsName } from './bls.js';
+export {
+  DEFAULT_BOOT_ENTRY_DESCRIPTIONS,
+  DEFAULT_UKI_NAMES,
+  UefiBootControl,
+  type UefiBootControlOptions,
+  type UefiMode,
+  emulateFirmwareBoot,
+  emulateSystemdBootSlot,
+  firmwareSelect,
+} from './uefi.js';
 export { BOOT_STATE_WRITE, type WriteFileAtomicOptions, writeFileAtomic } from '../atomic-file.js';

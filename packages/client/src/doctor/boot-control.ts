@@ -21,6 +21,10 @@ function provisionHint(bc: BootControlConfig): string {
       return `run "abota-agent init" to create ${bc.statePath}`;
     case 'grub':
       return `create it with "grub-editenv ${bc.envPath} create" and "grub-editenv ${bc.envPath} set ORDER='A B' A_OK=1 A_TRY=0 B_OK=0 B_TRY=0"`;
+    case 'uefi':
+      return bc.mode === 'firmware'
+        ? `create one Boot#### entry per slot described "abota A" / "abota B" (efibootmgr -c -d DISK -p PART -L "abota A" -l '\\EFI\\BOOT\\BOOTX64.EFI') and put slot A's in BootOrder; efivarfs must be mounted read-write at ${bc.efivarsPath}`
+        : `put the slots' UKIs in ${bc.espPath}/EFI/Linux (abota-a.efi blessed, set as default: bootctl set-default abota-a.efi); efivarfs must be mounted read-write at ${bc.efivarsPath}`;
     case 'uboot':
       return `check the offsets and sizes in ${bc.fwEnvConfigPath} against the board's U-Boot (CONFIG_ENV_OFFSET / CONFIG_ENV_SIZE), then provision the env (fw_setenv or mkenvimage)`;
   }
@@ -91,6 +95,10 @@ async function stateFiles(config: AgentConfig, booted: SlotName): Promise<string
     case 'grub':
       await grubRoom(bc.envPath);
       return [bc.envPath, dirname(bc.envPath)];
+    case 'uefi':
+      // efivarfs files are written in place (chattr -i first); the stand-in directory and the
+      // ESP's EFI/Linux by create + rename.
+      return bc.mode === 'firmware' ? [bc.efivarsPath] : [bc.efivarsPath, `${bc.espPath}/EFI/Linux`];
     case 'uboot':
       return ubootRoom(bc.fwEnvConfigPath, bc.convention as UBootConvention, booted);
   }

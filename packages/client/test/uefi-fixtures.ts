@@ -1,0 +1,94 @@
+// Test fixtures for the uefi backend: a directory standing in for efivarfs with a factory image's
+// variables, and a directory ESP with the slots' UKIs.
+import { execFile } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { writeLoaderString } from '../src/bootctl/bls.js';
+import {
+  EFI_GLOBAL_GUID,
+  encodeLoadOption,
+  encodeUint16Array,
+  LOAD_OPTION_ACTIVE,
+  type LoadOption,
+} from '../src/bootctl/efivar-formats.js';
+import { EfiVarStore } from '../src/bootctl/efivarfs.js';
+
+const run = promisify(execFile);
+
+export const ESP_PARTUUID = '11111111-2222-3333-4444-555555555555';
+export const BOOT_A_PARTUUID = '5bd5a3c4-9f0e-4b8b-a0a1-7d5c3b2e1f01';
+export const BOOT_B_PARTUUID = '5bd5a3c4-9f0e-4b8b-a0a1-7d5c3b2e1f02';
+
+export function slotOption(slot: 'A' | 'B'): LoadOption {
+  return {
+    attributes: LOAD_OPTION_ACTIVE,
+    description: `abota ${slot}`,
+    devicePath: [
+      {
+        kind: 'hd',
+        partitionNumber: slot === 'A' ? 2 : 3,
+        startLba: slot === 'A' ? 0x8800n : 0x28800n,
+        sizeLba: 0x20000n,
+        partitionGuid: slot === 'A' ? BOOT_A_PARTUUID : BOOT_B_PARTUUID,
+      },
+      { kind: 'file', path: '\\EFI\\BOOT\\BOOTX64.EFI' },
+    ],
+    optionalData: new Uint8Array(0),
+  };
+}
+
+/** Mark a variable immutable as the kernel does for EFI_GLOBAL_VARIABLE ones (where chattr works). */
+export async function makeImmutable(path: string): Promise<boolean> {
+  return run('chattr', ['+i', path]).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Clear the immutable flags under `dir` so the temp directory can be removed. */
+export async function unlockTree(dir: string): Promise<void> {
+  await run('chattr', ['-R', '-i', dir]).catch(() => {});
+}
+
+/**
+ * A factory image's variables: Boot0000 = slot A, Boot0001 = slot B, Boot0002 = an EFI shell
+ * (someone else's entry, kept at the end of BootOrder), BootOrder = A, shell. Immutable like
+ * efivarfs makes them.
+ */
+export async function provisionFirmwareEfivars(root: string): Promise<string> {
+  await mkdir(root, { recursive: true });
+  const store = new EfiVarStore({ root });
+  await store.set('Boot0000', EFI_GLOBAL_GUID, encodeLoadOption(slotOption('A')));
+  await store.set('Boot0001', EFI_GLOBAL_GUID, encodeLoadOption(slotOption('B')));
+  await store.set(
+    'Boot0002',
+    EFI_GLOBAL_GUID,
+    encodeLoadOption({
+      attributes: LOAD_OPTION_ACTIVE,
+      description: 'EFI Internal Shell',
+      devicePath: [{ kind: 'file', path: '\\EFI\\tools\\shell.efi' }],
+      optionalData: new Uint8Array(0),
+    }),
+  );
+  await store.set('BootOrder', EFI_GLOBAL_GUID, encodeUint16Array([0, 2]));
+  for (const name of ['Boot0000', 'Boot0001', 'Boot0002', 'BootOrder']) {
+    await makeImmutable(store.path(name, EFI_GLOBAL_GUID));
+  }
+  return root;
+}
+
+/**
+ * A factory ESP for systemd-boot mode: slot A's UKI blessed and default, slot B's marked bad
+ * (abota-b+0.efi, as markBad leaves it before an install).
+ */
+export async function provisionSystemdBootEsp(dir: string): Promise<{ efivars: string; esp: string }> {
+  const efivars = join(dir, 'efivars');
+  const esp = join(dir, 'esp');
+  await mkdir(efivars, { recursive: true });
+  await mkdir(join(esp, 'EFI', 'Linux'), { recursive: true });
+  await writeFile(join(esp, 'EFI', 'Linux', 'abota-a.efi'), 'UKI of slot A, release 1\n');
+  await writeFile(join(esp, 'EFI', 'Linux', 'abota-b+0.efi'), 'UKI of slot B, nothing yet\n');
+  await writeLoaderString(new EfiVarStore({ root: efivars }), 'LoaderEntryDefault', 'abota-a.efi');
+  return { efivars, esp };
+}
