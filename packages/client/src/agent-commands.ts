@@ -385,7 +385,7 @@ export async function runAgentCli(argv: readonly string[], io: CliIo): Promise<n
     {
       name: 'simulate-reboot',
       description:
-        'simulated devices (file backend) only: reboot — the boot state picks the slot (a trial consumes its try), the command-line file names it, the boot id changes',
+        'simulated devices only (file backend, or uefi on a directory efivars): reboot — the boot state (or the emulated firmware / systemd-boot) picks the slot, a trial consumes its try, the command-line file names it, the boot id changes',
       options: common,
       async run(values) {
         const { simulateReboot } = await import('./simulate-reboot.js');

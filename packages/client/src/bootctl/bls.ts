@@ -78,7 +78,10 @@ export function strverscmp(a: string, b: string): number {
     if (q === '~') return 1;
     return p < q ? -1 : 1;
   }
-  return Math.sign(x.length - y.length);
+  // A longer string sorts after its prefix, except when what follows is '~' (1.0~rc1 < 1.0).
+  if (x.length === y.length) return 0;
+  if (x.length > y.length) return x[y.length] === '~' ? -1 : 1;
+  return y[x.length] === '~' ? 1 : -1;
 }
 
 /**

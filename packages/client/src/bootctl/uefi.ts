@@ -48,7 +48,7 @@ import {
   LOAD_OPTION_ACTIVE,
   SYSTEMD_LOADER_GUID,
 } from './efivar-formats.js';
-import { EfiVarStore } from './efivarfs.js';
+import { type EfiVarStep, EfiVarStore } from './efivarfs.js';
 import { withPathLock } from './pathlock.js';
 
 export type UefiMode = 'firmware' | 'systemd-boot';
@@ -73,6 +73,8 @@ export interface UefiBootControlOptions extends BootedSlotSource {
   ukiNames?: Record<SlotName, string>;
   /** Boots a trial gets before it is abandoned (firmware: AbotaTrial counter; systemd-boot: +N). Default 1. */
   tryBoots?: number;
+  /** Called before each write step — variables and ESP renames/unlinks (tests: crash points). */
+  beforeStep?: (step: EfiVarStep | 'esp-rename' | 'esp-unlink', target: string) => void | Promise<void>;
 }
 
 // ---------------------------------------------------------------- firmware mode
@@ -235,7 +237,10 @@ export class UefiBootControl implements BootControl {
     this.store =
       options.efivars instanceof EfiVarStore
         ? options.efivars
-        : new EfiVarStore(options.efivars === undefined ? {} : { root: options.efivars });
+        : new EfiVarStore({
+            ...(options.efivars === undefined ? {} : { root: options.efivars }),
+            ...(options.beforeStep ? { beforeStep: options.beforeStep } : {}),
+          });
     this.espPath = options.espPath ?? DEFAULT_ESP_PATH;
     this.#options = options;
     this.#descriptions = options.bootEntries ?? { ...DEFAULT_BOOT_ENTRY_DESCRIPTIONS };
@@ -470,7 +475,10 @@ export class UefiBootControl implements BootControl {
       }
     }
     if (!prune) return { ...canonical, stale: true };
-    for (const c of counted) await unlink(join(this.#linuxDir, c.file));
+    for (const c of counted) {
+      await this.#options.beforeStep?.('esp-unlink', c.file);
+      await unlink(join(this.#linuxDir, c.file));
+    }
     await this.#syncLinuxDir();
     return { ...canonical, stale: false };
   }
@@ -506,6 +514,7 @@ export class UefiBootControl implements BootControl {
   async #renameUki(from: string, to: BlsName): Promise<string> {
     const target = formatBlsName(to);
     if (target === from) return from;
+    await this.#options.beforeStep?.('esp-rename', `${from} -> ${target}`);
     await rename(join(this.#linuxDir, from), join(this.#linuxDir, target));
     await this.#syncLinuxDir();
     return target;
