@@ -54,7 +54,7 @@ async function update(mode: UefiMode, dir: string, cutAt: number): Promise<Outco
   };
 
   let phase: Phase = 'verified';
-  let booted: SlotName = 'A';
+  let booted: SlotName | 'rescue' = 'A';
   for (let round = 0; round < 20; round++) {
     try {
       if (phase === 'verified') {
