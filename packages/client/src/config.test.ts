@@ -60,7 +60,18 @@ describe('agent config', () => {
       [{ ...minimal, server: { url: 'ftp://example.test' } }, /server\.url: expected an http\(s\) URL/],
       [
         { ...minimal, bootControl: { backend: 'lilo' } },
-        /bootControl\.backend: .*"grub" \| "uboot" \| "file".*"lilo"/,
+        /bootControl\.backend: .*"grub" \| "uboot" \| "uefi" \| "file".*"lilo"/,
+      ],
+      [
+        { ...minimal, bootControl: { backend: 'uefi', mode: 'grub' } },
+        /bootControl\.mode: .*"systemd-boot" \| "firmware"/,
+      ],
+      [
+        {
+          ...minimal,
+          bootControl: { backend: 'uefi', mode: 'systemd-boot', ukiNames: { A: 'a+1', B: 'b' } },
+        },
+        /bootControl\.ukiNames\.A: a UKI name/,
       ],
       [{ ...minimal, poll: { minSeconds: 1.5 } }, /poll\.minSeconds: .*integer/i],
       [{ ...minimal, poll: { minSeconds: 100, defaultSeconds: 50 } }, /poll: poll bounds must satisfy/],
@@ -96,6 +107,39 @@ describe('agent config', () => {
     expect(c.bandwidthLimitBytesPerSecond).toBe(500_000);
     await expect(loadAgentConfig(path, { ABOTA_BANDWIDTH_LIMIT: 'fast' })).rejects.toMatchObject({
       code: 'ERR_CONFIG_INVALID',
+    });
+  });
+
+  it('gives the uefi backend its defaults and resolves its paths', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'abota-config-'));
+    dirs.push(dir);
+    const path = join(dir, 'agent.json');
+    await writeFile(path, JSON.stringify({ ...minimal, bootControl: { backend: 'uefi', mode: 'firmware' } }));
+    expect((await loadAgentConfig(path, {})).bootControl).toEqual({
+      backend: 'uefi',
+      mode: 'firmware',
+      efivarsPath: '/sys/firmware/efi/efivars',
+      espPath: '/boot/efi',
+    });
+    await writeFile(
+      path,
+      JSON.stringify({
+        ...minimal,
+        bootControl: {
+          backend: 'uefi',
+          mode: 'systemd-boot',
+          efivarsPath: 'vars',
+          espPath: 'esp',
+          tryBoots: 3,
+        },
+      }),
+    );
+    expect((await loadAgentConfig(path, {})).bootControl).toEqual({
+      backend: 'uefi',
+      mode: 'systemd-boot',
+      efivarsPath: join(dir, 'vars'),
+      espPath: join(dir, 'esp'),
+      tryBoots: 3,
     });
   });
 });

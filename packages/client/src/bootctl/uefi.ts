@@ -516,6 +516,14 @@ export class UefiBootControl implements BootControl {
     if (target === from) return from;
     await this.#options.beforeStep?.('esp-rename', `${from} -> ${target}`);
     await rename(join(this.#linuxDir, from), join(this.#linuxDir, target));
+    // On FAT the new name is metadata of the renamed file: fsync it, then the directory
+    // (as src/atomic-file.ts does: a directory fsync alone loses a rename on vfat at a power cut).
+    const fh = await open(join(this.#linuxDir, target), 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await this.#syncLinuxDir();
     return target;
   }
