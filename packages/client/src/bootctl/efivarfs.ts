@@ -75,7 +75,8 @@ export class EfiVarStore {
   /** Whether the root is a real efivarfs mount or a directory standing in for it. */
   kind(): Promise<'efivarfs' | 'directory'> {
     this.#kind ??= statfs(this.root).then(
-      (s) => (s.type === EFIVARFS_MAGIC ? ('efivarfs' as const) : ('directory' as const)),
+      // f_type is a C long: compare its low 32 bits, whatever sign it arrives with.
+      (s) => (s.type >>> 0 === EFIVARFS_MAGIC ? ('efivarfs' as const) : ('directory' as const)),
       (e: unknown) => {
         this.#kind = undefined;
         throw ioError(
