@@ -64,6 +64,15 @@ export const MaintenanceWindowSchema = z
   })
   .openapi('MaintenanceWindow');
 
+export const AutoRollbackPolicySchema = z
+  .strictObject({
+    toVersion: text(128, 1).optional().openapi({
+      description:
+        "Release of the rollout's product to return to (default: the newest earlier release that is not yanked)",
+    }),
+  })
+  .openapi('AutoRollbackPolicy');
+
 export const RolloutCreateSchema = z
   .strictObject({
     releaseId: Uuid,
@@ -77,9 +86,27 @@ export const RolloutCreateSchema = z
       .optional()
       .openapi({ description: 'Default: one stage at 100 %' }),
     maintenanceWindow: MaintenanceWindowSchema.optional(),
-    start: z.boolean().optional().openapi({ description: 'false creates a draft (default: start at once)' }),
+    start: z.boolean().optional().openapi({
+      description:
+        'false creates a draft (default: start at once; for a product that requires approval, once approved)',
+    }),
+    autoRollback: z
+      .union([z.literal(false), AutoRollbackPolicySchema])
+      .optional()
+      .openapi({
+        description:
+          'Automatic fleet rollback when a stage crosses its failure threshold (default false: pause only)',
+      }),
+    lateJoiners: z.boolean().optional().openapi({
+      description:
+        'Devices that register or are retagged while it runs join it when they match (default true); false freezes the population at start',
+    }),
   })
   .openapi('RolloutCreate');
+
+export const RolloutApproveSchema = z
+  .strictObject({ comment: text(1024, 1).optional() })
+  .openapi('RolloutApprove');
 
 export const RolloutReasonSchema = z
   .strictObject({ reason: text(1024, 1).optional() })
@@ -126,6 +153,19 @@ export const RolloutSchema = z
     stageStartedAt: z.string(),
     createdAt: z.string(),
     updatedAt: z.string(),
+    createdBy: z.string().nullable().openapi({ description: 'Audit actor that created it (apikey:<id>)' }),
+    lateJoiners: z.boolean(),
+    autoRollback: z
+      .object({ toReleaseId: Uuid, toVersion: z.string() })
+      .nullable()
+      .openapi({ description: 'The release an automatic rollback returns to; null = off' }),
+    approval: z
+      .object({
+        required: z.boolean(),
+        approvedBy: z.string().nullable(),
+        approvedAt: z.string().nullable(),
+      })
+      .openapi({ description: 'Four-eyes approval (products with requireApproval)' }),
     deviceCounts: z.record(z.string(), z.int()).optional(),
   })
   .openapi('Rollout');

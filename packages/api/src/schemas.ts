@@ -244,12 +244,22 @@ export const TrustRootUpdateSchema = z
     }),
   })
   .openapi('TrustRootUpdate');
+export const ProductUpdateSchema = z
+  .strictObject({
+    description: text(1024).optional(),
+    requireApproval: z.boolean().optional().openapi({
+      description:
+        'Four-eyes: a rollout of this product created by one API key starts only after another operator or admin key approves it',
+    }),
+  })
+  .openapi('ProductUpdate');
 export const ProductSchema = z
   .object({
     id: z.string(),
     description: z.string(),
     trustRootVersion: z.int(),
     trustRoot: z.unknown(),
+    requireApproval: z.boolean(),
     createdAt: z.string(),
     updatedAt: z.string(),
   })

@@ -27,6 +27,11 @@ export const products = pgTable('products', {
   /** The current signed trust root (root.json) releases of this product are verified against. */
   trustRoot: jsonb('trust_root').notNull(),
   trustRootVersion: integer('trust_root_version').notNull(),
+  /**
+   * Four-eyes approval: a rollout of this product created by one API key starts only after a
+   * different operator or admin key approves it (routes/admin/rollout-approve.ts).
+   */
+  requireApproval: boolean('require_approval').notNull().default(false),
   createdAt: createdAt(),
   updatedAt: ts('updated_at').notNull().defaultNow(),
 });
@@ -207,11 +212,38 @@ export const rollouts = pgTable(
       .default([{ percent: 100 }]),
     currentStage: integer('current_stage').notNull().default(0),
     stageStartedAt: ts('stage_started_at').notNull().defaultNow(),
+    /** Audit actor that created it ("apikey:<id>", or system:rollout-engine for automatic rollbacks). */
+    createdBy: text('created_by'),
+    /**
+     * Devices that register or are retagged while it runs join it when they match (true), or
+     * the population is frozen at start (false; rollout_frozen_membership, src/rollout/late-joiners.ts).
+     */
+    lateJoiners: boolean('late_joiners').notNull().default(true),
+    /** Automatic fleet rollback when a stage crosses its failure threshold; null = off (src/rollout/auto-rollback.ts). */
+    autoRollback: jsonb('auto_rollback').$type<RolloutAutoRollback>(),
+    /** Four-eyes: created for a product that requires approval; starts only once approvedBy is set. */
+    approvalRequired: boolean('approval_required').notNull().default(false),
+    approvedBy: text('approved_by'),
+    approvedAt: ts('approved_at'),
+    /** Created to start at once: the approval starts it (otherwise it stays a draft for `start`). */
+    startOnApproval: boolean('start_on_approval').notNull().default(false),
     createdAt: createdAt(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
   },
-  (t) => [index('rollouts_product_state_idx').on(t.product, t.state)],
+  (t) => [
+    index('rollouts_product_state_idx').on(t.product, t.state),
+    // At most one automatic rollback per rollout, whatever the replicas do.
+    uniqueIndex('rollouts_auto_rollback_uq')
+      .on(sql`(${t.selector}->>'fromRollout')`)
+      .where(sql`${t.createdBy} = 'system:rollout-engine' AND ${t.kind} = 'rollback'`),
+  ],
 );
+
+/** The release an automatic rollback returns to, resolved when the rollout is created. */
+export interface RolloutAutoRollback {
+  toReleaseId: string;
+  toVersion: string;
+}
 
 export interface RolloutSelector {
   product?: string | undefined;
@@ -263,6 +295,32 @@ export const rolloutDevices = pgTable(
   (t) => [
     primaryKey({ columns: [t.rolloutId, t.deviceId] }),
     index('rollout_devices_state_idx').on(t.rolloutId, t.state),
+  ],
+);
+
+/**
+ * Frozen populations (rollouts with lateJoiners = false): whether a device is part of the
+ * population the rollout had when it started. A row is written only for devices that may have
+ * changed since the start: registered after it (false), or retagged while it runs (whether its
+ * tags before the first such change matched). No row: the device was there at the start.
+ */
+export const rolloutFrozenMembership = pgTable(
+  'rollout_frozen_membership',
+  {
+    rolloutId: uuid('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    deviceId: uuid('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    inPopulation: boolean('in_population').notNull(),
+    /** registered | retagged */
+    reason: text('reason').notNull(),
+    at: ts('at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.rolloutId, t.deviceId] }),
+    index('rollout_frozen_device_idx').on(t.deviceId),
   ],
 );
 

@@ -5,7 +5,9 @@
 import type { Clock } from '../clock.js';
 import type { Database, Db } from '../db/database.js';
 import type { Logger } from '../logger.js';
+import { type AutoRollbackResult, crossedFailureThreshold, startAutoRollback } from './auto-rollback.js';
 import { RolloutCache } from './cache.js';
+import { outsideFrozen } from './late-joiners.js';
 import { OUTCOME_STATES } from './model.js';
 import { chooseOffer, type Offer, type OfferDevice } from './offer.js';
 import type { StageDecision } from './stages.js';
@@ -39,6 +41,8 @@ export interface EvaluationResult {
   decision: StageDecision;
   /** Whether this process applied it (false: waiting, or another replica got there first). */
   applied: boolean;
+  /** The rollback rollout this process started by the automatic rollback policy (auto-rollback.ts). */
+  rollbackRolloutId?: string;
 }
 
 const message = (error: unknown) => (error instanceof Error ? error.message : String(error));
@@ -165,6 +169,18 @@ export class RolloutEngine {
     const now = this.#clock.now();
     let candidates = await this.cache.forProduct(device.product);
     if (candidates.length === 0) return undefined;
+    // Rollouts with a frozen population (late-joiners.ts): a device that joined since is not offered.
+    const frozen = candidates.filter(
+      (c) => c.state === 'active' && !c.lateJoiners && !progress.has(c.rolloutId),
+    );
+    if (frozen.length > 0) {
+      const outside = await outsideFrozen(
+        this.#db,
+        device.id,
+        frozen.map((c) => c.rolloutId),
+      );
+      if (outside.size > 0) candidates = candidates.filter((c) => !outside.has(c.rolloutId));
+    }
     const capped = candidates.filter(
       (c) =>
         c.state === 'active' &&
@@ -259,17 +275,50 @@ export class RolloutEngine {
         : decision.action === 'pause'
           ? { kind: 'pause' as const, reason: decision.reason }
           : { kind: 'complete' as const };
-    const applied = await applyTransition(this.#db, rolloutId, row.currentStage, transition, now, {
-      reason: decision.reason,
-      numbers: decision.numbers,
-      ...(decision.action === 'advance' ? { toStage: decision.toStage } : {}),
-    });
+    // The automatic rollback policy runs in the transaction of the pause this process wins.
+    const policy = candidate.autoRollback;
+    let rolledBack: AutoRollbackResult | undefined;
+    const after =
+      decision.action === 'pause' && policy !== null && crossedFailureThreshold(decision.numbers)
+        ? async (tx: Db) => {
+            rolledBack = await startAutoRollback(tx, {
+              rollout: candidate,
+              policy,
+              reason: decision.reason,
+              numbers: decision.numbers,
+              now,
+            });
+          }
+        : undefined;
+    const applied = await applyTransition(
+      this.#db,
+      rolloutId,
+      row.currentStage,
+      transition,
+      now,
+      {
+        reason: decision.reason,
+        numbers: decision.numbers,
+        ...(decision.action === 'advance' ? { toStage: decision.toStage } : {}),
+      },
+      after,
+    );
     if (applied) {
       this.#logger.info(
         { rolloutId, action: decision.action, stage: row.currentStage, numbers: decision.numbers },
         decision.reason,
       );
       await this.changed(rolloutId);
+      if (rolledBack !== undefined && 'rollbackId' in rolledBack) {
+        this.#logger.warn(
+          { rolloutId, rollbackRolloutId: rolledBack.rollbackId, toVersion: rolledBack.toVersion },
+          'automatic rollback started',
+        );
+        await this.changed(rolledBack.rollbackId);
+        return { rolloutId, decision, applied, rollbackRolloutId: rolledBack.rollbackId };
+      }
+      if (rolledBack !== undefined)
+        this.#logger.error({ rolloutId, problem: rolledBack.problem }, 'automatic rollback not possible');
     }
     return { rolloutId, decision, applied };
   }

@@ -15,6 +15,7 @@ import {
   TRIAL_ARMED_STATES,
 } from './model.js';
 import type { OfferCandidate } from './offer.js';
+import { inFrozenPopulation } from './late-joiners.js';
 import { measureProgress, type StageProgress } from './progress.js';
 import type { SelectableDevice } from './selector.js';
 
@@ -23,6 +24,10 @@ export interface CachedRollout extends OfferCandidate {
   releaseId: string;
   manifestJws: string;
   stageStartedAt: Date;
+  /** false: the population is frozen at start (late-joiners.ts). */
+  lateJoiners: boolean;
+  /** The automatic rollback policy (auto-rollback.ts); null = off. */
+  autoRollback: RolloutRow['autoRollback'];
 }
 
 export type RolloutRow = typeof rollouts.$inferSelect;
@@ -48,6 +53,8 @@ export function toCandidate(
     releaseId: rel.id,
     manifestJws: rel.manifestJws,
     stageStartedAt: r.stageStartedAt,
+    lateJoiners: r.lateJoiners,
+    autoRollback: r.autoRollback ?? null,
   };
 }
 
@@ -96,7 +103,7 @@ export async function loadRollout(
  */
 export async function loadProgress(
   db: Db,
-  rollout: Parameters<typeof measureProgress>[0],
+  rollout: Parameters<typeof measureProgress>[0] & { lateJoiners?: boolean },
 ): Promise<StageProgress[]> {
   const from = rollout.selector.fromRollout;
   const [members, fleet, fromMembers] = await Promise.all([
@@ -117,7 +124,13 @@ export async function loadProgress(
         currentVersion: devices.currentVersion,
       })
       .from(devices)
-      .where(and(eq(devices.product, rollout.product), isNull(devices.decommissionedAt))),
+      .where(
+        and(
+          eq(devices.product, rollout.product),
+          isNull(devices.decommissionedAt),
+          rollout.lateJoiners === false ? inFrozenPopulation(rollout.rolloutId, devices.id) : undefined,
+        ),
+      ),
     from === undefined
       ? Promise.resolve([])
       : db
@@ -168,6 +181,8 @@ export async function applyTransition(
   transition: Transition,
   now: Date,
   details: Record<string, unknown>,
+  /** Runs in the same transaction once this process has won the transition (auto-rollback.ts). */
+  after?: (tx: Db) => Promise<void>,
 ): Promise<boolean> {
   return db.transaction(async (tx) => {
     const set =
@@ -191,6 +206,7 @@ export async function applyTransition(
       details: { fromStage, ...details },
       at: now,
     });
+    await after?.(tx as unknown as Db);
     return true;
   });
 }

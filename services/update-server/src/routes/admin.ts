@@ -9,6 +9,7 @@ import { deviceAdminRoutes } from './admin/devices.js';
 import { productRoutes } from './admin/products.js';
 import { releaseRoutes } from './admin/releases.js';
 import { rolloutAdvanceRoutes } from './admin/rollout-advance.js';
+import { rolloutApproveRoutes } from './admin/rollout-approve.js';
 import { rolloutRoutes } from './admin/rollouts.js';
 import { createRouter } from './router.js';
 
@@ -20,7 +21,8 @@ export function adminRoutes(deps: AppDeps) {
     .route('/', deviceAdminRoutes(deps))
     .route('/', credentialRoutes(deps))
     .route('/', rolloutRoutes(deps))
-    .route('/', rolloutAdvanceRoutes(deps));
+    .route('/', rolloutAdvanceRoutes(deps))
+    .route('/', rolloutApproveRoutes(deps));
 }
 
 export type AdminRoutes = ReturnType<typeof adminRoutes>;

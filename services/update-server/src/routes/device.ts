@@ -21,6 +21,7 @@ import {
 import { ServerError } from '../errors.js';
 import { limitDevice } from '../rate-limit.js';
 import { jitteredPollSeconds } from '../rollout/policy.js';
+import { markRegistered } from '../rollout/late-joiners.js';
 import { ifNoneMatchHits, noUpdateEtag, offerEtag, POLL_AFTER_HEADER } from './poll-etag.js';
 import { DEVICE_ERROR_STATE, INSTALLING_STATES, OUTCOME_STATES } from '../rollout/model.js';
 import {
@@ -193,6 +194,8 @@ export function deviceRoutes(deps: AppDeps) {
             })
             .returning({ id: devices.id });
           if (device === undefined) throw new ServerError('ERR_INTERNAL', 'device insert returned no row');
+          // Outside the populations of running rollouts that take no late joiners (late-joiners.ts).
+          await markRegistered(tx, body.product, device.id, now);
           return device.id;
         });
         metrics.registrations.inc();

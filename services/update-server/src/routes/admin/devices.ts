@@ -7,6 +7,7 @@ import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { deviceEvents, devices } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
+import { markRetagged } from '../../rollout/late-joiners.js';
 import {
   DeviceDetailSchema,
   DeviceListQuerySchema,
@@ -135,6 +136,10 @@ export function deviceAdminRoutes(deps: AppDeps) {
         const { id } = c.req.valid('param');
         const tags = [...new Set(c.req.valid('json').tags)].sort();
         const row = await db.transaction(async (tx) => {
+          const [before] = await tx.select().from(devices).where(eq(devices.id, id)).for('update');
+          if (before === undefined) throw new ServerError('ERR_NOT_FOUND', `no device ${id}`);
+          // Frozen rollouts remember whether it was part of their population (late-joiners.ts).
+          if (before.tags.join('\n') !== tags.join('\n')) await markRetagged(tx, before, deps.clock.now());
           const [updated] = await tx.update(devices).set({ tags }).where(eq(devices.id, id)).returning();
           if (updated === undefined) throw new ServerError('ERR_NOT_FOUND', `no device ${id}`);
           await audit(tx, c.get('actor'), 'device.tags', `device:${id}`, { tags });

@@ -15,6 +15,7 @@ import {
   ProductCreateSchema,
   ProductIdParam,
   ProductSchema,
+  ProductUpdateSchema,
   TrustRootUpdateSchema,
 } from '@abota/api';
 import { audit, json } from './common.js';
@@ -25,6 +26,7 @@ const view = (p: ProductRow) => ({
   description: p.description,
   trustRootVersion: p.trustRootVersion,
   trustRoot: p.trustRoot,
+  requireApproval: p.requireApproval,
   createdAt: p.createdAt.toISOString(),
   updatedAt: p.updatedAt.toISOString(),
 });
@@ -122,6 +124,42 @@ export function productRoutes(deps: AppDeps) {
         responses: { 200: { description: 'The product', ...json(ProductSchema) }, ...errorResponses },
       }),
       async (c) => c.json(view(await loadProduct(deps, c.req.valid('param').id)), 200),
+    )
+
+    .openapi(
+      createRoute({
+        method: 'patch',
+        path: '/v1/admin/products/{id}',
+        tags: ['admin: products'],
+        summary: 'Change product settings: description, requireApproval (four-eyes approval of its rollouts)',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.admin)] as const,
+        request: { params: ProductIdParam, body: { required: true, ...json(ProductUpdateSchema) } },
+        responses: { 200: { description: 'Updated', ...json(ProductSchema) }, ...errorResponses },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        const body = c.req.valid('json');
+        const row = await db.transaction(async (tx) => {
+          const [updated] = await tx
+            .update(products)
+            .set({
+              ...(body.description === undefined ? {} : { description: body.description }),
+              ...(body.requireApproval === undefined ? {} : { requireApproval: body.requireApproval }),
+              updatedAt: deps.clock.now(),
+            })
+            .where(eq(products.id, id))
+            .returning();
+          if (updated === undefined)
+            throw new ServerError(
+              'ERR_NOT_FOUND',
+              `no product "${id}"; create it first (POST /v1/admin/products)`,
+            );
+          await audit(tx, c.get('actor'), 'product.update', `product:${id}`, body);
+          return updated;
+        });
+        return c.json(view(row), 200);
+      },
     )
 
     .openapi(

@@ -3,12 +3,12 @@
 // expected state (so concurrent replicas cannot both apply it), audited, and announced to every
 // replica's poll cache (src/rollout/engine.ts). The model is in src/rollout/ and README "Rollouts".
 import { createRoute } from '@hono/zod-openapi';
-import { and, asc, count, eq, gt, inArray, type SQL } from 'drizzle-orm';
+import { and, asc, count, eq, gt, inArray, isNotNull, or, type SQL } from 'drizzle-orm';
 import { streamSSE } from 'hono/streaming';
 import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
-import { releases, rolloutDevices, rollouts } from '../../db/schema.js';
+import { products, releases, rolloutDevices, rollouts } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
 import { type RolloutLifecycle, validateStages } from '../../rollout/model.js';
 import {
@@ -19,6 +19,7 @@ import {
   RolloutSchema,
   RolloutStatusSchema,
 } from '@abota/api';
+import { resolveAutoRollback } from '../../rollout/auto-rollback.js';
 import { parseVersionConstraint } from '../../rollout/selector.js';
 import { rolloutStatus } from '../../rollout/status.js';
 import { loadProgress, loadRollout, type RolloutRow } from '../../rollout/store.js';
@@ -49,7 +50,18 @@ export const rolloutView = (r: RolloutRow, releaseVersion: string) => ({
   stageStartedAt: r.stageStartedAt.toISOString(),
   createdAt: r.createdAt.toISOString(),
   updatedAt: r.updatedAt.toISOString(),
+  createdBy: r.createdBy,
+  lateJoiners: r.lateJoiners,
+  autoRollback: r.autoRollback ?? null,
+  approval: {
+    required: r.approvalRequired,
+    approvedBy: r.approvedBy,
+    approvedAt: r.approvedAt?.toISOString() ?? null,
+  },
 });
+
+/** What an unapproved rollout of a product with requireApproval says in its stateReason. */
+export const AWAITING_APPROVAL = 'awaiting approval by another operator or admin API key (four-eyes)';
 
 /** Operator state changes: action → (from states, to state, default reason). */
 const TRANSITIONS = {
@@ -149,7 +161,17 @@ export function rolloutRoutes(deps: AppDeps) {
         if (release === undefined) throw new ServerError('ERR_NOT_FOUND', `no release ${body.releaseId}`);
         const now = deps.clock.now();
         checkReleaseOfferable(release, now);
-        const start = body.start ?? true;
+        const autoRollback =
+          body.autoRollback === undefined || body.autoRollback === false
+            ? null
+            : await resolveAutoRollback(db, release, body.autoRollback, now);
+        const [product] = await db
+          .select({ requireApproval: products.requireApproval })
+          .from(products)
+          .where(eq(products.id, release.product));
+        // Four-eyes (rollout-approve.ts): it stays a draft until another key approves it.
+        const approvalRequired = product?.requireApproval === true;
+        const start = (body.start ?? true) && !approvalRequired;
         const row = await db.transaction(async (tx) => {
           const [created] = await tx
             .insert(rollouts)
@@ -165,6 +187,12 @@ export function rolloutRoutes(deps: AppDeps) {
               maintenanceWindow: body.maintenanceWindow ?? null,
               startedAt: start ? now : null,
               stageStartedAt: now,
+              createdBy: c.get('actor'),
+              lateJoiners: body.lateJoiners ?? true,
+              autoRollback,
+              approvalRequired,
+              startOnApproval: approvalRequired && (body.start ?? true),
+              stateReason: approvalRequired ? AWAITING_APPROVAL : null,
               createdAt: now,
               updatedAt: now,
             })
@@ -176,6 +204,9 @@ export function rolloutRoutes(deps: AppDeps) {
             selector: body.selector ?? {},
             stages,
             state: created.state,
+            lateJoiners: created.lateJoiners,
+            autoRollback,
+            approvalRequired,
           });
           return created;
         });
@@ -338,6 +369,7 @@ export function rolloutRoutes(deps: AppDeps) {
               stages,
               state: 'active',
               kind: 'rollback',
+              createdBy: c.get('actor'),
               startedAt: now,
               stageStartedAt: now,
               createdAt: now,
@@ -436,15 +468,38 @@ function transitionRoutes<A extends keyof typeof TRANSITIONS>(deps: AppDeps, act
         const [updated] = await tx
           .update(rollouts)
           .set(set)
-          .where(and(eq(rollouts.id, id), inArray(rollouts.state, [...from])))
+          .where(
+            and(
+              eq(rollouts.id, id),
+              inArray(rollouts.state, [...from]),
+              // Four-eyes: a rollout that needs approval starts only once approved.
+              action === 'start'
+                ? or(eq(rollouts.approvalRequired, false), isNotNull(rollouts.approvedBy))
+                : undefined,
+            ),
+          )
           .returning();
         if (updated === undefined) {
           const [current] = await tx
-            .select({ state: rollouts.state })
+            .select({
+              state: rollouts.state,
+              approvalRequired: rollouts.approvalRequired,
+              approvedBy: rollouts.approvedBy,
+            })
             .from(rollouts)
             .where(eq(rollouts.id, id))
             .limit(1);
           if (current === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
+          if (
+            action === 'start' &&
+            current.state === 'draft' &&
+            current.approvalRequired &&
+            current.approvedBy === null
+          )
+            throw new ServerError(
+              'ERR_APPROVAL_REQUIRED',
+              `rollout ${id} needs approval first: another operator or admin key runs \`abota rollout approve ${id}\` (POST /v1/admin/rollouts/${id}/approve)`,
+            );
           throw new ServerError(
             'ERR_ROLLOUT_STATE',
             `cannot ${action} a rollout that is ${current.state} (only from ${from.join(' or ')})`,
