@@ -10,7 +10,7 @@ import { type App, createApp } from '../src/app.js';
 import { bootstrapAdminKey } from '../src/auth/api-keys.js';
 import { generateSecret } from '../src/auth/secrets.js';
 import { type Database, openDatabase } from '../src/db/database.js';
-import { auditLog } from '../src/db/schema.js';
+import { auditLog, rollouts } from '../src/db/schema.js';
 import { createLogger } from '../src/logger.js';
 import { inRolloutPercent } from '../src/rollout/bucket.js';
 import { RolloutEngine } from '../src/rollout/engine.js';
@@ -32,6 +32,7 @@ import {
   type Listening,
   listen,
   poll,
+  pollRound,
   registerFleet,
   report,
 } from './rollout-fleet.js';
@@ -254,4 +255,66 @@ describe('two replicas on one PostgreSQL', () => {
     expect(status).toBe('no-update');
     expect(performance.now() - started).toBeLessThan(1000);
   }, 60_000);
+
+  it('start an automatic rollback exactly once when both evaluate a failing stage at once (one per rollout, by a unique index too)', async () => {
+    const h = adminOf(a) as Harness;
+    const keys = await makeProduct('replica-rb');
+    await createProduct(h, keys);
+    await pushRelease(h, await makeRelease(keys, '1.0.0'));
+    const devices = await registerFleet(a.server.url, {
+      product: keys.product,
+      token: await createProvisioningToken(h, keys.product),
+      count: 20,
+      version: '1.0.0',
+      clock,
+    });
+    const releaseId = await pushRelease(h, await makeRelease(keys, '3.0.0'));
+    const created = await h.request('/v1/admin/rollouts', {
+      method: 'POST',
+      key: adminKey,
+      // Judged only once all 20 have an outcome: the decision comes after the round.
+      json: { releaseId, stages: [{ percent: 100, maxFailurePercent: 10, minSample: 20 }], autoRollback: {} },
+    });
+    expect(created.status).toBe(201);
+    const id = ((await created.json()) as { id: string }).id;
+    const failing = new Set(devices.filter((_, i) => i % 2 === 0).map((d) => d.id));
+    await pollRound(a.server.url, devices, (d) => failing.has(d.id));
+    // Both replicas evaluate at once (and replica A's own report-triggered run may race them).
+    const results = await Promise.all([a.engine.evaluate(id), b.engine.evaluate(id)]);
+    await Promise.all([a.engine.idle(), b.engine.idle()]);
+    expect(results.filter((r) => r?.rollbackRolloutId !== undefined).length).toBeLessThanOrEqual(1);
+    const rollbacks = await a.database.db
+      .select({ id: rollouts.id, selector: rollouts.selector, createdBy: rollouts.createdBy })
+      .from(rollouts)
+      .where(eq(rollouts.kind, 'rollback'));
+    const ours = rollbacks.filter((r) => r.selector.fromRollout === id);
+    expect(ours).toHaveLength(1);
+    expect(ours[0]?.createdBy).toBe('system:rollout-engine');
+    const actions = (
+      await a.database.db
+        .select({ action: auditLog.action })
+        .from(auditLog)
+        .where(eq(auditLog.target, `rollout:${id}`))
+    ).map((r) => r.action);
+    expect(actions).toEqual(['rollout.create', 'rollout.auto-pause', 'rollout.auto-rollback']);
+    // The database refuses a second automatic rollback of the same rollout outright.
+    await expect(
+      a.database.db.insert(rollouts).values({
+        releaseId,
+        product: keys.product,
+        selector: { fromRollout: id },
+        kind: 'rollback',
+        createdBy: 'system:rollout-engine',
+      }),
+    ).rejects.toThrow();
+    // Both replicas offer the rollback, and only to the devices that committed 3.0.0.
+    const committed = devices.filter((d) => !failing.has(d.id));
+    for (const d of devices) {
+      const [fromA, fromB] = [await poll(a.server.url, d), await poll(b.server.url, d)];
+      expect(fromA.status).toBe(failing.has(d.id) ? 'no-update' : 'update');
+      expect(fromB.status).toBe(fromA.status);
+      if (fromA.status === 'update') expect(fromA.release?.version).toBe('1.0.0');
+    }
+    expect(committed.length).toBe(10);
+  }, 120_000);
 });

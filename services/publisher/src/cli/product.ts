@@ -1,4 +1,4 @@
-// `abota product create|set-root|list|show`: products on an update server and their trust roots.
+// `abota product create|set|set-root|list|show`: products on an update server and their trust roots.
 // The command table only: the actions (../commands/product.ts) load when one runs.
 import type { Command } from 'commander';
 import { lazyAction } from './lazy.js';
@@ -31,6 +31,19 @@ export function registerProductCommands(program: Command): void {
       .argument('<id>', 'product id')
       .requiredOption('--root <root.json>', 'the new trust root file'),
   ).action(lazyAction(actions, 'setRoot'));
+
+  withServerOptions(
+    product
+      .command('set')
+      .description('change product settings (admin key)')
+      .argument('<id>', 'product id')
+      .option(
+        '--require-approval',
+        "four-eyes: its rollouts start only once another operator or admin key than the creator's approves them",
+      )
+      .option('--no-require-approval', 'rollouts start when created (the default)')
+      .option('--description <text>', 'free text shown in listings'),
+  ).action(lazyAction(actions, 'set'));
 
   withServerOptions(product.command('list').description('list the products on the server')).action(
     lazyAction(actions, 'list'),

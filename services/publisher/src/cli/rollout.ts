@@ -1,4 +1,4 @@
-// `abota rollout create|list|status|start|pause|resume|abort|advance|rollback`: canary rollouts.
+// `abota rollout create|list|status|start|pause|resume|abort|advance|rollback|approve`: canary rollouts.
 // The command table only: the actions (../commands/rollout.ts) load when one runs.
 import type { Command } from 'commander';
 import { lazyAction } from './lazy.js';
@@ -44,6 +44,14 @@ export function registerRolloutCommands(program: Command): void {
       .option('--window-days <days>', 'window days, 0 = Sunday, comma-separated')
       .option('--allow-downgrade', 'offer the release to devices running a newer version')
       .option('--draft', 'create it as a draft; `abota rollout start` starts it')
+      .option(
+        '--auto-rollback [version]',
+        'when a stage crosses its failure threshold, roll the devices that installed it back by itself (to VERSION, default the newest earlier release)',
+      )
+      .option(
+        '--no-late-joiners',
+        'freeze the population at start: devices registered or retagged later do not join',
+      )
       .addHelpText('after', CREATE_DEFAULTS_HELP),
   ).action(lazyAction(actions, 'create'));
 
@@ -89,6 +97,16 @@ export function registerRolloutCommands(program: Command): void {
 
   common(
     rollout
+      .command('approve')
+      .argument('<id>', 'rollout id')
+      .description(
+        "approve a rollout of a product that requires approval (four-eyes: another operator or admin key than its creator's); it starts unless created with --draft",
+      )
+      .option('--comment <text>', 'for the audit log'),
+  ).action(lazyAction(actions, 'approve'));
+
+  common(
+    rollout
       .command('rollback')
       .argument('<id>', 'the rollout to roll back')
       .description(
@@ -128,4 +146,16 @@ Examples:
   abota rollout create --product eflow-vm --version 1.2.0
   abota rollout create --release <id> --stages 100 --bake 0    # everyone at once
   abota rollout create --release <id> --stages 5,100 --min-devices 2 --group lab
+  abota rollout create --product eflow-vm --version 1.3.0 --auto-rollback          # back to 1.2.x by itself
+  abota rollout create --product eflow-vm --version 1.3.0 --group lab --no-late-joiners
+
+Safety policies:
+  --auto-rollback[=VERSION]  off by default. When a stage crosses --max-failure the server pauses
+                      it and, with this flag, aborts it and starts a rollback rollout to VERSION
+                      (default: the newest earlier release, resolved now) for exactly the devices
+                      that installed it; audited with the failure numbers.
+  --no-late-joiners   by default devices registered or retagged into the selector while the rollout
+                      runs join it; with this flag its population is the one it had at start.
+  Products with four-eyes approval (\`abota product set ID --require-approval\`): the rollout is
+  created as a draft awaiting approval; another operator or admin key runs \`abota rollout approve ID\`.
 `;

@@ -7,6 +7,7 @@ export const ADMIN_COMMANDS: Readonly<Record<string, string>> = {
   'POST /v1/admin/products': 'product create',
   'GET /v1/admin/products': 'product list',
   'GET /v1/admin/products/{id}': 'product show',
+  'PATCH /v1/admin/products/{id}': 'product set',
   'PUT /v1/admin/products/{id}/trust-root': 'product set-root',
   'POST /v1/admin/releases': 'release push',
   'GET /v1/admin/releases': 'release list',
@@ -43,6 +44,7 @@ export const ADMIN_COMMANDS: Readonly<Record<string, string>> = {
   'POST /v1/admin/rollouts/{id}/abort': 'rollout abort',
   'POST /v1/admin/rollouts/{id}/advance': 'rollout advance',
   'POST /v1/admin/rollouts/{id}/rollback': 'rollout rollback',
+  'POST /v1/admin/rollouts/{id}/approve': 'rollout approve',
 };
 
 /** Admin operations with no command of their own, each with the reason. */

@@ -1,4 +1,4 @@
-// `abota product create|set-root|list|show`: products on an update server and their trust
+// `abota product create|set|set-root|list|show`: products on an update server and their trust
 // roots. Each action is one typed admin call (../server-api) and prints the answer for a person
 // or, with --json, as one JSON document. Server errors print as `abota: CODE: message`.
 import { readFile, stat } from 'node:fs/promises';
@@ -65,6 +65,32 @@ export async function setRoot(id: string, flags: ServerFlags & { root: string })
   else process.stdout.write(`product ${updated.id}: trust root is now v${updated.trustRootVersion}\n`);
 }
 
+/** `abota product set ID [--require-approval | --no-require-approval] [--description TEXT]` */
+export async function set(
+  id: string,
+  flags: ServerFlags & { requireApproval?: boolean; description?: string },
+): Promise<void> {
+  await checkedId('product', id, (s) => s.ProductIdParam, 'a product id (1..63 of a-z 0-9 . _ -)');
+  if (flags.requireApproval === undefined && flags.description === undefined)
+    throw new AdminApiError(
+      'ERR_USAGE',
+      'nothing to change: give --require-approval, --no-require-approval or --description <text>',
+    );
+  const api = connectFromEnvironment(flags).api();
+  const res = await api.v1.admin.products[':id'].$patch({
+    param: { id },
+    json: {
+      ...(flags.requireApproval === undefined ? {} : { requireApproval: flags.requireApproval }),
+      ...(flags.description === undefined ? {} : { description: flags.description }),
+    },
+  });
+  const p = await readJson(res, (s) => s.ProductSchema);
+  if (flags.json === true) return printJson({ ok: true, product: p });
+  process.stdout.write(
+    `product ${p.id}: rollouts ${p.requireApproval ? 'need approval by a second operator or admin key' : 'start without approval'}\n`,
+  );
+}
+
 /** `abota product list` */
 export async function list(flags: ServerFlags): Promise<void> {
   const api = connectFromEnvironment(flags).api();
@@ -89,6 +115,6 @@ export async function show(id: string, flags: ServerFlags): Promise<void> {
   );
   if (flags.json === true) return printJson({ ok: true, product: p });
   process.stdout.write(
-    `product ${p.id}\n  trust root  v${p.trustRootVersion}\n  created     ${p.createdAt}\n  updated     ${p.updatedAt}\n  description ${p.description || '-'}\n`,
+    `product ${p.id}\n  trust root  v${p.trustRootVersion}\n  approval    ${p.requireApproval ? 'required (four-eyes)' : 'not required'}\n  created     ${p.createdAt}\n  updated     ${p.updatedAt}\n  description ${p.description || '-'}\n`,
   );
 }

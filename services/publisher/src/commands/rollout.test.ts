@@ -109,6 +109,10 @@ describe('the status view', () => {
         stageStartedAt: '2026-11-25T12:00:00.000Z',
         createdAt: '2026-11-25T12:00:00.000Z',
         updatedAt: '2026-11-25T12:05:00.000Z',
+        createdBy: 'apikey:7d0f6c1e-0000-4000-8000-000000000003',
+        lateJoiners: false,
+        autoRollback: { toReleaseId: '7d0f6c1e-0000-4000-8000-000000000004', toVersion: '1.1.0' },
+        approval: { required: true, approvedBy: null, approvedAt: null },
       },
       status: {
         state: 'paused',
@@ -168,6 +172,9 @@ describe('the status view', () => {
     const text = renderStatus(doc);
     expect(text).toContain('state    paused at stage 1/3 (1%): failure rate 40%');
     expect(text).toContain('(1h02m in stage)');
+    expect(text).toContain(
+      'policy   auto-rollback to 1.1.0; late joiners frozen at start; approval AWAITING (another operator or admin key: abota rollout approve)',
+    );
     expect(text).toMatch(/> 1\s+1%\s+1h00m\s+6\s+0\s+1\s+3\s+2\s+40%\s+10%/);
     expect(text).toMatch(/ {2}2\s+10%\s+1h00m\s+44\s+0\s+0\s+0\s+0\s+0%\s+10%/);
     expect(text).toContain(

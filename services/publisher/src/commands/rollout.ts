@@ -79,6 +79,10 @@ interface CreateFlags extends CommonFlags {
   windowDays?: string;
   allowDowngrade?: boolean;
   draft?: boolean;
+  /** --auto-rollback (true) or --auto-rollback=VERSION. */
+  autoRollback?: boolean | string;
+  /** false with --no-late-joiners. */
+  lateJoiners?: boolean;
 }
 
 /** Stages from --stages "1,10,100" and the shared thresholds, or verbatim from --stages-json. */
@@ -207,6 +211,7 @@ export function renderStatus(doc: RolloutStatusDocument): string {
   const lines = [
     `rollout  ${r.id}  ${r.name}`,
     `release  ${r.releaseVersion} (${r.product})${r.kind === 'rollback' ? '  [rollback]' : ''}${r.allowDowngrade ? '  downgrade allowed' : ''}`,
+    `policy   ${renderPolicies(r)}`,
     `state    ${stateLabel(r)}${s.stateReason === null ? '' : `: ${s.stateReason}`}${s.timeInStageSeconds === null ? '' : `  (${formatSeconds(s.timeInStageSeconds)} in stage)`}`,
     '',
     table(
@@ -249,6 +254,20 @@ export function renderStatus(doc: RolloutStatusDocument): string {
 
 function renderOne(r: RolloutView): string {
   return `${r.id}  ${r.name}  ${r.releaseVersion}  ${stateLabel(r)}${r.stateReason === null ? '' : `: ${r.stateReason}`}`;
+}
+
+/** The safety policies of a rollout in one line: automatic rollback, late joiners, approval. */
+export function renderPolicies(r: Pick<RolloutView, 'autoRollback' | 'lateJoiners' | 'approval'>): string {
+  const approval = !r.approval.required
+    ? 'not required'
+    : r.approval.approvedBy === null
+      ? 'AWAITING (another operator or admin key: abota rollout approve)'
+      : `by ${r.approval.approvedBy} at ${r.approval.approvedAt}`;
+  return [
+    `auto-rollback ${r.autoRollback === null ? 'off' : `to ${r.autoRollback.toVersion}`}`,
+    `late joiners ${r.lateJoiners ? 'join' : 'frozen at start'}`,
+    `approval ${approval}`,
+  ].join('; ');
 }
 
 const TERMINAL = new Set(['completed', 'aborted']);
@@ -298,6 +317,10 @@ export async function create(flags: CreateFlags): Promise<void> {
       : { maintenanceWindow: parseWindow(flags.window, flags.windowTz, flags.windowDays) }),
     ...(flags.allowDowngrade === true ? { allowDowngrade: true } : {}),
     ...(flags.draft === true ? { start: false } : {}),
+    ...(flags.autoRollback === undefined || flags.autoRollback === false
+      ? {}
+      : { autoRollback: typeof flags.autoRollback === 'string' ? { toVersion: flags.autoRollback } : {} }),
+    ...(flags.lateJoiners === false ? { lateJoiners: false } : {}),
   };
   const created = await readJson(await api.api().v1.admin.rollouts.$post({ json }), (s) => s.RolloutSchema);
   if (flags.json === true) printJson(created);
@@ -377,6 +400,18 @@ export async function advance(id: string, flags: CommonFlags & { reason?: string
   const updated = await readJson(res, (s) => s.RolloutSchema);
   if (flags.json === true) printJson(updated);
   else process.stdout.write(`${renderOne(updated)}\n`);
+}
+
+/** `approve`: four-eyes approval by a key other than the creator's. */
+export async function approve(id: string, flags: CommonFlags & { comment?: string }): Promise<void> {
+  const api = client(flags);
+  const res = await api.api().v1.admin.rollouts[':id'].approve.$post({
+    param: { id },
+    json: flags.comment === undefined ? {} : { comment: flags.comment },
+  });
+  const updated = await readJson(res, (s) => s.RolloutSchema);
+  if (flags.json === true) printJson(updated);
+  else process.stdout.write(`approved ${renderOne(updated)}\n`);
 }
 
 /** `rollback` */
