@@ -19,7 +19,6 @@ import type { RolloutStatusView } from '../src/rollout/status.js';
 import {
   createProduct,
   createProvisioningToken,
-  DB_BACKENDS,
   type Harness,
   makeProduct,
   makeRelease,
@@ -39,7 +38,10 @@ const CANARY = [
   { percent: 100 },
 ];
 
-describe.each(DB_BACKENDS)('rollout safety policies, %s, a fleet of 1,000 devices', (backend) => {
+// The fleet runs on the production database only (PGlite took 182 s against PostgreSQL's 128 s
+// for the same cases); the policies' SQL also runs on PGlite in rollout-replicas/auto-rollback
+// unit tests and the CLI e2e tests, which use the embedded default.
+describe.each(['postgres'] as const)('rollout safety policies, %s, a fleet of 1,000 devices', (backend) => {
   let database: TestDatabase;
   let blobStore: TestBlobStore;
   let server: Listening;
