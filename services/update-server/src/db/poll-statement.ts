@@ -108,12 +108,12 @@ LEFT JOIN LATERAL (
 ) rd ON true`;
 
 /** The driver client under drizzle: a pg.Pool (named = server-side prepared, planned once per connection) or PGlite. */
-interface RawClient {
+export interface RawClient {
   query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: Row[] }>;
   query(text: string, values: unknown[]): Promise<{ rows: Row[] }>;
 }
 
-function rawClient(db: Db): RawClient {
+export function rawClient(db: Db): RawClient {
   const client = (db as unknown as { $client?: unknown }).$client;
   if (typeof client !== 'object' || client === null || !('query' in client)) {
     throw new Error('the drizzle database has no driver client ($client)');

@@ -8,6 +8,8 @@ import {
   type DeviceState,
   FAILURE_STATES,
   OUTCOME_STATES,
+  resolveStage,
+  type StageSpec,
   type StateCounts,
 } from './model.js';
 import { type OfferCandidate, releaseApplies } from './offer.js';
@@ -24,6 +26,11 @@ export interface StageProgress {
   /** Offered devices by state (rollout_devices). */
   counts: StateCounts;
   committed: number;
+  /**
+   * Committed devices past the stage's health bake window, healthy all along (health.ts); absent
+   * or equal to `committed` when the stage has no bake window.
+   */
+  baked?: number;
   failures: number;
   outcomes: number;
   /** Offered but no outcome yet. */
@@ -64,24 +71,72 @@ export function measureProgress(
   /** Members that downloaded the release's blobs; undefined: count every failure. */
   fetched?: ReadonlySet<string>,
 ): StageProgress[] {
+  const rows: BucketCount[] = [];
+  for (const [deviceId, state] of members)
+    rows.push({
+      bucket: rolloutBucket(rollout.rolloutId, deviceId),
+      state,
+      fetched: fetched === undefined || fetched.has(deviceId),
+      n: 1,
+    });
   // Selected devices not offered yet: the rollout picks them and they still need the release.
-  const candidates: string[] = [];
   for (const d of devices) {
     if (members.has(d.id)) continue;
     if (!selectorPicks(rollout.selector, rollout.product, d)) continue;
     if (!releaseApplies(rollout, d) && !awaiting.has(d.id)) continue;
-    candidates.push(d.id);
+    rows.push({ bucket: rolloutBucket(rollout.rolloutId, d.id), state: undefined, fetched: true, n: 1 });
   }
-  const bucketOf = new Map<string, number>();
-  for (const id of [...members.keys(), ...candidates]) bucketOf.set(id, rolloutBucket(rollout.rolloutId, id));
-  const limits = stageBucketLimits(rollout.stages, [...bucketOf.values()]);
-  const stages: StageProgress[] = rollout.stages.map((s, stage) => ({
+  return progressFromBuckets(rollout.stages, rows);
+}
+
+/**
+ * Devices of one rollout grouped by bucket: members by state (and whether they downloaded the
+ * release's blobs), and not-offered candidates (`state` undefined). The in-memory measure above
+ * and the SQL count (progress-sql.ts) both end here, so they cannot disagree on the rules.
+ */
+export interface BucketCount {
+  bucket: number;
+  state: string | undefined;
+  /** Downloaded the release's blobs (a failure without it is an unfetched failure); true for candidates. */
+  fetched: boolean;
+  /** For committed members: past the health bake window (absent: no window, baked). */
+  baked?: boolean | undefined;
+  n: number;
+}
+
+/** The largest minDevices of the stages: how many of the lowest buckets stageBucketLimits reads. */
+export function lowestBucketsNeeded(stages: readonly StageSpec[]): number {
+  return Math.max(0, ...stages.map((s) => resolveStage(s).minDevices));
+}
+
+/** Per-stage cohorts from bucket counts (any order; rows with n = 0 are ignored). */
+export function progressFromBuckets(
+  stages: readonly StageSpec[],
+  rows: readonly BucketCount[],
+): StageProgress[] {
+  // By bucket, then state: the counts' key order is the same whatever order the rows came in.
+  const byState = (a: BucketCount, b: BucketCount) => {
+    const x = a.state ?? '~';
+    const y = b.state ?? '~';
+    return x < y ? -1 : x > y ? 1 : 0;
+  };
+  const sorted = [...rows].sort((a, b) => a.bucket - b.bucket || byState(a, b));
+  // stageBucketLimits only reads the lowest minDevices buckets (and how many there are, capped there).
+  const lowest: number[] = [];
+  const need = lowestBucketsNeeded(stages);
+  for (const r of sorted) {
+    for (let i = 0; i < r.n && lowest.length < need; i++) lowest.push(r.bucket);
+    if (lowest.length >= need) break;
+  }
+  const limits = stageBucketLimits(stages, lowest);
+  const progress: StageProgress[] = stages.map((s, stage) => ({
     stage,
     percent: s.percent,
     bucketLimit: limits[stage] ?? 0,
     targeted: 0,
     counts: {},
     committed: 0,
+    baked: 0,
     failures: 0,
     outcomes: 0,
     inFlight: 0,
@@ -89,30 +144,30 @@ export function measureProgress(
     notOffered: 0,
   }));
   const lastLimit = limits.at(-1) ?? 0;
-  const count = (deviceId: string, state: string | undefined): void => {
-    const s = stages[stageOfBucket(limits, bucketOf.get(deviceId) ?? 0)];
-    if (s === undefined) return;
-    s.targeted++;
+  for (const { bucket, state, fetched, baked, n } of sorted) {
+    if (n <= 0) continue;
+    if (state === undefined && lastLimit < BUCKET_COUNT && bucket >= lastLimit) continue;
+    const s = progress[stageOfBucket(limits, bucket)];
+    if (s === undefined) continue;
+    s.targeted += n;
     if (state === undefined) {
-      s.notOffered++;
-      return;
+      s.notOffered += n;
+      continue;
     }
-    if (isDeviceState(state)) s.counts[state] = (s.counts[state] ?? 0) + 1;
-    if (state === 'committed') s.committed++;
-    if (FAILURE_STATES.has(state) && fetched !== undefined && !fetched.has(deviceId)) {
-      s.unfetchedFailures++;
-      return;
+    if (isDeviceState(state)) s.counts[state] = (s.counts[state] ?? 0) + n;
+    if (state === 'committed') {
+      s.committed += n;
+      if (baked !== false) s.baked = (s.baked ?? 0) + n;
     }
-    if (FAILURE_STATES.has(state)) s.failures++;
-    if (OUTCOME_STATES.has(state)) s.outcomes++;
-    else s.inFlight++;
-  };
-  for (const [deviceId, state] of members) count(deviceId, state);
-  for (const id of candidates) {
-    if (lastLimit < BUCKET_COUNT && (bucketOf.get(id) ?? 0) >= lastLimit) continue;
-    count(id, undefined);
+    if (FAILURE_STATES.has(state) && !fetched) {
+      s.unfetchedFailures += n;
+      continue;
+    }
+    if (FAILURE_STATES.has(state)) s.failures += n;
+    if (OUTCOME_STATES.has(state)) s.outcomes += n;
+    else s.inFlight += n;
   }
-  return stages;
+  return progress;
 }
 
 /** Sums of the per-stage cohorts, over all stages or up to and including `throughStage`. */

@@ -16,7 +16,8 @@ import {
 } from './model.js';
 import type { OfferCandidate } from './offer.js';
 import { inFrozenPopulation } from './late-joiners.js';
-import { measureProgress, type StageProgress } from './progress.js';
+import { measureProgress, type ProgressRollout, type StageProgress } from './progress.js';
+import { type BakeOptions, loadProgressSql } from './progress-sql.js';
 import type { SelectableDevice } from './selector.js';
 
 /** What the poll path needs about an offerable rollout, cached per process (cache.ts). */
@@ -96,12 +97,20 @@ export async function loadRollout(
   return { row: found.r, candidate: toCandidate(found.r, found.rel), release: found.rel };
 }
 
+/** Per-stage cohorts of one rollout, counted in the database (progress-sql.ts). */
+export function loadProgress(
+  db: Db,
+  rollout: ProgressRollout & { lateJoiners?: boolean },
+  bake?: BakeOptions,
+): Promise<StageProgress[]> {
+  return loadProgressSql(db, rollout, bake);
+}
+
 /**
- * Per-stage cohorts of one rollout. Reads the product's devices and the rollout's members:
- * O(devices of the product) per call, which is why the engine evaluates on a timer and
- * coalesces report-triggered runs instead of evaluating on every report.
+ * The same cohorts computed in this process from every device of the product and every member
+ * (O(devices) rows read per call): the reference the SQL count is tested and benchmarked against.
  */
-export async function loadProgress(
+export async function loadProgressInMemory(
   db: Db,
   rollout: Parameters<typeof measureProgress>[0] & { lateJoiners?: boolean },
 ): Promise<StageProgress[]> {
