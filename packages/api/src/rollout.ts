@@ -44,6 +44,15 @@ export const RolloutStageSchema = z
       .min(0)
       .max(90 * 86_400)
       .optional(),
+    bakeMinutes: z
+      .int()
+      .min(0)
+      .max(30 * 1440)
+      .optional()
+      .openapi({
+        description:
+          'Health bake window after commit (default 0: off). Devices re-run their health checks and report `healthy`/`unhealthy` for this long after committing; the stage advances only once `minCommitted` devices stayed healthy that long, and an `unhealthy` or rolled-back-after-commit device counts as failed',
+      }),
     minCommitted: z.int().min(0).max(1_000_000).optional(),
     maxFailurePercent: z.number().min(0).max(100).optional(),
     minSample: z.int().min(1).max(1_000_000).optional(),

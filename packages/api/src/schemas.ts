@@ -167,6 +167,15 @@ export const PollResponseSchema = z
         description:
           "The rollout permits installing a release older than the running version (a rollback rollout, or one created with allowDowngrade). Never below the device's securityVersion floor: the device enforces that itself (docs/trust-model.md)",
       }),
+      health: z
+        .object({
+          bakeSeconds: z.int().min(1),
+        })
+        .optional()
+        .openapi({
+          description:
+            "The stage's health bake window (absent when it has none): after committing, the device re-runs its health checks on its interval for this long and reports `healthy` (with `healthySeconds`) or `unhealthy`",
+        }),
       pollAfterSeconds: z.int(),
     }),
   ])
@@ -186,6 +195,12 @@ export const ReportRequestSchema = z
     errorCode: text(64).optional(),
     message: text(2048).optional(),
     progress: z.int().min(0).max(100).optional(),
+    healthySeconds: z
+      .int()
+      .min(0)
+      .max(366 * 86_400)
+      .optional()
+      .openapi({ description: 'With `healthy`: seconds the device has stayed healthy since it committed' }),
   })
   .openapi('ReportRequest');
 export const ReportResponseSchema = z

@@ -23,8 +23,17 @@ export const REPORT_STATES = [
   'failed',
   'rolled-back',
   'device-error',
+  'healthy',
+  'unhealthy',
 ] as const;
 
 /** Device states inside a rollout (rollout_devices.state): offered by the server, then reported. */
 export const DEVICE_STATES = ['offered', ...REPORT_STATES] as const;
+
+/**
+ * Health reports during a stage's bake window after commit (`bakeMinutes`): `healthy` records how
+ * long the device has stayed healthy since it committed (its rollout state stays `committed`);
+ * `unhealthy` (a failed health check, a crash loop) makes it a failure of the stage.
+ */
+export const HEALTH_REPORT_STATES = ['healthy', 'unhealthy'] as const;
 export type DeviceState = (typeof DEVICE_STATES)[number];

@@ -154,7 +154,12 @@ export const devices = pgTable(
     provisioningTokenId: uuid('provisioning_token_id'),
     decommissionedAt: ts('decommissioned_at'),
   },
-  (t) => [index('devices_product_idx').on(t.product, t.id), index('devices_tags_idx').using('gin', t.tags)],
+  (t) => [
+    index('devices_product_idx').on(t.product, t.id),
+    index('devices_tags_idx').using('gin', t.tags),
+    // The distinct running versions of a product by skip scan (src/rollout/progress-sql.ts).
+    index('devices_product_version_idx').on(t.product, t.currentVersion),
+  ],
 );
 
 /** Device reports. Idempotent per (device, rollout, state) through the unique index. */
@@ -261,6 +266,7 @@ export interface RolloutSelector {
 export interface RolloutStage {
   percent: number;
   minBakeSeconds?: number | undefined;
+  bakeMinutes?: number | undefined;
   minCommitted?: number | undefined;
   maxFailurePercent?: number | undefined;
   minSample?: number | undefined;
@@ -291,6 +297,10 @@ export const rolloutDevices = pgTable(
      * failure report from a device that never downloaded is not a release failure (issue #16).
      */
     blobsFetchedAt: ts('blobs_fetched_at'),
+    /** When the device reported `committed` (server clock): its health bake window starts here. */
+    committedAt: ts('committed_at'),
+    /** The longest the device reported staying healthy since its commit (`healthy` reports). */
+    healthySeconds: integer('healthy_seconds'),
   },
   (t) => [
     primaryKey({ columns: [t.rolloutId, t.deviceId] }),

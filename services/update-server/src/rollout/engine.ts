@@ -7,6 +7,7 @@ import type { Database, Db } from '../db/database.js';
 import type { Logger } from '../logger.js';
 import { type AutoRollbackResult, crossedFailureThreshold, startAutoRollback } from './auto-rollback.js';
 import { RolloutCache } from './cache.js';
+import { bakeSecondsOf } from './health.js';
 import { outsideFrozen } from './late-joiners.js';
 import { OUTCOME_STATES } from './model.js';
 import { chooseOffer, type Offer, type OfferDevice } from './offer.js';
@@ -221,7 +222,8 @@ export class RolloutEngine {
 
   /** Called after a device report: outcomes re-evaluate their rollout soon (coalesced). */
   afterReport(rolloutId: string, state: string): void {
-    if (!OUTCOME_STATES.has(state) || this.#stopped) return;
+    // A healthy report may complete a device's bake window (health.ts).
+    if (!(OUTCOME_STATES.has(state) || state === 'healthy') || this.#stopped) return;
     if (this.#scheduled.has(rolloutId)) {
       this.#dirty.add(rolloutId);
       return;
@@ -259,7 +261,10 @@ export class RolloutEngine {
     if (loaded === undefined || loaded.row.state !== 'active') return undefined;
     const { candidate, row } = loaded;
     const now = this.#clock.now();
-    const progress = await loadProgress(this.#db, candidate);
+    const progress = await loadProgress(this.#db, candidate, {
+      now,
+      bakeSeconds: bakeSecondsOf(candidate.stages[row.currentStage]),
+    });
     this.#stageLimits.set(rolloutId, Promise.resolve(progress.map((p) => p.bucketLimit)));
     const decision = evaluateStage({
       stages: candidate.stages,

@@ -19,6 +19,11 @@ export interface StageSpec {
   percent: number;
   /** Minimum time the stage must run before it may advance. */
   minBakeSeconds?: number | undefined;
+  /**
+   * Health bake window after commit (0: off): a committed device counts towards minCommitted only
+   * once it reported healthy for this long (health.ts); `unhealthy` counts as a failure.
+   */
+  bakeMinutes?: number | undefined;
   /** Committed devices needed (capped at the devices the stage targets) before advancing. */
   minCommitted?: number | undefined;
   /** Pause when (failed + rolled-back) / outcomes exceeds this, once outcomes ≥ minSample. */
@@ -37,6 +42,7 @@ export interface StageSpec {
 export interface Stage {
   percent: number;
   minBakeSeconds: number;
+  bakeMinutes: number;
   minCommitted: number;
   maxFailurePercent: number;
   minSample: number;
@@ -46,6 +52,7 @@ export interface Stage {
 
 export const STAGE_DEFAULTS = {
   minBakeSeconds: 0,
+  bakeMinutes: 0,
   minCommitted: 1,
   maxFailurePercent: 100,
   minSample: 1,
@@ -56,6 +63,7 @@ export function resolveStage(spec: StageSpec): Stage {
   return {
     percent: spec.percent,
     minBakeSeconds: spec.minBakeSeconds ?? STAGE_DEFAULTS.minBakeSeconds,
+    bakeMinutes: spec.bakeMinutes ?? STAGE_DEFAULTS.bakeMinutes,
     minCommitted: spec.minCommitted ?? STAGE_DEFAULTS.minCommitted,
     maxFailurePercent: spec.maxFailurePercent ?? STAGE_DEFAULTS.maxFailurePercent,
     minSample: spec.minSample ?? STAGE_DEFAULTS.minSample,
@@ -102,8 +110,14 @@ export interface MaintenanceWindow {
 export const DEVICE_ERROR_STATE = 'device-error';
 
 /** Outcomes: a device in one of these is done with the rollout and is never offered it again. */
-export const OUTCOME_STATES: ReadonlySet<string> = new Set(['committed', 'failed', 'rolled-back']);
-export const FAILURE_STATES: ReadonlySet<string> = new Set(['failed', 'rolled-back']);
+export const OUTCOME_STATES: ReadonlySet<string> = new Set([
+  'committed',
+  'failed',
+  'rolled-back',
+  'unhealthy',
+]);
+/** `unhealthy`: committed, then failed its health checks (or crash-looped) in the bake window. */
+export const FAILURE_STATES: ReadonlySet<string> = new Set(['failed', 'rolled-back', 'unhealthy']);
 /** Started but not finished: these devices keep their offer while a rollout is paused. */
 export const INSTALLING_STATES: ReadonlySet<string> = new Set([
   'downloading',

@@ -22,6 +22,9 @@ export interface DecisionNumbers {
   requiredCommitted: number;
   bakedSeconds: number;
   minBakeSeconds: number;
+  /** With a health bake window (bakeMinutes > 0): the window and the stage's baked devices. */
+  bakeMinutes?: number;
+  stageBaked?: number;
 }
 
 export type StageDecision =
@@ -46,7 +49,8 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
   if (spec === undefined) throw new RangeError(`stage ${k} does not exist (rollout has ${stages.length})`);
   const stage = resolveStage(spec);
   const total = totalProgress(input.progress);
-  const cohort = input.progress[k] ?? {
+  const cohort: Omit<StageProgress, 'stage' | 'percent' | 'bucketLimit' | 'counts' | 'notOffered'> = input
+    .progress[k] ?? {
     targeted: 0,
     committed: 0,
     failures: 0,
@@ -76,6 +80,9 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
     requiredCommitted,
     bakedSeconds,
     minBakeSeconds: stage.minBakeSeconds,
+    ...(stage.bakeMinutes > 0
+      ? { bakeMinutes: stage.bakeMinutes, stageBaked: cohort.baked ?? cohort.committed }
+      : {}),
   };
   const where = `stage ${k + 1}/${stages.length} (${pct(stage.percent)})`;
   // Exact comparison (failures/outcomes > max/100) so 10.0 % does not trip a 10 % threshold.
@@ -119,6 +126,15 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
       numbers,
     };
   }
+  // Health after commit: committed devices count only once they stayed healthy for the window.
+  const baked = cohort.baked ?? cohort.committed;
+  if (stage.bakeMinutes > 0 && baked < requiredCommitted) {
+    return {
+      action: 'wait',
+      reason: `${where} waits for ${requiredCommitted - baked} committed device(s) to stay healthy for ${stage.bakeMinutes} min after commit (${baked} of ${requiredCommitted} baked)`,
+      numbers,
+    };
+  }
   const requiredSample = Math.min(stage.minSample, total.targeted - total.unfetchedFailures);
   if (total.outcomes < requiredSample) {
     return {
@@ -142,6 +158,13 @@ export function evaluateStage(input: StageEvaluationInput): StageDecision {
     return {
       action: 'wait',
       reason: `last ${where} waits for ${outstanding} device(s) to finish (${total.inFlight} installing, ${total.notOffered} not yet offered)`,
+      numbers,
+    };
+  }
+  if (stage.bakeMinutes > 0 && baked < cohort.committed) {
+    return {
+      action: 'wait',
+      reason: `last ${where} waits for ${cohort.committed - baked} committed device(s) to finish their ${stage.bakeMinutes} min health bake`,
       numbers,
     };
   }

@@ -20,6 +20,7 @@ import {
 } from '../db/schema.js';
 import { ServerError } from '../errors.js';
 import { limitDevice } from '../rate-limit.js';
+import { bakeSecondsOf, isHealthReport, recordHealthReport } from '../rollout/health.js';
 import { jitteredPollSeconds } from '../rollout/policy.js';
 import { markRegistered } from '../rollout/late-joiners.js';
 import { ifNoneMatchHits, noUpdateEtag, offerEtag, POLL_AFTER_HEADER } from './poll-etag.js';
@@ -316,12 +317,14 @@ export function deviceRoutes(deps: AppDeps) {
           rootsAfter(result.product, body.trustRootVersion),
         ]);
         const roots = rootTexts(rootRows);
+        const bakeSeconds = bakeSecondsOf(chosen.stages[chosen.currentStage]);
         const etag = offerEtag(pollPolicy, {
           rolloutId: chosen.rolloutId,
           releaseId: chosen.releaseId,
           rootVersions: rootRows.slice(0, roots.length).map((r) => r.version),
           deltaDigests: deltaRows.map((d) => d.digest),
           allowDowngrade: chosen.allowDowngrade,
+          bakeSeconds,
         });
         c.header('etag', etag);
         if (ifNoneMatchHits(ifNoneMatch, etag)) {
@@ -353,6 +356,7 @@ export function deviceRoutes(deps: AppDeps) {
             // The rollout's permission to go back to an older version (every rollback rollout has
             // it). The device still refuses anything below its securityVersion floor.
             allowDowngrade: chosen.allowDowngrade,
+            ...(bakeSeconds > 0 ? { health: { bakeSeconds } } : {}),
             pollAfterSeconds,
           },
           200,
@@ -391,6 +395,14 @@ export function deviceRoutes(deps: AppDeps) {
               throw new ServerError('ERR_NOT_FOUND', `rollout ${rolloutId} was never offered to this device`);
             }
           }
+          if (isHealthReport(body.state))
+            return recordHealthReport(tx, {
+              ...body,
+              state: body.state,
+              deviceId: device.id,
+              rolloutId,
+              now,
+            });
           const inserted = await tx
             .insert(deviceEvents)
             .values({
@@ -414,7 +426,11 @@ export function deviceRoutes(deps: AppDeps) {
           if (rolloutId !== null) {
             const moved = await tx
               .update(rolloutDevices)
-              .set({ state: body.state, updatedAt: now })
+              .set({
+                state: body.state,
+                updatedAt: now,
+                ...(body.state === 'committed' ? { committedAt: now } : {}),
+              })
               .where(
                 and(eq(rolloutDevices.rolloutId, rolloutId), eq(rolloutDevices.deviceId, device.id), retry),
               )

@@ -20,6 +20,8 @@ export interface OfferTag {
   rootVersions: readonly number[];
   deltaDigests: readonly string[];
   allowDowngrade: boolean;
+  /** The stage's health bake window (0 or absent: none; left out of the tag then). */
+  bakeSeconds?: number | undefined;
 }
 
 function tag(kind: 'nu' | 'up', parts: readonly (string | number | boolean)[]): string {
@@ -41,6 +43,7 @@ export function offerEtag(policy: PollPolicy, o: OfferTag): string {
     o.rootVersions.join(','),
     o.deltaDigests.join(','),
     o.allowDowngrade,
+    ...(o.bakeSeconds ? [`bake:${o.bakeSeconds}`] : []),
   ]);
 }
 
