@@ -7,6 +7,7 @@ import type { BootControl, SlotName } from './bootctl/index.js';
 import type { AgentConfig } from './config.js';
 import { readDeviceState, writeDeviceState } from './device-state.js';
 import { ClientError } from './errors.js';
+import { runHealthChecks } from './agent-bake.js';
 import { type CommandRunner, describeResult } from './hooks.js';
 import type { DeviceReport } from './http/server-api.js';
 import { type InstallJournal, readJournal, writeJournal } from './install/journal.js';
@@ -37,13 +38,8 @@ export class TrialSettler {
     this.bootControl = o.bootControl;
   }
 
-  private async healthy(): Promise<{ ok: true } | { ok: false; reason: string }> {
-    for (const check of this.config.healthChecks) {
-      const r = await this.o.run(check.command, check.timeoutSeconds * 1000);
-      if (r.exitCode !== 0 || r.timedOut)
-        return { ok: false, reason: `health check ${describeResult(check.command, r)}` };
-    }
-    return { ok: true };
+  private healthy(): Promise<{ ok: true } | { ok: false; reason: string }> {
+    return runHealthChecks(this.config.healthChecks, this.o.run);
   }
 
   /**

@@ -19,6 +19,9 @@ export interface LoopSteps {
   reboot(j: InstallJournal): Promise<void>;
   installFromDirectory(dir: string, o: { reboot?: boolean; signal?: AbortSignal }): Promise<unknown>;
   checkOnce(o: { reboot?: boolean; signal?: AbortSignal }): Promise<CheckResult>;
+  /** The health bake window after a commit (agent-bake.ts): when its next check is due, and run it. */
+  bakeDueInMs?(): Promise<number | undefined>;
+  bakeTick?(): Promise<void>;
 }
 
 export interface LoopOptions {
@@ -94,10 +97,41 @@ export async function runLoop(o: LoopOptions, signal: AbortSignal): Promise<void
       );
     }
     try {
-      await sleepBeating(o, delayMs, signal);
+      await sleepBaking(o, delayMs, signal);
     } catch {
       break;
     }
+  }
+}
+
+/**
+ * Sleep until the next poll, waking for the bake window's health checks on their own schedule
+ * (every health.intervalSeconds, whatever the poll interval).
+ */
+async function sleepBaking(o: LoopOptions, ms: number, signal: AbortSignal): Promise<void> {
+  const { steps, log } = o;
+  let left = ms;
+  let baking = true;
+  for (;;) {
+    const due = baking ? await steps.bakeDueInMs?.().catch((): undefined => undefined) : undefined;
+    if (due === 0) {
+      try {
+        await steps.bakeTick?.();
+      } catch (e) {
+        // Not again before the next poll: a check that cannot run must not spin the loop.
+        baking = false;
+        log({
+          level: 'error',
+          message: `health bake check failed: ${(e as Error).message}`,
+          code: (e as ClientError).code,
+        });
+      }
+      continue;
+    }
+    if (left <= 0) return;
+    const slice = due === undefined ? left : Math.min(left, due);
+    await sleepBeating(o, slice, signal);
+    left -= slice;
   }
 }
 

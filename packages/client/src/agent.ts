@@ -7,6 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import type { DeviceFacts, TrustRoot } from '@abota/manifest';
 import { type AfterBootResult, TrialSettler } from './agent-after-boot.js';
+import { HealthBaker } from './agent-bake.js';
 import type { AgentLogEvent } from './agent-log.js';
 import { type CheckResult, pollDelayMs, runLoop } from './agent-loop.js';
 import { DeviceReporter, rollout } from './agent-reports.js';
@@ -82,6 +83,7 @@ export class Agent {
   private readonly trustRoots: TrustRootStore;
   private readonly reporter: DeviceReporter;
   private readonly trial: TrialSettler;
+  private readonly baker: HealthBaker;
 
   private constructor(
     private readonly o: AgentOptions,
@@ -110,6 +112,14 @@ export class Agent {
     this.trial = new TrialSettler({
       config: o.config,
       bootControl,
+      clock: this.clock,
+      run: this.run_,
+      bootId: this.bootId,
+      reporter: this.reporter,
+      log: this.log,
+    });
+    this.baker = new HealthBaker({
+      config: o.config,
       clock: this.clock,
       run: this.run_,
       bootId: this.bootId,
@@ -395,6 +405,7 @@ export class Agent {
       product: this.config.product,
       hardware: this.config.hardware,
     });
+    if (offer.status === 'update') await this.baker.noteOffer(offer.rolloutId, offer.health?.bakeSeconds);
     if (offer.status === 'no-update') {
       await this.warnIfFrozen();
       return { status: 'no-update', ...pollAfter(offer.pollAfterSeconds) };
@@ -468,13 +479,35 @@ export class Agent {
   // ---- after boot (agent-after-boot.ts) and the daemon (agent-loop.ts) ------------------
 
   /** Run once per boot, before polling: settle an install waiting for its trial boot. */
-  afterBoot(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
-    return this.trial.afterBoot(o);
+  async afterBoot(o: { reboot?: boolean } = {}): Promise<AfterBootResult> {
+    // A window in progress first: this boot counts (crash loop), or the old slot came back.
+    await this.baker.afterBoot(await this.bootControl.getBootedSlot());
+    const r = await this.trial.afterBoot(o);
+    if (r.action === 'committed') await this.bakeCommitted();
+    return r;
+  }
+
+  /** Starts the health bake window of the release just committed (agent-bake.ts). */
+  private async bakeCommitted(): Promise<void> {
+    const j = await readJournal(this.config.dataDir);
+    if (j?.phase === 'committed') await this.baker.committed(j);
+  }
+
+  /** Milliseconds until the bake window's next health check; undefined outside a window. */
+  bakeDueInMs(): Promise<number | undefined> {
+    return this.baker.dueInMs();
+  }
+
+  /** Runs the bake window's health check if due, and reports it. */
+  bakeTick(): Promise<void> {
+    return this.baker.tick();
   }
 
   /** Operator confirmation: commit the pending trial now (skipping the health checks), or confirm the running slot. */
-  markGood(): Promise<AfterBootResult> {
-    return this.trial.markGood();
+  async markGood(): Promise<AfterBootResult> {
+    const r = await this.trial.markGood();
+    if (r.action === 'committed') await this.bakeCommitted();
+    return r;
   }
 
   /** Operator rejection of the trial boot of the pending install (booted in the new slot). */

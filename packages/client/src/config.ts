@@ -185,6 +185,20 @@ export const agentConfigSchema = v.strictObject({
     ),
     () => [],
   ),
+  /**
+   * Health after commit (agent-bake.ts): for a bake window after a commit the health checks re-run
+   * every `intervalSeconds` and the agent reports `healthy` / `unhealthy`. The window is the
+   * offer's (the rollout stage's `bakeMinutes`), else `bakeMinutes` here (0: none). More than
+   * `maxBootsInBake` boots inside the window is a crash loop (unhealthy).
+   */
+  health: v.optional(
+    v.strictObject({
+      intervalSeconds: v.optional(v.pipe(int, v.minValue(1), v.maxValue(86_400)), 60),
+      bakeMinutes: v.optional(v.pipe(int, v.minValue(0), v.maxValue(30 * 1440)), 0),
+      maxBootsInBake: v.optional(v.pipe(int, v.minValue(1), v.maxValue(1000)), 3),
+    }),
+    () => ({ intervalSeconds: 60, bakeMinutes: 0, maxBootsInBake: 3 }),
+  ),
   rebootCommand: v.optional(commandSchema, () => ['systemctl', 'reboot']),
   kernelCmdlinePath: v.optional(nonEmpty, '/proc/cmdline'),
   /**

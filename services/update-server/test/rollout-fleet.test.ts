@@ -3,30 +3,20 @@
 // 1 % → 10 % → 100 % by itself; a release whose health check fails on some canaries pauses at
 // 1 % with the measured failure rate; rolling it back returns exactly the affected devices.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../src/app.js';
-import { bootstrapAdminKey } from '../src/auth/api-keys.js';
-import { generateSecret } from '../src/auth/secrets.js';
 import { auditLog } from '../src/db/schema.js';
-import { createLogger } from '../src/logger.js';
 import { inRolloutPercent } from '../src/rollout/bucket.js';
-import { RolloutEngine } from '../src/rollout/engine.js';
+import type { RolloutEngine } from '../src/rollout/engine.js';
 import type { RolloutStatusView } from '../src/rollout/status.js';
 import { eq } from 'drizzle-orm';
+import { type Harness, makeRelease, type ProductKeys, pushRelease, type TestDatabase } from './harness.js';
 import {
-  createProduct,
-  createProvisioningToken,
-  type Harness,
-  makeProduct,
-  makeRelease,
-  openTestBlobStore,
-  openTestDatabase,
-  type ProductKeys,
-  pushRelease,
-  type TestBlobStore,
-  TestClock,
-  type TestDatabase,
-} from './harness.js';
-import { type FleetDevice, type Listening, listen, poll, pollRound, registerFleet } from './rollout-fleet.js';
+  type FleetDevice,
+  type FleetServer,
+  type Listening,
+  openFleet,
+  poll,
+  pollRound,
+} from './rollout-fleet.js';
 
 const FLEET_SIZE = 1000;
 const STAGES = [
@@ -35,8 +25,8 @@ const STAGES = [
   { percent: 100 },
 ];
 
+let f: FleetServer;
 let database: TestDatabase;
-let blobStore: TestBlobStore;
 let server: Listening;
 let engine: RolloutEngine;
 let h: Harness;
@@ -44,58 +34,12 @@ let keys: ProductKeys;
 let fleet: FleetDevice[];
 
 beforeAll(async () => {
-  database = await openTestDatabase('pglite');
-  blobStore = await openTestBlobStore('fs');
-  const clock = new TestClock();
-  const logger = createLogger({ level: 'silent' });
-  engine = new RolloutEngine({ db: database.database.db, clock, logger });
-  const app = createApp({
-    db: database.database.db,
-    blobs: blobStore.blobs,
-    clock,
-    logger,
-    rollouts: engine,
-  });
-  const adminKey = generateSecret('abk');
-  await bootstrapAdminKey({ db: database.database.db }, adminKey);
-  server = await listen(app);
-  h = {
-    app,
-    db: database.database,
-    blobs: blobStore.blobs,
-    clock,
-    adminKey,
-    logs: [],
-    request: async (path, init = {}) => {
-      const { key, json, ...rest } = init;
-      const headers = new Headers(rest.headers);
-      if (key !== undefined) headers.set('authorization', `Bearer ${key}`);
-      if (json !== undefined) headers.set('content-type', 'application/json');
-      return app.request(path, {
-        ...rest,
-        headers,
-        ...(json === undefined ? {} : { body: JSON.stringify(json) }),
-      });
-    },
-  };
-  keys = await makeProduct('fleet-vm');
-  await createProduct(h, keys);
-  await pushRelease(h, await makeRelease(keys, '1.0.0'));
-  const token = await createProvisioningToken(h, keys.product);
-  fleet = await registerFleet(server.url, {
-    product: keys.product,
-    token,
-    count: FLEET_SIZE,
-    version: '1.0.0',
-    clock,
-  });
+  f = await openFleet(FLEET_SIZE);
+  ({ database, server, engine, h, keys, fleet } = f);
 }, 300_000);
 
 afterAll(async () => {
-  await engine?.stop();
-  await server?.close();
-  await database?.dispose();
-  await blobStore?.dispose();
+  await f?.close();
 });
 
 async function admin<T>(path: string, json?: unknown): Promise<{ status: number; body: T }> {

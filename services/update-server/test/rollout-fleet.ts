@@ -4,9 +4,28 @@
 import type { AddressInfo } from 'node:net';
 import type { KeyObject } from 'node:crypto';
 import { serve } from '@hono/node-server';
-import type { App } from '../src/app.js';
+import { type App, createApp } from '../src/app.js';
+import { bootstrapAdminKey } from '../src/auth/api-keys.js';
+import { generateSecret } from '../src/auth/secrets.js';
 import type { Clock } from '../src/context.js';
-import { deviceKeyPair, deviceTokenSigner } from './harness.js';
+import { createLogger } from '../src/logger.js';
+import { RolloutEngine } from '../src/rollout/engine.js';
+import {
+  createProduct,
+  createProvisioningToken,
+  deviceKeyPair,
+  deviceTokenSigner,
+  type Harness,
+  makeProduct,
+  makeRelease,
+  openTestBlobStore,
+  openTestDatabase,
+  type ProductKeys,
+  pushRelease,
+  type TestBlobStore,
+  TestClock,
+  type TestDatabase,
+} from './harness.js';
 
 export interface FleetDevice {
   index: number;
@@ -22,6 +41,7 @@ export interface PollAnswer {
   release?: { version: string };
   artifacts?: Record<string, string>;
   allowDowngrade?: boolean;
+  health?: { bakeSeconds: number };
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
@@ -114,7 +134,7 @@ export async function poll(url: string, device: FleetDevice): Promise<PollAnswer
 export async function report(
   url: string,
   device: FleetDevice,
-  body: { rolloutId: string; version: string; state: string; errorCode?: string },
+  body: { rolloutId: string; version: string; state: string; errorCode?: string; healthySeconds?: number },
 ): Promise<void> {
   const res = await call(url, '/v1/device/report', await device.sign(), body);
   if (res.status !== 202) throw new Error(`report: ${res.status} ${await res.text()}`);
@@ -138,6 +158,7 @@ export async function pollRound(
   url: string,
   fleet: readonly FleetDevice[],
   healthCheckFails: (device: FleetDevice, version: string) => boolean = () => false,
+  options: { fetchAlways?: boolean } = {},
 ): Promise<Map<string, OfferTaken>> {
   const offered = new Map<string, OfferTaken>();
   await inPool(fleet, 16, async (device) => {
@@ -146,9 +167,10 @@ export async function pollRound(
     const { rolloutId } = answer;
     const target = answer.release.version;
     const fails = healthCheckFails(device, target);
-    if (fails) {
-      // It downloaded and booted the release before its health check failed: the server counts
-      // a failure only from a device that fetched the release's blobs (issue #16).
+    // A device that fails downloaded and booted the release before its health check failed: the
+    // server counts a failure only from a device that fetched the release's blobs (issue #16).
+    // With `fetchAlways`, committing devices fetch too (their failures after commit count).
+    if (fails || options.fetchAlways === true) {
       const [artifact] = Object.values(answer.artifacts ?? {});
       if (artifact === undefined) throw new Error('offer without artifacts');
       const blob = await fetch(`${url}${artifact}`, {
@@ -156,6 +178,8 @@ export async function pollRound(
       });
       if (blob.status !== 206) throw new Error(`blob: ${blob.status} ${await blob.text()}`);
       await blob.arrayBuffer();
+    }
+    if (fails) {
       await report(url, device, {
         rolloutId,
         version: target,
@@ -174,4 +198,85 @@ export async function pollRound(
     });
   });
   return offered;
+}
+
+export interface FleetServer {
+  database: TestDatabase;
+  blobStore: TestBlobStore;
+  server: Listening;
+  engine: RolloutEngine;
+  /** The harness over the same app (admin calls in process), with the injected clock. */
+  h: Harness;
+  keys: ProductKeys;
+  /** `count` devices registered over HTTP, all on release 1.0.0 (pushed). */
+  fleet: FleetDevice[];
+  close(): Promise<void>;
+}
+
+/**
+ * An in-process server on PGlite listening on loopback, with a rollout engine on an injected
+ * clock (no timer: tests call engine.evaluateAll), product "fleet-vm" with release 1.0.0, and
+ * `count` registered devices.
+ */
+export async function openFleet(count: number): Promise<FleetServer> {
+  const database = await openTestDatabase('pglite');
+  const blobStore = await openTestBlobStore('fs');
+  const clock = new TestClock();
+  const logger = createLogger({ level: 'silent' });
+  const engine = new RolloutEngine({ db: database.database.db, clock, logger });
+  const app = createApp({
+    db: database.database.db,
+    blobs: blobStore.blobs,
+    clock,
+    logger,
+    rollouts: engine,
+  });
+  const adminKey = generateSecret('abk');
+  await bootstrapAdminKey({ db: database.database.db }, adminKey);
+  const server = await listen(app);
+  const h: Harness = {
+    app,
+    db: database.database,
+    blobs: blobStore.blobs,
+    clock,
+    adminKey,
+    logs: [],
+    request: async (path, init = {}) => {
+      const { key, json, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (key !== undefined) headers.set('authorization', `Bearer ${key}`);
+      if (json !== undefined) headers.set('content-type', 'application/json');
+      return app.request(path, {
+        ...rest,
+        headers,
+        ...(json === undefined ? {} : { body: JSON.stringify(json) }),
+      });
+    },
+  };
+  const keys = await makeProduct('fleet-vm');
+  await createProduct(h, keys);
+  await pushRelease(h, await makeRelease(keys, '1.0.0'));
+  const token = await createProvisioningToken(h, keys.product);
+  const fleet = await registerFleet(server.url, {
+    product: keys.product,
+    token,
+    count,
+    version: '1.0.0',
+    clock,
+  });
+  return {
+    database,
+    blobStore,
+    server,
+    engine,
+    h,
+    keys,
+    fleet,
+    close: async () => {
+      await engine.stop();
+      await server.close();
+      await database.dispose();
+      await blobStore.dispose();
+    },
+  };
 }

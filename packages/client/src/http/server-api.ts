@@ -46,6 +46,10 @@ const pollResponseSchema = v.variant('status', [
     // The rollout's permission to install an older version; never below the securityVersion
     // floor, which the device checks itself (docs/trust-model.md).
     allowDowngrade: v.optional(v.boolean()),
+    // The stage's health bake window after commit (agent-bake.ts); absent: none.
+    health: v.optional(
+      v.object({ bakeSeconds: v.pipe(v.number(), v.safeInteger(), v.minValue(1), v.maxValue(30 * 86_400)) }),
+    ),
     pollAfterSeconds: pollAfterSecondsSchema,
   }),
 ]);
@@ -129,7 +133,10 @@ export type ReportState =
   | 'failed'
   | 'rolled-back'
   /** A fault of the device itself (config, boot control, slot devices), not of the release. */
-  | 'device-error';
+  | 'device-error'
+  /** During the bake window after commit (agent-bake.ts): health checks pass / fail (or a crash loop). */
+  | 'healthy'
+  | 'unhealthy';
 
 export interface DeviceReport {
   rolloutId?: string;
@@ -140,6 +147,8 @@ export interface DeviceReport {
   errorCode?: string;
   message?: string;
   progress?: number;
+  /** With `healthy`: seconds the device has stayed healthy since it committed. */
+  healthySeconds?: number;
 }
 
 export interface PollRequest {

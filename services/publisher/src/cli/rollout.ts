@@ -21,6 +21,10 @@ export function registerRolloutCommands(program: Command): void {
       .option('--stages <percents>', 'comma-separated stage percentages of the selected devices', '1,10,100')
       .option('--stages-json <json>', 'stages as JSON, overriding --stages and the thresholds')
       .option('--bake <duration>', 'minimum time in each stage before advancing (90s, 15m, 2h, 1d)', '1h')
+      .option(
+        '--health-bake <duration>',
+        'health bake window after commit, whole minutes (10m, 1h; default 0 = off): devices re-run their health checks and must stay healthy this long before the stage advances',
+      )
       .option('--min-committed <n>', 'committed devices a stage needs before advancing')
       .option('--max-failure <percent>', 'pause when failed + rolled back exceed this share of outcomes', '5')
       .option('--min-sample <n>', 'outcomes needed before the failure rate is judged', '5')
@@ -136,6 +140,10 @@ How stages work, with the defaults:
   --min-devices 1     each stage reaches at least this many devices whatever its percent gives,
                       so in a fleet of 3 the 1 % canary is 1 device, not none (0: percent only).
   --bake 1h           a stage runs at least this long before it advances by itself.
+  --health-bake 0     off. With e.g. 10m, committed devices re-run their health checks for 10
+                      minutes and report; only devices that stayed healthy that long count
+                      towards --min-committed, and an unhealthy (crash-looping) or rolled-back-
+                      after-commit device counts as failed (--max-failure).
   --min-committed     (server default 1) committed devices a stage needs before it advances.
   --max-failure 5     pause automatically when more than 5 % of outcomes failed or rolled back,
   --min-sample 5      judged once at least 5 devices have an outcome.
@@ -148,6 +156,7 @@ Examples:
   abota rollout create --release <id> --stages 5,100 --min-devices 2 --group lab
   abota rollout create --product eflow-vm --version 1.3.0 --auto-rollback          # back to 1.2.x by itself
   abota rollout create --product eflow-vm --version 1.3.0 --group lab --no-late-joiners
+  abota rollout create --release <id> --stages 1,100 --health-bake 30m --max-failure 0
 
 Safety policies:
   --auto-rollback[=VERSION]  off by default. When a stage crosses --max-failure the server pauses

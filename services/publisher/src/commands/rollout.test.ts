@@ -48,6 +48,17 @@ describe('abota rollout flags', () => {
     expect(() => buildStages({ stages: '', stagesJson: '{' })).toThrow(/--stages-json is not JSON/);
   });
 
+  it("turns --health-bake into each stage's bakeMinutes (whole minutes; 0 = off)", () => {
+    expect(buildStages({ stages: '1,100', healthBake: '30m' })).toEqual([
+      { percent: 1, bakeMinutes: 30 },
+      { percent: 100, bakeMinutes: 30 },
+    ]);
+    expect(buildStages({ stages: '100', healthBake: '0' })).toEqual([{ percent: 100 }]);
+    expect(() => buildStages({ stages: '100', healthBake: '90s' })).toThrow(
+      /--health-bake must be whole minutes/,
+    );
+  });
+
   it('parses maintenance windows', () => {
     expect(parseWindow('02:00-04:00', 'device-local', '1,2')).toEqual({
       timezone: 'device-local',

@@ -64,6 +64,7 @@ interface CreateFlags extends CommonFlags {
   stages: string;
   stagesJson?: string;
   bake?: string;
+  healthBake?: string;
   minCommitted?: string;
   maxFailure?: string;
   minSample?: string;
@@ -92,6 +93,7 @@ export function buildStages(
     | 'stages'
     | 'stagesJson'
     | 'bake'
+    | 'healthBake'
     | 'minCommitted'
     | 'maxFailure'
     | 'minSample'
@@ -113,8 +115,13 @@ export function buildStages(
     .split(',')
     .map((p) => parseNumber('--stages', p, { min: 0.01, max: 100 }) ?? 0);
   const bake = flags.bake === undefined ? undefined : parseDurationSeconds('--bake', flags.bake);
+  const healthBake =
+    flags.healthBake === undefined ? undefined : parseDurationSeconds('--health-bake', flags.healthBake);
+  if (healthBake !== undefined && healthBake % 60 !== 0)
+    throw usage(`--health-bake must be whole minutes (e.g. 10m, 1h), found ${flags.healthBake}`);
   const shared = {
     ...(bake === undefined ? {} : { minBakeSeconds: bake }),
+    ...(healthBake === undefined || healthBake === 0 ? {} : { bakeMinutes: healthBake / 60 }),
     ...optional(
       'minCommitted',
       parseNumber('--min-committed', flags.minCommitted, { integer: true, min: 0 }),
