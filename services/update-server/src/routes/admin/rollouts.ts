@@ -22,6 +22,7 @@ import {
 import { resolveAutoRollback } from '../../rollout/auto-rollback.js';
 import { parseVersionConstraint } from '../../rollout/selector.js';
 import { rolloutStatus } from '../../rollout/status.js';
+import { bakeSecondsOf } from '../../rollout/health.js';
 import { loadProgress, loadRollout, type RolloutRow } from '../../rollout/store.js';
 import { validateWindow } from '../../rollout/window.js';
 import { errorResponses, IdParam, pageOf } from '@abota/api';
@@ -526,7 +527,10 @@ export async function statusOf(deps: AppDeps, id: string) {
   const loaded = await loadRollout(deps.db, id);
   if (loaded === undefined) throw new ServerError('ERR_NOT_FOUND', `no rollout ${id}`);
   const now = deps.clock.now();
-  const progress = await loadProgress(deps.db, loaded.candidate);
+  const progress = await loadProgress(deps.db, loaded.candidate, {
+    now,
+    bakeSeconds: bakeSecondsOf(loaded.candidate.stages[loaded.row.currentStage]),
+  });
   return {
     rollout: rolloutView(loaded.row, loaded.release.version),
     status: rolloutStatus({
