@@ -9,6 +9,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { routePath } from 'hono/route';
 import { DEFAULT_APP_CONFIG, type AppConfig } from './config.js';
+import { consoleRoutes } from './console/app.js';
 import { type AppDeps, type AppEnv, type Clock, systemClock } from './context.js';
 import type { Db } from './db/database.js';
 import { PollBatcher } from './db/poll-statement.js';
@@ -164,8 +165,10 @@ export function createApp(options: CreateAppOptions) {
   const blobs = blobRoutes(deps);
   const uploads = uploadRoutes(deps);
   const admin = adminRoutes(deps);
+  // The web console (/console, src/console): its actions call the admin API in-process.
+  const webConsole = consoleRoutes(deps, (path, init, env) => app.request(path, init, env));
   const jsonLimit = jsonBodyLimit(config.maxJsonBodyBytes);
-  for (const sub of [ops, device, blobs, uploads, admin]) {
+  for (const sub of [ops, device, blobs, uploads, admin, webConsole]) {
     for (const r of sub.routes) app.on(r.method, r.path, jsonLimit);
   }
 
@@ -216,6 +219,7 @@ export function createApp(options: CreateAppOptions) {
 
   app.notFound((c) => c.json(errorBody('ERR_NOT_FOUND', `no route for ${c.req.method} ${c.req.path}`), 404));
 
+  app.route('/', webConsole);
   const routes = app
     .route('/', ops)
     .route('/', device)

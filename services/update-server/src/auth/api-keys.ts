@@ -25,18 +25,33 @@ export async function findApiKey(deps: AppDeps, key: string): Promise<AuthedApiK
   return row === undefined ? undefined : { id: row.id, name: row.name, role: row.role as ApiKeyRole };
 }
 
+/**
+ * The web console (src/console) calls the admin API in-process (`app.request(path, init, env)`)
+ * as the API key its session was made from: that key rides in the request's env under this
+ * symbol, which no HTTP request can carry, and goes through the same role check as a bearer key.
+ */
+export const CONSOLE_CALLER = Symbol('abota.console.caller');
+export interface ConsoleCallerEnv {
+  [CONSOLE_CALLER]: AuthedApiKey;
+}
+
+/** May a key of this role do what the group allows (ROLE_GROUPS)? The one permission check. */
+export const roleAllows = (role: ApiKeyRole, allowed: readonly ApiKeyRole[]): boolean =>
+  allowed.includes(role);
+
 export function requireRole(deps: AppDeps, allowed: readonly ApiKeyRole[]): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const token = bearerToken(c.req.header('authorization'));
-    if (token === undefined) {
+    const inProcess = (c.env as Partial<ConsoleCallerEnv> | undefined)?.[CONSOLE_CALLER];
+    const token = inProcess === undefined ? bearerToken(c.req.header('authorization')) : undefined;
+    if (inProcess === undefined && token === undefined) {
       throw new ServerError(
         'ERR_UNAUTHENTICATED',
         'admin API calls need "Authorization: Bearer abk_..." (an API key)',
       );
     }
-    const key = await findApiKey(deps, token);
+    const key = inProcess ?? (token === undefined ? undefined : await findApiKey(deps, token));
     if (key === undefined) throw new ServerError('ERR_UNAUTHENTICATED', 'the API key is unknown or revoked');
-    if (!allowed.includes(key.role)) {
+    if (!roleAllows(key.role, allowed)) {
       throw new ServerError(
         'ERR_FORBIDDEN',
         `role "${key.role}" may not do this; needs one of: ${allowed.join(', ')}`,

@@ -385,3 +385,24 @@ export const usedJwtIds = pgTable(
   },
   (t) => [index('used_jwt_ids_expires_idx').on(t.expiresAt)],
 );
+
+/**
+ * Web console sessions (src/console): an admin API key exchanged for a cookie. Only the SHA-256
+ * of the session id is stored; a session dies at `expiresAt`, at sign-out (`revokedAt`) and with
+ * its API key (revoked key = no session, checked on every request).
+ */
+export const consoleSessions = pgTable(
+  'console_sessions',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** SHA-256 (hex) of the session id sent as the cookie; the id itself is never stored. */
+    tokenHash: text('token_hash').notNull().unique(),
+    apiKeyId: uuid('api_key_id')
+      .notNull()
+      .references(() => apiKeys.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+    expiresAt: ts('expires_at').notNull(),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [index('console_sessions_expires_idx').on(t.expiresAt)],
+);

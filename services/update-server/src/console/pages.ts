@@ -1,0 +1,6 @@
+// The console's page modules, in one list: adding a page is one line here (its module exports a
+// ConsolePage: an optional nav entry and a `register(app, deps)` that adds its routes).
+import { fleetPages } from './pages/fleet.js';
+import type { ConsolePage } from './types.js';
+
+export const CONSOLE_PAGES: readonly ConsolePage[] = [fleetPages];
