@@ -113,7 +113,7 @@ export function consoleRoutes(deps: AppDeps, request: InProcessRequest): Hono {
       });
     }
     await createSession(deps, c, key);
-    await audit(deps.db, `apikey:${key.id}`, 'console.sign-in', `apikey:${key.id}`, {
+    await audit(deps.db, `apikey:${key.id}`, 'console.sign-in', `api-key:${key.id}`, {
       role: key.role,
     });
     return c.redirect(safeNext(next), 303);
@@ -150,7 +150,7 @@ export function consoleRoutes(deps: AppDeps, request: InProcessRequest): Hono {
   app.post('/console/sign-out', async (c) => {
     const session = c.get('session');
     await endSession(deps, c, session);
-    await audit(deps.db, `apikey:${session.key.id}`, 'console.sign-out', `apikey:${session.key.id}`);
+    await audit(deps.db, `apikey:${session.key.id}`, 'console.sign-out', `api-key:${session.key.id}`);
     return c.redirect('/console/sign-in', 303);
   });
 

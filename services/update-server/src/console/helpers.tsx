@@ -33,3 +33,6 @@ export function actionFailed(
     </div>,
   );
 }
+
+/** Nav visibility of the read-only pages: every role that may read (ROLE_GROUPS.read). */
+export const readable = (role: ApiKeyRole): boolean => roleAllows(role, ROLE_GROUPS.read);

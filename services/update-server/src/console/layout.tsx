@@ -37,6 +37,7 @@ export function Document(props: {
           <meta charset="utf-8" />
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <title>{`${props.title} · abota console`}</title>
+          <link rel="icon" href="data:," />
           <link rel="stylesheet" href={assetUrl('console.css')} />
           {props.styles.map((s) => (
             <link rel="stylesheet" href={assetUrl(s)} />

@@ -1,6 +1,16 @@
 // The console's page modules, in one list: adding a page is one line here (its module exports a
 // ConsolePage: an optional nav entry and a `register(app, deps)` that adds its routes).
+import { auditPages } from './pages/audit.js';
+import { devicePages } from './pages/device.js';
 import { fleetPages } from './pages/fleet.js';
+import { keyPages } from './pages/keys.js';
+import { releasePages } from './pages/releases.js';
 import type { ConsolePage } from './types.js';
 
-export const CONSOLE_PAGES: readonly ConsolePage[] = [fleetPages];
+export const CONSOLE_PAGES: readonly ConsolePage[] = [
+  fleetPages,
+  devicePages,
+  releasePages,
+  auditPages,
+  keyPages,
+];

@@ -6,7 +6,7 @@ import type { Context } from 'hono';
 import type { AppDeps } from '../../context.js';
 import { devices, products, releases } from '../../db/schema.js';
 import { ago, count as fmtCount, query } from '../format.js';
-import { ROLE_GROUPS, roleAllows } from '../../auth/api-keys.js';
+import { readable } from '../helpers.js';
 import { renderPage } from '../layout.js';
 import type { ConsoleEnv, ConsolePage } from '../types.js';
 import { versionHistory } from './fleet-history.js';
@@ -248,7 +248,7 @@ export const fleetPages: ConsolePage = {
     href: '/console/fleet',
     label: 'Fleet',
     order: 10,
-    visible: (role) => roleAllows(role, ROLE_GROUPS.read),
+    visible: readable,
   },
   register(app, deps) {
     app.get('/console/fleet', (c) => fleetView(c, deps));
