@@ -1,3 +1,4 @@
+// biome-ignore-all lint/performance/useDomNodeTextContent: these are Playwright locators, whose innerText() is the rendered text a user reads, not DOM nodes
 // The web console in a real headless Chromium (Debian's `chromium`, playwright-core) against a real
 // abota-server with a simulated fleet (fixture.ts): sign-in, fleet, device history, releases,
 // audit, roles, CSRF, keyboard reachability, no console errors; screenshots of each page land in

@@ -1,7 +1,7 @@
 // Fleet: devices by product, version, install state and slot, last seen; search and filters;
 // keyset pagination on the device id (one index range scan per page, whatever the fleet size);
 // the version distribution over time as a uPlot chart fed by /console/fleet/versions.json.
-import { and, arrayContains, asc, count, eq, gt, isNull, or, type SQL, sql } from 'drizzle-orm';
+import { and, arrayContains, asc, count, eq, gt, gte, isNull, lte, or, type SQL } from 'drizzle-orm';
 import type { Context } from 'hono';
 import type { AppDeps } from '../../context.js';
 import { devices, products, releases } from '../../db/schema.js';
@@ -9,9 +9,11 @@ import { ago, count as fmtCount, query } from '../format.js';
 import { readable } from '../helpers.js';
 import { renderPage } from '../layout.js';
 import type { ConsoleEnv, ConsolePage } from '../types.js';
-import { versionHistory } from './fleet-history.js';
+import { type VersionHistory, versionHistory } from './fleet-history.js';
 
 export const FLEET_PAGE_SIZE = 50;
+/** How long a computed version chart is served before it is computed again. */
+export const CHART_CACHE_MS = 60_000;
 const INSTALL_STATES = [
   'idle',
   'downloading',
@@ -22,7 +24,16 @@ const INSTALL_STATES = [
   'failed',
   'rolled-back',
 ];
-const UUID_PREFIX = /^[0-9a-f-]{4,36}$/;
+
+/** The uuid range a hex prefix of a device id ("3fa8", "3fa85f64-57") covers, or undefined. */
+export function idPrefixRange(q: string): [string, string] | undefined {
+  if (!/^[0-9a-f-]{4,36}$/.test(q)) return undefined;
+  const hex = q.replaceAll('-', '');
+  if (hex.length < 4 || hex.length > 32) return undefined;
+  const uuid = (h: string) =>
+    `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  return [uuid(hex.padEnd(32, '0')), uuid(hex.padEnd(32, 'f'))];
+}
 
 export interface FleetFilters {
   product?: string | undefined;
@@ -57,9 +68,13 @@ function fleetWhere(f: FleetFilters): SQL[] {
   if (f.state !== undefined) where.push(eq(devices.installState, f.state));
   if (f.slot !== undefined) where.push(eq(devices.bootedSlot, f.slot));
   if (f.q !== undefined) {
-    const any: SQL[] = [eq(devices.hardware, f.q), arrayContains(devices.tags, [f.q])];
-    if (UUID_PREFIX.test(f.q)) any.push(sql`${devices.id}::text like ${`${f.q.replace(/[%_]/g, '')}%`}`);
-    where.push(or(...any)!);
+    const range = idPrefixRange(f.q);
+    // A device id prefix: an index range on the primary key. Anything else: hardware or a tag.
+    where.push(
+      range === undefined
+        ? or(eq(devices.hardware, f.q), arrayContains(devices.tags, [f.q]))!
+        : and(gte(devices.id, range[0]), lte(devices.id, range[1]))!,
+    );
   }
   return where;
 }
@@ -252,8 +267,21 @@ export const fleetPages: ConsolePage = {
   },
   register(app, deps) {
     app.get('/console/fleet', (c) => fleetView(c, deps));
-    app.get('/console/fleet/versions.json', async (c) =>
-      c.json(await versionHistory(deps, { product: fleetFilters(c).product, days: 30 })),
-    );
+    // One pass over every device and commit (fleet-history.ts): answered from a per-server cache
+    // for CHART_CACHE_MS, concurrent requests sharing one query.
+    const charts = new Map<string, { at: number; value: Promise<VersionHistory> }>();
+    app.get('/console/fleet/versions.json', async (c) => {
+      const product = fleetFilters(c).product;
+      const now = deps.clock.now().getTime();
+      const key = product ?? '';
+      let hit = charts.get(key);
+      if (hit === undefined || now - hit.at >= CHART_CACHE_MS || now < hit.at) {
+        hit = { at: now, value: versionHistory(deps, { product, days: 30 }) };
+        hit.value.catch(() => charts.delete(key));
+        if (charts.size >= 100) charts.clear();
+        charts.set(key, hit);
+      }
+      return c.json(await hit.value);
+    });
   },
 };
