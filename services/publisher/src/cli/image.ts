@@ -40,7 +40,25 @@ export function registerImageCommands(program: Command): void {
       '--data-dir-content <dir>',
       'files for the Data partition (mounted at /var): agent config, token...',
     )
-    .option('--console <args>', 'kernel console arguments', 'console=ttyS0,115200')
+    .option(
+      '--console <args>',
+      'kernel console arguments (GRUB; a UKI carries its own)',
+      'console=ttyS0,115200',
+    )
+    .option(
+      '--boot <grub|uefi>',
+      "grub: GRUB on the ESP, boot images in BootA/B; uefi: the firmware boots each slot's UKI from BootEFIA/B (releases built with --boot-format uki)",
+      'grub',
+    )
+    .option(
+      '--ovmf-vars <file>',
+      'uefi: write Boot0001 (A), Boot0002 (B) and BootOrder into this copy of an OVMF varstore',
+    )
+    .option('--ovmf-vars-template <file>', 'the varstore to copy', '/usr/share/OVMF/OVMF_VARS_4M.fd')
+    .option(
+      '--secure-boot-cert <cert.pem>',
+      'with --ovmf-vars: enrol this certificate as PK, KEK and db and enable Secure Boot (test VMs)',
+    )
     .option('--json', 'print one JSON summary with the partition table')
     .action(lazyAction(actions, 'disk'));
 }

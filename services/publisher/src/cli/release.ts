@@ -38,6 +38,20 @@ export function registerReleaseCommands(program: Command): void {
       '--kernel-modules <dir>',
       "the kernel's lib/modules/<version> (or a root holding it); with --kernel",
     )
+    .option(
+      '--boot-format <grub|uki>',
+      'boot image from --kernel: grub (ext4 for GRUB, default) or uki (FAT with a unified kernel image, for BootEFIA/B)',
+    )
+    .option(
+      '--uki-stub <file>',
+      'systemd-stub to build the UKI on (default /usr/lib/systemd/boot/efi/linuxx64.efi.stub)',
+    )
+    .option(
+      '--uki-console <args>',
+      "console words of the UKI's signed command line (default console=ttyS0,115200)",
+    )
+    .option('--sb-key <key.pem>', 'sign the UKI for Secure Boot with this key (sbsign; with --sb-cert)')
+    .option('--sb-cert <cert.pem>', 'the certificate of --sb-key (enrolled in the firmware db)')
     .requiredOption('--product <id>', 'product id, e.g. eflow-vm')
     .requiredOption('--compatible <hw...>', 'hardware ids the release may be installed on')
     .requiredOption('--version <semver>', 'release version (strict semver, e.g. 1.2.0)')

@@ -1,5 +1,12 @@
 import { printJson } from '../output.js';
-import { buildDisk, DISK_FORMATS, type DiskFormat, type DiskSummary } from '../image/disk.js';
+import {
+  buildDisk,
+  DISK_BOOT_PATHS,
+  DISK_FORMATS,
+  type DiskBootPath,
+  type DiskFormat,
+  type DiskSummary,
+} from '../image/disk.js';
 import { ImageError } from '../image/errors.js';
 import { MIB, type PartitionSizes, parseSize } from '../image/layout.js';
 import { buildRootfs, parseRootfsType, type RootfsSummary } from '../image/rootfs.js';
@@ -28,6 +35,10 @@ interface DiskFlags {
   sizeData?: string;
   dataDirContent?: string;
   console?: string;
+  boot: string;
+  ovmfVars?: string;
+  ovmfVarsTemplate: string;
+  secureBootCert?: string;
   json?: boolean;
 }
 
@@ -56,6 +67,12 @@ function printDisk(s: DiskSummary): void {
       `  ${String(p.number).padStart(2)} ${p.name.padEnd(9)} ${String(p.sizeBytes / MIB).padStart(6)} MiB at ${p.offsetBytes}${hash}`,
     );
   }
+  for (const e of s.uefi?.entries ?? []) lines.push(`  ${e.bootNumber} slot ${e.slot}: ${e.devicePath}`);
+  if (s.uefi?.ovmfVars) {
+    lines.push(
+      `  OVMF varstore ${s.uefi.ovmfVars}: BootOrder ${s.uefi.bootOrder.join(',')}${s.uefi.secureBoot ? ', Secure Boot keys enrolled' : ''}`,
+    );
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
@@ -80,6 +97,18 @@ export async function disk(flags: DiskFlags): Promise<void> {
       `--format ${flags.format}: expected one of ${DISK_FORMATS.join(', ')}`,
     );
   }
+  if (!(DISK_BOOT_PATHS as readonly string[]).includes(flags.boot)) {
+    throw new ImageError(
+      'ERR_IMAGE_USAGE',
+      `--boot ${flags.boot}: expected one of ${DISK_BOOT_PATHS.join(', ')}`,
+    );
+  }
+  if (flags.secureBootCert !== undefined && flags.ovmfVars === undefined) {
+    throw new ImageError(
+      'ERR_IMAGE_USAGE',
+      '--secure-boot-cert enrols keys in the varstore: it needs --ovmf-vars',
+    );
+  }
   const sizes: Partial<PartitionSizes> = {};
   const map: [keyof PartitionSizes, string | undefined, string][] = [
     ['esp', flags.sizeEsp, '--size-esp'],
@@ -100,6 +129,11 @@ export async function disk(flags: DiskFlags): Promise<void> {
     diskSizeBytes: flags.size === undefined ? undefined : parseSize(flags.size, '--size'),
     dataDirContent: flags.dataDirContent,
     console: flags.console,
+    boot: flags.boot as DiskBootPath,
+    ovmfVars:
+      flags.ovmfVars === undefined
+        ? undefined
+        : { out: flags.ovmfVars, template: flags.ovmfVarsTemplate, secureBootCert: flags.secureBootCert },
   });
   if (flags.json === true) printJson({ ok: true, ...summary });
   else printDisk(summary);

@@ -5,7 +5,9 @@ import { ManifestError } from '@abota/manifest';
 import { VerityError } from '@abota/verity';
 import { startProgress, printJson } from '../output.js';
 import { type AddDeltaSummary, addDeltas } from '../release/add-delta.js';
-import { buildRelease, type BuildSummary } from '../release/build.js';
+import { type BootFrom, buildRelease, type BuildSummary } from '../release/build.js';
+import { BOOT_FORMATS } from '../image/uki-boot.js';
+import { DEFAULT_UKI_STUB } from '../image/uki.js';
 import { parseCodec } from '../release/codec.js';
 import type { DeltaOutcome } from '../release/deltas-make.js';
 import { ReleaseError } from '../release/errors.js';
@@ -21,6 +23,11 @@ interface BuildFlags {
   boot?: string;
   kernel?: string;
   kernelModules?: string;
+  bootFormat?: string;
+  ukiStub?: string;
+  ukiConsole?: string;
+  sbKey?: string;
+  sbCert?: string;
   product: string;
   compatible: string[];
   version: string;
@@ -84,15 +91,52 @@ function asVerifyFailure(err: unknown): unknown {
   return err;
 }
 
-function bootFromFlags(flags: BuildFlags): { kernel: string; modulesDir: string } | undefined {
-  if (flags.kernel === undefined && flags.kernelModules === undefined) return undefined;
+function bootFromFlags(flags: BuildFlags): BootFrom | undefined {
+  const ukiOnly: [string | undefined, string][] = [
+    [flags.ukiStub, '--uki-stub'],
+    [flags.ukiConsole, '--uki-console'],
+    [flags.sbKey, '--sb-key'],
+    [flags.sbCert, '--sb-cert'],
+  ];
+  const format = flags.bootFormat ?? 'grub';
+  if (!(BOOT_FORMATS as readonly string[]).includes(format)) {
+    throw new ReleaseError(
+      'ERR_RELEASE_USAGE',
+      `--boot-format ${format}: expected ${BOOT_FORMATS.join(' or ')}`,
+    );
+  }
+  if (format !== 'uki') {
+    const given = ukiOnly.find(([v]) => v !== undefined);
+    if (given !== undefined) {
+      throw new ReleaseError('ERR_RELEASE_USAGE', `${given[1]} needs --boot-format uki`);
+    }
+  }
+  if (flags.kernel === undefined && flags.kernelModules === undefined) {
+    if (format === 'uki') {
+      throw new ReleaseError('ERR_RELEASE_USAGE', '--boot-format uki needs --kernel and --kernel-modules');
+    }
+    return undefined;
+  }
   if (flags.kernel === undefined || flags.kernelModules === undefined) {
     throw new ReleaseError(
       'ERR_RELEASE_USAGE',
       '--kernel and --kernel-modules go together (the initramfs needs the modules of that kernel)',
     );
   }
-  return { kernel: flags.kernel, modulesDir: flags.kernelModules };
+  if ((flags.sbKey === undefined) !== (flags.sbCert === undefined)) {
+    throw new ReleaseError('ERR_RELEASE_USAGE', '--sb-key and --sb-cert go together (sbsign needs both)');
+  }
+  const base = { kernel: flags.kernel, modulesDir: flags.kernelModules };
+  if (format !== 'uki') return base;
+  return {
+    ...base,
+    format: 'uki',
+    uki: {
+      stub: flags.ukiStub ?? DEFAULT_UKI_STUB,
+      console: flags.ukiConsole ?? 'console=ttyS0,115200',
+      sign: flags.sbKey === undefined ? undefined : { key: flags.sbKey, cert: flags.sbCert! },
+    },
+  };
 }
 
 /** Two progress bars never share the terminal: the next one starts when the previous stops. */
@@ -151,6 +195,13 @@ function printBuildSummary(s: BuildSummary): void {
     lines.push(
       `  ${slot}: ${humanSize(img.sizeBytes)} → ${img.artifact.codec} ${humanSize(img.artifact.sizeBytes)} (ratio ${img.compressionRatio}), root hash ${img.rootHash}`,
       `    verity ${img.durationsMs.verity} ms, compression ${img.durationsMs.compress} ms (in parallel), total ${img.durationsMs.total} ms`,
+    );
+  }
+  if (s.ukiBootImage !== undefined) {
+    const u = s.ukiBootImage;
+    lines.push(
+      `  boot: unified kernel image ${humanSize(u.ukiBytes)} (${u.signed ? 'signed' : 'unsigned'}; kernel ${u.kernelVersion}, initramfs ${humanSize(u.initramfsBytes)})`,
+      `    command line: ${u.cmdline}`,
     );
   }
   lines.push(...deltaLines(s.deltas));

@@ -3,10 +3,21 @@
 // loop device, no mount): ESP (./esp.ts), slot A (and B) from releases (./release-slot.ts),
 // Data provisioned with the caller's files and the overlay upper dirs, Log empty; then
 // qemu-img converts to qcow2 or VHDX if asked. Output written to a temp name, renamed at the end.
-import { copyFile, cp, mkdir, open, rename, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MANIFEST_JSON, MANIFEST_JWS } from '../release/release-dir.js';
-import { buildEsp, assertGrubEfi } from './esp.js';
+import { buildEsp, assertGrubEfi, buildUefiEsp } from './esp.js';
+import {
+  bootOrderVariable,
+  bootVariable,
+  bootVariableName,
+  type EfiVariable,
+  type GptPartitionRef,
+  loadOption,
+  secureBootVariables,
+  setVariables,
+} from './efi-vars.js';
+import { UKI_PATH_IN_BOOT_IMAGE } from './uki-boot.js';
 import { ImageError } from './errors.js';
 import { makeExt4 } from './ext4.js';
 import { grubCfg } from './grubcfg.js';
@@ -18,6 +29,7 @@ import {
   hashOffsetBytes,
   MIB,
   partition,
+  type PartName,
   type PartitionSizes,
 } from './layout.js';
 import { writeOutput } from './output-file.js';
@@ -26,6 +38,9 @@ import { sourceDateEpoch, stableUuid } from './reproducible.js';
 import { requireTools, runTool, type Tool } from './tools.js';
 
 export const DISK_FORMATS = ['raw', 'qcow2', 'vhdx'] as const;
+/** grub: GRUB on the ESP, boot images in BootA/B; uefi: the firmware boots the slot's UKI in BootEFIA/B. */
+export const DISK_BOOT_PATHS = ['grub', 'uefi'] as const;
+export type DiskBootPath = (typeof DISK_BOOT_PATHS)[number];
 export type DiskFormat = (typeof DISK_FORMATS)[number];
 
 export interface DiskOptions {
@@ -39,6 +54,10 @@ export interface DiskOptions {
   /** Files copied to the root of Data (mounted at /var in the guest). */
   dataDirContent?: string | undefined;
   console?: string | undefined;
+  /** How the disk boots (default grub). */
+  boot?: DiskBootPath;
+  /** uefi: write the boot entries (and with secureBootCert the keys) into a copy of an OVMF varstore. */
+  ovmfVars?: { out: string; template: string; secureBootCert?: string | undefined } | undefined;
   now?: Date;
   env?: NodeJS.ProcessEnv;
 }
@@ -49,7 +68,15 @@ export interface DiskSummary {
   sizeBytes: number;
   slots: { A: string; B: string | null };
   partitions: (DiskLayout['partitions'][number] & { hashOffsetBytes?: number })[];
-  grubenv: Record<string, string>;
+  grubenv?: Record<string, string>;
+  boot: DiskBootPath;
+  /** uefi: the boot entries (Boot####) of the slots, and what --ovmf-vars holds. */
+  uefi?: {
+    entries: { slot: 'A' | 'B'; bootNumber: string; devicePath: string }[];
+    bootOrder: string[];
+    ovmfVars: string | null;
+    secureBoot: boolean;
+  };
   durationMs: number;
 }
 
@@ -125,8 +152,15 @@ async function dataTree(
 
 function describeLayout(layout: DiskLayout): DiskSummary['partitions'] {
   return layout.partitions.map((p) =>
-    /^(Boot|RootFS)[AB]$/.test(p.name) ? { ...p, hashOffsetBytes: hashOffsetBytes(p.sizeBytes) } : { ...p },
+    /^(Boot|BootEFI|RootFS)[AB]$/.test(p.name)
+      ? { ...p, hashOffsetBytes: hashOffsetBytes(p.sizeBytes) }
+      : { ...p },
   );
+}
+
+/** The partition a slot's boot image goes to: BootA/B (GRUB's ext4) or BootEFIA/B (a UKI on FAT). */
+export function bootPartitionName(boot: DiskBootPath, slot: 'A' | 'B'): PartName {
+  return boot === 'grub' ? `Boot${slot}` : `BootEFI${slot}`;
 }
 
 async function writeSlot(
@@ -134,9 +168,80 @@ async function writeSlot(
   layout: DiskLayout,
   slot: 'A' | 'B',
   r: LoadedRelease,
+  boot: DiskBootPath,
 ): Promise<void> {
   await writeSlotImage(disk, partition(layout, `RootFS${slot}`), r.manifest.images.rootfs, r.blobs.rootfs);
-  await writeSlotImage(disk, partition(layout, `Boot${slot}`), r.manifest.images.boot!, r.blobs.boot);
+  const part = partition(layout, bootPartitionName(boot, slot));
+  await writeSlotImage(disk, part, r.manifest.images.boot!, r.blobs.boot);
+  // A FAT boot sector (0x55AA, "FAT" at 0x36) is a UKI boot image; GRUB's is ext4.
+  const head = Buffer.alloc(512);
+  await disk.read(head, 0, 512, part.offsetBytes);
+  const fat = head.readUInt16LE(510) === 0xaa55 && head.toString('latin1', 0x36, 0x39) === 'FAT';
+  if (fat !== (boot === 'uefi')) {
+    throw new ImageError(
+      'ERR_IMAGE_RELEASE_INVALID',
+      `release ${r.dir} (${r.manifest.version}): its boot image is ${fat ? 'a UKI (release build --boot-format uki)' : 'for GRUB'}, ` +
+        `but --boot ${boot} needs ${boot === 'uefi' ? 'a UKI: build the release with --boot-format uki' : 'a GRUB boot image'}`,
+    );
+  }
+}
+
+/** The GPT partition as an HD() device path node describes it. */
+function gptRef(layout: DiskLayout, name: PartName, seed: string): GptPartitionRef {
+  const p = partition(layout, name);
+  return {
+    number: p.number,
+    startLba: p.offsetBytes / 512,
+    sizeLba: p.sizeBytes / 512,
+    guid: stableUuid(`${seed}:${p.name}`),
+  };
+}
+
+/** Boot0001 (slot A) and Boot0002 (slot B): the UKI in the slot's BootEFI partition. */
+export const UEFI_BOOT_NUMBERS = { A: 1, B: 2 } as const;
+
+async function writeOvmfVars(
+  o: NonNullable<DiskOptions['ovmfVars']>,
+  layout: DiskLayout,
+  seed: string,
+  now: Date,
+): Promise<NonNullable<DiskSummary['uefi']>> {
+  const template = await readFile(o.template).catch((err: Error) => {
+    throw new ImageError(
+      'ERR_IMAGE_SOURCE_UNREADABLE',
+      `--ovmf-vars-template ${o.template}: ${err.message} (apt-get install ovmf)`,
+    );
+  });
+  const entries: NonNullable<DiskSummary['uefi']>['entries'] = [];
+  const vars: EfiVariable[] = [];
+  for (const slot of ['A', 'B'] as const) {
+    const ref = gptRef(layout, bootPartitionName('uefi', slot), seed);
+    const n = UEFI_BOOT_NUMBERS[slot];
+    vars.push(bootVariable(n, loadOption(`abota ${slot}`, ref, UKI_PATH_IN_BOOT_IMAGE)));
+    entries.push({
+      slot,
+      bootNumber: bootVariableName(n),
+      devicePath: `HD(${ref.number},GPT,${ref.guid},0x${ref.startLba.toString(16)},0x${ref.sizeLba.toString(16)})/${UKI_PATH_IN_BOOT_IMAGE.replace(/\//g, '\\')}`,
+    });
+  }
+  const order = [UEFI_BOOT_NUMBERS.A, UEFI_BOOT_NUMBERS.B];
+  vars.push(bootOrderVariable(order));
+  if (o.secureBootCert !== undefined) {
+    const pem = await readFile(o.secureBootCert, 'utf8').catch((err: Error) => {
+      throw new ImageError(
+        'ERR_IMAGE_SOURCE_UNREADABLE',
+        `--secure-boot-cert ${o.secureBootCert}: ${err.message}`,
+      );
+    });
+    vars.push(...secureBootVariables(pem, stableUuid(`${seed}:secure-boot-owner`)));
+  }
+  await writeFile(o.out, setVariables(template, vars, now));
+  return {
+    entries,
+    bootOrder: order.map(bootVariableName),
+    ovmfVars: o.out,
+    secureBoot: o.secureBootCert !== undefined,
+  };
 }
 
 export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
@@ -144,15 +249,23 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
   const epoch = sourceDateEpoch(o.env);
   const format = o.format ?? 'raw';
   const layout = computeLayout({ ...EFLOW_SIZES, ...o.sizes }, o.diskSizeBytes);
+  const boot = o.boot ?? 'grub';
   await requireTools(format === 'raw' ? TOOLS : [...TOOLS, 'qemu-img']);
-  await assertGrubEfi();
+  if (boot === 'grub') await assertGrubEfi();
+  if (boot !== 'uefi' && o.ovmfVars !== undefined) {
+    throw new ImageError('ERR_IMAGE_USAGE', '--ovmf-vars writes UEFI boot entries: it needs --boot uefi');
+  }
   const now = o.now ?? new Date();
   const a = await loadRelease(o.release, now);
   const b = o.releaseB === undefined ? undefined : await loadRelease(o.releaseB, now);
   for (const r of [a, b]) {
     if (r === undefined) continue;
     assertFits(r.manifest.images.rootfs, partition(layout, 'RootFSA'), '--size-rootfs');
-    assertFits(r.manifest.images.boot!, partition(layout, 'BootA'), '--size-boot');
+    assertFits(
+      r.manifest.images.boot!,
+      partition(layout, bootPartitionName(boot, 'A')),
+      boot === 'grub' ? '--size-boot' : '--size-boot-efi',
+    );
   }
   const seed = `abota-disk:${a.manifest.product}:${a.manifest.version}:${b?.manifest.version ?? '-'}:${epoch}`;
   return writeOutput(o.out, async (partial, scratch) => {
@@ -165,18 +278,23 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
       const reopened = await open(raw, 'r+');
       try {
         const esp = join(scratch, 'esp.img');
-        const cfg = grubCfg({ layout, console: o.console ?? 'console=ttyS0,115200' });
-        await buildEsp({
-          out: esp,
-          sizeBytes: partition(layout, 'ESP').sizeBytes,
-          grubCfg: cfg,
-          slotBProvisioned: b !== undefined,
-          epoch,
-          scratch,
-        });
+        const espSize = partition(layout, 'ESP').sizeBytes;
+        if (boot === 'grub') {
+          const cfg = grubCfg({ layout, console: o.console ?? 'console=ttyS0,115200' });
+          await buildEsp({
+            out: esp,
+            sizeBytes: espSize,
+            grubCfg: cfg,
+            slotBProvisioned: b !== undefined,
+            epoch,
+            scratch,
+          });
+        } else {
+          await buildUefiEsp({ out: esp, sizeBytes: espSize, epoch });
+        }
         await copyInto(reopened, esp, partition(layout, 'ESP').offsetBytes);
-        await writeSlot(reopened, layout, 'A', a);
-        if (b !== undefined) await writeSlot(reopened, layout, 'B', b);
+        await writeSlot(reopened, layout, 'A', a, boot);
+        if (b !== undefined) await writeSlot(reopened, layout, 'B', b, boot);
         for (const name of ['Data', 'Log'] as const) {
           const part = partition(layout, name);
           const img = join(scratch, `${name}.img`);
@@ -213,6 +331,12 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
       await disk.close().catch(() => undefined);
       throw err;
     }
+    const uefiSummary =
+      boot !== 'uefi'
+        ? undefined
+        : o.ovmfVars === undefined
+          ? { entries: [], bootOrder: [], ovmfVars: null, secureBoot: false }
+          : await writeOvmfVars(o.ovmfVars, layout, seed, now);
     if (format !== 'raw') {
       const opts = format === 'vhdx' ? ['-o', 'subformat=dynamic'] : [];
       await runTool('qemu-img', ['convert', '-f', 'raw', '-O', format, ...opts, raw, `${partial}.tmp`]);
@@ -224,7 +348,10 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
       sizeBytes: layout.sizeBytes,
       slots: { A: a.manifest.version, B: b?.manifest.version ?? null },
       partitions: describeLayout(layout),
-      grubenv: { ORDER: 'A B', A_OK: '1', A_TRY: '0', B_OK: b === undefined ? '0' : '1', B_TRY: '0' },
+      boot,
+      ...(boot === 'grub'
+        ? { grubenv: { ORDER: 'A B', A_OK: '1', A_TRY: '0', B_OK: b === undefined ? '0' : '1', B_TRY: '0' } }
+        : { uefi: uefiSummary! }),
       durationMs: Math.round(performance.now() - started),
     };
   });

@@ -112,3 +112,16 @@ export async function buildEsp(o: EspOptions): Promise<void> {
   await runTool('mcopy', ['-i', o.out, efi, '::/EFI/BOOT/BOOTX64.EFI'], { env });
   await runTool('mcopy', ['-i', o.out, envFile, `::${ESP_GRUBENV_PATH}`], { env });
 }
+
+/**
+ * The ESP of a disk that boots without GRUB (--boot uefi): the firmware loads each slot's UKI
+ * from BootEFIA/B, so the ESP only holds /EFI/abota for the agent's boot-control state.
+ */
+export async function buildUefiEsp(o: { out: string; sizeBytes: number; epoch: number }): Promise<void> {
+  const fh = await open(o.out, 'w');
+  await fh.truncate(o.sizeBytes);
+  await fh.close();
+  const env = { SOURCE_DATE_EPOCH: String(o.epoch), MTOOLS_SKIP_CHECK: '1' };
+  await runTool('mkfs.vfat', ['--invariant', '-i', '41b07a00', '-n', 'ESP', o.out], { env });
+  await runTool('mmd', ['-i', o.out, '::/EFI', '::/EFI/abota'], { env });
+}

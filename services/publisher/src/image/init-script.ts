@@ -54,7 +54,7 @@ for arg in $(cat /proc/cmdline); do
     abota.init=*) INIT=\${arg#*=} ;;
   esac
 done
-case "$SLOT" in A|B) ;; *) fail "abota.slot=$SLOT: expected A or B" ;; esac
+case "$SLOT" in A|B|efi) ;; *) fail "abota.slot=$SLOT: expected A, B or efi" ;; esac
 for v in ROOTHASH SALT DATABLOCKS HASHOFFSET FSTYPE; do
   eval "[ -n \\"\\$$v\\" ]" || fail "kernel command line lacks abota.$(echo $v | tr A-Z a-z)"
 done
@@ -62,17 +62,64 @@ done
 # Partitions by GPT name, as udev's /dev/disk/by-partlabel would show them.
 mkdir -p /dev/disk/by-partlabel
 tries=0
+WANT=$SLOT
+[ "$SLOT" = efi ] && WANT=A
 while :; do
   for u in /sys/class/block/*/uevent; do
     PARTNAME= DEVNAME=
     . "$u" 2>/dev/null
     [ -n "$PARTNAME" ] && ln -sf "../../$DEVNAME" "/dev/disk/by-partlabel/$PARTNAME"
   done
-  [ -e "/dev/disk/by-partlabel/RootFS$SLOT" ] && [ -e /dev/disk/by-partlabel/Data ] && break
+  [ -e "/dev/disk/by-partlabel/RootFS$WANT" ] && [ -e /dev/disk/by-partlabel/Data ] && break
   tries=$((tries + 1))
   [ $tries -gt 100 ] && fail "no partitions RootFS$SLOT and Data after 10 s"
   sleep 0.1
 done
+# A unified kernel image (UKI) is the same file in BootEFIA and BootEFIB, so its signed command
+# line says abota.slot=efi: the slot is where the firmware (or systemd-boot) loaded it from,
+# which systemd-stub exports as LoaderDevicePartUUID (and systemd-boot as LoaderEntrySelected).
+if [ -d /sys/firmware/efi ]; then
+  mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null || log "efivarfs not mounted"
+fi
+LOADER=/sys/firmware/efi/efivars/%s-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+efivar_text() { [ -e "$(printf "$LOADER" "$1")" ] && tail -c +5 "$(printf "$LOADER" "$1")" | tr -d '\\000'; }
+# The unique GUID of GPT entry $2 of disk $1 (entries at LBA 2, 128 bytes each), as EFI prints it.
+gpt_guid() {
+  set -- $(dd if="$1" bs=1 skip=$((1024 + ($2 - 1) * 128 + 16)) count=16 2>/dev/null | od -An -tx1)
+  echo "$4$3$2$1-$6$5-$8$7-$9\${10}-\${11}\${12}\${13}\${14}\${15}\${16}" | tr a-f A-F
+}
+if [ "$SLOT" = efi ]; then
+  UUID=$(efivar_text LoaderDevicePartUUID | tr a-f A-F)
+  [ -n "$UUID" ] || fail "abota.slot=efi but no LoaderDevicePartUUID (not booted through systemd-stub?)"
+  for u in /sys/class/block/*/uevent; do
+    PARTNAME= DEVNAME= PARTN=
+    . "$u" 2>/dev/null
+    [ -n "$PARTN" ] || continue
+    disk=$(basename "$(readlink -f "/sys/class/block/$DEVNAME/..")")
+    [ "$(gpt_guid "/dev/$disk" "$PARTN")" = "$UUID" ] || continue
+    case "$PARTNAME" in
+      BootEFIA) SLOT=A ;;
+      BootEFIB) SLOT=B ;;
+      ESP) SLOT=$(efivar_text LoaderEntrySelected | sed -n 's/^abota-\\([AB]\\)[+.].*/\\1/p') ;;
+    esac
+  done
+  log "booted from partition $UUID: slot $SLOT"
+fi
+case "$SLOT" in A|B) ;; *) fail "abota.slot=$SLOT: expected A or B" ;; esac
+# abota.hashoffset=layout: the disk layout's rule (docs/image.md "Hash area"): the last 1/64 of
+# RootFS<slot>, at least 1 MiB, whole MiB.
+if [ "$HASHOFFSET" = layout ]; then
+  HASHOFFSET=
+  for u in /sys/class/block/*/uevent; do
+    PARTNAME= DEVNAME=
+    . "$u" 2>/dev/null
+    [ "$PARTNAME" = "RootFS$SLOT" ] || continue
+    P=$(($(cat "/sys/class/block/$DEVNAME/size") * 512))
+    R=$(((P / 64 + 1048575) / 1048576 * 1048576))
+    [ $R -lt 1048576 ] && R=1048576
+    HASHOFFSET=$((P - R))
+  done
+fi
 ROOTDEV=$(readlink -f "/dev/disk/by-partlabel/RootFS$SLOT")
 
 # dm-verity: the superblock is at HASHOFFSET, the tree one 4096-byte block after it.

@@ -23,6 +23,8 @@ export const INITRAMFS_MODULES = [
   'nls_iso8859-1',
   'nf_tables',
   'nft_ct',
+  // EFI variables: the UKI boot finds its slot in LoaderDevicePartUUID; the uefi backend's state.
+  'efivarfs',
 ];
 
 export interface KernelModules {

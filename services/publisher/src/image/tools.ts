@@ -20,6 +20,9 @@ export const TOOL_PACKAGES = {
   dmsetup: 'dmsetup',
   nft: 'nftables',
   ldd: 'libc-bin',
+  objcopy: 'binutils',
+  sbsign: 'sbsigntool',
+  sbverify: 'sbsigntool',
 } as const;
 
 export type Tool = keyof typeof TOOL_PACKAGES;

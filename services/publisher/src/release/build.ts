@@ -30,6 +30,8 @@ import {
   parseDeltaQuality,
 } from './deltas-make.js';
 import { type BootImageSummary, buildBootImage, checkBootInputs } from '../image/bootimg.js';
+import { buildUkiBootImage, checkUkiInputs, type UkiBootImageSummary } from '../image/uki-boot.js';
+import type { SecureBootKey } from '../image/uki.js';
 import { sourceDateEpoch } from '../image/reproducible.js';
 import { ReleaseError } from './errors.js';
 import { readFilesystemSize } from './filesystem/size.js';
@@ -48,13 +50,23 @@ export const BLOCK_SIZE = 4096;
 /** Slot classes a release may carry (CONTRACTS.md `images`). */
 export type SlotClass = 'rootfs' | 'boot';
 
+/** What the boot image is made from (docs/image.md "Boot image", "Unified kernel images"). */
+export interface BootFrom {
+  kernel: string;
+  modulesDir: string;
+  /** grub (default): an ext4 image GRUB reads; uki: a FAT image holding a unified kernel image. */
+  format?: 'grub' | 'uki';
+  /** uki: the systemd-stub, the console words of the signed command line, the Secure Boot key. */
+  uki?: { stub: string; console: string; sign?: SecureBootKey | undefined };
+}
+
 export interface BuildOptions {
   images: { rootfs: string; boot?: string | undefined };
   /**
    * Generate the boot image from this kernel (docs/image.md "Boot image"): it carries the
    * rootfs root hash of this release. Excludes `images.boot`.
    */
-  bootFrom?: { kernel: string; modulesDir: string } | undefined;
+  bootFrom?: BootFrom | undefined;
   product: string;
   compatible: readonly string[];
   version: string;
@@ -108,6 +120,8 @@ export interface BuildSummary {
   images: Partial<Record<SlotClass, ImageSummary>>;
   /** What the generated boot image holds (with `bootFrom`). */
   bootImage?: BootImageSummary;
+  /** What the generated UKI boot image holds (with `bootFrom.format` uki). */
+  ukiBootImage?: UkiBootImageSummary;
   /** One per (image, previous release) pair: added, or skipped when not smaller than the artifact. */
   deltas: DeltaOutcome[];
   totalBytes: { images: number; artifacts: number; hashTrees: number; deltas: number };
@@ -341,6 +355,7 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
   const expires = parseExpiry(o.expires, now);
   await ReleaseDirWriter.assertAbsent(o.outDir);
   if (o.bootFrom !== undefined) await checkBootInputs(o.bootFrom.kernel, o.bootFrom.modulesDir);
+  if (o.bootFrom?.format === 'uki') await checkUkiInputs(o.bootFrom.uki!.stub, o.bootFrom.uki!.sign);
   const slots: [SlotClass, string][] = [['rootfs', o.images.rootfs]];
   if (o.images.boot !== undefined) slots.push(['boot', o.images.boot]);
   const sizes = new Map<SlotClass, number>();
@@ -395,10 +410,11 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
       summaries[slot] = built.summary;
     }
     let bootImage: BootImageSummary | undefined;
+    let ukiBootImage: UkiBootImageSummary | undefined;
     if (o.bootFrom !== undefined) {
       // After the rootfs tree: the boot image's command line carries this release's root hash.
       const bootPath = writer.scratchPath('boot.img');
-      bootImage = await buildBootImage({
+      const inputs = {
         kernel: o.bootFrom.kernel,
         modulesDir: o.bootFrom.modulesDir,
         rootfsPath: o.images.rootfs,
@@ -408,9 +424,17 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
         epoch: sourceDateEpoch(),
         scratch: writer.scratchDir,
         out: bootPath,
-      });
+      };
+      let bootBytes: number;
+      if (o.bootFrom.format === 'uki') {
+        ukiBootImage = await buildUkiBootImage({ ...inputs, ...o.bootFrom.uki! });
+        bootBytes = ukiBootImage.sizeBytes;
+      } else {
+        bootImage = await buildBootImage(inputs);
+        bootBytes = bootImage.sizeBytes;
+      }
       slots.push(['boot', bootPath]);
-      const built = await buildImage(writer, 'boot', bootPath, bootImage.sizeBytes, codec, progress);
+      const built = await buildImage(writer, 'boot', bootPath, bootBytes, codec, progress);
       images.boot = built.manifest;
       summaries.boot = built.summary;
     }
@@ -472,6 +496,7 @@ export async function buildRelease(o: BuildOptions): Promise<BuildSummary> {
       codec,
       images: summaries,
       ...(bootImage === undefined ? {} : { bootImage }),
+      ...(ukiBootImage === undefined ? {} : { ukiBootImage }),
       deltas,
       totalBytes: {
         images: allSummaries.reduce((a, s) => a + s.sizeBytes, 0),
