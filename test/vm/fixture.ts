@@ -93,7 +93,7 @@ ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
 # "Health check passed": mark the booted slot good as the agent's GrubBootControl.markGood
 # does (X_OK=1, X_TRY=0); same length, so the grubenv block keeps its size.
-slot=$(sed -n 's/.*abota\\.slot=\\([AB]\\).*/\\1/p' /proc/cmdline)
+slot=$(sed -n 's/.*abota\\.slot=\\([AB]\\).*/\\1/p' /run/abota/cmdline)
 sed -i "s/^\${slot}_TRY=1$/\${slot}_TRY=0/" /boot/efi/EFI/abota/grubenv && sync
 httpd -p 22 -h /www
 httpd -p 8080 -h /www
@@ -169,6 +169,8 @@ export async function releaseFromTree(
   version: string,
   tree: string,
   product = 'vm-test',
+  /** More `release build` flags, e.g. --boot-format uki --sb-key … --sb-cert …. */
+  extra: readonly string[] = [],
 ): Promise<TestRelease> {
   const image = join(dir, `rootfs-${version}.img`);
   await abota(['image', 'rootfs', '--from', tree, '--out', image]);
@@ -179,6 +181,7 @@ export async function releaseFromTree(
       kernel.vmlinuz,
       '--kernel-modules',
       kernel.modulesDir,
+      ...extra,
     ]),
   );
   return { dir: out, rootHash: (summary['images'] as { rootfs: { rootHash: string } }).rootfs.rootHash };
@@ -191,8 +194,9 @@ export async function minimalRelease(
   kernel: Kernel,
   version: string,
   label: string,
+  extra: readonly string[] = [],
 ): Promise<TestRelease> {
   const tree = join(dir, `tree-${version}`);
   await minimalGuestTree(tree, label);
-  return releaseFromTree(dir, keys, kernel, version, tree);
+  return releaseFromTree(dir, keys, kernel, version, tree, 'vm-test', extra);
 }

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 
 export const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+/** OVMF built with Secure Boot (and SMM, so the varstore is only writable by the firmware). */
+export const OVMF_CODE_SECURE_BOOT = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd';
 /** The address the guest uses for the host's update server (a guestfwd; docs/image.md). */
 export const GUEST_SERVER_ADDRESS = { host: '10.0.2.100', port: 8080 };
 
@@ -25,6 +27,13 @@ export interface VmOptions {
   serverPort?: number;
   /** Reboots stay in this QEMU (GRUB counts tries) unless false: a reboot then ends QEMU. */
   allowReboot?: boolean;
+  /**
+   * The VM's own OVMF varstore (e.g. from `abota image disk --ovmf-vars`), used in place and
+   * kept across boots like a machine's NVRAM; default: a fresh copy of OVMF_VARS in `dir`.
+   */
+  vars?: string;
+  /** Secure Boot firmware (OVMF_CODE_4M.secboot.fd) on q35 with SMM: enforced when `vars` enrols keys. */
+  secureBoot?: boolean;
 }
 
 /** A free TCP port on 127.0.0.1 (closed again before returning: QEMU binds it). */
@@ -60,8 +69,8 @@ export class Vm {
   }
 
   static async start(o: VmOptions): Promise<Vm> {
-    const vars = join(o.dir, 'OVMF_VARS.fd');
-    await copyFile(OVMF_VARS, vars);
+    const vars = o.vars ?? join(o.dir, 'OVMF_VARS.fd');
+    if (o.vars === undefined) await copyFile(OVMF_VARS, vars);
     const socket = join(o.dir, 'serial.sock');
     const serialLog = join(o.dir, 'serial.log');
     const forwards = (o.hostForwards ?? []).map(
@@ -74,7 +83,8 @@ export class Vm {
     const accel = process.env['ABOTA_VM_ACCEL'] === 'kvm' ? 'kvm' : 'tcg';
     const args = [
       '-machine',
-      'q35',
+      o.secureBoot === true ? 'q35,smm=on' : 'q35',
+      ...(o.secureBoot === true ? ['-global', 'driver=cfi.pflash01,property=secure,value=on'] : []),
       '-accel',
       accel,
       '-m',
@@ -87,7 +97,7 @@ export class Vm {
       'none',
       '-nodefaults',
       '-drive',
-      `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`,
+      `if=pflash,format=raw,readonly=on,file=${o.secureBoot === true ? OVMF_CODE_SECURE_BOOT : OVMF_CODE}`,
       '-drive',
       `if=pflash,format=raw,file=${vars}`,
       '-drive',

@@ -121,6 +121,10 @@ if [ "$HASHOFFSET" = layout ]; then
   done
 fi
 ROOTDEV=$(readlink -f "/dev/disk/by-partlabel/RootFS$SLOT")
+# The command line with the slot and hash offset resolved (the same as /proc/cmdline on a GRUB
+# boot): what the agent reads (kernelCmdlinePath) to know the booted slot.
+mkdir -p /run/abota
+sed -e "s/abota\\.slot=efi/abota.slot=$SLOT/" -e "s/abota\\.hashoffset=layout/abota.hashoffset=$HASHOFFSET/" /proc/cmdline >/run/abota/cmdline
 
 # dm-verity: the superblock is at HASHOFFSET, the tree one 4096-byte block after it.
 HASHSTART=$((HASHOFFSET / 4096 + 1))

@@ -1,0 +1,228 @@
+// GRUBless boot (issue 18), firmware-only path: each slot's boot image is a FAT image in
+// BootEFIA/B holding a unified kernel image (systemd-stub + kernel + initramfs + the signed
+// command line with the slot's root hash), signed with a test key the harness makes; the
+// disk's OVMF varstore (`abota image disk --boot uefi --ovmf-vars --secure-boot-cert`) has
+// that key enrolled as PK/KEK/db and Boot0001 (A), Boot0002 (B), BootOrder 0001,0002.
+// OVMF runs with Secure Boot enforced (secboot build, SMM). The minimal guest of boot.test.ts.
+import { spawnSync } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  buildUki,
+  DEFAULT_UKI_STUB,
+  parsePe,
+  peSection,
+  sbsignInPlace,
+  UKI_PATH_IN_BOOT_IMAGE,
+} from '@abota/publisher';
+import { describeWithTool, makeTempDir } from '@abota/testkit';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { abota, minimalRelease, type TestRelease, testKeys, vmKernel } from './fixture.js';
+import { Vm } from './qemu.js';
+
+const BOOT_TIMEOUT_MS = 300_000;
+const READY = /abota-guest: ready slot=(\w) label=(\S+) uptime=\S+\r?\n/;
+const EFI_GLOBAL = '8be4df61-93ca-11d2-aa0d-00e098032b8c';
+/** Small partitions; BootEFIA/B hold the ~20 MiB FAT image of the UKI and its hash area. */
+const UEFI_TEST_SIZES = [
+  '--size-esp',
+  '8M',
+  '--size-boot-efi',
+  '24M',
+  '--size-boot',
+  '1M',
+  '--size-rootfs',
+  '16M',
+  '--size-unused',
+  '1M',
+  '--size-log',
+  '8M',
+  '--size-data',
+  '32M',
+];
+
+/** A self-signed Secure Boot test key (openssl), like a product's db signing key. */
+function secureBootKey(dir: string, name: string): { key: string; cert: string } {
+  const key = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.crt`);
+  const r = spawnSync('openssl', [
+    'req',
+    '-new',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '30',
+    '-subj',
+    `/CN=abota VM test ${name}/`,
+  ]);
+  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr.toString()}`);
+  return { key, cert };
+}
+
+/** mtools on a FAT partition of the disk image (no mount). */
+function mtool(tool: 'mcopy', args: string[]): void {
+  const r = spawnSync(tool, args, { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+  if (r.status !== 0) throw new Error(`${tool} ${args.join(' ')}: ${r.stderr.toString()}`);
+}
+
+describeWithTool(
+  'qemu-system-x86_64',
+  'qemu-system-x86',
+  'GRUBless boot: signed UKIs under OVMF with Secure Boot',
+  () => {
+    let dir: string;
+    let disk: string;
+    let vars: string;
+    let v1: TestRelease;
+    let v2: TestRelease;
+    let sb: { key: string; cert: string };
+    let other: { key: string; cert: string };
+    let partitions: { name: string; offsetBytes: number }[];
+    let vm: Vm | undefined;
+    const offsetOf = (name: string): number => partitions.find((p) => p.name === name)!.offsetBytes;
+    const figures: Record<string, number> = {};
+
+    beforeAll(async () => {
+      dir = await makeTempDir('abota-vm-uefi-');
+      sb = secureBootKey(dir, 'db');
+      other = secureBootKey(dir, 'other');
+      const keys = await testKeys(dir);
+      const kernel = await vmKernel();
+      const uki = ['--boot-format', 'uki', '--sb-key', sb.key, '--sb-cert', sb.cert];
+      v1 = await minimalRelease(dir, keys, kernel, '1.0.0', 'v1', uki);
+      v2 = await minimalRelease(dir, keys, kernel, '2.0.0', 'v2', uki);
+      disk = join(dir, 'disk.raw');
+      vars = join(dir, 'OVMF_VARS.fd');
+      const summary = await abota([
+        'image',
+        'disk',
+        '--boot',
+        'uefi',
+        '--release',
+        v1.dir,
+        '--release-b',
+        v2.dir,
+        '--ovmf-vars',
+        vars,
+        '--secure-boot-cert',
+        sb.cert,
+        '--out',
+        disk,
+        ...UEFI_TEST_SIZES,
+      ]);
+      partitions = summary['partitions'] as typeof partitions;
+      expect(summary['uefi']).toMatchObject({ bootOrder: ['Boot0001', 'Boot0002'], secureBoot: true });
+    });
+
+    afterEach(async () => {
+      await vm?.stop();
+      vm = undefined;
+    });
+
+    afterAll(async () => {
+      console.log(`UEFI boot figures (TCG, s): ${JSON.stringify(figures)}`);
+      if (process.env['ABOTA_VM_KEEP'] !== '1' && dir !== undefined)
+        await rm(dir, { recursive: true, force: true });
+    });
+
+    it('Secure Boot enforced: the signed UKI of Boot0001 boots A through verity; BootNext=Boot0002 boots B once, then BootOrder brings A back', async () => {
+      await mkdir(join(dir, 'vm-a'));
+      vm = await Vm.start({ disk, dir: join(dir, 'vm-a'), vars, secureBoot: true });
+      const a = await vm.waitFor(READY, BOOT_TIMEOUT_MS);
+      figures['factoryBootA'] = Math.round((performance.now() - vm.startedAt) / 1000);
+      expect([a[1], a[2]]).toEqual(['A', 'v1']);
+      expect(vm.output).toContain('BdsDxe: starting Boot0001 "abota A"');
+      expect(vm.output).toMatch(/secureboot: Secure boot enabled/);
+      expect((await vm.run('cat /run/abota/root.table')).output).toContain(` ${v1.rootHash} `);
+      // The signed command line as the kernel got it, and the slot the initramfs resolved.
+      const cmdline = (await vm.run('cat /proc/cmdline; cat /run/abota/cmdline')).output;
+      expect(cmdline).toContain(`abota.roothash=${v1.rootHash} `);
+      expect(cmdline).toContain('abota.slot=efi abota.hashoffset=layout');
+      expect(cmdline).toContain('abota.slot=A abota.hashoffset=15728640');
+      const secureBoot = await vm.run(`od -An -tx1 /sys/firmware/efi/efivars/SecureBoot-${EFI_GLOBAL}`);
+      expect(secureBoot.output.trim().split(/\s+/).pop()).toBe('01');
+
+      // The firmware-only trial: BootNext (attributes NV|BS|RT, then 0x0002) set through efivarfs.
+      let from = vm.mark();
+      let t = performance.now();
+      const armed = await vm.run(
+        `printf '\\007\\000\\000\\000\\002\\000' > /sys/firmware/efi/efivars/BootNext-${EFI_GLOBAL} && sync`,
+      );
+      expect(armed.status).toBe(0);
+      vm.write('reboot -f\n');
+      const b = await vm.waitFor(READY, BOOT_TIMEOUT_MS, from);
+      figures['rebootToB'] = Math.round((performance.now() - t) / 1000);
+      expect([b[1], b[2]]).toEqual(['B', 'v2']);
+      expect(vm.output.slice(from)).toContain('BdsDxe: starting Boot0002 "abota B"');
+      expect((await vm.run('cat /run/abota/root.table')).output).toContain(` ${v2.rootHash} `);
+
+      from = vm.mark();
+      t = performance.now();
+      vm.write('reboot -f\n');
+      const back = await vm.waitFor(READY, BOOT_TIMEOUT_MS, from);
+      figures['rebootBackToA'] = Math.round((performance.now() - t) / 1000);
+      expect([back[1], back[2]]).toEqual(['A', 'v1']);
+    });
+
+    it('a UKI whose command line was edited (root hash changed), unsigned or signed with another key, is refused by the firmware, which goes on to Boot0002', async () => {
+      // Take slot A's signed UKI apart and assemble it again with B's root hash on its command line.
+      const image = `${disk}@@${offsetOf('BootEFIA')}`;
+      const signedPath = join(dir, 'signed.efi');
+      mtool('mcopy', ['-i', image, `::${UKI_PATH_IN_BOOT_IMAGE}`, signedPath]);
+      const signed = await readFile(signedPath);
+      const pe = parsePe(signed, signedPath);
+      expect(pe.certificateTable.size).toBeGreaterThan(0);
+      const cmdline = peSection(signed, pe, '.cmdline')!.toString('latin1').replace(/\0$/, '');
+      expect(cmdline).toContain(`abota.roothash=${v1.rootHash}`);
+      const part = async (name: string): Promise<string> => {
+        const path = join(dir, `section${name}`);
+        await writeFile(path, peSection(signed, pe, name)!);
+        return path;
+      };
+      const edited = join(dir, 'edited.efi');
+      await buildUki({
+        stub: DEFAULT_UKI_STUB,
+        kernel: await part('.linux'),
+        initrd: peSection(signed, pe, '.initrd')!,
+        cmdline: cmdline.replace(v1.rootHash, v2.rootHash),
+        osRelease: peSection(signed, pe, '.osrel')!.toString('latin1'),
+        scratch: dir,
+        out: edited,
+      });
+      const otherKey = join(dir, 'edited-other-key.efi');
+      await buildUki({
+        stub: DEFAULT_UKI_STUB,
+        kernel: await part('.linux'),
+        initrd: peSection(signed, pe, '.initrd')!,
+        cmdline: cmdline.replace(v1.rootHash, v2.rootHash),
+        osRelease: peSection(signed, pe, '.osrel')!.toString('latin1'),
+        scratch: dir,
+        out: otherKey,
+      });
+      await sbsignInPlace(otherKey, other);
+
+      for (const [name, file] of [
+        ['unsigned', edited],
+        ['other-key', otherKey],
+      ] as const) {
+        mtool('mcopy', ['-o', '-i', image, file, `::${UKI_PATH_IN_BOOT_IMAGE}`]);
+        await mkdir(join(dir, `vm-${name}`));
+        vm = await Vm.start({ disk, dir: join(dir, `vm-${name}`), vars, secureBoot: true });
+        await vm.waitFor(/BdsDxe: failed to load Boot0001 "abota A".*Access Denied/, BOOT_TIMEOUT_MS);
+        const b = await vm.waitFor(READY, BOOT_TIMEOUT_MS);
+        expect([b[1], b[2]]).toEqual(['B', 'v2']);
+        expect(vm.output).not.toContain('BdsDxe: starting Boot0001');
+        await vm.stop();
+        vm = undefined;
+      }
+      // The original signed UKI back: A boots again.
+      mtool('mcopy', ['-o', '-i', image, signedPath, `::${UKI_PATH_IN_BOOT_IMAGE}`]);
+    });
+  },
+);
