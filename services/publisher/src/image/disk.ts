@@ -8,12 +8,16 @@ import { join } from 'node:path';
 import { MANIFEST_JSON, MANIFEST_JWS } from '../release/release-dir.js';
 import { buildEsp, assertGrubEfi, buildUefiEsp } from './esp.js';
 import {
+  bootVariableName,
+  type DevicePathNode,
+  devicePathText,
+  encodeLoadOption,
+  LOAD_OPTION_ACTIVE,
+} from '@abota/client';
+import {
   bootOrderVariable,
   bootVariable,
-  bootVariableName,
   type EfiVariable,
-  type GptPartitionRef,
-  loadOption,
   secureBootVariables,
   setVariables,
 } from './efi-vars.js';
@@ -186,15 +190,19 @@ async function writeSlot(
   }
 }
 
-/** The GPT partition as an HD() device path node describes it. */
-function gptRef(layout: DiskLayout, name: PartName, seed: string): GptPartitionRef {
+/** HD(partition)/File(path): what efibootmgr -c writes for a file on a GPT partition. */
+function devicePathTo(layout: DiskLayout, name: PartName, seed: string, path: string): DevicePathNode[] {
   const p = partition(layout, name);
-  return {
-    number: p.number,
-    startLba: p.offsetBytes / 512,
-    sizeLba: p.sizeBytes / 512,
-    guid: stableUuid(`${seed}:${p.name}`),
-  };
+  return [
+    {
+      kind: 'hd',
+      partitionNumber: p.number,
+      startLba: BigInt(p.offsetBytes / 512),
+      sizeLba: BigInt(p.sizeBytes / 512),
+      partitionGuid: stableUuid(`${seed}:${p.name}`),
+    },
+    { kind: 'file', path: path.replace(/\//g, '\\') },
+  ];
 }
 
 /** Boot0001 (slot A) and Boot0002 (slot B): the UKI in the slot's BootEFI partition. */
@@ -215,14 +223,16 @@ async function writeOvmfVars(
   const entries: NonNullable<DiskSummary['uefi']>['entries'] = [];
   const vars: EfiVariable[] = [];
   for (const slot of ['A', 'B'] as const) {
-    const ref = gptRef(layout, bootPartitionName('uefi', slot), seed);
+    const devicePath = devicePathTo(layout, bootPartitionName('uefi', slot), seed, UKI_PATH_IN_BOOT_IMAGE);
     const n = UEFI_BOOT_NUMBERS[slot];
-    vars.push(bootVariable(n, loadOption(`abota ${slot}`, ref, UKI_PATH_IN_BOOT_IMAGE)));
-    entries.push({
-      slot,
-      bootNumber: bootVariableName(n),
-      devicePath: `HD(${ref.number},GPT,${ref.guid},0x${ref.startLba.toString(16)},0x${ref.sizeLba.toString(16)})/${UKI_PATH_IN_BOOT_IMAGE.replace(/\//g, '\\')}`,
-    });
+    const option = {
+      attributes: LOAD_OPTION_ACTIVE,
+      description: `abota ${slot}`,
+      devicePath,
+      optionalData: new Uint8Array(0),
+    };
+    vars.push(bootVariable(n, encodeLoadOption(option)));
+    entries.push({ slot, bootNumber: bootVariableName(n), devicePath: devicePathText(devicePath) });
   }
   const order = [UEFI_BOOT_NUMBERS.A, UEFI_BOOT_NUMBERS.B];
   vars.push(bootOrderVariable(order));

@@ -14,6 +14,7 @@
 // variables (PK, KEK, db) are stored as their EFI_SIGNATURE_LIST: the store holds values,
 // the signed update payload is only what SetVariable checks at run time.
 import { X509Certificate } from 'node:crypto';
+import { bootVariableName, encodeUint16Array } from '@abota/client';
 import { ImageError } from './errors.js';
 
 export const EFI_GLOBAL_VARIABLE = '8be4df61-93ca-11d2-aa0d-00e098032b8c';
@@ -148,47 +149,6 @@ export function setVariables(template: Uint8Array, vars: readonly EfiVariable[],
   return store;
 }
 
-/** A GPT partition as a UEFI HD() device path node needs it. */
-export interface GptPartitionRef {
-  number: number;
-  startLba: number;
-  sizeLba: number;
-  guid: string;
-}
-
-/** EFI_LOAD_OPTION (LOAD_OPTION_ACTIVE): HD(partition)/File(path)/End — what efibootmgr -c writes. */
-export function loadOption(description: string, part: GptPartitionRef, path: string): Buffer {
-  const hd = Buffer.alloc(42);
-  hd[0] = 4; // MEDIA_DEVICE_PATH
-  hd[1] = 1; // MEDIA_HARDDRIVE_DP
-  hd.writeUInt16LE(42, 2);
-  hd.writeUInt32LE(part.number, 4);
-  hd.writeBigUInt64LE(BigInt(part.startLba), 8);
-  hd.writeBigUInt64LE(BigInt(part.sizeLba), 16);
-  guidBytes(part.guid).copy(hd, 24);
-  hd[40] = 2; // MBRType: GPT
-  hd[41] = 2; // SignatureType: GUID
-  const filePath = utf16z(path.replace(/\//g, '\\'));
-  const file = Buffer.alloc(4);
-  file[0] = 4; // MEDIA_DEVICE_PATH
-  file[1] = 4; // MEDIA_FILEPATH_DP
-  file.writeUInt16LE(4 + filePath.length, 2);
-  const endNode = Buffer.from([0x7f, 0xff, 4, 0]);
-  const dp = Buffer.concat([hd, file, filePath, endNode]);
-  const head = Buffer.alloc(6);
-  head.writeUInt32LE(1, 0); // LOAD_OPTION_ACTIVE
-  head.writeUInt16LE(dp.length, 4);
-  return Buffer.concat([head, utf16z(description), dp]);
-}
-
-export const bootVariableName = (n: number): string => `Boot${n.toString(16).toUpperCase().padStart(4, '0')}`;
-
-export function bootOrder(entries: readonly number[]): Buffer {
-  const b = Buffer.alloc(2 * entries.length);
-  for (const [i, n] of entries.entries()) b.writeUInt16LE(n, 2 * i);
-  return b;
-}
-
 /** EFI_SIGNATURE_LIST with one X.509 certificate (what cert-to-efi-sig-list writes). */
 export function x509SignatureList(certPem: string, owner: string): Buffer {
   const der = new X509Certificate(certPem).raw;
@@ -213,11 +173,16 @@ export function secureBootVariables(certPem: string, owner: string): EfiVariable
   ];
 }
 
-/** Boot#### (NV+BS+RT) of `option`. */
-export function bootVariable(n: number, option: Buffer): EfiVariable {
+/** Boot#### (NV+BS+RT) holding `option` (an EFI_LOAD_OPTION: @abota/client's encodeLoadOption). */
+export function bootVariable(n: number, option: Uint8Array): EfiVariable {
   return { name: bootVariableName(n), guid: EFI_GLOBAL_VARIABLE, attributes: NV_BS_RT, data: option };
 }
 
 export function bootOrderVariable(entries: readonly number[]): EfiVariable {
-  return { name: 'BootOrder', guid: EFI_GLOBAL_VARIABLE, attributes: NV_BS_RT, data: bootOrder(entries) };
+  return {
+    name: 'BootOrder',
+    guid: EFI_GLOBAL_VARIABLE,
+    attributes: NV_BS_RT,
+    data: encodeUint16Array(entries),
+  };
 }

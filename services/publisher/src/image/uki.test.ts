@@ -2,13 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { encodeLoadOption, LOAD_OPTION_ACTIVE } from '@abota/client';
 import { describeWithTool, withTempDir } from '@abota/testkit';
 import { expect, it } from 'vitest';
 import {
   bootVariable,
   EFI_GLOBAL_VARIABLE,
   listVariables,
-  loadOption,
   secureBootVariables,
   setVariables,
   x509SignatureList,
@@ -121,10 +121,22 @@ describeWithTool('qemu-system-x86_64', 'ovmf', 'OVMF variable store', () => {
       const pem = await readFile(k.cert, 'utf8');
       const template = await readFile(OVMF_VARS);
       expect(listVariables(template)).toEqual([]);
-      const option = loadOption(
-        'abota A',
-        { number: 2, startLba: 0x10800, sizeLba: 0xc000, guid: 'a7443ad3-abd0-4680-a88b-a1974fded4c1' },
-        '/EFI/BOOT/BOOTX64.EFI',
+      const option = Buffer.from(
+        encodeLoadOption({
+          attributes: LOAD_OPTION_ACTIVE,
+          description: 'abota A',
+          devicePath: [
+            {
+              kind: 'hd',
+              partitionNumber: 2,
+              startLba: 0x10800n,
+              sizeLba: 0xc000n,
+              partitionGuid: 'a7443ad3-abd0-4680-a88b-a1974fded4c1',
+            },
+            { kind: 'file', path: '\\EFI\\BOOT\\BOOTX64.EFI' },
+          ],
+          optionalData: new Uint8Array(0),
+        }),
       );
       const now = new Date('2026-12-07T00:00:00Z');
       const store = setVariables(
@@ -149,8 +161,8 @@ describeWithTool('qemu-system-x86_64', 'ovmf', 'OVMF variable store', () => {
           x509SignatureList(pem, 'a1b2c3d4-0000-4000-8000-000000000001'),
         ),
       ).toBe(true);
-      // The load option as efibootmgr writes it: attributes, path list length, UTF-16 description,
-      // HD(2,GPT,...) node, file path node, end node.
+      // The load option (@abota/client's encoder, checked against efibootmgr there): attributes,
+      // path list length, UTF-16 description, HD(2,GPT,...) node, file path node, end node.
       expect(option.readUInt32LE(0)).toBe(1);
       expect(option.subarray(6, 6 + 16).toString('utf16le')).toBe('abota A\0');
       const dp = option.subarray(6 + 16);
