@@ -3,7 +3,6 @@
 // once; what it can (a 503, a 429) is retried, each retry told on stderr with its delay; an
 // interrupted `abota release push` says how to resume; the agent refuses plain http to another
 // machine. Failing servers are loopback sockets that answer with a fixed fault, nothing more.
-import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -12,7 +11,14 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SimulatedVm } from '@abota/simulator';
-import { describeWithTool, makeTempDir, releaseBuildArgs, runNode, startNode } from '@abota/testkit';
+import {
+  describeWithTool,
+  makeTempDir,
+  releaseBuildArgs,
+  runNode,
+  selfSignedCertificate,
+  startNode,
+} from '@abota/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFleet, type Fleet } from '../fixtures/fleet.js';
 
@@ -105,28 +111,12 @@ describe('abota against failing servers', () => {
 describeWithTool('openssl', 'openssl', 'abota against a certificate for another name', (openssl) => {
   it('fails at once with the TLS error instead of retrying', async () => {
     const dir = await makeTempDir('abota-tls-');
-    const key = join(dir, 'key.pem');
-    const cert = join(dir, 'cert.pem');
-    const made = spawnSync(openssl, [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=updates.example.com',
-      '-addext',
-      'subjectAltName=DNS:updates.example.com',
-    ]);
-    expect(made.status, String(made.stderr)).toBe(0);
+    const { key, cert } = selfSignedCertificate(dir, 'updates', '/CN=updates.example.com', {
+      openssl,
+      keyArgs: ['ec', '-pkeyopt', 'ec_paramgen_curve:P-256'],
+      extraArgs: ['-addext', 'subjectAltName=DNS:updates.example.com'],
+      days: 1,
+    });
     let requests = 0;
     const server = createHttpsServer(
       { key: await readFile(key), cert: await readFile(cert) },

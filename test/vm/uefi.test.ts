@@ -15,55 +15,16 @@ import {
   sbsignInPlace,
   UKI_PATH_IN_BOOT_IMAGE,
 } from '@abota/publisher';
-import { describeWithTool, makeTempDir } from '@abota/testkit';
+import { describeWithTool, makeTempDir, selfSignedCertificate } from '@abota/testkit';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { abota, minimalRelease, type TestRelease, testKeys, vmKernel } from './fixture.js';
+import { abota, minimalRelease, TEST_SIZES, type TestRelease, testKeys, vmKernel } from './fixture.js';
 import { Vm } from './qemu.js';
 
 const BOOT_TIMEOUT_MS = 300_000;
 const READY = /abota-guest: ready slot=(\w) label=(\S+) uptime=\S+\r?\n/;
 const EFI_GLOBAL = '8be4df61-93ca-11d2-aa0d-00e098032b8c';
-/** Small partitions; BootEFIA/B hold the ~20 MiB FAT image of the UKI and its hash area. */
-const UEFI_TEST_SIZES = [
-  '--size-esp',
-  '8M',
-  '--size-boot-efi',
-  '24M',
-  '--size-boot',
-  '1M',
-  '--size-rootfs',
-  '16M',
-  '--size-unused',
-  '1M',
-  '--size-log',
-  '8M',
-  '--size-data',
-  '32M',
-];
-
-/** A self-signed Secure Boot test key (openssl), like a product's db signing key. */
-function secureBootKey(dir: string, name: string): { key: string; cert: string } {
-  const key = join(dir, `${name}.key`);
-  const cert = join(dir, `${name}.crt`);
-  const r = spawnSync('openssl', [
-    'req',
-    '-new',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '30',
-    '-subj',
-    `/CN=abota VM test ${name}/`,
-  ]);
-  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr.toString()}`);
-  return { key, cert };
-}
+/** TEST_SIZES with BootEFIA/B large enough for the ~20 MiB FAT image of a UKI and its hash area. */
+const UEFI_TEST_SIZES = TEST_SIZES.map((v, i, all) => (all[i - 1] === '--size-boot-efi' ? '24M' : v));
 
 /** mtools on a FAT partition of the disk image (no mount). */
 function mtool(tool: 'mcopy', args: string[]): void {
@@ -90,8 +51,9 @@ describeWithTool(
 
     beforeAll(async () => {
       dir = await makeTempDir('abota-vm-uefi-');
-      sb = secureBootKey(dir, 'db');
-      other = secureBootKey(dir, 'other');
+      // The product's Secure Boot db key (enrolled as PK, KEK and db) and a stranger's.
+      sb = selfSignedCertificate(dir, 'db', '/CN=abota VM test db/');
+      other = selfSignedCertificate(dir, 'other', '/CN=abota VM test other/');
       const keys = await testKeys(dir);
       const kernel = await vmKernel();
       const uki = ['--boot-format', 'uki', '--sb-key', sb.key, '--sb-cert', sb.cert];
@@ -185,26 +147,21 @@ describeWithTool(
         await writeFile(path, peSection(signed, pe, name)!);
         return path;
       };
-      const edited = join(dir, 'edited.efi');
-      await buildUki({
-        stub: DEFAULT_UKI_STUB,
-        kernel: await part('.linux'),
-        initrd: peSection(signed, pe, '.initrd')!,
-        cmdline: cmdline.replace(v1.rootHash, v2.rootHash),
-        osRelease: peSection(signed, pe, '.osrel')!.toString('latin1'),
-        scratch: dir,
-        out: edited,
-      });
-      const otherKey = join(dir, 'edited-other-key.efi');
-      await buildUki({
-        stub: DEFAULT_UKI_STUB,
-        kernel: await part('.linux'),
-        initrd: peSection(signed, pe, '.initrd')!,
-        cmdline: cmdline.replace(v1.rootHash, v2.rootHash),
-        osRelease: peSection(signed, pe, '.osrel')!.toString('latin1'),
-        scratch: dir,
-        out: otherKey,
-      });
+      // B's root hash on A's command line, re-assembled: left unsigned, and signed with another key.
+      const reassemble = async (out: string): Promise<string> => {
+        await buildUki({
+          stub: DEFAULT_UKI_STUB,
+          kernel: await part('.linux'),
+          initrd: peSection(signed, pe, '.initrd')!,
+          cmdline: cmdline.replace(v1.rootHash, v2.rootHash),
+          osRelease: peSection(signed, pe, '.osrel')!.toString('latin1'),
+          scratch: dir,
+          out,
+        });
+        return out;
+      };
+      const edited = await reassemble(join(dir, 'edited.efi'));
+      const otherKey = await reassemble(join(dir, 'edited-other-key.efi'));
       await sbsignInPlace(otherKey, other);
 
       for (const [name, file] of [

@@ -82,3 +82,36 @@ export async function sha256File(path: string): Promise<string> {
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
   return h.digest('hex');
 }
+
+/**
+ * A private key and self-signed certificate made by `openssl req -x509` in `dir` (`name`.key,
+ * `name`.crt): TLS test servers, Secure Boot test keys (the PK/KEK/db a VM enrols, sbsign's key).
+ * `keyArgs` chooses the key (default RSA 2048, what sbsign and UEFI firmware take).
+ */
+export function selfSignedCertificate(
+  dir: string,
+  name: string,
+  subject: string,
+  o: { keyArgs?: readonly string[]; extraArgs?: readonly string[]; days?: number; openssl?: string } = {},
+): { key: string; cert: string } {
+  const key = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.crt`);
+  const made = spawnSync(o.openssl ?? 'openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    ...(o.keyArgs ?? ['rsa:2048']),
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    String(o.days ?? 30),
+    '-subj',
+    subject,
+    ...(o.extraArgs ?? []),
+  ]);
+  if (made.status !== 0) throw new Error(`openssl req -x509 failed: ${String(made.stderr)}`);
+  return { key, cert };
+}

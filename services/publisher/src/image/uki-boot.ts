@@ -10,8 +10,7 @@
 // from and the offset from the layout rule (docs/image.md "Unified kernel images").
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ImageManifest } from '@abota/manifest';
-import { releaseCmdline, sniffRootfsType } from './bootimg.js';
+import { type BootImageOptions, releaseCmdline, sniffRootfsType } from './bootimg.js';
 import { ImageError } from './errors.js';
 import { buildInitramfs } from './initramfs.js';
 import { requireTools, runTool } from './tools.js';
@@ -23,21 +22,12 @@ export type BootFormat = (typeof BOOT_FORMATS)[number];
 /** Where the UKI is inside the boot image (the UEFI removable-media path). */
 export const UKI_PATH_IN_BOOT_IMAGE = '/EFI/BOOT/BOOTX64.EFI';
 
-export interface UkiBootImageOptions {
-  kernel: string;
-  modulesDir: string;
-  rootfsPath: string;
-  rootfs: ImageManifest;
-  product: string;
-  version: string;
-  epoch: number;
+export interface UkiBootImageOptions extends BootImageOptions {
   stub: string;
   /** Console words for the signed command line, e.g. "console=ttyS0,115200". */
   console: string;
   /** Sign the UKI for Secure Boot (sbsign), else it is left unsigned. */
   sign?: SecureBootKey | undefined;
-  scratch: string;
-  out: string;
 }
 
 export interface UkiBootImageSummary {

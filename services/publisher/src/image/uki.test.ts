@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodeLoadOption, LOAD_OPTION_ACTIVE } from '@abota/client';
-import { describeWithTool, withTempDir } from '@abota/testkit';
+import { describeWithTool, selfSignedCertificate, withTempDir } from '@abota/testkit';
 import { expect, it } from 'vitest';
 import {
   bootVariable,
@@ -17,29 +17,8 @@ import { buildUki, DEFAULT_UKI_STUB, parsePe, peSection, sbsignInPlace, UKI_SECT
 
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
-/** A self-signed test certificate (openssl), as the VM harness makes its Secure Boot key. */
-function makeKey(dir: string, name: string): { key: string; cert: string } {
-  const key = join(dir, `${name}.key`);
-  const cert = join(dir, `${name}.crt`);
-  const r = spawnSync('openssl', [
-    'req',
-    '-new',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '30',
-    '-subj',
-    `/CN=abota test ${name}/`,
-  ]);
-  expect(r.status, r.stderr.toString()).toBe(0);
-  return { key, cert };
-}
+/** A Secure Boot test key (RSA 2048, self-signed), as the VM harness makes its db key. */
+const makeKey = (dir: string, name: string) => selfSignedCertificate(dir, name, `/CN=abota test ${name}/`);
 
 describeWithTool('objcopy', 'binutils', 'unified kernel images (objcopy on systemd-stub)', () => {
   it('puts exactly the given .osrel, .cmdline, .initrd and .linux after the stub, at non-overlapping addresses', async () => {
