@@ -13,14 +13,17 @@ export const DISK_SIZES = {
   data: 128 * MIB,
 } as const;
 
-/** `abota image disk` flags for DISK_SIZES. */
-export function diskSizeFlags(): string[] {
+/** BootEFIA/B of a GRUBless disk: the FAT image of the UKI (~20 MiB) and its hash area. */
+export const UEFI_BOOT_EFI_SIZE = 24 * MIB;
+
+/** `abota image disk` flags for DISK_SIZES (uefi: BootEFIA/B large enough for a UKI). */
+export function diskSizeFlags(uefi = false): string[] {
   const m = (bytes: number): string => `${bytes / MIB}M`;
   return [
     '--size-esp',
     m(DISK_SIZES.esp),
     '--size-boot-efi',
-    m(DISK_SIZES.bootEfi),
+    m(uefi ? UEFI_BOOT_EFI_SIZE : DISK_SIZES.bootEfi),
     '--size-boot',
     m(DISK_SIZES.boot),
     '--size-rootfs',
@@ -39,4 +42,10 @@ export const GUEST_LAYOUT: GuestDiskLayout = {
   grubenvPath: '/boot/efi/EFI/abota/grubenv',
   rootfsHashOffsetBytes: hashOffsetBytes(DISK_SIZES.rootfs),
   bootHashOffsetBytes: hashOffsetBytes(DISK_SIZES.boot),
+};
+
+/** The guest layout of a GRUBless disk (`abota image disk --boot uefi`). */
+export const GUEST_LAYOUT_UEFI: GuestDiskLayout = {
+  ...GUEST_LAYOUT,
+  uefi: { bootEfiHashOffsetBytes: hashOffsetBytes(UEFI_BOOT_EFI_SIZE) },
 };

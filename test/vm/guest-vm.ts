@@ -15,6 +15,8 @@ export interface GuestBootOptions {
   sshPort: number;
   /** false: a reboot ends QEMU (the test restarts it, e.g. after editing the disk). */
   allowReboot: boolean;
+  /** The VM's own OVMF varstore (GRUBless disks: their boot entries); default a fresh copy. */
+  vars?: string | undefined;
 }
 
 export async function bootGuest(o: GuestBootOptions): Promise<Vm> {
@@ -25,12 +27,19 @@ export async function bootGuest(o: GuestBootOptions): Promise<Vm> {
     serverPort: o.serverPort,
     hostForwards: [{ hostPort: o.sshPort, guestPort: 22 }],
     allowReboot: o.allowReboot,
+    ...(o.vars === undefined ? {} : { vars: o.vars }),
   });
 }
 
 /** The slot GRUB boots next after position `from` of the console. */
 export async function slotBooted(vm: Vm, from = 0): Promise<'A' | 'B'> {
   const m = await vm.waitFor(/abota: booting slot ([AB])/, BOOT_TIMEOUT_MS, from);
+  return m[1] as 'A' | 'B';
+}
+
+/** The slot the firmware boots next after `from` (GRUBless disks: the Boot#### it starts). */
+export async function firmwareSlotBooted(vm: Vm, from = 0): Promise<'A' | 'B'> {
+  const m = await vm.waitFor(/BdsDxe: starting Boot000[12] "abota ([AB])"/, BOOT_TIMEOUT_MS, from);
   return m[1] as 'A' | 'B';
 }
 

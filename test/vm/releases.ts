@@ -14,6 +14,8 @@ export interface VmReleaseOptions extends Omit<GuestTreeOptions, 'dir' | 'kernel
   /** Earlier release directories to make deltas from. */
   deltaFrom?: string[];
   securityVersion?: number;
+  /** More `release build` flags (e.g. --boot-format uki for a GRUBless disk). */
+  buildFlags?: string[];
 }
 
 export interface VmRelease {
@@ -30,7 +32,7 @@ export interface VmRelease {
 const seconds = (start: number): number => Math.round((performance.now() - start) / 100) / 10;
 
 export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
-  const { dir, keysDir, deltaFrom, kernel, ...tree } = o;
+  const { dir, keysDir, deltaFrom, kernel, buildFlags, ...tree } = o;
   let t = performance.now();
   await buildGuestTree({
     ...tree,
@@ -69,6 +71,7 @@ export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
     '--out',
     releaseDir,
     ...(deltaFrom ?? []).flatMap((d) => ['--delta-from', d]),
+    ...(buildFlags ?? []),
   ]);
   return {
     version: o.version,

@@ -4,7 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { abota, type Kernel, vmKernel } from './fixture.js';
-import { diskSizeFlags, GUEST_LAYOUT } from './disk-layout.js';
+import { diskSizeFlags, GUEST_LAYOUT, GUEST_LAYOUT_UEFI } from './disk-layout.js';
 import { PROVISIONING_TOKEN_PATH } from './guest/init-scripts.js';
 import { makeSshKey, type SshKey } from './guest-ssh.js';
 import { type DeviceRow, type HostServer, startHostServer } from './host-server.js';
@@ -25,6 +25,8 @@ export interface Partition {
 export interface FactoryDisk {
   path: string;
   partitions: Partition[];
+  /** GRUBless disks: the VM's OVMF varstore with Boot0001 (A), Boot0002 (B), BootOrder. */
+  vars?: string;
 }
 
 export interface ReleaseSpec {
@@ -44,16 +46,18 @@ export class UpdateFleet {
     readonly kernel: Kernel,
     readonly keysDir: string,
     readonly sshKey: SshKey,
+    /** GRUBless: releases carry UKIs, disks boot them from BootEFIA/B (uefi backend, firmware mode). */
+    readonly uefi: boolean,
   ) {}
 
   /** Start the server, make the product's keys and register the product. */
-  static async create(dir: string): Promise<UpdateFleet> {
+  static async create(dir: string, o: { uefi?: boolean } = {}): Promise<UpdateFleet> {
     await mkdir(dir, { recursive: true });
     const server = await startHostServer(dir);
     const keysDir = join(dir, 'keys');
     await abota(['keys', 'init', keysDir]);
     await server.abota(['product', 'create', PRODUCT, '--root', join(keysDir, 'root.json')]);
-    return new UpdateFleet(dir, server, await vmKernel(), keysDir, makeSshKey(dir));
+    return new UpdateFleet(dir, server, await vmKernel(), keysDir, makeSshKey(dir), o.uefi === true);
   }
 
   /** Build a signed release of the guest (deltas from earlier ones) and push it to the server. */
@@ -63,7 +67,8 @@ export class UpdateFleet {
       version: spec.version,
       kernel: this.kernel,
       keysDir: this.keysDir,
-      layout: GUEST_LAYOUT,
+      layout: this.uefi ? GUEST_LAYOUT_UEFI : GUEST_LAYOUT,
+      ...(this.uefi ? { buildFlags: ['--boot-format', 'uki'] } : {}),
       serverUrl: `http://${GUEST_SERVER_ADDRESS.host}:${GUEST_SERVER_ADDRESS.port}`,
       product: PRODUCT,
       hardware: HARDWARE,
@@ -88,6 +93,7 @@ export class UpdateFleet {
     await mkdir(join(tokenFile, '..'), { recursive: true });
     await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
     const path = join(this.dir, 'vms', name, 'disk.raw');
+    const vars = join(this.dir, 'vms', name, 'OVMF_VARS.fd');
     const summary = (await abota([
       'image',
       'disk',
@@ -95,11 +101,12 @@ export class UpdateFleet {
       this.releases.get(version)!.dir,
       '--out',
       path,
-      ...diskSizeFlags(),
+      ...diskSizeFlags(this.uefi),
       '--data-dir-content',
       data,
+      ...(this.uefi ? ['--boot', 'uefi', '--ovmf-vars', vars] : []),
     ])) as unknown as { partitions: Partition[] };
-    return { path, partitions: summary.partitions };
+    return { path, partitions: summary.partitions, ...(this.uefi ? { vars } : {}) };
   }
 
   /** A rollout of `version` to exactly one device, all of it at once. */

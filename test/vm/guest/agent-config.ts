@@ -14,6 +14,11 @@ export interface GuestDiskLayout {
   rootfsHashOffsetBytes: number;
   /** Byte offset of the dm-verity hash area on BootA/B. */
   bootHashOffsetBytes: number;
+  /**
+   * uefi: the disk boots each slot's UKI from BootEFIA/B without GRUB (`abota image disk --boot
+   * uefi`); the agent uses the uefi backend in firmware mode (Boot0001/Boot0002 + BootNext).
+   */
+  uefi?: { bootEfiHashOffsetBytes: number };
 }
 
 export const ESP_MOUNT_POINT = '/boot/efi';
@@ -36,7 +41,13 @@ export interface GuestAgentConfigOptions {
 export function guestAgentConfig(o: GuestAgentConfigOptions): AgentConfigInput {
   const slot = (s: 'A' | 'B') => ({
     rootfs: { path: `/dev/disk/by-partlabel/RootFS${s}`, hashOffsetBytes: o.layout.rootfsHashOffsetBytes },
-    boot: { path: `/dev/disk/by-partlabel/Boot${s}`, hashOffsetBytes: o.layout.bootHashOffsetBytes },
+    boot:
+      o.layout.uefi === undefined
+        ? { path: `/dev/disk/by-partlabel/Boot${s}`, hashOffsetBytes: o.layout.bootHashOffsetBytes }
+        : {
+            path: `/dev/disk/by-partlabel/BootEFI${s}`,
+            hashOffsetBytes: o.layout.uefi.bootEfiHashOffsetBytes,
+          },
   });
   const config: AgentConfigInput = {
     // Plain http is allowed: the guestfwd address ends on the host's loopback (QEMU's user
@@ -49,7 +60,10 @@ export function guestAgentConfig(o: GuestAgentConfigOptions): AgentConfigInput {
     hardware: o.hardware,
     factory: { version: o.version, securityVersion: o.securityVersion ?? 0 },
     slots: { A: slot('A'), B: slot('B') },
-    bootControl: { backend: 'grub', envPath: o.layout.grubenvPath },
+    bootControl:
+      o.layout.uefi === undefined
+        ? { backend: 'grub', envPath: o.layout.grubenvPath }
+        : { backend: 'uefi', mode: 'firmware', espPath: ESP_MOUNT_POINT },
     dataDir: '/var/lib/abota',
     // A fixed interval when given (tests: the server's own interval would be clamped into it).
     ...(o.pollSeconds !== undefined
@@ -65,7 +79,9 @@ export function guestAgentConfig(o: GuestAgentConfigOptions): AgentConfigInput {
     healthChecks: [{ command: [HEALTH_CHECK_PATH], timeoutSeconds: 120 }],
     // busybox init runs rcK (stops the agent, syncs, unmounts) before it reboots.
     rebootCommand: ['/bin/busybox', 'reboot'],
-    kernelCmdlinePath: '/proc/cmdline',
+    // The UKI's signed command line says abota.slot=efi; the initramfs writes the resolved one
+    // (abota.slot=A|B) to /run/abota/cmdline, the same as /proc/cmdline on a GRUB boot.
+    kernelCmdlinePath: '/run/abota/cmdline',
   };
   parseAgentConfig(config, 'the guest agent config');
   return config;

@@ -139,6 +139,14 @@ function systemFiles(o: GuestTreeOptions): Record<string, string> {
   };
 }
 
+function lsattr(): string {
+  const path = findTool('lsattr');
+  if (path === undefined) {
+    throw new GuestTreeError('ERR_GUEST_TOOL_MISSING', 'lsattr is not installed (Debian package e2fsprogs)');
+  }
+  return path;
+}
+
 /** Build the tree. Everything is validated up front (tools, node, bundle, config) before copying. */
 export async function buildGuestTree(o: GuestTreeOptions): Promise<GuestTree> {
   const config = guestAgentConfig(o);
@@ -160,6 +168,8 @@ export async function buildGuestTree(o: GuestTreeOptions): Promise<GuestTree> {
   const appletLinks = await installBusybox(root);
   const libraries = [
     ...(await installProgram(root, dropbear, '/usr/sbin/dropbear')),
+    // The uefi backend reads efivarfs's immutable flag with lsattr (busybox has chattr only).
+    ...(o.layout.uefi === undefined ? [] : await installProgram(root, lsattr(), '/usr/bin/lsattr')),
     ...(await installAgentPackage(root, o.agentPackage ?? guestAgentPackage())),
   ];
   const modules = await installKernelModules(root, o.kernel.modulesDir, o.kernel.version);
