@@ -84,6 +84,10 @@ export const AutoRollbackPolicySchema = z
 
 export const RolloutCreateSchema = z
   .strictObject({
+    id: Uuid.optional().openapi({
+      description:
+        "The new rollout's id (default: a fresh one). Pass the rolloutId a preview answered with to get exactly the stage cohorts it counted: a device's stage is a hash of (rollout id, device id)",
+    }),
     releaseId: Uuid,
     name: text(256).optional(),
     selector: RolloutSelectorSchema.optional(),
@@ -218,3 +222,66 @@ export const RolloutStatusSchema = z
     at: z.string().openapi({ description: 'Server time the status was computed at' }),
   })
   .openapi('RolloutStatus');
+
+/** How many devices one stage of a previewed rollout would reach. */
+const StagePreviewSchema = z.object({
+  stage: z.int(),
+  percent: z.number(),
+  minDevices: z.int(),
+  maxConcurrent: z.int().nullable(),
+  bucketLimit: z
+    .int()
+    .openapi({ description: 'Exclusive bucket limit (of 10,000) after widening to minDevices' }),
+  targeted: z
+    .int()
+    .openapi({ description: 'Devices this stage adds (its cohort, as rollout status counts it)' }),
+  cumulative: z
+    .int()
+    .openapi({ description: 'Devices reached once this stage runs (this and earlier stages)' }),
+  inWindowNow: z.int().openapi({
+    description: "Of the stage's cohort, devices whose maintenance window is open now (all without a window)",
+  }),
+});
+
+export const RolloutPreviewSchema = z
+  .object({
+    rolloutId: Uuid.openapi({
+      description:
+        'The id the cohorts were computed for: create the rollout with this id to get exactly these devices',
+    }),
+    releaseId: Uuid,
+    releaseVersion: z.string(),
+    product: z.string(),
+    devices: z
+      .object({
+        product: z
+          .int()
+          .openapi({ description: "Live (not decommissioned) devices of the release's product" }),
+        selected: z.int().openapi({ description: 'Of those, devices the selector picks' }),
+        incompatible: z
+          .int()
+          .openapi({ description: "Selected, but their hardware is not in the release's compatible list" }),
+        upToDate: z.int().openapi({
+          description:
+            'Selected and compatible, but already on this version, or on a newer one without allowDowngrade',
+        }),
+        eligible: z.int().openapi({ description: 'Selected devices the release applies to' }),
+        beyondLastStage: z
+          .int()
+          .openapi({ description: 'Eligible devices no stage reaches (the last stage is below 100 %)' }),
+      })
+      .openapi({ description: 'The funnel from the product fleet to the devices the rollout targets' }),
+    versions: z
+      .array(
+        z.object({
+          version: z.string().nullable(),
+          selected: z.int(),
+          eligible: z.int(),
+        }),
+      )
+      .openapi({ description: 'Selected devices by running version (null: not reported yet)' }),
+    stages: z.array(StagePreviewSchema),
+    maintenanceWindow: MaintenanceWindowSchema.nullable(),
+    at: z.string().openapi({ description: 'Server time the preview was computed at' }),
+  })
+  .openapi('RolloutPreview');

@@ -2,6 +2,7 @@
 // stage at P percent offers the release to buckets [0, P × 100). Raising the percent only adds
 // buckets, and every replica computes the same bucket with no shared state.
 import { createHash } from 'node:crypto';
+import { type AnyColumn, type SQL, sql } from 'drizzle-orm';
 
 export const BUCKET_COUNT = 10_000;
 
@@ -28,4 +29,16 @@ export function bucketLimit(percent: number): number {
 /** Whether a device is inside a stage at `percent` of a rollout. */
 export function inRolloutPercent(rolloutId: string, deviceId: string, percent: number): boolean {
   return rolloutBucket(rolloutId, deviceId) < bucketLimit(percent);
+}
+
+/**
+ * rolloutBucket as a SQL expression over a device id column (uuid): the same SHA-256 of
+ * rolloutId ‖ 0x00 ‖ deviceId (PostgreSQL's built-in sha256, also in PGlite), the first 4 bytes
+ * big-endian, mod 10,000 — so a query can count devices by bucket range without loading them.
+ * `rolloutId` must be the lowercase text the rollouts table returns (uuid's canonical form).
+ */
+export function rolloutBucketSql(rolloutId: string, deviceId: AnyColumn | SQL): SQL<number> {
+  const digest = sql`sha256(convert_to(${rolloutId}::text, 'UTF8') || '\\x00'::bytea || convert_to(${deviceId}::text, 'UTF8'))`;
+  // bit(32) → bigint reads the 4 bytes as an unsigned big-endian number (never negative).
+  return sql<number>`(('x' || encode(substring(${digest} from 1 for 4), 'hex'))::bit(32)::bigint % ${sql.raw(String(BUCKET_COUNT))})::int`;
 }

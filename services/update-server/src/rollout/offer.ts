@@ -65,9 +65,17 @@ export function releaseApplies(
   device: Pick<OfferDevice, 'hardware' | 'currentVersion'>,
 ): boolean {
   if (!c.releaseCompatible.includes(device.hardware)) return false;
-  if (device.currentVersion === null) return true;
-  if (c.releaseVersion === device.currentVersion) return false;
-  const order = compareVersions(c.releaseVersion, device.currentVersion);
+  return versionApplies(c, device.currentVersion);
+}
+
+/** releaseApplies' version half: not the running version, and no downgrade unless allowed. */
+export function versionApplies(
+  c: Pick<OfferCandidate, 'releaseVersion' | 'allowDowngrade'>,
+  currentVersion: string | null,
+): boolean {
+  if (currentVersion === null) return true;
+  if (c.releaseVersion === currentVersion) return false;
+  const order = compareVersions(c.releaseVersion, currentVersion);
   if (order === 0) return false;
   return !(order !== undefined && order < 0 && !c.allowDowngrade);
 }

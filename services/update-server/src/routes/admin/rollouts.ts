@@ -10,25 +10,23 @@ import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
 import type { AppDeps } from '../../context.js';
 import { products, releases, rolloutDevices, rollouts } from '../../db/schema.js';
 import { ServerError } from '../../errors.js';
-import { type RolloutLifecycle, validateStages } from '../../rollout/model.js';
+import type { RolloutLifecycle } from '../../rollout/model.js';
+import { checkReleaseOfferable, checkStages, planRollout, previewRollout } from '../../rollout/preview.js';
 import {
   RolloutCreateSchema,
   RolloutListQuerySchema,
+  RolloutPreviewSchema,
   RolloutReasonSchema,
   RolloutRollbackSchema,
   RolloutSchema,
   RolloutStatusSchema,
 } from '@abota/api';
 import { resolveAutoRollback } from '../../rollout/auto-rollback.js';
-import { parseVersionConstraint } from '../../rollout/selector.js';
 import { rolloutStatus } from '../../rollout/status.js';
 import { bakeSecondsOf } from '../../rollout/health.js';
 import { loadProgress, loadRollout, type RolloutRow } from '../../rollout/store.js';
-import { validateWindow } from '../../rollout/window.js';
 import { errorResponses, IdParam, pageOf } from '@abota/api';
 import { audit, decodeCursor, json, page } from './common.js';
-
-type ReleaseRow = typeof releases.$inferSelect;
 
 const SSE_REFRESH_MS = 5000;
 const SSE_MAX_MS = 3600_000;
@@ -89,21 +87,11 @@ const TRANSITIONS = {
   { from: readonly RolloutLifecycle[]; to: RolloutLifecycle; summary: string; defaultReason?: string }
 >;
 
-function checkReleaseOfferable(release: ReleaseRow, now: Date): void {
-  if (release.yanked)
-    throw new ServerError('ERR_CONFLICT', `release ${release.product} ${release.version} is yanked`);
-  if (release.expires <= now) {
-    throw new ServerError(
-      'ERR_CONFLICT',
-      `release ${release.product} ${release.version} expired at ${release.expires.toISOString()}; devices would refuse it`,
-    );
-  }
-}
-
-function checkStages(stages: Parameters<typeof validateStages>[0]): void {
-  const problem = validateStages(stages);
-  if (problem !== undefined) throw new ServerError('ERR_VALIDATION', `stages: ${problem}`);
-}
+const isUniqueViolation = (error: unknown): boolean => {
+  for (let e = error, depth = 0; e instanceof Error && depth < 3; e = e.cause, depth++)
+    if ((e as { code?: unknown }).code === '23505') return true;
+  return false;
+};
 
 export function rolloutRoutes(deps: AppDeps) {
   const { db } = deps;
@@ -148,24 +136,8 @@ export function rolloutRoutes(deps: AppDeps) {
       }),
       async (c) => {
         const body = c.req.valid('json');
-        const stages = body.stages ?? [{ percent: 100 }];
-        checkStages(stages);
-        if (body.selector?.currentVersion !== undefined) {
-          const parsed = parseVersionConstraint(body.selector.currentVersion);
-          if (typeof parsed === 'string') throw new ServerError('ERR_VALIDATION', `selector.${parsed}`);
-        }
-        if (body.maintenanceWindow !== undefined) {
-          const problem = validateWindow(body.maintenanceWindow);
-          if (problem !== undefined) throw new ServerError('ERR_VALIDATION', problem);
-        }
-        const [release] = await db.select().from(releases).where(eq(releases.id, body.releaseId)).limit(1);
-        if (release === undefined) throw new ServerError('ERR_NOT_FOUND', `no release ${body.releaseId}`);
         const now = deps.clock.now();
-        checkReleaseOfferable(release, now);
-        const autoRollback =
-          body.autoRollback === undefined || body.autoRollback === false
-            ? null
-            : await resolveAutoRollback(db, release, body.autoRollback, now);
+        const { id, release, stages, autoRollback } = await planRollout(db, body, now);
         const [product] = await db
           .select({ requireApproval: products.requireApproval })
           .from(products)
@@ -173,46 +145,79 @@ export function rolloutRoutes(deps: AppDeps) {
         // Four-eyes (rollout-approve.ts): it stays a draft until another key approves it.
         const approvalRequired = product?.requireApproval === true;
         const start = (body.start ?? true) && !approvalRequired;
-        const row = await db.transaction(async (tx) => {
-          const [created] = await tx
-            .insert(rollouts)
-            .values({
+        const row = await db
+          .transaction(async (tx) => {
+            const [created] = await tx
+              .insert(rollouts)
+              .values({
+                id,
+                releaseId: release.id,
+                product: release.product,
+                name: body.name ?? `${release.product} ${release.version}`,
+                selector: body.selector ?? {},
+                allowDowngrade: body.allowDowngrade ?? false,
+                stages,
+                state: start ? 'active' : 'draft',
+                kind: 'normal',
+                maintenanceWindow: body.maintenanceWindow ?? null,
+                startedAt: start ? now : null,
+                stageStartedAt: now,
+                createdBy: c.get('actor'),
+                lateJoiners: body.lateJoiners ?? true,
+                autoRollback,
+                approvalRequired,
+                startOnApproval: approvalRequired && (body.start ?? true),
+                stateReason: approvalRequired ? AWAITING_APPROVAL : null,
+                createdAt: now,
+                updatedAt: now,
+              })
+              .returning();
+            if (created === undefined)
+              throw new ServerError('ERR_INTERNAL', 'rollout insert returned no row');
+            await audit(tx, c.get('actor'), 'rollout.create', `rollout:${created.id}`, {
               releaseId: release.id,
-              product: release.product,
-              name: body.name ?? `${release.product} ${release.version}`,
+              version: release.version,
               selector: body.selector ?? {},
-              allowDowngrade: body.allowDowngrade ?? false,
               stages,
-              state: start ? 'active' : 'draft',
-              kind: 'normal',
-              maintenanceWindow: body.maintenanceWindow ?? null,
-              startedAt: start ? now : null,
-              stageStartedAt: now,
-              createdBy: c.get('actor'),
-              lateJoiners: body.lateJoiners ?? true,
+              state: created.state,
+              lateJoiners: created.lateJoiners,
               autoRollback,
               approvalRequired,
-              startOnApproval: approvalRequired && (body.start ?? true),
-              stateReason: approvalRequired ? AWAITING_APPROVAL : null,
-              createdAt: now,
-              updatedAt: now,
-            })
-            .returning();
-          if (created === undefined) throw new ServerError('ERR_INTERNAL', 'rollout insert returned no row');
-          await audit(tx, c.get('actor'), 'rollout.create', `rollout:${created.id}`, {
-            releaseId: release.id,
-            version: release.version,
-            selector: body.selector ?? {},
-            stages,
-            state: created.state,
-            lateJoiners: created.lateJoiners,
-            autoRollback,
-            approvalRequired,
+            });
+            return created;
+          })
+          .catch((error: unknown) => {
+            // Two creations with the same id (a preview's) at once: the loser hears why.
+            if (isUniqueViolation(error))
+              throw new ServerError(
+                'ERR_CONFLICT',
+                `rollout ${id} exists already; leave id out or preview again`,
+              );
+            throw error;
           });
-          return created;
-        });
         await deps.rollouts.changed(row.id);
         return c.json(rolloutView(row, release.version), 201);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/admin/rollouts/preview',
+        tags: ['admin: rollouts'],
+        summary:
+          'Dry run of rollout creation (same body): how many devices each stage would reach right now, and why the others are left out; changes nothing. Create with the answered rolloutId as id to get exactly these cohorts',
+        security: [{ apiKey: [] }],
+        middleware: [requireRole(deps, ROLE_GROUPS.operate)] as const,
+        request: { body: { required: true, ...json(RolloutCreateSchema) } },
+        responses: {
+          200: { description: 'The preview', ...json(RolloutPreviewSchema) },
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const now = deps.clock.now();
+        const plan = await planRollout(db, c.req.valid('json'), now);
+        return c.json(await previewRollout(db, plan, now), 200);
       },
     )
     .openapi(
