@@ -285,6 +285,52 @@ describe('abota rollout', () => {
     await abota('rollout', 'abort', rollout.id);
   });
 
+  it('previews with --dry-run (a table, or JSON) and creates nothing; --id then creates exactly the previewed cohorts', async () => {
+    const rollouts = async () =>
+      (JSON.parse((await abota('rollout', 'list', '--json')).stdout) as { items: unknown[] }).items.length;
+    const before = await rollouts();
+    const flags = [
+      'rollout',
+      'create',
+      '--product',
+      PRODUCT,
+      '--version',
+      '1.1.0',
+      '--stages',
+      '25,100',
+      '--draft',
+    ];
+    const dry = await abota(...flags, '--dry-run', '--window', '00:00-23:59');
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/^dry run {2}cli-vm 1\.1\.0: nothing was created\n/);
+    expect(dry.stdout).toContain('devices  4 live in cli-vm, 4 selected, 4 to update');
+    expect(dry.stdout).toMatch(
+      /STAGE\s+PERCENT\s+MIN DEVICES\s+NEW DEVICES\s+REACHED\s+IN WINDOW NOW\s+MAX AT ONCE/,
+    );
+    expect(dry.stdout).toMatch(/\n2\s+100%\s+1\s+\d\s+4\s+\d\s+-/);
+    expect(dry.stdout).toMatch(/create exactly these cohorts with the same flags and --id [0-9a-f-]{36}/);
+    const preview = JSON.parse((await abota(...flags, '--dry-run', '--json')).stdout) as {
+      rolloutId: string;
+      devices: { eligible: number };
+      stages: { targeted: number; cumulative: number }[];
+    };
+    expect(preview.devices.eligible).toBe(4);
+    expect(preview.stages.map((s) => s.cumulative).at(-1)).toBe(4);
+    expect(await rollouts()).toBe(before);
+
+    const created = await abota(...flags, '--id', preview.rolloutId, '--json');
+    expect(created.code).toBe(0);
+    expect((JSON.parse(created.stdout) as { id: string }).id).toBe(preview.rolloutId);
+    const status = JSON.parse((await abota('rollout', 'status', preview.rolloutId, '--json')).stdout) as {
+      status: { stages: { targeted: number }[] };
+    };
+    expect(status.status.stages.map((s) => s.targeted)).toEqual(preview.stages.map((s) => s.targeted));
+    const reused = await abota(...flags, '--id', preview.rolloutId, '--dry-run');
+    expect(reused.code).toBe(1);
+    expect(reused.stderr).toContain('ERR_CONFLICT');
+    await abota('rollout', 'abort', preview.rolloutId);
+  });
+
   it('pauses with a reason, resumes, aborts, and refuses an impossible transition with the server code', async () => {
     const created = await abota(
       'rollout',

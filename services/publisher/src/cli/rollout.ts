@@ -56,6 +56,14 @@ export function registerRolloutCommands(program: Command): void {
         '--no-late-joiners',
         'freeze the population at start: devices registered or retagged later do not join',
       )
+      .option(
+        '--dry-run',
+        'create nothing: show how many devices each stage would reach now (and why the others are left out)',
+      )
+      .option(
+        '--id <uuid>',
+        "the rollout's id: the one a --dry-run printed, to get exactly the cohorts it counted",
+      )
       .addHelpText('after', CREATE_DEFAULTS_HELP),
   ).action(lazyAction(actions, 'create'));
 
@@ -150,8 +158,14 @@ How stages work, with the defaults:
   A stage advances by itself when it has baked and is healthy; \`abota rollout advance <id>\`
   moves to the next stage at once (e.g. once you have watched the canary long enough).
 
+--dry-run           creates nothing: per stage, the devices it would reach right now (the
+                      selector, compatible hardware, running versions and maintenance window
+                      applied). A device's stage is a hash of (rollout id, device id), so the
+                      dry run picks the id: create with --id <that id> to get exactly its numbers.
+
 Examples:
   abota rollout create --product eflow-vm --version 1.2.0
+  abota rollout create --product eflow-vm --version 1.2.0 --group lab --dry-run
   abota rollout create --release <id> --stages 100 --bake 0    # everyone at once
   abota rollout create --release <id> --stages 5,100 --min-devices 2 --group lab
   abota rollout create --product eflow-vm --version 1.3.0 --auto-rollback          # back to 1.2.x by itself

@@ -36,6 +36,7 @@ export const ADMIN_COMMANDS: Readonly<Record<string, string>> = {
   'GET /v1/admin/api-keys': 'apikey list',
   'POST /v1/admin/api-keys/{id}/revoke': 'apikey revoke',
   'POST /v1/admin/rollouts': 'rollout create',
+  'POST /v1/admin/rollouts/preview': 'rollout create',
   'GET /v1/admin/rollouts': 'rollout list',
   'GET /v1/admin/rollouts/{id}/status': 'rollout status',
   'POST /v1/admin/rollouts/{id}/start': 'rollout start',

@@ -12,6 +12,7 @@ import type {
   Counts,
   MaintenanceWindowView,
   ReleaseView,
+  RolloutPreviewDocument,
   RolloutStatusDocument,
   RolloutView,
   StageView,
@@ -84,6 +85,8 @@ interface CreateFlags extends CommonFlags {
   autoRollback?: boolean | string;
   /** false with --no-late-joiners. */
   lateJoiners?: boolean;
+  dryRun?: boolean;
+  id?: string;
 }
 
 /** Stages from --stages "1,10,100" and the shared thresholds, or verbatim from --stages-json. */
@@ -259,6 +262,61 @@ export function renderStatus(doc: RolloutStatusDocument): string {
   return lines.join('\n');
 }
 
+const n = (value: number) => value.toLocaleString('en-US');
+
+/** `create --dry-run`: the funnel, then one row per stage. */
+export function renderPreview(p: RolloutPreviewDocument): string {
+  const d = p.devices;
+  const left = [
+    d.incompatible > 0 ? `${n(d.incompatible)} with hardware the release is not for` : '',
+    d.upToDate > 0 ? `${n(d.upToDate)} already on ${p.releaseVersion} or newer` : '',
+  ].filter((s) => s !== '');
+  const w = p.maintenanceWindow;
+  const lines = [
+    `dry run  ${p.product} ${p.releaseVersion}: nothing was created`,
+    `devices  ${n(d.product)} live in ${p.product}, ${n(d.selected)} selected, ${n(d.eligible)} to update${left.length > 0 ? ` (left out: ${left.join(', ')})` : ''}`,
+    '',
+    table(
+      [
+        'STAGE',
+        'PERCENT',
+        'MIN DEVICES',
+        'NEW DEVICES',
+        'REACHED',
+        ...(w === null ? [] : ['IN WINDOW NOW']),
+        'MAX AT ONCE',
+      ],
+      p.stages.map((s) => [
+        String(s.stage + 1),
+        pct(s.percent),
+        n(s.minDevices),
+        n(s.targeted),
+        n(s.cumulative),
+        ...(w === null ? [] : [n(s.inWindowNow)]),
+        s.maxConcurrent === null ? '-' : n(s.maxConcurrent),
+      ]),
+    ),
+  ];
+  if (d.beyondLastStage > 0)
+    lines.push('', `${n(d.beyondLastStage)} device(s) to update are beyond the last stage (below 100 %)`);
+  if (w !== null)
+    lines.push(
+      '',
+      `window   ${w.start}-${w.end} ${w.timezone}${w.days === undefined ? '' : ` days ${w.days.join(',')}`}: IN WINDOW NOW is who may start at ${p.at}`,
+    );
+  const versions = p.versions.filter((v) => v.selected > 0);
+  if (versions.length > 0)
+    lines.push(
+      '',
+      table(
+        ['RUNNING', 'SELECTED', 'TO UPDATE'],
+        versions.map((v) => [v.version ?? '(not reported)', n(v.selected), n(v.eligible)]),
+      ),
+    );
+  lines.push('', `create exactly these cohorts with the same flags and --id ${p.rolloutId}`);
+  return lines.join('\n');
+}
+
 function renderOne(r: RolloutView): string {
   return `${r.id}  ${r.name}  ${r.releaseVersion}  ${stateLabel(r)}${r.stateReason === null ? '' : `: ${r.stateReason}`}`;
 }
@@ -315,6 +373,7 @@ export async function create(flags: CreateFlags): Promise<void> {
     ...(flags.currentVersion === undefined ? {} : { currentVersion: flags.currentVersion }),
   };
   const json = {
+    ...(flags.id === undefined ? {} : { id: flags.id }),
     releaseId,
     ...(flags.name === undefined ? {} : { name: flags.name }),
     selector,
@@ -329,6 +388,15 @@ export async function create(flags: CreateFlags): Promise<void> {
       : { autoRollback: typeof flags.autoRollback === 'string' ? { toVersion: flags.autoRollback } : {} }),
     ...(flags.lateJoiners === false ? { lateJoiners: false } : {}),
   };
+  if (flags.dryRun === true) {
+    const preview = await readJson(
+      await api.api().v1.admin.rollouts.preview.$post({ json }),
+      (s) => s.RolloutPreviewSchema,
+    );
+    if (flags.json === true) printJson(preview);
+    else process.stdout.write(`${renderPreview(preview)}\n`);
+    return;
+  }
   const created = await readJson(await api.api().v1.admin.rollouts.$post({ json }), (s) => s.RolloutSchema);
   if (flags.json === true) printJson(created);
   else process.stdout.write(`created ${renderOne(created)}\n`);
