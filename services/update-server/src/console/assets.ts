@@ -16,6 +16,8 @@ const require = createRequire(import.meta.url);
 const SOURCES = {
   'console.css': `${ASSETS_DIR}console.css`,
   'console.js': `${ASSETS_DIR}console.js`,
+  'rollouts.js': `${ASSETS_DIR}rollouts.js`,
+  'rollouts.css': `${ASSETS_DIR}rollouts.css`,
   'uplot.js': require.resolve('uplot/dist/uPlot.iife.min.js'),
   'uplot.css': require.resolve('uplot/dist/uPlot.min.css'),
 } as const;

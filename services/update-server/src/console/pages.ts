@@ -5,11 +5,13 @@ import { devicePages } from './pages/device.js';
 import { fleetPages } from './pages/fleet.js';
 import { keyPages } from './pages/keys.js';
 import { releasePages } from './pages/releases.js';
+import { rolloutPages } from './pages/rollouts.js';
 import type { ConsolePage } from './types.js';
 
 export const CONSOLE_PAGES: readonly ConsolePage[] = [
   fleetPages,
   devicePages,
+  rolloutPages,
   releasePages,
   auditPages,
   keyPages,

@@ -4,6 +4,7 @@
 // replica's poll cache (src/rollout/engine.ts). The model is in src/rollout/ and README "Rollouts".
 import { createRoute } from '@hono/zod-openapi';
 import { and, asc, count, eq, gt, inArray, isNotNull, or, type SQL } from 'drizzle-orm';
+import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { createRouter } from '../router.js';
 import { requireRole, ROLE_GROUPS } from '../../auth/api-keys.js';
@@ -399,47 +400,59 @@ export function rolloutRoutes(deps: AppDeps) {
       const parsed = IdParam.safeParse({ id: c.req.param('id') });
       if (!parsed.success) throw new ServerError('ERR_VALIDATION', 'id: expected a rollout id (UUID)');
       const { id } = parsed.data;
-      const first = await statusOf(deps, id); // 404 before the stream starts
-      return streamSSE(c, async (stream) => {
-        let wake: (() => void) | undefined;
-        const unsubscribe = deps.rollouts.onChange((changed) => {
-          if (changed === undefined || changed === id) wake?.();
-        });
-        let closed = false;
-        stream.onAbort(() => {
-          closed = true;
-          wake?.();
-        });
-        const endAt = performance.now() + SSE_MAX_MS;
-        try {
-          let doc = first;
-          for (let n = 0; !closed; n++) {
-            await stream.writeSSE({ event: 'status', id: String(n), data: JSON.stringify(doc) });
-            if (
-              doc.rollout.state === 'completed' ||
-              doc.rollout.state === 'aborted' ||
-              performance.now() > endAt
-            )
-              break;
-            await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, SSE_REFRESH_MS);
-              wake = () => {
-                clearTimeout(timer);
-                resolve();
-              };
-            });
-            wake = undefined;
-            if (!closed) doc = await statusOf(deps, id);
-          }
-        } finally {
-          unsubscribe();
-        }
-      });
+      return rolloutEventStream(deps, c, id);
     })
     .route('/', transitionRoutes(deps, 'start'))
     .route('/', transitionRoutes(deps, 'pause'))
     .route('/', transitionRoutes(deps, 'resume'))
     .route('/', transitionRoutes(deps, 'abort'));
+}
+
+/**
+ * The status document as server-sent events (`event: status`): now, then on every change of the
+ * rollout (this replica's or another's, via NOTIFY) and at least every few seconds; ends when the
+ * rollout completes or is aborted, or after an hour. Shared by the API route and the console's
+ * rollout page (which signs in with a cookie, not a bearer key). 404 before the stream starts.
+ */
+export async function rolloutEventStream(
+  deps: AppDeps,
+  c: Context,
+  id: string,
+  /** What each event carries: the status document, or (the console) the document with more. */
+  present: (doc: RolloutStatusDocument) => unknown = (doc) => doc,
+): Promise<Response> {
+  const first = await statusOf(deps, id);
+  return streamSSE(c, async (stream) => {
+    let wake: (() => void) | undefined;
+    const unsubscribe = deps.rollouts.onChange((changed) => {
+      if (changed === undefined || changed === id) wake?.();
+    });
+    let closed = false;
+    stream.onAbort(() => {
+      closed = true;
+      wake?.();
+    });
+    const endAt = performance.now() + SSE_MAX_MS;
+    try {
+      let doc = first;
+      for (let n = 0; !closed; n++) {
+        await stream.writeSSE({ event: 'status', id: String(n), data: JSON.stringify(present(doc)) });
+        if (doc.rollout.state === 'completed' || doc.rollout.state === 'aborted' || performance.now() > endAt)
+          break;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, SSE_REFRESH_MS);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+        if (!closed) doc = await statusOf(deps, id);
+      }
+    } finally {
+      unsubscribe();
+    }
+  });
 }
 
 /** One operator state change (TRANSITIONS) as its own sub-app, so its path is a literal type. */
@@ -526,6 +539,8 @@ function transitionRoutes<A extends keyof typeof TRANSITIONS>(deps: AppDeps, act
     },
   );
 }
+
+export type RolloutStatusDocument = Awaited<ReturnType<typeof statusOf>>;
 
 /** The pollable status document (also what the CLI's `status --watch` redraws). */
 export async function statusOf(deps: AppDeps, id: string) {
