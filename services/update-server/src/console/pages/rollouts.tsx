@@ -198,6 +198,9 @@ export function StageBar(props: { s: StageStatus }) {
   );
 }
 
+/** "1 device", "1,204 devices". */
+const many = (n: number, what: string) => `${count(n)} ${what}${n === 1 ? '' : 's'}`;
+
 /** What an action will do, in numbers, for its confirmation and the text under its button. */
 export function actionEffects(doc: StatusDoc) {
   const { rollout: r, status: s } = doc;
@@ -210,11 +213,11 @@ export function actionEffects(doc: StatusDoc) {
   const neverGet = s.stages.reduce((n, st) => n + st.notOffered + (st.counts.offered ?? 0), 0);
   const reached = Object.values(s.overall.counts).reduce((a, b) => a + (b ?? 0), 0);
   return {
-    start: `Start ${r.name}: stage 1 (${pct(s.stages[0]?.percent ?? 100)}) offers ${r.releaseVersion} to ${count(s.stages[0]?.targeted ?? 0)} devices now.`,
-    pause: `Pause ${where}: ${count(waiting)} devices will get no new offers; ${count(underWay)} installs under way finish.`,
-    resume: `Resume ${where}: ${count(waiting)} devices may be offered ${r.releaseVersion} again; the stage's bake time starts again.`,
-    abort: `Abort ${r.name} for good: ${count(neverGet)} devices that have not started will never be offered ${r.releaseVersion}; ${count(underWay)} installs under way finish.`,
-    rollback: `Roll back: abort ${r.name} and offer the release chosen below to the ${count(reached)} devices this rollout reached (downgrade allowed).`,
+    start: `Start ${r.name}: stage 1 (${pct(s.stages[0]?.percent ?? 100)}) offers ${r.releaseVersion} to ${many(s.stages[0]?.targeted ?? 0, 'device')} now.`,
+    pause: `Pause ${where}: ${many(waiting, 'device')} will get no new offers; ${many(underWay, 'install')} under way finish.`,
+    resume: `Resume ${where}: ${many(waiting, 'device')} may be offered ${r.releaseVersion} again; the stage's bake time starts again.`,
+    abort: `Abort ${r.name} for good: ${many(neverGet, 'device')} that have not started will never be offered ${r.releaseVersion}; ${many(underWay, 'install')} under way finish.`,
+    rollback: `Roll back: abort ${r.name} and offer the release chosen below to the ${many(reached, 'device')} this rollout reached (downgrade allowed).`,
   };
 }
 
