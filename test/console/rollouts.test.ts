@@ -127,7 +127,12 @@ describeWithTool('chromium', 'chromium', 'the console rollout pages in Chromium'
 
     // The VMs poll; the canary installs, reboots and commits; the server's own timer advances the
     // rollout, and the page follows (it reloads when the stage changes).
-    for (const v of lab()) await updateOnce(v.vm);
+    // (VMs poll in turn until the canary has committed: one more could already get stage 2.)
+    for (const v of lab()) {
+      await updateOnce(v.vm);
+      const canary = (await status()).stages[0];
+      if (canary !== undefined && canary.committed >= canary.targeted) break;
+    }
     await page.waitForSelector('[data-rollout-page][data-stage="1"]', { timeout: 60_000 });
     await page.waitForSelector('[data-rollout-page][data-live-events]');
     expect(await page.textContent('ol.timeline li[data-action="rollout.advance"]')).toContain('automatic');
