@@ -38,6 +38,7 @@ try {
       stages: [{ percent: 1, minDevices: 20 }, { percent: 10 }, { percent: 50 }, { percent: 100 }],
       allowDowngrade: false,
       maintenanceWindow: { timezone: 'device-local' as const, start: '01:00', end: '05:00' },
+      autoRollback: null,
     };
     const times: number[] = [];
     let last: Awaited<ReturnType<typeof previewRollout>> | undefined;
