@@ -17,15 +17,25 @@
 // same old-or-new outcome a crash leaves on the real thing. libefivar accepts such a directory
 // too when EFIVARFS_PATH names it (efivarfs_probe), which is how the conformance tests run
 // efibootmgr against it.
-import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { open, readdir, readFile, rename, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ClientError } from '../errors.js';
 import { EFI_VARIABLE_NV_BS_RT } from './efivar-formats.js';
 
-const run = promisify(execFile);
+/**
+ * Run lsattr/chattr. child_process is loaded at the first call, not at start: the agent bundle
+ * must not load it before it needs it (test/e2e/agent-bundle-modules.test.ts, issue 19's memory
+ * budget).
+ */
+function run(file: string, args: string[]): Promise<{ stdout: string }> {
+  const { execFile } = process.getBuiltinModule('node:child_process');
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { encoding: 'utf8' }, (error, stdout) =>
+      error ? reject(error) : resolve({ stdout }),
+    );
+  });
+}
 
 export const DEFAULT_EFIVARS_PATH = '/sys/firmware/efi/efivars';
 export const EFIVARFS_MAGIC = 0xde5e81e4;
