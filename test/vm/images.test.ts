@@ -149,7 +149,7 @@ describeWithTool('sgdisk', 'gdisk', 'abota image disk and the boot image', () =>
     const source = join(kernel.modulesDir, 'lib', 'modules', kernel.version);
     const wanted = spawnSync('find', [source, '-name', '*.ko'], { encoding: 'utf8' }).stdout.split('\n');
     const keep =
-      /\/(dm-mod|dm-verity|dm-bufio|reed_solomon|virtio\w*|failover|net_failover|erofs|squashfs|overlay|fat|vfat|nls_[\w-]+|nf\w*|libcrc32c|lz4\w*|xxhash\w*|zstd\w*|crc\w*)\.ko$/;
+      /\/(dm-mod|dm-verity|dm-bufio|reed_solomon|efivarfs|virtio\w*|failover|net_failover|erofs|squashfs|overlay|fat|vfat|nls_[\w-]+|nf\w*|libcrc32c|lz4\w*|xxhash\w*|zstd\w*|crc\w*)\.ko$/;
     for (const ko of wanted.filter((f) => keep.test(f))) {
       const rel = ko.slice(source.length + 1);
       await mkdir(dirname(join(modules, rel)), { recursive: true });
