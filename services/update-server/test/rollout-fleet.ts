@@ -13,6 +13,7 @@ import { RolloutEngine } from '../src/rollout/engine.js';
 import {
   createProduct,
   createProvisioningToken,
+  type DbBackend,
   deviceKeyPair,
   deviceTokenSigner,
   type Harness,
@@ -210,6 +211,8 @@ export interface FleetServer {
   keys: ProductKeys;
   /** `count` devices registered over HTTP, all on release 1.0.0 (pushed). */
   fleet: FleetDevice[];
+  /** The provisioning token the fleet registered with (more devices may register with it). */
+  token: string;
   close(): Promise<void>;
 }
 
@@ -218,8 +221,11 @@ export interface FleetServer {
  * clock (no timer: tests call engine.evaluateAll), product "fleet-vm" with release 1.0.0, and
  * `count` registered devices.
  */
-export async function openFleet(count: number): Promise<FleetServer> {
-  const database = await openTestDatabase('pglite');
+export async function openFleet(
+  count: number,
+  o: { backend?: DbBackend; product?: string; tokenMaxUses?: number } = {},
+): Promise<FleetServer> {
+  const database = await openTestDatabase(o.backend ?? 'pglite');
   const blobStore = await openTestBlobStore('fs');
   const clock = new TestClock();
   const logger = createLogger({ level: 'silent' });
@@ -253,10 +259,14 @@ export async function openFleet(count: number): Promise<FleetServer> {
       });
     },
   };
-  const keys = await makeProduct('fleet-vm');
+  const keys = await makeProduct(o.product ?? 'fleet-vm');
   await createProduct(h, keys);
   await pushRelease(h, await makeRelease(keys, '1.0.0'));
-  const token = await createProvisioningToken(h, keys.product);
+  const token = await createProvisioningToken(
+    h,
+    keys.product,
+    o.tokenMaxUses === undefined ? {} : { maxUses: o.tokenMaxUses },
+  );
   const fleet = await registerFleet(server.url, {
     product: keys.product,
     token,
@@ -272,6 +282,7 @@ export async function openFleet(count: number): Promise<FleetServer> {
     h,
     keys,
     fleet,
+    token,
     close: async () => {
       await engine.stop();
       await server.close();

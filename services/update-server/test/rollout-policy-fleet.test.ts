@@ -1,5 +1,5 @@
 // Rollout safety policies of issue #17 with 1,000 simulated devices over real HTTP on loopback
-// against an in-process server (PGlite, then the real PostgreSQL), an injected clock:
+// against an in-process server (the real PostgreSQL; openFleet), an injected clock:
 //   - automatic fleet rollback: a stage crossing its failure threshold pauses, aborts and rolls
 //     back by itself, returning exactly the devices that committed the release, no others;
 //   - late joiners: devices registered or retagged while a rollout runs get it, and with
@@ -8,29 +8,19 @@
 //     it, another operator's key can, and it starts then.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../src/app.js';
-import { bootstrapAdminKey } from '../src/auth/api-keys.js';
-import { generateSecret } from '../src/auth/secrets.js';
 import { auditLog } from '../src/db/schema.js';
-import { createLogger } from '../src/logger.js';
 import { inRolloutPercent } from '../src/rollout/bucket.js';
-import { RolloutEngine } from '../src/rollout/engine.js';
+import type { RolloutEngine } from '../src/rollout/engine.js';
 import type { RolloutStatusView } from '../src/rollout/status.js';
+import { type Harness, makeRelease, type ProductKeys, pushRelease } from './harness.js';
 import {
-  createProduct,
-  createProvisioningToken,
-  type Harness,
-  makeProduct,
-  makeRelease,
-  openTestBlobStore,
-  openTestDatabase,
-  type ProductKeys,
-  pushRelease,
-  type TestBlobStore,
-  TestClock,
-  type TestDatabase,
-} from './harness.js';
-import { type FleetDevice, type Listening, listen, poll, pollRound, registerFleet } from './rollout-fleet.js';
+  type FleetDevice,
+  type FleetServer,
+  openFleet,
+  poll,
+  pollRound,
+  registerFleet,
+} from './rollout-fleet.js';
 
 const FLEET_SIZE = 1000;
 const CANARY = [
@@ -41,68 +31,22 @@ const CANARY = [
 // The fleet runs on the production database only: on PGlite the same cases took 182 s (PostgreSQL
 // 128 s) and passed; the drizzle statements are the same for both (run it with DB_BACKENDS to check).
 describe.each(['postgres'] as const)('rollout safety policies, %s, a fleet of 1,000 devices', (backend) => {
-  let database: TestDatabase;
-  let blobStore: TestBlobStore;
-  let server: Listening;
+  let fs: FleetServer;
   let engine: RolloutEngine;
+  let server: FleetServer['server'];
   let h: Harness;
   let keys: ProductKeys;
   let fleet: FleetDevice[];
   let token: string;
+  let database: FleetServer['database'];
 
   beforeAll(async () => {
-    database = await openTestDatabase(backend);
-    blobStore = await openTestBlobStore('fs');
-    const clock = new TestClock();
-    const logger = createLogger({ level: 'silent' });
-    engine = new RolloutEngine({ db: database.database.db, clock, logger });
-    const app = createApp({
-      db: database.database.db,
-      blobs: blobStore.blobs,
-      clock,
-      logger,
-      rollouts: engine,
-    });
-    const adminKey = generateSecret('abk');
-    await bootstrapAdminKey({ db: database.database.db }, adminKey);
-    server = await listen(app);
-    h = {
-      app,
-      db: database.database,
-      blobs: blobStore.blobs,
-      clock,
-      adminKey,
-      logs: [],
-      request: async (path, init = {}) => {
-        const { key, json, ...rest } = init;
-        const headers = new Headers(rest.headers);
-        if (key !== undefined) headers.set('authorization', `Bearer ${key}`);
-        if (json !== undefined) headers.set('content-type', 'application/json');
-        return app.request(path, {
-          ...rest,
-          headers,
-          ...(json === undefined ? {} : { body: JSON.stringify(json) }),
-        });
-      },
-    };
-    keys = await makeProduct('policy-vm');
-    await createProduct(h, keys);
-    await pushRelease(h, await makeRelease(keys, '1.0.0'));
-    token = await createProvisioningToken(h, keys.product, { maxUses: 2000 });
-    fleet = await registerFleet(server.url, {
-      product: keys.product,
-      token,
-      count: FLEET_SIZE,
-      version: '1.0.0',
-      clock,
-    });
+    fs = await openFleet(FLEET_SIZE, { backend, product: 'policy-vm', tokenMaxUses: 2000 });
+    ({ engine, server, h, keys, fleet, token, database } = fs);
   }, 600_000);
 
   afterAll(async () => {
-    await engine?.stop();
-    await server?.close();
-    await database?.dispose();
-    await blobStore?.dispose();
+    await fs?.close();
   });
 
   async function call<T>(
