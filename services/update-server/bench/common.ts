@@ -207,15 +207,19 @@ export async function startBenchServer(
   dbUrl: string,
   blobDir: string,
 ): Promise<{ child: ChildProcess; base: string }> {
+  const args = [
+    ...(process.env['BENCH_PROFILE'] === '1' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/abota-prof'] : []),
+    '--conditions=@abota/source',
+    '--import',
+    'tsx',
+    fileURLToPath(new URL('./server.ts', import.meta.url)),
+  ];
+  // BENCH_SERVER_CPUS (e.g. "0"): the server runs on those cores only (taskset, util-linux), so a
+  // load generator pinned elsewhere does not take its CPU.
+  const cpus = process.env['BENCH_SERVER_CPUS'];
   const child = spawn(
-    process.execPath,
-    [
-      ...(process.env['BENCH_PROFILE'] === '1' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/abota-prof'] : []),
-      '--conditions=@abota/source',
-      '--import',
-      'tsx',
-      fileURLToPath(new URL('./server.ts', import.meta.url)),
-    ],
+    cpus === undefined ? process.execPath : 'taskset',
+    cpus === undefined ? args : ['-c', cpus, process.execPath, ...args],
     {
       env: { ...process.env, DATABASE_URL: dbUrl, BENCH_BLOB_DIR: blobDir },
       stdio: ['ignore', 'pipe', 'inherit'],

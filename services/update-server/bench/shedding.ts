@@ -7,7 +7,7 @@
 // the load generator shares the cores with the server and PostgreSQL (and with any other job).
 //   npx tsx --conditions=@abota/source bench/shedding.ts   (in services/update-server)
 //   env: BENCH_DEVICES (10000), BENCH_SECONDS (20), BENCH_FACTOR (3), BENCH_LIMITS (256,64,16,8),
-//   BENCH_CAPACITY_CONNECTIONS (128),
+//   BENCH_CAPACITY_CONNECTIONS (128), BENCH_SERVER_CPUS (the server process on these cores only, taskset),
 //   ABOTA_TEST_DATABASE_URL
 import type { ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
