@@ -86,6 +86,45 @@ describe('backend outage', () => {
     }
   });
 
+  it('finds a LISTEN connection whose network went silent by its heartbeat, reconnects, and hears notifications again', async () => {
+    const silentProxy = await TcpOutageProxy.start(proxy.target);
+    const url = new URL(tdb.url ?? '');
+    url.host = `127.0.0.1:${silentProxy.port}`;
+    const db = await openDatabase({
+      kind: 'postgres',
+      url: url.toString(),
+      poolSize: 1,
+      connectTimeoutMs: 500,
+      listenHeartbeatMs: 300,
+    });
+    const heard: (string | undefined)[] = [];
+    const waitFor = async (what: string, ok: () => boolean): Promise<void> => {
+      for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
+      if (!ok()) throw new Error(`timed out waiting for ${what}; heard ${JSON.stringify(heard)}`);
+    };
+    const stop = await db.listen('abota_outage_test', (payload) => heard.push(payload));
+    try {
+      const notify = (payload: string) =>
+        tdb.database.db.execute(`select pg_notify('abota_outage_test', '${payload}')`);
+      await notify('before');
+      await waitFor('the first notification', () => heard.includes('before'));
+      silentProxy.silence();
+      // Without the heartbeat nothing would tell: no error, no data, the socket stays open.
+      await waitFor('the lost-connection signal', () => heard.includes(undefined));
+      const lost = heard.length;
+      silentProxy.heal();
+      // Reconnected: a second `undefined` (listeners reload), then notifications arrive again.
+      await waitFor('the reconnect signal', () => heard.slice(lost).includes(undefined));
+      await notify('after');
+      await waitFor('a notification after reconnecting', () => heard.includes('after'));
+    } finally {
+      silentProxy.heal();
+      await stop();
+      await db.close();
+      await silentProxy.close();
+    }
+  });
+
   it('answers 503 + Retry-After while the S3 endpoint is unreachable', async () => {
     const down = await TcpOutageProxy.start({ host: '127.0.0.1', port: 9 });
     await down.cut();

@@ -42,6 +42,12 @@ export type DatabaseOptions =
       connectTimeoutMs?: number;
       /** A query with no answer within this fails and its connection is dropped (default 30 s). */
       queryTimeoutMs?: number;
+      /**
+       * The LISTEN connection sends `select 1` this often and drops itself when no answer comes
+       * within the connect deadline (default 15 s): a network that went silent would otherwise
+       * hold it open, notifications lost, until TCP gives up (minutes to hours).
+       */
+      listenHeartbeatMs?: number;
     };
 
 /** The error a query past its deadline fails with (unavailable.ts answers it 503 + Retry-After). */
@@ -127,7 +133,11 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     ping: async () => {
       await pool.query('select 1');
     },
-    listen: (channel, onMessage) => listenPg(options.url, channel, onMessage),
+    listen: (channel, onMessage) =>
+      listenPg(options.url, channel, onMessage, {
+        connectTimeoutMs: connectionTimeoutMillis,
+        heartbeatMs: options.listenHeartbeatMs ?? 15_000,
+      }),
     close: () => pool.end(),
   };
 }
@@ -135,19 +145,27 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 /**
  * A dedicated connection for LISTEN (a pooled one would be handed to other queries). When it
  * drops, it reconnects after a second and reports `undefined` so listeners reload everything.
+ * A heartbeat with a deadline finds a connection whose network went silent (no error, no data).
  */
 async function listenPg(
   url: string,
   channel: string,
   onMessage: (payload: string | undefined) => void,
+  timing: { connectTimeoutMs: number; heartbeatMs: number },
 ): Promise<() => Promise<void>> {
   if (!/^[a-z_][a-z0-9_]*$/.test(channel))
     throw new Error(`LISTEN channel "${channel}" is not a plain identifier`);
   let client: pg.Client | undefined;
   let stopped = false;
   let retry: NodeJS.Timeout | undefined;
+  const Client = deadlineClient(timing.connectTimeoutMs);
+  const heartbeat = setInterval(() => {
+    // A query past the deadline destroys the socket: the 'error' handler below reconnects.
+    client?.query('select 1').catch(() => {});
+  }, timing.heartbeatMs);
+  heartbeat.unref();
   const connect = async (): Promise<void> => {
-    const c = new pg.Client({ connectionString: url });
+    const c = new Client({ connectionString: url, connectionTimeoutMillis: timing.connectTimeoutMs });
     c.on('notification', (n) => {
       if (n.channel === channel) onMessage(n.payload);
     });
@@ -175,9 +193,15 @@ async function listenPg(
     }, 1000);
     retry.unref();
   };
-  await connect();
+  try {
+    await connect();
+  } catch (error) {
+    clearInterval(heartbeat);
+    throw error;
+  }
   return async () => {
     stopped = true;
+    clearInterval(heartbeat);
     if (retry !== undefined) clearTimeout(retry);
     await client?.end();
   };
