@@ -216,15 +216,20 @@ export async function startBenchServer(
   ];
   // BENCH_SERVER_CPUS (e.g. "0"): the server runs on those cores only (taskset, util-linux), so a
   // load generator pinned elsewhere does not take its CPU.
+  // BENCH_SERVER_NICE (e.g. "-10", as root): the server's scheduling priority against
+  // PostgreSQL's backends when they share its cores.
   const cpus = process.env['BENCH_SERVER_CPUS'];
-  const child = spawn(
-    cpus === undefined ? process.execPath : 'taskset',
-    cpus === undefined ? args : ['-c', cpus, process.execPath, ...args],
-    {
-      env: { ...process.env, DATABASE_URL: dbUrl, BENCH_BLOB_DIR: blobDir },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const nice = process.env['BENCH_SERVER_NICE'];
+  const command = [
+    ...(nice === undefined ? [] : ['nice', '-n', nice]),
+    ...(cpus === undefined ? [] : ['taskset', '-c', cpus]),
+    process.execPath,
+    ...args,
+  ];
+  const child = spawn(command[0]!, command.slice(1), {
+    env: { ...process.env, DATABASE_URL: dbUrl, BENCH_BLOB_DIR: blobDir },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const childOut = child.stdout;
   if (childOut === null) throw new Error('no stdout from the server process');
   const port = await new Promise<number>((ok, fail) => {
