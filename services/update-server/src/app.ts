@@ -96,6 +96,8 @@ export function createApp(options: CreateAppOptions) {
       register: new TokenBuckets(config.rateLimits.registerPerSource),
       source: new TokenBuckets(config.rateLimits.devicePerSource),
       device: new TokenBuckets(config.rateLimits.perDevice),
+      signIn: new TokenBuckets(config.rateLimits.signInPerSource),
+      signInTotal: new TokenBuckets(config.rateLimits.signInTotal),
     },
   };
   const { logger } = deps;

@@ -53,6 +53,14 @@ describe('loadConfig', () => {
       registerPerSource: { burst: 5, periodSeconds: 60 },
       devicePerSource: { burst: 1200, periodSeconds: 60 },
       perDevice: { burst: 0, periodSeconds: 60 },
+      signInPerSource: { burst: 10, periodSeconds: 60 },
+      signInTotal: { burst: 100, periodSeconds: 60 },
+    });
+    expect(
+      loadConfig({ ABOTA_RATE_SIGN_IN: '3/300', ABOTA_RATE_SIGN_IN_TOTAL: '0' }).rateLimits,
+    ).toMatchObject({
+      signInPerSource: { burst: 3, periodSeconds: 300 },
+      signInTotal: { burst: 0, periodSeconds: 60 },
     });
     expect(c.metricsListen).toEqual({ host: '127.0.0.1', port: 9464 });
     expect(loadConfig({ ABOTA_METRICS_LISTEN: '[::1]:9464' }).metricsListen).toEqual({

@@ -32,7 +32,10 @@ export interface AppConfig {
    * starts only when 16 polls are waiting. Keep it below the database pool size.
    */
   pollStatementsInFlight: number;
-  /** Token buckets on the device routes, per source address and per device (rate-limit.ts). */
+  /**
+   * Token buckets on the device routes (per source address and per device) and on the console's
+   * sign-in (per source address and in total), rate-limit.ts.
+   */
   rateLimits: RateLimitConfig;
   /**
    * Requests in progress at once in this process, at most; beyond it the device and admin APIs
@@ -89,6 +92,8 @@ export const DEFAULT_APP_CONFIG: AppConfig = {
     registerPerSource: { burst: 20, periodSeconds: 60 },
     devicePerSource: { burst: 1200, periodSeconds: 60 },
     perDevice: { burst: 300, periodSeconds: 60 },
+    signInPerSource: { burst: 10, periodSeconds: 60 },
+    signInTotal: { burst: 100, periodSeconds: 60 },
   },
   maxRequestsInFlight: 256,
 };
@@ -258,6 +263,8 @@ export function loadConfig(env: Env = process.env, argv: readonly string[] = [])
         DEFAULT_APP_CONFIG.rateLimits.devicePerSource,
       ),
       perDevice: rate(values, 'ABOTA_RATE_DEVICE', DEFAULT_APP_CONFIG.rateLimits.perDevice),
+      signInPerSource: rate(values, 'ABOTA_RATE_SIGN_IN', DEFAULT_APP_CONFIG.rateLimits.signInPerSource),
+      signInTotal: rate(values, 'ABOTA_RATE_SIGN_IN_TOTAL', DEFAULT_APP_CONFIG.rateLimits.signInTotal),
     },
     maxRequestsInFlight: integer(
       values,

@@ -58,8 +58,14 @@ export interface AppDeps {
   polls: PollBatcher;
   /** Rollout offers (cached), automatic stage transitions, cross-replica invalidation. */
   rollouts: RolloutEngine;
-  /** Per-process token buckets of the device routes (rate-limit.ts). */
-  limits: { register: TokenBuckets; source: TokenBuckets; device: TokenBuckets };
+  /** Per-process token buckets of the device routes and the console's sign-in (rate-limit.ts). */
+  limits: {
+    register: TokenBuckets;
+    source: TokenBuckets;
+    device: TokenBuckets;
+    signIn: TokenBuckets;
+    signInTotal: TokenBuckets;
+  };
 }
 
 export interface AppEnv {

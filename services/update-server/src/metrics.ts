@@ -97,7 +97,7 @@ export class Metrics {
 
   readonly rateLimited = new Counter(
     'abota_rate_limited_total',
-    'Device API requests answered 429, by limit (register | source | device).',
+    'Requests answered 429, by limit (device API: register | source | device; console: sign-in | sign-in-total).',
   );
 
   readonly shed = new Counter(

@@ -23,12 +23,18 @@ export interface RateLimitConfig {
   devicePerSource: RateSpec;
   /** Every authenticated device route, per device id (counted once its JWT verified). */
   perDevice: RateSpec;
+  /** Console sign-in attempts (POST /console/sign-in), per source address. */
+  signInPerSource: RateSpec;
+  /** Console sign-in attempts of this process from all sources together. */
+  signInTotal: RateSpec;
 }
 
 export const RATE_LIMITS_OFF: RateLimitConfig = {
   registerPerSource: { burst: 0, periodSeconds: 60 },
   devicePerSource: { burst: 0, periodSeconds: 60 },
   perDevice: { burst: 0, periodSeconds: 60 },
+  signInPerSource: { burst: 0, periodSeconds: 60 },
+  signInTotal: { burst: 0, periodSeconds: 60 },
 };
 
 /** Parses "<burst>/<seconds>" (e.g. "20/60": 20 per minute, bursts of 20); "0" turns it off. */
@@ -97,6 +103,12 @@ export function rateLimited(what: string, retryAfterSeconds: number): ServerErro
   );
 }
 
+/** The connection's peer address as is (loopback too); undefined for in-process requests. */
+export function peerAddress(c: Context): string | undefined {
+  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
+  return env?.incoming?.socket?.remoteAddress;
+}
+
 /**
  * The peer address of the connection (@hono/node-server puts the IncomingMessage in c.env).
  * Undefined for loopback peers and in-process requests: a reverse proxy on the same host makes
@@ -104,8 +116,7 @@ export function rateLimited(what: string, retryAfterSeconds: number): ServerErro
  * (the proxy should limit per client instead; README "Rate limits").
  */
 export function sourceAddress(c: Context): string | undefined {
-  const env = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
-  const address = env?.incoming?.socket?.remoteAddress;
+  const address = peerAddress(c);
   if (address === undefined) return undefined;
   if (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.')) return undefined;
   return address;

@@ -94,6 +94,16 @@ export const SETTINGS: readonly Setting[] = [
     description: 'device API requests per device, 0 = off',
   },
   {
+    env: 'ABOTA_RATE_SIGN_IN',
+    defaultValue: '10/60',
+    description: 'console sign-in attempts per source address (loopback exempt), 0 = off',
+  },
+  {
+    env: 'ABOTA_RATE_SIGN_IN_TOTAL',
+    defaultValue: '100/60',
+    description: 'console sign-in attempts from all sources together, per process, 0 = off',
+  },
+  {
     env: 'ABOTA_MAX_IN_FLIGHT',
     defaultValue: '256',
     description: 'requests in progress per process; beyond it 503 + Retry-After (0 = unbounded)',

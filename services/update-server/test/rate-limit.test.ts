@@ -62,6 +62,8 @@ describe('rate limits on the device API', () => {
         registerPerSource: { burst: 3, periodSeconds: 60 },
         devicePerSource: { burst: 8, periodSeconds: 60 },
         perDevice: { burst: 4, periodSeconds: 60 },
+        signInPerSource: { burst: 0, periodSeconds: 60 },
+        signInTotal: { burst: 0, periodSeconds: 60 },
       },
     });
     keys = await makeProduct('eflow-vm');

@@ -8,6 +8,7 @@ import type { Child } from 'hono/jsx';
 import type { Context } from 'hono';
 import { CONSOLE_CALLER, findApiKey } from '../auth/api-keys.js';
 import type { AppDeps } from '../context.js';
+import { peerAddress, sourceAddress } from '../rate-limit.js';
 import { audit } from '../routes/admin/common.js';
 import { serveAsset } from './assets.js';
 import { Document, renderPage } from './layout.js';
@@ -20,6 +21,7 @@ import {
   endSession,
   readSession,
 } from './session.js';
+import { signInRefusalMessage, takeSignInAttempt } from './sign-in-limit.js';
 import type { ApiCaller, ApiResult, ConsoleApp, ConsoleEnv, ConsoleDeps, NavEntry } from './types.js';
 
 /** How the console reaches the admin API: the whole app's `request` (app.ts passes it). */
@@ -100,9 +102,22 @@ export function consoleRoutes(deps: AppDeps, request: InProcessRequest): Hono {
     if (refused !== undefined) return refusal(c, 403, 'ERR_FORBIDDEN', refused);
     const form = await c.req.parseBody();
     const next = typeof form['next'] === 'string' ? form['next'] : undefined;
+    // Counted before the key is looked up; a refused attempt is not audited (the limit is what
+    // keeps a flood out of the audit log), only counted in abota_rate_limited_total.
+    const limited = takeSignInAttempt(deps.limits, sourceAddress(c));
+    if (limited !== undefined) {
+      deps.metrics.rateLimited.inc({ limit: limited.limit });
+      c.header('retry-after', String(limited.retryAfterSeconds));
+      return signInPage(c, { next, status: 429, error: signInRefusalMessage(limited) });
+    }
     const given = typeof form['key'] === 'string' ? form['key'].trim() : '';
     const key = given === '' ? undefined : await findApiKey(deps, given);
     if (key === undefined) {
+      // Audited and logged with the address, never with what was typed.
+      const address = peerAddress(c) ?? 'in-process';
+      const reason = given === '' ? 'no key' : 'unknown or revoked key';
+      await audit(deps.db, `address:${address}`, 'console.sign-in-failed', 'console', { reason });
+      deps.logger.warn({ address, reason }, 'console sign-in refused');
       return signInPage(c, {
         next,
         status: 401,
@@ -188,7 +203,7 @@ function refusal(c: Context, status: 401 | 403, code: string, message: string): 
 
 function signInPage(
   c: Context,
-  o: { next?: string | undefined; error?: string; status?: number },
+  o: { next?: string | undefined; error?: string; status?: 200 | 401 | 429 },
 ): Response | Promise<Response> {
   const body: Child = (
     <Document title="Sign in" scripts={['console.js']} styles={[]}>
@@ -220,5 +235,5 @@ function signInPage(
       </main>
     </Document>
   );
-  return c.html(body, (o.status ?? 200) as 200);
+  return c.html(body, o.status ?? 200);
 }
