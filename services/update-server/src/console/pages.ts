@@ -6,6 +6,7 @@ import { fleetPages } from './pages/fleet.js';
 import { keyPages } from './pages/keys.js';
 import { releasePages } from './pages/releases.js';
 import { rolloutPages } from './pages/rollouts.js';
+import { tokenPages } from './pages/tokens.js';
 import type { ConsolePage } from './types.js';
 
 export const CONSOLE_PAGES: readonly ConsolePage[] = [
@@ -14,5 +15,6 @@ export const CONSOLE_PAGES: readonly ConsolePage[] = [
   rolloutPages,
   releasePages,
   auditPages,
+  tokenPages,
   keyPages,
 ];

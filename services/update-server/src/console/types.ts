@@ -9,7 +9,7 @@ import type { ConsoleSession } from './session.js';
 export interface NavEntry {
   href: string;
   label: string;
-  /** Position in the nav (Fleet 10, Rollouts 20, Releases 30, Audit 40, Keys 50). */
+  /** Position in the nav (Fleet 10, Rollouts 20, Releases 30, Audit 40, Tokens 45, Keys 50). */
   order: number;
   /** Shown only to roles that may open it. */
   visible: (role: ApiKeyRole) => boolean;

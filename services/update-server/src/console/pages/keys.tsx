@@ -1,10 +1,11 @@
-// API keys (admin only): list, create (the key is shown once), revoke. Everything here is the
-// admin API's /v1/admin/api-keys called in-process, so a non-admin is refused by the API itself.
+// API keys (admin only): list, create with a role (the key is shown once), revoke. Everything here
+// is the admin API's /v1/admin/api-keys called in-process; the console refuses other roles before
+// the API does (the same 403 either way).
 import type { Context } from 'hono';
 import { API_KEY_ROLES } from '../../context.js';
 import { when } from '../format.js';
 import { roleAllows } from '../../auth/api-keys.js';
-import { actionFailed, ROLE_GROUPS } from '../helpers.js';
+import { actionFailed, onlyFor, ROLE_GROUPS, SecretOnce } from '../helpers.js';
 import { CsrfField, renderPage } from '../layout.js';
 import type { ConsoleDeps, ConsoleEnv, ConsolePage } from '../types.js';
 
@@ -25,14 +26,7 @@ async function keysView(c: Context<ConsoleEnv>, deps: ConsoleDeps, created?: { n
     { title: 'API keys', section: '/console/keys', ...(created === undefined ? {} : { status: 201 }) },
     <>
       {created === undefined ? null : (
-        <div class="notice" role="status">
-          <p>
-            Key <strong>{created.name}</strong> created. Copy it now; it is not shown again:
-          </p>
-          <p>
-            <code id="new-key">{created.key}</code>
-          </p>
-        </div>
+        <SecretOnce what="Key" name={created.name} secret={created.key} id="new-key" />
       )}
       <form class="filters" method="post" action="/console/keys">
         <CsrfField c={c} />
@@ -101,6 +95,9 @@ export const keyPages: ConsolePage = {
     visible: (role) => roleAllows(role, ROLE_GROUPS.admin),
   },
   register(app, deps: ConsoleDeps) {
+    const admins = onlyFor(ROLE_GROUPS.admin);
+    app.use('/console/keys', admins);
+    app.use('/console/keys/*', admins);
     app.get('/console/keys', (c) => keysView(c, deps));
     app.post('/console/keys', async (c) => {
       const form = await c.req.parseBody();
