@@ -1,12 +1,17 @@
 // biome-ignore-all lint/performance/useDomNodeTextContent: these are Playwright locators, whose innerText() is the rendered text a user reads, not DOM nodes
 // The web console in a real headless Chromium (Debian's `chromium`, playwright-core) against a real
-// abota-server with a simulated fleet (fixture.ts): sign-in, fleet, device history, releases,
-// audit, roles, CSRF, keyboard reachability, no console errors; screenshots of each page land in
+// abota-server with a simulated fleet (fixture.ts): sign-in and its rate limit, fleet, device
+// history, releases, provisioning tokens, audit, roles, CSRF, keyboard reachability, no console
+// errors; screenshots of each page land in
 // test/test-results/console/.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describeWithTool } from '@abota/testkit';
+import { rm } from 'node:fs/promises';
+import { describeWithTool, makeTempDir } from '@abota/testkit';
+import { DEFAULT_APP_CONFIG } from '@abota/update-server';
+import { LabServer } from '@abota/update-server/lab';
 import type { Page } from 'playwright-core';
+import { PRODUCT } from '../fixtures/fleet.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   type ConsoleBrowser,
@@ -41,6 +46,9 @@ describeWithTool('chromium', 'chromium', 'the web console in Chromium', (chromiu
     await page.close();
     return text;
   };
+  const tokenCount = async () =>
+    ((await (await api('/v1/admin/provisioning-tokens', cf.keys.admin)).json()) as { items: unknown[] }).items
+      .length;
   /** No console error or page error so far on this page; clears the list. */
   const clean = (w: WatchedPage) => {
     expect(w.problems).toEqual([]);
@@ -184,6 +192,63 @@ describeWithTool('chromium', 'chromium', 'the web console in Chromium', (chromiu
     clean(admin);
   });
 
+  it('tokens (admin): creates a provisioning token with bounded uses and expiry, shown once, and revokes it by keyboard (Space), audited', async () => {
+    const { page } = admin;
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await page.waitForURL(`${cf.url}/console/tokens`);
+    await page.getByLabel('Devices (uses)').fill('3');
+    await page.getByLabel('Expires in').selectOption({ label: '7 days' });
+    await page.getByLabel('Description').fill('line 3 batch');
+    await page.getByRole('button', { name: 'Create token' }).click();
+    await page.waitForLoadState('load');
+    const token = await page.locator('#new-token').innerText();
+    expect(token).toMatch(/^abp_/);
+    const listed = async () =>
+      (
+        (await (await api('/v1/admin/provisioning-tokens', cf.keys.admin)).json()) as {
+          items: {
+            id: string;
+            description: string;
+            maxUses: number;
+            uses: number;
+            expiresAt: string;
+            revokedAt: string | null;
+          }[];
+        }
+      ).items.find((t) => t.description === 'line 3 batch');
+    const created = await listed();
+    expect(created).toMatchObject({ maxUses: 3, uses: 0, revokedAt: null });
+    const days = (Date.parse(created!.expiresAt) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(6.9);
+    expect(days).toBeLessThanOrEqual(7);
+    // Shown once: the list has the token's uses, not the token.
+    await page.goto(`${cf.url}/console/tokens`);
+    expect(await page.locator('#new-token').count()).toBe(0);
+    expect(await page.content()).not.toContain(token);
+    const row = page.locator(`tr[data-token="${created!.id}"]`);
+    expect(await row.innerText()).toContain('3 of 3');
+    await screenshot(page, 'tokens');
+    await keyboardReachable(page);
+    clean(admin);
+
+    // Revoke by keyboard: Tab to the row's button, Space; the confirmation states the effect.
+    const dialog = new Promise<string>((resolve) =>
+      page.once('dialog', async (d) => {
+        resolve(d.message());
+        await d.accept();
+      }),
+    );
+    await tabTo(page, `tr[data-token="${created!.id}"] button`);
+    await page.keyboard.press('Space');
+    expect(await dialog).toContain('the 3 devices not yet registered with it can no longer register');
+    await expect.poll(async () => (await listed())?.revokedAt ?? null).not.toBeNull();
+    await page.waitForURL(`${cf.url}/console/tokens`);
+    expect(await row.getAttribute('data-state')).toBe('revoked');
+    expect(await row.getByRole('button').count()).toBe(0);
+    expect(await auditActions()).toContain('provisioning-token.revoke');
+    clean(admin);
+  });
+
   it('audit log: the sign-in and the console action, with the key that did them', async () => {
     const { page } = admin;
     await page.goto(`${cf.url}/console/audit`);
@@ -206,6 +271,7 @@ describeWithTool('chromium', 'chromium', 'the web console in Chromium', (chromiu
     await signIn(page, cf.url, cf.keys.viewer);
     expect(await page.locator('[data-role]').innerText()).toBe('viewer');
     expect(await page.getByRole('link', { name: 'API keys' }).count()).toBe(0);
+    expect(await page.getByRole('link', { name: 'Tokens' }).count()).toBe(0);
     await page.goto(`${cf.url}/console/devices/${device(2)}`);
     expect(await page.getByRole('button', { name: /Decommission|Save tags/ }).count()).toBe(0);
     expect(await page.locator('#tags').count()).toBe(0);
@@ -236,6 +302,22 @@ describeWithTool('chromium', 'chromium', 'the web console in Chromium', (chromiu
     await page.goto(`${cf.url}/console/keys`);
     expect(await page.getByRole('alert').innerText()).toContain('ERR_FORBIDDEN');
     expect((await deviceRow(device(2))).decommissionedAt).toBeNull();
+
+    // A token forged the same way (valid session, valid CSRF token): refused, none created.
+    const tokensBefore = await tokenCount();
+    const forged = await page.evaluate(
+      async ({ csrf, product }) => {
+        const res = await fetch('/console/tokens', {
+          method: 'POST',
+          body: new URLSearchParams({ _csrf: csrf, product, maxUses: '1000', expiresInSeconds: '2592000' }),
+        });
+        return { status: res.status, text: await res.text() };
+      },
+      { csrf, product: PRODUCT },
+    );
+    expect(forged.status).toBe(403);
+    expect(forged.text).toContain('may not use this console page');
+    expect(await tokenCount()).toBe(tokensBefore);
     await viewer.context.close();
   });
 
@@ -292,5 +374,47 @@ describeWithTool('chromium', 'chromium', 'the web console in Chromium', (chromiu
     expect(replay.headers.get('location')).toContain('/console/sign-in');
     expect(await auditActions()).toContain('console.sign-out');
     await context.close();
+  });
+
+  it('sign-in attempts past the limit are answered 429 with Retry-After and the wait on the page', async () => {
+    // A server of its own with a small limit (loopback peers count in the total only).
+    const dir = await makeTempDir('abota-console-limit-');
+    const server = await LabServer.start({
+      dataDir: dir,
+      rateLimits: { ...DEFAULT_APP_CONFIG.rateLimits, signInTotal: { burst: 3, periodSeconds: 600 } },
+    });
+    const w = await chrome.open();
+    try {
+      const { page } = w;
+      for (let i = 0; i < 3; i++) {
+        await page.goto(`${server.url}/console/sign-in`);
+        await page.getByLabel('Admin API key').fill(`abk_guess-${i}`);
+        await page.keyboard.press('Enter');
+        await page.waitForLoadState('load');
+        expect(await page.getByRole('alert').innerText()).toContain('unknown or revoked');
+      }
+      // The right key now waits too.
+      await page.getByLabel('Admin API key').fill(server.adminKey);
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.request().method() === 'POST'),
+        page.keyboard.press('Enter'),
+      ]);
+      expect(res.status()).toBe(429);
+      // One attempt per 200 s comes back; some of it has refilled since the first attempt.
+      const wait = Number(await res.headerValue('retry-after'));
+      expect(wait).toBeGreaterThan(150);
+      expect(wait).toBeLessThanOrEqual(200);
+      expect(await page.getByRole('alert').innerText()).toBe(
+        `Too many sign-in attempts on this server. Wait ${wait} s, then try again.`,
+      );
+      expect(await w.context.cookies(server.url)).toEqual([]);
+      await screenshot(page, 'sign-in-limited');
+      // Only the browser's notes of the 401 and 429 documents themselves.
+      expect(w.problems.filter((p) => !/status of (401|429)/.test(p))).toEqual([]);
+    } finally {
+      await w.context.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

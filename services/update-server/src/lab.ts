@@ -11,6 +11,7 @@ import { hc } from 'hono/client';
 import type { App } from './app.js';
 import { generateSecret } from './auth/secrets.js';
 import { DEFAULT_APP_CONFIG, type ServerConfig } from './config.js';
+import type { RateLimitConfig } from './rate-limit.js';
 import type { Clock } from './context.js';
 import { createLogger } from './logger.js';
 import { type RunningServer, startServer } from './server.js';
@@ -26,6 +27,8 @@ export interface LabServerOptions {
   databaseUrl?: string;
   /** The production path: blobs in S3 as `abota-server` reads it from ABOTA_S3_* (credentials from the AWS chain). */
   s3Env?: Readonly<Record<string, string>>;
+  /** Token buckets (default: the server's defaults). */
+  rateLimits?: RateLimitConfig;
 }
 
 export interface DeviceEvent {
@@ -80,6 +83,7 @@ export class LabServer {
       ...DEFAULT_APP_CONFIG,
       pollIntervalSeconds: o.pollIntervalSeconds ?? 1,
       pollJitterFraction: 0,
+      ...(o.rateLimits === undefined ? {} : { rateLimits: o.rateLimits }),
       blobDelivery: 'stream',
       host: '127.0.0.1',
       port: 0,
