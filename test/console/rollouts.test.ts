@@ -74,6 +74,7 @@ describeWithTool('chromium', 'chromium', 'the console rollout pages in Chromium'
     await signIn(page, cf.url, cf.keys.operator);
     await page.goto(`${cf.url}/console/rollouts`);
     await screenshot(page, 'rollouts-list');
+    expect(await unreachableByTab(page)).toEqual([]);
     await page.click('[data-action="new-rollout"]');
     await page.waitForURL(/\/console\/rollouts\/new$/);
     const releaseId = cf.fleet.releaseIds.get('1.1.0') ?? '';
@@ -87,6 +88,8 @@ describeWithTool('chromium', 'chromium', 'the console rollout pages in Chromium'
     await page.click('[data-action="preview"]');
     await page.waitForSelector('[data-preview]');
     await screenshot(page, 'rollout-new-dry-run');
+    expect(await unreachableByTab(page)).toEqual([]);
+    expect(w.problems).toEqual([]);
 
     // The page's numbers are the API's for the same rollout id.
     const previewId = await page.inputValue('input[name="previewId"]');

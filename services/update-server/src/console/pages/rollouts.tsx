@@ -216,7 +216,7 @@ export function actionEffects(doc: StatusDoc) {
     start: `Start ${r.name}: stage 1 (${pct(s.stages[0]?.percent ?? 100)}) offers ${r.releaseVersion} to ${many(s.stages[0]?.targeted ?? 0, 'device')} now.`,
     pause: `Pause ${where}: ${many(waiting, 'device')} will get no new offers; ${many(underWay, 'install')} under way finish.`,
     resume: `Resume ${where}: ${many(waiting, 'device')} may be offered ${r.releaseVersion} again; the stage's bake time starts again.`,
-    abort: `Abort ${r.name} for good: ${many(neverGet, 'device')} that have not started will never be offered ${r.releaseVersion}; ${many(underWay, 'install')} under way finish.`,
+    abort: `Abort ${r.name} for good: ${many(neverGet, 'device')} that ${neverGet === 1 ? 'has' : 'have'} not started will never be offered ${r.releaseVersion}; ${many(underWay, 'install')} under way finish.`,
     rollback: `Roll back: abort ${r.name} and offer the release chosen below to the ${many(reached, 'device')} this rollout reached (downgrade allowed).`,
   };
 }
