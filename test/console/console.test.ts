@@ -17,6 +17,7 @@ import {
   type ConsoleBrowser,
   type ConsoleFleet,
   type ContextPage,
+  javascriptBytes,
   launchChromium,
   screenshot,
   signIn,
@@ -263,6 +264,34 @@ describeWithTool('chromium', 'chromium', 'the web console in Chromium', (chromiu
     await screenshot(page, 'keys');
     await keyboardReachable(page);
     clean(admin);
+  });
+
+  it('ships under 100 KB of compressed JavaScript on every page (measured in the browser, cache empty)', async () => {
+    const pages = [
+      '/console/fleet',
+      `/console/devices/${device(0)}`,
+      '/console/rollouts',
+      `/console/rollouts/${cf.rolloutId}`,
+      '/console/rollouts/new',
+      '/console/releases',
+      '/console/audit',
+      '/console/tokens',
+      '/console/keys',
+    ];
+    const shipped: Record<string, number> = {};
+    for (const path of pages) {
+      const loaded = await javascriptBytes(admin.context, `${cf.url}${path}`);
+      expect(loaded.path).toBe(path.split('?')[0]);
+      shipped[path] = loaded.bytes;
+    }
+    console.log('JavaScript per page, compressed bytes as transferred:', shipped);
+    for (const [path, bytes] of Object.entries(shipped)) {
+      expect(bytes, path).toBeGreaterThan(0);
+      expect(bytes, path).toBeLessThan(100 * 1024);
+    }
+    // uPlot only where there is a chart.
+    expect(shipped['/console/fleet']).toBeGreaterThan(10_000);
+    expect(shipped['/console/audit']).toBeLessThan(2_000);
   });
 
   it('a viewer sees no action and no admin page; the console and the API refuse the action (403) and nothing changes', async () => {

@@ -178,3 +178,40 @@ export async function unreachableByTab(page: Page, max = 600): Promise<string[]>
       .map((el) => '<' + el.tagName.toLowerCase() + '> ' + (el.textContent ?? '').trim().slice(0, 40));
   })()`)) as string[];
 }
+
+/**
+ * Opens `url` in a new page of `context` (its cookies) with the browser cache off and sums the
+ * compressed bytes of the JavaScript downloaded for it (each script response's Content-Length,
+ * brotli as Chromium asks for it). Returns the bytes and the path the page ended on.
+ */
+export async function javascriptBytes(
+  context: BrowserContext,
+  url: string,
+): Promise<{ bytes: number; path: string }> {
+  const page = await context.newPage();
+  try {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+    const sizes: Promise<number>[] = [];
+    page.on('response', (response) => {
+      if (response.request().resourceType() !== 'script') return;
+      sizes.push(
+        response.allHeaders().then((h) => {
+          // The server sends every asset with its length; a script served any other way is a failure here.
+          if (
+            response.status() !== 200 ||
+            h['content-length'] === undefined ||
+            h['content-encoding'] === undefined
+          )
+            throw new Error(`${response.url()}: HTTP ${response.status()}, ${JSON.stringify(h)}`);
+          return Number(h['content-length']);
+        }),
+      );
+    });
+    await page.goto(url, { waitUntil: 'networkidle' });
+    const bytes = (await Promise.all(sizes)).reduce((a, b) => a + b, 0);
+    return { bytes, path: new URL(page.url()).pathname };
+  } finally {
+    await page.close();
+  }
+}

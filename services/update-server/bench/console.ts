@@ -1,6 +1,7 @@
 // Console render time at fleet scale (issue 17 budget: ≤ 300 ms server time per page). A scratch
 // PostgreSQL database seeded with CONSOLE_BENCH_DEVICES devices (default 100,000) across versions,
-// states, slots, tags and 30 days of commit reports, 10,000 audit records; the app in-process
+// states, slots, tags and 30 days of commit reports, a rollout to a tenth of them (every one a
+// member, outcomes over two days), 10,000 audit records; the app in-process
 // (createApp over node-postgres), signed in through the console; each page requested
 // CONSOLE_BENCH_RUNS times after a warm-up, time to the full HTML body measured (server time: no
 // network, no browser). Prints one line per page: p50 / p95 / max ms, bytes.
@@ -53,6 +54,15 @@ try {
     select 'apikey:' || gen_random_uuid(), 'rollout.pause', 'rollout:' || gen_random_uuid(), '{}'::jsonb,
       now() - i * interval '1 minute'
     from generate_series(1, 10000) as i`);
+  // The canary rollout of seedCanaryRelease (tag canary: a tenth of the fleet) with every canary
+  // device a member, outcomes spread over the last two days (its page draws the failure rate).
+  await db.execute(sql`
+    insert into rollout_devices (rollout_id, device_id, state, updated_at, blobs_fetched_at, committed_at)
+    select r.id, d.id, s.state, now() - (abs(hashtext(d.id::text)) % 2880) * interval '1 minute', now() - interval '2 days',
+      case when s.state = 'committed' then now() - (abs(hashtext(d.id::text)) % 2880) * interval '1 minute' end
+    from rollouts r, devices d,
+      lateral (select (array['committed','committed','committed','installing','failed','offered'])[1 + abs(hashtext(d.id::text)) % 6] as state) s
+    where 'canary' = any(d.tags)`);
   await db.execute(sql`analyze`);
   const [{ n: events } = { n: 0 }] = (
     (await db.execute(sql`select count(*)::int as n from device_events`)) as unknown as {
@@ -82,7 +92,9 @@ try {
   });
   const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
   const get = async (path: string) => {
-    const res = await app.request(path, { headers: { cookie } });
+    // Admin API paths (for comparison with the page that uses them) with the key, pages with the session.
+    const headers = path.startsWith('/v1/') ? { authorization: `Bearer ${key}` } : { cookie };
+    const res = await app.request(path, { headers });
     const body = await res.text();
     if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status} ${body.slice(0, 200)}`);
     return body;
@@ -90,6 +102,9 @@ try {
   const firstPage = await get('/console/fleet');
   const after = /href="\/console\/fleet\?after=([0-9a-f-]+)"/.exec(firstPage)?.[1];
   const someDevice = /href="\/console\/devices\/([0-9a-f-]+)"/.exec(firstPage)?.[1];
+  const [{ id: rolloutId } = { id: '' }] = (
+    (await db.execute(sql`select id from rollouts limit 1`)) as unknown as { rows: { id: string }[] }
+  ).rows;
   const pages = [
     '/console/fleet',
     `/console/fleet?after=${after}`,
@@ -101,6 +116,13 @@ try {
     `/console/devices/${someDevice}`,
     '/console/releases',
     '/console/audit',
+    '/console/rollouts',
+    `/console/rollouts/${rolloutId}`,
+    `/console/rollouts/${rolloutId}/failure.json`,
+    `/v1/admin/rollouts/${rolloutId}/status`,
+    '/console/rollouts/new',
+    '/console/tokens',
+    '/console/keys',
   ];
   console.log(`page (${RUNS} runs after 3 warm-up)`.padEnd(48), 'p50 ms  p95 ms  max ms  bytes');
   for (const path of pages) {
