@@ -13,7 +13,23 @@ const installing = (c) => INSTALLING.reduce((sum, s) => sum + (c[s] || 0), 0);
 let chart;
 let series;
 
-const TIME_INCREMENTS = [1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 7 * 86400];
+const TIME_INCREMENTS = [
+  1,
+  5,
+  10,
+  15,
+  30,
+  60,
+  300,
+  600,
+  900,
+  1800,
+  3600,
+  4 * 3600,
+  12 * 3600,
+  86400,
+  7 * 86400,
+];
 
 async function drawFailureChart(figure) {
   const res = await fetch(figure.dataset.src, { credentials: 'same-origin' });
@@ -26,7 +42,10 @@ async function drawFailureChart(figure) {
       height: 220,
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(10, Math.ceil(max * 1.2))] } },
       // Whole seconds at the finest: a rollout minutes old would otherwise get ":18.500" ticks.
-      axes: [{ incrs: TIME_INCREMENTS }, { label: '% of outcomes', values: (_u, ticks) => ticks.map((v) => `${v} %`) }],
+      axes: [
+        { incrs: TIME_INCREMENTS },
+        { label: '% of outcomes', values: (_u, ticks) => ticks.map((v) => `${v} %`) },
+      ],
       series: [
         {},
         { label: 'failure rate', stroke: '#b42318', width: 2, value: (_u, v) => (v == null ? '—' : pct(v)) },
