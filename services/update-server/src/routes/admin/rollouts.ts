@@ -22,7 +22,6 @@ import {
   RolloutSchema,
   RolloutStatusSchema,
 } from '@abota/api';
-import { resolveAutoRollback } from '../../rollout/auto-rollback.js';
 import { rolloutStatus } from '../../rollout/status.js';
 import { bakeSecondsOf } from '../../rollout/health.js';
 import { loadProgress, loadRollout, type RolloutRow } from '../../rollout/store.js';
