@@ -27,7 +27,9 @@ export type ClientErrorCode =
   | 'ERR_BOOTCTL_STATE_EXISTS' // init: the file backend's boot state exists (--force replaces it)
   | 'ERR_BOOTCTL_STATE_MISSING' // grubenv / U-Boot env / state file not provisioned yet
   | 'ERR_BOOTCTL_ENTRY_MISSING' // uefi: no Boot#### / no UKI on the ESP for a slot
+  | 'ERR_BOOTCTL_BOOT_IMAGE_INVALID' // uefi systemd-boot: the slot's boot image is not FAT or holds no UKI
   | 'ERR_BOOTCTL_ESP_DUPLICATE' // uefi systemd-boot: two names for one slot's UKI that may share clusters
+  | 'ERR_BOOTCTL_ESP_IO' // uefi systemd-boot: the UKI cannot be written or renamed on the ESP (full, read-only)
   // config.ts, device-state.ts, install/journal.ts — the agent's own files
   | 'ERR_CONFIG_INVALID' // agent config (file or ABOTA_* override) fails the schema
   | 'ERR_CONFIG_NOT_SIMULATED' // simulate-reboot on a device with a real bootloader or /proc files

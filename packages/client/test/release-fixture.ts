@@ -96,6 +96,8 @@ export interface ReleaseOptions {
   bootSizeBytes?: number;
   /** Use this file as the rootfs image instead of generating one (e.g. an edited copy of an older release's). */
   rootfsImagePath?: string;
+  /** Ship this file as the boot image (e.g. a FAT image holding a UKI); instead of bootSizeBytes. */
+  bootImagePath?: string;
 }
 
 export interface Release {
@@ -202,8 +204,16 @@ export async function makeRelease(o: ReleaseOptions): Promise<Release> {
     o.rootfsImagePath,
   );
   const boot =
-    o.bootSizeBytes !== undefined
-      ? await buildImage(work, releaseDir, 'boot', o.bootSizeBytes, (o.seed ?? 7) + 1000, codec)
+    o.bootSizeBytes !== undefined || o.bootImagePath !== undefined
+      ? await buildImage(
+          work,
+          releaseDir,
+          'boot',
+          o.bootSizeBytes ?? 0,
+          (o.seed ?? 7) + 1000,
+          codec,
+          o.bootImagePath,
+        )
       : undefined;
   const now = Date.now();
   const manifest: ReleaseManifest = {

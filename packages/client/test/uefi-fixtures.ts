@@ -1,7 +1,7 @@
 // Test fixtures for the uefi backend: a directory standing in for efivarfs with a factory image's
 // variables, and a directory ESP with the slots' UKIs.
 import { execFile } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { writeLoaderString } from '../src/bootctl/bls.js';
@@ -36,6 +36,34 @@ export function slotOption(slot: 'A' | 'B'): LoadOption {
     ],
     optionalData: new Uint8Array(0),
   };
+}
+
+/**
+ * A FAT image of `sizeBytes` (mkfs.vfat, mtools) holding `files` (path in the image → content),
+ * as `abota release build --boot-format uki` lays out a UKI boot image. `fatBits` forces the type.
+ */
+export async function makeFatImage(
+  path: string,
+  sizeBytes: number,
+  files: Record<string, Uint8Array | string>,
+  fatBits?: 12 | 16 | 32,
+): Promise<void> {
+  await writeFile(path, Buffer.alloc(0));
+  await run('truncate', ['-s', String(sizeBytes), path]);
+  await run('mkfs.vfat', [...(fatBits ? ['-F', String(fatBits)] : []), '-n', 'TEST', path]);
+  const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' };
+  const dirs = new Set<string>();
+  for (const file of Object.keys(files)) {
+    const parts = file.split('/').filter((p) => p !== '');
+    for (let i = 1; i < parts.length; i++) dirs.add(`/${parts.slice(0, i).join('/')}`);
+  }
+  for (const dir of [...dirs].sort()) await run('mmd', ['-i', path, `::${dir}`], { env });
+  for (const [file, content] of Object.entries(files)) {
+    const local = `${path}.content`;
+    await writeFile(local, content);
+    await run('mcopy', ['-o', '-i', path, local, `::${file}`], { env });
+  }
+  await rm(`${path}.content`, { force: true });
 }
 
 /** Mark a variable immutable as the kernel does for EFI_GLOBAL_VARIABLE ones (where chattr works). */

@@ -33,6 +33,18 @@ export interface BootControl {
   setTryOnce(slot: SlotName): Promise<void>;
   /** Make `slot` the slot to boot from now on. */
   setPrimary(slot: SlotName): Promise<void>;
+  /**
+   * Backends whose bootloader does not boot the slot's boot image where the installer wrote it
+   * (uefi systemd-boot: UKIs on the ESP) take what they need from it here: called after the
+   * image is written and before setTryOnce, with reads checked against the signed hash tree.
+   */
+  installBootImage?(slot: SlotName, image: VerifiedImageReader, where: string): Promise<void>;
+}
+
+/** Positional reads of an installed image; every byte returned was verified (throws otherwise). */
+export interface VerifiedImageReader {
+  readonly sizeBytes: number;
+  read(position: number, length: number): Promise<Uint8Array>;
 }
 
 export function otherSlot(slot: SlotName): SlotName {

@@ -4,6 +4,7 @@ export {
   type BootedSlotSource,
   type SlotName,
   type SlotState,
+  type VerifiedImageReader,
   SLOT_NAMES,
   assertSlotName,
   bootedSlotFromCmdline,
@@ -87,6 +88,7 @@ export {
   encodeUint16Array,
 } from './efivar-formats.js';
 export { DEFAULT_EFIVARS_PATH, EfiVarStore, type EfiVarStoreOptions } from './efivarfs.js';
+export { UKI_PATH_IN_BOOT_IMAGE } from './esp-uki.js';
 export { emulateSystemdBoot, formatBlsName, nextBlsName, parseBlsName } from './bls.js';
 export {
   DEFAULT_BOOT_ENTRY_DESCRIPTIONS,

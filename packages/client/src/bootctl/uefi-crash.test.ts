@@ -2,14 +2,22 @@
 // standing in for efivarfs (file semantics only: a variable is the old or the new value, as
 // SetVariable() guarantees on real firmware) and a directory ESP. After each cut the device
 // boots (the emulated firmware / systemd-boot), then the agent resumes from its journal's phase
-// as abota-agent does. Checked: no boot ever ends in rescue, slot B only boots once its image is
-// complete, and every run ends committed on B or rolled back to A. The same with real firmware
+// as abota-agent does. In systemd-boot mode the install step copies slot B's UKI out of its FAT
+// boot image onto the ESP (installBootImage), so its writes, unlinks and rename are cut too.
+// Checked: no boot ever ends in rescue, slot B only boots once its image (systemd-boot: the UKI
+// on the ESP, byte for byte) is complete, and every run ends committed on B or rolled back to A. The same with real firmware
 // and a SIGKILLed agent is h18-vm's VM scenario (npm run test:vm).
-import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { withTempDir } from '@abota/testkit';
-import { expect, it } from 'vitest';
-import { provisionFirmwareEfivars, provisionSystemdBootEsp, unlockTree } from '../../test/uefi-fixtures.js';
+import { describeWithTool, withTempDir } from '@abota/testkit';
+import { beforeAll, expect, it } from 'vitest';
+import {
+  makeFatImage,
+  provisionFirmwareEfivars,
+  provisionSystemdBootEsp,
+  unlockTree,
+} from '../../test/uefi-fixtures.js';
 import type { SlotName } from './bootcontrol.js';
 import { EfiVarStore } from './efivarfs.js';
 import { emulateFirmwareBoot, emulateSystemdBootSlot, type UefiMode, UefiBootControl } from './uefi.js';
@@ -23,6 +31,16 @@ interface Outcome {
   outcome: 'committed' | 'rolled-back';
   cut: boolean;
   boots: (SlotName | 'rescue')[];
+}
+
+/** Slot B's boot image (systemd-boot mode: a FAT image with the UKI, as release build makes it). */
+const UKI_B = randomBytes(2_500_000);
+let bootImageB: Buffer = Buffer.from('boot image of slot B, release 2\n');
+
+async function espFileOf(esp: string, stem: string): Promise<Buffer> {
+  const files = (await readdir(join(esp, 'EFI', 'Linux'))).filter((f) => f.startsWith(stem));
+  expect(files).toHaveLength(1);
+  return readFile(join(esp, 'EFI', 'Linux', files[0]!));
 }
 
 async function update(mode: UefiMode, dir: string, cutAt: number): Promise<Outcome> {
@@ -41,7 +59,7 @@ async function update(mode: UefiMode, dir: string, cutAt: number): Promise<Outco
   else ({ efivars, esp } = await provisionSystemdBootEsp(dir));
   const store = new EfiVarStore({ root: efivars });
   const control = new UefiBootControl({ mode, efivars, espPath: esp, bootedSlot: 'A', beforeStep: step });
-  const imageB = mode === 'firmware' ? join(dir, 'boot-b.img') : join(esp, 'EFI', 'Linux', 'abota-b.efi');
+  const imageB = join(dir, 'boot-efi-b.img');
   let imageComplete = false;
   const boots: (SlotName | 'rescue')[] = [];
   const boot = async (): Promise<SlotName | 'rescue'> => {
@@ -50,6 +68,8 @@ async function update(mode: UefiMode, dir: string, cutAt: number): Promise<Outco
     boots.push(slot);
     expect(slot, `boot ${boots.length} after ${steps} steps`).not.toBe('rescue');
     if (slot === 'B') expect(imageComplete, 'slot B booted before its image was complete').toBe(true);
+    if (slot === 'B' && mode === 'systemd-boot')
+      expect((await espFileOf(esp, 'abota-b')).equals(UKI_B)).toBe(true);
     return slot;
   };
 
@@ -63,14 +83,21 @@ async function update(mode: UefiMode, dir: string, cutAt: number): Promise<Outco
       }
       if (phase === 'writing') {
         imageComplete = false;
-        for (const chunk of ['UKI of slot B, ', 'release 2', '\n']) {
+        const third = Math.ceil(bootImageB.length / 3);
+        for (let at = 0; at < bootImageB.length; at += third) {
           step();
-          await writeFile(imageB, chunk, { flag: chunk.startsWith('UKI') ? 'w' : 'a' });
+          await writeFile(imageB, bootImageB.subarray(at, at + third), { flag: at === 0 ? 'w' : 'a' });
         }
         imageComplete = true;
         phase = 'written';
       }
       if (phase === 'written') {
+        const bytes = await readFile(imageB);
+        const reader = {
+          sizeBytes: bytes.length,
+          read: async (p: number, n: number) => bytes.subarray(p, p + n),
+        };
+        await control.installBootImage('B', reader, 'slot B boot image');
         await control.setTryOnce('B');
         phase = 'boot-pending';
       }
@@ -117,28 +144,37 @@ async function update(mode: UefiMode, dir: string, cutAt: number): Promise<Outco
   throw new Error('no outcome after 20 rounds');
 }
 
-it.each(['firmware', 'systemd-boot'] as const)(
-  '%s: a power cut at any write step boots a complete slot and ends committed or rolled back',
-  async (mode) => {
-    const outcomes: string[] = [];
-    for (let cutAt = 1; ; cutAt++) {
-      const r = await withTempDir(async (dir) => {
-        try {
-          return await update(mode, dir, cutAt);
-        } finally {
-          await unlockTree(dir);
+describeWithTool('mcopy', 'mtools', 'power cuts', () => {
+  beforeAll(async () => {
+    await withTempDir(async (dir) => {
+      await makeFatImage(join(dir, 'boot.img'), 4 * 1024 * 1024, { '/EFI/BOOT/BOOTX64.EFI': UKI_B });
+      bootImageB = await readFile(join(dir, 'boot.img'));
+    });
+  });
+
+  it.each(['firmware', 'systemd-boot'] as const)(
+    '%s: a power cut at any write step boots a complete slot and ends committed or rolled back',
+    async (mode) => {
+      const outcomes: string[] = [];
+      for (let cutAt = 1; ; cutAt++) {
+        const r = await withTempDir(async (dir) => {
+          try {
+            return await update(mode, dir, cutAt);
+          } finally {
+            await unlockTree(dir);
+          }
+        });
+        if (!r.cut) {
+          expect(r.outcome).toBe('committed'); // no cut at all: the plain update
+          break;
         }
-      });
-      if (!r.cut) {
-        expect(r.outcome).toBe('committed'); // no cut at all: the plain update
-        break;
+        outcomes.push(`${cutAt}:${r.outcome}:${r.boots.join('')}`);
       }
-      outcomes.push(`${cutAt}:${r.outcome}:${r.boots.join('')}`);
-    }
-    // Every step was cut once; a cut in the commit before BootOrder/default moved rolls back.
-    expect(outcomes.length).toBeGreaterThan(8);
-    expect(outcomes.some((o) => o.includes(':committed:'))).toBe(true);
-    console.log(`${mode}: ${outcomes.length} cut points: ${outcomes.join(' ')}`);
-  },
-  120_000,
-);
+      // Every step was cut once; a cut in the commit before BootOrder/default moved rolls back.
+      expect(outcomes.length).toBeGreaterThan(8);
+      expect(outcomes.some((o) => o.includes(':committed:'))).toBe(true);
+      console.log(`${mode}: ${outcomes.length} cut points: ${outcomes.join(' ')}`);
+    },
+    120_000,
+  );
+});

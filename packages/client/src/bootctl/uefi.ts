@@ -12,7 +12,7 @@
 //   automatic boot assessment: the trial slot's UKI renamed to <name>+N.efi (systemd-boot renames
 //   it to +(N-1)-1 before booting it), armed with LoaderEntryOneShot, the committed slot blessed
 //   (counter dropped, what systemd-bless-boot does) and named in LoaderEntryDefault.
-import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClientError, isClientError } from '../errors.js';
 import {
@@ -23,6 +23,7 @@ import {
   readBootedSlot,
   type SlotName,
   type SlotState,
+  type VerifiedImageReader,
 } from './bootcontrol.js';
 import {
   type BlsName,
@@ -49,6 +50,7 @@ import {
   SYSTEMD_LOADER_GUID,
 } from './efivar-formats.js';
 import { type EfiVarStep, EfiVarStore } from './efivarfs.js';
+import { type EspStep, installUkiOnEsp } from './esp-uki.js';
 import { withPathLock } from './pathlock.js';
 
 export type UefiMode = 'firmware' | 'systemd-boot';
@@ -73,8 +75,8 @@ export interface UefiBootControlOptions extends BootedSlotSource {
   ukiNames?: Record<SlotName, string>;
   /** Boots a trial gets before it is abandoned (firmware: AbotaTrial counter; systemd-boot: +N). Default 1. */
   tryBoots?: number;
-  /** Called before each write step — variables and ESP renames/unlinks (tests: crash points). */
-  beforeStep?: (step: EfiVarStep | 'esp-rename' | 'esp-unlink', target: string) => void | Promise<void>;
+  /** Called before each write step — variables and ESP writes/renames/unlinks (tests: crash points). */
+  beforeStep?: (step: EfiVarStep | EspStep, target: string) => void | Promise<void>;
 }
 
 // ---------------------------------------------------------------- firmware mode
@@ -310,6 +312,28 @@ export class UefiBootControl implements BootControl {
     return this.#locked(slot, () =>
       this.mode === 'firmware' ? this.#fwSetPrimary(slot) : this.#sdSetPrimary(slot),
     );
+  }
+
+  /**
+   * systemd-boot: copy the UKI out of `slot`'s freshly written, verified boot image onto the ESP
+   * (esp-uki.ts), after marking the slot bad so no variable names its old entry. Firmware mode
+   * boots the slot partition itself: nothing to do.
+   */
+  installBootImage(slot: SlotName, image: VerifiedImageReader, where: string): Promise<void> {
+    if (this.mode === 'firmware') return Promise.resolve();
+    return this.#locked(slot, async () => {
+      await this.#sdMarkBad(slot);
+      await mkdir(this.#linuxDir, { recursive: true });
+      const files = await readdir(this.#linuxDir);
+      await installUkiOnEsp({
+        linuxDir: this.#linuxDir,
+        stem: this.#ukiNames[slot],
+        slotFiles: files.filter((f) => slotOfUki(parseBlsName(f), this.#ukiNames) === slot),
+        image,
+        where,
+        beforeStep: this.#options.beforeStep,
+      });
+    });
   }
 
   #locked(slot: SlotName, fn: () => Promise<void>): Promise<void> {

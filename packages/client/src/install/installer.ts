@@ -40,13 +40,17 @@ import {
 } from './plan.js';
 import type { DeltaCandidate, ReleaseSource } from './release-source.js';
 import { deltaWriter, fullWriter, type ImageWrite } from './slot-writers.js';
+import { VerifiedSlotReader } from './slot-reader.js';
 import { deviceInfo, openSlotForWrite, otherSlot, type SlotName } from './slot-io.js';
 import { VerifiedTree } from './verified-tree.js';
 
 export { MAX_HASH_TREE_BYTES } from './verified-tree.js';
 
 /** What the installer needs from a boot-control backend (src/bootctl). */
-export type SlotBootControl = Pick<BootControl, 'getBootedSlot' | 'getSlotState' | 'markBad' | 'setTryOnce'>;
+export type SlotBootControl = Pick<
+  BootControl,
+  'getBootedSlot' | 'getSlotState' | 'markBad' | 'setTryOnce' | 'installBootImage'
+>;
 
 /**
  * Durable checkpoint interval. Each checkpoint is an fdatasync of the slot plus a journal write;
@@ -258,6 +262,7 @@ class InstallAttempt {
         for (const plan of await this.plan()) await this.writeImage(plan);
         await this.journal.save({ phase: 'written' });
       }
+      if (this.journal.current.phase === 'written') await this.installBootImage();
       await this.armTrial();
       return this.journal.current;
     } catch (caught) {
@@ -284,6 +289,24 @@ class InstallAttempt {
       progress: this.journal.current.images,
       deltas: await this.deltasOffered(),
     });
+  }
+
+  /**
+   * 4b. A backend whose bootloader boots the slot's boot image from elsewhere (uefi systemd-boot:
+   *     the UKI on the ESP) copies it out of the slot, each block read back and checked against
+   *     the signed tree. Repeated whole after a crash (the journal is still `written`).
+   */
+  private async installBootImage(): Promise<void> {
+    const boot = this.r.images.find(([name]) => name === 'boot');
+    const path = this.o.config.slots[this.r.target].boot?.path;
+    if (this.o.bootControl.installBootImage === undefined || boot === undefined || path === undefined) return;
+    const where = `slot ${this.r.target} boot image ${path}`;
+    const reader = await VerifiedSlotReader.open(path, this.trees.get('boot')!, boot[1], where);
+    try {
+      await this.o.bootControl.installBootImage(this.r.target, reader, where);
+    } finally {
+      await reader.close();
+    }
   }
 
   /**

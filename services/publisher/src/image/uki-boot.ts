@@ -10,6 +10,7 @@
 // from and the offset from the layout rule (docs/image.md "Unified kernel images").
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { UKI_PATH_IN_BOOT_IMAGE } from '@abota/client';
 import { type BootImageOptions, releaseCmdline, sniffRootfsType } from './bootimg.js';
 import { ImageError } from './errors.js';
 import { buildInitramfs } from './initramfs.js';
@@ -19,8 +20,8 @@ import { buildUki, type PeImage, type SecureBootKey, sbsignInPlace } from './uki
 export const BOOT_FORMATS = ['grub', 'uki'] as const;
 export type BootFormat = (typeof BOOT_FORMATS)[number];
 
-/** Where the UKI is inside the boot image (the UEFI removable-media path). */
-export const UKI_PATH_IN_BOOT_IMAGE = '/EFI/BOOT/BOOTX64.EFI';
+/** Where the UKI is inside the boot image (the UEFI removable-media path); the agent copies it from there. */
+export { UKI_PATH_IN_BOOT_IMAGE };
 
 export interface UkiBootImageOptions extends BootImageOptions {
   stub: string;
