@@ -4,7 +4,7 @@
 // and renamed to `<name>+0.efi` — an entry with no tries left, listed last and never chosen while
 // the running slot's entry is the default — so a power cut at any point leaves the old entry set
 // bootable; setTryOnce then gives the entry its tries. README "The `uefi` backend".
-import { open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClientError } from '../errors.js';
 import type { VerifiedImageReader } from './bootcontrol.js';

@@ -51,8 +51,20 @@ export function registerImageCommands(program: Command): void {
       'grub',
     )
     .option(
+      '--loader <firmware|systemd-boot>',
+      "uefi: firmware boots each slot's UKI from BootEFIA/B (Boot0001/0002); systemd-boot on the ESP boots the UKIs in /EFI/Linux (slot A's as abota-a.efi, the default)",
+      'firmware',
+    )
+    .option(
+      '--systemd-boot <efi>',
+      'systemd-boot binary to install',
+      '/usr/lib/systemd/boot/efi/systemd-bootx64.efi',
+    )
+    .option('--sb-key <key.pem>', 'sign systemd-boot for Secure Boot with this key (sbsign; with --sb-cert)')
+    .option('--sb-cert <cert.pem>', 'the certificate of --sb-key')
+    .option(
       '--ovmf-vars <file>',
-      'uefi: write Boot0001 (A), Boot0002 (B) and BootOrder into this copy of an OVMF varstore',
+      'uefi: write the boot entries (firmware: Boot0001 A, Boot0002 B; systemd-boot: Boot0001 "Linux Boot Manager") and BootOrder into this copy of an OVMF varstore',
     )
     .option('--ovmf-vars-template <file>', 'the varstore to copy', '/usr/share/OVMF/OVMF_VARS_4M.fd')
     .option(

@@ -6,6 +6,8 @@ import {
   type DiskBootPath,
   type DiskFormat,
   type DiskSummary,
+  UEFI_LOADERS,
+  type UefiLoader,
 } from '../image/disk.js';
 import { ImageError } from '../image/errors.js';
 import { MIB, type PartitionSizes, parseSize } from '../image/layout.js';
@@ -36,6 +38,10 @@ interface DiskFlags {
   dataDirContent?: string;
   console?: string;
   boot: string;
+  loader: string;
+  systemdBoot: string;
+  sbKey?: string;
+  sbCert?: string;
   ovmfVars?: string;
   ovmfVarsTemplate: string;
   secureBootCert?: string;
@@ -67,7 +73,8 @@ function printDisk(s: DiskSummary): void {
       `  ${String(p.number).padStart(2)} ${p.name.padEnd(9)} ${String(p.sizeBytes / MIB).padStart(6)} MiB at ${p.offsetBytes}${hash}`,
     );
   }
-  for (const e of s.uefi?.entries ?? []) lines.push(`  ${e.bootNumber} slot ${e.slot}: ${e.devicePath}`);
+  for (const e of s.uefi?.entries ?? []) lines.push(`  ${e.bootNumber} "${e.description}": ${e.devicePath}`);
+  if (s.uefi?.espFiles) lines.push(`  ESP (systemd-boot): ${s.uefi.espFiles.join(' ')}`);
   if (s.uefi?.ovmfVars) {
     lines.push(
       `  OVMF varstore ${s.uefi.ovmfVars}: BootOrder ${s.uefi.bootOrder.join(',')}${s.uefi.secureBoot ? ', Secure Boot keys enrolled' : ''}`,
@@ -103,6 +110,18 @@ export async function disk(flags: DiskFlags): Promise<void> {
       `--boot ${flags.boot}: expected one of ${DISK_BOOT_PATHS.join(', ')}`,
     );
   }
+  if (!(UEFI_LOADERS as readonly string[]).includes(flags.loader)) {
+    throw new ImageError(
+      'ERR_IMAGE_USAGE',
+      `--loader ${flags.loader}: expected one of ${UEFI_LOADERS.join(', ')}`,
+    );
+  }
+  if ((flags.sbKey === undefined) !== (flags.sbCert === undefined)) {
+    throw new ImageError('ERR_IMAGE_USAGE', '--sb-key and --sb-cert go together (sbsign needs both)');
+  }
+  if (flags.sbKey !== undefined && flags.loader !== 'systemd-boot') {
+    throw new ImageError('ERR_IMAGE_USAGE', '--sb-key signs systemd-boot: it needs --loader systemd-boot');
+  }
   if (flags.secureBootCert !== undefined && flags.ovmfVars === undefined) {
     throw new ImageError(
       'ERR_IMAGE_USAGE',
@@ -130,6 +149,11 @@ export async function disk(flags: DiskFlags): Promise<void> {
     dataDirContent: flags.dataDirContent,
     console: flags.console,
     boot: flags.boot as DiskBootPath,
+    ...(flags.loader !== 'firmware' || flags.boot === 'uefi' ? { loader: flags.loader as UefiLoader } : {}),
+    systemdBoot: {
+      efi: flags.systemdBoot,
+      sign: flags.sbKey === undefined ? undefined : { key: flags.sbKey, cert: flags.sbCert! },
+    },
     ovmfVars:
       flags.ovmfVars === undefined
         ? undefined

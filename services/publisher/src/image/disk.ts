@@ -21,6 +21,13 @@ import {
   secureBootVariables,
   setVariables,
 } from './efi-vars.js';
+import {
+  buildSystemdBootEsp,
+  DEFAULT_SYSTEMD_BOOT_EFI,
+  SYSTEMD_BOOT_ENTRY_DESCRIPTION,
+  SYSTEMD_BOOT_ESP_PATH,
+} from './sdboot-esp.js';
+import type { SecureBootKey } from './uki.js';
 import { UKI_PATH_IN_BOOT_IMAGE } from './uki-boot.js';
 import { ImageError } from './errors.js';
 import { makeExt4 } from './ext4.js';
@@ -46,6 +53,9 @@ export const DISK_FORMATS = ['raw', 'qcow2', 'vhdx'] as const;
 export const DISK_BOOT_PATHS = ['grub', 'uefi'] as const;
 export type DiskBootPath = (typeof DISK_BOOT_PATHS)[number];
 export type DiskFormat = (typeof DISK_FORMATS)[number];
+/** uefi: the firmware boots the slot partitions (Boot0001/0002), or systemd-boot on the ESP boots UKIs copied there. */
+export const UEFI_LOADERS = ['firmware', 'systemd-boot'] as const;
+export type UefiLoader = (typeof UEFI_LOADERS)[number];
 
 export interface DiskOptions {
   release: string;
@@ -60,6 +70,10 @@ export interface DiskOptions {
   console?: string | undefined;
   /** How the disk boots (default grub). */
   boot?: DiskBootPath;
+  /** uefi: what the firmware starts (default firmware: each slot's UKI from its partition). */
+  loader?: UefiLoader;
+  /** systemd-boot: the EFI binary (default Debian's) and the key to sign it with for Secure Boot. */
+  systemdBoot?: { efi?: string | undefined; sign?: SecureBootKey | undefined };
   /** uefi: write the boot entries (and with secureBootCert the keys) into a copy of an OVMF varstore. */
   ovmfVars?: { out: string; template: string; secureBootCert?: string | undefined } | undefined;
   now?: Date;
@@ -76,7 +90,10 @@ export interface DiskSummary {
   boot: DiskBootPath;
   /** uefi: the boot entries (Boot####) of the slots, and what --ovmf-vars holds. */
   uefi?: {
-    entries: { slot: 'A' | 'B'; bootNumber: string; devicePath: string }[];
+    loader: UefiLoader;
+    /** systemd-boot: the files put on the ESP. */
+    espFiles?: string[];
+    entries: { slot: 'A' | 'B' | null; bootNumber: string; description: string; devicePath: string }[];
     bootOrder: string[];
     ovmfVars: string | null;
     secureBoot: boolean;
@@ -208,8 +225,27 @@ function devicePathTo(layout: DiskLayout, name: PartName, seed: string, path: st
 /** Boot0001 (slot A) and Boot0002 (slot B): the UKI in the slot's BootEFI partition. */
 export const UEFI_BOOT_NUMBERS = { A: 1, B: 2 } as const;
 
+/** The boot entries of a GRUBless disk: one per slot (firmware), or one for systemd-boot on the ESP. */
+function uefiBootEntries(
+  loader: UefiLoader,
+  layout: DiskLayout,
+  seed: string,
+): { n: number; slot: 'A' | 'B' | null; description: string; devicePath: DevicePathNode[] }[] {
+  if (loader === 'systemd-boot') {
+    const devicePath = devicePathTo(layout, 'ESP', seed, SYSTEMD_BOOT_ESP_PATH);
+    return [{ n: 1, slot: null, description: SYSTEMD_BOOT_ENTRY_DESCRIPTION, devicePath }];
+  }
+  return (['A', 'B'] as const).map((slot) => ({
+    n: UEFI_BOOT_NUMBERS[slot],
+    slot,
+    description: `abota ${slot}`,
+    devicePath: devicePathTo(layout, bootPartitionName('uefi', slot), seed, UKI_PATH_IN_BOOT_IMAGE),
+  }));
+}
+
 async function writeOvmfVars(
   o: NonNullable<DiskOptions['ovmfVars']>,
+  loader: UefiLoader,
   layout: DiskLayout,
   seed: string,
   now: Date,
@@ -222,19 +258,22 @@ async function writeOvmfVars(
   });
   const entries: NonNullable<DiskSummary['uefi']>['entries'] = [];
   const vars: EfiVariable[] = [];
-  for (const slot of ['A', 'B'] as const) {
-    const devicePath = devicePathTo(layout, bootPartitionName('uefi', slot), seed, UKI_PATH_IN_BOOT_IMAGE);
-    const n = UEFI_BOOT_NUMBERS[slot];
+  for (const { n, slot, description, devicePath } of uefiBootEntries(loader, layout, seed)) {
     const option = {
       attributes: LOAD_OPTION_ACTIVE,
-      description: `abota ${slot}`,
+      description,
       devicePath,
       optionalData: new Uint8Array(0),
     };
     vars.push(bootVariable(n, encodeLoadOption(option)));
-    entries.push({ slot, bootNumber: bootVariableName(n), devicePath: devicePathText(devicePath) });
+    entries.push({
+      slot,
+      bootNumber: bootVariableName(n),
+      description,
+      devicePath: devicePathText(devicePath),
+    });
   }
-  const order = [UEFI_BOOT_NUMBERS.A, UEFI_BOOT_NUMBERS.B];
+  const order = entries.map((e) => Number.parseInt(e.bootNumber.slice(4), 16));
   vars.push(bootOrderVariable(order));
   if (o.secureBootCert !== undefined) {
     const pem = await readFile(o.secureBootCert, 'utf8').catch((err: Error) => {
@@ -247,6 +286,7 @@ async function writeOvmfVars(
   }
   await writeFile(o.out, setVariables(template, vars, now));
   return {
+    loader,
     entries,
     bootOrder: order.map(bootVariableName),
     ovmfVars: o.out,
@@ -265,6 +305,23 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
   if (boot !== 'uefi' && o.ovmfVars !== undefined) {
     throw new ImageError('ERR_IMAGE_USAGE', '--ovmf-vars writes UEFI boot entries: it needs --boot uefi');
   }
+  const loader = o.loader ?? 'firmware';
+  if (boot !== 'uefi' && o.loader !== undefined) {
+    throw new ImageError(
+      'ERR_IMAGE_USAGE',
+      '--loader chooses what UEFI firmware starts: it needs --boot uefi',
+    );
+  }
+  if (
+    loader === 'systemd-boot' &&
+    o.ovmfVars?.secureBootCert !== undefined &&
+    o.systemdBoot?.sign === undefined
+  ) {
+    throw new ImageError(
+      'ERR_IMAGE_USAGE',
+      '--secure-boot-cert enforces Secure Boot, so systemd-boot must be signed: give --sb-key and --sb-cert',
+    );
+  }
   const now = o.now ?? new Date();
   const a = await loadRelease(o.release, now);
   const b = o.releaseB === undefined ? undefined : await loadRelease(o.releaseB, now);
@@ -279,6 +336,7 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
   }
   const seed = `abota-disk:${a.manifest.product}:${a.manifest.version}:${b?.manifest.version ?? '-'}:${epoch}`;
   return writeOutput(o.out, async (partial, scratch) => {
+    let espFiles: string[] | undefined;
     const raw = format === 'raw' ? partial : join(scratch, 'disk.raw');
     const disk = await open(raw, 'w+');
     try {
@@ -299,12 +357,29 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
             epoch,
             scratch,
           });
-        } else {
+        } else if (loader === 'firmware') {
           await buildUefiEsp({ out: esp, sizeBytes: espSize, epoch });
         }
-        await copyInto(reopened, esp, partition(layout, 'ESP').offsetBytes);
         await writeSlot(reopened, layout, 'A', a, boot);
         if (b !== undefined) await writeSlot(reopened, layout, 'B', b, boot);
+        if (loader === 'systemd-boot' && boot === 'uefi') {
+          // The UKIs come out of the slot images just written (mtools reads the disk in place).
+          await reopened.sync();
+          ({ files: espFiles } = await buildSystemdBootEsp({
+            out: esp,
+            sizeBytes: espSize,
+            epoch,
+            scratch,
+            disk: raw,
+            slots: (b === undefined ? (['A'] as const) : (['A', 'B'] as const)).map((slot) => ({
+              slot,
+              bootEfiOffsetBytes: partition(layout, bootPartitionName('uefi', slot)).offsetBytes,
+            })),
+            systemdBoot: o.systemdBoot?.efi ?? DEFAULT_SYSTEMD_BOOT_EFI,
+            sign: o.systemdBoot?.sign,
+          }));
+        }
+        await copyInto(reopened, esp, partition(layout, 'ESP').offsetBytes);
         for (const name of ['Data', 'Log'] as const) {
           const part = partition(layout, name);
           const img = join(scratch, `${name}.img`);
@@ -344,9 +419,12 @@ export async function buildDisk(o: DiskOptions): Promise<DiskSummary> {
     const uefiSummary =
       boot !== 'uefi'
         ? undefined
-        : o.ovmfVars === undefined
-          ? { entries: [], bootOrder: [], ovmfVars: null, secureBoot: false }
-          : await writeOvmfVars(o.ovmfVars, layout, seed, now);
+        : {
+            ...(o.ovmfVars === undefined
+              ? { loader, entries: [], bootOrder: [], ovmfVars: null, secureBoot: false }
+              : await writeOvmfVars(o.ovmfVars, loader, layout, seed, now)),
+            ...(espFiles === undefined ? {} : { espFiles }),
+          };
     if (format !== 'raw') {
       const opts = format === 'vhdx' ? ['-o', 'subformat=dynamic'] : [];
       await runTool('qemu-img', ['convert', '-f', 'raw', '-O', format, ...opts, raw, `${partial}.tmp`]);

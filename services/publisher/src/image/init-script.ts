@@ -100,7 +100,8 @@ if [ "$SLOT" = efi ]; then
     case "$PARTNAME" in
       BootEFIA) SLOT=A ;;
       BootEFIB) SLOT=B ;;
-      ESP) SLOT=$(efivar_text LoaderEntrySelected | sed -n 's/^abota-\\([AB]\\)[+.].*/\\1/p') ;;
+      # systemd-boot's entry ids are the file names in lower case (abota-b+0-1.efi).
+      ESP) SLOT=$(efivar_text LoaderEntrySelected | sed -n 's/^abota-\\([aAbB]\\)[+.].*/\\1/p' | tr ab AB) ;;
     esac
   done
   log "booted from partition $UUID: slot $SLOT"
