@@ -17,6 +17,8 @@ export interface GuestBootOptions {
   allowReboot: boolean;
   /** The VM's own OVMF varstore (GRUBless disks: their boot entries); default a fresh copy. */
   vars?: string | undefined;
+  /** The Secure Boot firmware (the disk's varstore enrols the key that signed its UKIs). */
+  secureBoot?: boolean | undefined;
 }
 
 export async function bootGuest(o: GuestBootOptions): Promise<Vm> {
@@ -28,6 +30,7 @@ export async function bootGuest(o: GuestBootOptions): Promise<Vm> {
     hostForwards: [{ hostPort: o.sshPort, guestPort: 22 }],
     allowReboot: o.allowReboot,
     ...(o.vars === undefined ? {} : { vars: o.vars }),
+    ...(o.secureBoot === true ? { secureBoot: true } : {}),
   });
 }
 

@@ -3,6 +3,7 @@
 // token, rollouts to one device, and waits on what the server reports.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { selfSignedCertificate } from '@abota/testkit';
 import { abota, type Kernel, vmKernel } from './fixture.js';
 import { diskSizeFlags, GUEST_LAYOUT, GUEST_LAYOUT_UEFI } from './disk-layout.js';
 import { PROVISIONING_TOKEN_PATH } from './guest/init-scripts.js';
@@ -27,6 +28,25 @@ export interface FactoryDisk {
   partitions: Partition[];
   /** GRUBless disks: the VM's OVMF varstore with Boot0001 (A), Boot0002 (B), BootOrder. */
   vars?: string;
+  /** The varstore enrols the fleet's Secure Boot key: boot it with the Secure Boot firmware. */
+  secureBoot?: boolean;
+}
+
+export interface FleetOptions {
+  /** GRUBless: releases carry UKIs, disks boot them from BootEFIA/B (uefi backend, firmware mode). */
+  uefi?: boolean;
+  /**
+   * With uefi: a Secure Boot key made for the fleet signs every UKI (sbsign) and is enrolled as
+   * PK, KEK and db in each factory disk's varstore (`--secure-boot-cert`), so OVMF enforces it.
+   */
+  secureBoot?: boolean;
+  /**
+   * With uefi: what the firmware starts. firmware (default): each slot's UKI from BootEFIA/B
+   * (Boot0001/0002; the agent's uefi backend in firmware mode); systemd-boot: systemd-boot on the
+   * ESP, the UKIs in /EFI/Linux (`image disk --loader systemd-boot`; the backend's systemd-boot
+   * mode copies each installed UKI there), signed with the Secure Boot key when there is one.
+   */
+  loader?: 'firmware' | 'systemd-boot';
 }
 
 export interface ReleaseSpec {
@@ -48,16 +68,26 @@ export class UpdateFleet {
     readonly sshKey: SshKey,
     /** GRUBless: releases carry UKIs, disks boot them from BootEFIA/B (uefi backend, firmware mode). */
     readonly uefi: boolean,
+    /** The Secure Boot db key and certificate (uefi + secureBoot). */
+    readonly secureBootKey?: { key: string; cert: string },
+    readonly loader: 'firmware' | 'systemd-boot' = 'firmware',
   ) {}
 
   /** Start the server, make the product's keys and register the product. */
-  static async create(dir: string, o: { uefi?: boolean } = {}): Promise<UpdateFleet> {
+  static async create(dir: string, o: FleetOptions = {}): Promise<UpdateFleet> {
     await mkdir(dir, { recursive: true });
     const server = await startHostServer(dir);
     const keysDir = join(dir, 'keys');
     await abota(['keys', 'init', keysDir]);
     await server.abota(['product', 'create', PRODUCT, '--root', join(keysDir, 'root.json')]);
-    return new UpdateFleet(dir, server, await vmKernel(), keysDir, makeSshKey(dir), o.uefi === true);
+    const uefi = o.uefi === true;
+    if (o.secureBoot === true && !uefi) throw new Error('UpdateFleet: secureBoot needs uefi (signed UKIs)');
+    const sb =
+      o.secureBoot === true
+        ? selfSignedCertificate(dir, 'secure-boot-db', '/CN=abota VM fleet db/')
+        : undefined;
+    if (o.loader !== undefined && !uefi) throw new Error('UpdateFleet: loader needs uefi');
+    return new UpdateFleet(dir, server, await vmKernel(), keysDir, makeSshKey(dir), uefi, sb, o.loader);
   }
 
   /** Build a signed release of the guest (deltas from earlier ones) and push it to the server. */
@@ -67,8 +97,10 @@ export class UpdateFleet {
       version: spec.version,
       kernel: this.kernel,
       keysDir: this.keysDir,
-      layout: this.uefi ? GUEST_LAYOUT_UEFI : GUEST_LAYOUT,
-      ...(this.uefi ? { buildFlags: ['--boot-format', 'uki'] } : {}),
+      layout: this.uefi
+        ? { ...GUEST_LAYOUT_UEFI, uefi: { ...GUEST_LAYOUT_UEFI.uefi!, mode: this.loader } }
+        : GUEST_LAYOUT,
+      ...(this.uefi ? { buildFlags: ['--boot-format', 'uki', ...this.#signFlags()] } : {}),
       serverUrl: `http://${GUEST_SERVER_ADDRESS.host}:${GUEST_SERVER_ADDRESS.port}`,
       product: PRODUCT,
       hardware: HARDWARE,
@@ -105,8 +137,20 @@ export class UpdateFleet {
       '--data-dir-content',
       data,
       ...(this.uefi ? ['--boot', 'uefi', '--ovmf-vars', vars] : []),
+      ...(this.loader === 'firmware' ? [] : ['--loader', this.loader, ...this.#signFlags()]),
+      ...(this.secureBootKey === undefined ? [] : ['--secure-boot-cert', this.secureBootKey.cert]),
     ])) as unknown as { partitions: Partition[] };
-    return { path, partitions: summary.partitions, ...(this.uefi ? { vars } : {}) };
+    return {
+      path,
+      partitions: summary.partitions,
+      ...(this.uefi ? { vars } : {}),
+      ...(this.secureBootKey === undefined ? {} : { secureBoot: true }),
+    };
+  }
+
+  #signFlags(): string[] {
+    const k = this.secureBootKey;
+    return k === undefined ? [] : ['--sb-key', k.key, '--sb-cert', k.cert];
   }
 
   /** A rollout of `version` to exactly one device, all of it at once. */

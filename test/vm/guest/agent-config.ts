@@ -16,9 +16,10 @@ export interface GuestDiskLayout {
   bootHashOffsetBytes: number;
   /**
    * uefi: the disk boots each slot's UKI from BootEFIA/B without GRUB (`abota image disk --boot
-   * uefi`); the agent uses the uefi backend in firmware mode (Boot0001/Boot0002 + BootNext).
+   * uefi`); the agent uses the uefi backend in firmware mode (Boot0001/Boot0002 + BootNext), or
+   * with `mode: 'systemd-boot'` (`--loader systemd-boot`) in systemd-boot mode (UKIs on the ESP).
    */
-  uefi?: { bootEfiHashOffsetBytes: number };
+  uefi?: { bootEfiHashOffsetBytes: number; mode?: 'firmware' | 'systemd-boot' };
 }
 
 export const ESP_MOUNT_POINT = '/boot/efi';
@@ -63,7 +64,7 @@ export function guestAgentConfig(o: GuestAgentConfigOptions): AgentConfigInput {
     bootControl:
       o.layout.uefi === undefined
         ? { backend: 'grub', envPath: o.layout.grubenvPath }
-        : { backend: 'uefi', mode: 'firmware', espPath: ESP_MOUNT_POINT },
+        : { backend: 'uefi', mode: o.layout.uefi.mode ?? 'firmware', espPath: ESP_MOUNT_POINT },
     dataDir: '/var/lib/abota',
     // A fixed interval when given (tests: the server's own interval would be clamped into it).
     ...(o.pollSeconds !== undefined

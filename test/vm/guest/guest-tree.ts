@@ -139,10 +139,13 @@ function systemFiles(o: GuestTreeOptions): Record<string, string> {
   };
 }
 
-function lsattr(): string {
-  const path = findTool('lsattr');
+function hostTool(name: string, debianPackage: string): string {
+  const path = findTool(name);
   if (path === undefined) {
-    throw new GuestTreeError('ERR_GUEST_TOOL_MISSING', 'lsattr is not installed (Debian package e2fsprogs)');
+    throw new GuestTreeError(
+      'ERR_GUEST_TOOL_MISSING',
+      `${name} is not installed (Debian package ${debianPackage})`,
+    );
   }
   return path;
 }
@@ -168,8 +171,16 @@ export async function buildGuestTree(o: GuestTreeOptions): Promise<GuestTree> {
   const appletLinks = await installBusybox(root);
   const libraries = [
     ...(await installProgram(root, dropbear, '/usr/sbin/dropbear')),
-    // The uefi backend reads efivarfs's immutable flag with lsattr (busybox has chattr only).
-    ...(o.layout.uefi === undefined ? [] : await installProgram(root, lsattr(), '/usr/bin/lsattr')),
+    // The uefi backend reads and clears efivarfs's immutable flag with e2fsprogs' lsattr and
+    // chattr (Debian's busybox-static has neither); efibootmgr lets the tests compare its view
+    // of the boot variables with the backend's.
+    ...(o.layout.uefi === undefined
+      ? []
+      : [
+          ...(await installProgram(root, hostTool('lsattr', 'e2fsprogs'), '/usr/bin/lsattr')),
+          ...(await installProgram(root, hostTool('chattr', 'e2fsprogs'), '/usr/bin/chattr')),
+          ...(await installProgram(root, hostTool('efibootmgr', 'efibootmgr'), '/usr/bin/efibootmgr')),
+        ]),
     ...(await installAgentPackage(root, o.agentPackage ?? guestAgentPackage())),
   ];
   const modules = await installKernelModules(root, o.kernel.modulesDir, o.kernel.version);
