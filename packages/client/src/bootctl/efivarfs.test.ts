@@ -2,13 +2,13 @@
 // immutable flag made clear for a write or delete and set again afterwards (where the directory's
 // filesystem supports it, as ext4 does).
 import { execFileSync } from 'node:child_process';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withTempDir } from '@abota/testkit';
 import { expect, it } from 'vitest';
 import { makeImmutable, unlockTree } from '../../test/uefi-fixtures.js';
 import { EFI_GLOBAL_GUID } from './efivar-formats.js';
-import { EfiVarStore, type EfiVarStep } from './efivarfs.js';
+import { EfiVarStore, type EfiVarStep, missingEfivarTools } from './efivarfs.js';
 
 function immutable(path: string): boolean {
   return execFileSync('lsattr', ['-d', path], { encoding: 'utf8' }).split(/\s+/)[0]!.includes('i');
@@ -75,5 +75,18 @@ it('says how to fix a missing efivarfs', async () => {
   await expect(new EfiVarStore({ root: '/nonexistent/efivars' }).kind()).rejects.toMatchObject({
     code: 'ERR_EFIVARS_IO',
     message: expect.stringContaining('mount -t efivarfs'),
+  });
+});
+
+it('names the e2fsprogs programs its writes run that are not on the search path', async () => {
+  await withTempDir(async (dir) => {
+    const lsattr = execFileSync('sh', ['-c', 'command -v lsattr'], { encoding: 'utf8' }).trim();
+    await mkdir(join(dir, 'bin'));
+    expect(await missingEfivarTools(join(dir, 'bin'))).toEqual(['lsattr', 'chattr']);
+    await symlink(lsattr, join(dir, 'bin', 'lsattr'));
+    // A file that is not executable does not count.
+    await writeFile(join(dir, 'bin', 'chattr'), '#!/bin/sh\n', { mode: 0o644 });
+    expect(await missingEfivarTools(`/nonexistent::${join(dir, 'bin')}`)).toEqual(['chattr']);
+    expect(await missingEfivarTools(process.env['PATH'])).toEqual([]);
   });
 });

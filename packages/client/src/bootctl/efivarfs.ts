@@ -18,7 +18,7 @@
 // too when EFIVARFS_PATH names it (efivarfs_probe), which is how the conformance tests run
 // efibootmgr against it.
 import { constants } from 'node:fs';
-import { open, readdir, readFile, rename, stat, statfs, unlink } from 'node:fs/promises';
+import { access, open, readdir, readFile, rename, stat, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClientError } from '../errors.js';
 import { EFI_VARIABLE_NV_BS_RT } from './efivar-formats.js';
@@ -35,6 +35,27 @@ function run(file: string, args: string[]): Promise<{ stdout: string }> {
       error ? reject(error) : resolve({ stdout }),
     );
   });
+}
+
+/**
+ * The e2fsprogs programs the store runs (`lsattr -d` before every write, `chattr -i/+i` around
+ * writes of immutable variables) that are not on `searchPath` (default $PATH): doctor names
+ * them before an install finds out at the moment it arms a trial. Debian's busybox has neither.
+ */
+export async function missingEfivarTools(searchPath = process.env['PATH'] ?? ''): Promise<string[]> {
+  const missing: string[] = [];
+  for (const tool of ['lsattr', 'chattr']) {
+    let found = false;
+    for (const dir of searchPath.split(':').filter((d) => d !== '')) {
+      found = await access(join(dir, tool), constants.X_OK).then(
+        () => true,
+        () => false,
+      );
+      if (found) break;
+    }
+    if (!found) missing.push(tool);
+  }
+  return missing;
 }
 
 export const DEFAULT_EFIVARS_PATH = '/sys/firmware/efi/efivars';

@@ -6,6 +6,7 @@ import { access } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createBootControl } from '../boot-control-config.js';
 import { type BootControl, otherSlot, type SlotName } from '../bootctl/bootcontrol.js';
+import { missingEfivarTools } from '../bootctl/efivarfs.js';
 import { editGrubEnv, readGrubEnvFile } from '../bootctl/grubenv.js';
 import { encodeUBootEnv, readFwEnvConfigFile, readUBootEnv } from '../bootctl/ubootenv.js';
 import { type UBootConvention, ubootTransition } from '../bootctl/uboot.js';
@@ -52,6 +53,20 @@ async function writable(paths: readonly string[], subject: string): Promise<Doct
     }
   }
   return findings;
+}
+
+/** The uefi backend's writes run lsattr and chattr: missing, an install fails as it arms the trial. */
+async function efivarTools(): Promise<DoctorFinding[]> {
+  const missing = await missingEfivarTools();
+  if (missing.length === 0) return [];
+  return [
+    problem(
+      'ERR_EFIVARS_IO',
+      `${SUBJECT}.efivars`,
+      `${missing.join(' and ')} not found on PATH (${process.env['PATH'] ?? ''}): the uefi backend reads and clears efivarfs's immutable flag with them before each variable write`,
+      'install e2fsprogs (busybox has no lsattr/chattr), or add their directory to the PATH of the agent service',
+    ),
+  ];
 }
 
 /** The largest write the agent makes (arming a trial of the other slot) must fit the env. */
@@ -151,6 +166,7 @@ export async function checkBootControl(config: AgentConfig): Promise<BootControl
     }
     const files = await stateFiles(config, bootedSlot ?? 'A');
     findings.push(...(await writable(files, SUBJECT)));
+    if (bc.backend === 'uefi') findings.push(...(await efivarTools()));
   } catch (e) {
     findings.push(fromError(e, bc));
   }

@@ -2,14 +2,15 @@
 // (nothing provisioned → init → clean), grubenv files made by grub-editenv, U-Boot env images
 // made by mkenvimage and read back by fw_printenv, slot layouts, the trust root and the clock.
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { describeWithTool, makeTempDir } from '@abota/testkit';
+import { describeWithTool, findTool, makeTempDir } from '@abota/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTrust, PRODUCT, HARDWARE, type Trust } from '../../test/release-fixture.js';
 import { runCli } from '../../test/cli.js';
+import { provisionFirmwareEfivars, unlockTree } from '../../test/uefi-fixtures.js';
 import type { AgentConfigInput } from '../config.js';
 import type { DoctorReport } from './finding.js';
 import { runDoctor } from './run.js';
@@ -157,6 +158,44 @@ describe('doctor and init on a new file-backend device', () => {
     expect(codes(missing.report)).toEqual(['ERR_CONFIG_READ']);
     await writeFile(join(dir, 'agent.json'), '{"dataDir": 1}');
     expect(codes((await doctorJson(join(dir, 'agent.json'))).report)).toEqual(['ERR_CONFIG_INVALID']);
+  });
+});
+
+describe('doctor on a uefi (firmware mode) device', () => {
+  it('names lsattr/chattr missing from PATH (the efivarfs writes need both), and is clean with e2fsprogs on PATH', async () => {
+    const lsattr = findTool('lsattr');
+    if (lsattr === undefined) throw new Error('lsattr is not installed (Debian package e2fsprogs)');
+    const { dir, configPath } = await newDevice({
+      bootControl: { backend: 'uefi', mode: 'firmware', efivarsPath: 'efivars' },
+    });
+    try {
+      await provisionFirmwareEfivars(join(dir, 'efivars'));
+      await writeFile(join(dir, 'cmdline'), 'abota.slot=A\n');
+      await mkdir(join(dir, 'data'), { mode: 0o700 });
+      const onPath = await doctorJson(configPath);
+      expect(codes(onPath.report)).not.toContain('ERR_EFIVARS_IO');
+      expect(onPath.report.findings.filter((f) => f.subject.startsWith('bootControl'))).toEqual([]);
+
+      // A PATH with lsattr only, as a busybox system without e2fsprogs' chattr would have.
+      const bin = join(dir, 'bin');
+      await mkdir(bin);
+      await symlink(lsattr, join(bin, 'lsattr'));
+      const path = process.env['PATH'];
+      process.env['PATH'] = bin;
+      let without: Awaited<ReturnType<typeof doctorJson>>;
+      try {
+        without = await doctorJson(configPath);
+      } finally {
+        process.env['PATH'] = path;
+      }
+      const f = without.report.findings.find((x) => x.code === 'ERR_EFIVARS_IO');
+      expect(f).toMatchObject({ severity: 'error', subject: 'bootControl.efivars' });
+      expect(f?.message).toMatch(/^chattr not found on PATH/);
+      expect(f?.fix).toContain('e2fsprogs');
+      expect(without.code).toBe(5);
+    } finally {
+      await unlockTree(dir);
+    }
   });
 });
 
