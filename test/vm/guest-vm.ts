@@ -40,15 +40,18 @@ export async function slotBooted(vm: Vm, from = 0): Promise<'A' | 'B'> {
   return m[1] as 'A' | 'B';
 }
 
-/** The slot the firmware boots next after `from` (GRUBless disks: the Boot#### it starts). */
-export async function firmwareSlotBooted(vm: Vm, from = 0): Promise<'A' | 'B'> {
-  const m = await vm.waitFor(/BdsDxe: starting Boot000[12] "abota ([AB])"/, BOOT_TIMEOUT_MS, from);
+/**
+ * The slot the firmware boots next after `from` (GRUBless disks: the Boot#### it starts; with
+ * Secure Boot, after it checked the UKI's signature, which takes minutes on a loaded TCG host).
+ */
+export async function firmwareSlotBooted(vm: Vm, from = 0, timeoutMs = BOOT_TIMEOUT_MS): Promise<'A' | 'B'> {
+  const m = await vm.waitFor(/BdsDxe: starting Boot000[12] "abota ([AB])"/, timeoutMs, from);
   return m[1] as 'A' | 'B';
 }
 
 /** Seconds from QEMU's start until the guest's rcS finished (network up, agent next). */
-export async function secondsToInit(vm: Vm, from = 0): Promise<number> {
-  await vm.waitFor(new RegExp(CONSOLE_MARKERS.rcsDone), BOOT_TIMEOUT_MS, from);
+export async function secondsToInit(vm: Vm, from = 0, timeoutMs = BOOT_TIMEOUT_MS): Promise<number> {
+  await vm.waitFor(new RegExp(CONSOLE_MARKERS.rcsDone), timeoutMs, from);
   return (performance.now() - vm.startedAt) / 1000;
 }
 

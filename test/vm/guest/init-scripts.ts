@@ -57,6 +57,12 @@ if mounted ${o.espMountPoint} || mount -t vfat -o rw,noatime,umask=0077 /dev/dis
 else
   echo "abota-guest: ERROR cannot mount the ESP (/dev/disk/by-partlabel/${o.espPartlabel})"
 fi
+# UEFI variables for the agent's uefi backend (GRUBless disks), read-write; the initramfs
+# mounted it already when the firmware is UEFI (and moved it here with /sys).
+if [ -d /sys/firmware/efi ] && ! mounted /sys/firmware/efi/efivars; then
+  mount -t efivarfs -o rw,nosuid,nodev,noexec efivarfs /sys/firmware/efi/efivars ||
+    echo "abota-guest: ERROR cannot mount efivarfs"
+fi
 mkdir -p /var/lib/abota /logs/abota /etc/dropbear /root/.ssh
 chmod 700 /var/lib/abota /root /root/.ssh
 ifconfig lo 127.0.0.1 up
