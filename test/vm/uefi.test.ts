@@ -4,6 +4,9 @@
 // disk's OVMF varstore (`abota image disk --boot uefi --ovmf-vars --secure-boot-cert`) has
 // that key enrolled as PK/KEK/db and Boot0001 (A), Boot0002 (B), BootOrder 0001,0002.
 // OVMF runs with Secure Boot enforced (secboot build, SMM). The minimal guest of boot.test.ts.
+// Here: what the firmware refuses. That signed UKIs boot, BootNext trials and BootOrder commits
+// are uefi-updates.test.ts's (firmware path) and uefi-sdboot.test.ts's (systemd-boot), through
+// the agent.
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,8 +24,6 @@ import { abota, minimalRelease, TEST_SIZES, type TestRelease, testKeys, vmKernel
 import { Vm } from './qemu.js';
 
 const BOOT_TIMEOUT_MS = 300_000;
-const READY = /abota-guest: ready slot=(\w) label=(\S+) uptime=\S+\r?\n/;
-const EFI_GLOBAL = '8be4df61-93ca-11d2-aa0d-00e098032b8c';
 /** TEST_SIZES with BootEFIA/B large enough for the ~20 MiB FAT image of a UKI and its hash area. */
 const UEFI_TEST_SIZES = TEST_SIZES.map((v, i, all) => (all[i - 1] === '--size-boot-efi' ? '24M' : v));
 
@@ -47,7 +48,6 @@ describeWithTool(
     let partitions: { name: string; offsetBytes: number }[];
     let vm: Vm | undefined;
     const offsetOf = (name: string): number => partitions.find((p) => p.name === name)!.offsetBytes;
-    const figures: Record<string, number> = {};
 
     beforeAll(async () => {
       dir = await makeTempDir('abota-vm-uefi-');
@@ -88,48 +88,8 @@ describeWithTool(
     });
 
     afterAll(async () => {
-      console.log(`UEFI boot figures (TCG, s): ${JSON.stringify(figures)}`);
       if (process.env['ABOTA_VM_KEEP'] !== '1' && dir !== undefined)
         await rm(dir, { recursive: true, force: true });
-    });
-
-    it('Secure Boot enforced: the signed UKI of Boot0001 boots A through verity; BootNext=Boot0002 boots B once, then BootOrder brings A back', async () => {
-      await mkdir(join(dir, 'vm-a'));
-      vm = await Vm.start({ disk, dir: join(dir, 'vm-a'), vars, secureBoot: true });
-      const a = await vm.waitFor(READY, BOOT_TIMEOUT_MS);
-      figures['factoryBootA'] = Math.round((performance.now() - vm.startedAt) / 1000);
-      expect([a[1], a[2]]).toEqual(['A', 'v1']);
-      expect(vm.output).toContain('BdsDxe: starting Boot0001 "abota A"');
-      expect(vm.output).toMatch(/secureboot: Secure boot enabled/);
-      expect((await vm.run('cat /run/abota/root.table')).output).toContain(` ${v1.rootHash} `);
-      // The signed command line as the kernel got it, and the slot the initramfs resolved.
-      const cmdline = (await vm.run('cat /proc/cmdline; cat /run/abota/cmdline')).output;
-      expect(cmdline).toContain(`abota.roothash=${v1.rootHash} `);
-      expect(cmdline).toContain('abota.slot=efi abota.hashoffset=layout');
-      expect(cmdline).toContain('abota.slot=A abota.hashoffset=15728640');
-      const secureBoot = await vm.run(`od -An -tx1 /sys/firmware/efi/efivars/SecureBoot-${EFI_GLOBAL}`);
-      expect(secureBoot.output.trim().split(/\s+/).pop()).toBe('01');
-
-      // The firmware-only trial: BootNext (attributes NV|BS|RT, then 0x0002) set through efivarfs.
-      let from = vm.mark();
-      let t = performance.now();
-      const armed = await vm.run(
-        `printf '\\007\\000\\000\\000\\002\\000' > /sys/firmware/efi/efivars/BootNext-${EFI_GLOBAL} && sync`,
-      );
-      expect(armed.status).toBe(0);
-      vm.write('reboot -f\n');
-      const b = await vm.waitFor(READY, BOOT_TIMEOUT_MS, from);
-      figures['rebootToB'] = Math.round((performance.now() - t) / 1000);
-      expect([b[1], b[2]]).toEqual(['B', 'v2']);
-      expect(vm.output.slice(from)).toContain('BdsDxe: starting Boot0002 "abota B"');
-      expect((await vm.run('cat /run/abota/root.table')).output).toContain(` ${v2.rootHash} `);
-
-      from = vm.mark();
-      t = performance.now();
-      vm.write('reboot -f\n');
-      const back = await vm.waitFor(READY, BOOT_TIMEOUT_MS, from);
-      figures['rebootBackToA'] = Math.round((performance.now() - t) / 1000);
-      expect([back[1], back[2]]).toEqual(['A', 'v1']);
     });
 
     it('a UKI whose command line was edited (root hash changed), unsigned or signed with another key, is refused by the firmware, which goes on to Boot0002', async () => {
@@ -172,8 +132,9 @@ describeWithTool(
         await mkdir(join(dir, `vm-${name}`));
         vm = await Vm.start({ disk, dir: join(dir, `vm-${name}`), vars, secureBoot: true });
         await vm.waitFor(/BdsDxe: failed to load Boot0001 "abota A".*Access Denied/, BOOT_TIMEOUT_MS);
-        const b = await vm.waitFor(READY, BOOT_TIMEOUT_MS);
-        expect([b[1], b[2]]).toEqual(['B', 'v2']);
+        // The firmware goes on to the next entry (that the signed B boots through verity is
+        // uefi-updates.test.ts's, with the agent; not waited for here to keep test:vm short).
+        await vm.waitFor(/BdsDxe: starting Boot0002 "abota B"/, BOOT_TIMEOUT_MS);
         expect(vm.output).not.toContain('BdsDxe: starting Boot0001');
         await vm.stop();
         vm = undefined;
