@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devices, products, releases, rolloutDevices, rollouts } from '../src/db/schema.js';
 import { DEVICE_STATES, type StageSpec } from '../src/rollout/model.js';
 import type { ProgressRollout } from '../src/rollout/progress.js';
-import { loadProgress, loadProgressInMemory } from '../src/rollout/store.js';
+import { loadProgressSql as loadProgress } from '../src/rollout/progress-sql.js';
+import { loadProgressInMemory } from '../src/rollout/store.js';
 import { DB_BACKENDS, openTestDatabase, type TestDatabase } from './harness.js';
 
 /** mulberry32: a small seeded PRNG, so a failure replays with the printed seed. */

@@ -232,6 +232,11 @@ export const rollouts = pgTable(
     approvedAt: ts('approved_at'),
     /** Created to start at once: the approval starts it (otherwise it stays a draft for `start`). */
     startOnApproval: boolean('start_on_approval').notNull().default(false),
+    /**
+     * When rollout_candidates was first filled for it (src/rollout/counters.ts); null: not yet,
+     * the next progress count fills it (once per rollout, the only count that reads the fleet).
+     */
+    candidatesSeededAt: ts('candidates_seeded_at'),
     createdAt: createdAt(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
   },
@@ -306,6 +311,79 @@ export const rolloutDevices = pgTable(
     primaryKey({ columns: [t.rolloutId, t.deviceId] }),
     index('rollout_devices_state_idx').on(t.rolloutId, t.state),
   ],
+);
+
+/**
+ * Rollout progress counters (src/rollout/counters.ts): devices per (rollout, bucket, state),
+ * kept by triggers on rollout_devices, rollout_candidates and devices in the same statement as
+ * each change (drizzle/0009_rollout_counters.sql), so a stage evaluation reads these rows instead
+ * of the fleet. `state` is the member's state, or '' for a candidate (selected, not offered yet,
+ * still needs the release); `live`: the device is not decommissioned.
+ */
+export const rolloutCounts = pgTable(
+  'rollout_counts',
+  {
+    rolloutId: uuid('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    bucket: integer('bucket').notNull(),
+    state: text('state').notNull(),
+    fetched: boolean('fetched').notNull(),
+    live: boolean('live').notNull(),
+    n: integer('n').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.rolloutId, t.bucket, t.state, t.fetched, t.live] })],
+);
+
+/**
+ * A running rollout's candidates: devices its selector picks that were not offered it yet and
+ * still need the release (the rows progress-sql.ts recounts from the fleet), kept in step by
+ * src/rollout/counters.ts from the changes rollout_dirty lists.
+ */
+export const rolloutCandidates = pgTable(
+  'rollout_candidates',
+  {
+    rolloutId: uuid('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    deviceId: uuid('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+  },
+  (t) => [primaryKey({ columns: [t.rolloutId, t.deviceId] })],
+);
+
+/**
+ * Devices whose candidacy in a running rollout may have changed (registered, retagged, new
+ * version or hardware, decommissioned, offered, or moved in the rollout a rollback selects
+ * from): written by triggers, consumed by the next count of that rollout (counters.ts).
+ */
+export const rolloutDirty = pgTable(
+  'rollout_dirty',
+  {
+    rolloutId: uuid('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    deviceId: uuid('device_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.rolloutId, t.deviceId] })],
+);
+
+/**
+ * The fleet's version distribution over time as changes per (product, UTC day, version): +1 the
+ * day a device starts running a version, -1 the day it stops (console/pages/fleet-history.ts).
+ * Kept by triggers on devices and device_events; the chart sums it (O(days × versions)).
+ */
+export const fleetVersionDays = pgTable(
+  'fleet_version_days',
+  {
+    product: text('product').notNull(),
+    /** Days since 1970-01-01 (UTC). */
+    day: integer('day').notNull(),
+    version: text('version').notNull(),
+    delta: integer('delta').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.product, t.day, t.version] })],
 );
 
 /**

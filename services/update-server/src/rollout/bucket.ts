@@ -32,13 +32,11 @@ export function inRolloutPercent(rolloutId: string, deviceId: string, percent: n
 }
 
 /**
- * rolloutBucket as a SQL expression over a device id column (uuid): the same SHA-256 of
- * rolloutId ‖ 0x00 ‖ deviceId (PostgreSQL's built-in sha256, also in PGlite), the first 4 bytes
- * big-endian, mod 10,000 — so a query can count devices by bucket range without loading them.
+ * rolloutBucket as a SQL expression over a device id column (uuid): the database's
+ * rollout_bucket() (drizzle/0009_rollout_counters.sql, the one SQL spelling, also used by the
+ * progress counters), so a query can count devices by bucket range without loading them.
  * `rolloutId` must be the lowercase text the rollouts table returns (uuid's canonical form).
  */
 export function rolloutBucketSql(rolloutId: string, deviceId: AnyColumn | SQL): SQL<number> {
-  const digest = sql`sha256(convert_to(${rolloutId}::text, 'UTF8') || '\\x00'::bytea || convert_to(${deviceId}::text, 'UTF8'))`;
-  // bit(32) → bigint reads the 4 bytes as an unsigned big-endian number (never negative).
-  return sql<number>`(('x' || encode(substring(${digest} from 1 for 4), 'hex'))::bit(32)::bigint % ${sql.raw(String(BUCKET_COUNT))})::int`;
+  return sql<number>`rollout_bucket(${rolloutId}::text, ${deviceId}::text)`;
 }

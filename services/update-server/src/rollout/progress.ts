@@ -2,7 +2,7 @@
 // cohorts by device state. A device belongs to the first stage whose percent covers its bucket
 // (bucket.ts) once widened to its minimum in devices (stage-limits.ts), so a stage's cohort is
 // the same on whichever replica it is counted.
-import { BUCKET_COUNT, rolloutBucket } from './bucket.js';
+import { rolloutBucket } from './bucket.js';
 import {
   DEVICE_STATES,
   type DeviceState,
@@ -114,13 +114,7 @@ export function progressFromBuckets(
   stages: readonly StageSpec[],
   rows: readonly BucketCount[],
 ): StageProgress[] {
-  // By bucket, then state: the counts' key order is the same whatever order the rows came in.
-  const byState = (a: BucketCount, b: BucketCount) => {
-    const x = a.state ?? '~';
-    const y = b.state ?? '~';
-    return x < y ? -1 : x > y ? 1 : 0;
-  };
-  const sorted = [...rows].sort((a, b) => a.bucket - b.bucket || byState(a, b));
+  const sorted = [...rows].sort((a, b) => a.bucket - b.bucket);
   // stageBucketLimits only reads the lowest minDevices buckets (and how many there are, capped there).
   const lowest: number[] = [];
   const need = lowestBucketsNeeded(stages);
@@ -129,6 +123,43 @@ export function progressFromBuckets(
     if (lowest.length >= need) break;
   }
   const limits = stageBucketLimits(stages, lowest);
+  return progressFromStageCounts(
+    stages,
+    limits,
+    sorted.map(({ bucket, ...rest }) => ({ ...rest, stage: stageIndex(limits, bucket) })),
+  );
+}
+
+/** How many of `limits` are ≤ `bucket`: the stage the bucket is in, limits.length beyond the last. */
+export function stageIndex(limits: readonly number[], bucket: number): number {
+  let i = 0;
+  while (i < limits.length && (limits[i] ?? 0) <= bucket) i++;
+  return i;
+}
+
+/**
+ * Devices of one rollout grouped by stage (`stage`: stageIndex of their bucket, limits.length for
+ * buckets beyond the last stage) instead of by bucket: what the counters (counters.ts) return.
+ */
+export interface StageCount extends Omit<BucketCount, 'bucket'> {
+  stage: number;
+}
+
+/**
+ * Per-stage cohorts from counts grouped by stage (any order; rows with n = 0 are ignored).
+ * Members beyond the last stage's limit count in the last stage; candidates there are not targeted.
+ */
+export function progressFromStageCounts(
+  stages: readonly StageSpec[],
+  limits: readonly number[],
+  rows: readonly StageCount[],
+): StageProgress[] {
+  // By state: the counts' key order is the same whatever order the rows came in.
+  const byState = (a: StageCount, b: StageCount) => {
+    const x = a.state ?? '~';
+    const y = b.state ?? '~';
+    return x < y ? -1 : x > y ? 1 : 0;
+  };
   const progress: StageProgress[] = stages.map((s, stage) => ({
     stage,
     percent: s.percent,
@@ -143,11 +174,10 @@ export function progressFromBuckets(
     unfetchedFailures: 0,
     notOffered: 0,
   }));
-  const lastLimit = limits.at(-1) ?? 0;
-  for (const { bucket, state, fetched, baked, n } of sorted) {
+  for (const { stage, state, fetched, baked, n } of [...rows].sort(byState)) {
     if (n <= 0) continue;
-    if (state === undefined && lastLimit < BUCKET_COUNT && bucket >= lastLimit) continue;
-    const s = progress[stageOfBucket(limits, bucket)];
+    if (state === undefined && stage >= stages.length) continue;
+    const s = progress[Math.min(stage, stages.length - 1)];
     if (s === undefined) continue;
     s.targeted += n;
     if (state === undefined) {

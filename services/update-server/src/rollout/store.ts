@@ -18,6 +18,7 @@ import type { OfferCandidate } from './offer.js';
 import { inFrozenPopulation } from './late-joiners.js';
 import { measureProgress, type ProgressRollout, type StageProgress } from './progress.js';
 import { type BakeOptions, loadProgressSql } from './progress-sql.js';
+import { type CountedRollout, loadProgressCounted } from './counters.js';
 import type { SelectableDevice } from './selector.js';
 
 /** What the poll path needs about an offerable rollout, cached per process (cache.ts). */
@@ -97,14 +98,22 @@ export async function loadRollout(
   return { row: found.r, candidate: toCandidate(found.r, found.rel), release: found.rel };
 }
 
-/** Per-stage cohorts of one rollout, counted in the database (progress-sql.ts). */
+/**
+ * Per-stage cohorts of one rollout: from its counters while it runs (counters.ts, O(stages)),
+ * recounted from the fleet otherwise (progress-sql.ts; a draft or finished rollout has no
+ * candidates kept). `state` absent: running.
+ */
 export function loadProgress(
   db: Db,
-  rollout: ProgressRollout & { lateJoiners?: boolean },
+  rollout: CountedRollout & { state?: string },
   bake?: BakeOptions,
 ): Promise<StageProgress[]> {
-  return loadProgressSql(db, rollout, bake);
+  return rollout.state === undefined || RUNNING_STATES.has(rollout.state)
+    ? loadProgressCounted(db, rollout, bake)
+    : loadProgressSql(db, rollout, bake);
 }
+
+const RUNNING_STATES = new Set(['active', 'paused']);
 
 /**
  * The same cohorts computed in this process from every device of the product and every member

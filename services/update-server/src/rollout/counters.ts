@@ -1,0 +1,152 @@
+// A running rollout's progress from counters instead of the fleet (issue #17 "progress at fleet
+// scale"). rollout_counts holds devices per (bucket, state): members are counted by triggers on
+// rollout_devices in the statement that changes them (an offer, a report, a download), candidates
+// by triggers on rollout_candidates (drizzle/0009_rollout_counters.sql). rollout_candidates is
+// filled once per rollout from the fleet (the first count after it starts), then kept in step
+// from rollout_dirty: the devices whose candidacy may have changed since (registered, retagged,
+// new version, decommissioned, offered, or moved in the rollout a rollback selects from). So a
+// count reads the lowest minDevices buckets and one row per (stage, state) summed from at most
+// 10,000 buckets — the same work for 10,000 and 1,000,000 devices — plus what changed since the
+// last count. The rules are the recount's (progress-sql.ts CANDIDATE_SQL, progress.ts), and
+// test/rollout-counters.test.ts holds the two equal after random reports.
+import { rawClient } from '../db/poll-statement.js';
+import type { Db } from '../db/database.js';
+import { OUTCOME_STATES } from './model.js';
+import { type BakeOptions, CANDIDATE_SQL, candidateParams, productVersions } from './progress-sql.js';
+import {
+  lowestBucketsNeeded,
+  type ProgressRollout,
+  progressFromStageCounts,
+  type StageCount,
+  type StageProgress,
+} from './progress.js';
+import { stageBucketLimits } from './stage-limits.js';
+
+export type CountedRollout = ProgressRollout & { lateJoiners?: boolean };
+
+// The first count of a running rollout: claims the seeding (one replica wins the UPDATE; the
+// other finds it done) and makes rollout_candidates exactly the candidate rule's devices.
+const SEED_SQL = `
+WITH claim AS (
+  UPDATE rollouts SET candidates_seeded_at = now()
+  WHERE id = $2::uuid AND candidates_seeded_at IS NULL RETURNING id
+), chosen AS (
+  SELECT d.id FROM devices d WHERE EXISTS (SELECT 1 FROM claim) AND ${CANDIDATE_SQL}
+), gone AS (
+  DELETE FROM rollout_candidates c
+  WHERE c.rollout_id = $2::uuid AND EXISTS (SELECT 1 FROM claim)
+    AND NOT EXISTS (SELECT 1 FROM chosen WHERE chosen.id = c.device_id)
+  RETURNING 1
+)
+INSERT INTO rollout_candidates (rollout_id, device_id) SELECT $2::uuid, id FROM chosen
+ON CONFLICT DO NOTHING`;
+
+// Later counts: re-judges the devices rollout_dirty lists (deleting a row claims it: a replica
+// syncing at the same time waits and then finds it gone). $14: the running versions judged for
+// this statement; a device whose version is not among them (it changed in between) stays listed.
+const SYNC_SQL = `
+WITH dirty AS (
+  DELETE FROM rollout_dirty x WHERE x.rollout_id = $2::uuid
+    AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = x.device_id
+                    AND d.current_version IS NOT NULL AND NOT (d.current_version = ANY($14::text[])))
+  RETURNING x.device_id
+), chosen AS (
+  SELECT d.id FROM devices d JOIN dirty ON dirty.device_id = d.id WHERE ${CANDIDATE_SQL}
+), gone AS (
+  DELETE FROM rollout_candidates c USING dirty
+  WHERE c.rollout_id = $2::uuid AND c.device_id = dirty.device_id
+    AND NOT EXISTS (SELECT 1 FROM chosen WHERE chosen.id = c.device_id)
+  RETURNING 1
+)
+INSERT INTO rollout_candidates (rollout_id, device_id) SELECT $2::uuid, id FROM chosen
+ON CONFLICT DO NOTHING`;
+
+const DIRTY_VERSIONS_SQL = `
+SELECT DISTINCT d.current_version AS version FROM rollout_dirty x JOIN devices d ON d.id = x.device_id
+WHERE x.rollout_id = $1::uuid AND d.current_version IS NOT NULL`;
+
+// What a count counts: candidates (''), members of live devices, and every outcome.
+const COUNTED = `c.rollout_id = $1::uuid AND c.n <> 0 AND (c.state = '' OR c.live OR c.state = ANY($2::text[]))`;
+
+// The lowest buckets (for the stages' minDevices, stage-limits.ts): an ordered walk of the
+// primary key that stops after $3 buckets.
+const LOWEST_SQL = `
+SELECT c.bucket, sum(c.n)::int AS n FROM rollout_counts c WHERE ${COUNTED}
+GROUP BY c.bucket HAVING sum(c.n) > 0 ORDER BY c.bucket LIMIT $3`;
+
+// Devices per (stage, state, fetched): width_bucket counts the stage limits ≤ the bucket.
+const STAGES_SQL = `
+SELECT width_bucket(c.bucket, $3::int[]) AS stage, c.state, c.fetched, sum(c.n)::int AS n
+FROM rollout_counts c WHERE ${COUNTED}
+GROUP BY 1, 2, 3`;
+
+// Committed devices past the current stage's bake window, by stage: the bake depends on the
+// clock, so it is counted at evaluation (only for a stage with a window; health.ts).
+const BAKED_SQL = `
+SELECT width_bucket(rollout_bucket($1::uuid::text, rd.device_id::text), $2::int[]) AS stage, count(*)::int AS n
+FROM rollout_devices rd
+WHERE rd.rollout_id = $1::uuid AND rd.state = 'committed'
+  AND rd.committed_at <= $4::timestamptz - make_interval(secs => $3::int)
+  AND coalesce(rd.healthy_seconds, 0) >= $3::int
+GROUP BY 1`;
+
+interface Row extends Record<string, unknown> {
+  stage: number;
+  bucket: number;
+  state: string;
+  fetched: boolean;
+  n: number;
+  version: string;
+}
+
+const rowsOf = async (db: Db, text: string, values: unknown[]) =>
+  (await rawClient(db).query(text, values)).rows as unknown as Row[];
+
+/** Brings rollout_candidates up to date: the first time from the fleet, then from rollout_dirty. */
+export async function syncCandidates(db: Db, rollout: CountedRollout): Promise<void> {
+  const client = rawClient(db);
+  const seeded = await client.query('SELECT candidates_seeded_at IS NOT NULL AS done FROM rollouts WHERE id = $1', [
+    rollout.rolloutId,
+  ]);
+  if ((seeded.rows[0] as { done?: boolean } | undefined)?.done === false) {
+    await client.query(SEED_SQL, candidateParams(rollout, await productVersions(db, rollout.product)));
+  }
+  const versions = (await rowsOf(db, DIRTY_VERSIONS_SQL, [rollout.rolloutId])).map((r) => r.version);
+  await client.query(SYNC_SQL, [...candidateParams(rollout, versions), versions]);
+}
+
+/** Per-stage cohorts of a running rollout from its counters: the recount's numbers, O(stages). */
+export async function loadProgressCounted(
+  db: Db,
+  rollout: CountedRollout,
+  bake: BakeOptions = { bakeSeconds: 0, now: new Date(0) },
+): Promise<StageProgress[]> {
+  await syncCandidates(db, rollout);
+  const outcomes = [...OUTCOME_STATES];
+  const lowest: number[] = [];
+  const need = lowestBucketsNeeded(rollout.stages);
+  if (need > 0) {
+    for (const r of await rowsOf(db, LOWEST_SQL, [rollout.rolloutId, outcomes, need]))
+      for (let i = 0; i < r.n && lowest.length < need; i++) lowest.push(r.bucket);
+  }
+  const limits = stageBucketLimits(rollout.stages, lowest);
+  const rows: StageCount[] = (await rowsOf(db, STAGES_SQL, [rollout.rolloutId, outcomes, limits])).map(
+    (r) => ({ stage: Number(r.stage), state: r.state === '' ? undefined : r.state, fetched: r.fetched, n: r.n }),
+  );
+  const progress = progressFromStageCounts(rollout.stages, limits, rows);
+  if (bake.bakeSeconds > 0) {
+    for (const s of progress) s.baked = 0;
+    const last = progress.length - 1;
+    const baked = await rowsOf(db, BAKED_SQL, [
+      rollout.rolloutId,
+      limits,
+      bake.bakeSeconds,
+      bake.now.toISOString(),
+    ]);
+    for (const r of baked) {
+      const s = progress[Math.min(Number(r.stage), last)];
+      if (s !== undefined) s.baked = (s.baked ?? 0) + r.n;
+    }
+  }
+  return progress;
+}
