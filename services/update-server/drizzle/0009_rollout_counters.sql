@@ -28,11 +28,23 @@ CREATE TABLE "rollout_dirty" (
 	CONSTRAINT "rollout_dirty_rollout_id_device_id_pk" PRIMARY KEY("rollout_id","device_id")
 );
 --> statement-breakpoint
+CREATE TABLE "rollout_stage_counts" (
+	"rollout_id" uuid NOT NULL,
+	"stage" integer NOT NULL,
+	"state" text NOT NULL,
+	"fetched" boolean NOT NULL,
+	"live" boolean NOT NULL,
+	"n" integer NOT NULL,
+	CONSTRAINT "rollout_stage_counts_rollout_id_stage_state_fetched_live_pk" PRIMARY KEY("rollout_id","stage","state","fetched","live")
+);
+--> statement-breakpoint
 ALTER TABLE "rollouts" ADD COLUMN "candidates_seeded_at" timestamp with time zone;--> statement-breakpoint
+ALTER TABLE "rollouts" ADD COLUMN "stage_limits" integer[];--> statement-breakpoint
 ALTER TABLE "rollout_candidates" ADD CONSTRAINT "rollout_candidates_rollout_id_rollouts_id_fk" FOREIGN KEY ("rollout_id") REFERENCES "public"."rollouts"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "rollout_candidates" ADD CONSTRAINT "rollout_candidates_device_id_devices_id_fk" FOREIGN KEY ("device_id") REFERENCES "public"."devices"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "rollout_counts" ADD CONSTRAINT "rollout_counts_rollout_id_rollouts_id_fk" FOREIGN KEY ("rollout_id") REFERENCES "public"."rollouts"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "rollout_dirty" ADD CONSTRAINT "rollout_dirty_rollout_id_rollouts_id_fk" FOREIGN KEY ("rollout_id") REFERENCES "public"."rollouts"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "rollout_stage_counts" ADD CONSTRAINT "rollout_stage_counts_rollout_id_rollouts_id_fk" FOREIGN KEY ("rollout_id") REFERENCES "public"."rollouts"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 -- The rollout bucket (src/rollout/bucket.ts rolloutBucket): uint32 big-endian of the first 4
 -- bytes of SHA-256(utf8(rolloutId) || 0x00 || utf8(deviceId)), mod 10,000. The one SQL spelling:
 -- bucket.ts rolloutBucketSql, the recount (progress-sql.ts) and the counters below call it.
@@ -108,6 +120,38 @@ CREATE TRIGGER rollout_devices_counted_update AFTER UPDATE ON rollout_devices
 --> statement-breakpoint
 CREATE TRIGGER rollout_devices_counted_delete AFTER DELETE ON rollout_devices
   REFERENCING OLD TABLE AS ot FOR EACH STATEMENT EXECUTE FUNCTION rollout_devices_counted();
+--> statement-breakpoint
+-- rollout_counts summed by stage: every change of a bucket's count moves its stage's count by the
+-- same amount, the stage taken from rollouts.stage_limits under a key-share lock (a count that
+-- regroups the stages, counters.ts, takes the row FOR UPDATE: it waits for these and they for it).
+CREATE FUNCTION rollout_counts_staged() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM rollouts r WHERE r.id IN (SELECT nt.rollout_id FROM nt) AND r.stage_limits IS NOT NULL
+  ORDER BY r.id FOR KEY SHARE;
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO rollout_stage_counts AS s (rollout_id, stage, state, fetched, live, n)
+    SELECT nt.rollout_id, width_bucket(nt.bucket, r.stage_limits), nt.state, nt.fetched, nt.live, sum(nt.n)::int
+    FROM nt JOIN rollouts r ON r.id = nt.rollout_id AND r.stage_limits IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5 HAVING sum(nt.n) <> 0 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (rollout_id, stage, state, fetched, live) DO UPDATE SET n = s.n + excluded.n;
+  ELSE
+    INSERT INTO rollout_stage_counts AS s (rollout_id, stage, state, fetched, live, n)
+    SELECT nt.rollout_id, width_bucket(nt.bucket, r.stage_limits), nt.state, nt.fetched, nt.live,
+           sum(nt.n - o.n)::int
+    FROM nt JOIN ot o ON o.rollout_id = nt.rollout_id AND o.bucket = nt.bucket AND o.state = nt.state
+                     AND o.fetched = nt.fetched AND o.live = nt.live
+    JOIN rollouts r ON r.id = nt.rollout_id AND r.stage_limits IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5 HAVING sum(nt.n - o.n) <> 0 ORDER BY 1, 2, 3, 4, 5
+    ON CONFLICT (rollout_id, stage, state, fetched, live) DO UPDATE SET n = s.n + excluded.n;
+  END IF;
+  RETURN NULL;
+END $$;
+--> statement-breakpoint
+CREATE TRIGGER rollout_counts_staged_insert AFTER INSERT ON rollout_counts
+  REFERENCING NEW TABLE AS nt FOR EACH STATEMENT EXECUTE FUNCTION rollout_counts_staged();
+--> statement-breakpoint
+CREATE TRIGGER rollout_counts_staged_update AFTER UPDATE ON rollout_counts
+  REFERENCING OLD TABLE AS ot NEW TABLE AS nt FOR EACH STATEMENT EXECUTE FUNCTION rollout_counts_staged();
 --> statement-breakpoint
 -- Candidates count under state '' (always fetched and live: a candidate is a live device).
 CREATE FUNCTION rollout_candidates_counted() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -237,6 +237,11 @@ export const rollouts = pgTable(
      * the next progress count fills it (once per rollout, the only count that reads the fleet).
      */
     candidatesSeededAt: ts('candidates_seeded_at'),
+    /**
+     * The stage bucket limits rollout_stage_counts is grouped by (stage-limits.ts, as of the last
+     * count that changed them); null: not grouped yet.
+     */
+    stageLimits: integer('stage_limits').array(),
     createdAt: createdAt(),
     updatedAt: ts('updated_at').notNull().defaultNow(),
   },
@@ -333,6 +338,27 @@ export const rolloutCounts = pgTable(
     n: integer('n').notNull(),
   },
   (t) => [primaryKey({ columns: [t.rolloutId, t.bucket, t.state, t.fetched, t.live] })],
+);
+
+/**
+ * rollout_counts summed by stage (the stage of a bucket under rollouts.stage_limits): what an
+ * evaluation reads, one row per (stage, state). Kept by a trigger on rollout_counts; rebuilt from
+ * it when a count finds the limits changed (counters.ts).
+ */
+export const rolloutStageCounts = pgTable(
+  'rollout_stage_counts',
+  {
+    rolloutId: uuid('rollout_id')
+      .notNull()
+      .references(() => rollouts.id, { onDelete: 'cascade' }),
+    /** width_bucket(bucket, stage_limits): the stage index, the number of stages beyond the last. */
+    stage: integer('stage').notNull(),
+    state: text('state').notNull(),
+    fetched: boolean('fetched').notNull(),
+    live: boolean('live').notNull(),
+    n: integer('n').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.rolloutId, t.stage, t.state, t.fetched, t.live] })],
 );
 
 /**

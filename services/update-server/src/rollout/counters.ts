@@ -4,11 +4,14 @@
 // by triggers on rollout_candidates (drizzle/0009_rollout_counters.sql). rollout_candidates is
 // filled once per rollout from the fleet (the first count after it starts), then kept in step
 // from rollout_dirty: the devices whose candidacy may have changed since (registered, retagged,
-// new version, decommissioned, offered, or moved in the rollout a rollback selects from). So a
-// count reads the lowest minDevices buckets and one row per (stage, state) summed from at most
-// 10,000 buckets — the same work for 10,000 and 1,000,000 devices — plus what changed since the
+// new version, decommissioned, offered, or moved in the rollout a rollback selects from). A
+// trigger sums the bucket counts by stage into rollout_stage_counts, under the stage limits stored
+// with the rollout, regrouped here when a count finds them changed (minDevices follows the lowest
+// buckets, stage-limits.ts). So a count reads the lowest minDevices buckets and one row per
+// (stage, state) — the same work for 10,000 and 1,000,000 devices — plus what changed since the
 // last count. The rules are the recount's (progress-sql.ts CANDIDATE_SQL, progress.ts), and
 // test/rollout-counters.test.ts holds the two equal after random reports.
+import { sql } from 'drizzle-orm';
 import { rawClient } from '../db/poll-statement.js';
 import type { Db } from '../db/database.js';
 import { OUTCOME_STATES } from './model.js';
@@ -61,24 +64,28 @@ WITH dirty AS (
 INSERT INTO rollout_candidates (rollout_id, device_id) SELECT $2::uuid, id FROM chosen
 ON CONFLICT DO NOTHING`;
 
-const DIRTY_VERSIONS_SQL = `
-SELECT DISTINCT d.current_version AS version FROM rollout_dirty x JOIN devices d ON d.id = x.device_id
-WHERE x.rollout_id = $1::uuid AND d.current_version IS NOT NULL`;
+// Whether the rollout's candidates were filled, whether any device is listed, and their versions.
+const STATE_SQL = `
+SELECT (SELECT candidates_seeded_at IS NOT NULL FROM rollouts WHERE id = $1::uuid) AS seeded,
+       EXISTS (SELECT 1 FROM rollout_dirty x WHERE x.rollout_id = $1::uuid) AS dirty,
+       ARRAY(SELECT DISTINCT d.current_version FROM rollout_dirty x JOIN devices d ON d.id = x.device_id
+             WHERE x.rollout_id = $1::uuid AND d.current_version IS NOT NULL) AS versions`;
 
 // What a count counts: candidates (''), members of live devices, and every outcome.
-const COUNTED = `c.rollout_id = $1::uuid AND c.n <> 0 AND (c.state = '' OR c.live OR c.state = ANY($2::text[]))`;
+const COUNTED = `c.n <> 0 AND (c.state = '' OR c.live OR c.state = ANY($2::text[]))`;
 
 // The lowest buckets (for the stages' minDevices, stage-limits.ts): an ordered walk of the
 // primary key that stops after $3 buckets.
 const LOWEST_SQL = `
-SELECT c.bucket, sum(c.n)::int AS n FROM rollout_counts c WHERE ${COUNTED}
+SELECT c.bucket, sum(c.n)::int AS n FROM rollout_counts c WHERE c.rollout_id = $1::uuid AND ${COUNTED}
 GROUP BY c.bucket HAVING sum(c.n) > 0 ORDER BY c.bucket LIMIT $3`;
 
-// Devices per (stage, state, fetched): width_bucket counts the stage limits ≤ the bucket.
+// Devices per (stage, state, fetched), with the limits they are grouped by (one snapshot).
 const STAGES_SQL = `
-SELECT width_bucket(c.bucket, $3::int[]) AS stage, c.state, c.fetched, sum(c.n)::int AS n
-FROM rollout_counts c WHERE ${COUNTED}
-GROUP BY 1, 2, 3`;
+SELECT r.stage_limits AS limits, c.stage, c.state, c.fetched, sum(c.n)::int AS n
+FROM rollouts r LEFT JOIN rollout_stage_counts c ON c.rollout_id = r.id AND ${COUNTED}
+WHERE r.id = $1::uuid
+GROUP BY 1, 2, 3, 4`;
 
 // Committed devices past the current stage's bake window, by stage: the bake depends on the
 // clock, so it is counted at evaluation (only for a stage with a window; health.ts).
@@ -91,7 +98,11 @@ WHERE rd.rollout_id = $1::uuid AND rd.state = 'committed'
 GROUP BY 1`;
 
 interface Row extends Record<string, unknown> {
-  stage: number;
+  seeded: boolean | null;
+  dirty: boolean;
+  versions: string[];
+  limits: number[] | null;
+  stage: number | null;
   bucket: number;
   state: string;
   fetched: boolean;
@@ -105,14 +116,36 @@ const rowsOf = async (db: Db, text: string, values: unknown[]) =>
 /** Brings rollout_candidates up to date: the first time from the fleet, then from rollout_dirty. */
 export async function syncCandidates(db: Db, rollout: CountedRollout): Promise<void> {
   const client = rawClient(db);
-  const seeded = await client.query('SELECT candidates_seeded_at IS NOT NULL AS done FROM rollouts WHERE id = $1', [
-    rollout.rolloutId,
-  ]);
-  if ((seeded.rows[0] as { done?: boolean } | undefined)?.done === false) {
+  const [state] = await rowsOf(db, STATE_SQL, [rollout.rolloutId]);
+  if (state?.seeded === false) {
     await client.query(SEED_SQL, candidateParams(rollout, await productVersions(db, rollout.product)));
   }
-  const versions = (await rowsOf(db, DIRTY_VERSIONS_SQL, [rollout.rolloutId])).map((r) => r.version);
-  await client.query(SYNC_SQL, [...candidateParams(rollout, versions), versions]);
+  if (state?.dirty !== true) return;
+  await client.query(SYNC_SQL, [...candidateParams(rollout, state.versions), state.versions]);
+}
+
+const sameLimits = (a: readonly number[] | null | undefined, b: readonly number[]) =>
+  a !== null && a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+
+/**
+ * Stores `limits` as the rollout's stage limits and regroups rollout_stage_counts by them, under
+ * the rollout row's lock (the counting triggers hold a key-share lock on it while they write).
+ */
+async function regroup(db: Db, rolloutId: string, limits: readonly number[]): Promise<void> {
+  const array = sql.raw(`ARRAY[${limits.map((l) => String(Math.trunc(l))).join(',')}]::int[]`);
+  await db.transaction(async (tx) => {
+    const locked = (await tx.execute(
+      sql`SELECT stage_limits FROM rollouts WHERE id = ${rolloutId}::uuid FOR UPDATE`,
+    )) as unknown as { rows: { stage_limits: number[] | null }[] };
+    if (sameLimits(locked.rows[0]?.stage_limits, limits)) return;
+    await tx.execute(sql`UPDATE rollouts SET stage_limits = ${array} WHERE id = ${rolloutId}::uuid`);
+    await tx.execute(sql`DELETE FROM rollout_stage_counts WHERE rollout_id = ${rolloutId}::uuid`);
+    await tx.execute(sql`
+      INSERT INTO rollout_stage_counts (rollout_id, stage, state, fetched, live, n)
+      SELECT rollout_id, width_bucket(bucket, ${array}), state, fetched, live, sum(n)::int
+      FROM rollout_counts WHERE rollout_id = ${rolloutId}::uuid
+      GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0`);
+  });
 }
 
 /** Per-stage cohorts of a running rollout from its counters: the recount's numbers, O(stages). */
@@ -127,12 +160,24 @@ export async function loadProgressCounted(
   const need = lowestBucketsNeeded(rollout.stages);
   if (need > 0) {
     for (const r of await rowsOf(db, LOWEST_SQL, [rollout.rolloutId, outcomes, need]))
-      for (let i = 0; i < r.n && lowest.length < need; i++) lowest.push(r.bucket);
+      for (let i = 0; i < r.n && lowest.length < need; i++) lowest.push(Number(r.bucket));
   }
-  const limits = stageBucketLimits(rollout.stages, lowest);
-  const rows: StageCount[] = (await rowsOf(db, STAGES_SQL, [rollout.rolloutId, outcomes, limits])).map(
-    (r) => ({ stage: Number(r.stage), state: r.state === '' ? undefined : r.state, fetched: r.fetched, n: r.n }),
-  );
+  const wanted = stageBucketLimits(rollout.stages, lowest);
+  let counted = await rowsOf(db, STAGES_SQL, [rollout.rolloutId, outcomes]);
+  if (!sameLimits(counted[0]?.limits, wanted)) {
+    await regroup(db, rollout.rolloutId, wanted);
+    counted = await rowsOf(db, STAGES_SQL, [rollout.rolloutId, outcomes]);
+  }
+  // Grouped by the limits stored with the counts (another replica may have just regrouped them).
+  const limits = counted[0]?.limits ?? wanted;
+  const rows: StageCount[] = counted
+    .filter((r) => r.stage !== null)
+    .map((r) => ({
+      stage: Number(r.stage),
+      state: r.state === '' ? undefined : r.state,
+      fetched: r.fetched,
+      n: Number(r.n),
+    }));
   const progress = progressFromStageCounts(rollout.stages, limits, rows);
   if (bake.bakeSeconds > 0) {
     for (const s of progress) s.baked = 0;
@@ -145,7 +190,7 @@ export async function loadProgressCounted(
     ]);
     for (const r of baked) {
       const s = progress[Math.min(Number(r.stage), last)];
-      if (s !== undefined) s.baked = (s.baked ?? 0) + r.n;
+      if (s !== undefined) s.baked = (s.baked ?? 0) + Number(r.n);
     }
   }
   return progress;

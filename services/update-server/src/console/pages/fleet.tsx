@@ -267,8 +267,8 @@ export const fleetPages: ConsolePage = {
   },
   register(app, deps) {
     app.get('/console/fleet', (c) => fleetView(c, deps));
-    // One pass over every device and commit (fleet-history.ts): answered from a per-server cache
-    // for CHART_CACHE_MS, concurrent requests sharing one query.
+    // O(days × versions) rows of fleet_version_days (fleet-history.ts), still answered from a
+    // per-server cache for CHART_CACHE_MS, concurrent requests sharing one query.
     const charts = new Map<string, { at: number; value: Promise<VersionHistory> }>();
     app.get('/console/fleet/versions.json', async (c) => {
       const product = fleetFilters(c).product;
