@@ -27,29 +27,48 @@ import { stageBucketLimits } from './stage-limits.js';
 
 export type CountedRollout = ProgressRollout & { lateJoiners?: boolean };
 
-// The first count of a running rollout: claims the seeding (one replica wins the UPDATE; the
-// other finds it done) and makes rollout_candidates exactly the candidate rule's devices.
+// Seeding and syncing go through the devices in chunks of CHUNK (by device id), each its own
+// statement, so that no statement runs long (a query past the server's deadline fails) and the
+// locks each takes are few.
+const CHUNK = 20_000;
+const MAX_UUID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+
+// The first count of a running rollout fills rollout_candidates from the fleet: the product's
+// devices after $14 (by id), CHUNK ($15) of them, become exactly the candidate rule's. Two replicas
+// seeding at once do the same work twice, with the same result; a device changed meanwhile is in
+// rollout_dirty and re-judged by the next sync.
 const SEED_SQL = `
-WITH claim AS (
-  UPDATE rollouts SET candidates_seeded_at = now()
-  WHERE id = $2::uuid AND candidates_seeded_at IS NULL RETURNING id
+WITH span AS (
+  SELECT d.id FROM devices d WHERE d.product = $1 AND d.id > $14::uuid ORDER BY d.id LIMIT $15
 ), chosen AS (
-  SELECT d.id FROM devices d WHERE EXISTS (SELECT 1 FROM claim) AND ${CANDIDATE_SQL}
+  SELECT d.id FROM devices d JOIN span ON span.id = d.id WHERE ${CANDIDATE_SQL}
 ), gone AS (
   DELETE FROM rollout_candidates c
-  WHERE c.rollout_id = $2::uuid AND EXISTS (SELECT 1 FROM claim)
+  WHERE c.rollout_id = $2::uuid AND c.device_id > $14::uuid
+    AND c.device_id <= CASE WHEN (SELECT count(*) FROM span) < $15 THEN '${MAX_UUID}'::uuid
+                            ELSE (SELECT id FROM span ORDER BY id DESC LIMIT 1) END
     AND NOT EXISTS (SELECT 1 FROM chosen WHERE chosen.id = c.device_id)
   RETURNING 1
+), added AS (
+  INSERT INTO rollout_candidates (rollout_id, device_id) SELECT $2::uuid, id FROM chosen
+  ON CONFLICT DO NOTHING RETURNING 1
 )
-INSERT INTO rollout_candidates (rollout_id, device_id) SELECT $2::uuid, id FROM chosen
-ON CONFLICT DO NOTHING`;
+SELECT (SELECT id::text FROM span ORDER BY id DESC LIMIT 1) AS last, (SELECT count(*) FROM span)::int AS n`;
 
-// Later counts: re-judges the devices rollout_dirty lists (deleting a row claims it: a replica
-// syncing at the same time waits and then finds it gone). $14: the running versions judged for
-// this statement; a device whose version is not among them (it changed in between) stays listed.
+const SEEDED_SQL = `
+UPDATE rollouts SET candidates_seeded_at = now()
+WHERE id = $1::uuid AND candidates_seeded_at IS NULL AND state IN ('active', 'paused')`;
+
+// Later counts re-judge the devices rollout_dirty lists, CHUNK ($15) after $16 at a time
+// (deleting a row claims it: a replica syncing at the same time waits and then finds it gone).
+// $14: the running versions judged here; a device whose version is not among them (it changed in
+// between) stays listed for the next count.
 const SYNC_SQL = `
-WITH dirty AS (
-  DELETE FROM rollout_dirty x WHERE x.rollout_id = $2::uuid
+WITH pick AS (
+  SELECT y.device_id FROM rollout_dirty y WHERE y.rollout_id = $2::uuid AND y.device_id > $16::uuid
+  ORDER BY y.device_id LIMIT $15
+), dirty AS (
+  DELETE FROM rollout_dirty x WHERE x.rollout_id = $2::uuid AND x.device_id IN (SELECT device_id FROM pick)
     AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = x.device_id
                     AND d.current_version IS NOT NULL AND NOT (d.current_version = ANY($14::text[])))
   RETURNING x.device_id
@@ -60,9 +79,11 @@ WITH dirty AS (
   WHERE c.rollout_id = $2::uuid AND c.device_id = dirty.device_id
     AND NOT EXISTS (SELECT 1 FROM chosen WHERE chosen.id = c.device_id)
   RETURNING 1
+), added AS (
+  INSERT INTO rollout_candidates (rollout_id, device_id) SELECT $2::uuid, id FROM chosen
+  ON CONFLICT DO NOTHING RETURNING 1
 )
-INSERT INTO rollout_candidates (rollout_id, device_id) SELECT $2::uuid, id FROM chosen
-ON CONFLICT DO NOTHING`;
+SELECT (SELECT device_id::text FROM pick ORDER BY device_id DESC LIMIT 1) AS last, (SELECT count(*) FROM pick)::int AS n`;
 
 // Whether the rollout's candidates were filled, whether any device is listed, and their versions.
 const STATE_SQL = `
@@ -98,6 +119,7 @@ WHERE rd.rollout_id = $1::uuid AND rd.state = 'committed'
 GROUP BY 1`;
 
 interface Row extends Record<string, unknown> {
+  last: string | null;
   seeded: boolean | null;
   dirty: boolean;
   versions: string[];
@@ -114,14 +136,27 @@ const rowsOf = async (db: Db, text: string, values: unknown[]) =>
   (await rawClient(db).query(text, values)).rows as unknown as Row[];
 
 /** Brings rollout_candidates up to date: the first time from the fleet, then from rollout_dirty. */
-export async function syncCandidates(db: Db, rollout: CountedRollout): Promise<void> {
+export async function syncCandidates(db: Db, rollout: CountedRollout, chunkSize = CHUNK): Promise<void> {
   const client = rawClient(db);
   const [state] = await rowsOf(db, STATE_SQL, [rollout.rolloutId]);
   if (state?.seeded === false) {
-    await client.query(SEED_SQL, candidateParams(rollout, await productVersions(db, rollout.product)));
+    const params = candidateParams(rollout, await productVersions(db, rollout.product));
+    let after = '00000000-0000-0000-0000-000000000000';
+    for (;;) {
+      const [chunk] = await rowsOf(db, SEED_SQL, [...params, after, chunkSize]);
+      if (chunk === undefined || chunk.last === null || Number(chunk.n) < chunkSize) break;
+      after = chunk.last;
+    }
+    await client.query(SEEDED_SQL, [rollout.rolloutId]);
   }
   if (state?.dirty !== true) return;
-  await client.query(SYNC_SQL, [...candidateParams(rollout, state.versions), state.versions]);
+  const params = [...candidateParams(rollout, state.versions), state.versions, chunkSize];
+  let after = '00000000-0000-0000-0000-000000000000';
+  for (;;) {
+    const [chunk] = await rowsOf(db, SYNC_SQL, [...params, after]);
+    if (chunk === undefined || chunk.last === null || Number(chunk.n) < chunkSize) break;
+    after = chunk.last;
+  }
 }
 
 const sameLimits = (a: readonly number[] | null | undefined, b: readonly number[]) =>
@@ -153,8 +188,10 @@ export async function loadProgressCounted(
   db: Db,
   rollout: CountedRollout,
   bake: BakeOptions = { bakeSeconds: 0, now: new Date(0) },
+  /** Devices per seeding or syncing statement (tests make it small to cross chunk edges). */
+  chunkSize = CHUNK,
 ): Promise<StageProgress[]> {
-  await syncCandidates(db, rollout);
+  await syncCandidates(db, rollout, chunkSize);
   const outcomes = [...OUTCOME_STATES];
   const lowest: number[] = [];
   const need = lowestBucketsNeeded(rollout.stages);
