@@ -15,7 +15,11 @@ import { bootstrapAdminKey } from '../src/auth/api-keys.js';
 import { generateSecret } from '../src/auth/secrets.js';
 import { openDatabase } from '../src/db/database.js';
 import { createLogger } from '../src/logger.js';
-import { versionHistory, versionHistoryRecount, versionHistorySql } from '../src/console/pages/fleet-history.js';
+import {
+  versionHistory,
+  versionHistoryRecount,
+  versionHistorySql,
+} from '../src/console/pages/fleet-history.js';
 import { benchScratch, PRODUCT, seedCanaryRelease } from './common.js';
 
 const DEVICES = Number(process.env['CONSOLE_BENCH_DEVICES'] ?? 100_000);

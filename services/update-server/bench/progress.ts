@@ -38,7 +38,12 @@ async function timed(runs: number, fn: () => Promise<unknown>): Promise<{ ms: nu
 async function main(): Promise<void> {
   const scratch = await benchScratch();
   // Seeding a million devices runs past the server's 30 s query deadline.
-  const database = await openDatabase({ kind: 'postgres', url: scratch.dbUrl, poolSize: 4, queryTimeoutMs: 600_000 });
+  const database = await openDatabase({
+    kind: 'postgres',
+    url: scratch.dbUrl,
+    poolSize: 4,
+    queryTimeoutMs: 600_000,
+  });
   try {
     const q = (text: string, values: unknown[] = []) =>
       (

@@ -39,8 +39,7 @@ describe.each(DB_BACKENDS)('fleet version history on %s', (backend) => {
     const db = tdb.database.db;
     let at = Date.parse('2026-01-01T00:00:00Z');
     const clock = { now: () => new Date(at) };
-    for (const id of ['a', 'b'])
-      await db.insert(products).values({ id, trustRoot: {}, trustRootVersion: 1 });
+    for (const id of ['a', 'b']) await db.insert(products).values({ id, trustRoot: {}, trustRootVersion: 1 });
     const ids: string[] = [];
     for (let step = 0; step < 150; step++) {
       at += Math.floor(random() * DAY_MS * 0.6);
@@ -59,18 +58,25 @@ describe.each(DB_BACKENDS)('fleet version history on %s', (backend) => {
         await db.insert(devices).values(rows);
       } else if (op < 0.4) {
         // A poll reporting another running version.
-        await db.update(devices).set({ currentVersion: pick(VERSIONS) }).where(eq(devices.id, id));
+        await db
+          .update(devices)
+          .set({ currentVersion: pick(VERSIONS) })
+          .where(eq(devices.id, id));
       } else if (op < 0.85) {
         // A committed report, as the report route writes it: the event, then the device row.
         const version = pick(VERSIONS.slice(1)) as string;
         await db.transaction(async (tx) => {
-          await tx.insert(deviceEvents).values({ deviceId: id, version, state: 'committed', at: clock.now() });
+          await tx
+            .insert(deviceEvents)
+            .values({ deviceId: id, version, state: 'committed', at: clock.now() });
           await tx.update(devices).set({ currentVersion: version }).where(eq(devices.id, id));
         });
       } else {
         await db
           .update(devices)
-          .set({ decommissionedAt: sql`CASE WHEN decommissioned_at IS NULL THEN ${clock.now().toISOString()}::timestamptz END` })
+          .set({
+            decommissionedAt: sql`CASE WHEN decommissioned_at IS NULL THEN ${clock.now().toISOString()}::timestamptz END`,
+          })
           .where(eq(devices.id, id));
       }
       for (const product of [undefined, 'a']) {

@@ -73,7 +73,12 @@ describe.each(DB_BACKENDS)('rollout counters on %s', (backend) => {
       stages: STAGES,
     };
     // A normal rollout (late joiners), a frozen one, and a rollback selecting from the first.
-    const normal = { ...base, rolloutId: randomUUID(), selector: { groups: ['north', 'south'] }, allowDowngrade: false };
+    const normal = {
+      ...base,
+      rolloutId: randomUUID(),
+      selector: { groups: ['north', 'south'] },
+      allowDowngrade: false,
+    };
     const frozen = {
       ...base,
       rolloutId: randomUUID(),
@@ -172,7 +177,10 @@ describe.each(DB_BACKENDS)('rollout counters on %s', (backend) => {
         });
       } else if (op < 0.24) {
         what = 'poll with a new version';
-        await db.update(devices).set({ currentVersion: pick(VERSIONS) }).where(eq(devices.id, id));
+        await db
+          .update(devices)
+          .set({ currentVersion: pick(VERSIONS) })
+          .where(eq(devices.id, id));
       } else if (op < 0.28) {
         what = 'decommission or recommission';
         await db
@@ -185,7 +193,14 @@ describe.each(DB_BACKENDS)('rollout counters on %s', (backend) => {
         const batch = [...new Set(Array.from({ length: 1 + Math.floor(random() * 20) }, () => pick(ids)))];
         await db
           .insert(rolloutDevices)
-          .values(batch.map((deviceId) => ({ rolloutId: r.rolloutId, deviceId, state: 'offered', updatedAt: now() })))
+          .values(
+            batch.map((deviceId) => ({
+              rolloutId: r.rolloutId,
+              deviceId,
+              state: 'offered',
+              updatedAt: now(),
+            })),
+          )
           .onConflictDoNothing();
       } else if (op < 0.6) {
         what = 'blob download';
@@ -205,14 +220,23 @@ describe.each(DB_BACKENDS)('rollout counters on %s', (backend) => {
           await db.transaction(async (tx) => {
             await tx
               .insert(deviceEvents)
-              .values({ deviceId: m.deviceId, rolloutId: r.rolloutId, version: r.releaseVersion, state, at: now() })
+              .values({
+                deviceId: m.deviceId,
+                rolloutId: r.rolloutId,
+                version: r.releaseVersion,
+                state,
+                at: now(),
+              })
               .onConflictDoNothing();
             await tx
               .update(rolloutDevices)
               .set({ state, updatedAt: now(), ...(state === 'committed' ? { committedAt: now() } : {}) })
               .where(and(eq(rolloutDevices.rolloutId, r.rolloutId), eq(rolloutDevices.deviceId, m.deviceId)));
             if (state === 'committed')
-              await tx.update(devices).set({ currentVersion: r.releaseVersion }).where(eq(devices.id, m.deviceId));
+              await tx
+                .update(devices)
+                .set({ currentVersion: r.releaseVersion })
+                .where(eq(devices.id, m.deviceId));
           });
         }
       } else {

@@ -16,7 +16,7 @@ import {
 } from './model.js';
 import type { OfferCandidate } from './offer.js';
 import { inFrozenPopulation } from './late-joiners.js';
-import { measureProgress, type ProgressRollout, type StageProgress } from './progress.js';
+import { measureProgress, type StageProgress } from './progress.js';
 import { type BakeOptions, loadProgressSql } from './progress-sql.js';
 import { type CountedRollout, loadProgressCounted } from './counters.js';
 import type { SelectableDevice } from './selector.js';
