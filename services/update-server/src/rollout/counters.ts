@@ -35,8 +35,9 @@ const MAX_UUID = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
 
 // The first count of a running rollout fills rollout_candidates from the fleet: the product's
 // devices after $14 (by id), CHUNK ($15) of them, become exactly the candidate rule's. Two replicas
-// seeding at once do the same work twice, with the same result; a device changed meanwhile is in
-// rollout_dirty and re-judged by the next sync.
+// seeding at once do the same work twice, with the same result. The chunk's devices listed in
+// rollout_dirty before this statement are judged here and unlisted ($16: the running versions
+// judged; a device on another version stays listed); one changed meanwhile stays listed.
 const SEED_SQL = `
 WITH span AS (
   SELECT d.id FROM devices d WHERE d.product = $1 AND d.id > $14::uuid ORDER BY d.id LIMIT $15
@@ -52,6 +53,12 @@ WITH span AS (
 ), added AS (
   INSERT INTO rollout_candidates (rollout_id, device_id) SELECT $2::uuid, id FROM chosen
   ON CONFLICT DO NOTHING RETURNING 1
+), cleared AS (
+  DELETE FROM rollout_dirty x USING span
+  WHERE x.rollout_id = $2::uuid AND x.device_id = span.id AND NOT EXISTS (
+    SELECT 1 FROM devices d WHERE d.id = x.device_id
+      AND d.current_version IS NOT NULL AND NOT (d.current_version = ANY($16::text[])))
+  RETURNING 1
 )
 SELECT (SELECT id::text FROM span ORDER BY id DESC LIMIT 1) AS last, (SELECT count(*) FROM span)::int AS n`;
 
@@ -138,16 +145,18 @@ const rowsOf = async (db: Db, text: string, values: unknown[]) =>
 /** Brings rollout_candidates up to date: the first time from the fleet, then from rollout_dirty. */
 export async function syncCandidates(db: Db, rollout: CountedRollout, chunkSize = CHUNK): Promise<void> {
   const client = rawClient(db);
-  const [state] = await rowsOf(db, STATE_SQL, [rollout.rolloutId]);
+  let [state] = await rowsOf(db, STATE_SQL, [rollout.rolloutId]);
   if (state?.seeded === false) {
-    const params = candidateParams(rollout, await productVersions(db, rollout.product));
+    const versions = await productVersions(db, rollout.product);
+    const params = candidateParams(rollout, versions);
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {
-      const [chunk] = await rowsOf(db, SEED_SQL, [...params, after, chunkSize]);
+      const [chunk] = await rowsOf(db, SEED_SQL, [...params, after, chunkSize, versions]);
       if (chunk === undefined || chunk.last === null || Number(chunk.n) < chunkSize) break;
       after = chunk.last;
     }
     await client.query(SEEDED_SQL, [rollout.rolloutId]);
+    [state] = await rowsOf(db, STATE_SQL, [rollout.rolloutId]);
   }
   if (state?.dirty !== true) return;
   const params = [...candidateParams(rollout, state.versions), state.versions, chunkSize];
