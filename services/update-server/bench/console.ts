@@ -26,7 +26,8 @@ const DEVICES = Number(process.env['CONSOLE_BENCH_DEVICES'] ?? 100_000);
 const RUNS = Number(process.env['CONSOLE_BENCH_RUNS'] ?? 20);
 
 const scratch = await benchScratch();
-const database = await openDatabase({ kind: 'postgres', url: scratch.dbUrl, poolSize: 4 });
+// Seeding (each commit also updates the version history by trigger) runs past the 30 s query deadline.
+const database = await openDatabase({ kind: 'postgres', url: scratch.dbUrl, poolSize: 4, queryTimeoutMs: 600_000 });
 try {
   const seedStarted = performance.now();
   const { db } = database;

@@ -75,25 +75,22 @@ BEGIN
     WHERE r.state IN ('active', 'paused')
     ON CONFLICT DO NOTHING;
   ELSIF TG_OP = 'UPDATE' THEN
+    -- The new rows' keys minus the old rows' (unchanged keys cancel out), without a join.
     INSERT INTO rollout_counts AS c (rollout_id, bucket, state, fetched, live, n)
     SELECT rollout_id, bucket, state, fetched, live, sum(n)::int FROM (
       SELECT o.rollout_id, rollout_bucket(o.rollout_id::text, o.device_id::text) AS bucket, o.state,
              o.blobs_fetched_at IS NOT NULL AS fetched, coalesce(d.decommissioned_at IS NULL, true) AS live, -1 AS n
-      FROM ot o JOIN nt ON nt.rollout_id = o.rollout_id AND nt.device_id = o.device_id
-      LEFT JOIN devices d ON d.id = o.device_id
-      WHERE o.state IS DISTINCT FROM nt.state OR (o.blobs_fetched_at IS NULL) <> (nt.blobs_fetched_at IS NULL)
+      FROM ot o LEFT JOIN devices d ON d.id = o.device_id
       UNION ALL
       SELECT nt.rollout_id, rollout_bucket(nt.rollout_id::text, nt.device_id::text), nt.state,
              nt.blobs_fetched_at IS NOT NULL, coalesce(d.decommissioned_at IS NULL, true), 1
-      FROM ot o JOIN nt ON nt.rollout_id = o.rollout_id AND nt.device_id = o.device_id
-      LEFT JOIN devices d ON d.id = nt.device_id
-      WHERE o.state IS DISTINCT FROM nt.state OR (o.blobs_fetched_at IS NULL) <> (nt.blobs_fetched_at IS NULL)
+      FROM nt LEFT JOIN devices d ON d.id = nt.device_id
     ) x GROUP BY 1, 2, 3, 4, 5 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT (rollout_id, bucket, state, fetched, live) DO UPDATE SET n = c.n + excluded.n;
+    -- Rollbacks selecting from this rollout judge the device again (over-listing is harmless).
     INSERT INTO rollout_dirty (rollout_id, device_id)
-    SELECT r.id, nt.device_id FROM ot o JOIN nt ON nt.rollout_id = o.rollout_id AND nt.device_id = o.device_id
-    JOIN rollouts r ON r.selector->>'fromRollout' = nt.rollout_id::text
-    WHERE o.state IS DISTINCT FROM nt.state AND r.state IN ('active', 'paused')
+    SELECT r.id, nt.device_id FROM nt JOIN rollouts r ON r.selector->>'fromRollout' = nt.rollout_id::text
+    WHERE r.state IN ('active', 'paused')
     ON CONFLICT DO NOTHING;
   ELSE
     -- Rows removed with their rollout (cascade) leave nothing to count.
@@ -135,13 +132,13 @@ BEGIN
     GROUP BY 1, 2, 3, 4, 5 HAVING sum(nt.n) <> 0 ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT (rollout_id, stage, state, fetched, live) DO UPDATE SET n = s.n + excluded.n;
   ELSE
+    -- New minus old per key, summed without joining the two transition tables.
     INSERT INTO rollout_stage_counts AS s (rollout_id, stage, state, fetched, live, n)
-    SELECT nt.rollout_id, width_bucket(nt.bucket, r.stage_limits), nt.state, nt.fetched, nt.live,
-           sum(nt.n - o.n)::int
-    FROM nt JOIN ot o ON o.rollout_id = nt.rollout_id AND o.bucket = nt.bucket AND o.state = nt.state
-                     AND o.fetched = nt.fetched AND o.live = nt.live
-    JOIN rollouts r ON r.id = nt.rollout_id AND r.stage_limits IS NOT NULL
-    GROUP BY 1, 2, 3, 4, 5 HAVING sum(nt.n - o.n) <> 0 ORDER BY 1, 2, 3, 4, 5
+    SELECT x.rollout_id, width_bucket(x.bucket, r.stage_limits), x.state, x.fetched, x.live, sum(x.n)::int
+    FROM (SELECT rollout_id, bucket, state, fetched, live, n FROM nt
+          UNION ALL SELECT rollout_id, bucket, state, fetched, live, -n FROM ot) x
+    JOIN rollouts r ON r.id = x.rollout_id AND r.stage_limits IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5 HAVING sum(x.n) <> 0 ORDER BY 1, 2, 3, 4, 5
     ON CONFLICT (rollout_id, stage, state, fetched, live) DO UPDATE SET n = s.n + excluded.n;
   END IF;
   RETURN NULL;
