@@ -27,7 +27,12 @@ const RUNS = Number(process.env['CONSOLE_BENCH_RUNS'] ?? 20);
 
 const scratch = await benchScratch();
 // Seeding (each commit also updates the version history by trigger) runs past the 30 s query deadline.
-const database = await openDatabase({ kind: 'postgres', url: scratch.dbUrl, poolSize: 4, queryTimeoutMs: 600_000 });
+const database = await openDatabase({
+  kind: 'postgres',
+  url: scratch.dbUrl,
+  poolSize: 4,
+  queryTimeoutMs: 600_000,
+});
 try {
   const seedStarted = performance.now();
   const { db } = database;
@@ -47,7 +52,7 @@ try {
   // Commit history: 1.1.0 for every device now on 1.1.0 or 2.0.0, 2.0.0 later for those on it.
   await db.execute(sql`
     insert into device_events (device_id, version, state, progress, created_at)
-    select id, '1.1.0', s.state, s.progress, created_at + interval '25 days' + (abs(hashtext(id::text)) % 10) * interval '1 day' + s.k * interval '1 minute'
+    select id, '1.1.0', s.state, s.progress, created_at + interval '15 days' + (abs(hashtext(id::text)) % 10) * interval '1 day' + s.k * interval '1 minute'
     from devices, (values (0, 'downloading', 100), (1, 'installing', null), (2, 'committed', null)) as s(k, state, progress)
     where current_version in ('1.1.0', '2.0.0')`);
   await db.execute(sql`

@@ -7,6 +7,8 @@
 // version) in fleet_version_days by triggers as devices register, commit and leave
 // (drizzle/0009_rollout_counters.sql), so the chart reads O(days × versions) rows; the recount
 // below derives the same from every device and commit (the test and the bench compare them).
+// They differ only for reports stamped after today, which the recount ignores and the kept
+// history does not (reports carry the server's clock, so none are).
 import { sql } from 'drizzle-orm';
 import type { AppDeps } from '../../context.js';
 
