@@ -8,7 +8,10 @@
 //      abota-b+1.efi and arms LoaderEntryOneShot), then RootFSB changed on the stopped disk: B's
 //      UKI boots but never reaches init (dm-verity refuses the root), systemd-boot has counted
 //      the try down (abota-b+0-1.efi), so the default A boots and the agent reports rolled back.
-//   3. 2.0.0 again: B boots (LoaderEntrySelected abota-b+1.efi), passes its health check, the
+//   3. a B whose health check fails (1.1.0, built while the VM boots): B boots once through
+//      systemd-boot, the agent rejects it (abota-b+0-1.efi left, no tries) and reboots; the
+//      default A boots and the server lists the device failed on 1.0.0.
+//   4. 2.0.0 again: B boots (LoaderEntrySelected abota-b+1.efi), passes its health check, the
 //      agent blesses it (abota-b.efi, LoaderEntryDefault) and the server lists it committed.
 // The ESP's file names are read from the host (mtools on the disk), the Loader* variables in the
 // guest (efivarfs): the state systemd-boot and `bootctl` see.
@@ -64,6 +67,8 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'GRUBless updates thro
   let vm: Vm | undefined;
   let sshPort: number;
   let deviceId: string;
+  /** 1.1.0, whose health check fails: built in the background while the first scenarios boot. */
+  let unhealthy: Promise<unknown>;
   let boots = 0;
   const figures: Record<string, number> = {};
   const started = performance.now();
@@ -110,6 +115,8 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'GRUBless updates thro
     t = performance.now();
     disk = await fleet.factoryDisk('vm', '1.0.0');
     figures['diskSeconds'] = Math.round((performance.now() - t) / 1000);
+    unhealthy = fleet.release({ version: '1.1.0', healthy: false, deltaFrom: ['1.0.0'] });
+    unhealthy.catch(() => {}); // awaited (and its failure reported) by the scenario that needs it
     sshPort = await freePort();
   }, 1_800_000);
 
@@ -177,6 +184,35 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'GRUBless updates thro
       LoaderEntryOneShot: '',
     });
     // systemd-boot renamed B's entry +1 → +0-1 before it booted it: no tries left.
+    const ls = await sshWhenUp(fleet.sshKey, sshPort, 'sync; ls /boot/efi/EFI/Linux');
+    expect(ls.stdout.trim().split('\n').sort()).toEqual(['abota-a.efi', 'abota-b+0-1.efi']);
+  });
+
+  it('a B whose health check fails: systemd-boot boots it once, the agent rejects it and reboots, the default A boots, reported failed', async () => {
+    await unhealthy;
+    const v = vm!;
+    const from = v.mark();
+    await fleet.rollout('1.1.0', deviceId);
+    const failed = await v.waitFor(
+      /health check: this build is made to fail its health check/,
+      INSTALL_TIMEOUT_MS,
+      from,
+    );
+    expect(v.output.slice(from, failed.index)).toMatch(/abota-init: booted from partition \S+: slot B/);
+    const a = await slotBooted(v, failed.index + failed[0].length);
+    expect(a.slot).toBe('A');
+    const row = await fleet.waitForDevice(
+      (d) => d.installState === 'failed' && d.bootedSlot === 'A',
+      BOOT_TIMEOUT_MS,
+      deviceId,
+    );
+    expect(row.currentVersion).toBe('1.0.0');
+    expect(await loaderVariables()).toMatchObject({
+      LoaderEntrySelected: 'abota-a.efi',
+      LoaderEntryDefault: 'abota-a.efi',
+      LoaderEntryOneShot: '',
+    });
+    // B's try was spent by systemd-boot (+1 → +0-1) and the agent left it bad: never chosen again.
     const ls = await sshWhenUp(fleet.sshKey, sshPort, 'sync; ls /boot/efi/EFI/Linux');
     expect(ls.stdout.trim().split('\n').sort()).toEqual(['abota-a.efi', 'abota-b+0-1.efi']);
   });
