@@ -203,8 +203,10 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'GRUBless updates thro
       INSTALL_TIMEOUT_MS,
       from,
     );
-    expect(v.output.slice(from, failed.index)).toMatch(/abota-init: booted from partition \S+: slot B/);
-    const a = await slotBooted(v, failed.index + failed[0].length);
+    // waitFor's index counts from `from`.
+    const failedEnd = from + failed.index + failed[0].length;
+    expect(v.output.slice(from, failedEnd)).toMatch(/abota-init: booted from partition \S+: slot B/);
+    const a = await slotBooted(v, failedEnd);
     expect(a.slot).toBe('A');
     const row = await fleet.waitForDevice(
       (d) => d.installState === 'failed' && d.bootedSlot === 'A',
