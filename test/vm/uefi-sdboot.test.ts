@@ -106,6 +106,27 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'GRUBless updates thro
     );
   }
 
+  /**
+   * After a rejected B: the server lists the device `installState` on A with 1.0.0, A is what
+   * systemd-boot booted and the default, nothing armed, and B's entry has no tries left
+   * (systemd-boot renamed it +1 → +0-1 before booting it): never chosen again.
+   */
+  async function expectBackOnA(installState: 'rolled-back' | 'failed'): Promise<void> {
+    const row = await fleet.waitForDevice(
+      (d) => d.installState === installState && d.bootedSlot === 'A',
+      BOOT_TIMEOUT_MS,
+      deviceId,
+    );
+    expect(row.currentVersion).toBe('1.0.0');
+    expect(await loaderVariables()).toMatchObject({
+      LoaderEntrySelected: 'abota-a.efi',
+      LoaderEntryDefault: 'abota-a.efi',
+      LoaderEntryOneShot: '',
+    });
+    const ls = await sshWhenUp(fleet.sshKey, sshPort, 'sync; ls /boot/efi/EFI/Linux');
+    expect(ls.stdout.trim().split('\n').sort()).toEqual(['abota-a.efi', 'abota-b+0-1.efi']);
+  }
+
   beforeAll(async () => {
     work = await makeTempDir('abota-vm-sdboot-');
     fleet = await UpdateFleet.create(work, { uefi: true, loader: 'systemd-boot', secureBoot: true });
@@ -177,20 +198,7 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'GRUBless updates thro
     expect(b.slot).toBe('B');
     const a = await slotBooted(v, b.index);
     expect(a.slot).toBe('A');
-    const row = await fleet.waitForDevice(
-      (d) => d.installState === 'rolled-back' && d.bootedSlot === 'A',
-      BOOT_TIMEOUT_MS,
-      deviceId,
-    );
-    expect(row.currentVersion).toBe('1.0.0');
-    expect(await loaderVariables()).toMatchObject({
-      LoaderEntrySelected: 'abota-a.efi',
-      LoaderEntryDefault: 'abota-a.efi',
-      LoaderEntryOneShot: '',
-    });
-    // systemd-boot renamed B's entry +1 → +0-1 before it booted it: no tries left.
-    const ls = await sshWhenUp(fleet.sshKey, sshPort, 'sync; ls /boot/efi/EFI/Linux');
-    expect(ls.stdout.trim().split('\n').sort()).toEqual(['abota-a.efi', 'abota-b+0-1.efi']);
+    await expectBackOnA('rolled-back');
   });
 
   it('a B whose health check fails: systemd-boot boots it once, the agent rejects it and reboots, the default A boots, reported failed', async () => {
@@ -208,20 +216,7 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'GRUBless updates thro
     expect(v.output.slice(from, failedEnd)).toMatch(/abota-init: booted from partition \S+: slot B/);
     const a = await slotBooted(v, failedEnd);
     expect(a.slot).toBe('A');
-    const row = await fleet.waitForDevice(
-      (d) => d.installState === 'failed' && d.bootedSlot === 'A',
-      BOOT_TIMEOUT_MS,
-      deviceId,
-    );
-    expect(row.currentVersion).toBe('1.0.0');
-    expect(await loaderVariables()).toMatchObject({
-      LoaderEntrySelected: 'abota-a.efi',
-      LoaderEntryDefault: 'abota-a.efi',
-      LoaderEntryOneShot: '',
-    });
-    // B's try was spent by systemd-boot (+1 → +0-1) and the agent left it bad: never chosen again.
-    const ls = await sshWhenUp(fleet.sshKey, sshPort, 'sync; ls /boot/efi/EFI/Linux');
-    expect(ls.stdout.trim().split('\n').sort()).toEqual(['abota-a.efi', 'abota-b+0-1.efi']);
+    await expectBackOnA('failed');
   });
 
   it('A→B: the agent copies the UKI again, systemd-boot boots B once, the health check passes, the agent blesses abota-b.efi as the default and reports committed', async () => {

@@ -5,7 +5,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { FsBlobStore, S3BlobStore } from '@abota/blobstore';
 import { makeTempDir, TcpOutageProxy } from '@abota/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Database, openDatabase } from '../src/db/database.js';
+import { type Database, type DatabaseOptions, openDatabase } from '../src/db/database.js';
 import { backendUnavailable } from '../src/unavailable.js';
 import { createHarness, openTestDatabase, type TestDatabase } from './harness.js';
 
@@ -31,6 +31,15 @@ describe('backend outage', () => {
     url.host = `127.0.0.1:${proxy.port}`;
     proxied = await openDatabase({ kind: 'postgres', url: url.toString(), poolSize: 2 });
   });
+  /** The test database through a relay of its own (to silence), opened with short deadlines. */
+  async function throughSilentProxy(
+    options: Omit<Extract<DatabaseOptions, { kind: 'postgres' }>, 'kind' | 'url'>,
+  ): Promise<{ silentProxy: TcpOutageProxy; db: Database }> {
+    const silentProxy = await TcpOutageProxy.start(proxy.target);
+    const url = new URL(tdb.url ?? '');
+    url.host = `127.0.0.1:${silentProxy.port}`;
+    return { silentProxy, db: await openDatabase({ kind: 'postgres', url: url.toString(), ...options }) };
+  }
   afterAll(async () => {
     await proxy?.restore();
     await proxied?.close();
@@ -51,12 +60,7 @@ describe('backend outage', () => {
 
   it('answers 503 + Retry-After within its deadlines when the network to PostgreSQL drops packets silently, and recovers', async () => {
     // Short deadlines for the test (defaults: connect 5 s, query 30 s).
-    const silentProxy = await TcpOutageProxy.start(proxy.target);
-    const url = new URL(tdb.url ?? '');
-    url.host = `127.0.0.1:${silentProxy.port}`;
-    const db = await openDatabase({
-      kind: 'postgres',
-      url: url.toString(),
+    const { silentProxy, db } = await throughSilentProxy({
       poolSize: 2,
       connectTimeoutMs: 1000,
       queryTimeoutMs: 1500,
@@ -87,12 +91,7 @@ describe('backend outage', () => {
   });
 
   it('finds a LISTEN connection whose network went silent by its heartbeat, reconnects, and hears notifications again', async () => {
-    const silentProxy = await TcpOutageProxy.start(proxy.target);
-    const url = new URL(tdb.url ?? '');
-    url.host = `127.0.0.1:${silentProxy.port}`;
-    const db = await openDatabase({
-      kind: 'postgres',
-      url: url.toString(),
+    const { silentProxy, db } = await throughSilentProxy({
       poolSize: 1,
       connectTimeoutMs: 500,
       listenHeartbeatMs: 300,
