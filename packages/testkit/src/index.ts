@@ -115,3 +115,4 @@ export function selfSignedCertificate(
   if (made.status !== 0) throw new Error(`openssl req -x509 failed: ${String(made.stderr)}`);
   return { key, cert };
 }
+export { seeded } from './seeded.js';

@@ -2,23 +2,13 @@
 // register, poll, commit and are decommissioned, must give the history the recount from every
 // device and commit gives (fleet-history.ts). A seeded random sequence over 40 days, compared
 // after every step, on PGlite and on the real PostgreSQL.
+import { seeded } from '@abota/testkit';
 import { randomUUID } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { versionHistory, versionHistoryRecount } from '../src/console/pages/fleet-history.js';
 import { deviceEvents, devices, products } from '../src/db/schema.js';
 import { DB_BACKENDS, openTestDatabase, type TestDatabase } from './harness.js';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = Number(process.env['ABOTA_HISTORY_SEED'] ?? 99);
 const VERSIONS = [null, '1.0.0', '1.1.0', '2.0.0'];
@@ -34,7 +24,7 @@ describe.each(DB_BACKENDS)('fleet version history on %s', (backend) => {
   });
 
   it('kept per day equals the recount from devices and commits after every step', async () => {
-    const random = rng(SEED);
+    const random = seeded(SEED);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
     const db = tdb.database.db;
     let at = Date.parse('2026-01-01T00:00:00Z');

@@ -5,6 +5,7 @@
 // decommissions, offers, reports in every state with and without downloads, health reports, a
 // rollback selecting from the rollout. A seeded random sequence, compared after every step, on
 // PGlite and on the real PostgreSQL.
+import { seeded } from '@abota/testkit';
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,18 +16,6 @@ import { DEVICE_STATES, type StageSpec } from '../src/rollout/model.js';
 import { type BakeOptions, loadProgressSql } from '../src/rollout/progress-sql.js';
 import type { CachedRollout } from '../src/rollout/store.js';
 import { DB_BACKENDS, openTestDatabase, type TestDatabase } from './harness.js';
-
-/** mulberry32: a small seeded PRNG, so a failure replays with the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = Number(process.env['ABOTA_COUNTERS_SEED'] ?? 4242);
 const PRODUCT = 'eflow-vm';
@@ -46,7 +35,7 @@ describe.each(DB_BACKENDS)('rollout counters on %s', (backend) => {
   }, 60_000);
 
   it('equal a full recount from the fleet after every step of a random sequence of reports', async () => {
-    const random = rng(SEED);
+    const random = seeded(SEED);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
     const db = tdb.database.db;
     let clock = Date.parse('2026-03-01T00:00:00Z');

@@ -4,6 +4,7 @@
 // versions, decommissioned devices, members in every state with and without downloads, a rollback
 // selecting from an earlier rollout with trial-armed devices — is counted both ways under many
 // random selectors and stage lists, on PGlite and on the real PostgreSQL.
+import { seeded } from '@abota/testkit';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devices, products, releases, rolloutDevices, rollouts } from '../src/db/schema.js';
@@ -12,18 +13,6 @@ import type { ProgressRollout } from '../src/rollout/progress.js';
 import { loadProgressSql as loadProgress } from '../src/rollout/progress-sql.js';
 import { loadProgressInMemory } from '../src/rollout/store.js';
 import { DB_BACKENDS, openTestDatabase, type TestDatabase } from './harness.js';
-
-/** mulberry32: a small seeded PRNG, so a failure replays with the printed seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = Number(process.env['ABOTA_PROGRESS_SEED'] ?? 1717);
 const FLEET = 1500;
@@ -40,7 +29,7 @@ describe.each(DB_BACKENDS)('rollout progress counted in SQL on %s', (backend) =>
   const fleetIds: string[] = [];
 
   beforeAll(async () => {
-    const random = rng(SEED);
+    const random = seeded(SEED);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
     tdb = await openTestDatabase(backend);
     const db = tdb.database.db;
@@ -103,7 +92,7 @@ describe.each(DB_BACKENDS)('rollout progress counted in SQL on %s', (backend) =>
   });
 
   it('gives the same per-stage cohorts as the in-memory measure for random selectors and stages', async () => {
-    const random = rng(SEED + 1);
+    const random = seeded(SEED + 1);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
     const some = <T>(xs: readonly T[]): T[] => xs.filter(() => random() < 0.4);
     const db = tdb.database.db;
