@@ -22,7 +22,7 @@ import { describeWithTool, makeTempDir } from '@abota/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { flipBytes, partitionNamed } from './disk-bytes.js';
 import { sshWhenUp } from './guest-ssh.js';
-import { BOOT_TIMEOUT_MS, bootGuest, secondsToInit } from './guest-vm.js';
+import { BOOT_TIMEOUT_MS, secondsToInit } from './guest-vm.js';
 import { freePort, type Vm } from './qemu.js';
 import { type FactoryDisk, UpdateFleet } from './update-fleet.js';
 
@@ -76,15 +76,7 @@ describeWithTool('qemu-system-x86_64', 'qemu-system-x86', 'GRUBless updates thro
 
   async function boot(allowReboot: boolean): Promise<Vm> {
     boots += 1;
-    vm = await bootGuest({
-      disk: disk.path,
-      dir: join(work, 'vm', `boot-${boots}`),
-      serverPort: fleet.server.port,
-      sshPort,
-      allowReboot,
-      vars: disk.vars,
-      secureBoot: disk.secureBoot,
-    });
+    vm = await fleet.bootDisk(disk, join(work, 'vm', `boot-${boots}`), sshPort, allowReboot);
     return vm;
   }
 

@@ -16,7 +16,7 @@ import { describeWithTool, makeTempDir } from '@abota/testkit';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { flipBytes, partitionNamed, partitionSha256 } from './disk-bytes.js';
 import { type SshResult, sshRun, sshWhenUp } from './guest-ssh.js';
-import { bootGuest, firmwareSlotBooted, secondsToInit } from './guest-vm.js';
+import { firmwareSlotBooted, secondsToInit } from './guest-vm.js';
 import { freePort, type Vm } from './qemu.js';
 import { type FactoryDisk, type ReleaseSpec, UpdateFleet } from './update-fleet.js';
 
@@ -92,15 +92,7 @@ describeWithTool(
     /** Start QEMU on the factory disk and its varstore (Secure Boot firmware). */
     async function boot(allowReboot: boolean): Promise<Vm> {
       boots += 1;
-      vm = await bootGuest({
-        disk: disk.path,
-        dir: join(work, 'vm', `boot-${boots}`),
-        serverPort: fleet.server.port,
-        sshPort,
-        allowReboot,
-        vars: disk.vars,
-        secureBoot: disk.secureBoot,
-      });
+      vm = await fleet.bootDisk(disk, join(work, 'vm', `boot-${boots}`), sshPort, allowReboot);
       return vm;
     }
 

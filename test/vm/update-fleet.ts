@@ -9,7 +9,8 @@ import { diskSizeFlags, GUEST_LAYOUT, GUEST_LAYOUT_UEFI } from './disk-layout.js
 import { PROVISIONING_TOKEN_PATH } from './guest/init-scripts.js';
 import { makeSshKey, type SshKey } from './guest-ssh.js';
 import { type DeviceRow, type HostServer, startHostServer } from './host-server.js';
-import { GUEST_SERVER_ADDRESS } from './qemu.js';
+import { bootGuest } from './guest-vm.js';
+import { GUEST_SERVER_ADDRESS, type Vm } from './qemu.js';
 import { buildVmRelease, type VmRelease } from './releases.js';
 
 export const PRODUCT = 'abota-vm';
@@ -146,6 +147,19 @@ export class UpdateFleet {
       ...(this.uefi ? { vars } : {}),
       ...(this.secureBootKey === undefined ? {} : { secureBoot: true }),
     };
+  }
+
+  /** Start QEMU on a factory disk of this fleet (its varstore and Secure Boot firmware, if any). */
+  bootDisk(disk: FactoryDisk, dir: string, sshPort: number, allowReboot: boolean): Promise<Vm> {
+    return bootGuest({
+      disk: disk.path,
+      dir,
+      serverPort: this.server.port,
+      sshPort,
+      allowReboot,
+      ...(disk.vars === undefined ? {} : { vars: disk.vars }),
+      ...(disk.secureBoot === true ? { secureBoot: true } : {}),
+    });
   }
 
   #signFlags(): string[] {
