@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeWithTool, startNode, withTempDir } from '@abota/testkit';
+import { describeWithTool, seeded, startNode, withTempDir } from '@abota/testkit';
 import { expect, it } from 'vitest';
 import {
   makeFatImage,
@@ -23,20 +23,13 @@ import {
   EFI_GLOBAL_GUID,
   SYSTEMD_LOADER_GUID,
 } from './efivar-formats.js';
+import { otherSlot, type SlotName } from './bootcontrol.js';
 import { EfiVarStore } from './efivarfs.js';
 import { emulateFirmwareBoot, emulateSystemdBootSlot, UefiBootControl } from './uefi.js';
 
 const CHILD = fileURLToPath(new URL('../../test/uefi-kill-child.ts', import.meta.url));
 const PACKAGE_DIR = fileURLToPath(new URL('../..', import.meta.url));
 const KILLS = 6;
-
-function seeded(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 async function decodeAll(store: EfiVarStore): Promise<void> {
   for (const name of await store.names(EFI_GLOBAL_GUID)) {
@@ -67,7 +60,10 @@ describeWithTool('mcopy', 'mtools', 'SIGKILL', () => {
           await makeFatImage(bootImage, 4 * 1024 * 1024, { '/EFI/BOOT/BOOTX64.EFI': uki });
           const boot = () =>
             mode === 'firmware' ? emulateFirmwareBoot(store) : emulateSystemdBootSlot(store, esp);
-          const booted = await boot();
+          // The slot the device runs: after each kill it "reboots" into whatever the loader picks,
+          // and the next agent process starts there (it never installs into the slot it runs).
+          expect(await boot(), 'the factory state boots A').toBe('A');
+          let booted: SlotName = 'A';
           for (let kill = 0; kill < KILLS; kill++) {
             const child = startNode(
               '--conditions=@abota/source',
@@ -85,6 +81,7 @@ describeWithTool('mcopy', 'mtools', 'SIGKILL', () => {
                 ? await emulateFirmwareBoot(store)
                 : await emulateSystemdBootSlot(store, esp);
             expect(slot, `seed ${seed}, kill ${kill} after ${delay} ms`).not.toBe('rescue');
+            if (slot !== 'rescue') booted = slot;
             if (mode === 'systemd-boot') {
               // At most one UKI per slot (a copy killed half-way leaves its slot without one, never
               // a second name), and whatever is an entry is a whole UKI.
@@ -102,27 +99,27 @@ describeWithTool('mcopy', 'mtools', 'SIGKILL', () => {
               }
             }
           }
-          // A new agent takes over: its calls succeed and the device ends on A (an install cut
-          // short before its UKI reached the ESP is done again first, as the journal makes it).
-          const control = new UefiBootControl({ mode, efivars, espPath: esp, bootedSlot: 'A' });
-          if (mode === 'systemd-boot') {
-            const names = await readdir(join(esp, 'EFI', 'Linux'));
-            const bytes = await readFile(bootImage);
-            const image = {
-              sizeBytes: bytes.length,
-              read: async (p: number, n: number) => bytes.subarray(p, p + n),
-            };
-            for (const slot of ['A', 'B'] as const) {
-              if (!names.some((n) => n.startsWith(`abota-${slot.toLowerCase()}`))) {
-                await control.installBootImage(slot, image, `slot ${slot} boot image`);
-              }
-            }
-          }
-          await control.setPrimary('A');
-          await control.markGood('A');
-          expect(
-            mode === 'firmware' ? await emulateFirmwareBoot(store) : await emulateSystemdBootSlot(store, esp),
-          ).toBe('A');
+          // A new agent takes over on the slot the loader chose: it confirms that slot, then
+          // updates the other one again from the start (whatever the kills left there is marked
+          // bad and replaced, as the journal makes it): the trial boots, is committed, and stays.
+          const target = otherSlot(booted);
+          const bytes = await readFile(bootImage);
+          const image = {
+            sizeBytes: bytes.length,
+            read: async (p: number, n: number) => bytes.subarray(p, p + n),
+          };
+          const control = new UefiBootControl({ mode, efivars, espPath: esp, bootedSlot: booted });
+          await control.markGood(booted);
+          await control.setPrimary(booted);
+          await control.markBad(target);
+          await control.installBootImage(target, image, `slot ${target} boot image`);
+          await control.setTryOnce(target);
+          expect(await boot(), `seed ${seed}: the trial boots`).toBe(target);
+          const after = new UefiBootControl({ mode, efivars, espPath: esp, bootedSlot: target });
+          await after.markGood(target);
+          await after.setPrimary(target);
+          expect(await boot(), `seed ${seed}: the committed slot boots`).toBe(target);
+          expect(await boot(), `seed ${seed}: and again`).toBe(target);
         } finally {
           await unlockTree(dir);
         }
