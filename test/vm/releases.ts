@@ -71,6 +71,10 @@ export async function buildVmRelease(o: VmReleaseOptions): Promise<VmRelease> {
     '--out',
     releaseDir,
     ...(deltaFrom ?? []).flatMap((d) => ['--delta-from', d]),
+    // zstd level 3, not 19: the 131 MiB guest image compresses in 4 s instead of 119 s (46.9 MB
+    // instead of 37.9 MB); the agent decodes every level alike (the codec tests cover 19).
+    '--codec-level',
+    '3',
     ...(buildFlags ?? []),
   ]);
   return {

@@ -70,6 +70,10 @@ export function registerReleaseCommands(program: Command): void {
       '--codec <name>',
       `full-image artifact codec: zstd (level 19), brotli (quality 6, the default before zstd) or none (default ${DEFAULT_CODEC.codec})`,
     )
+    .option(
+      '--codec-level <n>',
+      "the codec's level: zstd 1-19, brotli 0-11 (lower builds faster, e.g. 3 for development builds; devices decode any level)",
+    )
     .option('--json', 'print one JSON summary for CI')
     .action(lazyAction(actions, 'build'));
 

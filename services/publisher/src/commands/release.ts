@@ -39,6 +39,7 @@ interface BuildFlags {
   deltaFrom: string[];
   deltaQuality?: string;
   codec?: string;
+  codecLevel?: string;
   json?: boolean;
 }
 
@@ -239,7 +240,7 @@ function printVerifyReport(r: VerifyReport): void {
 export async function build(flags: BuildFlags): Promise<void> {
   const json = flags.json === true;
   const deltaQuality = parseDeltaQuality(flags.deltaQuality);
-  const codec = parseCodec(flags.codec);
+  const codec = parseCodec(flags.codec, flags.codecLevel);
   const bars = new ProgressBars(json);
   let summary: BuildSummary;
   try {

@@ -151,6 +151,48 @@ describe('codec none and unknown codecs', () => {
       expect(() => parseCodec(bad)).toThrow(expect.objectContaining({ code: 'ERR_RELEASE_USAGE' }));
     }
   });
+
+  it("--codec-level sets the encoder effort within the codec's range, and the stream decodes the same", async () => {
+    expect(parseCodec(undefined, '3')).toEqual({ codec: 'zstd', quality: 3, lgwin: 21 });
+    expect(parseCodec('brotli', '11')).toEqual({ codec: 'brotli', quality: 11, lgwin: 22 });
+    expect(DEFAULT_CODEC.quality).toBe(19); // the default object is not changed by a level
+    for (const [codec, bad] of [
+      ['zstd', '0'],
+      ['zstd', '20'],
+      ['zstd', '3.5'],
+      ['zstd', '-1'],
+      ['zstd', ''],
+      ['brotli', '12'],
+      ['none', '1'],
+    ] as const) {
+      expect(() => parseCodec(codec, bad), `${codec} ${bad}`).toThrow(
+        expect.objectContaining({
+          code: 'ERR_RELEASE_USAGE',
+          message: expect.stringContaining('--codec-level'),
+        }),
+      );
+    }
+    await withTempDir(async (dir) => {
+      // Compressible input: a fast level makes a larger artifact than the default, both decode exactly.
+      const image = Buffer.concat(
+        Array.from({ length: 64 }, (_, i) => Buffer.alloc(16 * 1024, `block ${i % 7} `)),
+      );
+      const src = join(dir, 'img');
+      await writeFile(src, image);
+      const sizes: number[] = [];
+      for (const [name, settings] of [
+        ['fast', parseCodec('zstd', '1')],
+        ['default', DEFAULT_CODEC],
+      ] as const) {
+        const out = join(dir, `img.${name}.zst`);
+        sizes.push((await compressFile(src, out, settings)).sizeBytes);
+        expect((await collect(decompress('zstd', createReadStream(out), image.length))).equals(image)).toBe(
+          true,
+        );
+      }
+      expect(sizes[0]).toBeGreaterThan(sizes[1]!);
+    });
+  });
 });
 
 describe('build argument parsing', () => {
