@@ -1,5 +1,5 @@
-// `npm run test:vm`: the real-VM tests (QEMU + OVMF + GRUB + the Debian cloud kernel), one file
-// at a time: each boot takes a whole core under TCG.
+// `npm run test:vm`: the real-VM tests (QEMU + OVMF + GRUB + the Debian cloud kernel), two files
+// at a time: each VM has one vCPU, one core under TCG, and a 2-core machine runs two.
 import { defineConfig, mergeConfig } from 'vitest/config';
 import { abotaTestConfig } from '../../vitest.shared.ts';
 
@@ -11,8 +11,7 @@ export default mergeConfig(
       include: ['**/*.test.ts'],
       testTimeout: 600_000,
       hookTimeout: 600_000,
-      maxWorkers: 1,
-      fileParallelism: false,
+      maxWorkers: 2,
     },
   }),
 );
