@@ -2,6 +2,7 @@
 // ABOTA_SOAK_SEED or the clock and printed with every failure, so a failing schedule (kill
 // points, flipped bits) replays exactly; sizes from environment variables with the defaults
 // that keep the run under ten minutes on a 2-core machine; and the closing summary lines.
+import { seeded } from '@abota/testkit';
 
 /** The run's seed: ABOTA_SOAK_SEED, or the clock (printed, so the run can be replayed). */
 export const SOAK_SEED = Number(process.env['ABOTA_SOAK_SEED'] ?? Date.now() % 1_000_000);
@@ -16,16 +17,9 @@ export function soakCount(name: string, fallback: number): number {
   return n;
 }
 
-/** mulberry32: a small seeded generator; `salt` gives each soak part its own stream. */
+/** mulberry32 (@abota/testkit's seeded): `salt` gives each soak part its own stream. */
 export function soakRandom(salt: number): () => number {
-  let a = (SOAK_SEED ^ Math.imul(salt, 0x9e3779b1)) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seeded(SOAK_SEED ^ Math.imul(salt, 0x9e3779b1));
 }
 
 /** An integer in [0, n). */

@@ -5,18 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { copyFile, mkdir, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-
-/** Deterministic PRNG (mulberry32) so the synthetic tree is the same on every machine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from '@abota/testkit';
 
 const WORDS =
   'the of and to in is for on that by with from as this are be or at an it not which config service device update slot boot root verity kernel module library error warning option value path file system network user group'.split(
@@ -29,7 +18,8 @@ const WORDS =
  * directories and symlinks.
  */
 export async function writeSyntheticTree(dir: string, contentBytes: number, seed = 1): Promise<void> {
-  const rand = prng(seed);
+  // Deterministic (mulberry32) so the synthetic tree is the same on every machine.
+  const rand = seeded(seed);
   let written = 0;
   let n = 0;
   const dirs = ['etc', 'usr/bin', 'usr/lib/abota', 'usr/share/doc/abota', 'var/lib', 'opt/app'];
