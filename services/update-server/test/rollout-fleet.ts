@@ -171,16 +171,29 @@ export async function pollRound(
     // A device that fails downloaded and booted the release before its health check failed: the
     // server counts a failure only from a device that fetched the release's blobs (issue #16).
     // With `fetchAlways`, committing devices fetch too (their failures after commit count).
+    let downloaded = true;
     if (fails || options.fetchAlways === true) {
       const [artifact] = Object.values(answer.artifacts ?? {});
       if (artifact === undefined) throw new Error('offer without artifacts');
       const blob = await fetch(`${url}${artifact}`, {
         headers: { authorization: `Bearer ${await device.sign()}`, range: 'bytes=0-0' },
       });
-      if (blob.status !== 206) throw new Error(`blob: ${blob.status} ${await blob.text()}`);
-      await blob.arrayBuffer();
+      const text = await blob.text();
+      // The reports of devices polled earlier in the round may have had the engine stop this
+      // rollout (a failure threshold crossed: paused, or aborted and rolled back) between this
+      // offer and the download: the server then refuses the release's blobs, and the device
+      // downloads nothing, installs nothing and reports the download's failure, as the agent does.
+      if (blob.status === 404 && JSON.parse(text).error?.code === 'ERR_NOT_FOUND') downloaded = false;
+      else if (blob.status !== 206) throw new Error(`blob: ${blob.status} ${text}`);
     }
-    if (fails) {
+    if (!downloaded) {
+      await report(url, device, {
+        rolloutId,
+        version: target,
+        state: 'failed',
+        errorCode: 'ERR_HTTP_STATUS',
+      });
+    } else if (fails) {
       await report(url, device, {
         rolloutId,
         version: target,
@@ -195,7 +208,7 @@ export async function pollRound(
       rolloutId,
       version: target,
       allowDowngrade: answer.allowDowngrade === true,
-      committed: !fails,
+      committed: downloaded && !fails,
     });
   });
   return offered;
