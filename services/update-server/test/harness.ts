@@ -25,7 +25,8 @@ import { bootstrapAdminKey } from '../src/auth/api-keys.js';
 import { generateSecret } from '../src/auth/secrets.js';
 import type { AppConfig } from '../src/config.js';
 import type { Clock } from '../src/context.js';
-import { type Database, openDatabase } from '../src/db/database.js';
+import { type Database, type Db, openDatabase } from '../src/db/database.js';
+import { releases } from '../src/db/schema.js';
 import { createLogger } from '../src/logger.js';
 
 export const POSTGRES_ADMIN_URL =
@@ -68,6 +69,27 @@ export async function openTestDatabase(backend: DbBackend): Promise<TestDatabase
       await c.end();
     },
   };
+}
+
+/**
+ * A release row of `product` (which must exist) written straight to the database, with no signed
+ * manifest behind it: for tests of the rollout SQL below the API. Returns its id.
+ */
+export async function insertBareRelease(db: Db, product: string, version = '2.0.0'): Promise<string> {
+  const [row] = await db
+    .insert(releases)
+    .values({
+      product,
+      version,
+      securityVersion: 1,
+      compatible: ['hyperv-x64'],
+      expires: new Date('2030-01-01T00:00:00Z'),
+      manifestJws: '{}',
+      manifest: {},
+    })
+    .returning({ id: releases.id });
+  if (row === undefined) throw new Error('insert returned no release row');
+  return row.id;
 }
 
 export interface TestBlobStore {

@@ -15,7 +15,7 @@ import { markRegistered, markRetagged } from '../src/rollout/late-joiners.js';
 import { DEVICE_STATES, type StageSpec } from '../src/rollout/model.js';
 import { type BakeOptions, loadProgressSql } from '../src/rollout/progress-sql.js';
 import type { CachedRollout } from '../src/rollout/store.js';
-import { DB_BACKENDS, openTestDatabase, type TestDatabase } from './harness.js';
+import { DB_BACKENDS, insertBareRelease, openTestDatabase, type TestDatabase } from './harness.js';
 
 const SEED = Number(process.env['ABOTA_COUNTERS_SEED'] ?? 4242);
 const PRODUCT = 'eflow-vm';
@@ -41,19 +41,7 @@ describe.each(DB_BACKENDS)('rollout counters on %s', (backend) => {
     let clock = Date.parse('2026-03-01T00:00:00Z');
     const now = () => new Date(clock);
     await db.insert(products).values({ id: PRODUCT, trustRoot: {}, trustRootVersion: 1 });
-    const [rel] = await db
-      .insert(releases)
-      .values({
-        product: PRODUCT,
-        version: '2.0.0',
-        securityVersion: 1,
-        compatible: ['hyperv-x64'],
-        expires: new Date('2030-01-01T00:00:00Z'),
-        manifestJws: '{}',
-        manifest: {},
-      })
-      .returning({ id: releases.id });
-    const releaseId = rel?.id as string;
+    const releaseId = await insertBareRelease(db, PRODUCT);
     const base = {
       product: PRODUCT,
       releaseId,

@@ -7,12 +7,12 @@
 import { seeded } from '@abota/testkit';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { devices, products, releases, rolloutDevices, rollouts } from '../src/db/schema.js';
+import { devices, products, rolloutDevices, rollouts } from '../src/db/schema.js';
 import { DEVICE_STATES, type StageSpec } from '../src/rollout/model.js';
 import type { ProgressRollout } from '../src/rollout/progress.js';
 import { loadProgressSql as loadProgress } from '../src/rollout/progress-sql.js';
 import { loadProgressInMemory } from '../src/rollout/store.js';
-import { DB_BACKENDS, openTestDatabase, type TestDatabase } from './harness.js';
+import { DB_BACKENDS, insertBareRelease, openTestDatabase, type TestDatabase } from './harness.js';
 
 const SEED = Number(process.env['ABOTA_PROGRESS_SEED'] ?? 1717);
 const FLEET = 1500;
@@ -35,19 +35,7 @@ describe.each(DB_BACKENDS)('rollout progress counted in SQL on %s', (backend) =>
     const db = tdb.database.db;
     await db.insert(products).values({ id: product, trustRoot: {}, trustRootVersion: 1 });
     await db.insert(products).values({ id: 'other', trustRoot: {}, trustRootVersion: 1 });
-    const [rel] = await db
-      .insert(releases)
-      .values({
-        product,
-        version: '2.0.0',
-        securityVersion: 1,
-        compatible: ['hyperv-x64'],
-        expires: new Date('2030-01-01T00:00:00Z'),
-        manifestJws: '{}',
-        manifest: {},
-      })
-      .returning({ id: releases.id });
-    const releaseId = rel?.id as string;
+    const releaseId = await insertBareRelease(db, product);
     await db.insert(rollouts).values([
       { id: r1, releaseId, product, selector: {} },
       { id: r2, releaseId, product, selector: { fromRollout: r1 }, kind: 'rollback' },
