@@ -179,10 +179,11 @@ export async function pollRound(
         headers: { authorization: `Bearer ${await device.sign()}`, range: 'bytes=0-0' },
       });
       const text = await blob.text();
-      // The reports of devices polled earlier in the round may have had the engine stop this
-      // rollout (a failure threshold crossed: paused, or aborted and rolled back) between this
-      // offer and the download: the server then refuses the release's blobs, and the device
-      // downloads nothing, installs nothing and reports the download's failure, as the agent does.
+      // The reports of devices polled earlier in the round may have had the engine abort this
+      // rollout (a failure threshold crossed with an automatic rollback policy) between this offer
+      // and the download: the server then refuses the release's blobs (a paused rollout's stay
+      // downloadable), and the device downloads nothing, installs nothing and reports the
+      // download's failure, as the agent does.
       if (blob.status === 404 && JSON.parse(text).error?.code === 'ERR_NOT_FOUND') downloaded = false;
       else if (blob.status !== 206) throw new Error(`blob: ${blob.status} ${text}`);
     }
