@@ -183,8 +183,9 @@ export async function pollRound(
       // rollout (a failure threshold crossed with an automatic rollback policy) between this offer
       // and the download: the server then refuses the release's blobs (a paused rollout's stay
       // downloadable), and the device downloads nothing, installs nothing and reports the
-      // download's failure, as the agent does.
-      if (blob.status === 404 && JSON.parse(text).error?.code === 'ERR_NOT_FOUND') downloaded = false;
+      // download's failure, as the agent does. Only then: a refusal while the server still
+      // offers the same rollout to the device is a defect, and fails the round.
+      if (blob.status === 404 && (await poll(url, device)).rolloutId !== rolloutId) downloaded = false;
       else if (blob.status !== 206) throw new Error(`blob: ${blob.status} ${text}`);
     }
     if (!downloaded) {
